@@ -1,0 +1,88 @@
+// The admin listener: health, the active config and the clusters' state. Not on the request
+// path, so it uses node:http. Later issues add /metrics and more.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Proxy } from '../proxy.ts'
+
+export function clustersView(p: Proxy): unknown {
+  const c = p.current
+  if (c === null) return { clusters: [] }
+  return {
+    version: c.version,
+    clusters: [...c.clusters.values()].map((cl) => ({
+      name: cl.name,
+      lbPolicy: cl.policy,
+      hashHeader: cl.hashHeader || undefined,
+      endpoints: cl.endpoints.map((e) => ({
+        address: e.key,
+        weight: e.weight,
+        health: e.healthy ? 'healthy' : 'unhealthy',
+        activeRequests: e.active,
+        requests: e.counters.rqTotal,
+        requestErrors: e.counters.rqError,
+        responses5xx: e.counters.rq5xx,
+        connections: {
+          open: e.pool.openConnections,
+          idle: e.pool.idleConnections,
+          pendingRequests: e.pool.pendingRequests,
+          total: e.pool.stats.cxTotal,
+          connectFailures: e.pool.stats.cxConnectFail,
+          connectTimeouts: e.pool.stats.cxConnectTimeout,
+          overflows: e.pool.stats.rqPendingOverflow,
+        },
+      })),
+    })),
+  }
+}
+
+export function configDump(p: Proxy): unknown {
+  const c = p.current
+  return {
+    version: c?.version ?? 0,
+    hash: c?.hash ?? null,
+    appliedAt: c?.appliedAt ?? null,
+    rejectedConfigs: p.rejectedCount,
+    lastRejection: p.lastRejection,
+    config: c?.source ?? null,
+  }
+}
+
+export function statsView(p: Proxy): unknown {
+  return {
+    draining: p.draining,
+    listeners: [...p.listeners.values()].map((l) => ({ name: l.name, direction: l.spec.direction, port: l.port, ...l.counters })),
+  }
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const s = JSON.stringify(body, null, 2) + '\n'
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(s) })
+  res.end(s)
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
+export function createAdminServer(p: Proxy): Server {
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n')
+    switch (path) {
+      case '/ready':
+        return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
+      case '/live':
+        return text(res, 200, 'live\n')
+      case '/config_dump':
+        return json(res, 200, configDump(p))
+      case '/clusters':
+        return json(res, 200, clustersView(p))
+      case '/stats':
+        return json(res, 200, statsView(p))
+      case '/':
+        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats\n')
+      default:
+        return text(res, 404, 'not found\n')
+    }
+  })
+}

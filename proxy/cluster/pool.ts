@@ -1,0 +1,162 @@
+// Connection pool of one endpoint: idle keep-alive connections (used LIFO, so warm ones stay
+// warm), a cap on open connections and a bounded queue of requests waiting for one.
+import { connect } from 'node:net'
+import { HttpError } from '../http1/head.ts'
+import { UpstreamConn, type PoolHooks } from './upstream.ts'
+
+export interface PoolWaiter {
+  onPoolConnection(conn: UpstreamConn): void
+  /** flag: UF (connect failure), UO (overflow), UT (connect timeout) */
+  onPoolFailure(err: HttpError, flag: string): void
+}
+
+export interface PoolSettings {
+  maxConnections: number
+  maxPending: number
+  idleTimeoutMs: number
+  connectTimeoutMs: number
+  maxHeaderBytes: number
+  maxHeaders: number
+}
+
+export interface PoolStats {
+  cxTotal: number
+  cxConnectFail: number
+  cxConnectTimeout: number
+  cxDestroyed: number
+  rqPendingOverflow: number
+}
+
+export class EndpointPool implements PoolHooks {
+  readonly host: string
+  readonly port: number
+  readonly settings: PoolSettings
+  private readonly idle: UpstreamConn[] = []
+  private readonly waiters: PoolWaiter[] = []
+  /** open or connecting */
+  private open = 0
+  private draining = false
+  readonly stats: PoolStats = { cxTotal: 0, cxConnectFail: 0, cxConnectTimeout: 0, cxDestroyed: 0, rqPendingOverflow: 0 }
+
+  constructor(host: string, port: number, settings: PoolSettings) {
+    this.host = host
+    this.port = port
+    this.settings = settings
+  }
+
+  get openConnections(): number {
+    return this.open
+  }
+  get idleConnections(): number {
+    return this.idle.length
+  }
+  get pendingRequests(): number {
+    return this.waiters.length
+  }
+
+  /**
+   * Get a connection for w: an idle one at once, a new one when under the cap, else queue.
+   * `fresh` skips idle connections (a retry after a stale keep-alive failure).
+   */
+  acquire(w: PoolWaiter, fresh = false): void {
+    if (!fresh) {
+      while (this.idle.length > 0) {
+        const c = this.idle.pop()!
+        if (c.alive) {
+          w.onPoolConnection(c)
+          return
+        }
+      }
+    }
+    if (this.open < this.settings.maxConnections) {
+      this.connectFor(w)
+      return
+    }
+    if (this.waiters.length >= this.settings.maxPending) {
+      this.stats.rqPendingOverflow++
+      w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'upstream connection pool overflow'), 'UO')
+      return
+    }
+    this.waiters.push(w)
+  }
+
+  /** A waiter gave up (its client left). */
+  cancel(w: PoolWaiter): void {
+    const i = this.waiters.indexOf(w)
+    if (i !== -1) this.waiters.splice(i, 1)
+  }
+
+  private connectFor(w: PoolWaiter): void {
+    this.open++
+    this.stats.cxTotal++
+    const socket = connect({ host: this.host, port: this.port, noDelay: true })
+    let settled = false
+    const timer = setTimeout(() => {
+      if (settled) return
+      settled = true
+      this.stats.cxConnectTimeout++
+      socket.destroy()
+      w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'), 'UF')
+    }, this.settings.connectTimeoutMs)
+    const conn = new UpstreamConn(socket, this, this.settings.maxHeaderBytes, this.settings.maxHeaders)
+    socket.once('connect', () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      w.onPoolConnection(conn)
+    })
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      this.stats.cxConnectFail++
+      w.onPoolFailure(
+        new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`),
+        'UF',
+      )
+    })
+  }
+
+  release(conn: UpstreamConn): void {
+    if (this.draining) {
+      conn.destroy()
+      return
+    }
+    const w = this.waiters.shift()
+    if (w !== undefined) {
+      w.onPoolConnection(conn)
+      return
+    }
+    conn.idleSince = performance.now()
+    this.idle.push(conn)
+  }
+
+  closed(conn: UpstreamConn): void {
+    this.open--
+    this.stats.cxDestroyed++
+    const i = this.idle.indexOf(conn)
+    if (i !== -1) this.idle.splice(i, 1)
+    // A slot opened: start a connection for the next waiter.
+    if (!this.draining && this.waiters.length > 0 && this.open < this.settings.maxConnections) {
+      this.connectFor(this.waiters.shift()!)
+    }
+  }
+
+  /** Close idle connections older than the idle timeout. Called by the proxy's sweeper. */
+  sweep(now: number): void {
+    const limit = now - this.settings.idleTimeoutMs
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const c = this.idle[i]
+      if (c.idleSince < limit) c.destroy()
+    }
+  }
+
+  /** No longer in the config: close idle connections now, in-use ones when released. */
+  drain(): void {
+    this.draining = true
+    for (const c of this.idle.slice()) c.destroy()
+    for (const w of this.waiters.splice(0)) {
+      w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Compile a validated config into the objects the request path reads: route tables with their
+// matchers, clusters with balancers and pools, limits in milliseconds. Pure but for the pool
+// registry, which keeps connections of unchanged endpoints across swaps.
+import { createHash } from 'node:crypto'
+import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
+import type { ConnectionLimits } from '../listener/downstream.ts'
+import { CompiledRouteTable } from '../route/table.ts'
+import { parseDuration } from './duration.ts'
+import type { Bootstrap, Listener } from './schema.ts'
+
+export interface CompiledConfig {
+  readonly version: number
+  /** sha256 of the canonical JSON of the source config, first 12 hex digits */
+  readonly hash: string
+  readonly source: Bootstrap
+  readonly appliedAt: string
+  readonly limits: ConnectionLimits
+  readonly drainTimeoutMs: number
+  readonly tables: ReadonlyMap<string, CompiledRouteTable>
+  readonly clusters: ReadonlyMap<string, ClusterRuntime>
+  readonly listeners: readonly Listener[]
+}
+
+export const DEFAULTS = {
+  maxHeaderBytes: 65536,
+  maxHeaders: 100,
+  requestHeadTimeoutMs: 10_000,
+  idleTimeoutMs: 300_000,
+  drainTimeoutMs: 30_000,
+}
+
+export function configHash(b: Bootstrap): string {
+  return createHash('sha256').update(JSON.stringify(b)).digest('hex').slice(0, 12)
+}
+
+export function compileConfig(b: Bootstrap, version: number, registry: PoolRegistry): CompiledConfig {
+  const l = b.limits ?? {}
+  const limits: ConnectionLimits = {
+    maxHeaderBytes: l.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
+    maxHeaders: l.maxHeaders ?? DEFAULTS.maxHeaders,
+    requestHeadTimeoutMs: l.requestHeadTimeout === undefined ? DEFAULTS.requestHeadTimeoutMs : parseDuration(l.requestHeadTimeout),
+    idleTimeoutMs: l.idleTimeout === undefined ? DEFAULTS.idleTimeoutMs : parseDuration(l.idleTimeout),
+  }
+  registry.begin()
+  const clusters = new Map<string, ClusterRuntime>()
+  for (const c of b.clusters) clusters.set(c.name, buildCluster(c, registry, limits))
+  const tables = new Map<string, CompiledRouteTable>()
+  for (const t of b.routeTables) tables.set(t.name, new CompiledRouteTable(t))
+  return {
+    version,
+    hash: configHash(b),
+    source: b,
+    appliedAt: new Date().toISOString(),
+    limits,
+    drainTimeoutMs: b.drainTimeout === undefined ? DEFAULTS.drainTimeoutMs : parseDuration(b.drainTimeout),
+    tables,
+    clusters,
+    listeners: b.listeners,
+  }
+}

@@ -1,0 +1,245 @@
+// The one schema of the proxy's configuration. The TypeScript types below are derived from it
+// (TypeBox), and the same JSON Schema validates the static bootstrap YAML and, later, what the
+// control plane sends. Field names follow Kubernetes conventions (camelCase, durations as "250ms").
+import Type from 'typebox'
+
+const Duration = Type.String({
+  pattern: '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$',
+  description: 'A duration such as "250ms", "5s", "1m30s"',
+})
+const Name = Type.String({ pattern: '^[A-Za-z0-9]([-A-Za-z0-9_.|]*[A-Za-z0-9])?$', maxLength: 253 })
+const Port = Type.Integer({ minimum: 0, maximum: 65535 })
+const HeaderName = Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" })
+const HeaderValue = Type.String({ pattern: '^[\\t\\x20-\\x7e\\x80-\\xff]*$' })
+
+export const StringMatch = Type.Union([
+  Type.Object({ exact: Type.String() }, { additionalProperties: false }),
+  Type.Object({ prefix: Type.String() }, { additionalProperties: false }),
+  Type.Object({ regex: Type.String() }, { additionalProperties: false }),
+])
+
+export const HeaderMatch = Type.Object(
+  {
+    name: HeaderName,
+    exact: Type.Optional(Type.String()),
+    prefix: Type.Optional(Type.String()),
+    regex: Type.Optional(Type.String()),
+    present: Type.Optional(Type.Boolean({ description: 'true: the header must be present; false: absent' })),
+  },
+  { additionalProperties: false },
+)
+
+export const QueryMatch = Type.Object(
+  {
+    name: Type.String({ minLength: 1 }),
+    exact: Type.Optional(Type.String()),
+    prefix: Type.Optional(Type.String()),
+    regex: Type.Optional(Type.String()),
+    present: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+)
+
+export const PathMatch = Type.Object(
+  {
+    exact: Type.Optional(Type.String({ pattern: '^/' })),
+    prefix: Type.Optional(Type.String({ pattern: '^/' })),
+    regex: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+)
+
+export const RouteMatch = Type.Object(
+  {
+    path: Type.Optional(PathMatch),
+    method: Type.Optional(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" })),
+    headers: Type.Optional(Type.Array(HeaderMatch)),
+    queryParams: Type.Optional(Type.Array(QueryMatch)),
+  },
+  { additionalProperties: false },
+)
+
+export const HeaderMutation = Type.Object(
+  {
+    add: Type.Optional(Type.Record(HeaderName, HeaderValue, { additionalProperties: false, description: 'appended, keeping any existing value' })),
+    set: Type.Optional(Type.Record(HeaderName, HeaderValue, { additionalProperties: false, description: 'replaces any existing value' })),
+    remove: Type.Optional(Type.Array(HeaderName)),
+  },
+  { additionalProperties: false },
+)
+
+export const WeightedBackend = Type.Object(
+  {
+    cluster: Name,
+    weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000000, default: 1 })),
+  },
+  { additionalProperties: false },
+)
+
+export const DirectResponse = Type.Object(
+  {
+    status: Type.Integer({ minimum: 200, maximum: 599 }),
+    body: Type.Optional(Type.String()),
+    headers: Type.Optional(Type.Record(HeaderName, HeaderValue, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+)
+
+export const Route = Type.Object(
+  {
+    name: Type.Optional(Name),
+    match: Type.Optional(RouteMatch),
+    backends: Type.Optional(Type.Array(WeightedBackend, { minItems: 1 })),
+    directResponse: Type.Optional(DirectResponse),
+    requestHeaders: Type.Optional(HeaderMutation),
+    responseHeaders: Type.Optional(HeaderMutation),
+    rewrite: Type.Optional(
+      Type.Object({ pathPrefix: Type.String({ pattern: '^/' }) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export const VirtualHost = Type.Object(
+  {
+    name: Name,
+    // A Kubernetes service: expands to name, name.ns, name.ns.svc, name.ns.svc.cluster.local (each with and without :port).
+    service: Type.Optional(
+      Type.Object(
+        {
+          name: Name,
+          namespace: Type.Optional(Name),
+          port: Type.Optional(Port),
+          clusterDomain: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    // Extra host names; "*" matches any host, "*.example.com" a suffix.
+    domains: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    routes: Type.Array(Route, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+)
+
+export const RouteTable = Type.Object(
+  {
+    name: Name,
+    virtualHosts: Type.Array(VirtualHost),
+  },
+  { additionalProperties: false },
+)
+
+export const Endpoint = Type.Object(
+  {
+    address: Type.String({ minLength: 1 }),
+    port: Type.Integer({ minimum: 1, maximum: 65535 }),
+    weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000000, default: 1 })),
+  },
+  { additionalProperties: false },
+)
+
+export const LoadBalancer = Type.Object(
+  {
+    policy: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('roundRobin'),
+          Type.Literal('leastRequest'),
+          Type.Literal('peakEwma'),
+          Type.Literal('ringHash'),
+          Type.Literal('maglev'),
+        ],
+        { default: 'roundRobin' },
+      ),
+    ),
+    // ringHash / maglev: the request header whose value picks the endpoint (session affinity).
+    hashHeader: Type.Optional(HeaderName),
+    // peakEwma: decay window of the latency average.
+    decay: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+)
+
+export const Cluster = Type.Object(
+  {
+    name: Name,
+    lb: Type.Optional(LoadBalancer),
+    pool: Type.Optional(
+      Type.Object(
+        {
+          maxConnections: Type.Optional(Type.Integer({ minimum: 1, default: 1024, description: 'per endpoint' })),
+          maxPending: Type.Optional(Type.Integer({ minimum: 0, default: 1024, description: 'requests waiting for a connection' })),
+          idleTimeout: Type.Optional(Duration),
+          connectTimeout: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    endpoints: Type.Array(Endpoint),
+  },
+  { additionalProperties: false },
+)
+
+export const Listener = Type.Object(
+  {
+    name: Name,
+    direction: Type.Union([Type.Literal('inbound'), Type.Literal('outbound')]),
+    address: Type.Optional(Type.String({ default: '127.0.0.1' })),
+    port: Port,
+    routeTable: Name,
+  },
+  { additionalProperties: false },
+)
+
+export const Limits = Type.Object(
+  {
+    maxHeaderBytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1048576, default: 65536 })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
+    requestHeadTimeout: Type.Optional(Duration),
+    idleTimeout: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+)
+
+export const Bootstrap = Type.Object(
+  {
+    node: Type.Optional(
+      Type.Object(
+        {
+          id: Type.Optional(Type.String()),
+          workload: Type.Optional(Name),
+          namespace: Type.Optional(Name),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    admin: Type.Optional(
+      Type.Object(
+        { address: Type.Optional(Type.String()), port: Port },
+        { additionalProperties: false },
+      ),
+    ),
+    drainTimeout: Type.Optional(Duration),
+    limits: Type.Optional(Limits),
+    listeners: Type.Array(Listener),
+    routeTables: Type.Array(RouteTable),
+    clusters: Type.Array(Cluster),
+  },
+  { additionalProperties: false },
+)
+
+export type StringMatch = Type.Static<typeof StringMatch>
+export type HeaderMatch = Type.Static<typeof HeaderMatch>
+export type QueryMatch = Type.Static<typeof QueryMatch>
+export type RouteMatch = Type.Static<typeof RouteMatch>
+export type HeaderMutation = Type.Static<typeof HeaderMutation>
+export type Route = Type.Static<typeof Route>
+export type VirtualHost = Type.Static<typeof VirtualHost>
+export type RouteTable = Type.Static<typeof RouteTable>
+export type Endpoint = Type.Static<typeof Endpoint>
+export type LoadBalancer = Type.Static<typeof LoadBalancer>
+export type Cluster = Type.Static<typeof Cluster>
+export type Listener = Type.Static<typeof Listener>
+export type Limits = Type.Static<typeof Limits>
+export type Bootstrap = Type.Static<typeof Bootstrap>

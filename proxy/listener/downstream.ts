@@ -1,0 +1,296 @@
+// One accepted HTTP/1.1 client connection: reads request heads strictly, de-frames request bodies,
+// runs one Exchange at a time (so pipelined requests are answered in order) and enforces the
+// head/idle timeouts through the listener's sweeper. Anything ambiguous is answered 400 and the
+// connection closed before a byte goes upstream.
+import type { Socket } from 'node:net'
+import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
+import { HttpError, parseRequestHead, reasonPhrase } from '../http1/head.ts'
+import { Exchange, type Downstream, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
+
+const CRLFCRLF = Buffer.from('\r\n\r\n')
+
+const P_PIPELINE = 1
+const P_UPSTREAM = 2
+
+/** bytes of a request body we keep reading after an early response, before giving up on the connection */
+const DISCARD_LIMIT = 1 << 20
+
+export interface ConnectionLimits {
+  maxHeaderBytes: number
+  maxHeaders: number
+  requestHeadTimeoutMs: number
+  idleTimeoutMs: number
+}
+
+/** What a connection reads from its listener; `config` is swapped atomically on reload. */
+export interface ListenerContext {
+  readonly config: RouterConfig & { readonly limits: ConnectionLimits }
+  readonly counters: ExchangeCounters & { downstreamProtocolErrors: number; timeouts: number }
+  now(): number
+  connectionClosed(c: DownstreamConnection): void
+}
+
+export class DownstreamConnection implements Downstream, ChunkSink {
+  readonly socket: Socket
+  readonly remoteAddress: string
+  private readonly ctx: ListenerContext
+  private pending: Buffer | null = null
+  private exchange: Exchange | null = null
+  private limits: ConnectionLimits
+  // request body state of the current request
+  private bodyRemaining = 0
+  private decoder: ChunkedDecoder | null = null
+  private bodyDone = true
+  private responseDone = true
+  private closeAfterResponse = false
+  private discarded = 0
+  private pauseReasons = 0
+  private processing = false
+  private closed = false
+  draining = false
+  /** coarse time the current head started arriving (0: not reading a head) */
+  headStartedAt = 0
+  lastActivityAt: number
+
+  constructor(socket: Socket, ctx: ListenerContext) {
+    this.socket = socket
+    this.ctx = ctx
+    this.limits = ctx.config.limits
+    this.remoteAddress = socket.remoteAddress ?? ''
+    this.lastActivityAt = ctx.now()
+    socket.setNoDelay(true)
+    socket.on('data', (b: Buffer) => this.onData(b))
+    socket.on('drain', () => this.exchange?.onDownstreamDrain())
+    socket.on('error', () => {})
+    socket.on('close', () => this.onClose())
+    socket.on('end', () => this.onEnd())
+  }
+
+  // ---- Downstream interface used by the exchange ---------------------------------------------
+
+  write(data: string | Buffer): boolean {
+    if (this.closed) return true
+    return typeof data === 'string' ? this.socket.write(data, 'latin1') : this.socket.write(data)
+  }
+  cork(): void {
+    this.socket.cork()
+  }
+  uncork(): void {
+    this.socket.uncork()
+  }
+  pauseForUpstream(): void {
+    this.pause(P_UPSTREAM)
+  }
+  resumeForUpstream(): void {
+    this.resume(P_UPSTREAM)
+  }
+
+  exchangeDone(close: boolean): void {
+    this.responseDone = true
+    this.lastActivityAt = this.ctx.now()
+    if (close) this.closeAfterResponse = true
+    this.resume(P_UPSTREAM)
+    if (this.bodyDone) this.nextRequest()
+  }
+
+  abort(): void {
+    this.exchange = null
+    this.socket.destroy()
+  }
+
+  // ---- reading -------------------------------------------------------------------------------
+
+  private pause(reason: number): void {
+    if (this.pauseReasons === 0) this.socket.pause()
+    this.pauseReasons |= reason
+  }
+
+  private resume(reason: number): void {
+    if ((this.pauseReasons & reason) === 0) return
+    this.pauseReasons &= ~reason
+    if (this.pauseReasons === 0 && !this.closed) this.socket.resume()
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastActivityAt = this.ctx.now()
+    if (!this.bodyDone) {
+      const used = this.feedBody(chunk, 0)
+      if (used < 0) return
+      if (used === chunk.length) return
+      chunk = chunk.subarray(used)
+    }
+    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+    if (this.responseDone && this.bodyDone) this.processPending()
+    else if (this.pending.length > this.limits.maxHeaderBytes) this.pause(P_PIPELINE)
+  }
+
+  /** Feed request body bytes from buf[start..]; returns the index after the body's last byte, or -1 when the connection was failed. */
+  private feedBody(buf: Buffer, start: number): number {
+    const ex = this.exchange
+    if (this.decoder !== null) {
+      const next = this.decoder.push(buf, start, buf.length, this)
+      if (next < 0) {
+        this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_CHUNKED', this.decoder.error))
+        return -1
+      }
+      return next
+    }
+    const n = Math.min(this.bodyRemaining, buf.length - start)
+    this.bodyRemaining -= n
+    if (this.responseDone) this.discard(n)
+    else if (ex !== null) ex.onBody(buf, start, start + n)
+    if (this.bodyRemaining === 0) this.bodyEnded('')
+    return start + n
+  }
+
+  onChunkData(buf: Buffer, start: number, end: number): void {
+    if (this.responseDone) this.discard(end - start)
+    else this.exchange?.onBody(buf, start, end)
+  }
+
+  onChunkedEnd(trailers: string): void {
+    this.decoder = null
+    this.bodyEnded(trailers)
+  }
+
+  private discard(n: number): void {
+    this.discarded += n
+    if (this.discarded > DISCARD_LIMIT) this.closeAfterResponse = true
+  }
+
+  private bodyEnded(trailers: string): void {
+    this.bodyDone = true
+    const ex = this.exchange
+    if (ex !== null) ex.onBodyEnd(trailers)
+    if (this.responseDone && !this.processing) this.nextRequest()
+  }
+
+  private nextRequest(): void {
+    this.exchange = null
+    if (this.closeAfterResponse || this.draining) {
+      this.closeAfterResponse = true
+      this.pending = null
+      this.socket.end()
+      return
+    }
+    if (this.closeAfterResponse) return
+    this.resume(P_PIPELINE)
+    if (!this.processing) this.processPending()
+  }
+
+  /** Parse and start as many requests as the buffered bytes allow, one exchange at a time. */
+  private processPending(): void {
+    if (this.processing) return
+    this.processing = true
+    try {
+      while (this.pending !== null && this.responseDone && this.bodyDone && !this.closed && !this.closeAfterResponse) {
+        let buf = this.pending
+        // RFC 9112 2.2: ignore at least one empty line before a request-line.
+        let s = 0
+        while (s + 1 < buf.length && buf[s] === 0x0d && buf[s + 1] === 0x0a && s < 4) s += 2
+        const idx = buf.indexOf(CRLFCRLF, s)
+        if (idx === -1) {
+          if (buf.length - s > this.limits.maxHeaderBytes) {
+            return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
+          }
+          if (this.headStartedAt === 0) this.headStartedAt = this.ctx.now()
+          return
+        }
+        if (idx - s > this.limits.maxHeaderBytes) {
+          return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
+        }
+        this.headStartedAt = 0
+        const head = parseRequestHead(buf.latin1Slice(s, idx), this.limits.maxHeaders)
+        if (head instanceof HttpError) return this.failRequest(head)
+        let rest = idx + 4
+        this.pending = rest < buf.length ? buf.subarray(rest) : null
+        // The config the request started with: a reload during it changes nothing for it.
+        const config = this.ctx.config
+        this.limits = config.limits
+        const ex = new Exchange(this, head, config, this.ctx.counters)
+        this.exchange = ex
+        this.responseDone = false
+        this.discarded = 0
+        const hasBody = head.chunked || head.contentLength > 0
+        this.bodyDone = !hasBody
+        if (head.chunked) this.decoder = new ChunkedDecoder()
+        else this.bodyRemaining = head.contentLength > 0 ? head.contentLength : 0
+        ex.start(hasBody)
+        if (!hasBody || this.pending === null || this.closed) continue
+        buf = this.pending
+        this.pending = null
+        const used = this.feedBody(buf, 0)
+        if (used < 0) return
+        if (used < buf.length) this.pending = buf.subarray(used)
+      }
+      if (this.pending !== null && this.pending.length > this.limits.maxHeaderBytes && !this.responseDone) this.pause(P_PIPELINE)
+    } finally {
+      this.processing = false
+    }
+  }
+
+  /** Answer a request we cannot or will not read, and close: nothing is forwarded. */
+  private failRequest(err: HttpError): void {
+    this.ctx.counters.downstreamProtocolErrors++
+    this.pending = null
+    this.closeAfterResponse = true
+    this.bodyDone = true
+    this.decoder = null
+    if (this.exchange !== null) {
+      this.exchange.abortFromDownstream()
+      this.exchange = null
+    }
+    if (this.responseDone) {
+      const body = err.code + ': ' + err.message + '\n'
+      this.socket.end(
+        'HTTP/1.1 ' + err.status + ' ' + reasonPhrase(err.status) +
+          '\r\ncontent-type: text/plain\r\ncontent-length: ' + body.length +
+          '\r\nx-weft-response-flags: DPE\r\nx-weft-error: ' + err.code + '\r\nconnection: close\r\n\r\n' + body,
+        'latin1',
+      )
+    } else {
+      // A response is already on its way; the bad bytes make the rest of it meaningless.
+      this.socket.destroy()
+    }
+    this.pause(P_PIPELINE)
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------
+
+  /** Called periodically with the coarse clock: head and idle timeouts. */
+  sweep(now: number): void {
+    const l = this.limits
+    if (this.headStartedAt !== 0 && now - this.headStartedAt > l.requestHeadTimeoutMs && this.responseDone) {
+      this.ctx.counters.timeouts++
+      this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
+      return
+    }
+    if (this.exchange === null && this.responseDone && now - this.lastActivityAt > l.idleTimeoutMs) {
+      this.ctx.counters.timeouts++
+      this.socket.destroy()
+    }
+  }
+
+  /** Graceful drain: idle connections close now, busy ones after their response. */
+  drain(): void {
+    this.draining = true
+    if (this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
+      this.socket.end()
+    }
+  }
+
+  private onEnd(): void {
+    // The client finished sending. Finish an in-flight response, then close.
+    if (this.exchange === null && this.responseDone) this.socket.end()
+    else this.closeAfterResponse = true
+  }
+
+  private onClose(): void {
+    this.closed = true
+    if (this.exchange !== null) {
+      this.exchange.abortFromDownstream()
+      this.exchange = null
+    }
+    this.ctx.connectionClosed(this)
+  }
+}

@@ -1,0 +1,432 @@
+// The router: one request/response exchange from a downstream connection to an upstream endpoint.
+// Routing and policy objects come compiled from the config the request started with; this file only
+// reads them. Bodies are streamed with backpressure both ways, never buffered whole.
+import { randomUUID } from 'node:crypto'
+import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import type { PoolWaiter } from '../cluster/pool.ts'
+import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
+import { chunkHeader } from '../http1/chunked.ts'
+import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable } from '../route/table.ts'
+import type { CompiledMutation } from '../route/headers.ts'
+
+/** What the exchange needs from the downstream connection. */
+export interface Downstream {
+  readonly remoteAddress: string
+  readonly draining: boolean
+  write(data: string | Buffer): boolean
+  cork(): void
+  uncork(): void
+  /** stop/start reading request bytes for backpressure */
+  pauseForUpstream(): void
+  resumeForUpstream(): void
+  /** the response is complete; close: the connection must close after it */
+  exchangeDone(close: boolean): void
+  /** the response cannot be completed: reset the client connection */
+  abort(): void
+}
+
+/** The compiled config a request is served with (captured when its head is parsed). */
+export interface RouterConfig {
+  readonly table: CompiledRouteTable
+  readonly clusters: ReadonlyMap<string, ClusterRuntime>
+}
+
+/** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
+export const Flags = {
+  NoRoute: 'NR',
+  NoCluster: 'NC',
+  NoHealthyUpstream: 'UH',
+  UpstreamConnectFailure: 'UF',
+  UpstreamConnectionTermination: 'UC',
+  UpstreamProtocolError: 'UPE',
+  UpstreamOverflow: 'UO',
+  DownstreamProtocolError: 'DPE',
+  DirectResponse: 'DR',
+} as const
+
+const QUEUE_LIMIT = 65536
+const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n'
+const CRLF = '\r\n'
+const LAST_CHUNK = '0\r\n'
+
+const RESP_NONE = 0
+const RESP_RAW = 1
+const RESP_CHUNKED = 2
+
+export interface ExchangeCounters {
+  noRoute: number
+  localReplies: number
+  upstreamErrors: number
+  staleRetries: number
+}
+
+export class Exchange implements PoolWaiter, UpstreamHandler {
+  private readonly down: Downstream
+  private readonly req: RequestHead
+  private readonly config: RouterConfig
+  private readonly counters: ExchangeCounters
+  private route: CompiledRoute | undefined
+  private endpoint: EndpointState | undefined
+  private cluster: ClusterRuntime | undefined
+  private up: UpstreamConn | null = null
+  private upHead = ''
+  /** request body bytes waiting for an upstream connection */
+  private queued: (string | Buffer)[] | null = null
+  private queuedBytes = 0
+  private reqEnded = false
+  private reqSent = false
+  private respStarted = false
+  private respMode = RESP_NONE
+  private done = false
+  private retried = false
+  private upstreamPaused = false
+  private corked = false
+  private startedAt = 0
+  /** the response flag of a local reply, "" when relayed */
+  flag = ''
+
+  constructor(down: Downstream, req: RequestHead, config: RouterConfig, counters: ExchangeCounters) {
+    this.down = down
+    this.req = req
+    this.config = config
+    this.counters = counters
+  }
+
+  /** Route and dispatch. The request body, if any, follows through onBody/onBodyEnd. */
+  start(hasBody: boolean): void {
+    if (!hasBody) this.reqEnded = true
+    const req = this.req
+    const vh = this.config.table.lookup(req.authority)
+    const q = req.path.indexOf('?')
+    const route =
+      vh === undefined
+        ? undefined
+        : matchRoute(vh, {
+            method: req.method,
+            pathOnly: q === -1 ? req.path : req.path.slice(0, q),
+            query: q === -1 ? '' : req.path.slice(q + 1),
+            names: req.names,
+            values: req.values,
+          })
+    if (route === undefined) {
+      this.counters.noRoute++
+      return this.localReply(404, Flags.NoRoute, 'WEFT_ERR_NO_ROUTE', 'no route matched')
+    }
+    this.route = route
+    if (route.direct !== null) return this.directReply(route)
+    const backend = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
+    const cluster = backend === undefined ? undefined : this.config.clusters.get(backend.cluster)
+    if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
+    this.cluster = cluster
+    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
+    if (ep === undefined)
+      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
+    this.endpoint = ep
+    ep.active++
+    ep.counters.rqTotal++
+    this.upHead = this.buildUpstreamHead(route, ep)
+    if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
+    ep.pool.acquire(this)
+  }
+
+  // ---- request path ------------------------------------------------------------------------
+
+  private buildUpstreamHead(route: CompiledRoute, ep: EndpointState): string {
+    const req = this.req
+    const path = route.rewrite === null ? req.path : rewritePath(req.path, route.rewrite)
+    let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + (req.authority === '' ? ep.key : req.authority) + CRLF
+    const drop = route.requestHeaders.drop
+    const names = req.names
+    const values = req.values
+    let xff = false
+    let proto = false
+    let rid = false
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]
+      if (drop !== null && drop.has(n)) continue
+      if (n === 'x-forwarded-for') {
+        h += 'x-forwarded-for: ' + values[i] + ', ' + this.down.remoteAddress + CRLF
+        xff = true
+        continue
+      }
+      if (n === 'x-forwarded-proto') proto = true
+      else if (n === 'x-request-id') rid = true
+      h += n + ': ' + values[i] + CRLF
+    }
+    if (!xff) h += 'x-forwarded-for: ' + this.down.remoteAddress + CRLF
+    if (!proto) h += 'x-forwarded-proto: http\r\n'
+    if (!rid) h += 'x-request-id: ' + randomUUID() + CRLF
+    h += route.requestHeaders.append
+    if (req.chunked) h += 'transfer-encoding: ' + req.transferEncoding + CRLF
+    else if (req.contentLength >= 0) h += 'content-length: ' + req.contentLength + CRLF
+    return h + CRLF
+  }
+
+  onPoolConnection(conn: UpstreamConn): void {
+    if (this.done) {
+      conn.release(true)
+      return
+    }
+    this.up = conn
+    conn.bind(this, this.req.method === 'HEAD')
+    this.startedAt = performance.now()
+    const s = conn.socket
+    s.cork()
+    s.write(this.upHead, 'latin1')
+    let ok = true
+    if (this.queued !== null) {
+      for (const part of this.queued) ok = typeof part === 'string' ? s.write(part, 'latin1') : s.write(part)
+      this.queued = null
+      this.queuedBytes = 0
+    }
+    if (this.reqEnded) this.reqSent = true
+    s.uncork()
+    if (ok) this.down.resumeForUpstream()
+    else this.down.pauseForUpstream()
+  }
+
+  onPoolFailure(err: HttpError, flag: string): void {
+    if (this.done) return
+    this.endpointFinished(false)
+    this.localReply(err.status, flag, err.code, err.message)
+  }
+
+  /** Request body bytes from the client (already de-framed). */
+  onBody(buf: Buffer, start: number, end: number): void {
+    if (this.done || end === start) return
+    const data = buf.subarray(start, end)
+    if (this.route === undefined || this.route.direct !== null || this.endpoint === undefined) return // discarded
+    if (this.req.chunked) {
+      this.send(chunkHeader(data.length))
+      this.send(data)
+      this.send(CRLF)
+    } else {
+      this.send(data)
+    }
+  }
+
+  onBodyEnd(trailers: string): void {
+    this.reqEnded = true
+    if (this.done) return
+    if (this.req.chunked && this.endpoint !== undefined && this.route?.direct === null) {
+      this.send(LAST_CHUNK + trailers + CRLF)
+    }
+    if (this.up !== null) this.reqSent = true
+    this.maybeFinish()
+  }
+
+  private send(part: string | Buffer): void {
+    if (this.up !== null) {
+      const ok = typeof part === 'string' ? this.up.socket.write(part, 'latin1') : this.up.socket.write(part)
+      if (!ok) this.down.pauseForUpstream()
+      return
+    }
+    if (this.queued === null) this.queued = []
+    this.queued.push(part)
+    this.queuedBytes += part.length
+    if (this.queuedBytes > QUEUE_LIMIT) this.down.pauseForUpstream()
+  }
+
+  onUpstreamDrain(): void {
+    this.down.resumeForUpstream()
+  }
+
+  // ---- response path -----------------------------------------------------------------------
+
+  onUpstreamInformational(head: ResponseHead): void {
+    // We answered Expect ourselves; other 1xx (e.g. 103) go to HTTP/1.1 clients.
+    if (head.status === 100 || this.req.minor === 0) return
+    this.down.write(serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, null) + CRLF)
+  }
+
+  onUpstreamHead(head: ResponseHead, hasBody: boolean): void {
+    if (this.done) return
+    this.respStarted = true
+    const ep = this.endpoint!
+    if (head.status >= 500) ep.counters.rq5xx++
+    this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    const mut = this.route!.responseHeaders
+    let h = serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, mut)
+    h += mut.append
+    let close = !this.req.keepAlive || this.down.draining
+    if (!hasBody) {
+      this.respMode = RESP_NONE
+      if (head.contentLength >= 0) h += 'content-length: ' + head.contentLength + CRLF
+    } else if (head.contentLength >= 0) {
+      this.respMode = RESP_RAW
+      h += 'content-length: ' + head.contentLength + CRLF
+    } else if (this.req.minor === 1) {
+      this.respMode = RESP_CHUNKED
+      h += 'transfer-encoding: ' + (head.chunked ? head.transferEncoding : 'chunked') + CRLF
+    } else {
+      // HTTP/1.0 client and no length: delimit by closing.
+      this.respMode = RESP_RAW
+      close = true
+    }
+    if (close) {
+      this.closeAfter = true
+      h += 'connection: close\r\n'
+    } else if (this.req.minor === 0) {
+      h += 'connection: keep-alive\r\n'
+    }
+    if (!this.corked) {
+      this.down.cork()
+      this.corked = true
+    }
+    this.down.write(h + CRLF)
+  }
+
+  private closeAfter = false
+
+  onUpstreamData(buf: Buffer, start: number, end: number): void {
+    if (this.done) return
+    let ok: boolean
+    if (this.respMode === RESP_CHUNKED) {
+      this.down.write(chunkHeader(end - start))
+      this.down.write(buf.subarray(start, end))
+      ok = this.down.write(CRLF)
+    } else {
+      ok = this.down.write(buf.subarray(start, end))
+    }
+    if (!ok && this.up !== null && !this.upstreamPaused) {
+      this.upstreamPaused = true
+      this.up.socket.pause()
+    }
+  }
+
+  onUpstreamFlush(): void {
+    if (this.corked) {
+      this.corked = false
+      this.down.uncork()
+    }
+  }
+
+  onDownstreamDrain(): void {
+    if (this.upstreamPaused && this.up !== null) {
+      this.upstreamPaused = false
+      this.up.socket.resume()
+    }
+  }
+
+  onUpstreamEnd(trailers: string): void {
+    if (this.done) return
+    if (this.respMode === RESP_CHUNKED) this.down.write(LAST_CHUNK + trailers + CRLF)
+    this.respEnded = true
+    this.maybeFinish()
+  }
+
+  private respEnded = false
+
+  /** Done when the response is complete; the upstream is reused only if the request was fully sent. */
+  private maybeFinish(): void {
+    if (!this.respEnded || this.done) return
+    this.done = true
+    this.endpointFinished(true)
+    const up = this.up
+    this.up = null
+    if (up !== null) {
+      if (this.upstreamPaused) up.socket.resume()
+      up.release(this.reqSent)
+    }
+    this.onUpstreamFlush()
+    // A request body still arriving: we cannot wait for it on this connection, close after.
+    this.down.exchangeDone(this.closeAfter || !this.reqEnded)
+  }
+
+  onUpstreamError(err: HttpError, flag: string, responseStarted: boolean): void {
+    if (this.done) return
+    const up = this.up
+    this.up = null
+    // A reused keep-alive connection that failed before any response byte most likely raced the
+    // upstream's idle close. Without a body the request can safely go again on a fresh connection.
+    if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked) {
+      this.retried = true
+      this.counters.staleRetries++
+      this.endpoint!.pool.acquire(this, true)
+      return
+    }
+    this.counters.upstreamErrors++
+    this.endpointFinished(false)
+    if (this.respStarted) {
+      // Mid-response: the only honest signal left is to reset the client connection.
+      this.done = true
+      this.onUpstreamFlush()
+      this.down.abort()
+      return
+    }
+    this.localReply(err.status, flag, err.code, err.message)
+  }
+
+  private endpointFinished(ok: boolean): void {
+    const ep = this.endpoint
+    if (ep === undefined) return
+    this.endpoint = undefined
+    ep.active--
+    if (!ok) ep.counters.rqError++
+  }
+
+  /** The client went away: release everything. */
+  abortFromDownstream(): void {
+    if (this.done) return
+    this.done = true
+    this.endpointFinished(false)
+    const up = this.up
+    this.up = null
+    if (up !== null) up.destroy()
+    else if (this.endpoint !== undefined) this.endpoint.pool.cancel(this)
+  }
+
+  // ---- local replies -----------------------------------------------------------------------
+
+  private directReply(route: CompiledRoute): void {
+    const d = route.direct!
+    this.flag = Flags.DirectResponse
+    this.writeLocal(d.status, d.head + route.responseHeaders.append, d.body)
+  }
+
+  /** A response generated by the proxy, with the flag and error code as headers. */
+  localReply(status: number, flag: string, code: string, message: string): void {
+    this.flag = flag
+    this.counters.localReplies++
+    const body = Buffer.from(code + ': ' + message + '\n')
+    const head =
+      'content-type: text/plain\r\ncontent-length: ' + body.length +
+      '\r\nx-weft-response-flags: ' + flag + '\r\nx-weft-error: ' + code + CRLF
+    this.writeLocal(status, head, body)
+  }
+
+  private writeLocal(status: number, fields: string, body: Buffer): void {
+    if (this.done) return
+    this.done = true
+    this.respStarted = true
+    const close = !this.req.keepAlive || this.down.draining || status === 400
+    let h = 'HTTP/1.1 ' + status + ' ' + reasonPhrase(status) + CRLF + fields
+    if (close) h += 'connection: close\r\n'
+    else if (this.req.minor === 0) h += 'connection: keep-alive\r\n'
+    this.down.cork()
+    this.down.write(h + CRLF)
+    if (this.req.method !== 'HEAD' && body.length > 0) this.down.write(body)
+    this.down.uncork()
+    // The request body (if any) is read and discarded by the connection before the next request.
+    this.down.exchangeDone(close)
+  }
+}
+
+function headerOf(req: RequestHead, name: string): string | undefined {
+  const names = req.names
+  for (let i = 0; i < names.length; i++) if (names[i] === name) return req.values[i]
+  return undefined
+}
+
+function serializeHead(head: ResponseHead, statusLine: string, mut: CompiledMutation | null): string {
+  let h = statusLine
+  const drop = mut === null ? null : mut.drop
+  const names = head.names
+  const values = head.values
+  for (let i = 0; i < names.length; i++) {
+    if (drop !== null && drop.has(names[i])) continue
+    h += names[i] + ': ' + values[i] + CRLF
+  }
+  return h
+}
