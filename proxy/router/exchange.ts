@@ -46,6 +46,8 @@ export const Flags = {
 } as const
 
 const QUEUE_LIMIT = 65536
+/** body pieces up to this size are copied to leave with their framing in one write */
+const COALESCE_LIMIT = 16384
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n'
 const CRLF = '\r\n'
 const LAST_CHUNK = '0\r\n'
@@ -81,7 +83,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   private done = false
   private retried = false
   private upstreamPaused = false
-  private corked = false
+  /** response head not yet written */
+  private headOut: string | null = null
   private startedAt = 0
   /** the response flag of a local reply, "" when relayed */
   flag = ''
@@ -172,16 +175,19 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     conn.bind(this, this.req.method === 'HEAD')
     this.startedAt = performance.now()
     const s = conn.socket
-    s.cork()
-    s.write(this.upHead, 'latin1')
-    let ok = true
-    if (this.queued !== null) {
+    let ok: boolean
+    if (this.queued === null) {
+      ok = s.write(this.upHead, 'latin1')
+    } else {
+      s.cork()
+      s.write(this.upHead, 'latin1')
+      ok = true
       for (const part of this.queued) ok = typeof part === 'string' ? s.write(part, 'latin1') : s.write(part)
       this.queued = null
       this.queuedBytes = 0
+      s.uncork()
     }
     if (this.reqEnded) this.reqSent = true
-    s.uncork()
     if (ok) this.down.resumeForUpstream()
     else this.down.pauseForUpstream()
   }
@@ -270,11 +276,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     } else if (this.req.minor === 0) {
       h += 'connection: keep-alive\r\n'
     }
-    if (!this.corked) {
-      this.down.cork()
-      this.corked = true
-    }
-    this.down.write(h + CRLF)
+    // Held back so that the head and the first body bytes leave in one write.
+    this.headOut = h + CRLF
   }
 
   private closeAfter = false
@@ -282,12 +285,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   onUpstreamData(buf: Buffer, start: number, end: number): void {
     if (this.done) return
     let ok: boolean
+    const n = end - start
     if (this.respMode === RESP_CHUNKED) {
-      this.down.write(chunkHeader(end - start))
-      this.down.write(buf.subarray(start, end))
-      ok = this.down.write(CRLF)
+      ok = this.writeWithHead(chunkHeader(n), buf, start, end, CRLF)
     } else {
-      ok = this.down.write(buf.subarray(start, end))
+      ok = this.writeWithHead('', buf, start, end, '')
     }
     if (!ok && this.up !== null && !this.upstreamPaused) {
       this.upstreamPaused = true
@@ -295,10 +297,27 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     }
   }
 
+  /** Write prefix + data + suffix, preceded by the held-back head if any, in one write when small. */
+  private writeWithHead(prefix: string, buf: Buffer, start: number, end: number, suffix: string): boolean {
+    const head = this.headOut === null ? prefix : this.headOut + prefix
+    this.headOut = null
+    const n = end - start
+    if (n <= COALESCE_LIMIT) {
+      const out = Buffer.allocUnsafe(head.length + n + suffix.length)
+      out.latin1Write(head, 0)
+      buf.copy(out, head.length, start, end)
+      if (suffix.length > 0) out.latin1Write(suffix, head.length + n)
+      return this.down.write(out)
+    }
+    if (head.length > 0) this.down.write(head)
+    const ok = this.down.write(buf.subarray(start, end))
+    return suffix.length > 0 ? this.down.write(suffix) : ok
+  }
+
   onUpstreamFlush(): void {
-    if (this.corked) {
-      this.corked = false
-      this.down.uncork()
+    if (this.headOut !== null) {
+      this.down.write(this.headOut)
+      this.headOut = null
     }
   }
 
@@ -311,7 +330,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
 
   onUpstreamEnd(trailers: string): void {
     if (this.done) return
-    if (this.respMode === RESP_CHUNKED) this.down.write(LAST_CHUNK + trailers + CRLF)
+    if (this.respMode === RESP_CHUNKED) {
+      const h = this.headOut ?? ''
+      this.headOut = null
+      this.down.write(h + LAST_CHUNK + trailers + CRLF)
+    } else {
+      this.onUpstreamFlush()
+    }
     this.respEnded = true
     this.maybeFinish()
   }
@@ -348,10 +373,14 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     }
     this.counters.upstreamErrors++
     this.endpointFinished(false)
+    if (this.headOut !== null) {
+      // The head was held back and nothing reached the client yet: a clean error is still possible.
+      this.headOut = null
+      this.respStarted = false
+    }
     if (this.respStarted) {
       // Mid-response: the only honest signal left is to reset the client connection.
       this.done = true
-      this.onUpstreamFlush()
       this.down.abort()
       return
     }
@@ -404,10 +433,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     let h = 'HTTP/1.1 ' + status + ' ' + reasonPhrase(status) + CRLF + fields
     if (close) h += 'connection: close\r\n'
     else if (this.req.minor === 0) h += 'connection: keep-alive\r\n'
-    this.down.cork()
-    this.down.write(h + CRLF)
-    if (this.req.method !== 'HEAD' && body.length > 0) this.down.write(body)
-    this.down.uncork()
+    this.down.write(this.req.method === 'HEAD' || body.length === 0 ? h + CRLF : h + CRLF + body.latin1Slice(0, body.length))
     // The request body (if any) is read and discarded by the connection before the next request.
     this.down.exchangeDone(close)
   }
