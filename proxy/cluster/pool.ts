@@ -2,6 +2,7 @@
 // warm), a cap on open connections and a bounded queue of requests waiting for one.
 import { connect } from 'node:net'
 import { HttpError } from '../http1/head.ts'
+import { ReadBuffer, onreadOptions } from '../net/read-buffer.ts'
 import { UpstreamConn, type PoolHooks } from './upstream.ts'
 
 export interface PoolWaiter {
@@ -89,7 +90,14 @@ export class EndpointPool implements PoolHooks {
   private connectFor(w: PoolWaiter): void {
     this.open++
     this.stats.cxTotal++
-    const socket = connect({ host: this.host, port: this.port, noDelay: true })
+    const rb = new ReadBuffer()
+    let conn: UpstreamConn | null = null
+    const socket = connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: onreadOptions(rb, (buf, n) => conn?.onBytes(buf, n)),
+    })
     let settled = false
     const timer = setTimeout(() => {
       if (settled) return
@@ -98,12 +106,13 @@ export class EndpointPool implements PoolHooks {
       socket.destroy()
       w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'), 'UF')
     }, this.settings.connectTimeoutMs)
-    const conn = new UpstreamConn(socket, this, this.settings.maxHeaderBytes, this.settings.maxHeaders)
+    const c = new UpstreamConn(socket, this, rb, this.settings.maxHeaderBytes, this.settings.maxHeaders)
+    conn = c
     socket.once('connect', () => {
       if (settled) return
       settled = true
       clearTimeout(timer)
-      w.onPoolConnection(conn)
+      w.onPoolConnection(c)
     })
     socket.once('error', (err: NodeJS.ErrnoException) => {
       if (settled) return

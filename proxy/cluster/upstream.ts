@@ -3,6 +3,7 @@
 import type { Socket } from 'node:net'
 import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
 import { HttpError, parseResponseHead, type ResponseHead } from '../http1/head.ts'
+import type { ReadBuffer } from '../net/read-buffer.ts'
 
 export interface UpstreamHandler {
   onUpstreamInformational(head: ResponseHead): void
@@ -36,6 +37,7 @@ export interface PoolHooks {
 export class UpstreamConn implements ChunkSink {
   readonly socket: Socket
   private readonly pool: PoolHooks
+  private readonly rb: ReadBuffer | null
   private readonly maxHeaderBytes: number
   private readonly maxHeaders: number
   handler: UpstreamHandler | null = null
@@ -52,12 +54,14 @@ export class UpstreamConn implements ChunkSink {
   private started = false
   private dead = false
 
-  constructor(socket: Socket, pool: PoolHooks, maxHeaderBytes: number, maxHeaders: number) {
+  /** rb: the read buffer the socket reads into (created with onread), or null for 'data' events */
+  constructor(socket: Socket, pool: PoolHooks, rb: ReadBuffer | null, maxHeaderBytes: number, maxHeaders: number) {
     this.socket = socket
     this.pool = pool
+    this.rb = rb
     this.maxHeaderBytes = maxHeaderBytes
     this.maxHeaders = maxHeaders
-    socket.on('data', (b: Buffer) => this.onData(b))
+    if (rb === null) socket.on('data', (b: Buffer) => this.onData(b))
     socket.on('drain', () => this.handler?.onUpstreamDrain())
     socket.on('error', () => {}) // reported through 'close'
     socket.on('close', () => this.onClose())
@@ -82,6 +86,16 @@ export class UpstreamConn implements ChunkSink {
     this.socket.destroy()
   }
 
+  /** the bytes last read are still referenced by a write that did not flush at once */
+  retainRead(): void {
+    if (this.rb !== null) this.rb.retained = true
+  }
+
+  /** reads through the ReadBuffer (see net/read-buffer.ts) */
+  onBytes(buf: Buffer, n: number): void {
+    this.onData(buf.subarray(0, n))
+  }
+
   private onData(b: Buffer): void {
     if (this.state === R_IDLE || this.handler === null) {
       // Bytes nobody asked for: the connection is out of sync, never reuse it.
@@ -104,7 +118,7 @@ export class UpstreamConn implements ChunkSink {
           const idx = buf.indexOf(CRLFCRLF, from)
           if (idx === -1) {
             if (end - from > this.maxHeaderBytes) return this.protocolError('upstream response head too large')
-            this.pending = buf.subarray(from)
+            this.pending = Buffer.from(buf.subarray(from)) // a copy: the read buffer is reused
             return
           }
           const head = parseResponseHead(buf.latin1Slice(from, idx), this.maxHeaders)

@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net'
 import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
 import { HttpError, parseRequestHead, reasonPhrase } from '../http1/head.ts'
+import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import { Exchange, type Downstream, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
 
 const CRLFCRLF = Buffer.from('\r\n\r\n')
@@ -34,6 +35,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   readonly socket: Socket
   readonly remoteAddress: string
   private readonly ctx: ListenerContext
+  private readonly rb = new ReadBuffer()
   private pending: Buffer | null = null
   private exchange: Exchange | null = null
   private limits: ConnectionLimits
@@ -59,7 +61,9 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     this.remoteAddress = socket.remoteAddress ?? ''
     this.lastActivityAt = ctx.now()
     socket.setNoDelay(true)
-    socket.on('data', (b: Buffer) => this.onData(b))
+    if (!readIntoBuffer(socket, this.rb, (buf, n) => this.onData(buf.subarray(0, n)))) {
+      socket.on('data', (b: Buffer) => this.onData(b))
+    }
     socket.on('drain', () => this.exchange?.onDownstreamDrain())
     socket.on('error', () => {})
     socket.on('close', () => this.onClose())
@@ -83,6 +87,12 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   }
   resumeForUpstream(): void {
     this.resume(P_UPSTREAM)
+  }
+  get writableLength(): number {
+    return this.socket.writableLength
+  }
+  retainRead(): void {
+    this.rb.retained = true
   }
 
   exchangeDone(close: boolean): void {
@@ -122,6 +132,8 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
     if (this.responseDone && this.bodyDone) this.processPending()
     else if (this.pending.length > this.limits.maxHeaderBytes) this.pause(P_PIPELINE)
+    // Bytes kept for later must not live in the read buffer, which the next read overwrites.
+    if (this.pending !== null && this.pending.buffer === chunk.buffer) this.pending = Buffer.from(this.pending)
   }
 
   /** Feed request body bytes from buf[start..]; returns the index after the body's last byte, or -1 when the connection was failed. */

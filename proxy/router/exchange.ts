@@ -20,8 +20,12 @@ export interface Downstream {
   /** stop/start reading request bytes for backpressure */
   pauseForUpstream(): void
   resumeForUpstream(): void
+  /** the bytes last read from the client are still referenced (a write did not flush at once) */
+  retainRead(): void
   /** the response is complete; close: the connection must close after it */
   exchangeDone(close: boolean): void
+  /** bytes queued in the client socket, not yet taken by the kernel */
+  readonly writableLength: number
   /** the response cannot be completed: reset the client connection */
   abort(): void
 }
@@ -224,13 +228,17 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
 
   private send(part: string | Buffer): void {
     if (this.up !== null) {
-      const ok = typeof part === 'string' ? this.up.socket.write(part, 'latin1') : this.up.socket.write(part)
+      const sock = this.up.socket
+      const ok = typeof part === 'string' ? sock.write(part, 'latin1') : sock.write(part)
+      if (typeof part !== 'string' && sock.writableLength > 0) this.down.retainRead()
       if (!ok) this.down.pauseForUpstream()
       return
     }
+    // Waiting for a connection: keep a copy, the read buffer is reused.
+    const copy = typeof part === 'string' ? part : Buffer.from(part)
     if (this.queued === null) this.queued = []
-    this.queued.push(part)
-    this.queuedBytes += part.length
+    this.queued.push(copy)
+    this.queuedBytes += copy.length
     if (this.queuedBytes > QUEUE_LIMIT) this.down.pauseForUpstream()
   }
 
@@ -302,6 +310,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     const head = this.headOut === null ? prefix : this.headOut + prefix
     this.headOut = null
     const n = end - start
+    if (head.length === 0 && suffix.length === 0) {
+      const ok = this.down.write(buf.subarray(start, end))
+      if (this.down.writableLength > 0) this.up?.retainRead()
+      return ok
+    }
     if (n <= COALESCE_LIMIT) {
       const out = Buffer.allocUnsafe(head.length + n + suffix.length)
       out.latin1Write(head, 0)
@@ -310,8 +323,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
       return this.down.write(out)
     }
     if (head.length > 0) this.down.write(head)
-    const ok = this.down.write(buf.subarray(start, end))
-    return suffix.length > 0 ? this.down.write(suffix) : ok
+    let ok = this.down.write(buf.subarray(start, end))
+    if (this.down.writableLength > 0) this.up?.retainRead()
+    if (suffix.length > 0) ok = this.down.write(suffix)
+    return ok
   }
 
   onUpstreamFlush(): void {
