@@ -19,6 +19,7 @@ import type {
 import { ConfigErrorCode, formatPath } from './errors.ts'
 import type { ConfigError } from './errors.ts'
 import { MAX_TIMER_MS, parseDuration } from './duration.ts'
+import { serviceDomains } from '../route/domains.ts'
 
 export type LoadResult = { ok: true; config: BootstrapConfig } | { ok: false; errors: ConfigError[] }
 
@@ -142,26 +143,7 @@ export function loadBootstrapFileSync(path: string): LoadResult {
   return parseBootstrap(text, path)
 }
 
-/**
- * The host names a Kubernetes service answers to: name, name.namespace, name.namespace.svc,
- * name.namespace.svc.<clusterDomain>, each also with ":port" when a port is given.
- */
-export function serviceDomains(service: NonNullable<VirtualHost['service']>): string[] {
-  const ns = service.namespace ?? 'default'
-  const clusterDomain = service.clusterDomain ?? 'cluster.local'
-  const names = [
-    service.name,
-    `${service.name}.${ns}`,
-    `${service.name}.${ns}.svc`,
-    `${service.name}.${ns}.svc.${clusterDomain}`,
-  ]
-  return service.port === undefined ? names : names.flatMap((n) => [n, `${n}:${service.port}`])
-}
-
-/** All host names of a virtual host: those of its service, then its explicit domains. */
-export function virtualHostDomains(vh: VirtualHost): string[] {
-  return [...(vh.service ? serviceDomains(vh.service) : []), ...(vh.domains ?? [])]
-}
+export { serviceDomains, virtualHostDomains } from '../route/domains.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Semantic checks (run only when the schema passes, so the shapes are known).

@@ -1,7 +1,8 @@
 // Route tables compiled from config: host -> virtual host by one Map lookup, then the virtual
 // host's routes tried in order (first match wins). Every matcher (regexes included) is built here,
 // once per config; matching a request only reads these objects.
-import type { Route, RouteMatch, RouteTable, VirtualHost } from '../config/schema.ts'
+import type { Route, RouteMatch, RouteTable } from '../config/schema.ts'
+import { virtualHostDomains } from './domains.ts'
 import { compileMutation, type CompiledMutation } from './headers.ts'
 
 /** What a matcher needs from a request. */
@@ -173,22 +174,6 @@ function compileRoute(r: Route, vhost: string, index: number): CompiledRoute {
   }
 }
 
-/** The host names a virtual host answers to, lower-cased. */
-export function vhostDomains(v: VirtualHost): string[] {
-  const out: string[] = []
-  if (v.service !== undefined) {
-    const s = v.service
-    const ns = s.namespace ?? 'default'
-    const cd = s.clusterDomain ?? 'cluster.local'
-    for (const h of [s.name, `${s.name}.${ns}`, `${s.name}.${ns}.svc`, `${s.name}.${ns}.svc.${cd}`]) {
-      out.push(h.toLowerCase())
-      if (s.port !== undefined) out.push(`${h}:${s.port}`.toLowerCase())
-    }
-  }
-  for (const d of v.domains ?? []) out.push(d.toLowerCase())
-  return out
-}
-
 export class CompiledRouteTable {
   readonly name: string
   private readonly exact = new Map<string, CompiledVirtualHost>()
@@ -199,7 +184,7 @@ export class CompiledRouteTable {
     this.name = t.name
     for (const v of t.virtualHosts) {
       const vh: CompiledVirtualHost = { name: v.name, routes: v.routes.map((r, i) => compileRoute(r, v.name, i)) }
-      for (const d of vhostDomains(v)) {
+      for (const d of virtualHostDomains(v).map((x) => x.toLowerCase())) {
         if (d === '*') this.fallback ??= vh
         else if (d.startsWith('*.')) this.suffixes.push({ suffix: d.slice(1), vhost: vh })
         else if (!this.exact.has(d)) this.exact.set(d, vh)
