@@ -15,6 +15,12 @@ const P_UPSTREAM = 2
 
 /** bytes of a request body we keep reading after an early response, before giving up on the connection */
 const DISCARD_LIMIT = 1 << 20
+/**
+ * After our last response we send FIN but keep reading (and dropping) for this long, so the
+ * client reads the response before the connection goes away (closing with unread bytes would
+ * send RST and could destroy the response in flight; nginx's lingering_close).
+ */
+const LINGER_MS = 2000
 
 export interface ConnectionLimits {
   maxHeaderBytes: number
@@ -49,6 +55,10 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   private pauseReasons = 0
   private processing = false
   private closed = false
+  /** coarse time after which a closing connection is destroyed (0: not closing) */
+  private lingerUntil = 0
+  /** the client sent FIN: answer what it sent, then close */
+  private peerEnded = false
   draining = false
   /** coarse time the current head started arriving (0: not reading a head) */
   headStartedAt = 0
@@ -123,6 +133,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
 
   private onData(chunk: Buffer): void {
     this.lastActivityAt = this.ctx.now()
+    if (this.lingerUntil !== 0) return // closing: read and drop
     if (!this.bodyDone) {
       const used = this.feedBody(chunk, 0)
       if (used < 0) return
@@ -182,10 +193,9 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     if (this.closeAfterResponse || this.draining) {
       this.closeAfterResponse = true
       this.pending = null
-      this.socket.end()
+      this.lingeringClose()
       return
     }
-    if (this.closeAfterResponse) return
     this.resume(P_PIPELINE)
     if (!this.processing) this.processPending()
   }
@@ -239,6 +249,8 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     } finally {
       this.processing = false
     }
+    // The client is done sending and everything it sent is answered.
+    if (this.peerEnded && this.exchange === null && this.responseDone && !this.closed) this.socket.destroySoon()
   }
 
   /** Answer a request we cannot or will not read, and close: nothing is forwarded. */
@@ -254,17 +266,26 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     }
     if (this.responseDone) {
       const body = err.code + ': ' + err.message + '\n'
-      this.socket.end(
+      this.socket.write(
         'HTTP/1.1 ' + err.status + ' ' + reasonPhrase(err.status) +
           '\r\ncontent-type: text/plain\r\ncontent-length: ' + body.length +
           '\r\nx-weft-response-flags: DPE\r\nx-weft-error: ' + err.code + '\r\nconnection: close\r\n\r\n' + body,
         'latin1',
       )
+      this.lingeringClose()
     } else {
       // A response is already on its way; the bad bytes make the rest of it meaningless.
       this.socket.destroy()
     }
-    this.pause(P_PIPELINE)
+  }
+
+  /** Send FIN after what is written, drop whatever the client still sends, destroy after LINGER_MS or its FIN. */
+  private lingeringClose(): void {
+    if (this.lingerUntil !== 0 || this.closed) return
+    this.lingerUntil = this.ctx.now() + LINGER_MS
+    this.pauseReasons = 0
+    this.socket.resume()
+    this.socket.end()
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
@@ -272,6 +293,10 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   /** Called periodically with the coarse clock: head and idle timeouts. */
   sweep(now: number): void {
     const l = this.limits
+    if (this.lingerUntil !== 0) {
+      if (now > this.lingerUntil) this.socket.destroy()
+      return
+    }
     if (this.headStartedAt !== 0 && now - this.headStartedAt > l.requestHeadTimeoutMs && this.responseDone) {
       this.ctx.counters.timeouts++
       this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
@@ -287,14 +312,14 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   drain(): void {
     this.draining = true
     if (this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
-      this.socket.end()
+      this.lingeringClose()
     }
   }
 
   private onEnd(): void {
-    // The client finished sending. Finish an in-flight response, then close.
-    if (this.exchange === null && this.responseDone) this.socket.end()
-    else this.closeAfterResponse = true
+    this.peerEnded = true
+    if (this.lingerUntil !== 0) this.socket.destroySoon()
+    else if (this.exchange === null && this.responseDone) this.processPending()
   }
 
   private onClose(): void {
