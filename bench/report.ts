@@ -1,0 +1,182 @@
+// Results model, aggregation over rounds (medians), the printed table and the --quick summary line.
+import type { MemStats } from './proc.ts'
+import { wrkErrorCount, type WrkResult } from './wrk.ts'
+
+export const ROW_NAMES = ['direct', 'weft', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
+export type RowName = (typeof ROW_NAMES)[number]
+
+/** One measuring round of one row. */
+export interface Sample {
+  round: number
+  /** wrk -c50 run. */
+  throughput: WrkResult
+  /** wrk -c1 --latency run. */
+  latency: WrkResult
+  /** utime+stime of the serving process during both runs (warm-up excluded), seconds. */
+  cpuSec: number
+  /** Same for the upstream's nginx worker during this row's runs. */
+  upstreamCpuSec: number
+  /** Memory of the serving process right after the runs. */
+  mem: MemStats
+}
+
+export interface RowResult {
+  name: RowName
+  /** Set when the row could not be measured (not installed, failed to start, every round failed). */
+  error?: string
+  pid?: number
+  port?: number
+  info?: Record<string, unknown>
+  samples: Sample[]
+  /** Errors of individual rounds (the row may still have other, good rounds). */
+  roundErrors: string[]
+  summary?: RowSummary
+}
+
+/** Medians over the row's good rounds. */
+export interface RowSummary {
+  rounds: number
+  rps: number
+  p50Us: number
+  p99Us: number
+  /** p50 @1 connection minus direct's p50 @1 connection; null for direct itself or without direct. */
+  addedP50Us: number | null
+  rpsVsHaproxy: number | null
+  addedP50VsHaproxy: number | null
+  rssMB: number
+  hwmMB: number
+  cpuSec: number
+  cpuUsPerReq: number
+  upstreamCpuSec: number
+  /** Failed requests seen by wrk (socket errors + non-2xx/3xx), summed over all rounds. */
+  wrkErrors: number
+  requests: number
+}
+
+export function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const mid = Math.floor(v.length / 2)
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
+}
+
+const MB = 1024 * 1024
+
+/** Fills row.summary for every row with samples; ratios relative to haproxy, added latency relative to direct. */
+export function summarize(rows: RowResult[]): void {
+  for (const row of rows) {
+    if (row.samples.length === 0) {
+      if (!row.error) row.error = row.roundErrors[0] ?? 'no measurement'
+      continue
+    }
+    const s = row.samples
+    const last = s[s.length - 1]
+    const requests = s.reduce((n, x) => n + x.throughput.requests + x.latency.requests, 0)
+    row.summary = {
+      rounds: s.length,
+      rps: median(s.map((x) => x.throughput.rps)),
+      p50Us: median(s.map((x) => x.latency.percentilesUs['50'])),
+      p99Us: median(s.map((x) => x.latency.percentilesUs['99'])),
+      addedP50Us: null,
+      rpsVsHaproxy: null,
+      addedP50VsHaproxy: null,
+      rssMB: last.mem.rssBytes / MB,
+      hwmMB: Math.max(...s.map((x) => x.mem.hwmBytes)) / MB,
+      cpuSec: median(s.map((x) => x.cpuSec)),
+      cpuUsPerReq: median(s.map((x) => (x.cpuSec * 1e6) / Math.max(1, x.throughput.requests + x.latency.requests))),
+      upstreamCpuSec: median(s.map((x) => x.upstreamCpuSec)),
+      wrkErrors: s.reduce((n, x) => n + wrkErrorCount(x.throughput) + wrkErrorCount(x.latency), 0),
+      requests,
+    }
+  }
+  const direct = rows.find((r) => r.name === 'direct')?.summary
+  for (const row of rows) {
+    if (row.summary && direct && row.name !== 'direct') row.summary.addedP50Us = row.summary.p50Us - direct.p50Us
+  }
+  const ha = rows.find((r) => r.name === 'haproxy')?.summary
+  for (const row of rows) {
+    const s = row.summary
+    if (!s || !ha) continue
+    if (ha.rps > 0) s.rpsVsHaproxy = s.rps / ha.rps
+    if (s.addedP50Us !== null && ha.addedP50Us !== null && ha.addedP50Us > 0) s.addedP50VsHaproxy = s.addedP50Us / ha.addedP50Us
+  }
+}
+
+const fmt = (v: number | null | undefined, digits = 0): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits)
+
+/** The human-readable table (one string, lines joined with \n). */
+export function formatTable(rows: RowResult[]): string {
+  const head = ['proxy', 'rps@50', 'rps/haproxy', 'p50 µs @1', 'p99 µs @1', 'added p50 µs', 'added/haproxy', 'RSS MB', 'peak MB', 'CPU s', 'CPU µs/req']
+  const lines: string[][] = [head]
+  const errors: string[] = []
+  for (const row of rows) {
+    const s = row.summary
+    if (!s) {
+      const msg = (row.error ?? 'not measured').replace(/\s+/g, ' ')
+      if (msg.length <= 100) {
+        lines.push([row.name, `ERROR: ${msg}`])
+      } else {
+        lines.push([row.name, `ERROR: ${msg.slice(0, 90)}... (below)`])
+        errors.push(`${row.name}: ${msg.length > 800 ? `${msg.slice(0, 797)}...` : msg}`)
+      }
+      continue
+    }
+    const isDirect = row.name === 'direct'
+    const flag = s.wrkErrors > 0 ? ' !' : ''
+    lines.push([
+      row.name + flag,
+      fmt(s.rps),
+      fmt(s.rpsVsHaproxy, 2),
+      fmt(s.p50Us, 0),
+      fmt(s.p99Us, 0),
+      isDirect ? '-' : fmt(s.addedP50Us, 0),
+      isDirect ? '-' : fmt(s.addedP50VsHaproxy, 2),
+      isDirect ? '-' : fmt(s.rssMB, 1),
+      isDirect ? '-' : fmt(s.hwmMB, 1),
+      isDirect ? '-' : fmt(s.cpuSec, 2),
+      isDirect ? '-' : fmt(s.cpuUsPerReq, 1),
+    ])
+    if (s.wrkErrors > 0) errors.push(`${row.name}: wrk saw ${s.wrkErrors} failed requests (socket errors or non-2xx) of ${s.requests}`)
+    for (const e of row.roundErrors) errors.push(`${row.name}: ${e}`)
+  }
+  const widths = head.map((_, i) =>
+    Math.max(...lines.filter((l) => i === 0 || l.length === head.length).map((l) => (l[i] ?? '').length)),
+  )
+  const out = lines.map((l) => {
+    if (l.length !== head.length) return `${l[0].padEnd(widths[0])}  ${l[1]}`
+    return l.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
+  })
+  out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '))
+  if (errors.length) out.push('', ...errors.map((e) => `! ${e}`))
+  return out.join('\n')
+}
+
+const round = (v: number | null | undefined, digits: number): number | null =>
+  v === null || v === undefined || !Number.isFinite(v) ? null : Number(v.toFixed(digits))
+
+/** The --quick summary object (printed as the last stdout line). */
+export function quickSummary(rows: RowResult[], resultsFile: string | null): Record<string, unknown> {
+  const get = (n: RowName) => rows.find((r) => r.name === n)
+  const weft = get('weft')
+  const ha = get('haproxy')
+  const direct = get('direct')
+  const out: Record<string, unknown> = {
+    weft_rps: round(weft?.summary?.rps, 0),
+    haproxy_rps: round(ha?.summary?.rps, 0),
+    throughput_ratio: round(weft?.summary?.rpsVsHaproxy, 3),
+    weft_added_p50_us: round(weft?.summary?.addedP50Us, 1),
+    haproxy_added_p50_us: round(ha?.summary?.addedP50Us, 1),
+    added_p50_ratio: round(weft?.summary?.addedP50VsHaproxy, 3),
+    weft_p50_us: round(weft?.summary?.p50Us, 1),
+    weft_p99_us: round(weft?.summary?.p99Us, 1),
+    haproxy_p99_us: round(ha?.summary?.p99Us, 1),
+    direct_rps: round(direct?.summary?.rps, 0),
+    direct_p50_us: round(direct?.summary?.p50Us, 1),
+    weft_rss_mb: round(weft?.summary?.rssMB, 1),
+    weft_cpu_us_per_req: round(weft?.summary?.cpuUsPerReq, 2),
+  }
+  for (const r of rows) if (r.error) out[`${r.name.replace('-', '_')}_error`] = r.error
+  out.results_file = resultsFile
+  return out
+}
