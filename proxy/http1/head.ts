@@ -14,12 +14,41 @@ export class HttpError {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-// field-value: HTAB, SP, VCHAR, obs-text. Excludes every other CTL, so bare CR/LF/NUL never pass.
-const BAD_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/
-// request-target: visible ASCII only.
-const TARGET = /^[\x21-\x7e]+$/
 const REASON_BAD = /[^\t\x20-\x7e\x80-\xff]/
-const DIGITS = /^[0-9]{1,15}$/
+
+// Character classes as tables, indexed by char code (heads are latin1 strings: every code < 256).
+// TCHAR: 1 = token char, 2 = upper-case letter (a token char that needs lower-casing).
+const TCHAR = new Uint8Array(256)
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 2
+// VALUE: field-value chars: HTAB, SP, VCHAR, obs-text. Every other CTL (CR, LF, NUL, DEL) is out.
+const VALUE = new Uint8Array(256)
+VALUE[0x09] = 1
+for (let c = 0x20; c <= 0x7e; c++) VALUE[c] = 1
+for (let c = 0x80; c <= 0xff; c++) VALUE[c] = 1
+// TARGET: request-target chars: visible ASCII.
+const TARGET = new Uint8Array(256)
+for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1
+
+/** true when s[from, to) is a non-empty token */
+function isToken(s: string, from: number, to: number): boolean {
+  if (to <= from) return false
+  for (let i = from; i < to; i++) if (TCHAR[s.charCodeAt(i)] === 0) return false
+  return true
+}
+
+/** Content-Length value: 1 to 15 digits, else -1. */
+function parseLength(s: string): number {
+  const n = s.length
+  if (n === 0 || n > 15) return -1
+  let v = 0
+  for (let i = 0; i < n; i++) {
+    const d = s.charCodeAt(i) - 0x30
+    if (d < 0 || d > 9) return -1
+    v = v * 10 + d
+  }
+  return v
+}
 
 export interface RequestHead {
   method: string
@@ -74,8 +103,9 @@ interface Fields {
 }
 
 /**
- * Parse header lines of `s` from `pos` to the end. Framing and hop-by-hop fields are collected
- * separately and not put in names/values.
+ * Parse header lines of `s` from `pos` to the end (lines separated by CRLF). Framing and
+ * hop-by-hop fields are collected separately and not put in names/values. One pass over the
+ * characters with table lookups: no regex, no split.
  */
 function parseFields(s: string, pos: number, maxHeaders: number, status: number): Fields | HttpError {
   const names: string[] = []
@@ -90,30 +120,50 @@ function parseFields(s: string, pos: number, maxHeaders: number, status: number)
   let count = 0
   const len = s.length
   while (pos < len) {
-    let eol = s.indexOf('\r\n', pos)
-    if (eol === -1) eol = len
-    const c0 = s.charCodeAt(pos)
-    if (c0 === 0x20 || c0 === 0x09) return new HttpError(status, 'WEFT_ERR_HTTP_OBS_FOLD', 'obsolete line folding')
-    const colon = s.indexOf(':', pos)
-    if (colon === -1 || colon > eol) return new HttpError(status, 'WEFT_ERR_HTTP_PARSE', 'header line without colon')
-    const rawName = s.slice(pos, colon)
-    if (!TOKEN.test(rawName)) return new HttpError(status, 'WEFT_ERR_HTTP_HEADER_NAME', 'invalid header name')
-    let vs = colon + 1
-    let ve = eol
-    while (vs < ve && (s.charCodeAt(vs) === 0x20 || s.charCodeAt(vs) === 0x09)) vs++
-    while (ve > vs && (s.charCodeAt(ve - 1) === 0x20 || s.charCodeAt(ve - 1) === 0x09)) ve--
+    // field-name ":" OWS field-value OWS CRLF
+    const ns = pos
+    let c = s.charCodeAt(pos)
+    if (c === 0x20 || c === 0x09) return new HttpError(status, 'WEFT_ERR_HTTP_OBS_FOLD', 'obsolete line folding')
+    let upper = false
+    while (pos < len) {
+      c = s.charCodeAt(pos)
+      const t = TCHAR[c]
+      if (t === 0) break
+      if (t === 2) upper = true
+      pos++
+    }
+    if (pos === ns || pos === len || c !== 0x3a) {
+      return pos < len && c !== 0x3a && c !== 0x0d
+        ? new HttpError(status, 'WEFT_ERR_HTTP_HEADER_NAME', 'invalid header name')
+        : new HttpError(status, 'WEFT_ERR_HTTP_PARSE', 'header line without colon')
+    }
+    const rawName = s.slice(ns, pos)
+    pos++
+    while (pos < len && ((c = s.charCodeAt(pos)) === 0x20 || c === 0x09)) pos++
+    const vs = pos
+    let ve = pos
+    while (pos < len) {
+      c = s.charCodeAt(pos)
+      if (c === 0x0d) break
+      if (VALUE[c] === 0) return new HttpError(status, 'WEFT_ERR_HTTP_HEADER_VALUE', 'invalid character in header value')
+      pos++
+      if (c !== 0x20 && c !== 0x09) ve = pos
+    }
+    if (pos < len) {
+      if (s.charCodeAt(pos + 1) !== 0x0a) return new HttpError(status, 'WEFT_ERR_HTTP_HEADER_VALUE', 'bare CR in header')
+      pos += 2
+      if (pos === len) return new HttpError(status, 'WEFT_ERR_HTTP_PARSE', 'empty header line')
+    }
     const value = s.slice(vs, ve)
-    if (BAD_VALUE_CHAR.test(value)) return new HttpError(status, 'WEFT_ERR_HTTP_HEADER_VALUE', 'invalid character in header value')
     if (++count > maxHeaders) return new HttpError(status === 400 ? 431 : status, 'WEFT_ERR_HTTP_TOO_MANY_HEADERS', 'too many header fields')
-    const name = rawName.toLowerCase()
+    const name = upper ? rawName.toLowerCase() : rawName
     switch (name) {
       case 'content-length': {
         // A list ("5, 5") or repeated fields are accepted only when every value is the same.
         const parts = value.indexOf(',') === -1 ? [value] : value.split(',')
         for (let i = 0; i < parts.length; i++) {
-          const p = parts[i].trim()
-          if (!DIGITS.test(p)) return new HttpError(status, 'WEFT_ERR_HTTP_CONTENT_LENGTH', 'malformed Content-Length')
-          const n = Number(p)
+          const n = parseLength(parts.length === 1 ? value : parts[i].trim())
+          if (n < 0) return new HttpError(status, 'WEFT_ERR_HTTP_CONTENT_LENGTH', 'malformed Content-Length')
           if (contentLength !== -1 && contentLength !== n)
             return new HttpError(status, 'WEFT_ERR_HTTP_CONTENT_LENGTH', 'conflicting Content-Length values')
           contentLength = n
@@ -144,7 +194,6 @@ function parseFields(s: string, pos: number, maxHeaders: number, status: number)
         names.push(name)
         values.push(value)
     }
-    pos = eol + 2
   }
   return { names, values, contentLength, te, connection, host, hostCount, expect, upgrade }
 }
@@ -163,11 +212,19 @@ function checkTransferEncoding(te: string, status: number): HttpError | null {
   return null
 }
 
+const NO_CONNECTION = { close: false, keepAlive: false }
+const KEEP_ALIVE = { close: false, keepAlive: true }
+const CLOSE = { close: true, keepAlive: false }
+
 /** Remove fields named by the Connection header (hop-by-hop), except Host which is never hop-by-hop. */
 function dropConnectionListed(f: Fields): { close: boolean; keepAlive: boolean } {
   let close = false
   let keepAlive = false
-  if (f.connection === '') return { close, keepAlive }
+  const c = f.connection
+  if (c === '') return NO_CONNECTION
+  // The common values, without splitting.
+  if (c === 'keep-alive' || c === 'Keep-Alive') return KEEP_ALIVE
+  if (c === 'close' || c === 'Close') return CLOSE
   const tokens = f.connection.split(',')
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i].trim().toLowerCase()
@@ -194,11 +251,12 @@ export function parseRequestHead(s: string, maxHeaders: number): RequestHead | H
   if (sp1 <= 0 || sp1 > eol) return bad('malformed request line')
   const sp2 = s.indexOf(' ', sp1 + 1)
   if (sp2 === -1 || sp2 > eol) return bad('malformed request line')
+  if (!isToken(s, 0, sp1)) return bad('invalid method')
+  for (let i = sp1 + 1; i < sp2; i++) if (TARGET[s.charCodeAt(i)] === 0) return bad('invalid request target')
+  if (sp2 === sp1 + 1) return bad('invalid request target')
   const method = s.slice(0, sp1)
   const target = s.slice(sp1 + 1, sp2)
   const version = s.slice(sp2 + 1, eol)
-  if (!TOKEN.test(method)) return bad('invalid method')
-  if (!TARGET.test(target)) return bad('invalid request target')
   let minor: number
   if (version === 'HTTP/1.1') minor = 1
   else if (version === 'HTTP/1.0') minor = 0
@@ -275,10 +333,14 @@ export function parseResponseHead(s: string, maxHeaders: number): ResponseHead |
   if (version === 'HTTP/1.1') minor = 1
   else if (version === 'HTTP/1.0') minor = 0
   else return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', 'unsupported upstream HTTP version')
-  const code = s.slice(9, 12)
-  if (!/^[1-9][0-9][0-9]$/.test(code)) return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', 'malformed status code')
+  const d0 = s.charCodeAt(9) - 0x30
+  const d1 = s.charCodeAt(10) - 0x30
+  const d2 = s.charCodeAt(11) - 0x30
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9)
+    return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', 'malformed status code')
+  const status = d0 * 100 + d1 * 10 + d2
   const reason = eol > 13 ? s.slice(13, eol) : ''
-  if (REASON_BAD.test(reason)) return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', 'invalid reason phrase')
+  if (reason !== 'OK' && REASON_BAD.test(reason)) return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', 'invalid reason phrase')
   const f = parseFields(s, eol + 2, maxHeaders, 502)
   if (f instanceof HttpError) return new HttpError(502, 'WEFT_ERR_UPSTREAM_PROTOCOL', f.message)
   let chunked = false
@@ -291,7 +353,7 @@ export function parseResponseHead(s: string, maxHeaders: number): ResponseHead |
   }
   const conn = dropConnectionListed(f)
   return {
-    status: Number(code),
+    status,
     reason,
     minor,
     names: f.names,
