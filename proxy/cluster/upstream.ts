@@ -222,6 +222,8 @@ export class UpstreamConn implements ChunkSink {
     this.dead = true
     const h = this.handler
     this.handler = null
+    // Free the pool slot first: a retry from the handler may need it.
+    this.pool.closed(this)
     if (h !== null) {
       if (this.state === R_BODY_CLOSE) {
         this.state = R_IDLE
@@ -234,6 +236,5 @@ export class UpstreamConn implements ChunkSink {
         )
       }
     }
-    this.pool.closed(this)
   }
 }

@@ -145,6 +145,13 @@ export function loadBootstrapFileSync(path: string): LoadResult {
 
 export { serviceDomains, virtualHostDomains } from '../route/domains.ts'
 
+// Framing and hop-by-hop headers belong to the proxy; Host may only be replaced (requestHeaders.set).
+const RESERVED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', 'trailer', 'expect'])
+function isReservedHeader(name: string, hostAllowed: boolean): boolean {
+  const n = name.toLowerCase()
+  return RESERVED_HEADERS.has(n) || (n === 'host' && !hostAllowed)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Semantic checks (run only when the schema passes, so the shapes are known).
 
@@ -215,6 +222,20 @@ function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (segs: Seg[
           if (route.backends.every((b) => (b.weight ?? 1) === 0)) {
             invalid([...rSegs, 'backends'], 'all backend weights are 0: at least one backend needs a positive weight')
           }
+        }
+        for (const dir of ['requestHeaders', 'responseHeaders'] as const) {
+          const m = route[dir]
+          if (m === undefined) continue
+          for (const op of ['add', 'set'] as const) {
+            for (const name of Object.keys(m[op] ?? {})) {
+              if (isReservedHeader(name, dir === 'requestHeaders' && op === 'set'))
+                invalid([...rSegs, dir, op, name], `header "${name}" is managed by the proxy (framing and connection headers cannot be changed)`, 'key')
+            }
+          }
+          ;(m.remove ?? []).forEach((name, i) => {
+            if (isReservedHeader(name, false))
+              invalid([...rSegs, dir, 'remove', i], `header "${name}" is managed by the proxy (framing and connection headers cannot be removed)`)
+          })
         }
         const match = route.match
         if (!match) return

@@ -22,6 +22,16 @@ const DISCARD_LIMIT = 1 << 20
  */
 const LINGER_MS = 2000
 
+/** A LF not preceded by CR in buf[from..]: the head will never end with CRLFCRLF. */
+function hasBareLf(buf: Buffer, from: number): boolean {
+  let i = buf.indexOf(0x0a, from)
+  while (i !== -1) {
+    if (i === from || buf[i - 1] !== 0x0d) return true
+    i = buf.indexOf(0x0a, i + 1)
+  }
+  return false
+}
+
 export interface ConnectionLimits {
   maxHeaderBytes: number
   maxHeaders: number
@@ -212,6 +222,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
         while (s + 1 < buf.length && buf[s] === 0x0d && buf[s + 1] === 0x0a && s < 4) s += 2
         const idx = buf.indexOf(CRLFCRLF, s)
         if (idx === -1) {
+          if (hasBareLf(buf, s)) return this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_PARSE', 'bare LF in request head'))
           if (buf.length - s > this.limits.maxHeaderBytes) {
             return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
           }
@@ -260,11 +271,17 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     this.closeAfterResponse = true
     this.bodyDone = true
     this.decoder = null
-    if (this.exchange !== null) {
-      this.exchange.abortFromDownstream()
+    const ex = this.exchange
+    // A 400 can still be sent if the client has not seen a byte of a response to this request.
+    // The upstream (if the request was already routed) gets its connection closed mid-request, so
+    // it never sees a complete one.
+    const replyPossible = ex === null ? this.responseDone : !ex.wroteResponse
+    if (ex !== null) {
+      ex.abortFromDownstream()
       this.exchange = null
     }
-    if (this.responseDone) {
+    if (replyPossible) {
+      this.responseDone = true
       const body = err.code + ': ' + err.message + '\n'
       this.socket.write(
         'HTTP/1.1 ' + err.status + ' ' + reasonPhrase(err.status) +
@@ -272,6 +289,8 @@ export class DownstreamConnection implements Downstream, ChunkSink {
           '\r\nx-weft-response-flags: DPE\r\nx-weft-error: ' + err.code + '\r\nconnection: close\r\n\r\n' + body,
         'latin1',
       )
+      this.lingeringClose()
+    } else if (this.responseDone) {
       this.lingeringClose()
     } else {
       // A response is already on its way; the bad bytes make the rest of it meaningless.

@@ -100,6 +100,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     this.counters = counters
   }
 
+  /** Some bytes of a response (relayed or local) were written to the client. */
+  get wroteResponse(): boolean {
+    return this.respStarted && this.headOut === null
+  }
+
   /** Route and dispatch. The request body, if any, follows through onBody/onBodyEnd. */
   start(hasBody: boolean): void {
     if (!hasBody) this.reqEnded = true
@@ -142,26 +147,28 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   private buildUpstreamHead(route: CompiledRoute, ep: EndpointState): string {
     const req = this.req
     const path = route.rewrite === null ? req.path : rewritePath(req.path, route.rewrite)
-    let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + (req.authority === '' ? ep.key : req.authority) + CRLF
-    const drop = route.requestHeaders.drop
+    const mut = route.requestHeaders
+    const authority = mut.host ?? (req.authority === '' ? ep.key : req.authority)
+    let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + authority + CRLF
+    const drop = mut.drop
     const names = req.names
     const values = req.values
-    let xff = false
+    let xff = ''
     let proto = false
     let rid = false
     for (let i = 0; i < names.length; i++) {
       const n = names[i]
       if (drop !== null && drop.has(n)) continue
       if (n === 'x-forwarded-for') {
-        h += 'x-forwarded-for: ' + values[i] + ', ' + this.down.remoteAddress + CRLF
-        xff = true
+        // Several fields are one list (RFC 9110 5.3): keep the client's hops in order, add ours once.
+        xff = xff === '' ? values[i] : xff + ', ' + values[i]
         continue
       }
       if (n === 'x-forwarded-proto') proto = true
       else if (n === 'x-request-id') rid = true
       h += n + ': ' + values[i] + CRLF
     }
-    if (!xff) h += 'x-forwarded-for: ' + this.down.remoteAddress + CRLF
+    h += 'x-forwarded-for: ' + (xff === '' ? this.down.remoteAddress : xff + ', ' + this.down.remoteAddress) + CRLF
     if (!proto) h += 'x-forwarded-proto: http\r\n'
     if (!rid) h += 'x-request-id: ' + randomUUID() + CRLF
     h += route.requestHeaders.append
