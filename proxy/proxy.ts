@@ -2,6 +2,9 @@
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
 import type { Bootstrap } from './config/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
+import { NO_TELEMETRY } from './telemetry/listener.ts'
+import { ProxyMetrics } from './telemetry/metrics.ts'
+import type { RequestSink } from './telemetry/types.ts'
 import { PoolRegistry } from './cluster/cluster.ts'
 import { ProxyListener, type ListenerConfigSlice } from './listener/listener.ts'
 import type { Logger } from './log.ts'
@@ -20,6 +23,8 @@ export class Proxy {
   lastRejection: ConfigRejection | null = null
   rejectedCount = 0
   draining = false
+  /** Prometheus metrics; null when disabled. Kept across configs (counters never reset) unless the naming changes. */
+  metrics: ProxyMetrics | null = null
   private version = 0
   private sweeper: NodeJS.Timeout | null = null
   private coarseNow = performance.now()
@@ -37,7 +42,11 @@ export class Proxy {
 
   /** Compile and swap in a validated config. Listeners are opened/closed to match. */
   async apply(b: Bootstrap): Promise<CompiledConfig> {
-    const compiled = compileConfig(b, this.version + 1, this.pools)
+    this.configureMetrics(b)
+    const compiled = compileConfig(b, this.version + 1, this.pools, {
+      metrics: this.metrics,
+      sinks: (): RequestSink[] => [],
+    })
     this.version = compiled.version
     const wanted = new Map(compiled.listeners.map((l) => [l.name, l]))
     // Listeners whose address changed or that are gone are drained; new ones open below.
@@ -50,7 +59,7 @@ export class Proxy {
     }
     // The swap: each listener's slice is one reference assignment; requests in flight keep theirs.
     for (const spec of compiled.listeners) {
-      const slice = this.slice(compiled, spec.routeTable)
+      const slice = this.slice(compiled, spec)
       const existing = this.listeners.get(spec.name)
       if (existing !== undefined) {
         existing.config = slice
@@ -62,6 +71,7 @@ export class Proxy {
       this.log.info({ listener: spec.name, direction: spec.direction, address: spec.address ?? '127.0.0.1', port: l.port }, 'listening')
     }
     this.current = compiled
+    this.metrics?.configVersion.set(compiled.version)
     this.pools.collect()
     this.ensureSweeper(compiled)
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
@@ -71,12 +81,40 @@ export class Proxy {
   /** Record a config that failed validation; the last good one keeps serving. */
   reject(source: string, errors: string[]): void {
     this.rejectedCount++
+    this.metrics?.configRejected.inc()
     this.lastRejection = { at: new Date().toISOString(), source, errors }
     for (const e of errors) this.log.error({ code: 'WEFT_ERR_CONFIG_REJECTED' }, e)
   }
 
-  private slice(c: CompiledConfig, table: string): ListenerConfigSlice {
-    return { table: c.tables.get(table)!, clusters: c.clusters, limits: c.limits }
+  private slice(c: CompiledConfig, spec: { name: string; routeTable: string }): ListenerConfigSlice {
+    return { table: c.tables.get(spec.routeTable)!, clusters: c.clusters, limits: c.limits, telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY }
+  }
+
+  private configureMetrics(b: Bootstrap): void {
+    const m = b.telemetry?.metrics
+    if (m?.enabled === false) {
+      this.metrics = null
+      return
+    }
+    const naming = m?.naming ?? 'weft'
+    if (this.metrics !== null && this.metrics.naming === naming) return
+    const metrics = new ProxyMetrics(naming)
+    metrics.setDecisionsSource(() => {
+      const out: { listener: string; decision: string; value: number }[] = []
+      for (const l of this.listeners.values()) {
+        const c = l.counters
+        out.push(
+          { listener: l.name, decision: 'no_route', value: c.noRoute },
+          { listener: l.name, decision: 'local_reply', value: c.localReplies },
+          { listener: l.name, decision: 'upstream_error', value: c.upstreamErrors },
+          { listener: l.name, decision: 'stale_retry', value: c.staleRetries },
+          { listener: l.name, decision: 'downstream_protocol_error', value: c.downstreamProtocolErrors },
+          { listener: l.name, decision: 'timeout', value: c.timeouts },
+        )
+      }
+      return out
+    })
+    this.metrics = metrics
   }
 
   private ensureSweeper(c: CompiledConfig): void {

@@ -79,8 +79,20 @@ export function createAdminServer(p: Proxy): Server {
         return json(res, 200, clustersView(p))
       case '/stats':
         return json(res, 200, statsView(p))
+      case '/metrics': {
+        const m = p.metrics
+        if (m === null) return text(res, 404, 'metrics are disabled (telemetry.metrics.enabled: false)\n')
+        void m.text().then(
+          (body) => {
+            res.writeHead(200, { 'content-type': m.contentType, 'content-length': Buffer.byteLength(body) })
+            res.end(body)
+          },
+          (err: Error) => text(res, 500, `metrics: ${err.message}\n`),
+        )
+        return
+      }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats\n')
+        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats /metrics\n')
       default:
         return text(res, 404, 'not found\n')
     }

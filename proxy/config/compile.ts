@@ -5,6 +5,9 @@ import { createHash } from 'node:crypto'
 import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
 import type { ConnectionLimits } from '../listener/downstream.ts'
 import { CompiledRouteTable } from '../route/table.ts'
+import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
+import type { ProxyMetrics } from '../telemetry/metrics.ts'
+import type { RequestSink } from '../telemetry/types.ts'
 import { parseDuration } from './duration.ts'
 import type { Bootstrap, Listener } from './schema.ts'
 
@@ -19,6 +22,15 @@ export interface CompiledConfig {
   readonly tables: ReadonlyMap<string, CompiledRouteTable>
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly listeners: readonly Listener[]
+  /** per listener name */
+  readonly telemetry: ReadonlyMap<string, ListenerTelemetry>
+}
+
+/** What telemetry the compiler binds into listeners; owned by the proxy, kept across configs. */
+export interface TelemetryDeps {
+  metrics: ProxyMetrics | null
+  /** extra sinks (access log, tap) for a listener */
+  sinks(listener: Listener): RequestSink[]
 }
 
 export const DEFAULTS = {
@@ -33,7 +45,7 @@ export function configHash(b: Bootstrap): string {
   return createHash('sha256').update(JSON.stringify(b)).digest('hex').slice(0, 12)
 }
 
-export function compileConfig(b: Bootstrap, version: number, registry: PoolRegistry): CompiledConfig {
+export function compileConfig(b: Bootstrap, version: number, registry: PoolRegistry, deps?: TelemetryDeps): CompiledConfig {
   const l = b.limits ?? {}
   const limits: ConnectionLimits = {
     maxHeaderBytes: l.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
@@ -46,6 +58,15 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
   for (const c of b.clusters) clusters.set(c.name, buildCluster(c, registry, limits))
   const tables = new Map<string, CompiledRouteTable>()
   for (const t of b.routeTables) tables.set(t.name, new CompiledRouteTable(t))
+  const telemetry = new Map<string, ListenerTelemetry>()
+  for (const l of b.listeners) {
+    const table = tables.get(l.routeTable)!
+    telemetry.set(l.name, {
+      metrics: deps?.metrics ? buildListenerMetrics(deps.metrics, b, l, table) : null,
+      sinks: deps ? deps.sinks(l) : [],
+      peer: listenerPeer(b, l),
+    })
+  }
   return {
     version,
     hash: configHash(b),
@@ -56,5 +77,6 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     tables,
     clusters,
     listeners: b.listeners,
+    telemetry,
   }
 }

@@ -164,6 +164,17 @@ export const LoadBalancer = Type.Object(
 export const Cluster = Type.Object(
   {
     name: Name,
+    // Who is behind this cluster, for metric labels (destination_service / _workload / _namespace).
+    destination: Type.Optional(
+      Type.Object(
+        {
+          service: Type.Optional(Type.String()),
+          workload: Type.Optional(Type.String()),
+          namespace: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     lb: Type.Optional(LoadBalancer),
     pool: Type.Optional(
       Type.Object(
@@ -202,6 +213,51 @@ export const Limits = Type.Object(
   { additionalProperties: false },
 )
 
+export const Telemetry = Type.Object(
+  {
+    metrics: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: true })),
+          // weft: weft_requests_total, ...; istio: istio_requests_total, ... (Istio dashboards, Kiali)
+          naming: Type.Optional(Type.Union([Type.Literal('weft'), Type.Literal('istio')], { default: 'weft' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    tracing: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: false })),
+          // Zipkin v2 collector, e.g. http://127.0.0.1:9411/api/v2/spans
+          zipkinUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+          // percent of new traces sampled (callers' decisions are honoured); default 1, as Istio
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 1 })),
+          batchInterval: Type.Optional(Duration),
+          maxQueue: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000000, default: 1000 })),
+          serviceName: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    accessLog: Type.Optional(
+      Type.Object(
+        {
+          enabled: Type.Optional(Type.Boolean({ default: false })),
+          // file to append to; default standard output
+          path: Type.Optional(Type.String({ minLength: 1 })),
+          // only these status classes (e.g. ["4xx", "5xx"]); default all
+          statusClasses: Type.Optional(Type.Array(Type.Union([Type.Literal('1xx'), Type.Literal('2xx'), Type.Literal('3xx'), Type.Literal('4xx'), Type.Literal('5xx')]))),
+          // percent of requests logged; default 100
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 100 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
 export const Bootstrap = Type.Object(
   {
     node: Type.Optional(
@@ -222,6 +278,7 @@ export const Bootstrap = Type.Object(
     ),
     drainTimeout: Type.Optional(Duration),
     limits: Type.Optional(Limits),
+    telemetry: Type.Optional(Telemetry),
     listeners: Type.Array(Listener),
     routeTables: Type.Array(RouteTable),
     clusters: Type.Array(Cluster),
@@ -242,4 +299,5 @@ export type LoadBalancer = Type.Static<typeof LoadBalancer>
 export type Cluster = Type.Static<typeof Cluster>
 export type Listener = Type.Static<typeof Listener>
 export type Limits = Type.Static<typeof Limits>
+export type Telemetry = Type.Static<typeof Telemetry>
 export type Bootstrap = Type.Static<typeof Bootstrap>

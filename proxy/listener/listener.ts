@@ -5,12 +5,14 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import type { Listener as ListenerConfig } from '../config/schema.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
+import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
 export interface ListenerConfigSlice {
   readonly table: CompiledRouteTable
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly limits: ConnectionLimits
+  readonly telemetry: ListenerTelemetry
 }
 
 export interface ListenerCounters {
@@ -72,10 +74,18 @@ export class ProxyListener implements ListenerContext {
   private onConnection(s: Socket): void {
     this.counters.cxTotal++
     this.counters.cxActive++
+    const m = this.config.telemetry.metrics
+    if (m !== null) m.tcp.opened++
     this.conns.add(new DownstreamConnection(s, this))
   }
 
   connectionClosed(c: DownstreamConnection): void {
+    const m = this.config.telemetry.metrics
+    if (m !== null) {
+      m.tcp.closed++
+      m.tcp.received += c.socket.bytesRead
+      m.tcp.sent += c.socket.bytesWritten
+    }
     if (this.conns.delete(c)) this.counters.cxActive--
     if (this.conns.size === 0 && this.closedResolve !== null) this.closedResolve()
   }

@@ -39,6 +39,8 @@ export interface DirectReply {
 }
 
 export interface CompiledRoute {
+  /** index of the route in its table (0..table.routeCount-1), for per-route arrays built at config time */
+  readonly id: number
   readonly name: string
   readonly vhost: string
   readonly matches: (m: MatchInput) => boolean
@@ -55,6 +57,9 @@ export interface CompiledRoute {
 
 export interface CompiledVirtualHost {
   readonly name: string
+  /** the Kubernetes service it stands for, fully qualified, or "" */
+  readonly serviceFqdn: string
+  readonly serviceNamespace: string
   readonly routes: readonly CompiledRoute[]
 }
 
@@ -151,7 +156,7 @@ function compileDirect(d: NonNullable<Route['directResponse']>): DirectReply {
   return { status: d.status, head, body }
 }
 
-function compileRoute(r: Route, vhost: string, index: number): CompiledRoute {
+function compileRoute(r: Route, vhost: string, index: number, id: number): CompiledRoute {
   const backends = (r.backends ?? []).map((b) => ({ cluster: b.cluster, weight: b.weight ?? 1 }))
   const cumulative: number[] = []
   let total = 0
@@ -161,6 +166,7 @@ function compileRoute(r: Route, vhost: string, index: number): CompiledRoute {
   }
   const prefix = r.match?.path?.prefix
   return {
+    id,
     name: r.name ?? `${vhost}/${index}`,
     vhost,
     matches: compileMatch(r.match),
@@ -179,17 +185,30 @@ export class CompiledRouteTable {
   private readonly exact = new Map<string, CompiledVirtualHost>()
   private readonly suffixes: { suffix: string; vhost: CompiledVirtualHost }[] = []
   private fallback: CompiledVirtualHost | undefined
+  readonly vhosts: CompiledVirtualHost[] = []
+  /** number of routes in all virtual hosts; route ids are 0..routeCount-1 */
+  readonly routeCount: number
 
   constructor(t: RouteTable) {
     this.name = t.name
+    let id = 0
     for (const v of t.virtualHosts) {
-      const vh: CompiledVirtualHost = { name: v.name, routes: v.routes.map((r, i) => compileRoute(r, v.name, i)) }
+      const svc = v.service
+      const ns = svc?.namespace ?? 'default'
+      const vh: CompiledVirtualHost = {
+        name: v.name,
+        serviceFqdn: svc === undefined ? '' : `${svc.name}.${ns}.svc.${svc.clusterDomain ?? 'cluster.local'}`,
+        serviceNamespace: svc === undefined ? '' : ns,
+        routes: v.routes.map((r, i) => compileRoute(r, v.name, i, id++)),
+      }
+      this.vhosts.push(vh)
       for (const d of virtualHostDomains(v).map((x) => x.toLowerCase())) {
         if (d === '*') this.fallback ??= vh
         else if (d.startsWith('*.')) this.suffixes.push({ suffix: d.slice(1), vhost: vh })
         else if (!this.exact.has(d)) this.exact.set(d, vh)
       }
     }
+    this.routeCount = id
     // Longest suffix first, as Envoy does for wildcard domains.
     this.suffixes.sort((a, b) => b.suffix.length - a.suffix.length)
   }

@@ -9,6 +9,8 @@ import { chunkHeader } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
+import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
+import type { RequestRecord } from '../telemetry/types.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
@@ -34,6 +36,7 @@ export interface Downstream {
 export interface RouterConfig {
   readonly table: CompiledRouteTable
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
+  readonly telemetry: ListenerTelemetry
 }
 
 /** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
@@ -47,6 +50,7 @@ export const Flags = {
   UpstreamOverflow: 'UO',
   DownstreamProtocolError: 'DPE',
   DirectResponse: 'DR',
+  DownstreamConnectionTermination: 'DC',
 } as const
 
 const QUEUE_LIMIT = 65536
@@ -67,7 +71,7 @@ export interface ExchangeCounters {
   staleRetries: number
 }
 
-export class Exchange implements PoolWaiter, UpstreamHandler {
+export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private readonly down: Downstream
   private readonly req: RequestHead
   private readonly config: RouterConfig
@@ -89,15 +93,61 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   private upstreamPaused = false
   /** response head not yet written */
   private headOut: string | null = null
+  /** when the upstream request was written (for the balancer's latency observations) */
   private startedAt = 0
-  /** the response flag of a local reply, "" when relayed */
-  flag = ''
+  /** when the request head was parsed */
+  private readonly t0: number
+  private backendIndex = 0
+  private completed = false
+
+  // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
+  status = 0
+  grpcStatus = ''
+  /** the response flag ("" when the response was simply relayed) */
+  flags = ''
+  durationMs = 0
+  bytesIn = 0
+  bytesOut = 0
+  requestId = ''
+  traceId = ''
+  get startTime(): number {
+    return performance.timeOrigin + this.t0
+  }
+  get method(): string {
+    return this.req.method
+  }
+  get authority(): string {
+    return this.req.authority
+  }
+  get path(): string {
+    return this.req.path
+  }
+  get protocol(): string {
+    return this.req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0'
+  }
+  get routeName(): string {
+    return this.route?.name ?? ''
+  }
+  get vhostName(): string {
+    return this.route?.vhost ?? ''
+  }
+  get clusterName(): string {
+    return this.cluster?.name ?? ''
+  }
+  get upstreamHost(): string {
+    return this.endpointKey
+  }
+  get downstreamAddress(): string {
+    return this.down.remoteAddress
+  }
+  private endpointKey = ''
 
   constructor(down: Downstream, req: RequestHead, config: RouterConfig, counters: ExchangeCounters) {
     this.down = down
     this.req = req
     this.config = config
     this.counters = counters
+    this.t0 = performance.now()
   }
 
   /** Some bytes of a response (relayed or local) were written to the client. */
@@ -128,6 +178,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     this.route = route
     if (route.direct !== null) return this.directReply(route)
     const backend = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
+    if (backend !== undefined && route.backends.length > 1) this.backendIndex = route.backends.indexOf(backend)
     const cluster = backend === undefined ? undefined : this.config.clusters.get(backend.cluster)
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
@@ -135,6 +186,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     if (ep === undefined)
       return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
     this.endpoint = ep
+    this.endpointKey = ep.key
     ep.active++
     ep.counters.rqTotal++
     this.upHead = this.buildUpstreamHead(route, ep)
@@ -165,12 +217,18 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
         continue
       }
       if (n === 'x-forwarded-proto') proto = true
-      else if (n === 'x-request-id') rid = true
+      else if (n === 'x-request-id') {
+        rid = true
+        this.requestId = values[i]
+      }
       h += n + ': ' + values[i] + CRLF
     }
     h += 'x-forwarded-for: ' + (xff === '' ? this.down.remoteAddress : xff + ', ' + this.down.remoteAddress) + CRLF
     if (!proto) h += 'x-forwarded-proto: http\r\n'
-    if (!rid) h += 'x-request-id: ' + randomUUID() + CRLF
+    if (!rid) {
+      this.requestId = randomUUID()
+      h += 'x-request-id: ' + this.requestId + CRLF
+    }
     h += route.requestHeaders.append
     if (req.chunked) h += 'transfer-encoding: ' + req.transferEncoding + CRLF
     else if (req.contentLength >= 0) h += 'content-length: ' + req.contentLength + CRLF
@@ -212,6 +270,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   /** Request body bytes from the client (already de-framed). */
   onBody(buf: Buffer, start: number, end: number): void {
     if (this.done || end === start) return
+    this.bytesIn += end - start
     const data = buf.subarray(start, end)
     if (this.route === undefined || this.route.direct !== null || this.endpoint === undefined) return // discarded
     if (this.req.chunked) {
@@ -264,6 +323,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   onUpstreamHead(head: ResponseHead, hasBody: boolean): void {
     if (this.done) return
     this.respStarted = true
+    this.status = head.status
     const ep = this.endpoint!
     if (head.status >= 500) ep.counters.rq5xx++
     this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
@@ -301,6 +361,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     if (this.done) return
     let ok: boolean
     const n = end - start
+    this.bytesOut += n
     if (this.respMode === RESP_CHUNKED) {
       ok = this.writeWithHead(chunkHeader(n), buf, start, end, CRLF)
     } else {
@@ -377,6 +438,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
       up.release(this.reqSent)
     }
     this.onUpstreamFlush()
+    this.complete()
     // A request body still arriving: we cannot wait for it on this connection, close after.
     this.down.exchangeDone(this.closeAfter || !this.reqEnded)
   }
@@ -403,6 +465,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     if (this.respStarted) {
       // Mid-response: the only honest signal left is to reset the client connection.
       this.done = true
+      this.flags = flag
+      this.complete()
       this.down.abort()
       return
     }
@@ -421,6 +485,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
   abortFromDownstream(): void {
     if (this.done) return
     this.done = true
+    if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
+    if (!this.wroteResponse) this.status = 0
+    this.complete()
     this.endpointFinished(false)
     const up = this.up
     this.up = null
@@ -428,17 +495,30 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     else if (this.endpoint !== undefined) this.endpoint.pool.cancel(this)
   }
 
+  // ---- telemetry ---------------------------------------------------------------------------
+
+  /** The exchange is over (answered, failed or abandoned): hand the record to telemetry, once. */
+  private complete(): void {
+    if (this.completed) return
+    this.completed = true
+    this.durationMs = performance.now() - this.t0
+    const t = this.config.telemetry
+    if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
+    const sinks = t.sinks
+    for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
+  }
+
   // ---- local replies -----------------------------------------------------------------------
 
   private directReply(route: CompiledRoute): void {
     const d = route.direct!
-    this.flag = Flags.DirectResponse
+    this.flags = Flags.DirectResponse
     this.writeLocal(d.status, d.head + route.responseHeaders.append, d.body)
   }
 
   /** A response generated by the proxy, with the flag and error code as headers. */
   localReply(status: number, flag: string, code: string, message: string): void {
-    this.flag = flag
+    this.flags = flag
     this.counters.localReplies++
     const body = Buffer.from(code + ': ' + message + '\n')
     const head =
@@ -451,11 +531,14 @@ export class Exchange implements PoolWaiter, UpstreamHandler {
     if (this.done) return
     this.done = true
     this.respStarted = true
+    this.status = status
+    if (this.req.method !== 'HEAD') this.bytesOut = body.length
     const close = !this.req.keepAlive || this.down.draining || status === 400
     let h = 'HTTP/1.1 ' + status + ' ' + reasonPhrase(status) + CRLF + fields
     if (close) h += 'connection: close\r\n'
     else if (this.req.minor === 0) h += 'connection: keep-alive\r\n'
     this.down.write(this.req.method === 'HEAD' || body.length === 0 ? h + CRLF : h + CRLF + body.latin1Slice(0, body.length))
+    this.complete()
     // The request body (if any) is read and discarded by the connection before the next request.
     this.down.exchangeDone(close)
   }

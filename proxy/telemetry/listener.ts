@@ -1,0 +1,73 @@
+// Telemetry of one listener, bound at config time: for every route and backend of the listener's
+// route table the metric series object is created here, so the request path only indexes arrays.
+import type { Bootstrap, Listener } from '../config/schema.ts'
+import type { CompiledRouteTable, CompiledVirtualHost } from '../route/table.ts'
+import { BoundRequestMetrics, type ProxyMetrics, type TcpSeries } from './metrics.ts'
+import type { PeerLabels, RequestRecord, RequestSink } from './types.ts'
+
+const UNKNOWN = 'unknown'
+
+export interface ListenerMetrics {
+  /** [route.id][backend index] */
+  readonly byRoute: readonly (readonly BoundRequestMetrics[])[]
+  /** requests no route matched (and direct replies get their route's entry at index 0) */
+  readonly noRoute: BoundRequestMetrics
+  readonly tcp: TcpSeries
+}
+
+export interface ListenerTelemetry {
+  readonly metrics: ListenerMetrics | null
+  /** access log, tap and other sinks that want every completed request; empty when none */
+  readonly sinks: readonly RequestSink[]
+  readonly peer: PeerLabels
+}
+
+export const NO_TELEMETRY: ListenerTelemetry = {
+  metrics: null,
+  sinks: [],
+  peer: {
+    reporter: 'source', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN,
+    destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN,
+  },
+}
+
+/** Labels of the traffic through a listener: who calls whom, Istio's convention. */
+export function listenerPeer(b: Bootstrap, l: Listener): PeerLabels {
+  const workload = b.node?.workload ?? UNKNOWN
+  const namespace = b.node?.namespace ?? UNKNOWN
+  return l.direction === 'outbound'
+    ? { reporter: 'source', sourceWorkload: workload, sourceNamespace: namespace, destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN }
+    : { reporter: 'destination', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN, destinationService: workload, destinationWorkload: workload, destinationNamespace: namespace }
+}
+
+function routePeer(base: PeerLabels, b: Bootstrap, vh: CompiledVirtualHost, cluster: string | undefined): PeerLabels {
+  const dest = cluster === undefined ? undefined : b.clusters.find((c) => c.name === cluster)?.destination
+  if (base.reporter === 'source') {
+    return {
+      ...base,
+      destinationService: dest?.service ?? (vh.serviceFqdn || vh.name),
+      destinationWorkload: dest?.workload ?? cluster ?? UNKNOWN,
+      destinationNamespace: dest?.namespace ?? (vh.serviceNamespace || UNKNOWN),
+    }
+  }
+  return { ...base, destinationService: vh.serviceFqdn || base.destinationService }
+}
+
+export function buildListenerMetrics(m: ProxyMetrics, b: Bootstrap, l: Listener, table: CompiledRouteTable): ListenerMetrics {
+  const base = listenerPeer(b, l)
+  const byRoute: BoundRequestMetrics[][] = []
+  for (const vh of table.vhosts) {
+    for (const r of vh.routes) {
+      byRoute[r.id] = r.backends.length === 0
+        ? [new BoundRequestMetrics(m, routePeer(base, b, vh, undefined), r.name)]
+        : r.backends.map((be) => new BoundRequestMetrics(m, routePeer(base, b, vh, be.cluster), r.name))
+    }
+  }
+  return { byRoute, noRoute: new BoundRequestMetrics(m, base, ''), tcp: m.tcpSeries(base.reporter, l.name) }
+}
+
+/** Record a finished request on its bound series. */
+export function recordRequest(lm: ListenerMetrics, routeId: number, backend: number, r: RequestRecord): void {
+  const bound = routeId < 0 ? lm.noRoute : lm.byRoute[routeId][backend]
+  bound.record(r)
+}

@@ -1,0 +1,240 @@
+// Prometheus metrics. prom-client owns the registry and the text exposition; the request path
+// never calls it. prom-client's own label children hash every label value on every inc()/observe(),
+// which is the per-request label-string building a sidecar cannot afford. Instead each label
+// combination is a Series object of plain numbers, found per request by an array index (status
+// code) on an object bound when the config was compiled; prom-client reads the Series at scrape
+// time through collectors that implement its metric interface.
+import { Counter, Gauge, Registry, type Metric } from 'prom-client'
+import type { PeerLabels, RequestRecord } from './types.ts'
+
+/** Request duration buckets in ms: fine below 1 ms, where a sidecar's own cost lives. */
+export const DURATION_BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000]
+/** The same in seconds, for weft_request_duration_seconds (Prometheus base units: promtool-clean). */
+export const DURATION_BUCKETS_S = DURATION_BUCKETS_MS.map((b) => b / 1000)
+/** Body size buckets in bytes. */
+export const BYTES_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+
+export const REQUEST_LABELS = [
+  'reporter', 'source_workload', 'source_namespace', 'destination_service', 'destination_workload',
+  'destination_namespace', 'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'route',
+] as const
+
+export type Naming = 'weft' | 'istio'
+
+type Labels = Record<string, string>
+
+/** One label combination of the request metrics: a counter and three histograms. */
+export class RequestSeries {
+  readonly labels: Labels
+  count = 0
+  readonly duration: HistogramData
+  readonly requestBytes = new HistogramData(BYTES_BUCKETS)
+  readonly responseBytes = new HistogramData(BYTES_BUCKETS)
+  constructor(labels: Labels, durationBounds: readonly number[]) {
+    this.labels = labels
+    this.duration = new HistogramData(durationBounds)
+  }
+}
+
+export class HistogramData {
+  readonly bounds: readonly number[]
+  readonly counts: Float64Array
+  sum = 0
+  n = 0
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds
+    this.counts = new Float64Array(bounds.length)
+  }
+  observe(v: number): void {
+    const b = this.bounds
+    let i = 0
+    while (i < b.length && v > b[i]) i++
+    if (i < b.length) this.counts[i]++
+    this.sum += v
+    this.n++
+  }
+}
+
+interface MetricValue {
+  labels: Labels
+  value: number
+  metricName?: string
+}
+
+/** A prom-client compatible metric whose values come from a function at scrape time. */
+class Collected {
+  readonly name: string
+  readonly help: string
+  readonly type: 'counter' | 'histogram' | 'gauge'
+  readonly aggregator = 'sum'
+  private readonly read: () => MetricValue[]
+  constructor(name: string, help: string, type: 'counter' | 'histogram' | 'gauge', read: () => MetricValue[]) {
+    this.name = name
+    this.help = help
+    this.type = type
+    this.read = read
+  }
+  get(): { name: string; help: string; type: string; values: MetricValue[]; aggregator: string } {
+    return { name: this.name, help: this.help, type: this.type, values: this.read(), aggregator: this.aggregator }
+  }
+  reset(): void {}
+}
+
+function histogramValues(name: string, series: Iterable<RequestSeries>, pick: (s: RequestSeries) => HistogramData): MetricValue[] {
+  const out: MetricValue[] = []
+  for (const s of series) {
+    const h = pick(s)
+    if (h.n === 0) continue
+    let acc = 0
+    for (let i = 0; i < h.bounds.length; i++) {
+      acc += h.counts[i]
+      out.push({ labels: { ...s.labels, le: String(h.bounds[i]) }, value: acc, metricName: name + '_bucket' })
+    }
+    out.push({ labels: { ...s.labels, le: '+Inf' }, value: h.n, metricName: name + '_bucket' })
+    out.push({ labels: s.labels, value: h.sum, metricName: name + '_sum' })
+    out.push({ labels: s.labels, value: h.n, metricName: name + '_count' })
+  }
+  return out
+}
+
+export interface TcpSeries {
+  readonly labels: Labels
+  opened: number
+  closed: number
+  received: number
+  sent: number
+}
+
+/** The proxy's metrics: one registry, series kept across config swaps so counters never reset. */
+export class ProxyMetrics {
+  readonly registry = new Registry()
+  readonly naming: Naming
+  /** weft: seconds (weft_request_duration_seconds); istio: milliseconds (istio_request_duration_milliseconds) */
+  readonly durationScale: number
+  private readonly durationBounds: readonly number[]
+  private readonly series = new Map<string, RequestSeries>()
+  private readonly tcp = new Map<string, TcpSeries>()
+  readonly configVersion: Gauge
+  readonly configRejected: Counter
+  private decisionsSource: () => { listener: string; decision: string; value: number }[] = () => []
+
+  constructor(naming: Naming = 'weft') {
+    this.naming = naming
+    const p = naming === 'istio' ? 'istio_' : 'weft_'
+    const durationName = naming === 'istio' ? 'istio_request_duration_milliseconds' : 'weft_request_duration_seconds'
+    this.durationScale = naming === 'istio' ? 1 : 0.001
+    this.durationBounds = naming === 'istio' ? DURATION_BUCKETS_MS : DURATION_BUCKETS_S
+    const reg = (m: Collected) => this.registry.registerMetric(m as unknown as Metric)
+    const all = () => this.series.values()
+    reg(new Collected(p + 'requests_total', 'Requests completed, by source, destination, route, response code and response flags.', 'counter', () =>
+      [...all()].filter((s) => s.count > 0).map((s) => ({ labels: s.labels, value: s.count }))))
+    reg(new Collected(durationName, `Request duration in ${naming === 'istio' ? 'milliseconds' : 'seconds'}, from the request head to the last response byte.`, 'histogram', () =>
+      histogramValues(durationName, all(), (s) => s.duration)))
+    reg(new Collected(p + 'request_bytes', 'Request body size in bytes.', 'histogram', () =>
+      histogramValues(p + 'request_bytes', all(), (s) => s.requestBytes)))
+    reg(new Collected(p + 'response_bytes', 'Response body size in bytes.', 'histogram', () =>
+      histogramValues(p + 'response_bytes', all(), (s) => s.responseBytes)))
+    const tcp = (field: 'opened' | 'closed' | 'received' | 'sent') => () =>
+      [...this.tcp.values()].map((s) => ({ labels: s.labels, value: s[field] }))
+    reg(new Collected(p + 'tcp_connections_opened_total', 'Client connections accepted.', 'counter', tcp('opened')))
+    reg(new Collected(p + 'tcp_connections_closed_total', 'Client connections closed.', 'counter', tcp('closed')))
+    reg(new Collected(p + 'tcp_received_bytes_total', 'Bytes received from clients (closed connections).', 'counter', tcp('received')))
+    reg(new Collected(p + 'tcp_sent_bytes_total', 'Bytes sent to clients (closed connections).', 'counter', tcp('sent')))
+    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout).', 'counter', () =>
+      this.decisionsSource().map((d) => ({ labels: { listener: d.listener, decision: d.decision }, value: d.value }))))
+    this.configVersion = new Gauge({ name: 'weft_config_version', help: 'Version of the active config (increments on every accepted config).', registers: [this.registry] })
+    this.configRejected = new Counter({ name: 'weft_config_rejected_total', help: 'Configs rejected (invalid); the last good config kept serving.', registers: [this.registry] })
+  }
+
+  /** The series for a label set, created once and kept for the life of the proxy. */
+  requestSeries(labels: Labels): RequestSeries {
+    let key = ''
+    for (const n of REQUEST_LABELS) key += (labels[n] ?? '') + '\u0000'
+    let s = this.series.get(key)
+    if (s === undefined) {
+      s = new RequestSeries(labels, this.durationBounds)
+      this.series.set(key, s)
+    }
+    return s
+  }
+
+  tcpSeries(reporter: string, listener: string): TcpSeries {
+    const key = reporter + '\u0000' + listener
+    let s = this.tcp.get(key)
+    if (s === undefined) {
+      s = { labels: { reporter, listener }, opened: 0, closed: 0, received: 0, sent: 0 }
+      this.tcp.set(key, s)
+    }
+    return s
+  }
+
+  /** Where weft_proxy_decisions_total reads its values (the listeners' counters). */
+  setDecisionsSource(f: () => { listener: string; decision: string; value: number }[]): void {
+    this.decisionsSource = f
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}
+
+/**
+ * Request metrics of one (listener, route, backend): the static labels are fixed here, at config
+ * time; per request only the response code, flags and grpc status vary. The series for a plain
+ * relayed response is found by indexing an array with the status code.
+ */
+export class BoundRequestMetrics {
+  private readonly metrics: ProxyMetrics
+  private readonly scale: number
+  private readonly base: Labels
+  private readonly byStatus: (RequestSeries | undefined)[] = []
+  private readonly other = new Map<string, RequestSeries>()
+
+  constructor(metrics: ProxyMetrics, peer: PeerLabels, route: string) {
+    this.metrics = metrics
+    this.scale = metrics.durationScale
+    this.base = {
+      reporter: peer.reporter,
+      source_workload: peer.sourceWorkload,
+      source_namespace: peer.sourceNamespace,
+      destination_service: peer.destinationService,
+      destination_workload: peer.destinationWorkload,
+      destination_namespace: peer.destinationNamespace,
+      request_protocol: 'http',
+      route,
+    }
+  }
+
+  record(r: RequestRecord): void {
+    const status = r.status
+    let s: RequestSeries | undefined
+    if (r.flags === '' && r.grpcStatus === '') {
+      s = this.byStatus[status]
+      if (s === undefined) s = this.byStatus[status] = this.create(status, '', '')
+    } else {
+      const key = status + '|' + r.flags + '|' + r.grpcStatus
+      s = this.other.get(key)
+      if (s === undefined) {
+        s = this.create(status, r.flags, r.grpcStatus)
+        this.other.set(key, s)
+      }
+    }
+    s.count++
+    s.duration.observe(r.durationMs * this.scale)
+    s.requestBytes.observe(r.bytesIn)
+    s.responseBytes.observe(r.bytesOut)
+  }
+
+  private create(status: number, flags: string, grpc: string): RequestSeries {
+    return this.metrics.requestSeries({
+      ...this.base,
+      response_code: String(status),
+      grpc_response_status: grpc,
+      response_flags: flags === '' ? '-' : flags,
+    })
+  }
+}

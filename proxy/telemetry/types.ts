@@ -1,0 +1,56 @@
+// What telemetry sees of a request, and the sinks that consume it. The router's Exchange object
+// itself implements RequestRecord (no extra allocation per request); sinks read it once, when the
+// exchange completes, and must not keep it.
+
+/** One completed (or failed) request, as seen by one proxy listener. */
+export interface RequestRecord {
+  /** wall clock at the start of the request (ms since epoch) */
+  readonly startTime: number
+  /** duration from the request head parsed to the last response byte written (ms, fractional) */
+  readonly durationMs: number
+  readonly method: string
+  /** Host / :authority as received */
+  readonly authority: string
+  /** path with query as received */
+  readonly path: string
+  /** "HTTP/1.1" or "HTTP/1.0" (later "HTTP/2", "gRPC") */
+  readonly protocol: string
+  /** status sent to the client; 0 when the client went away before any response */
+  readonly status: number
+  /** grpc-status of the response, "" when none */
+  readonly grpcStatus: string
+  /** response flag ("" when the response was simply relayed), e.g. NR, UF, UC, UPE, DC */
+  readonly flags: string
+  /** route name, "" when none matched */
+  readonly routeName: string
+  /** virtual host name, "" when none matched */
+  readonly vhostName: string
+  /** cluster name, "" when none */
+  readonly clusterName: string
+  /** endpoint "address:port", "" when none */
+  readonly upstreamHost: string
+  /** request body bytes received from the client */
+  readonly bytesIn: number
+  /** response body bytes sent to the client */
+  readonly bytesOut: number
+  /** x-request-id sent upstream (generated when absent), "" for local replies before routing */
+  readonly requestId: string
+  /** trace id when tracing is on, else "" */
+  readonly traceId: string
+  /** client address */
+  readonly downstreamAddress: string
+}
+
+/** Labels that describe the two sides of the traffic, Istio's convention. */
+export interface PeerLabels {
+  readonly reporter: 'source' | 'destination'
+  readonly sourceWorkload: string
+  readonly sourceNamespace: string
+  readonly destinationService: string
+  readonly destinationWorkload: string
+  readonly destinationNamespace: string
+}
+
+export interface RequestSink {
+  onRequest(r: RequestRecord): void
+}
