@@ -273,6 +273,31 @@ t.test('WEFT_ERR_CONFIG_INVALID: semantic checks', async (t) => {
     ])
   })
 
+  await t.test('framing and connection headers cannot be mutated', async (t) => {
+    const text = y`
+      listeners: []
+      routeTables:
+        - name: rt
+          virtualHosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+                - backends: [{ cluster: c }]
+                  requestHeaders:
+                    set: { content-length: "0", host: example.com }
+                    add: { transfer-encoding: chunked }
+                  responseHeaders:
+                    remove: [connection]
+      clusters:
+        - { name: c, endpoints: [] }
+    `
+    t.same(errorsOf(text), [
+      'b.yaml:10:22: routeTables[0].virtualHosts[0].routes[0].requestHeaders.set.content-length: header "content-length" is managed by the proxy (framing and connection headers cannot be changed)',
+      'b.yaml:11:22: routeTables[0].virtualHosts[0].routes[0].requestHeaders.add.transfer-encoding: header "transfer-encoding" is managed by the proxy (framing and connection headers cannot be changed)',
+      'b.yaml:13:24: routeTables[0].virtualHosts[0].routes[0].responseHeaders.remove[0]: header "connection" is managed by the proxy (framing and connection headers cannot be removed)',
+    ], 'requestHeaders.set of host is allowed (it replaces the authority)')
+  })
+
   await t.test('ports', async (t) => {
     const text = y`
       admin: { address: 127.0.0.1, port: 15001 }
