@@ -1,6 +1,8 @@
 // The `weft` command line. Each command is a small module; this file only wires them to commander.
 import { Command } from 'commander'
 import { runSidecar } from '../proxy/main.ts'
+import { registerStat } from './stat.ts'
+import { registerTap } from './tap.ts'
 
 const program = new Command()
 program
@@ -18,5 +20,8 @@ program
     if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
     process.exitCode = await runSidecar(opts.config)
   })
+
+registerStat(program)
+registerTap(program)
 
 await program.parseAsync(process.argv)

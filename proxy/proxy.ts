@@ -2,9 +2,17 @@
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
 import type { Bootstrap } from './config/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
-import { NO_TELEMETRY } from './telemetry/listener.ts'
+import type { Listener, Telemetry } from './config/schema.ts'
+import { parseDuration } from './config/duration.ts'
+import { createAccessLog, type AccessLog } from './telemetry/access-log.ts'
+import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'
+import { TapHub } from './telemetry/tap.ts'
+import { ZipkinReporter } from './telemetry/tracing/reporter.ts'
+import { Tracer } from './telemetry/tracing/tracer.ts'
 import type { RequestSink } from './telemetry/types.ts'
+
+export const DEFAULT_ZIPKIN_URL = 'http://127.0.0.1:9411/api/v2/spans'
 import { PoolRegistry } from './cluster/cluster.ts'
 import { ProxyListener, type ListenerConfigSlice } from './listener/listener.ts'
 import type { Logger } from './log.ts'
@@ -25,6 +33,12 @@ export class Proxy {
   draining = false
   /** Prometheus metrics; null when disabled. Kept across configs (counters never reset) unless the naming changes. */
   metrics: ProxyMetrics | null = null
+  /** `weft tap` subscribers; costs one boolean check per request while nobody taps */
+  readonly tap = new TapHub()
+  /** span reporter, shared by every listener's tracer; null when tracing is off */
+  reporter: ZipkinReporter | null = null
+  private reporterKey = ''
+  private accessLogs = new Map<string, { key: string; log: AccessLog }>()
   private version = 0
   private sweeper: NodeJS.Timeout | null = null
   private coarseNow = performance.now()
@@ -43,9 +57,26 @@ export class Proxy {
   /** Compile and swap in a validated config. Listeners are opened/closed to match. */
   async apply(b: Bootstrap): Promise<CompiledConfig> {
     this.configureMetrics(b)
+    const usedLogs = new Set<string>()
+    const tracing = this.configureTracing(b.telemetry?.tracing)
     const compiled = compileConfig(b, this.version + 1, this.pools, {
       metrics: this.metrics,
-      sinks: (): RequestSink[] => [],
+      tap: this.tap,
+      sinks: (l): RequestSink[] => {
+        const al = b.telemetry?.accessLog
+        if (al?.enabled !== true) return []
+        usedLogs.add(l.name)
+        return [this.accessLogFor(l, al, listenerPeer(b, l))]
+      },
+      tracer: (l) =>
+        tracing === null
+          ? null
+          : new Tracer({
+              sampling: tracing.sampling,
+              serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
+              localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
+              reporter: this.reporter!,
+            }),
     })
     this.version = compiled.version
     const wanted = new Map(compiled.listeners.map((l) => [l.name, l]))
@@ -72,6 +103,12 @@ export class Proxy {
     }
     this.current = compiled
     this.metrics?.configVersion.set(compiled.version)
+    for (const [name, e] of this.accessLogs) {
+      if (!usedLogs.has(name)) {
+        this.accessLogs.delete(name)
+        void e.log.close()
+      }
+    }
     this.pools.collect()
     this.ensureSweeper(compiled)
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
@@ -88,6 +125,39 @@ export class Proxy {
 
   private slice(c: CompiledConfig, spec: { name: string; routeTable: string }): ListenerConfigSlice {
     return { table: c.tables.get(spec.routeTable)!, clusters: c.clusters, limits: c.limits, telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY }
+  }
+
+  /** One access log per listener, reopened only when its settings change. */
+  private accessLogFor(l: Listener, al: NonNullable<Telemetry['accessLog']>, peer: ReturnType<typeof listenerPeer>): AccessLog {
+    const key = JSON.stringify([al, peer])
+    const e = this.accessLogs.get(l.name)
+    if (e !== undefined && e.key === key) return e.log
+    if (e !== undefined) void e.log.close()
+    const log = createAccessLog({ path: al.path, statusClasses: al.statusClasses, sampling: al.sampling }, peer)
+    this.accessLogs.set(l.name, { key, log })
+    return log
+  }
+
+  /** The reporter for this config's tracing (kept when unchanged), or null when tracing is off. */
+  private configureTracing(t: Telemetry['tracing']): { sampling: number; serviceName?: string } | null {
+    if (t?.enabled !== true) {
+      if (this.reporter !== null) void this.reporter.close()
+      this.reporter = null
+      this.reporterKey = ''
+      return null
+    }
+    const opts = {
+      url: t.zipkinUrl ?? DEFAULT_ZIPKIN_URL,
+      batchIntervalMs: t.batchInterval === undefined ? 1000 : parseDuration(t.batchInterval),
+      maxQueue: t.maxQueue ?? 1000,
+    }
+    const key = JSON.stringify(opts)
+    if (this.reporter === null || key !== this.reporterKey) {
+      if (this.reporter !== null) void this.reporter.close()
+      this.reporter = new ZipkinReporter(opts)
+      this.reporterKey = key
+    }
+    return { sampling: t.sampling ?? 1, serviceName: t.serviceName }
   }
 
   private configureMetrics(b: Bootstrap): void {
@@ -113,6 +183,18 @@ export class Proxy {
         )
       }
       return out
+    })
+    metrics.setTelemetrySource(() => {
+      const r = this.reporter?.counters
+      let accessLogDropped = 0
+      for (const e of this.accessLogs.values()) accessLogDropped += e.log.dropped
+      return {
+        spansReported: r?.reported ?? 0,
+        spansSent: r?.sent ?? 0,
+        spansDropped: r?.dropped ?? 0,
+        accessLogDropped,
+        tapDropped: this.tap.dropped,
+      }
     })
     this.metrics = metrics
   }
@@ -151,10 +233,14 @@ export class Proxy {
     return { timedOut }
   }
 
-  /** Close everything now. */
+  /** Close everything now (access logs and spans are flushed in the background). */
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper)
     this.sweeper = null
+    for (const e of this.accessLogs.values()) void e.log.close()
+    this.accessLogs.clear()
+    if (this.reporter !== null) void this.reporter.close()
+    this.reporter = null
     for (const l of this.listeners.values()) l.destroy()
     this.listeners.clear()
     this.pools.drainAll()

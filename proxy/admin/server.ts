@@ -2,6 +2,7 @@
 // path, so it uses node:http. Later issues add /metrics and more.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Proxy } from '../proxy.ts'
+import { handleTapRequest } from '../telemetry/tap.ts'
 
 export function clustersView(p: Proxy): unknown {
   const c = p.current
@@ -79,6 +80,8 @@ export function createAdminServer(p: Proxy): Server {
         return json(res, 200, clustersView(p))
       case '/stats':
         return json(res, 200, statsView(p))
+      case '/tap':
+        return handleTapRequest(req, res, p.tap)
       case '/metrics': {
         const m = p.metrics
         if (m === null) return text(res, 404, 'metrics are disabled (telemetry.metrics.enabled: false)\n')
@@ -92,7 +95,7 @@ export function createAdminServer(p: Proxy): Server {
         return
       }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats /metrics\n')
+        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats /metrics /tap\n')
       default:
         return text(res, 404, 'not found\n')
     }

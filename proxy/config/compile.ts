@@ -7,6 +7,8 @@ import type { ConnectionLimits } from '../listener/downstream.ts'
 import { CompiledRouteTable } from '../route/table.ts'
 import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
 import type { ProxyMetrics } from '../telemetry/metrics.ts'
+import type { TapHub } from '../telemetry/tap.ts'
+import type { Tracer } from '../telemetry/tracing/tracer.ts'
 import type { RequestSink } from '../telemetry/types.ts'
 import { parseDuration } from './duration.ts'
 import type { Bootstrap, Listener } from './schema.ts'
@@ -29,8 +31,11 @@ export interface CompiledConfig {
 /** What telemetry the compiler binds into listeners; owned by the proxy, kept across configs. */
 export interface TelemetryDeps {
   metrics: ProxyMetrics | null
-  /** extra sinks (access log, tap) for a listener */
+  /** extra sinks (the access log) for a listener */
   sinks(listener: Listener): RequestSink[]
+  tap: TapHub | null
+  /** the tracer of a listener, null when tracing is off */
+  tracer(listener: Listener): Tracer | null
 }
 
 export const DEFAULTS = {
@@ -64,6 +69,9 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     telemetry.set(l.name, {
       metrics: deps?.metrics ? buildListenerMetrics(deps.metrics, b, l, table) : null,
       sinks: deps ? deps.sinks(l) : [],
+      tap: deps?.tap ?? null,
+      tracer: deps ? deps.tracer(l) : null,
+      spanKind: l.direction === 'outbound' ? 'CLIENT' : 'SERVER',
       peer: listenerPeer(b, l),
     })
   }

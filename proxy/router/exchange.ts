@@ -10,6 +10,8 @@ import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '..
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
 import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
+import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
+import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 
 /** What the exchange needs from the downstream connection. */
@@ -99,6 +101,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private readonly t0: number
   private backendIndex = 0
   private completed = false
+  private trace: RequestTrace | null = null
+  /** annotations for a sampled span (retries) */
+  private annotations: ZipkinAnnotation[] | null = null
 
   // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
   status = 0
@@ -159,6 +164,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   start(hasBody: boolean): void {
     if (!hasBody) this.reqEnded = true
     const req = this.req
+    const tracer = this.config.telemetry.tracer
+    if (tracer !== null) {
+      this.trace = tracer.begin(req.names, req.values, this.config.telemetry.spanKind)
+      this.traceId = this.trace.traceId
+    }
     const vh = this.config.table.lookup(req.authority)
     const q = req.path.indexOf('?')
     const route =
@@ -208,9 +218,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     let xff = ''
     let proto = false
     let rid = false
+    const trace = this.trace
     for (let i = 0; i < names.length; i++) {
       const n = names[i]
       if (drop !== null && drop.has(n)) continue
+      // The trace context goes upstream as our span's (added below), not the caller's.
+      if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
       if (n === 'x-forwarded-for') {
         // Several fields are one list (RFC 9110 5.3): keep the client's hops in order, add ours once.
         xff = xff === '' ? values[i] : xff + ', ' + values[i]
@@ -230,6 +243,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       h += 'x-request-id: ' + this.requestId + CRLF
     }
     h += route.requestHeaders.append
+    if (trace !== null) h += trace.headerBlock
     if (req.chunked) h += 'transfer-encoding: ' + req.transferEncoding + CRLF
     else if (req.contentLength >= 0) h += 'content-length: ' + req.contentLength + CRLF
     return h + CRLF
@@ -452,6 +466,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked) {
       this.retried = true
       this.counters.staleRetries++
+      if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
       this.endpoint!.pool.acquire(this, true)
       return
     }
@@ -506,6 +521,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
     const sinks = t.sinks
     for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
+    if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
+    if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
   }
 
   // ---- local replies -----------------------------------------------------------------------

@@ -3,6 +3,8 @@
 import type { Bootstrap, Listener } from '../config/schema.ts'
 import type { CompiledRouteTable, CompiledVirtualHost } from '../route/table.ts'
 import { BoundRequestMetrics, type ProxyMetrics, type TcpSeries } from './metrics.ts'
+import type { TapHub } from './tap.ts'
+import type { SpanKind, Tracer } from './tracing/tracer.ts'
 import type { PeerLabels, RequestRecord, RequestSink } from './types.ts'
 
 const UNKNOWN = 'unknown'
@@ -17,14 +19,23 @@ export interface ListenerMetrics {
 
 export interface ListenerTelemetry {
   readonly metrics: ListenerMetrics | null
-  /** access log, tap and other sinks that want every completed request; empty when none */
+  /** access log and other sinks that want every completed request; empty when none */
   readonly sinks: readonly RequestSink[]
+  /** live request stream for `weft tap`; the request path only checks `tap.active` */
+  readonly tap: TapHub | null
+  /** tracing; null when off */
+  readonly tracer: Tracer | null
+  /** CLIENT on outbound listeners (the caller's side), SERVER on inbound */
+  readonly spanKind: SpanKind
   readonly peer: PeerLabels
 }
 
 export const NO_TELEMETRY: ListenerTelemetry = {
   metrics: null,
   sinks: [],
+  tap: null,
+  tracer: null,
+  spanKind: 'CLIENT',
   peer: {
     reporter: 'source', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN,
     destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN,

@@ -97,6 +97,14 @@ function histogramValues(name: string, series: Iterable<RequestSeries>, pick: (s
   return out
 }
 
+export interface TelemetryCounters {
+  spansReported: number
+  spansSent: number
+  spansDropped: number
+  accessLogDropped: number
+  tapDropped: number
+}
+
 export interface TcpSeries {
   readonly labels: Labels
   opened: number
@@ -117,6 +125,7 @@ export class ProxyMetrics {
   readonly configVersion: Gauge
   readonly configRejected: Counter
   private decisionsSource: () => { listener: string; decision: string; value: number }[] = () => []
+  private telemetrySource: () => TelemetryCounters = () => ({ spansReported: 0, spansSent: 0, spansDropped: 0, accessLogDropped: 0, tapDropped: 0 })
 
   constructor(naming: Naming = 'weft') {
     this.naming = naming
@@ -142,6 +151,12 @@ export class ProxyMetrics {
     reg(new Collected(p + 'tcp_sent_bytes_total', 'Bytes sent to clients (closed connections).', 'counter', tcp('sent')))
     reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout).', 'counter', () =>
       this.decisionsSource().map((d) => ({ labels: { listener: d.listener, decision: d.decision }, value: d.value }))))
+    const tel = (f: (c: TelemetryCounters) => number) => () => [{ labels: {}, value: f(this.telemetrySource()) }]
+    reg(new Collected('weft_tracing_spans_reported_total', 'Spans handed to the Zipkin reporter (sampled requests).', 'counter', tel((c) => c.spansReported)))
+    reg(new Collected('weft_tracing_spans_sent_total', 'Spans the Zipkin collector accepted.', 'counter', tel((c) => c.spansSent)))
+    reg(new Collected('weft_tracing_spans_dropped_total', 'Spans dropped: reporter queue full or collector unreachable or failing.', 'counter', tel((c) => c.spansDropped)))
+    reg(new Collected('weft_access_log_dropped_total', 'Access log lines dropped because the destination could not keep up.', 'counter', tel((c) => c.accessLogDropped)))
+    reg(new Collected('weft_tap_dropped_total', 'Tap lines dropped because a tap client could not keep up.', 'counter', tel((c) => c.tapDropped)))
     this.configVersion = new Gauge({ name: 'weft_config_version', help: 'Version of the active config (increments on every accepted config).', registers: [this.registry] })
     this.configRejected = new Counter({ name: 'weft_config_rejected_total', help: 'Configs rejected (invalid); the last good config kept serving.', registers: [this.registry] })
   }
@@ -166,6 +181,11 @@ export class ProxyMetrics {
       this.tcp.set(key, s)
     }
     return s
+  }
+
+  /** Where the tracing / access log / tap counters are read at scrape time. */
+  setTelemetrySource(f: () => TelemetryCounters): void {
+    this.telemetrySource = f
   }
 
   /** Where weft_proxy_decisions_total reads its values (the listeners' counters). */
