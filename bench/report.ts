@@ -2,8 +2,14 @@
 import type { MemStats } from './proc.ts'
 import { wrkErrorCount, type WrkResult } from './wrk.ts'
 
-export const ROW_NAMES = ['direct', 'weft', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
+export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
 export type RowName = (typeof ROW_NAMES)[number]
+/** Weft with one telemetry feature on, compared with the plain `weft` row (column "vs weft"). */
+export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog'] as const satisfies readonly RowName[]
+/** Rows of --telemetry: the telemetry variants between the baseline and HAProxy. */
+export const TELEMETRY_ROWS = ['direct', 'weft', ...WEFT_VARIANT_ROWS, 'haproxy'] as const satisfies readonly RowName[]
+
+const isWeftFamily = (n: RowName): boolean => n === 'weft' || n.startsWith('weft+')
 
 /** One measuring round of one row. */
 export interface Sample {
@@ -42,6 +48,10 @@ export interface RowSummary {
   /** p50 @1 connection minus direct's p50 @1 connection; null for direct itself or without direct. */
   addedP50Us: number | null
   rpsVsHaproxy: number | null
+  /** rps divided by the plain weft row's rps; only for weft and its telemetry variants */
+  rpsVsWeft: number | null
+  /** CPU µs/req divided by the plain weft row's; only for weft and its telemetry variants */
+  cpuVsWeft: number | null
   addedP50VsHaproxy: number | null
   rssMB: number
   hwmMB: number
@@ -79,6 +89,8 @@ export function summarize(rows: RowResult[]): void {
       p99Us: median(s.map((x) => x.latency.percentilesUs['99'])),
       addedP50Us: null,
       rpsVsHaproxy: null,
+      rpsVsWeft: null,
+      cpuVsWeft: null,
       addedP50VsHaproxy: null,
       rssMB: last.mem.rssBytes / MB,
       hwmMB: Math.max(...s.map((x) => x.mem.hwmBytes)) / MB,
@@ -100,6 +112,13 @@ export function summarize(rows: RowResult[]): void {
     if (ha.rps > 0) s.rpsVsHaproxy = s.rps / ha.rps
     if (s.addedP50Us !== null && ha.addedP50Us !== null && ha.addedP50Us > 0) s.addedP50VsHaproxy = s.addedP50Us / ha.addedP50Us
   }
+  const weft = rows.find((r) => r.name === 'weft')?.summary
+  for (const row of rows) {
+    const s = row.summary
+    if (!s || !weft || !isWeftFamily(row.name)) continue
+    if (weft.rps > 0) s.rpsVsWeft = s.rps / weft.rps
+    if (weft.cpuUsPerReq > 0) s.cpuVsWeft = s.cpuUsPerReq / weft.cpuUsPerReq
+  }
 }
 
 const fmt = (v: number | null | undefined, digits = 0): string =>
@@ -107,7 +126,9 @@ const fmt = (v: number | null | undefined, digits = 0): string =>
 
 /** The human-readable table (one string, lines joined with \n). */
 export function formatTable(rows: RowResult[]): string {
-  const head = ['proxy', 'rps@50', 'rps/haproxy', 'p50 µs @1', 'p99 µs @1', 'added p50 µs', 'added/haproxy', 'RSS MB', 'peak MB', 'CPU s', 'CPU µs/req']
+  // "vs weft": rps of each Weft telemetry variant divided by the plain weft row's (shown when a variant runs).
+  const vsWeft = rows.some((r) => (WEFT_VARIANT_ROWS as readonly string[]).includes(r.name))
+  const head = ['proxy', 'rps@50', 'rps/haproxy', ...(vsWeft ? ['vs weft'] : []), 'p50 µs @1', 'p99 µs @1', 'added p50 µs', 'added/haproxy', 'RSS MB', 'peak MB', 'CPU s', 'CPU µs/req']
   const lines: string[][] = [head]
   const errors: string[] = []
   for (const row of rows) {
@@ -128,6 +149,7 @@ export function formatTable(rows: RowResult[]): string {
       row.name + flag,
       fmt(s.rps),
       fmt(s.rpsVsHaproxy, 2),
+      ...(vsWeft ? [fmt(s.rpsVsWeft, 2)] : []),
       fmt(s.p50Us, 0),
       fmt(s.p99Us, 0),
       isDirect ? '-' : fmt(s.addedP50Us, 0),
@@ -176,7 +198,34 @@ export function quickSummary(rows: RowResult[], resultsFile: string | null): Rec
     weft_rss_mb: round(weft?.summary?.rssMB, 1),
     weft_cpu_us_per_req: round(weft?.summary?.cpuUsPerReq, 2),
   }
-  for (const r of rows) if (r.error) out[`${r.name.replace('-', '_')}_error`] = r.error
+  for (const r of rows) if (r.error) out[`${jsonKey(r.name)}_error`] = r.error
+  out.results_file = resultsFile
+  return out
+}
+
+/** A row name as a JSON key prefix: weft+metrics -> weft_metrics, fast-proxy -> fast_proxy. */
+const jsonKey = (name: string): string => name.replace(/[^a-z0-9]+/gi, '_')
+
+/**
+ * The --telemetry summary object (printed as the last stdout line): each Weft row's rps, CPU µs per
+ * request and, for the variants, the ratio of both to the plain weft row.
+ */
+export function telemetrySummary(rows: RowResult[], resultsFile: string | null): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const r of rows) {
+    if (!isWeftFamily(r.name)) continue
+    const k = jsonKey(r.name)
+    out[`${k}_rps`] = round(r.summary?.rps, 0)
+    out[`${k}_cpu_us_per_req`] = round(r.summary?.cpuUsPerReq, 2)
+    out[`${k}_added_p50_us`] = round(r.summary?.addedP50Us, 1)
+    if (r.name !== 'weft') {
+      out[`${k}_vs_weft`] = round(r.summary?.rpsVsWeft, 3)
+      out[`${k}_cpu_vs_weft`] = round(r.summary?.cpuVsWeft, 3)
+    }
+  }
+  const ha = rows.find((r) => r.name === 'haproxy')
+  out.haproxy_rps = round(ha?.summary?.rps, 0)
+  for (const r of rows) if (r.error) out[`${jsonKey(r.name)}_error`] = r.error
   out.results_file = resultsFile
   return out
 }

@@ -1,7 +1,7 @@
 // Weft's headline benchmark: the same wrk workload against the upstream directly and through Weft,
 // HAProxy, nginx, fast-proxy and http-proxy, all single-threaded, in one run. See bench/README.md.
 //
-//   node bench/run.ts [--quick] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
+//   node bench/run.ts [--quick | --telemetry] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -12,12 +12,23 @@ import { freePorts } from './net.ts'
 import { readCpuSeconds, readMem } from './proc.ts'
 import { cleanupAll, cleanupAllSync, runCapture, tailFile, trackTempDir } from './spawn.ts'
 import { haveWrk, runWrk, wrkArgs, wrkVersion, type WrkResult } from './wrk.ts'
-import { formatTable, quickSummary, ROW_NAMES, summarize, type RowName, type RowResult, type Sample } from './report.ts'
+import {
+  formatTable,
+  quickSummary,
+  ROW_NAMES,
+  summarize,
+  TELEMETRY_ROWS,
+  telemetrySummary,
+  WEFT_VARIANT_ROWS,
+  type RowName,
+  type RowResult,
+  type Sample,
+} from './report.ts'
 import type { Peer, PeerContext } from './peers/types.ts'
 import { nginxVersion, startNginxProxy, startUpstream } from './peers/nginx.ts'
 import { haproxyVersion, startHaproxy } from './peers/haproxy.ts'
 import { startFastProxy, startHttpProxy } from './peers/node-proxies.ts'
-import { startWeft, WEFT_BIN } from './peers/weft.ts'
+import { isWeftRow, startWeft, startZipkinSink, telemetryFacts, TRACING_SAMPLING_PERCENT, WEFT_BIN, WEFT_ROWS, type ZipkinSink } from './peers/weft.ts'
 
 const INSTALL_HINT = 'apt-get install -y haproxy nginx-light wrk'
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -25,6 +36,8 @@ const RESULTS_DIR = path.join(here, 'results')
 
 const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [options])
   --quick              direct, weft, haproxy only; 4 s runs, 1 s warm-up; < 60 s; last stdout line is a JSON summary
+  --telemetry          direct, weft, weft+metrics, weft+tracing, weft+accesslog, haproxy: the cost of each
+                       telemetry feature against plain weft (column "vs weft"); last stdout line is a JSON summary
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -36,6 +49,7 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
 
 interface Options {
   quick: boolean
+  telemetry: boolean
   rows: RowName[]
   durationSec: number
   warmupSec: number
@@ -57,6 +71,7 @@ function parseOptions(argv: string[]): Options {
       args: argv,
       options: {
         quick: { type: 'boolean', default: false },
+        telemetry: { type: 'boolean', default: false },
         only: { type: 'string' },
         duration: { type: 'string' },
         warmup: { type: 'string' },
@@ -76,13 +91,14 @@ function parseOptions(argv: string[]): Options {
     process.exit(0)
   }
   const quick = values.quick ?? false
+  const telemetry = values.telemetry ?? false
   const num = (name: string, v: string | undefined, def: number, min: number): number => {
     if (v === undefined) return def
     const n = Number(v)
     if (!Number.isFinite(n) || n < min) fail(`--${name} must be a number >= ${min}, got ${JSON.stringify(v)}`)
     return n
   }
-  let rows: RowName[] = quick ? ['direct', 'weft', 'haproxy'] : [...ROW_NAMES]
+  let rows: RowName[] = telemetry ? [...TELEMETRY_ROWS] : quick ? ['direct', 'weft', 'haproxy'] : [...ROW_NAMES]
   if (values.only) {
     const wanted = values.only.split(',').map((s) => s.trim()).filter(Boolean)
     const unknown = wanted.filter((w) => !(ROW_NAMES as readonly string[]).includes(w))
@@ -93,6 +109,7 @@ function parseOptions(argv: string[]): Options {
   if (weftConfig && !fs.existsSync(weftConfig)) fail(`--weft-config: ${weftConfig} does not exist`)
   return {
     quick,
+    telemetry,
     rows,
     durationSec: Math.round(num('duration', values.duration, quick ? 4 : 10, 1)),
     warmupSec: Math.round(num('warmup', values.warmup, quick ? 1 : 2, 0)),
@@ -108,6 +125,13 @@ const log = (msg: string): void => {
 }
 
 let currentWrk: ChildProcess | null = null
+let zipkin: ZipkinSink | null = null
+
+async function stopZipkin(): Promise<void> {
+  const z = zipkin
+  zipkin = null
+  await z?.close()
+}
 let interrupted = false
 
 function installSignalHandlers(): void {
@@ -126,6 +150,9 @@ function installSignalHandlers(): void {
 
 const STARTERS: Record<Exclude<RowName, 'direct'>, (ctx: PeerContext) => Promise<Peer>> = {
   weft: startWeft,
+  'weft+metrics': startWeft,
+  'weft+tracing': startWeft,
+  'weft+accesslog': startWeft,
   haproxy: startHaproxy,
   nginx: startNginxProxy,
   'fast-proxy': startFastProxy,
@@ -188,16 +215,22 @@ async function main(): Promise<number> {
     log(rowOf('haproxy').error!)
   }
 
-  const ports = await freePorts(2 + ROW_NAMES.length + 1)
+  // Two upstream ports, one traffic port per row, one admin port per Weft row (they all run at once).
+  const weftRows = Object.keys(WEFT_ROWS)
+  const ports = await freePorts(2 + ROW_NAMES.length + weftRows.length)
   const upstreamPorts = ports.slice(0, 2)
   const portOf = (n: RowName): number => ports[2 + ROW_NAMES.indexOf(n)]
-  const weftAdminPort = ports[2 + ROW_NAMES.length]
+  const adminPortOf = (n: string): number => ports[2 + ROW_NAMES.length + weftRows.indexOf(n)]
 
   log(`${os.cpus().length} cores; wrk -t1 -c${opts.connections}/-c1 -d${opts.durationSec}s, warm-up ${opts.warmupSec}s, rounds ${opts.repeat}`)
   log(`starting upstream nginx (1 worker) on 127.0.0.1:${upstreamPorts.join(' and :')}`)
   const upstream = await startUpstream({ dir: dirFor('upstream'), upstreamPorts, port: upstreamPorts[0] })
   const peers = new Map<RowName, Peer>([['direct', upstream]])
   Object.assign(rowOf('direct'), { pid: upstream.pid, port: upstream.port, info: upstream.info })
+  if (opts.rows.includes('weft+tracing')) {
+    zipkin = await startZipkinSink()
+    log(`Zipkin sink for weft+tracing (${TRACING_SAMPLING_PERCENT} % sampling) at ${zipkin.url}`)
+  }
 
   for (const row of rows) {
     if (row.name === 'direct' || row.error || interrupted) continue
@@ -207,7 +240,9 @@ async function main(): Promise<number> {
         dir: dirFor(row.name),
         upstreamPorts,
         port: portOf(row.name),
-        options: row.name === 'weft' ? { adminPort: String(weftAdminPort), configFile: opts.weftConfig } : undefined,
+        options: isWeftRow(row.name)
+          ? { adminPort: String(adminPortOf(row.name)), configFile: opts.weftConfig, row: row.name, zipkinUrl: zipkin?.url }
+          : undefined,
       }
       const peer = await STARTERS[row.name](ctx)
       peers.set(row.name, peer)
@@ -242,6 +277,14 @@ async function main(): Promise<number> {
   }
   if (interrupted) return 130
 
+  // What the Weft rows' telemetry produced (and a warning where an enabled feature produced nothing).
+  for (const row of rows) {
+    if (!isWeftRow(row.name) || !peers.has(row.name) || !row.info) continue
+    const { facts, warning } = await telemetryFacts(row.name, row.info, zipkin)
+    Object.assign(row.info, facts)
+    if (warning && row.samples.length > 0) row.roundErrors.push(warning)
+  }
+
   summarize(rows)
   const endedAt = new Date()
   // Anything the peers logged (Weft runs at warn level: normally nothing) goes into the results.
@@ -259,7 +302,7 @@ async function main(): Promise<number> {
   const results = {
     date: startedAt.toISOString(),
     durationSec: (endedAt.getTime() - startedAt.getTime()) / 1000,
-    mode: opts.quick ? 'quick' : 'full',
+    mode: opts.telemetry ? (opts.quick ? 'telemetry-quick' : 'telemetry') : opts.quick ? 'quick' : 'full',
     node: process.version,
     versions: { haproxy: haVer, nginx: ngVer, wrk: wrkVer, weftBin: WEFT_BIN, gitCommit },
     machine: {
@@ -279,6 +322,12 @@ async function main(): Promise<number> {
     },
     repeat: opts.repeat,
     fairness: 'every proxy single-threaded: HAProxy nbthread 1; nginx worker_processes 1; Weft, fast-proxy and http-proxy one Node process each',
+    weftVariants: {
+      weft: 'metrics, tracing and access log off',
+      'weft+metrics': 'telemetry.metrics.enabled: true (GET /metrics on the admin port; not scraped during the runs)',
+      'weft+tracing': `telemetry.tracing: enabled, sampling ${TRACING_SAMPLING_PERCENT} %, Zipkin v2 to a sink in the harness that discards the spans`,
+      'weft+accesslog': 'telemetry.accessLog: enabled, every request, to a file in the temp dir',
+    },
     upstream: { server: 'nginx, worker_processes 1, return 200 "hello world\\n" (12-byte body), access_log off', ports: upstreamPorts },
     rows: rows.map((r) => ({
       name: r.name,
@@ -303,19 +352,25 @@ async function main(): Promise<number> {
 
   console.log('')
   console.log(
-    `Weft bench (${opts.quick ? 'quick' : 'full'}): ${cpus.length} cores, node ${process.version}, HAProxy ${haVer ?? '-'}, nginx ${ngVer}, wrk ${wrkVer ?? '?'}`,
+    `Weft bench (${results.mode}): ${cpus.length} cores, node ${process.version}, HAProxy ${haVer ?? '-'}, nginx ${ngVer}, wrk ${wrkVer ?? '?'}`,
   )
   console.log(
     `wrk -t1: rps@50 = -c${opts.connections} -d${opts.durationSec}s; latency = -c1 -d${opts.durationSec}s --latency; warm-up ${opts.warmupSec}s; ${opts.repeat} round(s)${opts.repeat > 1 ? ', medians' : ''}`,
   )
   console.log('Every proxy is single-threaded: HAProxy nbthread 1, nginx 1 worker, Weft/fast-proxy/http-proxy one Node process.')
   console.log(`Upstream: nginx 1 worker on 2 ports (12-byte body); proxies round-robin over both. CPU s = proxy CPU during the measured runs.`)
+  if (rows.some((r) => (WEFT_VARIANT_ROWS as readonly string[]).includes(r.name))) {
+    console.log(
+      `Weft rows: weft = metrics, tracing, access log all off; weft+metrics = metrics on; weft+tracing = tracing at ${TRACING_SAMPLING_PERCENT} % to a local Zipkin sink; weft+accesslog = access log to a file. vs weft = rps / plain weft rps.`,
+    )
+  }
   console.log(`Load average at start ${loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}, at end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (other load skews results).`)
   console.log('')
   console.log(formatTable(rows))
   console.log('')
   if (resultsFile) console.log(`results: ${path.relative(process.cwd(), resultsFile)} (and bench/results/latest.json)`)
-  if (opts.quick) console.log(JSON.stringify(quickSummary(rows, resultsFile)))
+  if (opts.telemetry) console.log(JSON.stringify(telemetrySummary(rows, resultsFile)))
+  else if (opts.quick) console.log(JSON.stringify(quickSummary(rows, resultsFile)))
 
   return rows.some((r) => r.error) ? 2 : 0
 }
@@ -327,6 +382,7 @@ try {
   console.error(`[bench] fatal: ${(err as Error).stack ?? err}`)
   exitCode = 1
 } finally {
+  await stopZipkin()
   await cleanupAll()
 }
 process.exit(exitCode)

@@ -69,7 +69,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     telemetry.set(l.name, {
       metrics: deps?.metrics ? buildListenerMetrics(deps.metrics, b, l, table) : null,
       sinks: deps ? deps.sinks(l) : [],
-      tap: deps?.tap ?? null,
+      tap: deps?.tap ? deps.tap.forListener(l.name) : null,
       tracer: deps ? deps.tracer(l) : null,
       spanKind: l.direction === 'outbound' ? 'CLIENT' : 'SERVER',
       peer: listenerPeer(b, l),

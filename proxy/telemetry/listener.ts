@@ -3,7 +3,6 @@
 import type { Bootstrap, Listener } from '../config/schema.ts'
 import type { CompiledRouteTable, CompiledVirtualHost } from '../route/table.ts'
 import { BoundRequestMetrics, type ProxyMetrics, type TcpSeries } from './metrics.ts'
-import type { TapHub } from './tap.ts'
 import type { SpanKind, Tracer } from './tracing/tracer.ts'
 import type { PeerLabels, RequestRecord, RequestSink } from './types.ts'
 
@@ -22,7 +21,7 @@ export interface ListenerTelemetry {
   /** access log and other sinks that want every completed request; empty when none */
   readonly sinks: readonly RequestSink[]
   /** live request stream for `weft tap`; the request path only checks `tap.active` */
-  readonly tap: TapHub | null
+  readonly tap: (RequestSink & { readonly active: boolean }) | null
   /** tracing; null when off */
   readonly tracer: Tracer | null
   /** CLIENT on outbound listeners (the caller's side), SERVER on inbound */

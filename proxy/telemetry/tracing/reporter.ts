@@ -158,8 +158,11 @@ export class ZipkinReporter implements SpanReporter {
     this.closed = true
     clearInterval(this.timer)
     await this.flush()
+    // Nothing is in flight any more. An 'error' listener stays (a no-op): HttpLogger's timer
+    // outlives us, and an EventEmitter 'error' without a listener would throw.
     this.logger.removeAllListeners('success')
     this.logger.removeAllListeners('error')
+    this.logger.on('error', () => {})
   }
 
   /** Start one POST of up to maxBatch queued spans unless one is under way. */
