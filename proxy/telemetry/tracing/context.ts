@@ -196,8 +196,14 @@ function parseTraceparent(v: string): TraceContext | null {
 /**
  * Scan a request's header fields for a trace context. Returns a shared object, valid until the
  * next call (do not keep it), or null when the request carries no usable context.
+ * For the request path: `x-b3-parentspanid` (the caller's parent, which the proxy does not use)
+ * is not read, so parentId is "" for B3 multi; extractContext reads it.
  */
 export function scanContext(names: readonly string[], values: readonly string[]): TraceContext | null {
+  return scan(names, values, false)
+}
+
+function scan(names: readonly string[], values: readonly string[], withParent: boolean): TraceContext | null {
   let b3 = ''
   let xTraceId = ''
   let xSpanId = ''
@@ -222,7 +228,7 @@ export function scanContext(names: readonly string[], values: readonly string[])
           any = true
           break
         case 'x-b3-parentspanid':
-          if (xParent === '') xParent = values[i]
+          if (withParent && xParent === '') xParent = values[i]
           any = true
           break
         case 'x-b3-sampled':
@@ -270,7 +276,7 @@ export function scanContext(names: readonly string[], values: readonly string[])
 
 /** The trace context of a request (B3 single, B3 multi, W3C, in that order), or null. */
 export function extractContext(names: readonly string[], values: readonly string[]): TraceContext | null {
-  const c = scanContext(names, values)
+  const c = scan(names, values, true)
   if (c === null) return null
   return { traceId: c.traceId, spanId: c.spanId, parentId: c.parentId, sampled: c.sampled, debug: c.debug, tracestate: c.tracestate, format: c.format }
 }

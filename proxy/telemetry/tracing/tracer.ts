@@ -2,7 +2,9 @@
 //
 // Public API
 // ----------
-//   const reporter = new ZipkinReporter({ url, batchIntervalMs, maxQueue })       (reporter.ts)
+//   const reporter = new ZipkinReporter({ url, batchIntervalMs?, maxQueue?, maxBatch?, timeoutMs? })
+//     (reporter.ts) report(span) (sync, never throws, drops beyond maxQueue), flush(), close(),
+//     counters { reported, dropped, sent, failed (POSTs), batches }, queued, lastError
 //   const tracer = new Tracer({ sampling, serviceName, localEndpoint?, reporter, random? })
 //     sampling       percent of NEW traces sampled, 0–100 (default 1, as Istio)
 //     serviceName    localEndpoint.serviceName of every span (lower-cased)
@@ -18,8 +20,8 @@
 //     trace.headerBlock   "name: value\r\n" lines to add to the upstream request: x-b3-traceid,
 //                         x-b3-spanid (ours), x-b3-parentspanid (the caller's), x-b3-sampled (1/0),
 //                         x-b3-flags: 1 (debug only), traceparent (same ids and sampled flag),
-//                         tracestate (passed through when it belongs to this trace). Built on
-//                         first read. The caller drops every name in TRACE_HEADER_NAMES
+//                         tracestate (passed through when it belongs to this trace). One flat
+//                         string (see inject.ts). The caller drops every name in TRACE_HEADER_NAMES
 //                         (context.ts) from the forwarded request, since these replace them.
 //   trace.finish(rec, info?)                                                       when done
 //     rec    the RequestRecord of the exchange (telemetry/types.ts), read synchronously
@@ -34,7 +36,8 @@
 // - The proxy's span is a new span whose parent is the incoming span; what goes upstream
 //   carries the proxy's span id, so the next hop's span is a child of the proxy's.
 // - No usable context: a new trace (128-bit trace id), sampled at the configured rate.
-// - The caller's sampled=1/0 is honoured; context without a decision: decided at our rate.
+// - The caller's sampled=1/0 is honoured (W3C: the sampled flag of traceparent, 01 / 00);
+//   context without a decision (B3 ids without x-b3-sampled): decided at our rate.
 // - Debug (x-b3-flags: 1, b3 "d") is always sampled and propagated (x-b3-flags: 1).
 // - Span: name "<method> <route name, or path without query>" (lower-case), kind, timestamp and
 //   duration in µs, localEndpoint, remoteEndpoint, debug, annotations (e.g. retries, see
@@ -43,13 +46,13 @@
 //   response flag other than DR; the value is the flag, else the status), weft.route,
 //   weft.cluster, weft.upstream, weft.response_flags, guid:x-request-id (absent when empty).
 //
-// Cost: an unsampled request allocates the RequestTrace, two id strings (slices of a pooled
-// random hex string) and the header block; finish() returns at once. See
-// proxy/telemetry/tracing/bench-micro.ts for ns per request.
+// Cost: an unsampled request allocates the RequestTrace, the header block (one flat string, the
+// new ids hex-encoded into it from pooled random bytes) and one or two slices of it for the ids;
+// finish() returns at once. bench/tracing-micro.ts measures it.
 import { isIPv4, isIPv6 } from 'node:net'
 import type { RequestRecord } from '../types.ts'
 import { scanContext } from './context.ts'
-import { randomId128, randomId64 } from './ids.ts'
+import { last, writeBlock } from './inject.ts'
 
 export type SpanKind = 'CLIENT' | 'SERVER'
 
@@ -118,7 +121,6 @@ export function nowMicros(): number {
 }
 
 const CRLF = '\r\n'
-const ZERO16 = '0000000000000000'
 
 export class Tracer {
   readonly sampling: number
@@ -151,12 +153,27 @@ export class Tracer {
   /** Start the proxy's span for a request: read the caller's context, decide sampling, new span id. */
   begin(names: readonly string[], values: readonly string[], kind: SpanKind): RequestTrace {
     const ctx = scanContext(names, values)
-    const spanId = randomId64()
-    if (ctx === null) return new RequestTrace(this, kind, randomId128(), spanId, '', this.random() < this.threshold, false, '')
-    const debug = ctx.debug
-    const sampled = debug || (ctx.sampled ?? this.random() < this.threshold)
-    if (ctx.traceId === '') return new RequestTrace(this, kind, randomId128(), spanId, '', sampled, debug, '')
-    return new RequestTrace(this, kind, ctx.traceId, spanId, ctx.spanId, sampled, debug, ctx.tracestate)
+    let traceId = ''
+    let parentId = ''
+    let tracestate = ''
+    let debug = false
+    let sampled: boolean
+    if (ctx === null) {
+      sampled = this.random() < this.threshold
+    } else {
+      debug = ctx.debug
+      sampled = debug || (ctx.sampled ?? this.random() < this.threshold)
+      if (ctx.traceId !== '') {
+        traceId = ctx.traceId
+        parentId = ctx.spanId
+        tracestate = ctx.tracestate
+      }
+    }
+    let block = writeBlock(traceId, parentId, sampled, debug)
+    const spanId = block.slice(last.spanIdAt, last.spanIdAt + 16)
+    if (traceId === '') traceId = block.slice(last.traceIdAt, last.traceIdAt + 32)
+    if (tracestate !== '') block += 'tracestate: ' + tracestate + CRLF
+    return new RequestTrace(this, kind, traceId, spanId, parentId, sampled, debug, tracestate, block)
   }
 
   /** Build the span of a finished, sampled request and hand it to the reporter. */
@@ -244,11 +261,16 @@ export class RequestTrace {
   readonly kind: SpanKind
   /** W3C tracestate passed on, "" when none */
   readonly tracestate: string
+  /**
+   * The propagation header lines ("name: value\r\n" each) for the upstream request: x-b3-traceid,
+   * x-b3-spanid (ours), x-b3-parentspanid (the caller's), x-b3-sampled, x-b3-flags (debug),
+   * traceparent, tracestate. One flat string.
+   */
+  readonly headerBlock: string
   private readonly tracer: Tracer
-  private block = ''
   private finished = false
 
-  constructor(tracer: Tracer, kind: SpanKind, traceId: string, spanId: string, parentId: string, sampled: boolean, debug: boolean, tracestate: string) {
+  constructor(tracer: Tracer, kind: SpanKind, traceId: string, spanId: string, parentId: string, sampled: boolean, debug: boolean, tracestate: string, headerBlock: string) {
     this.tracer = tracer
     this.kind = kind
     this.traceId = traceId
@@ -257,20 +279,7 @@ export class RequestTrace {
     this.sampled = sampled
     this.debug = debug
     this.tracestate = tracestate
-  }
-
-  /** The propagation header lines ("name: value\r\n" each) for the upstream request. */
-  get headerBlock(): string {
-    if (this.block !== '') return this.block
-    const traceId = this.traceId
-    let h = 'x-b3-traceid: ' + traceId + '\r\nx-b3-spanid: ' + this.spanId + CRLF
-    if (this.parentId !== '') h += 'x-b3-parentspanid: ' + this.parentId + CRLF
-    h += this.sampled ? 'x-b3-sampled: 1\r\n' : 'x-b3-sampled: 0\r\n'
-    if (this.debug) h += 'x-b3-flags: 1\r\n'
-    h += 'traceparent: 00-' + (traceId.length === 16 ? ZERO16 + traceId : traceId) + '-' + this.spanId + (this.sampled ? '-01\r\n' : '-00\r\n')
-    if (this.tracestate !== '') h += 'tracestate: ' + this.tracestate + CRLF
-    this.block = h
-    return h
+    this.headerBlock = headerBlock
   }
 
   /** The request is over: report the span when sampled (once). */
