@@ -126,9 +126,10 @@ const fmt = (v: number | null | undefined, digits = 0): string =>
 
 /** The human-readable table (one string, lines joined with \n). */
 export function formatTable(rows: RowResult[]): string {
-  // "vs weft": rps of each Weft telemetry variant divided by the plain weft row's (shown when a variant runs).
+  // "vs weft" / "CPU vs weft": rps and CPU µs per request of each Weft telemetry variant divided by the
+  // plain weft row's (shown when a variant runs).
   const vsWeft = rows.some((r) => (WEFT_VARIANT_ROWS as readonly string[]).includes(r.name))
-  const head = ['proxy', 'rps@50', 'rps/haproxy', ...(vsWeft ? ['vs weft'] : []), 'p50 µs @1', 'p99 µs @1', 'added p50 µs', 'added/haproxy', 'RSS MB', 'peak MB', 'CPU s', 'CPU µs/req']
+  const head = ['proxy', 'rps@50', 'rps/haproxy', ...(vsWeft ? ['vs weft'] : []), 'p50 µs @1', 'p99 µs @1', 'added p50 µs', 'added/haproxy', 'RSS MB', 'peak MB', 'CPU s', 'CPU µs/req', ...(vsWeft ? ['CPU vs weft'] : [])]
   const lines: string[][] = [head]
   const errors: string[] = []
   for (const row of rows) {
@@ -158,6 +159,7 @@ export function formatTable(rows: RowResult[]): string {
       isDirect ? '-' : fmt(s.hwmMB, 1),
       isDirect ? '-' : fmt(s.cpuSec, 2),
       isDirect ? '-' : fmt(s.cpuUsPerReq, 1),
+      ...(vsWeft ? [fmt(s.cpuVsWeft, 2)] : []),
     ])
     if (s.wrkErrors > 0) errors.push(`${row.name}: wrk saw ${s.wrkErrors} failed requests (socket errors or non-2xx) of ${s.requests}`)
     for (const e of row.roundErrors) errors.push(`${row.name}: ${e}`)

@@ -38,6 +38,8 @@ export class Proxy {
   /** span reporter, shared by every listener's tracer; null when tracing is off */
   reporter: ZipkinReporter | null = null
   private reporterKey = ''
+  /** replaced reporters, kept so the span counters stay monotonic across config changes */
+  private retiredReporters: ZipkinReporter[] = []
   private accessLogs = new Map<string, { key: string; log: AccessLog }>()
   private version = 0
   private sweeper: NodeJS.Timeout | null = null
@@ -141,7 +143,7 @@ export class Proxy {
   /** The reporter for this config's tracing (kept when unchanged), or null when tracing is off. */
   private configureTracing(t: Telemetry['tracing']): { sampling: number; serviceName?: string } | null {
     if (t?.enabled !== true) {
-      if (this.reporter !== null) void this.reporter.close()
+      if (this.reporter !== null) this.retire(this.reporter)
       this.reporter = null
       this.reporterKey = ''
       return null
@@ -153,11 +155,16 @@ export class Proxy {
     }
     const key = JSON.stringify(opts)
     if (this.reporter === null || key !== this.reporterKey) {
-      if (this.reporter !== null) void this.reporter.close()
+      if (this.reporter !== null) this.retire(this.reporter)
       this.reporter = new ZipkinReporter(opts)
       this.reporterKey = key
     }
     return { sampling: t.sampling ?? 1, serviceName: t.serviceName }
+  }
+
+  private retire(r: ZipkinReporter): void {
+    this.retiredReporters.push(r)
+    void r.close()
   }
 
   private configureMetrics(b: Bootstrap): void {
@@ -185,13 +192,18 @@ export class Proxy {
       return out
     })
     metrics.setTelemetrySource(() => {
-      const r = this.reporter?.counters
+      const r = { reported: 0, sent: 0, dropped: 0 }
+      for (const rep of [...this.retiredReporters, ...(this.reporter === null ? [] : [this.reporter])]) {
+        r.reported += rep.counters.reported
+        r.sent += rep.counters.sent
+        r.dropped += rep.counters.dropped
+      }
       let accessLogDropped = 0
       for (const e of this.accessLogs.values()) accessLogDropped += e.log.dropped
       return {
-        spansReported: r?.reported ?? 0,
-        spansSent: r?.sent ?? 0,
-        spansDropped: r?.dropped ?? 0,
+        spansReported: r.reported,
+        spansSent: r.sent,
+        spansDropped: r.dropped,
         accessLogDropped,
         tapDropped: this.tap.dropped,
       }
