@@ -113,6 +113,23 @@ t.test('istio naming', async (t) => {
   t.equal(sum(all, 'istio_request_duration_milliseconds_count', { route: 'to-reviews' }), 1)
   t.ok(all.some((x) => x.name === 'istio_request_duration_milliseconds_bucket' && x.labels.le === '0.5'), 'millisecond buckets')
   t.equal(sum(all, 'weft_requests_total'), 0, 'no weft_ names for request metrics')
+  t.equal(
+    sum(all, 'istio_requests_total', {
+      reporter: 'source',
+      source_workload: 'productpage',
+      source_workload_namespace: 'shop',
+      destination_service: 'reviews.shop.svc.cluster.local',
+      destination_service_name: 'reviews',
+      destination_service_namespace: 'shop',
+      destination_workload: 'reviews-v1',
+      destination_workload_namespace: 'shop',
+      destination_canonical_service: 'reviews-v1',
+      response_code: '200',
+      response_flags: '-',
+    }),
+    1,
+    "Istio's standard label names (what its dashboards and Kiali query)",
+  )
 })
 
 t.test('metrics disabled', async (t) => {

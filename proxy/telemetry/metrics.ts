@@ -14,10 +14,6 @@ export const DURATION_BUCKETS_S = DURATION_BUCKETS_MS.map((b) => b / 1000)
 /** Body size buckets in bytes. */
 export const BYTES_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
-export const REQUEST_LABELS = [
-  'reporter', 'source_workload', 'source_namespace', 'destination_service', 'destination_workload',
-  'destination_namespace', 'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'route',
-] as const
 
 export type Naming = 'weft' | 'istio'
 
@@ -164,7 +160,7 @@ export class ProxyMetrics {
   /** The series for a label set, created once and kept for the life of the proxy. */
   requestSeries(labels: Labels): RequestSeries {
     let key = ''
-    for (const n of REQUEST_LABELS) key += (labels[n] ?? '') + '\u0000'
+    for (const [n, v] of Object.entries(labels)) key += n + '=' + v + '\u0000'
     let s = this.series.get(key)
     if (s === undefined) {
       s = new RequestSeries(labels, this.durationBounds)
@@ -217,7 +213,7 @@ export class BoundRequestMetrics {
   constructor(metrics: ProxyMetrics, peer: PeerLabels, route: string) {
     this.metrics = metrics
     this.scale = metrics.durationScale
-    this.base = {
+    this.base = metrics.naming === 'istio' ? istioLabels(peer, route) : {
       reporter: peer.reporter,
       source_workload: peer.sourceWorkload,
       source_namespace: peer.sourceNamespace,
@@ -256,5 +252,41 @@ export class BoundRequestMetrics {
       grpc_response_status: grpc,
       response_flags: flags === '' ? '-' : flags,
     })
+  }
+}
+
+/**
+ * Istio's standard label set (istio.io "Istio Standard Metrics"), so that Istio's dashboards and
+ * Kiali find the series: the namespace labels are *_workload_namespace / destination_service_*,
+ * and canonical service, app and version labels are present. Identity (principal) and
+ * connection_security_policy are "unknown" until mutual TLS.
+ */
+function istioLabels(peer: PeerLabels, route: string): Labels {
+  const svc = peer.destinationService
+  const dot = svc.indexOf('.')
+  return {
+    reporter: peer.reporter,
+    source_workload: peer.sourceWorkload,
+    source_workload_namespace: peer.sourceNamespace,
+    source_principal: 'unknown',
+    source_app: peer.sourceWorkload,
+    source_version: 'unknown',
+    source_canonical_service: peer.sourceWorkload,
+    source_canonical_revision: 'latest',
+    source_cluster: 'Kubernetes',
+    destination_workload: peer.destinationWorkload,
+    destination_workload_namespace: peer.destinationNamespace,
+    destination_principal: 'unknown',
+    destination_app: peer.destinationWorkload,
+    destination_version: 'unknown',
+    destination_service: svc,
+    destination_service_name: dot === -1 ? svc : svc.slice(0, dot),
+    destination_service_namespace: peer.destinationNamespace,
+    destination_canonical_service: peer.destinationWorkload,
+    destination_canonical_revision: 'latest',
+    destination_cluster: 'Kubernetes',
+    request_protocol: 'http',
+    connection_security_policy: 'unknown',
+    route,
   }
 }
