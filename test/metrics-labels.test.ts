@@ -2,7 +2,7 @@
 // label set, bodies and TCP counters, Istio naming, and metrics switched off.
 import t from 'tap'
 import { Pool } from 'undici'
-import { cluster, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
+import { cluster, getStatus as get, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import type { Bootstrap } from '../proxy/config/schema.ts'
 
@@ -24,18 +24,6 @@ function sum(all: ReturnType<typeof samples>, name: string, where: Record<string
   return all
     .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0)
-}
-
-/** GET through the proxy with a Host header (fetch may not set Host). */
-async function get(port: number, host: string, path = '/x'): Promise<number> {
-  const p = new Pool(`http://127.0.0.1:${port}`)
-  try {
-    const r = await p.request({ path, method: 'GET', headers: { host } })
-    await r.body.text()
-    return r.statusCode
-  } finally {
-    await p.close()
-  }
 }
 
 function config(up: number, extra: Partial<Bootstrap> = {}): Bootstrap {

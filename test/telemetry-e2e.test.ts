@@ -5,20 +5,9 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { request } from 'node:http'
 import { Pool } from 'undici'
-import { cluster, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
+import { cluster, getStatus as get, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import type { Bootstrap } from '../proxy/config/schema.ts'
-
-async function get(port: number, host: string, path: string): Promise<number> {
-  const p = new Pool(`http://127.0.0.1:${port}`)
-  try {
-    const r = await p.request({ path, method: 'GET', headers: { host } })
-    await r.body.text()
-    return r.statusCode
-  } finally {
-    await p.close()
-  }
-}
 
 function config(up: number): Bootstrap {
   const b = makeConfig({

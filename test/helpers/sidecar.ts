@@ -1,5 +1,6 @@
 // Test helpers: build a bootstrap config from a JS object, write it as YAML to a temp dir and
 // start an in-process sidecar on port 0 (listener and admin), or a child-process one.
+import { Pool } from 'undici'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -157,6 +158,18 @@ export async function listenerStats(s: TestSidecar): Promise<Record<string, numb
 }
 
 // ---- polling -----------------------------------------------------------------------------------
+
+/** GET `path` through the proxy with a Host header (fetch cannot set Host); the status. */
+export async function getStatus(port: number, host: string, path = '/x'): Promise<number> {
+  const p = new Pool(`http://127.0.0.1:${port}`)
+  try {
+    const r = await p.request({ path, method: 'GET', headers: { host } })
+    await r.body.text()
+    return r.statusCode
+  } finally {
+    await p.close()
+  }
+}
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
