@@ -259,11 +259,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     this.startedAt = performance.now()
     const s = conn.socket
     let ok: boolean
+    // The head is built as a string (a rope of its pieces) and written as one Buffer: Node's
+    // buffer write path costs less per call than its string path (measured with --cpu-prof).
     if (this.queued === null) {
-      ok = s.write(this.upHead, 'latin1')
+      ok = s.write(Buffer.from(this.upHead, 'latin1'))
     } else {
       s.cork()
-      s.write(this.upHead, 'latin1')
+      s.write(Buffer.from(this.upHead, 'latin1'))
       ok = true
       for (const part of this.queued) ok = typeof part === 'string' ? s.write(part, 'latin1') : s.write(part)
       this.queued = null
