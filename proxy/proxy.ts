@@ -41,6 +41,10 @@ export class Proxy {
   /** replaced reporters, kept so the span counters stay monotonic across config changes */
   private retiredReporters: ZipkinReporter[] = []
   private accessLogs = new Map<string, { key: string; log: AccessLog }>()
+  /** listeners removed or moved by a config change, draining; swept until closed */
+  private readonly drainingListeners = new Set<ProxyListener>()
+  /** closings put off until the old config's requests are done */
+  private readonly deferred = new Set<{ t: NodeJS.Timeout; f: () => void }>()
   private version = 0
   private sweeper: NodeJS.Timeout | null = null
   private coarseNow = performance.now()
@@ -58,6 +62,13 @@ export class Proxy {
 
   /** Compile and swap in a validated config. Listeners are opened/closed to match. */
   async apply(b: Bootstrap): Promise<CompiledConfig> {
+    // Everything the new config needs is prepared first; nothing the running config uses is
+    // closed until the new listeners are bound. A failure (a port in use) leaves the proxy
+    // exactly as it was.
+    const prevMetrics = this.metrics
+    const prevLogs = new Map(this.accessLogs)
+    const prevReporter = this.reporter
+    const prevReporterKey = this.reporterKey
     this.configureMetrics(b)
     const usedLogs = new Set<string>()
     const tracing = this.configureTracing(b.telemetry?.tracing)
@@ -80,35 +91,56 @@ export class Proxy {
               reporter: this.reporter!,
             }),
     })
+    const sameAddress = (a: Listener, b2: Listener) =>
+      a.port === b2.port && (a.address ?? '127.0.0.1') === (b2.address ?? '127.0.0.1')
+    // 1. Bind the listeners that are new (or moved).
+    const opened: ProxyListener[] = []
+    try {
+      for (const spec of compiled.listeners) {
+        const existing = this.listeners.get(spec.name)
+        if (existing !== undefined && sameAddress(existing.spec, spec)) continue
+        const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
+        await l.listen()
+        opened.push(l)
+      }
+    } catch (err) {
+      for (const l of opened) l.destroy()
+      for (const [name, e] of this.accessLogs) if (prevLogs.get(name)?.log !== e.log) void e.log.close()
+      this.accessLogs = prevLogs
+      if (this.reporter !== prevReporter && this.reporter !== null) void this.reporter.close()
+      this.reporter = prevReporter
+      this.reporterKey = prevReporterKey
+      this.metrics = prevMetrics
+      throw err
+    }
+    // 2. Commit. Listeners that are gone or moved drain (and are still swept until closed).
     this.version = compiled.version
     const wanted = new Map(compiled.listeners.map((l) => [l.name, l]))
-    // Listeners whose address changed or that are gone are drained; new ones open below.
     for (const [name, l] of this.listeners) {
       const w = wanted.get(name)
-      if (w === undefined || w.port !== l.spec.port || (w.address ?? '127.0.0.1') !== (l.spec.address ?? '127.0.0.1')) {
+      if (w === undefined || !sameAddress(l.spec, w)) {
         this.listeners.delete(name)
-        void l.drain()
+        this.drainingListeners.add(l)
+        void l.drain().then(() => this.drainingListeners.delete(l))
       }
     }
     // The swap: each listener's slice is one reference assignment; requests in flight keep theirs.
     for (const spec of compiled.listeners) {
-      const slice = this.slice(compiled, spec)
       const existing = this.listeners.get(spec.name)
-      if (existing !== undefined) {
-        existing.config = slice
-        continue
-      }
-      const l = new ProxyListener(spec, slice, this.now)
-      await l.listen()
-      this.listeners.set(spec.name, l)
-      this.log.info({ listener: spec.name, direction: spec.direction, address: spec.address ?? '127.0.0.1', port: l.port }, 'listening')
+      if (existing !== undefined) existing.config = this.slice(compiled, spec)
+    }
+    for (const l of opened) {
+      this.listeners.set(l.name, l)
+      this.log.info({ listener: l.name, direction: l.spec.direction, address: l.spec.address ?? '127.0.0.1', port: l.port }, 'listening')
     }
     this.current = compiled
     this.metrics?.configVersion.set(compiled.version)
-    for (const [name, e] of this.accessLogs) {
-      if (!usedLogs.has(name)) {
-        this.accessLogs.delete(name)
-        void e.log.close()
+    if (prevReporter !== null && prevReporter !== this.reporter) this.retire(prevReporter, compiled.drainTimeoutMs)
+    // Access logs no longer used, or replaced, close once requests of the old config are done.
+    for (const [name, e] of prevLogs) {
+      if (this.accessLogs.get(name)?.log !== e.log || !usedLogs.has(name)) {
+        if (!usedLogs.has(name)) this.accessLogs.delete(name)
+        this.later(compiled.drainTimeoutMs, () => void e.log.close())
       }
     }
     this.pools.collect()
@@ -116,6 +148,18 @@ export class Proxy {
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
     return compiled
   }
+
+  /** Run f after ms (not keeping the process alive), or at close(). */
+  private later(ms: number, f: () => void): void {
+    const t = setTimeout(() => {
+      this.deferred.delete(entry)
+      f()
+    }, ms)
+    t.unref()
+    const entry = { t, f }
+    this.deferred.add(entry)
+  }
+
 
   /** Record a config that failed validation; the last good one keeps serving. */
   reject(source: string, errors: string[]): void {
@@ -134,7 +178,7 @@ export class Proxy {
     const key = JSON.stringify([al, peer])
     const e = this.accessLogs.get(l.name)
     if (e !== undefined && e.key === key) return e.log
-    if (e !== undefined) void e.log.close()
+    // A replaced log is closed by apply() once the new config is committed.
     const log = createAccessLog({ path: al.path, statusClasses: al.statusClasses, sampling: al.sampling }, peer)
     this.accessLogs.set(l.name, { key, log })
     return log
@@ -143,7 +187,6 @@ export class Proxy {
   /** The reporter for this config's tracing (kept when unchanged), or null when tracing is off. */
   private configureTracing(t: Telemetry['tracing']): { sampling: number; serviceName?: string } | null {
     if (t?.enabled !== true) {
-      if (this.reporter !== null) this.retire(this.reporter)
       this.reporter = null
       this.reporterKey = ''
       return null
@@ -155,16 +198,16 @@ export class Proxy {
     }
     const key = JSON.stringify(opts)
     if (this.reporter === null || key !== this.reporterKey) {
-      if (this.reporter !== null) this.retire(this.reporter)
       this.reporter = new ZipkinReporter(opts)
       this.reporterKey = key
     }
     return { sampling: t.sampling ?? 1, serviceName: t.serviceName }
   }
 
-  private retire(r: ZipkinReporter): void {
+  /** A replaced reporter keeps taking the old config's spans for a while, then closes. */
+  private retire(r: ZipkinReporter, afterMs: number): void {
     this.retiredReporters.push(r)
-    void r.close()
+    this.later(afterMs, () => void r.close())
   }
 
   private configureMetrics(b: Bootstrap): void {
@@ -223,6 +266,7 @@ export class Proxy {
   private sweep(): void {
     this.coarseNow = performance.now()
     for (const l of this.listeners.values()) l.sweep(this.coarseNow)
+    for (const l of this.drainingListeners) l.sweep(this.coarseNow)
     this.pools.sweep(this.coarseNow)
   }
 
@@ -232,7 +276,7 @@ export class Proxy {
    */
   async drain(timeoutMs = this.current?.drainTimeoutMs ?? 30_000): Promise<{ timedOut: boolean }> {
     this.draining = true
-    const all = Promise.all([...this.listeners.values()].map((l) => l.drain()))
+    const all = Promise.all([...this.listeners.values(), ...this.drainingListeners].map((l) => l.drain()))
     let timer: NodeJS.Timeout | undefined
     const timedOut = await Promise.race([
       all.then(() => false),
@@ -255,6 +299,13 @@ export class Proxy {
     this.reporter = null
     for (const l of this.listeners.values()) l.destroy()
     this.listeners.clear()
+    for (const l of this.drainingListeners) l.destroy()
+    this.drainingListeners.clear()
+    for (const d of this.deferred) {
+      clearTimeout(d.t)
+      d.f()
+    }
+    this.deferred.clear()
     this.pools.drainAll()
   }
 }

@@ -43,7 +43,7 @@ export interface ProxyLimits {
 }
 
 /**
- * Pools and counters keyed by cluster, endpoint and pool settings, kept across config swaps.
+ * Pools and counters keyed by cluster and endpoint, kept across config swaps.
  * `retain` marks what the new config uses; `collect` drains the rest.
  */
 export class PoolRegistry {
@@ -56,6 +56,8 @@ export class PoolRegistry {
     if (e === undefined) {
       e = { pool: new EndpointPool(host, port, settings), counters: { rqTotal: 0, rqError: 0, rq5xx: 0 } }
       this.pools.set(key, e)
+    } else {
+      e.pool.settings = settings
     }
     return e
   }
@@ -94,10 +96,10 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
     maxHeaderBytes: limits.maxHeaderBytes,
     maxHeaders: limits.maxHeaders,
   }
-  const settingsKey = JSON.stringify(settings)
   const endpoints = c.endpoints.map((e) => {
     const key = `${e.address}:${e.port}`
-    const { pool, counters } = registry.get(`${c.name}|${key}|${settingsKey}`, e.address, e.port, settings)
+    // Keyed by cluster and endpoint only: a settings change keeps the queue and warm connections.
+    const { pool, counters } = registry.get(`${c.name}|${key}`, e.address, e.port, settings)
     return new EndpointState(key, e.weight ?? 1, pool, counters)
   })
   const policy = c.lb?.policy ?? 'roundRobin'

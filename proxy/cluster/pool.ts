@@ -31,7 +31,8 @@ export interface PoolStats {
 export class EndpointPool implements PoolHooks {
   readonly host: string
   readonly port: number
-  readonly settings: PoolSettings
+  /** replaced in place when a new config changes them (the queue and warm connections stay) */
+  settings: PoolSettings
   private readonly idle: UpstreamConn[] = []
   private readonly waiters: PoolWaiter[] = []
   /** open or connecting */
@@ -60,6 +61,10 @@ export class EndpointPool implements PoolHooks {
    * `fresh` skips idle connections (a retry after a stale keep-alive failure).
    */
   acquire(w: PoolWaiter, fresh = false): void {
+    if (this.draining) {
+      w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+      return
+    }
     if (!fresh) {
       while (this.idle.length > 0) {
         const c = this.idle.pop()!

@@ -53,6 +53,8 @@ export class UpstreamConn implements ChunkSink {
   private keep = true
   private started = false
   private dead = false
+  /** the upstream sent FIN (a close-delimited body ended properly, not by a reset) */
+  private endSeen = false
 
   /** rb: the read buffer the socket reads into (created with onread), or null for 'data' events */
   constructor(socket: Socket, pool: PoolHooks, rb: ReadBuffer | null, maxHeaderBytes: number, maxHeaders: number) {
@@ -64,6 +66,9 @@ export class UpstreamConn implements ChunkSink {
     if (rb === null) socket.on('data', (b: Buffer) => this.onData(b))
     socket.on('drain', () => this.handler?.onUpstreamDrain())
     socket.on('error', () => {}) // reported through 'close'
+    socket.on('end', () => {
+      this.endSeen = true
+    })
     socket.on('close', () => this.onClose())
   }
 
@@ -77,11 +82,13 @@ export class UpstreamConn implements ChunkSink {
   }
 
   get alive(): boolean {
-    return !this.dead
+    return !this.dead && !this.socket.destroyed
   }
 
   destroy(): void {
     if (this.dead) return
+    // Dead from now on: the pool must not hand it out before the 'close' event.
+    this.dead = true
     this.handler = null
     this.socket.destroy()
   }
@@ -225,7 +232,7 @@ export class UpstreamConn implements ChunkSink {
     // Free the pool slot first: a retry from the handler may need it.
     this.pool.closed(this)
     if (h !== null) {
-      if (this.state === R_BODY_CLOSE) {
+      if (this.state === R_BODY_CLOSE && this.endSeen) {
         this.state = R_IDLE
         h.onUpstreamEnd('')
       } else {

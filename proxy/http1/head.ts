@@ -15,6 +15,7 @@ export class HttpError {
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const REASON_BAD = /[^\t\x20-\x7e\x80-\xff]/
+const AUTHORITY = /^[A-Za-z0-9._~!$&'()*+,;=:\[\]-]+$/
 
 // Character classes as tables, indexed by char code (heads are latin1 strings: every code < 256).
 // TCHAR: 1 = token char, 2 = upper-case letter (a token char that needs lower-casing).
@@ -171,6 +172,7 @@ function parseFields(s: string, pos: number, maxHeaders: number, status: number)
         break
       }
       case 'transfer-encoding':
+        if (value === '') return new HttpError(status, 'WEFT_ERR_HTTP_TRANSFER_ENCODING', 'empty Transfer-Encoding')
         te = te === '' ? value : te + ', ' + value
         break
       case 'connection':
@@ -295,7 +297,7 @@ export function parseRequestHead(s: string, maxHeaders: number): RequestHead | H
   }
   if (f.hostCount > 1) return bad('multiple Host headers')
   if (minor === 1 && f.hostCount === 0) return bad('missing Host header')
-  if (authority !== '' && !/^[A-Za-z0-9._~!$&'()*+,;=:\[\]-]+$/.test(authority)) return bad('invalid Host header')
+  if (authority !== '' && !AUTHORITY.test(authority)) return bad('invalid Host header')
 
   let expectContinue = false
   if (f.expect !== '') {

@@ -188,14 +188,22 @@ export class DownstreamConnection implements Downstream, ChunkSink {
 
   private discard(n: number): void {
     this.discarded += n
-    if (this.discarded > DISCARD_LIMIT) this.closeAfterResponse = true
+    if (this.discarded > DISCARD_LIMIT) {
+      // The response is out; reading more of a body nobody wants is not worth the connection.
+      this.closeAfterResponse = true
+      this.exchange = null
+      this.bodyDone = true
+      this.decoder = null
+      this.lingeringClose()
+    }
   }
 
   private bodyEnded(trailers: string): void {
     this.bodyDone = true
     const ex = this.exchange
     if (ex !== null) ex.onBodyEnd(trailers)
-    if (this.responseDone && !this.processing) this.nextRequest()
+    // nextRequest guards against re-entry: inside processPending it only clears the exchange.
+    if (this.responseDone) this.nextRequest()
   }
 
   private nextRequest(): void {
@@ -321,7 +329,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
       this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
       return
     }
-    if (this.exchange === null && this.responseDone && now - this.lastActivityAt > l.idleTimeoutMs) {
+    if (this.responseDone && now - this.lastActivityAt > l.idleTimeoutMs) {
       this.ctx.counters.timeouts++
       this.socket.destroy()
     }
@@ -337,6 +345,11 @@ export class DownstreamConnection implements Downstream, ChunkSink {
 
   private onEnd(): void {
     this.peerEnded = true
+    if (!this.bodyDone && this.lingerUntil === 0) {
+      // The client stopped sending in the middle of a request body: it can never complete.
+      this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_INCOMPLETE_BODY', 'client closed before the request body was complete'))
+      return
+    }
     if (this.lingerUntil !== 0) this.socket.destroySoon()
     else if (this.exchange === null && this.responseDone) this.processPending()
   }

@@ -38,6 +38,7 @@ export class ProxyListener implements ListenerContext {
   private readonly conns = new Set<DownstreamConnection>()
   private readonly clock: () => number
   private closedResolve: (() => void) | null = null
+  private drained: Promise<void> | null = null
 
   constructor(spec: ListenerConfig, config: ListenerConfigSlice, clock: () => number) {
     this.name = spec.name
@@ -96,12 +97,15 @@ export class ProxyListener implements ListenerContext {
 
   /** Stop accepting; drain every connection; resolve when all are closed. */
   drain(): Promise<void> {
+    if (this.drained !== null) return this.drained
     this.server.close()
     for (const c of this.conns) c.drain()
-    if (this.conns.size === 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.closedResolve = resolve
-    })
+    this.drained = this.conns.size === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => {
+          this.closedResolve = resolve
+        })
+    return this.drained
   }
 
   /** Close at once. */

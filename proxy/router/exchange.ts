@@ -346,10 +346,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     const mut = this.route!.responseHeaders
     let h = serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, mut)
     h += mut.append
-    let close = !this.req.keepAlive || this.down.draining
+    // An answer before the request body is in: the connection closes after it (the rest of the
+    // body is not read), so say so now.
+    let close = !this.req.keepAlive || this.down.draining || !this.reqEnded
     if (!hasBody) {
       this.respMode = RESP_NONE
-      if (head.contentLength >= 0) h += 'content-length: ' + head.contentLength + CRLF
+      if (head.contentLength >= 0 && head.status !== 204) h += 'content-length: ' + head.contentLength + CRLF
     } else if (head.contentLength >= 0) {
       this.respMode = RESP_RAW
       h += 'content-length: ' + head.contentLength + CRLF
@@ -505,11 +507,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
     if (!this.wroteResponse) this.status = 0
     this.complete()
+    const ep = this.endpoint
     this.endpointFinished(false)
     const up = this.up
     this.up = null
     if (up !== null) up.destroy()
-    else if (this.endpoint !== undefined) this.endpoint.pool.cancel(this)
+    else if (ep !== undefined) ep.pool.cancel(this)
   }
 
   // ---- telemetry ---------------------------------------------------------------------------
@@ -552,7 +555,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     this.respStarted = true
     this.status = status
     if (this.req.method !== 'HEAD') this.bytesOut = body.length
-    const close = !this.req.keepAlive || this.down.draining || status === 400
+    // A client that sent Expect: 100-continue and got no 100 may or may not send its body: only
+    // closing keeps the next bytes from being misread (as nginx and Envoy do).
+    const close = !this.req.keepAlive || this.down.draining || status === 400 || (this.req.expectContinue && !this.reqEnded)
     let h = 'HTTP/1.1 ' + status + ' ' + reasonPhrase(status) + CRLF + fields
     if (close) h += 'connection: close\r\n'
     else if (this.req.minor === 0) h += 'connection: keep-alive\r\n'
