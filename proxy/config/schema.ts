@@ -12,12 +12,6 @@ const Port = Type.Integer({ minimum: 0, maximum: 65535 })
 const HeaderName = Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" })
 const HeaderValue = Type.String({ pattern: '^[\\t\\x20-\\x7e\\x80-\\xff]*$' })
 
-export const StringMatch = Type.Union([
-  Type.Object({ exact: Type.String() }, { additionalProperties: false }),
-  Type.Object({ prefix: Type.String() }, { additionalProperties: false }),
-  Type.Object({ regex: Type.String() }, { additionalProperties: false }),
-])
-
 export const HeaderMatch = Type.Object(
   {
     name: HeaderName,
@@ -286,7 +280,6 @@ export const Bootstrap = Type.Object(
   { additionalProperties: false },
 )
 
-export type StringMatch = Type.Static<typeof StringMatch>
 export type HeaderMatch = Type.Static<typeof HeaderMatch>
 export type QueryMatch = Type.Static<typeof QueryMatch>
 export type RouteMatch = Type.Static<typeof RouteMatch>

@@ -26,10 +26,6 @@ export class ReadBuffer {
     }
     return this.buf
   }
-
-  get current(): Buffer {
-    return this.buf
-  }
 }
 
 /** Options for net.connect that deliver reads of the new socket into rb. */

@@ -239,14 +239,14 @@ export function matchRoute(vh: CompiledVirtualHost, x: MatchInput): CompiledRout
   return undefined
 }
 
-/** Weighted choice of a backend; a single backend costs no random number. */
-export function pickBackend(r: CompiledRoute, random: number): BackendRef | undefined {
+/** Weighted choice of a backend: its index in r.backends, -1 when every weight is 0. A single backend costs no random number. */
+export function pickBackend(r: CompiledRoute, random: number): number {
   const b = r.backends
-  if (b.length === 1) return b[0]
-  if (r.totalWeight === 0) return undefined
+  if (b.length === 1) return 0
+  if (r.totalWeight === 0) return -1
   const x = random * r.totalWeight
-  for (let i = 0; i < b.length; i++) if (x < r.cumulative[i]) return b[i]
-  return b[b.length - 1]
+  for (let i = 0; i < b.length; i++) if (x < r.cumulative[i]) return i
+  return b.length - 1
 }
 
 /** Apply a prefix rewrite with Gateway API ReplacePrefixMatch semantics. */

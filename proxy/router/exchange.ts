@@ -187,9 +187,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     }
     this.route = route
     if (route.direct !== null) return this.directReply(route)
-    const backend = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
-    if (backend !== undefined && route.backends.length > 1) this.backendIndex = route.backends.indexOf(backend)
-    const cluster = backend === undefined ? undefined : this.config.clusters.get(backend.cluster)
+    const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
+    if (bi > 0) this.backendIndex = bi
+    const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
     const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
