@@ -10,6 +10,7 @@ import { ProxyMetrics } from './telemetry/metrics.ts'
 import { TapHub } from './telemetry/tap.ts'
 import { ZipkinReporter } from './telemetry/tracing/reporter.ts'
 import { Tracer } from './telemetry/tracing/tracer.ts'
+import type { FormatName } from './telemetry/tracing/inject.ts'
 import type { RequestSink } from './telemetry/types.ts'
 
 export const DEFAULT_ZIPKIN_URL = 'http://127.0.0.1:9411/api/v2/spans'
@@ -89,6 +90,7 @@ export class Proxy {
               serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
               localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
               reporter: this.reporter!,
+              propagation: tracing.propagation,
             }),
     })
     const sameAddress = (a: Listener, b2: Listener) =>
@@ -185,7 +187,7 @@ export class Proxy {
   }
 
   /** The reporter for this config's tracing (kept when unchanged), or null when tracing is off. */
-  private configureTracing(t: Telemetry['tracing']): { sampling: number; serviceName?: string } | null {
+  private configureTracing(t: Telemetry['tracing']): { sampling: number; serviceName?: string; propagation?: FormatName[] } | null {
     if (t?.enabled !== true) {
       this.reporter = null
       this.reporterKey = ''
@@ -201,7 +203,7 @@ export class Proxy {
       this.reporter = new ZipkinReporter(opts)
       this.reporterKey = key
     }
-    return { sampling: t.sampling ?? 1, serviceName: t.serviceName }
+    return { sampling: t.sampling ?? 1, serviceName: t.serviceName, propagation: t.propagation }
   }
 
   /** A replaced reporter keeps taking the old config's spans for a while, then closes. */

@@ -12,6 +12,7 @@ import {
   type SpanKind,
   type ZipkinSpan,
 } from '../proxy/telemetry/tracing/index.ts'
+import type { FormatName } from '../proxy/telemetry/tracing/inject.ts'
 import type { RequestRecord } from '../proxy/telemetry/types.ts'
 
 const TRACE128 = '463ac35c9f6413ad48485a3953bb6124'
@@ -65,11 +66,18 @@ interface Collected {
   tracer: Tracer
 }
 
-function tracer(sampling: number, random?: () => number): Collected {
+function tracer(sampling: number, random?: () => number, propagation?: FormatName[]): Collected {
   const spans: ZipkinSpan[] = []
   return {
     spans,
-    tracer: new Tracer({ sampling, serviceName: 'Reviews-Sidecar', localEndpoint: { ipv4: '127.0.0.1', port: 15006 }, reporter: { report: (s) => spans.push(s) }, random }),
+    tracer: new Tracer({
+      sampling,
+      serviceName: 'Reviews-Sidecar',
+      localEndpoint: { ipv4: '127.0.0.1', port: 15006 },
+      reporter: { report: (s) => spans.push(s) },
+      random,
+      propagation,
+    }),
   }
 }
 
@@ -106,10 +114,10 @@ function record(over: Partial<RequestRecord> = {}): RequestRecord {
 
 t.test('B3 multi headers', async (t) => {
   t.same(extract(['X-B3-TraceId', TRACE128], ['X-B3-SpanId', SPAN], ['X-B3-ParentSpanId', PARENT], ['X-B3-Sampled', '1']), {
-    traceId: TRACE128, spanId: SPAN, parentId: PARENT, sampled: true, debug: false, tracestate: '', format: 'b3multi',
+    traceId: TRACE128, spanId: SPAN, parentId: PARENT, sampled: true, debug: false, tracestate: '', format: 'b3multi', formats: 2,
   })
   t.same(extract(['x-b3-traceid', TRACE64], ['x-b3-spanid', SPAN]), {
-    traceId: TRACE64, spanId: SPAN, parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3multi',
+    traceId: TRACE64, spanId: SPAN, parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3multi', formats: 2,
   }, '64-bit trace id, no sampling decision')
   t.equal(extract(['x-b3-traceid', TRACE128], ['x-b3-spanid', SPAN], ['x-b3-sampled', '0'])?.sampled, false)
   t.equal(extract(['x-b3-traceid', TRACE128], ['x-b3-spanid', SPAN], ['x-b3-sampled', 'true'])?.sampled, true, 'legacy true')
@@ -119,8 +127,8 @@ t.test('B3 multi headers', async (t) => {
   t.equal(dbg?.sampled, true, 'debug implies sampled')
   t.equal(extract(['x-b3-traceid', TRACE128], ['x-b3-spanid', SPAN], ['x-b3-parentspanid', 'nothex!!nothex!!'])?.parentId, '', 'bad parent ignored')
   // sampling decision only
-  t.same(extract(['x-b3-sampled', '0']), { traceId: '', spanId: '', parentId: '', sampled: false, debug: false, tracestate: '', format: 'b3multi' })
-  t.same(extract(['x-b3-flags', '1']), { traceId: '', spanId: '', parentId: '', sampled: true, debug: true, tracestate: '', format: 'b3multi' })
+  t.same(extract(['x-b3-sampled', '0']), { traceId: '', spanId: '', parentId: '', sampled: false, debug: false, tracestate: '', format: 'b3multi', formats: 2 })
+  t.same(extract(['x-b3-flags', '1']), { traceId: '', spanId: '', parentId: '', sampled: true, debug: true, tracestate: '', format: 'b3multi', formats: 2 })
   t.equal(extract(['x-b3-flags', '0']), null)
   // zero-padded 128-bit id is the 64-bit one (as Zipkin normalizes)
   t.equal(extract(['x-b3-traceid', '0000000000000000' + TRACE64], ['x-b3-spanid', SPAN])?.traceId, TRACE64)
@@ -128,17 +136,17 @@ t.test('B3 multi headers', async (t) => {
 
 t.test('B3 single header', async (t) => {
   t.same(extract(['b3', `${TRACE128}-${SPAN}-1-${PARENT}`]), {
-    traceId: TRACE128, spanId: SPAN, parentId: PARENT, sampled: true, debug: false, tracestate: '', format: 'b3',
+    traceId: TRACE128, spanId: SPAN, parentId: PARENT, sampled: true, debug: false, tracestate: '', format: 'b3', formats: 1,
   })
   t.same(extract(['b3', `${TRACE64}-${SPAN}`]), {
-    traceId: TRACE64, spanId: SPAN, parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3',
+    traceId: TRACE64, spanId: SPAN, parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3', formats: 1,
   })
   t.equal(extract(['b3', `${TRACE128}-${SPAN}-0`])?.sampled, false)
   const d = extract(['b3', `${TRACE128}-${SPAN}-d`])
   t.equal(d?.debug, true)
   t.equal(d?.sampled, true)
   t.equal(extract(['b3', `${TRACE128}-${SPAN}-${PARENT}`])?.parentId, PARENT, 'parent without sampling state')
-  t.same(extract(['b3', '0']), { traceId: '', spanId: '', parentId: '', sampled: false, debug: false, tracestate: '', format: 'b3' })
+  t.same(extract(['b3', '0']), { traceId: '', spanId: '', parentId: '', sampled: false, debug: false, tracestate: '', format: 'b3', formats: 1 })
   t.same(extract(['b3', '1'])?.sampled, true)
   t.same(extract(['b3', 'd'])?.debug, true)
 })
@@ -146,7 +154,7 @@ t.test('B3 single header', async (t) => {
 t.test('W3C traceparent and tracestate', async (t) => {
   const tp = `00-${TRACE128}-${SPAN}-01`
   t.same(extract(['traceparent', tp], ['tracestate', 'rojo=00f067aa0ba902b7'], ['tracestate', 'congo=t61rcWkgMzE']), {
-    traceId: TRACE128, spanId: SPAN, parentId: '', sampled: true, debug: false, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE', format: 'w3c',
+    traceId: TRACE128, spanId: SPAN, parentId: '', sampled: true, debug: false, tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE', format: 'w3c', formats: 4,
   })
   t.equal(extract(['traceparent', `00-${TRACE128}-${SPAN}-00`])?.sampled, false, 'flags 00: not sampled')
   t.equal(extract(['traceparent', `00-${TRACE128}-${SPAN}-03`])?.sampled, true, 'other flag bits ignored')
@@ -241,78 +249,114 @@ t.test('round trip: incoming B3 multi -> outgoing headers', async (t) => {
   t.equal(block, trace.headerBlock, 'stable')
   t.equal(
     block,
-    `x-b3-traceid: ${TRACE128}\r\nx-b3-spanid: ${trace.spanId}\r\nx-b3-parentspanid: ${SPAN}\r\nx-b3-sampled: 1\r\n` +
-      `traceparent: 00-${TRACE128}-${trace.spanId}-01\r\n`,
+    `x-b3-traceid: ${TRACE128}\r\nx-b3-spanid: ${trace.spanId}\r\nx-b3-parentspanid: ${SPAN}\r\nx-b3-sampled: 1\r\n`,
+    'B3 multi in, B3 multi out',
   )
   // the next hop reads what we sent: same trace, our span as its parent
   const [n, v] = parseBlock(block)
   const next = extractContext(n, v)
-  t.same(next, { traceId: TRACE128, spanId: trace.spanId, parentId: SPAN, sampled: true, debug: false, tracestate: '', format: 'b3multi' })
-  // and the W3C header alone says the same
-  const w3c = extractContext(['traceparent'], [header(block, 'traceparent')!])
-  t.equal(w3c?.traceId, TRACE128)
-  t.equal(w3c?.spanId, trace.spanId)
-  t.equal(w3c?.sampled, true)
+  t.same(next, { traceId: TRACE128, spanId: trace.spanId, parentId: SPAN, sampled: true, debug: false, tracestate: '', format: 'b3multi', formats: 2 })
   for (const name of n) t.ok(TRACE_HEADER_NAMES.has(name), `${name} is one the proxy drops from the request`)
+  // a caller that sent two formats gets both back, with the same ids
+  const both = begin(tr, 'SERVER', ['x-b3-traceid', TRACE128], ['x-b3-spanid', SPAN], ['x-b3-sampled', '1'], ['traceparent', `00-${TRACE128}-${SPAN}-01`])
+  const w3c = extractContext(['traceparent'], [header(both.headerBlock, 'traceparent')!])
+  t.equal(w3c?.traceId, TRACE128)
+  t.equal(w3c?.spanId, both.spanId)
+  t.equal(w3c?.sampled, true)
+  t.equal(header(both.headerBlock, 'x-b3-spanid'), both.spanId)
 })
 
-t.test('round trip: B3 single and W3C in, both formats out', async (t) => {
+t.test('round trip: B3 single in, B3 single out; W3C in, W3C out', async (t) => {
   const { tracer: tr } = tracer(100)
   const a = begin(tr, 'CLIENT', ['b3', `${TRACE64}-${SPAN}-0`])
   t.equal(a.traceId, TRACE64)
   t.equal(a.sampled, false, "caller's sampled=0 honoured at rate 100")
-  t.equal(header(a.headerBlock, 'x-b3-sampled'), '0')
-  t.equal(header(a.headerBlock, 'x-b3-traceid'), TRACE64)
-  t.equal(header(a.headerBlock, 'traceparent'), `00-0000000000000000${TRACE64}-${a.spanId}-00`, '64-bit id padded for W3C')
-  const back = extractContext(['traceparent'], [header(a.headerBlock, 'traceparent')!])
-  t.equal(back?.traceId, TRACE64, 'and read back as the same 64-bit trace')
+  t.equal(a.headerBlock, `b3: ${TRACE64}-${a.spanId}-0-${SPAN}\r\n`, 'our span id, the decision, the caller as parent')
 
   const b = begin(tr, 'SERVER', ['traceparent', `00-${TRACE128}-${SPAN}-00`], ['tracestate', 'rojo=00f067aa0ba902b7'])
   t.equal(b.traceId, TRACE128)
   t.equal(b.parentId, SPAN)
   t.equal(b.sampled, false, 'W3C flags 00 honoured')
-  t.equal(header(b.headerBlock, 'traceparent'), `00-${TRACE128}-${b.spanId}-00`)
-  t.equal(header(b.headerBlock, 'x-b3-parentspanid'), SPAN)
-  t.equal(header(b.headerBlock, 'tracestate'), 'rojo=00f067aa0ba902b7', 'tracestate passed through')
+  t.equal(b.headerBlock, `traceparent: 00-${TRACE128}-${b.spanId}-00\r\ntracestate: rojo=00f067aa0ba902b7\r\n`, 'tracestate passed through')
+
+  // a 64-bit trace (from B3) asked to go on in W3C too is padded there
+  const { tracer: w } = tracer(100, undefined, ['w3c'])
+  const c = begin(w, 'CLIENT', ['x-b3-traceid', TRACE64], ['x-b3-spanid', SPAN], ['traceparent', 'garbage'])
+  t.equal(header(c.headerBlock, 'traceparent'), `00-0000000000000000${TRACE64}-${c.spanId}-01`, '64-bit id padded for W3C')
+  const back = extractContext(['traceparent'], [header(c.headerBlock, 'traceparent')!])
+  t.equal(back?.traceId, TRACE64, 'and read back as the same 64-bit trace')
 })
 
-t.test('header block: every shape, and blocks stay independent', async (t) => {
-  const { tracer: tr } = tracer(50, seeded(3))
-  const made: { trace: RequestTrace; block: string; trace64: boolean }[] = []
-  for (const trace64 of [false, true]) {
-    for (const withContext of [false, true]) {
-      for (const sampledIn of ['1', '0', ''] as const) {
-        for (const debug of [false, true]) {
-          const h: [string, string][] = []
-          if (withContext) h.push(['x-b3-traceid', trace64 ? TRACE64 : TRACE128], ['x-b3-spanid', SPAN])
-          if (sampledIn !== '') h.push(['x-b3-sampled', sampledIn])
-          if (debug) h.push(['x-b3-flags', '1'])
-          const trace = begin(tr, 'CLIENT', ...h)
-          made.push({ trace, block: trace.headerBlock, trace64: withContext && trace64 })
+const FORMATS: FormatName[][] = [['b3multi'], ['b3'], ['w3c'], ['b3multi', 'b3'], ['b3multi', 'w3c'], ['b3', 'w3c'], ['b3multi', 'b3', 'w3c']]
+
+/** the caller's context in the given formats (W3C carries no decision without ids) */
+function contextHeaders(formats: FormatName[], traceId: string, withIds: boolean, sampledIn: '1' | '0' | '', debug: boolean): [string, string][] {
+  const h: [string, string][] = []
+  for (const f of formats) {
+    if (f === 'b3multi') {
+      if (withIds) h.push(['x-b3-traceid', traceId], ['x-b3-spanid', SPAN])
+      if (sampledIn !== '') h.push(['x-b3-sampled', sampledIn])
+      if (debug) h.push(['x-b3-flags', '1'])
+    } else if (f === 'b3') {
+      const state = debug ? 'd' : sampledIn
+      if (withIds) h.push(['b3', `${traceId}-${SPAN}${state === '' ? '' : '-' + state}`])
+      else if (state !== '') h.push(['b3', state])
+    } else if (withIds) {
+      h.push(['traceparent', `00-${traceId.padStart(32, '0')}-${SPAN}-${sampledIn === '1' || debug ? '01' : '00'}`])
+    }
+  }
+  return h
+}
+
+t.test('header block: every format and shape, and blocks stay independent', async (t) => {
+  const made: { trace: RequestTrace; block: string; trace64: boolean; formats: FormatName[] }[] = []
+  for (const formats of FORMATS) {
+    const { tracer: tr } = tracer(50, seeded(3), formats)
+    for (const trace64 of [false, true]) {
+      for (const withIds of [false, true]) {
+        for (const sampledIn of ['1', '0', ''] as const) {
+          for (const debug of [false, true]) {
+            const h = contextHeaders(formats, trace64 ? TRACE64 : TRACE128, withIds, sampledIn, debug)
+            const trace = begin(tr, 'CLIENT', ...h)
+            // out: the formats the request came with; for a request without any, `propagation`
+            const came = FORMATS[6].filter((f) => h.some(([n]) => (f === 'b3multi' ? n.startsWith('x-b3-') : f === 'b3' ? n === 'b3' : n === 'traceparent')))
+            made.push({ trace, block: trace.headerBlock, trace64: withIds && trace64, formats: came.length > 0 ? came : formats })
+          }
         }
       }
     }
   }
-  for (const { trace, block, trace64 } of made) {
+  for (const { trace, block, trace64, formats } of made) {
     t.equal(trace.headerBlock, block, 'a later begin() did not change an earlier block')
     const [n, v] = parseBlock(block)
-    const ctx = extractContext(n, v)!
-    const expect: string[] = ['x-b3-traceid', 'x-b3-spanid']
-    if (trace.parentId !== '') expect.push('x-b3-parentspanid')
-    expect.push('x-b3-sampled')
-    if (trace.debug) expect.push('x-b3-flags')
-    expect.push('traceparent')
-    t.same(n, expect, 'the lines, in order')
-    t.equal(ctx.traceId, trace.traceId)
-    t.equal(ctx.spanId, trace.spanId)
-    t.equal(ctx.parentId, trace.parentId)
-    t.equal(ctx.sampled, trace.sampled)
-    t.equal(ctx.debug, trace.debug)
+    const expect: string[] = []
+    if (formats.includes('b3multi')) {
+      expect.push('x-b3-traceid', 'x-b3-spanid')
+      if (trace.parentId !== '') expect.push('x-b3-parentspanid')
+      expect.push('x-b3-sampled')
+      if (trace.debug) expect.push('x-b3-flags')
+    }
+    if (formats.includes('b3')) expect.push('b3')
+    if (formats.includes('w3c')) expect.push('traceparent')
+    t.same(n, expect, `${formats.join('+')}: the lines, in order`)
     t.equal(trace.traceId.length, trace64 ? 16 : 32)
-    const tp = v[n.indexOf('traceparent')]
-    t.equal(tp, `00-${trace64 ? '0000000000000000' : ''}${trace.traceId}-${trace.spanId}-${trace.sampled ? '01' : '00'}`)
+    // each format on its own reads back as our span of the same trace
+    for (const f of formats) {
+      const only = n.map((name, i) => [name, v[i]] as [string, string]).filter(([name]) => (f === 'b3multi' ? name.startsWith('x-b3-') : f === 'b3' ? name === 'b3' : name === 'traceparent'))
+      const ctx = extract(...only)!
+      t.equal(ctx.format, f)
+      t.equal(ctx.traceId, trace.traceId)
+      t.equal(ctx.spanId, trace.spanId)
+      t.equal(ctx.parentId, f === 'w3c' ? '' : trace.parentId)
+      t.equal(ctx.sampled, trace.sampled)
+      t.equal(ctx.debug, f === 'w3c' ? false : trace.debug)
+    }
   }
   t.equal(new Set(made.map((m) => m.trace.spanId)).size, made.length, 'a new span id each time')
+})
+
+t.test('propagation: an unknown format is refused', async (t) => {
+  t.throws(() => tracer(1, undefined, ['jaeger' as FormatName]), /unknown propagation format "jaeger"/)
 })
 
 t.test('no context: a new trace', async (t) => {
@@ -323,6 +367,7 @@ t.test('no context: a new trace', async (t) => {
   t.equal(a.sampled, true)
   t.equal(header(a.headerBlock, 'x-b3-parentspanid'), undefined, 'root: no parent header')
   t.equal(header(a.headerBlock, 'x-b3-spanid'), a.spanId)
+  t.equal(header(a.headerBlock, 'traceparent'), undefined, 'B3 multi only by default, as Envoy')
   const b = begin(tr, 'CLIENT')
   t.not(b.traceId, a.traceId)
   t.equal(begin(tracer(0).tracer, 'CLIENT').sampled, false, 'rate 0: not sampled')

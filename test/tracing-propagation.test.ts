@@ -114,9 +114,9 @@ t.test('a request without context: one new trace through both sidecars', async (
   const appSpanId = seen.header('x-b3-spanid')!
   const appParent = seen.header('x-b3-parentspanid')!
   t.equal(seen.header('x-b3-sampled'), '1')
-  t.equal(seen.header('traceparent'), `00-${traceId}-${appSpanId}-01`, 'W3C carries the same ids')
+  t.equal(seen.header('traceparent'), undefined, 'a new trace goes on in B3 multi only (the default propagation)')
+  t.equal(seen.header('b3'), undefined)
   t.same(seen.headerAll('x-b3-traceid').length, 1, 'trace headers not duplicated')
-  t.same(seen.headerAll('traceparent').length, 1)
 
   const { a, b } = await spansOf(m.collector, traceId)
   t.equal(a.parentId, undefined, "A's span is the root")
@@ -153,23 +153,52 @@ t.test("the caller's decision not to sample is honoured end to end", async (t) =
   const m = await mesh(t)
   const unsampled = 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb'
   const { seen } = await m.get('/quiet', { traceparent: `00-${unsampled}-${CLIENT_SPAN}-00` })
-  t.equal(seen.header('x-b3-traceid'), unsampled, 'the trace id still propagates')
-  t.equal(seen.header('x-b3-sampled'), '0')
-  t.match(seen.header('traceparent'), new RegExp(`^00-${unsampled}-[0-9a-f]{16}-00$`))
+  t.match(seen.header('traceparent'), new RegExp(`^00-${unsampled}-[0-9a-f]{16}-00$`), 'the trace id still propagates, unsampled')
+  t.equal(seen.header('x-b3-traceid'), undefined, 'in the format the caller used')
   // a sampled request afterwards: once its spans are in, the unsampled one would have been too
   const { seen: loud } = await m.get('/loud')
   await spansOf(m.collector, loud.header('x-b3-traceid')!)
   t.equal(m.collector.spans.filter((s) => s.traceId === unsampled).length, 0, 'no spans for the unsampled trace')
 })
 
-t.test('W3C traceparent and tracestate in, both formats out', async (t) => {
+t.test('W3C traceparent and tracestate in, W3C out', async (t) => {
   const m = await mesh(t)
   const { seen } = await m.get('/w3c', { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`, tracestate: 'rojo=00f067aa0ba902b7' })
   const { a, b } = await spansOf(m.collector, CLIENT_TRACE)
   t.equal(a.parentId, CLIENT_SPAN)
+  t.equal(b.parentId, a.id)
   t.equal(seen.header('traceparent'), `00-${CLIENT_TRACE}-${b.id}-01`)
   t.equal(seen.header('tracestate'), 'rojo=00f067aa0ba902b7', 'tracestate passed through both hops')
-  t.equal(seen.header('x-b3-spanid'), b.id)
+  t.equal(seen.header('x-b3-spanid'), undefined, 'no B3 headers added to a W3C trace')
+})
+
+t.test('B3 single in, B3 single out', async (t) => {
+  const m = await mesh(t)
+  const { seen } = await m.get('/b3', { b3: `${CLIENT_TRACE}-${CLIENT_SPAN}-1` })
+  const { a, b } = await spansOf(m.collector, CLIENT_TRACE)
+  t.equal(a.parentId, CLIENT_SPAN)
+  t.equal(b.parentId, a.id)
+  t.equal(seen.header('b3'), `${CLIENT_TRACE}-${b.id}-1-${a.id}`, "B's span, sampled, A's span as parent")
+  t.equal(seen.header('x-b3-traceid'), undefined)
+  t.equal(seen.header('traceparent'), undefined)
+})
+
+t.test('propagation: the formats a new trace goes on in', async (t) => {
+  const collector = await startCollector(t)
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const cfg = sidecarConfig('outbound', 'sidecar-a', collector.url, app.port, 'app')
+  cfg.telemetry!.tracing!.propagation = ['w3c', 'b3']
+  const a = await startTestSidecar(t, cfg)
+  const pool = new Pool(`http://127.0.0.1:${a.sidecar.port('outbound')}`, { connections: 1 })
+  t.teardown(() => pool.destroy())
+  const r = await pool.request({ method: 'GET', path: '/new' })
+  await r.body.text()
+  const seen = app.requests.at(-1)!
+  const [, traceId, spanId, flags] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$/.exec(seen.header('traceparent') ?? '') ?? []
+  t.ok(traceId !== undefined, 'traceparent sent')
+  t.equal(flags, '01', 'sampled at 100 %')
+  t.equal(seen.header('b3'), `${traceId}-${spanId}-1`, 'b3 carries the same ids')
+  t.equal(seen.header('x-b3-traceid'), undefined, 'B3 multi not asked for')
 })
 
 t.test('debug requests are traced and flagged', async (t) => {

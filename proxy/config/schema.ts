@@ -37,7 +37,10 @@ export const QueryMatch = Type.Object(
 export const PathMatch = Type.Object(
   {
     exact: Type.Optional(Type.String({ pattern: '^/' })),
+    // a string prefix: "/api" matches "/api", "/api/x" and "/apix"
     prefix: Type.Optional(Type.String({ pattern: '^/' })),
+    // whole path segments (Gateway API PathPrefix): "/api" matches "/api" and "/api/x", not "/apix"
+    segmentPrefix: Type.Optional(Type.String({ pattern: '^/' })),
     regex: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
@@ -79,17 +82,111 @@ export const DirectResponse = Type.Object(
   { additionalProperties: false },
 )
 
+const Percent = Type.Number({ minimum: 0, maximum: 100 })
+
+// ---- route policy (compiled into the route's filter chain, proxy/filters/) -------------------
+
+export const RetryOn = Type.Union([
+  Type.Literal('5xx'), // any 5xx response, a connect failure, a reset or a per-try timeout
+  Type.Literal('gateway-error'), // 502, 503, 504 responses, a connect failure, a per-try timeout
+  Type.Literal('connect-failure'),
+  Type.Literal('reset'), // the connection failed or was reset before a response head
+  Type.Literal('retriable-status-codes'), // the codes in retriableStatusCodes
+])
+
+export const RetryPolicy = Type.Object(
+  {
+    // retries after the first try (Envoy num_retries); 0 turns retries off
+    attempts: Type.Integer({ minimum: 0, maximum: 10 }),
+    on: Type.Optional(Type.Array(RetryOn, { minItems: 1, uniqueItems: true, default: ['connect-failure', 'reset', 'gateway-error'] })),
+    retriableStatusCodes: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { uniqueItems: true })),
+    // each try gets at most this long to start its response (504, flag UT, then maybe a retry)
+    perTryTimeout: Type.Optional(Duration),
+    // exponential backoff with full jitter: try n waits random(0, min(max, base * 2^n))
+    backoff: Type.Optional(Type.Object({ base: Type.Optional(Duration), max: Type.Optional(Duration) }, { additionalProperties: false })),
+    // retries are at most `percent` of the requests of the last `ttl`, plus minRetriesPerSecond
+    // (Linkerd's retry budget); when spent, the failure is returned as it is (flag URX)
+    budget: Type.Optional(
+      Type.Object(
+        { percent: Type.Optional(Percent), minRetriesPerSecond: Type.Optional(Type.Integer({ minimum: 0 })), ttl: Type.Optional(Duration) },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export const FaultPolicy = Type.Object(
+  {
+    delay: Type.Optional(Type.Object({ percent: Percent, fixedDelay: Duration }, { additionalProperties: false })),
+    abort: Type.Optional(Type.Object({ percent: Percent, status: Type.Integer({ minimum: 200, maximum: 599 }) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+)
+
+export const RateLimitPolicy = Type.Object(
+  {
+    // a token bucket: `requests` tokens every `interval`, holding at most `burst` (default requests)
+    requests: Type.Integer({ minimum: 1 }),
+    interval: Duration,
+    burst: Type.Optional(Type.Integer({ minimum: 1 })),
+    // one bucket per client key instead of one per route: a request header's value, or the
+    // client's address; requests without the header share one bucket
+    key: Type.Optional(
+      Type.Object({ header: Type.Optional(HeaderName), clientAddress: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    ),
+    // bound on the per-key buckets kept (least recently used dropped first)
+    maxKeys: Type.Optional(Type.Integer({ minimum: 1, default: 10000 })),
+  },
+  { additionalProperties: false },
+)
+
+export const MirrorPolicy = Type.Object(
+  {
+    cluster: Name,
+    percent: Type.Optional(Percent),
+  },
+  { additionalProperties: false },
+)
+
+export const RedirectPolicy = Type.Object(
+  {
+    scheme: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')])),
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    // the whole path, or (pathPrefix) the part the route's prefix matched
+    path: Type.Optional(Type.String({ pattern: '^/' })),
+    pathPrefix: Type.Optional(Type.String({ pattern: '^/' })),
+    status: Type.Optional(Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)], { default: 302 })),
+  },
+  { additionalProperties: false },
+)
+
 export const Route = Type.Object(
   {
     name: Type.Optional(Name),
     match: Type.Optional(RouteMatch),
     backends: Type.Optional(Type.Array(WeightedBackend, { minItems: 1 })),
     directResponse: Type.Optional(DirectResponse),
+    redirect: Type.Optional(RedirectPolicy),
     requestHeaders: Type.Optional(HeaderMutation),
     responseHeaders: Type.Optional(HeaderMutation),
     rewrite: Type.Optional(
-      Type.Object({ pathPrefix: Type.String({ pattern: '^/' }) }, { additionalProperties: false }),
+      Type.Object(
+        {
+          pathPrefix: Type.Optional(Type.String({ pattern: '^/' })),
+          path: Type.Optional(Type.String({ pattern: '^/' })),
+          host: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        { additionalProperties: false },
+      ),
     ),
+    // the whole request, retries included: 504 with flag UT when no response has started
+    timeout: Type.Optional(Duration),
+    retry: Type.Optional(RetryPolicy),
+    fault: Type.Optional(FaultPolicy),
+    rateLimit: Type.Optional(RateLimitPolicy),
+    mirror: Type.Optional(MirrorPolicy),
   },
   { additionalProperties: false },
 )
@@ -177,6 +274,39 @@ export const Cluster = Type.Object(
           maxPending: Type.Optional(Type.Integer({ minimum: 0, default: 1024, description: 'requests waiting for a connection' })),
           idleTimeout: Type.Optional(Duration),
           connectTimeout: Type.Optional(Duration),
+          // requests in flight to the whole cluster; more: 503 with flag UO
+          maxRequests: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    // error-rate breaker over the whole cluster (opossum): opens when at least volumeThreshold
+    // requests in the rolling window failed errorThresholdPercentage % or more (5xx, connect
+    // failure, reset, timeout); open: 503 at once (flag UO); after resetTimeout one probe
+    // request goes through (half-open) and its success closes the breaker
+    circuitBreaker: Type.Optional(
+      Type.Object(
+        {
+          errorThresholdPercentage: Type.Optional(Percent),
+          volumeThreshold: Type.Optional(Type.Integer({ minimum: 1 })),
+          window: Type.Optional(Duration),
+          buckets: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          resetTimeout: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    // per endpoint: consecutive failures eject it for baseEjectionTime x its ejection count
+    // (at most maxEjectionTime), never more than maxEjectionPercent of the cluster at once
+    outlierDetection: Type.Optional(
+      Type.Object(
+        {
+          consecutive5xx: Type.Optional(Type.Integer({ minimum: 0 })),
+          consecutiveGatewayErrors: Type.Optional(Type.Integer({ minimum: 0 })),
+          consecutiveConnectFailures: Type.Optional(Type.Integer({ minimum: 0 })),
+          baseEjectionTime: Type.Optional(Duration),
+          maxEjectionTime: Type.Optional(Duration),
+          maxEjectionPercent: Type.Optional(Percent),
         },
         { additionalProperties: false },
       ),
@@ -230,6 +360,11 @@ export const Telemetry = Type.Object(
           batchInterval: Type.Optional(Duration),
           maxQueue: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000000, default: 1000 })),
           serviceName: Type.Optional(Type.String()),
+          // header formats put on requests that came without trace headers (a request with
+          // trace headers goes on in the formats it came with); default [b3multi], as Envoy
+          propagation: Type.Optional(
+            Type.Array(Type.Union([Type.Literal('b3multi'), Type.Literal('b3'), Type.Literal('w3c')]), { minItems: 1, uniqueItems: true }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -294,3 +429,8 @@ export type Listener = Type.Static<typeof Listener>
 export type Limits = Type.Static<typeof Limits>
 export type Telemetry = Type.Static<typeof Telemetry>
 export type Bootstrap = Type.Static<typeof Bootstrap>
+export type RetryPolicy = Type.Static<typeof RetryPolicy>
+export type FaultPolicy = Type.Static<typeof FaultPolicy>
+export type RateLimitPolicy = Type.Static<typeof RateLimitPolicy>
+export type MirrorPolicy = Type.Static<typeof MirrorPolicy>
+export type RedirectPolicy = Type.Static<typeof RedirectPolicy>

@@ -29,6 +29,11 @@ export interface TraceContext {
   tracestate: string
   /** which header format the context came from */
   format: 'b3' | 'b3multi' | 'w3c'
+  /**
+   * every format the request carried headers of (FORMAT_* bits of inject.ts: b3 1, x-b3-* 2,
+   * traceparent 4), valid or not: the formats the proxy answers in upstream
+   */
+  formats: number
 }
 
 /**
@@ -93,7 +98,7 @@ function spanIdOf(s: string, from: number, to: number): string {
 }
 
 // The shared result of scanContext: valid until the next call.
-const shared: TraceContext = { traceId: '', spanId: '', parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3' }
+const shared: TraceContext = { traceId: '', spanId: '', parentId: '', sampled: null, debug: false, tracestate: '', format: 'b3', formats: 0 }
 
 function set(traceId: string, spanId: string, parentId: string, sampled: boolean | null, debug: boolean, format: TraceContext['format']): TraceContext {
   const c = shared
@@ -104,6 +109,7 @@ function set(traceId: string, spanId: string, parentId: string, sampled: boolean
   c.debug = debug
   c.tracestate = ''
   c.format = format
+  c.formats = 0
   return c
 }
 
@@ -212,7 +218,7 @@ function scan(names: readonly string[], values: readonly string[], withParent: b
   let xFlags = ''
   let traceparent = ''
   let tracestate = ''
-  let any = false
+  let formats = 0
   for (let i = 0; i < names.length; i++) {
     const name = names[i]
     const c = name.charCodeAt(0)
@@ -221,34 +227,34 @@ function scan(names: readonly string[], values: readonly string[], withParent: b
       switch (name) {
         case 'x-b3-traceid':
           if (xTraceId === '') xTraceId = values[i]
-          any = true
+          formats |= 2
           break
         case 'x-b3-spanid':
           if (xSpanId === '') xSpanId = values[i]
-          any = true
+          formats |= 2
           break
         case 'x-b3-parentspanid':
           if (withParent && xParent === '') xParent = values[i]
-          any = true
+          formats |= 2
           break
         case 'x-b3-sampled':
           if (xSampled === '') xSampled = values[i]
-          any = true
+          formats |= 2
           break
         case 'x-b3-flags':
           if (xFlags === '') xFlags = values[i]
-          any = true
+          formats |= 2
           break
       }
     } else if (c === 0x62 /* b */) {
       if (name === 'b3' && b3 === '') {
         b3 = values[i]
-        any = true
+        formats |= 1
       }
     } else if (c === 0x74 /* t */) {
       if (name === 'traceparent') {
         if (traceparent === '') traceparent = values[i]
-        any = true
+        formats |= 4
       } else if (name === 'tracestate') {
         // several fields are one list (W3C Trace Context 3.3.1.1)
         const v = values[i]
@@ -256,7 +262,7 @@ function scan(names: readonly string[], values: readonly string[], withParent: b
       }
     }
   }
-  if (!any) return null
+  if (formats === 0) return null
   let ctx: TraceContext | null = null
   if (b3 !== '') ctx = parseB3Single(b3)
   if (ctx === null && (xTraceId !== '' || xSpanId !== '' || xSampled !== '' || xFlags !== ''))
@@ -266,8 +272,10 @@ function scan(names: readonly string[], values: readonly string[], withParent: b
     ctx = parseTraceparent(traceparent)
     if (ctx === null) return null
     ctx.tracestate = tracestate
+    ctx.formats = formats
     return ctx
   }
+  ctx.formats = formats
   // tracestate belongs to the traceparent's trace: pass it on only when that is the one we continue.
   if (tracestate !== '' && ctx.traceId !== '' && traceparent !== '' && traceparentWellFormed(traceparent) && traceIdOf(traceparent, 3, 35) === ctx.traceId)
     ctx.tracestate = tracestate
@@ -278,5 +286,5 @@ function scan(names: readonly string[], values: readonly string[], withParent: b
 export function extractContext(names: readonly string[], values: readonly string[]): TraceContext | null {
   const c = scan(names, values, true)
   if (c === null) return null
-  return { traceId: c.traceId, spanId: c.spanId, parentId: c.parentId, sampled: c.sampled, debug: c.debug, tracestate: c.tracestate, format: c.format }
+  return { traceId: c.traceId, spanId: c.spanId, parentId: c.parentId, sampled: c.sampled, debug: c.debug, tracestate: c.tracestate, format: c.format, formats: c.formats }
 }

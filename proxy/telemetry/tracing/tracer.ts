@@ -11,18 +11,22 @@
 //     localEndpoint  { ipv4?, ipv6?, port? } of this proxy (the listener), optional
 //     reporter       anything with report(span: ZipkinSpan): void
 //     random         () => [0, 1), default Math.random (tests inject their own)
+//     propagation    formats for requests without trace headers: 'b3multi' | 'b3' | 'w3c'
+//                    (default ['b3multi'])
 //   Build the tracer once per config (e.g. per listener, to set the local port); the reporter
 //   once per process (it owns a timer and the collector connection) and share it.
 //
 //   const trace = tracer.begin(req.names, req.values, 'SERVER' | 'CLIENT')       per request
 //     trace.traceId, trace.spanId (ours), trace.parentId (the caller's span id, "" for a root),
 //     trace.sampled, trace.debug
-//     trace.headerBlock   "name: value\r\n" lines to add to the upstream request: x-b3-traceid,
-//                         x-b3-spanid (ours), x-b3-parentspanid (the caller's), x-b3-sampled (1/0),
-//                         x-b3-flags: 1 (debug only), traceparent (same ids and sampled flag),
-//                         tracestate (passed through when it belongs to this trace). One flat
-//                         string (see inject.ts). The caller drops every name in TRACE_HEADER_NAMES
-//                         (context.ts) from the forwarded request, since these replace them.
+//     trace.headerBlock   "name: value\r\n" lines to add to the upstream request, in the formats
+//                         the request came with (any of b3, x-b3-*, traceparent), or for a
+//                         request without trace headers in `propagation` (default x-b3-* only,
+//                         as Envoy): the trace id, our span id, the caller's span id as parent,
+//                         the sampled flag, debug; tracestate passed through with traceparent
+//                         when it belongs to this trace. One flat string (see inject.ts). The
+//                         caller drops every name in TRACE_HEADER_NAMES (context.ts) from the
+//                         forwarded request, since these replace them.
 //   trace.finish(rec, info?)                                                       when done
 //     rec    the RequestRecord of the exchange (telemetry/types.ts), read synchronously
 //     info   { remoteAddress?, remotePort?, annotations? } — only looked at when sampled, so
@@ -52,7 +56,7 @@
 import { isIPv4, isIPv6 } from 'node:net'
 import type { RequestRecord } from '../types.ts'
 import { scanContext } from './context.ts'
-import { last, writeBlock } from './inject.ts'
+import { FORMAT_B3MULTI, FORMAT_NAMES, last, writeBlock, type FormatName } from './inject.ts'
 
 export type SpanKind = 'CLIENT' | 'SERVER'
 
@@ -104,6 +108,12 @@ export interface TracerOptions {
   reporter: SpanReporter
   /** [0, 1) source for the sampling decision; default Math.random */
   random?: () => number
+  /**
+   * header formats injected upstream when the request carried no trace headers; default
+   * ['b3multi'] (as Envoy's Zipkin tracer). A request with trace headers gets back the formats
+   * it came with.
+   */
+  propagation?: readonly FormatName[]
 }
 
 export interface FinishInfo {
@@ -128,6 +138,8 @@ export class Tracer {
   readonly localEndpoint: ZipkinEndpoint
   readonly reporter: SpanReporter
   private readonly threshold: number
+  /** FORMAT_* bits for requests without trace headers */
+  private readonly newFormats: number
   private readonly random: () => number
   /** localEndpoint, or undefined when it is empty */
   private readonly spanLocalEndpoint: ZipkinEndpoint | undefined
@@ -138,6 +150,13 @@ export class Tracer {
     this.sampling = sampling
     this.threshold = sampling / 100
     this.random = o.random ?? Math.random
+    let formats = 0
+    for (const f of o.propagation ?? ['b3multi']) {
+      const bit = FORMAT_NAMES[f] as number | undefined
+      if (bit === undefined) throw new RangeError(`tracing: unknown propagation format ${JSON.stringify(f)} (b3, b3multi, w3c)`)
+      formats |= bit
+    }
+    this.newFormats = formats === 0 ? FORMAT_B3MULTI : formats
     this.reporter = o.reporter
     this.serviceName = o.serviceName.toLowerCase()
     const ep: ZipkinEndpoint = {}
@@ -158,9 +177,11 @@ export class Tracer {
     let tracestate = ''
     let debug = false
     let sampled: boolean
+    let formats = this.newFormats
     if (ctx === null) {
       sampled = this.random() < this.threshold
     } else {
+      formats = ctx.formats
       debug = ctx.debug
       sampled = debug || (ctx.sampled ?? this.random() < this.threshold)
       if (ctx.traceId !== '') {
@@ -169,9 +190,10 @@ export class Tracer {
         tracestate = ctx.tracestate
       }
     }
-    let block = writeBlock(traceId, parentId, sampled, debug)
+    let block = writeBlock(formats, traceId, parentId, sampled, debug)
     const spanId = block.slice(last.spanIdAt, last.spanIdAt + 16)
     if (traceId === '') traceId = block.slice(last.traceIdAt, last.traceIdAt + 32)
+    // tracestate only goes with traceparent (it is never set unless the caller sent one)
     if (tracestate !== '') block += 'tracestate: ' + tracestate + CRLF
     return new RequestTrace(this, kind, traceId, spanId, parentId, sampled, debug, tracestate, block)
   }
