@@ -2,12 +2,14 @@
 import type { MemStats } from './proc.ts'
 import { wrkErrorCount, type WrkResult } from './wrk.ts'
 
-export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
+export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
 export type RowName = (typeof ROW_NAMES)[number]
 /** Weft with one telemetry feature on, compared with the plain `weft` row (column "vs weft"). */
-export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog'] as const satisfies readonly RowName[]
+export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy'] as const satisfies readonly RowName[]
 /** Rows of --telemetry: the telemetry variants between the baseline and HAProxy. */
-export const TELEMETRY_ROWS = ['direct', 'weft', ...WEFT_VARIANT_ROWS, 'haproxy'] as const satisfies readonly RowName[]
+export const TELEMETRY_ROWS = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'haproxy'] as const satisfies readonly RowName[]
+/** Rows of --policy: the policy row against plain weft. */
+export const POLICY_ROWS = ['direct', 'weft', 'weft+policy', 'haproxy'] as const satisfies readonly RowName[]
 
 const isWeftFamily = (n: RowName): boolean => n === 'weft' || n.startsWith('weft+')
 

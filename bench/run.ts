@@ -18,6 +18,7 @@ import {
   ROW_NAMES,
   summarize,
   TELEMETRY_ROWS,
+  POLICY_ROWS,
   telemetrySummary,
   WEFT_VARIANT_ROWS,
   type RowName,
@@ -38,6 +39,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
   --quick              direct, weft, haproxy only; 4 s runs, 1 s warm-up; < 60 s; last stdout line is a JSON summary
   --telemetry          direct, weft, weft+metrics, weft+tracing, weft+accesslog, haproxy: the cost of each
                        telemetry feature against plain weft (column "vs weft"); last stdout line is a JSON summary
+  --policy             direct, weft, weft+policy, haproxy: the cost of the traffic policy (route match,
+                       weighted split, retries, a rate limit that never triggers, circuit breaker)
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -72,6 +75,7 @@ function parseOptions(argv: string[]): Options {
       options: {
         quick: { type: 'boolean', default: false },
         telemetry: { type: 'boolean', default: false },
+        policy: { type: 'boolean', default: false },
         only: { type: 'string' },
         duration: { type: 'string' },
         warmup: { type: 'string' },
@@ -98,7 +102,8 @@ function parseOptions(argv: string[]): Options {
     if (!Number.isFinite(n) || n < min) fail(`--${name} must be a number >= ${min}, got ${JSON.stringify(v)}`)
     return n
   }
-  let rows: RowName[] = telemetry ? [...TELEMETRY_ROWS] : quick ? ['direct', 'weft', 'haproxy'] : [...ROW_NAMES]
+  const policy = values.policy ?? false
+  let rows: RowName[] = telemetry ? [...TELEMETRY_ROWS] : policy ? [...POLICY_ROWS] : quick ? ['direct', 'weft', 'haproxy'] : [...ROW_NAMES]
   if (values.only) {
     const wanted = values.only.split(',').map((s) => s.trim()).filter(Boolean)
     const unknown = wanted.filter((w) => !(ROW_NAMES as readonly string[]).includes(w))
@@ -153,6 +158,7 @@ const STARTERS: Record<Exclude<RowName, 'direct'>, (ctx: PeerContext) => Promise
   'weft+metrics': startWeft,
   'weft+tracing': startWeft,
   'weft+accesslog': startWeft,
+  'weft+policy': startWeft,
   haproxy: startHaproxy,
   nginx: startNginxProxy,
   'fast-proxy': startFastProxy,
@@ -327,6 +333,7 @@ async function main(): Promise<number> {
       'weft+metrics': 'telemetry.metrics.enabled: true (GET /metrics on the admin port; not scraped during the runs)',
       'weft+tracing': `telemetry.tracing: enabled, sampling ${TRACING_SAMPLING_PERCENT} %, Zipkin v2 to a sink in the harness that discards the spans`,
       'weft+accesslog': 'telemetry.accessLog: enabled, every request, to a file in the temp dir',
+      'weft+policy': 'telemetry off; the default route split 90/10 over two clusters, retries 2 (budget on), a rate limit of 1e8/s, circuit breakers on both clusters',
     },
     upstream: { server: 'nginx, worker_processes 1, return 200 "hello world\\n" (12-byte body), access_log off', ports: upstreamPorts },
     rows: rows.map((r) => ({

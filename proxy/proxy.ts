@@ -232,10 +232,34 @@ export class Proxy {
           { listener: l.name, decision: 'stale_retry', value: c.staleRetries },
           { listener: l.name, decision: 'downstream_protocol_error', value: c.downstreamProtocolErrors },
           { listener: l.name, decision: 'timeout', value: c.timeouts },
+          { listener: l.name, decision: 'retry', value: c.retries },
+          { listener: l.name, decision: 'retry_limit_exceeded', value: c.retryLimitExceeded },
+          { listener: l.name, decision: 'retry_budget_exhausted', value: c.retryBudgetExhausted },
+          { listener: l.name, decision: 'request_timeout', value: c.requestTimeouts },
+          { listener: l.name, decision: 'per_try_timeout', value: c.perTryTimeouts },
+          { listener: l.name, decision: 'rate_limited', value: c.rateLimited },
+          { listener: l.name, decision: 'circuit_open', value: c.circuitOpen },
+          { listener: l.name, decision: 'overflow', value: c.overflow },
+          { listener: l.name, decision: 'fault_delay', value: c.faultDelays },
+          { listener: l.name, decision: 'fault_abort', value: c.faultAborts },
+          { listener: l.name, decision: 'mirror', value: c.mirrored },
+          { listener: l.name, decision: 'mirror_failed', value: c.mirrorFailed },
+          { listener: l.name, decision: 'mirror_abandoned', value: c.mirrorAbandoned },
         )
       }
       return out
     })
+    metrics.setClustersSource(() =>
+      [...(this.current?.clusters.values() ?? [])].map((c) => ({
+        cluster: c.name,
+        overflow: c.counters.overflow,
+        circuitOpen: c.counters.circuitOpen,
+        ejections: c.counters.ejections,
+        ejectionsOverflow: c.counters.ejectionsOverflow,
+        breakerOpen: c.breaker === null ? null : c.breaker.state !== 'closed',
+        ejected: c.outlier === null ? null : c.outlier.ejectedCount(),
+      })),
+    )
     metrics.setTelemetrySource(() => {
       const r = { reported: 0, sent: 0, dropped: 0 }
       for (const rep of [...this.retiredReporters, ...(this.reporter === null ? [] : [this.reporter])]) {

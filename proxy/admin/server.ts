@@ -13,10 +13,21 @@ export function clustersView(p: Proxy): unknown {
       name: cl.name,
       lbPolicy: cl.policy,
       hashHeader: cl.hashHeader || undefined,
+      activeRequests: cl.active,
+      maxRequests: Number.isFinite(cl.maxRequests) ? cl.maxRequests : undefined,
+      overflows: cl.counters.overflow,
+      circuitBreaker:
+        cl.breaker === null ? undefined : { state: cl.breaker.state, rejected: cl.counters.circuitOpen },
+      outlierDetection:
+        cl.outlier === null
+          ? undefined
+          : { ejected: cl.outlier.ejectedCount(), ejectionsTotal: cl.counters.ejections, ejectionsOverflow: cl.counters.ejectionsOverflow },
       endpoints: cl.endpoints.map((e) => ({
         address: e.key,
         weight: e.weight,
-        health: e.healthy ? 'healthy' : 'unhealthy',
+        health: e.healthy ? 'healthy' : 'ejected',
+        ejections: e.outlier.ejections > 0 ? e.outlier.ejections : undefined,
+        ejectedForMs: e.outlier.ejectedUntil > 0 ? Math.max(0, Math.round(e.outlier.ejectedUntil - performance.now())) : undefined,
         activeRequests: e.active,
         requests: e.counters.rqTotal,
         requestErrors: e.counters.rqError,

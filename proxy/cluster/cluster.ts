@@ -5,6 +5,8 @@ import type { Cluster } from '../config/schema.ts'
 import { parseDuration } from '../config/duration.ts'
 import { createBalancer } from '../lb/index.ts'
 import type { Balancer, LbEndpoint } from '../lb/types.ts'
+import { ClusterBreaker } from './breaker.ts'
+import { newOutlierState, OutlierDetector, type OutlierState } from './outlier.ts'
 import { EndpointPool, type PoolSettings } from './pool.ts'
 
 export interface EndpointCounters {
@@ -17,15 +19,36 @@ export class EndpointState implements LbEndpoint {
   readonly key: string
   readonly weight: number
   active = 0
-  healthy = true
   readonly pool: EndpointPool
   readonly counters: EndpointCounters
-  constructor(key: string, weight: number, pool: EndpointPool, counters: EndpointCounters) {
+  /** outlier detection state, kept with the pool across config swaps */
+  readonly outlier: OutlierState
+  constructor(key: string, weight: number, pool: EndpointPool, counters: EndpointCounters, outlier: OutlierState) {
     this.key = key
     this.weight = weight
     this.pool = pool
     this.counters = counters
+    this.outlier = outlier
   }
+
+  /** not ejected by outlier detection (the balancers skip unhealthy endpoints) */
+  get healthy(): boolean {
+    return this.outlier.ejectedUntil === 0
+  }
+  set healthy(v: boolean) {
+    this.outlier.ejectedUntil = v ? 0 : Number.MAX_SAFE_INTEGER
+  }
+}
+
+/** Per-cluster decision counters (the "decisions" metrics source reads them). */
+export interface ClusterCounters {
+  /** requests refused because maxRequests were in flight (503, UO) */
+  overflow: number
+  /** requests failed fast by the open breaker (503, UO) */
+  circuitOpen: number
+  /** endpoints ejected by outlier detection, and ejections refused by maxEjectionPercent */
+  ejections: number
+  ejectionsOverflow: number
 }
 
 export interface ClusterRuntime {
@@ -35,6 +58,12 @@ export interface ClusterRuntime {
   /** lower-case header whose value is the affinity key, or "" */
   readonly hashHeader: string
   readonly policy: string
+  /** requests in flight to the cluster (all tries), and the cap (Infinity: none) */
+  active: number
+  readonly maxRequests: number
+  readonly breaker: ClusterBreaker | null
+  readonly outlier: OutlierDetector | null
+  readonly counters: ClusterCounters
 }
 
 export interface ProxyLimits {
@@ -46,15 +75,29 @@ export interface ProxyLimits {
  * Pools and counters keyed by cluster and endpoint, kept across config swaps.
  * `retain` marks what the new config uses; `collect` drains the rest.
  */
-export class PoolRegistry {
-  private pools = new Map<string, { pool: EndpointPool; counters: EndpointCounters }>()
-  private marked = new Set<string>()
+interface PoolEntry {
+  pool: EndpointPool
+  counters: EndpointCounters
+  outlier: OutlierState
+}
 
-  get(key: string, host: string, port: number, settings: PoolSettings): { pool: EndpointPool; counters: EndpointCounters } {
+interface ClusterEntry {
+  breaker: ClusterBreaker | null
+  counters: ClusterCounters
+}
+
+export class PoolRegistry {
+  private pools = new Map<string, PoolEntry>()
+  private marked = new Set<string>()
+  /** per cluster name: the breaker (kept while its config is unchanged) and the counters */
+  private clusters = new Map<string, ClusterEntry>()
+  private markedClusters = new Set<string>()
+
+  get(key: string, host: string, port: number, settings: PoolSettings): PoolEntry {
     this.marked.add(key)
     let e = this.pools.get(key)
     if (e === undefined) {
-      e = { pool: new EndpointPool(host, port, settings), counters: { rqTotal: 0, rqError: 0, rq5xx: 0 } }
+      e = { pool: new EndpointPool(host, port, settings), counters: { rqTotal: 0, rqError: 0, rq5xx: 0 }, outlier: newOutlierState() }
       this.pools.set(key, e)
     } else {
       e.pool.settings = settings
@@ -62,9 +105,26 @@ export class PoolRegistry {
     return e
   }
 
+  /** The cluster's breaker and counters, kept across configs (a changed breaker config starts afresh). */
+  cluster(name: string, breaker: Cluster['circuitBreaker']): ClusterEntry {
+    this.markedClusters.add(name)
+    let e = this.clusters.get(name)
+    if (e === undefined) {
+      e = { breaker: null, counters: { overflow: 0, circuitOpen: 0, ejections: 0, ejectionsOverflow: 0 } }
+      this.clusters.set(name, e)
+    }
+    const key = breaker === undefined ? '' : JSON.stringify(breaker)
+    if ((e.breaker?.key ?? '') !== key) {
+      e.breaker?.shutdown()
+      e.breaker = breaker === undefined ? null : new ClusterBreaker(breaker, name)
+    }
+    return e
+  }
+
   /** Start marking for a new config. */
   begin(): void {
     this.marked = new Set()
+    this.markedClusters = new Set()
   }
 
   /** Drain pools the new config does not use. */
@@ -72,7 +132,14 @@ export class PoolRegistry {
     for (const [k, e] of this.pools) {
       if (!this.marked.has(k)) {
         e.pool.drain()
+        if (e.outlier.timer !== null) clearTimeout(e.outlier.timer)
         this.pools.delete(k)
+      }
+    }
+    for (const [k, e] of this.clusters) {
+      if (!this.markedClusters.has(k)) {
+        e.breaker?.shutdown()
+        this.clusters.delete(k)
       }
     }
   }
@@ -82,8 +149,13 @@ export class PoolRegistry {
   }
 
   drainAll(): void {
-    for (const e of this.pools.values()) e.pool.drain()
+    for (const e of this.pools.values()) {
+      e.pool.drain()
+      if (e.outlier.timer !== null) clearTimeout(e.outlier.timer)
+    }
     this.pools.clear()
+    for (const e of this.clusters.values()) e.breaker?.shutdown()
+    this.clusters.clear()
   }
 }
 
@@ -99,12 +171,24 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
   const endpoints = c.endpoints.map((e) => {
     const key = `${e.address}:${e.port}`
     // Keyed by cluster and endpoint only: a settings change keeps the queue and warm connections.
-    const { pool, counters } = registry.get(`${c.name}|${key}`, e.address, e.port, settings)
-    return new EndpointState(key, e.weight ?? 1, pool, counters)
+    const { pool, counters, outlier } = registry.get(`${c.name}|${key}`, e.address, e.port, settings)
+    return new EndpointState(key, e.weight ?? 1, pool, counters, outlier)
   })
   const policy = c.lb?.policy ?? 'roundRobin'
   const balancer = createBalancer<EndpointState>(policy, endpoints, {
     decayMs: c.lb?.decay === undefined ? undefined : parseDuration(c.lb.decay),
   })
-  return { name: c.name, endpoints, balancer, hashHeader: c.lb?.hashHeader?.toLowerCase() ?? '', policy }
+  const shared = registry.cluster(c.name, c.circuitBreaker)
+  return {
+    name: c.name,
+    endpoints,
+    balancer,
+    hashHeader: c.lb?.hashHeader?.toLowerCase() ?? '',
+    policy,
+    active: 0,
+    maxRequests: c.pool?.maxRequests ?? Infinity,
+    breaker: shared.breaker,
+    outlier: c.outlierDetection === undefined ? null : new OutlierDetector(c.outlierDetection, endpoints, shared.counters),
+    counters: shared.counters,
+  }
 }

@@ -5,6 +5,7 @@ import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import type { Listener as ListenerConfig } from '../config/schema.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
+import type { ExchangeCounters } from '../router/exchange.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
@@ -15,13 +16,9 @@ export interface ListenerConfigSlice {
   readonly telemetry: ListenerTelemetry
 }
 
-export interface ListenerCounters {
+export interface ListenerCounters extends ExchangeCounters {
   cxTotal: number
   cxActive: number
-  noRoute: number
-  localReplies: number
-  upstreamErrors: number
-  staleRetries: number
   downstreamProtocolErrors: number
   timeouts: number
 }
@@ -33,6 +30,9 @@ export class ProxyListener implements ListenerContext {
   readonly counters: ListenerCounters = {
     cxTotal: 0, cxActive: 0, noRoute: 0, localReplies: 0, upstreamErrors: 0, staleRetries: 0,
     downstreamProtocolErrors: 0, timeouts: 0,
+    retries: 0, retryLimitExceeded: 0, retryBudgetExhausted: 0, requestTimeouts: 0, perTryTimeouts: 0,
+    rateLimited: 0, circuitOpen: 0, overflow: 0, faultDelays: 0, faultAborts: 0,
+    mirrored: 0, mirrorFailed: 0, mirrorAbandoned: 0,
   }
   private readonly server: Server
   private readonly conns = new Set<DownstreamConnection>()

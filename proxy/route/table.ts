@@ -2,6 +2,12 @@
 // host's routes tried in order (first match wins). Every matcher (regexes included) is built here,
 // once per config; matching a request only reads these objects.
 import type { Route, RouteMatch, RouteTable } from '../config/schema.ts'
+import { parseDuration } from '../config/duration.ts'
+import { CompiledFault } from '../filters/fault/fault.ts'
+import { CompiledMirror } from '../filters/mirror/mirror.ts'
+import { LocalRateLimiter } from '../filters/ratelimit/local.ts'
+import { CompiledRedirect } from '../filters/redirect/redirect.ts'
+import { CompiledRetry } from '../filters/retry/policy.ts'
 import { virtualHostDomains } from './domains.ts'
 import { compileMutation, type CompiledMutation } from './headers.ts'
 
@@ -53,6 +59,25 @@ export interface CompiledRoute {
   readonly responseHeaders: CompiledMutation
   /** prefix rewrite: the matched prefix and its replacement; null when none */
   readonly rewrite: { from: string; to: string } | null
+  /** full path rewrite (the query is kept); null when none */
+  readonly rewritePathTo: string | null
+  /** Host rewrite; null when none */
+  readonly rewriteHost: string | null
+  /**
+   * The route's policy filters, null when it has none (the common case costs one comparison).
+   * Each is compiled once here; per request only its cheap state changes.
+   */
+  readonly policy: RoutePolicy | null
+}
+
+export interface RoutePolicy {
+  /** whole-request timeout in ms; 0: none */
+  readonly timeoutMs: number
+  readonly retry: CompiledRetry | null
+  readonly fault: CompiledFault | null
+  readonly rateLimit: LocalRateLimiter | null
+  readonly mirror: CompiledMirror | null
+  readonly redirect: CompiledRedirect | null
 }
 
 export interface CompiledVirtualHost {
@@ -63,7 +88,7 @@ export interface CompiledVirtualHost {
   readonly routes: readonly CompiledRoute[]
 }
 
-function stringPred(m: { exact?: string; prefix?: string; regex?: string }): Pred | undefined {
+function stringPred(m: { exact?: string; prefix?: string; segmentPrefix?: string; regex?: string }): Pred | undefined {
   if (m.exact !== undefined) {
     const e = m.exact
     return (v) => v === e
@@ -71,6 +96,13 @@ function stringPred(m: { exact?: string; prefix?: string; regex?: string }): Pre
   if (m.prefix !== undefined) {
     const p = m.prefix
     return (v) => v.startsWith(p)
+  }
+  if (m.segmentPrefix !== undefined) {
+    // whole segments: "/api" (or "/api/") matches "/api" and "/api/..." but not "/apix"
+    const p = m.segmentPrefix.endsWith('/') ? m.segmentPrefix.slice(0, -1) : m.segmentPrefix
+    if (p === '') return () => true
+    const ps = p + '/'
+    return (v) => v === p || v.startsWith(ps)
   }
   if (m.regex !== undefined) {
     const re = new RegExp('^(?:' + m.regex + ')$')
@@ -156,6 +188,19 @@ function compileDirect(d: NonNullable<Route['directResponse']>): DirectReply {
   return { status: d.status, head, body }
 }
 
+function compilePolicy(r: Route, matchedPrefix: string): RoutePolicy | null {
+  if (r.timeout === undefined && r.retry === undefined && r.fault === undefined && r.rateLimit === undefined && r.mirror === undefined && r.redirect === undefined)
+    return null
+  return {
+    timeoutMs: r.timeout === undefined ? 0 : parseDuration(r.timeout),
+    retry: r.retry === undefined || r.retry.attempts === 0 ? null : new CompiledRetry(r.retry),
+    fault: r.fault === undefined ? null : new CompiledFault(r.fault),
+    rateLimit: r.rateLimit === undefined ? null : new LocalRateLimiter(r.rateLimit),
+    mirror: r.mirror === undefined ? null : new CompiledMirror(r.mirror.cluster, r.mirror.percent ?? 100),
+    redirect: r.redirect === undefined ? null : new CompiledRedirect(r.redirect, matchedPrefix),
+  }
+}
+
 function compileRoute(r: Route, vhost: string, index: number, id: number): CompiledRoute {
   const backends = (r.backends ?? []).map((b) => ({ cluster: b.cluster, weight: b.weight ?? 1 }))
   const cumulative: number[] = []
@@ -164,7 +209,9 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     total += b.weight
     cumulative.push(total)
   }
-  const prefix = r.match?.path?.prefix
+  const path = r.match?.path
+  const segment = path?.segmentPrefix
+  const prefix = path?.prefix ?? (segment === undefined ? undefined : segment.length > 1 && segment.endsWith('/') ? segment.slice(0, -1) : segment)
   return {
     id,
     name: r.name ?? `${vhost}/${index}`,
@@ -176,7 +223,10 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     direct: r.directResponse === undefined ? null : compileDirect(r.directResponse),
     requestHeaders: compileMutation(r.requestHeaders),
     responseHeaders: compileMutation(r.responseHeaders),
-    rewrite: r.rewrite === undefined ? null : { from: prefix ?? '/', to: r.rewrite.pathPrefix },
+    rewrite: r.rewrite?.pathPrefix === undefined ? null : { from: prefix ?? '/', to: r.rewrite.pathPrefix },
+    rewritePathTo: r.rewrite?.path ?? null,
+    rewriteHost: r.rewrite?.host ?? null,
+    policy: compilePolicy(r, prefix ?? '/'),
   }
 }
 

@@ -2,12 +2,17 @@
 // Routing and policy objects come compiled from the config the request started with; this file only
 // reads them. Bodies are streamed with backpressure both ways, never buffered whole.
 import { randomUUID } from 'node:crypto'
+import type { BreakerTicket } from '../cluster/breaker.ts'
 import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import { chunkHeader } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
-import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable } from '../route/table.ts'
+import { MirrorRequest } from '../filters/mirror/mirror.ts'
+import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
+import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
 import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
@@ -53,6 +58,13 @@ export const Flags = {
   DownstreamProtocolError: 'DPE',
   DirectResponse: 'DR',
   DownstreamConnectionTermination: 'DC',
+  /** the request or a try timed out (route timeout, per-try timeout) */
+  UpstreamRequestTimeout: 'UT',
+  /** a retriable failure that was not retried: attempts or the retry budget exhausted */
+  UpstreamRetryLimitExceeded: 'URX',
+  RateLimited: 'RL',
+  DelayInjected: 'DI',
+  FaultInjected: 'FI',
 } as const
 
 const QUEUE_LIMIT = 65536
@@ -71,6 +83,20 @@ export interface ExchangeCounters {
   localReplies: number
   upstreamErrors: number
   staleRetries: number
+  /** policy decisions (weft_proxy_decisions_total) */
+  retries: number
+  retryLimitExceeded: number
+  retryBudgetExhausted: number
+  requestTimeouts: number
+  perTryTimeouts: number
+  rateLimited: number
+  circuitOpen: number
+  overflow: number
+  faultDelays: number
+  faultAborts: number
+  mirrored: number
+  mirrorFailed: number
+  mirrorAbandoned: number
 }
 
 export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
@@ -104,6 +130,30 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private trace: RequestTrace | null = null
   /** annotations for a sampled span (retries) */
   private annotations: ZipkinAnnotation[] | null = null
+  /** the route's policy (null: none, and none of the fields below are used) */
+  private policy: RoutePolicy | null = null
+  /** request bytes go upstream (false: no route, a local reply, discarded) */
+  private forwarding = false
+  private hasBody = false
+  // ---- retries
+  private retry: CompiledRetry | null = null
+  /** retries made so far */
+  private tries = 0
+  /** copies of the framed request body for another try; null when too large to keep */
+  private retained: (string | Buffer)[] | null = null
+  private retainedBytes = 0
+  /** the response of this try is being read and thrown away: a retry follows */
+  private discarding = false
+  /** the endpoint of the previous try (avoided by the next pick) */
+  private lastEndpoint: EndpointState | undefined = undefined
+  /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
+  private outcome = OUTCOME_OK
+  private ticket: BreakerTicket | null = null
+  private timer: ReturnType<typeof setTimeout> | null = null
+  private tryTimer: ReturnType<typeof setTimeout> | null = null
+  private waitTimer: ReturnType<typeof setTimeout> | null = null
+  private mirror: MirrorRequest | null = null
+  private delayed = false
 
   // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
   status = 0
@@ -187,30 +237,135 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     }
     this.route = route
     if (route.direct !== null) return this.directReply(route)
+    this.hasBody = hasBody
+    const pol = route.policy
+    if (pol !== null) {
+      this.policy = pol
+      if (!this.applyPolicy(pol)) return
+    }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
     const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
-    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
-    if (ep === undefined)
+    this.forwarding = true
+    if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
+    if (this.delayed) return // the fault delay's timer dispatches
+    this.dispatch()
+  }
+
+  /**
+   * The route's policy filters before the request goes upstream, in Envoy's order: rate limit,
+   * redirect, fault abort, fault delay; then the timers and the mirror. false: a local reply
+   * was sent (nothing after it runs).
+   */
+  private applyPolicy(pol: RoutePolicy): boolean {
+    const req = this.req
+    const rl = pol.rateLimit
+    if (rl !== null) {
+      const key = rl.keyFrom === KEY_HEADER ? (headerOf(req, rl.keyHeader) ?? '') : rl.keyFrom === KEY_CLIENT ? this.down.remoteAddress : ''
+      const wait = rl.take(key)
+      if (wait > 0) {
+        this.counters.rateLimited++
+        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
+        return false
+      }
+    }
+    if (pol.redirect !== null) {
+      const rd = pol.redirect
+      this.flags = Flags.DirectResponse
+      this.writeLocal(rd.status, 'location: ' + rd.location(req.authority, req.path, rewritePath) + '\r\ncontent-length: 0\r\n' + this.route!.responseHeaders.append, EMPTY)
+      return false
+    }
+    const fault = pol.fault
+    if (fault !== null) {
+      const status = fault.abort()
+      if (status !== 0) {
+        this.counters.faultAborts++
+        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
+        return false
+      }
+      const ms = fault.delay()
+      if (ms > 0) {
+        this.counters.faultDelays++
+        this.delayed = true
+        this.waitTimer = setTimeout(() => {
+          this.waitTimer = null
+          if (!this.done) this.dispatch()
+        }, ms)
+      }
+    }
+    if (pol.timeoutMs > 0) this.timer = setTimeout(() => this.onRequestTimeout(), pol.timeoutMs)
+    if (pol.retry !== null) {
+      this.retry = pol.retry
+      pol.retry.budget?.deposit()
+      if (this.hasBody) this.retained = []
+    }
+    return true
+  }
+
+  /** One try: the cluster's limits, an endpoint, a connection. */
+  private dispatch(): void {
+    const cluster = this.cluster!
+    const req = this.req
+    if (cluster.active >= cluster.maxRequests) {
+      cluster.counters.overflow++
+      this.counters.overflow++
+      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
+    }
+    let ticket: BreakerTicket | null = null
+    if (cluster.breaker !== null) {
+      ticket = cluster.breaker.admit()
+      if (ticket === null) {
+        cluster.counters.circuitOpen++
+        this.counters.circuitOpen++
+        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
+      }
+    }
+    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader), this.lastEndpoint)
+    if (ep === undefined) {
+      ticket?.(true)
       return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
+    }
+    this.ticket = ticket
+    this.outcome = OUTCOME_OK
     this.endpoint = ep
     this.endpointKey = ep.key
     ep.active++
+    cluster.active++
     ep.counters.rqTotal++
-    this.upHead = this.buildUpstreamHead(route, ep)
-    if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
+    if (this.tries === 0 || req.authority === '') this.upHead = this.buildUpstreamHead(this.route!, ep)
+    const pol = this.policy
+    if (pol !== null) {
+      if (this.tries === 0 && pol.mirror !== null) this.startMirror(pol)
+      const r = this.retry
+      if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
+    }
     ep.pool.acquire(this)
+  }
+
+  private startMirror(pol: RoutePolicy): void {
+    const m = pol.mirror!
+    if (m.ratio < 1 && Math.random() >= m.ratio) return
+    const cluster = this.config.clusters.get(m.cluster)
+    if (cluster === undefined || cluster.endpoints.length === 0) return
+    // The copy's Host gets "-shadow" (as Envoy), the rest of the head is the same.
+    const h = this.upHead
+    const a = h.indexOf('\r\nhost: ') + 8
+    const e = h.indexOf('\r\n', a)
+    const head = h.slice(0, e) + '-shadow' + h.slice(e)
+    this.mirror = new MirrorRequest(cluster, a < 8 ? h : head, this.hasBody && !this.reqEnded, this.counters)
+    if (this.queued !== null) for (const part of this.queued) this.mirror.body(part)
+    if (this.reqEnded) this.mirror.bodyEnd()
   }
 
   // ---- request path ------------------------------------------------------------------------
 
   private buildUpstreamHead(route: CompiledRoute, ep: EndpointState): string {
     const req = this.req
-    const path = route.rewrite === null ? req.path : rewritePath(req.path, route.rewrite)
+    const path = route.rewrite !== null ? rewritePath(req.path, route.rewrite) : route.rewritePathTo !== null ? replacePath(req.path, route.rewritePathTo) : req.path
     const mut = route.requestHeaders
-    const authority = mut.host ?? (req.authority === '' ? ep.key : req.authority)
+    const authority = mut.host ?? route.rewriteHost ?? (req.authority === '' ? ep.key : req.authority)
     let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + authority + CRLF
     const drop = mut.drop
     const names = req.names
@@ -279,8 +434,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
 
   onPoolFailure(err: HttpError, flag: string): void {
     if (this.done) return
-    this.endpointFinished(false)
-    this.localReply(err.status, flag, err.code, err.message)
+    // UF: connect failure or timeout; UO: the endpoint's pending queue is full; UH: removed
+    const connectFailure = flag === Flags.UpstreamConnectFailure
+    this.endTry(connectFailure ? OUTCOME_CONNECT : OUTCOME_OK, !connectFailure)
+    if (connectFailure && this.retry !== null && this.retryAfter(FAIL_CONNECT)) return
+    this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
   }
 
   /** Request body bytes from the client (already de-framed). */
@@ -288,7 +446,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.done || end === start) return
     this.bytesIn += end - start
     const data = buf.subarray(start, end)
-    if (this.route === undefined || this.route.direct !== null || this.endpoint === undefined) return // discarded
+    if (!this.forwarding) return // discarded
     if (this.req.chunked) {
       this.send(chunkHeader(data.length))
       this.send(data)
@@ -301,14 +459,25 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   onBodyEnd(trailers: string): void {
     this.reqEnded = true
     if (this.done) return
-    if (this.req.chunked && this.endpoint !== undefined && this.route?.direct === null) {
+    if (this.req.chunked && this.forwarding) {
       this.send(LAST_CHUNK + trailers + CRLF)
     }
+    if (this.mirror !== null) this.mirror.bodyEnd()
     if (this.up !== null) this.reqSent = true
     this.maybeFinish()
   }
 
   private send(part: string | Buffer): void {
+    if (this.policy !== null) {
+      if (this.retained !== null) {
+        // kept for another try, up to a small limit; past it the request can no longer be retried
+        const copy = typeof part === 'string' ? part : Buffer.from(part)
+        this.retainedBytes += copy.length
+        if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
+        else this.retained.push(copy)
+      }
+      if (this.mirror !== null) this.mirror.body(part)
+    }
     if (this.up !== null) {
       const sock = this.up.socket
       const ok = typeof part === 'string' ? sock.write(part, 'latin1') : sock.write(part)
@@ -338,11 +507,27 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
 
   onUpstreamHead(head: ResponseHead, hasBody: boolean): void {
     if (this.done) return
-    this.respStarted = true
-    this.status = head.status
+    const status = head.status
     const ep = this.endpoint!
-    if (head.status >= 500) ep.counters.rq5xx++
+    if (status >= 500) {
+      ep.counters.rq5xx++
+      this.outcome = status === 502 || status === 503 || status === 504 ? OUTCOME_GATEWAY : OUTCOME_5XX
+    }
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = null
+    }
     this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    const r = this.retry
+    if (r !== null && r.retriableStatus(status)) {
+      if (this.mayRetry()) {
+        // read this response to its end and throw it away; the retry follows (onUpstreamEnd)
+        this.discarding = true
+        return
+      }
+    }
+    this.respStarted = true
+    this.status = status
     const mut = this.route!.responseHeaders
     let h = serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, mut)
     h += mut.append
@@ -376,7 +561,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private closeAfter = false
 
   onUpstreamData(buf: Buffer, start: number, end: number): void {
-    if (this.done) return
+    if (this.done || this.discarding) return
     let ok: boolean
     const n = end - start
     this.bytesOut += n
@@ -431,6 +616,15 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
 
   onUpstreamEnd(trailers: string): void {
     if (this.done) return
+    if (this.discarding) {
+      this.discarding = false
+      const up = this.up!
+      this.up = null
+      up.release(this.reqSent)
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
     if (this.respMode === RESP_CHUNKED) {
       const h = this.headOut ?? ''
       this.headOut = null
@@ -448,7 +642,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private maybeFinish(): void {
     if (!this.respEnded || this.done) return
     this.done = true
-    this.endpointFinished(true)
+    this.endTry(this.outcome, false)
     const up = this.up
     this.up = null
     if (up !== null) {
@@ -467,7 +661,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     this.up = null
     // A reused keep-alive connection that failed before any response byte most likely raced the
     // upstream's idle close. Without a body the request can safely go again on a fresh connection.
-    if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked) {
+    if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked && !this.discarding) {
       this.retried = true
       this.counters.staleRetries++
       if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
@@ -475,7 +669,15 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       return
     }
     this.counters.upstreamErrors++
-    this.endpointFinished(false)
+    if (this.discarding) {
+      // the response we were throwing away broke off: retry all the same
+      this.discarding = false
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
+    this.endTry(responseStarted ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
+    if (!this.respStarted && this.retry !== null && this.retryAfter(FAIL_RESET)) return
     if (this.headOut !== null) {
       // The head was held back and nothing reached the client yet: a clean error is still possible.
       this.headOut = null
@@ -489,15 +691,133 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       this.down.abort()
       return
     }
-    this.localReply(err.status, flag, err.code, err.message)
+    this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
   }
 
-  private endpointFinished(ok: boolean): void {
+  /**
+   * The current try is over. outcome: OUTCOME_* for outlier detection and the breaker; `neutral`:
+   * not the endpoint's doing (a client that left, a full pending queue): neither is told.
+   */
+  private endTry(outcome: number, neutral: boolean): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = null
+    }
     const ep = this.endpoint
     if (ep === undefined) return
     this.endpoint = undefined
+    this.lastEndpoint = ep
     ep.active--
-    if (!ok) ep.counters.rqError++
+    const cluster = this.cluster!
+    cluster.active--
+    if (outcome !== OUTCOME_OK) ep.counters.rqError++
+    if (neutral) outcome = OUTCOME_OK
+    else if (cluster.outlier !== null) cluster.outlier.report(ep, outcome)
+    const t = this.ticket
+    if (t !== null) {
+      this.ticket = null
+      t(outcome === OUTCOME_OK)
+    }
+  }
+
+  // ---- retries and timeouts ----------------------------------------------------------------
+
+  /** retries were wanted but refused (attempts or budget): URX replaces a plain failure flag */
+  private refused = false
+
+  /**
+   * May this request go again? Attempts left, the body is whole and kept, no response sent, and
+   * the retry budget has room (which this takes from it).
+   */
+  private mayRetry(): boolean {
+    const r = this.retry!
+    if (this.respStarted || this.done) return false
+    if (this.hasBody && (!this.reqEnded || this.retained === null)) return false
+    if (this.tries >= r.attempts) {
+      this.counters.retryLimitExceeded++
+      this.refused = true
+      return false
+    }
+    if (r.budget !== null && !r.budget.withdraw()) {
+      this.counters.retryBudgetExhausted++
+      this.refused = true
+      return false
+    }
+    return true
+  }
+
+  /** A try failed this way (FAIL_*): start another if the policy wants and allows it. */
+  private retryAfter(kind: number): boolean {
+    if (!this.retry!.retriableFailure(kind) || !this.mayRetry()) return false
+    this.retryNow()
+    return true
+  }
+
+  private retryFlag(flag: string): string {
+    return this.refused ? Flags.UpstreamRetryLimitExceeded : flag
+  }
+
+  /** The next try, after the backoff. */
+  private retryNow(): void {
+    this.tries++
+    this.counters.retries++
+    if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
+    this.queued = this.retained === null ? null : this.retained.slice()
+    this.queuedBytes = 0
+    this.reqSent = false
+    this.upstreamPaused = false
+    const ms = this.retry!.backoffMs(this.tries)
+    if (ms < 1) return this.dispatch()
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }, ms)
+  }
+
+  /** The per-try timeout: give up this try (maybe retry), else 504 UT. */
+  private onTryTimeout(): void {
+    this.tryTimer = null
+    if (this.done || this.respStarted) return
+    this.counters.perTryTimeouts++
+    this.dropTry()
+    this.endTry(OUTCOME_RESET, false)
+    if (this.retryAfter(FAIL_TIMEOUT)) return
+    this.localReply(504, this.retryFlag(Flags.UpstreamRequestTimeout), 'WEFT_ERR_UPSTREAM_TIMEOUT', 'upstream per-try timeout')
+  }
+
+  /** The route timeout: the whole request, retries included. */
+  private onRequestTimeout(): void {
+    this.timer = null
+    if (this.done) return
+    this.counters.requestTimeouts++
+    if (this.wroteResponse) {
+      // part of the response is out: only a reset can say it is incomplete
+      this.done = true
+      this.flags = Flags.UpstreamRequestTimeout
+      this.dropTry()
+      this.endTry(OUTCOME_RESET, false)
+      this.complete()
+      this.down.abort()
+      return
+    }
+    this.dropTry()
+    this.endTry(OUTCOME_RESET, this.endpoint === undefined)
+    this.headOut = null
+    this.respStarted = false
+    this.discarding = false
+    this.localReply(504, Flags.UpstreamRequestTimeout, 'WEFT_ERR_REQUEST_TIMEOUT', 'request timeout')
+  }
+
+  /** Abandon the current try's connection or place in the pool queue. */
+  private dropTry(): void {
+    const up = this.up
+    this.up = null
+    if (up !== null) up.destroy()
+    else if (this.endpoint !== undefined) this.endpoint.pool.cancel(this)
+    if (this.waitTimer !== null) {
+      clearTimeout(this.waitTimer)
+      this.waitTimer = null
+    }
   }
 
   /** The client went away: release everything. */
@@ -508,11 +828,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (!this.wroteResponse) this.status = 0
     this.complete()
     const ep = this.endpoint
-    this.endpointFinished(false)
+    this.endTry(OUTCOME_OK, true)
     const up = this.up
     this.up = null
     if (up !== null) up.destroy()
     else if (ep !== undefined) ep.pool.cancel(this)
+    if (this.mirror !== null) this.mirror.cancel()
   }
 
   // ---- telemetry ---------------------------------------------------------------------------
@@ -522,12 +843,23 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.completed) return
     this.completed = true
     this.durationMs = performance.now() - this.t0
+    if (this.policy !== null) this.endPolicy()
     const t = this.config.telemetry
     if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
     const sinks = t.sinks
     for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
     if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
     if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
+  }
+
+  private endPolicy(): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    if (this.tryTimer !== null) clearTimeout(this.tryTimer)
+    if (this.waitTimer !== null) clearTimeout(this.waitTimer)
+    this.timer = this.tryTimer = this.waitTimer = null
+    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.refused && this.flags === '' && this.status >= 500) this.flags = Flags.UpstreamRetryLimitExceeded
+    this.retained = null
   }
 
   // ---- local replies -----------------------------------------------------------------------
@@ -539,13 +871,15 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   }
 
   /** A response generated by the proxy, with the flag and error code as headers. */
-  localReply(status: number, flag: string, code: string, message: string): void {
+  localReply(status: number, flag: string, code: string, message: string, extra = ''): void {
+    if (this.done) return
     this.flags = flag
     this.counters.localReplies++
+    this.forwarding = false
     const body = Buffer.from(code + ': ' + message + '\n')
     const head =
       'content-type: text/plain\r\ncontent-length: ' + body.length +
-      '\r\nx-weft-response-flags: ' + flag + '\r\nx-weft-error: ' + code + CRLF
+      '\r\nx-weft-response-flags: ' + flag + '\r\nx-weft-error: ' + code + CRLF + extra
     this.writeLocal(status, head, body)
   }
 
@@ -566,6 +900,14 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     // The request body (if any) is read and discarded by the connection before the next request.
     this.down.exchangeDone(close)
   }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** URLRewrite ReplaceFullPath: the new path, the query kept. */
+function replacePath(path: string, to: string): string {
+  const q = path.indexOf('?')
+  return q === -1 ? to : to + path.slice(q)
 }
 
 function headerOf(req: RequestHead, name: string): string | undefined {

@@ -109,6 +109,19 @@ export interface TcpSeries {
   sent: number
 }
 
+/** What the per-cluster metrics read at scrape time. */
+export interface ClusterMetricsView {
+  cluster: string
+  overflow: number
+  circuitOpen: number
+  ejections: number
+  ejectionsOverflow: number
+  /** null: no breaker */
+  breakerOpen: boolean | null
+  /** null: no outlier detection */
+  ejected: number | null
+}
+
 /** The proxy's metrics: one registry, series kept across config swaps so counters never reset. */
 export class ProxyMetrics {
   readonly registry = new Registry()
@@ -121,6 +134,7 @@ export class ProxyMetrics {
   readonly configVersion: Gauge
   readonly configRejected: Counter
   private decisionsSource: () => { listener: string; decision: string; value: number }[] = () => []
+  private clustersSource: () => ClusterMetricsView[] = () => []
   private telemetrySource: () => TelemetryCounters = () => ({ spansReported: 0, spansSent: 0, spansDropped: 0, accessLogDropped: 0, tapDropped: 0 })
 
   constructor(naming: Naming = 'weft') {
@@ -145,8 +159,19 @@ export class ProxyMetrics {
     reg(new Collected(p + 'tcp_connections_closed_total', 'Client connections closed.', 'counter', tcp('closed')))
     reg(new Collected(p + 'tcp_received_bytes_total', 'Bytes received from clients (closed connections).', 'counter', tcp('received')))
     reg(new Collected(p + 'tcp_sent_bytes_total', 'Bytes sent to clients (closed connections).', 'counter', tcp('sent')))
-    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout).', 'counter', () =>
+    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout, retry, retry_limit_exceeded, retry_budget_exhausted, request_timeout, per_try_timeout, rate_limited, circuit_open, overflow, fault_delay, fault_abort, mirror, mirror_failed, mirror_abandoned).', 'counter', () =>
       this.decisionsSource().map((d) => ({ labels: { listener: d.listener, decision: d.decision }, value: d.value }))))
+    reg(new Collected('weft_cluster_decisions_total', 'Decisions per cluster: overflow (maxRequests), circuit_open (failed fast), ejection (outlier detection), ejection_overflow (refused by maxEjectionPercent).', 'counter', () =>
+      this.clustersSource().flatMap((c) => [
+        { labels: { cluster: c.cluster, decision: 'overflow' }, value: c.overflow },
+        { labels: { cluster: c.cluster, decision: 'circuit_open' }, value: c.circuitOpen },
+        { labels: { cluster: c.cluster, decision: 'ejection' }, value: c.ejections },
+        { labels: { cluster: c.cluster, decision: 'ejection_overflow' }, value: c.ejectionsOverflow },
+      ])))
+    reg(new Collected('weft_circuit_breaker_open', 'Circuit breaker state per cluster with a breaker: 1 open or half-open, 0 closed.', 'gauge', () =>
+      this.clustersSource().filter((c) => c.breakerOpen !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.breakerOpen ? 1 : 0 }))))
+    reg(new Collected('weft_outlier_ejected_endpoints', 'Endpoints ejected right now, per cluster with outlier detection.', 'gauge', () =>
+      this.clustersSource().filter((c) => c.ejected !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.ejected ?? 0 }))))
     const tel = (f: (c: TelemetryCounters) => number) => () => [{ labels: {}, value: f(this.telemetrySource()) }]
     reg(new Collected('weft_tracing_spans_reported_total', 'Spans handed to the Zipkin reporter (sampled requests).', 'counter', tel((c) => c.spansReported)))
     reg(new Collected('weft_tracing_spans_sent_total', 'Spans the Zipkin collector accepted.', 'counter', tel((c) => c.spansSent)))
@@ -182,6 +207,11 @@ export class ProxyMetrics {
   /** Where the tracing / access log / tap counters are read at scrape time. */
   setTelemetrySource(f: () => TelemetryCounters): void {
     this.telemetrySource = f
+  }
+
+  /** Where the per-cluster metrics read their values (the active config's clusters). */
+  setClustersSource(f: () => ClusterMetricsView[]): void {
+    this.clustersSource = f
   }
 
   /** Where weft_proxy_decisions_total reads its values (the listeners' counters). */
