@@ -1,12 +1,14 @@
 // Run a sidecar from a static bootstrap file: load, validate, serve, watch the file for changes
 // (a bad edit is logged and shown on the admin API while the last good config keeps serving),
-// drain on SIGTERM/SIGINT.
+// drain on SIGTERM/SIGINT. With resource files (static mode, control-plane/sources/static.ts)
+// the routing comes from Services, EndpointSlices, HTTPRoutes and TrafficPolicies, watched too.
+import { statSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/server.ts'
 import { formatConfigError } from './config/errors.ts'
-import { loadBootstrapFile } from './config/load.ts'
-import { watchFile, type FileWatcher } from './config/watch.ts'
+import { loadBootstrapFile, type LoadResult } from './config/load.ts'
+import { watchDirectory, watchFile, type FileWatcher } from './config/watch.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Proxy } from './proxy.ts'
 
@@ -32,14 +34,40 @@ export class ConfigLoadError extends Error {
 
 export interface StartOptions {
   configFile: string
+  /** resource files and directories (static mode); none: the bootstrap file is the whole config */
+  resources?: string[]
   log?: Logger
   watch?: boolean
   watchDebounceMs?: number
 }
 
+/** How the config is loaded: the bootstrap alone, or (static mode) the bootstrap plus translated resources. */
+function configLoader(opts: StartOptions): { load: () => Promise<LoadResult>; source: string } {
+  const resources = opts.resources ?? []
+  if (resources.length === 0) return { load: () => loadBootstrapFile(opts.configFile), source: opts.configFile }
+  return {
+    // Loaded on demand: a proxy without resources does not carry the control plane's modules.
+    load: async () => (await import('../control-plane/sources/static.ts')).loadStaticConfig(opts.configFile, resources),
+    source: `${opts.configFile} + ${resources.join(', ')}`,
+  }
+}
+
+/** A file or a directory (its entries), watched the way each needs. */
+function watchPath(path: string, onChange: () => void, debounceMs: number): FileWatcher {
+  let dir = false
+  try {
+    dir = statSync(path).isDirectory()
+  } catch {
+    // missing: watched as a file, which notices it coming back
+  }
+  const o = { debounceMs, persistent: false }
+  return dir ? watchDirectory(path, onChange, o) : watchFile(path, onChange, o)
+}
+
 export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
   const log = opts.log ?? createLogger()
-  const first = await loadBootstrapFile(opts.configFile)
+  const { load, source } = configLoader(opts)
+  const first = await load()
   if (!first.ok) throw new ConfigLoadError(first.errors.map(formatConfigError))
   const proxy = new Proxy(log)
   await proxy.apply(first.config)
@@ -54,9 +82,9 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
 
   let reloading: Promise<boolean> | null = null
   const reload = async (): Promise<boolean> => {
-    const r = await loadBootstrapFile(opts.configFile)
+    const r = await load()
     if (!r.ok) {
-      proxy.reject(opts.configFile, r.errors.map(formatConfigError))
+      proxy.reject(source, r.errors.map(formatConfigError))
       return false
     }
     if (proxy.current !== null && JSON.stringify(r.config) === JSON.stringify(proxy.current.source)) return true
@@ -65,20 +93,18 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
       return true
     } catch (err) {
       // e.g. a new listener port already in use: keep the last good config.
-      proxy.reject(opts.configFile, [`${opts.configFile}: ${(err as Error).message}`])
+      proxy.reject(source, [`${source}: ${(err as Error).message}`])
       return false
     }
   }
-  let watcher: FileWatcher | null = null
+  const watchers: FileWatcher[] = []
   if (opts.watch !== false) {
-    watcher = watchFile(
-      opts.configFile,
-      () => {
-        reloading = (reloading ?? Promise.resolve(true)).then(reload)
-      },
-      { debounceMs: opts.watchDebounceMs ?? 100, persistent: false },
-    )
+    const onChange = () => {
+      reloading = (reloading ?? Promise.resolve(true)).then(reload)
+    }
+    for (const path of [opts.configFile, ...(opts.resources ?? [])]) watchers.push(watchPath(path, onChange, opts.watchDebounceMs ?? 100))
   }
+  const watcher = { close: () => watchers.forEach((w) => w.close()) }
   const closeAdmin = () => new Promise<void>((r) => admin.close(() => r()))
   return {
     proxy,
@@ -87,14 +113,14 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
     port: (name) => proxy.listeners.get(name)?.port ?? 0,
     reload,
     async drain(timeoutMs) {
-      watcher?.close()
+      watcher.close()
       const r = await proxy.drain(timeoutMs)
       admin.closeAllConnections()
       await closeAdmin()
       return r
     },
     async close() {
-      watcher?.close()
+      watcher.close()
       proxy.close()
       admin.closeAllConnections()
       await closeAdmin()
@@ -103,15 +129,15 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
 }
 
 /** `weft proxy`: start, log where it listens, drain on signals. Returns the exit code promise. */
-export async function runSidecar(configFile: string): Promise<number> {
+export async function runSidecar(configFile: string, resources: string[] = []): Promise<number> {
   const log = createLogger()
   let sidecar: Sidecar
   try {
-    sidecar = await startSidecar({ configFile, log })
+    sidecar = await startSidecar({ configFile, resources, log })
   } catch (err) {
     if (err instanceof ConfigLoadError) {
       for (const e of err.errors) process.stderr.write(e + '\n')
-      process.stderr.write(`weft: ${configFile}: invalid config, not started\n`)
+      process.stderr.write(`weft: ${configLoader({ configFile, resources }).source}: invalid config, not started\n`)
     } else {
       process.stderr.write(`weft: ${(err as Error).message}\n`)
     }

@@ -313,7 +313,7 @@ t.test('WEFT_ERR_CONFIG_INVALID: semantic checks', async (t) => {
     ], 'port 0 (any free port) may repeat')
   })
 
-  await t.test('routes: backends xor directResponse, weights', async (t) => {
+  await t.test('routes: one of backends, directResponse or redirect; weights', async (t) => {
     const text = y`
       listeners: []
       clusters: [{ name: c, endpoints: [] }]
@@ -333,8 +333,8 @@ t.test('WEFT_ERR_CONFIG_INVALID: semantic checks', async (t) => {
                   backends: [{ cluster: c, weight: 0 }, { cluster: c }]
     `
     t.same(errorsOf(text), [
-      'b.yaml:11:13: routeTables[0].virtualHosts[0].routes[0].directResponse: route must set only one of "backends" or "directResponse", not both',
-      'b.yaml:12:13: routeTables[0].virtualHosts[0].routes[1]: route must set one of "backends" or "directResponse"',
+      'b.yaml:11:13: routeTables[0].virtualHosts[0].routes[0].directResponse: route must set only one of "backends", "directResponse" or "redirect", found "backends" and "directResponse"',
+      'b.yaml:12:13: routeTables[0].virtualHosts[0].routes[1]: route must set one of "backends", "directResponse" or "redirect"',
       'b.yaml:14:23: routeTables[0].virtualHosts[0].routes[2].backends: all backend weights are 0: at least one backend needs a positive weight',
     ])
   })
@@ -362,7 +362,7 @@ t.test('WEFT_ERR_CONFIG_INVALID: semantic checks', async (t) => {
                   match: { path: { regex: "*" } }
     `
     t.same(errorsOf(text), [
-      'b.yaml:11:34: routeTables[0].virtualHosts[0].routes[0].match.path.prefix: path match must set at most one of exact, prefix or regex, found exact and prefix',
+      'b.yaml:11:34: routeTables[0].virtualHosts[0].routes[0].match.path.prefix: path match must set at most one of exact, prefix, segmentPrefix or regex, found exact and prefix',
       'b.yaml:13:19: routeTables[0].virtualHosts[0].routes[0].match.headers[0]: header match "x-none" must set one of exact, prefix, regex or present',
       'b.yaml:14:46: routeTables[0].virtualHosts[0].routes[0].match.headers[1].present: header match "x-two" must set only one of exact, prefix, regex or present, found exact and present',
       'b.yaml:15:40: routeTables[0].virtualHosts[0].routes[0].match.headers[2].regex: Invalid regular expression: /(/: Unterminated group',
@@ -430,6 +430,122 @@ t.test('WEFT_ERR_CONFIG_INVALID: semantic checks', async (t) => {
     ])
     t.same(errorsOf(`drainTimeout: 596h\nlimits: { idleTimeout: 1m30s }\nlisteners: []\n${TAIL}`), [])
   })
+})
+
+t.test('route policy and cluster resilience fields: references, exclusions, durations', async (t) => {
+  const text = y`
+    listeners: []
+    clusters:
+      - { name: c, endpoints: [], circuitBreaker: { window: 0s } }
+    routeTables:
+      - name: rt
+        virtualHosts:
+          - name: vh
+            domains: ["*"]
+            routes:
+              - name: mirror
+                backends: [{ cluster: c }]
+                mirror: { cluster: shadow, percent: 10 }
+              - name: redirect-and-backends
+                backends: [{ cluster: c }]
+                redirect: { path: /x }
+              - name: paths
+                match: { path: { prefix: /a, segmentPrefix: /a } }
+                directResponse: { status: 200 }
+              - name: rewrite
+                match: { path: { exact: /a } }
+                backends: [{ cluster: c }]
+                rewrite: { pathPrefix: /b, path: /c }
+              - name: rewrite-empty
+                backends: [{ cluster: c }]
+                rewrite: {}
+              - name: redirect
+                match: { path: { regex: "/a.*" } }
+                redirect: { pathPrefix: /b }
+              - name: redirect-both
+                match: { path: { segmentPrefix: /a } }
+                redirect: { path: /b, pathPrefix: /c }
+              - name: policies
+                match: { path: { segmentPrefix: /a } }
+                backends: [{ cluster: c }]
+                rewrite: { pathPrefix: /b }
+                retry:
+                  attempts: 2
+                  retriableStatusCodes: [503]
+                  backoff: { base: 1s, max: 10ms }
+                  perTryTimeout: 1000h
+                rateLimit: { requests: 1, interval: 0s, key: { header: x-user, clientAddress: true } }
+                fault: {}
+                timeout: 2s
+              - name: on-codes
+                backends: [{ cluster: c }]
+                retry: { attempts: 1, on: [reset, retriable-status-codes] }
+                rateLimit: { requests: 1, interval: 1s, key: {} }
+                fault: { delay: { percent: 50, fixedDelay: 1s } }
+  `
+  t.same(codesOf(text).filter((c) => c === 'WEFT_ERR_CONFIG_REF').length, 1, 'the mirror cluster is a reference')
+  t.same(errorsOf(text), [
+    'b.yaml:3:57: clusters[0].circuitBreaker.window: must be longer than 0 (found "0s")',
+    'b.yaml:12:32: routeTables[0].virtualHosts[0].routes[0].mirror.cluster: unknown cluster "shadow" (defined: c)',
+    'b.yaml:15:13: routeTables[0].virtualHosts[0].routes[1].redirect: route must set only one of "backends", "directResponse" or "redirect", found "backends" and "redirect"',
+    'b.yaml:17:42: routeTables[0].virtualHosts[0].routes[2].match.path.segmentPrefix: path match must set at most one of exact, prefix, segmentPrefix or regex, found prefix and segmentPrefix',
+    'b.yaml:22:24: routeTables[0].virtualHosts[0].routes[3].rewrite.pathPrefix: rewrite.pathPrefix replaces the matched prefix: the route needs a match.path.prefix or match.path.segmentPrefix',
+    'b.yaml:22:40: routeTables[0].virtualHosts[0].routes[3].rewrite.path: rewrite must set at most one of pathPrefix or path, found pathPrefix and path',
+    'b.yaml:25:22: routeTables[0].virtualHosts[0].routes[4].rewrite: rewrite must set at least one of pathPrefix, path or host',
+    'b.yaml:28:25: routeTables[0].virtualHosts[0].routes[5].redirect.pathPrefix: redirect.pathPrefix replaces the matched prefix: the route needs a match.path.prefix or match.path.segmentPrefix',
+    'b.yaml:31:35: routeTables[0].virtualHosts[0].routes[6].redirect.pathPrefix: redirect must set at most one of path or pathPrefix, found path and pathPrefix',
+    'b.yaml:38:15: routeTables[0].virtualHosts[0].routes[7].retry.retriableStatusCodes: retriableStatusCodes needs "retriable-status-codes" in retry.on (the default of on does not include it)',
+    'b.yaml:39:41: routeTables[0].virtualHosts[0].routes[7].retry.backoff.max: backoff.max "10ms" is shorter than backoff.base "1s"',
+    'b.yaml:40:30: routeTables[0].virtualHosts[0].routes[7].retry.perTryTimeout: duration "1000h" is too long: the maximum is 2147483647ms (about 596h)',
+    'b.yaml:41:49: routeTables[0].virtualHosts[0].routes[7].rateLimit.interval: must be longer than 0 (found "0s")',
+    'b.yaml:41:76: routeTables[0].virtualHosts[0].routes[7].rateLimit.key.clientAddress: rateLimit.key must set only one of header or clientAddress, found header and clientAddress',
+    'b.yaml:42:20: routeTables[0].virtualHosts[0].routes[7].fault: fault must set delay, abort or both',
+    'b.yaml:46:47: routeTables[0].virtualHosts[0].routes[8].retry.on[1]: "retriable-status-codes" needs retry.retriableStatusCodes (the codes to retry)',
+    'b.yaml:47:58: routeTables[0].virtualHosts[0].routes[8].rateLimit.key: rateLimit.key must set one of header or clientAddress',
+  ])
+  t.same(errorsOf(y`
+    listeners: []
+    clusters: [{ name: c, endpoints: [] }]
+    routeTables:
+      - name: rt
+        virtualHosts:
+          - name: vh
+            domains: ["*"]
+            routes:
+              - backends: [{ cluster: c }]
+                fault: { abort: { percent: 101, status: 503 } }
+  `), ['b.yaml:10:40: routeTables[0].virtualHosts[0].routes[0].fault.abort.percent: must be a number between 0 and 100'])
+  t.same(errorsOf(y`
+    listeners: []
+    clusters:
+      - name: c
+        endpoints: []
+        pool: { maxRequests: 100 }
+        circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20, window: 10s, buckets: 10, resetTimeout: 30s }
+        outlierDetection: { consecutive5xx: 5, baseEjectionTime: 30s, maxEjectionTime: 5m, maxEjectionPercent: 50 }
+    routeTables:
+      - name: rt
+        virtualHosts:
+          - name: vh
+            domains: ["*"]
+            routes:
+              - match: { path: { segmentPrefix: /api } }
+                backends: [{ cluster: c }]
+                rewrite: { pathPrefix: /v2, host: api.internal }
+                mirror: { cluster: c, percent: 5 }
+                timeout: 10s
+                retry:
+                  attempts: 3
+                  on: [gateway-error, retriable-status-codes]
+                  retriableStatusCodes: [409]
+                  perTryTimeout: 2s
+                  backoff: { base: 25ms, max: 250ms }
+                  budget: { percent: 20, minRetriesPerSecond: 10, ttl: 10s }
+                rateLimit: { requests: 100, interval: 1s, burst: 200, key: { clientAddress: true } }
+                fault: { delay: { percent: 1, fixedDelay: 100ms }, abort: { percent: 0.5, status: 503 } }
+              - match: { path: { prefix: /old } }
+                redirect: { scheme: https, host: example.com, port: 8443, pathPrefix: /new, status: 301 }
+  `), [], 'every field used as intended')
 })
 
 t.test('serviceDomains', async (t) => {

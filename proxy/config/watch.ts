@@ -1,7 +1,8 @@
-// Watches one config file for changes. It watches the file's directory rather than the file, so
-// that the ways files really get replaced are all seen: editors and config tools that write a new
-// file and rename it over the old one, a delete then re-create, and Kubernetes ConfigMap volumes,
-// where the file is a symlink into a "..data" directory that is swapped by renaming a symlink.
+// Watches one config file, or a directory of them, for changes. A file is watched through its
+// directory rather than itself, so that the ways files really get replaced are all seen: editors
+// and config tools that write a new file and rename it over the old one, a delete then re-create,
+// and Kubernetes ConfigMap volumes, where the file is a symlink into a "..data" directory that is
+// swapped by renaming a symlink.
 import { existsSync, statSync, watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
@@ -98,6 +99,74 @@ export function watchFile(path: string, onChange: () => void, opts: WatchFileOpt
       retryTimer = undefined
       if (closed) return
       if (start()) onEvent(false)
+      else restart()
+    }, retryMs)
+  }
+
+  if (!start()) restart()
+
+  return {
+    close(): void {
+      closed = true
+      clearTimeout(timer)
+      clearTimeout(retryTimer)
+      timer = undefined
+      retryTimer = undefined
+      watcher?.close()
+      watcher = undefined
+    },
+  }
+}
+
+/**
+ * Calls onChange (once per burst, after debounceMs of quiet) whenever an entry of the directory
+ * changes: a file written, added, removed or renamed, or a ConfigMap "..data" symlink swapped.
+ * Every entry counts (the caller re-reads the directory and ignores what it does not read; an
+ * unchanged result costs a comparison). If the directory cannot be watched (missing, or removed
+ * while watched) the watcher retries every retryMs and calls onChange once it watches again.
+ */
+export function watchDirectory(path: string, onChange: () => void, opts: WatchFileOptions = {}): FileWatcher {
+  const dir = resolve(path)
+  const debounceMs = opts.debounceMs ?? 100
+  const retryMs = opts.retryMs ?? 1000
+  const persistent = opts.persistent ?? true
+  let watcher: FSWatcher | undefined
+  let timer: NodeJS.Timeout | undefined
+  let retryTimer: NodeJS.Timeout | undefined
+  let closed = false
+
+  function onEvent(): void {
+    if (closed) return
+    clearTimeout(timer)
+    timer = setTimeout(flush, debounceMs)
+  }
+
+  function flush(): void {
+    timer = undefined
+    if (closed) return
+    if (!existsSync(dir)) restart()
+    onChange()
+  }
+
+  function start(): boolean {
+    try {
+      const w = watch(dir, { persistent }, () => onEvent())
+      w.on('error', () => restart())
+      watcher = w
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  function restart(): void {
+    watcher?.close()
+    watcher = undefined
+    if (closed || retryTimer !== undefined) return
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined
+      if (closed) return
+      if (start()) onEvent()
       else restart()
     }, retryMs)
   }

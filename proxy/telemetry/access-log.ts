@@ -29,7 +29,7 @@
 // | `path`                      | string         | request target (path and query) as received, before any rewrite |
 // | `protocol`                  | string         | `HTTP/1.1` or `HTTP/1.0` |
 // | `response_code`             | number         | status sent to the client; `0` when the client went away before any response |
-// | `response_flags`            | string         | `-` when the response was relayed; otherwise the proxy's flag (`NR`, `NC`, `UH`, `UF`, `UO`, `UC`, `UPE`, `DPE`, `DR`, `DC`) |
+// | `response_flags`            | string         | `-` when the response was relayed; otherwise the proxy's flag (`NR`, `NC`, `UH`, `UF`, `UO`, `UC`, `UPE`, `UT`, `URX`, `RL`, `DI`, `FI`, `DPE`, `DR`, `DC`; see the README) |
 // | `route_name`                | string \| null | the route that matched; null when none did |
 // | `upstream_cluster`          | string \| null | the cluster the request was sent to; null when none |
 // | `upstream_host`             | string \| null | the endpoint `address:port`; null when none was picked |

@@ -207,9 +207,9 @@ export interface ChildSidecar {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-/** `node bin/weft.js proxy --config FILE` with WEFT_LOG_LEVEL=warn; killed at teardown if still running. */
-export function spawnWeft(t: Teardown, configFile: string, env: Record<string, string> = {}): ChildSidecar {
-  const child = spawn(process.execPath, [WEFT_BIN, 'proxy', '--config', configFile], {
+/** `node bin/weft.js proxy --config FILE [args]` with WEFT_LOG_LEVEL=warn; killed at teardown if still running. */
+export function spawnWeft(t: Teardown, configFile: string, env: Record<string, string> = {}, args: string[] = []): ChildSidecar {
+  const child = spawn(process.execPath, [WEFT_BIN, 'proxy', '--config', configFile, ...args], {
     cwd: ROOT,
     env: { ...process.env, WEFT_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
