@@ -8,6 +8,7 @@
 //
 // opossum's fire() runs the action synchronously when it lets the call through, so admit()
 // knows at once whether the request may go.
+import { EventEmitter } from 'node:events'
 import CircuitBreaker from 'opossum'
 import type { Cluster } from '../config/schema.ts'
 import { parseDuration } from '../config/duration.ts'
@@ -25,20 +26,37 @@ export class ClusterBreaker {
   /** the config it was built from, to keep the breaker (and its window) across equal configs */
   readonly key: string
   rejected = 0
+  /**
+   * The rolling window turns on our signal (opossum's rotateBucketController) so that it can be
+   * emptied when the breaker closes: the failures that opened it must not reopen it at the next
+   * error (Hystrix and resilience4j start afresh too), nor dilute the rate with the requests
+   * opossum counted while rejecting them.
+   */
+  private readonly rotation = new EventEmitter()
+  private readonly rotator: ReturnType<typeof setInterval>
 
   constructor(cfg: NonNullable<Cluster['circuitBreaker']>, name: string) {
     this.key = JSON.stringify(cfg)
     const windowMs = cfg.window === undefined ? 10_000 : parseDuration(cfg.window)
+    const buckets = cfg.buckets ?? 10
     this.breaker = new CircuitBreaker<[BreakerTicketBox], void>(action, {
       name,
       timeout: false,
-      errorThresholdPercentage: cfg.errorThresholdPercentage ?? 50,
+      // opossum opens when the error rate is strictly above its threshold; ours is "or more"
+      // (as Hystrix and resilience4j), which also lets 100 mean "every request failed"
+      errorThresholdPercentage: Math.max(0, (cfg.errorThresholdPercentage ?? 50) - 1e-9),
       volumeThreshold: cfg.volumeThreshold ?? 20,
       rollingCountTimeout: windowMs,
-      rollingCountBuckets: cfg.buckets ?? 10,
+      rollingCountBuckets: buckets,
+      rotateBucketController: this.rotation,
       resetTimeout: cfg.resetTimeout === undefined ? 30_000 : parseDuration(cfg.resetTimeout),
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
+    })
+    this.rotator = setInterval(() => this.rotation.emit('rotate'), Math.max(1, Math.floor(windowMs / buckets)))
+    this.rotator.unref()
+    this.breaker.on('close', () => {
+      for (let i = 0; i < buckets; i++) this.rotation.emit('rotate')
     })
   }
 
@@ -58,6 +76,7 @@ export class ClusterBreaker {
   }
 
   shutdown(): void {
+    clearInterval(this.rotator)
     this.breaker.shutdown()
   }
 }

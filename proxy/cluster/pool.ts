@@ -20,6 +20,10 @@ export interface PoolSettings {
   maxHeaders: number
 }
 
+interface Connecting {
+  w: PoolWaiter | null
+}
+
 export interface PoolStats {
   cxTotal: number
   cxConnectFail: number
@@ -35,6 +39,8 @@ export class EndpointPool implements PoolHooks {
   settings: PoolSettings
   private readonly idle: UpstreamConn[] = []
   private readonly waiters: PoolWaiter[] = []
+  /** connections being opened, each for one waiter (null once it gave up) */
+  private readonly connecting: Connecting[] = []
   /** open or connecting */
   private open = 0
   private draining = false
@@ -86,15 +92,35 @@ export class EndpointPool implements PoolHooks {
     this.waiters.push(w)
   }
 
-  /** A waiter gave up (its client left). */
+  /**
+   * A waiter gave up (its client left, its try timed out). A connection being opened for it is
+   * not told to it any more: it serves the queue or goes idle, and a failure is only counted.
+   */
   cancel(w: PoolWaiter): void {
     const i = this.waiters.indexOf(w)
-    if (i !== -1) this.waiters.splice(i, 1)
+    if (i !== -1) {
+      this.waiters.splice(i, 1)
+      return
+    }
+    for (let j = 0; j < this.connecting.length; j++) {
+      if (this.connecting[j].w === w) {
+        this.connecting[j].w = null
+        this.connecting.splice(j, 1)
+        return
+      }
+    }
   }
 
   private connectFor(w: PoolWaiter): void {
     this.open++
     this.stats.cxTotal++
+    const pending: Connecting = { w }
+    this.connecting.push(pending)
+    const settle = (): PoolWaiter | null => {
+      const i = this.connecting.indexOf(pending)
+      if (i !== -1) this.connecting.splice(i, 1)
+      return pending.w
+    }
     const rb = new ReadBuffer()
     let conn: UpstreamConn | null = null
     const socket = connect({
@@ -109,7 +135,7 @@ export class EndpointPool implements PoolHooks {
       settled = true
       this.stats.cxConnectTimeout++
       socket.destroy()
-      w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'), 'UF')
+      settle()?.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'), 'UF')
     }, this.settings.connectTimeoutMs)
     const c = new UpstreamConn(socket, this, rb, this.settings.maxHeaderBytes, this.settings.maxHeaders)
     conn = c
@@ -117,14 +143,16 @@ export class EndpointPool implements PoolHooks {
       if (settled) return
       settled = true
       clearTimeout(timer)
-      w.onPoolConnection(c)
+      const waiter = settle()
+      if (waiter !== null) waiter.onPoolConnection(c)
+      else this.release(c)
     })
     socket.once('error', (err: NodeJS.ErrnoException) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       this.stats.cxConnectFail++
-      w.onPoolFailure(
+      settle()?.onPoolFailure(
         new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`),
         'UF',
       )

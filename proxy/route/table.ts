@@ -193,7 +193,8 @@ function compilePolicy(r: Route, matchedPrefix: string): RoutePolicy | null {
     return null
   return {
     timeoutMs: r.timeout === undefined ? 0 : parseDuration(r.timeout),
-    retry: r.retry === undefined || r.retry.attempts === 0 ? null : new CompiledRetry(r.retry),
+    // attempts 0 with a perTryTimeout: no retries, but the one try is still timed
+    retry: r.retry === undefined || (r.retry.attempts === 0 && r.retry.perTryTimeout === undefined) ? null : new CompiledRetry(r.retry),
     fault: r.fault === undefined ? null : new CompiledFault(r.fault),
     rateLimit: r.rateLimit === undefined ? null : new LocalRateLimiter(r.rateLimit),
     mirror: r.mirror === undefined ? null : new CompiledMirror(r.mirror.cluster, r.mirror.percent ?? 100),

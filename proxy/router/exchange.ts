@@ -298,8 +298,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (pol.timeoutMs > 0) this.timer = setTimeout(() => this.onRequestTimeout(), pol.timeoutMs)
     if (pol.retry !== null) {
       this.retry = pol.retry
-      pol.retry.budget?.deposit()
-      if (this.hasBody) this.retained = []
+      if (pol.retry.attempts > 0) {
+        pol.retry.budget?.deposit()
+        if (this.hasBody) this.retained = []
+      }
     }
     return true
   }
@@ -436,6 +438,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.done) return
     // UF: connect failure or timeout; UO: the endpoint's pending queue is full; UH: removed
     const connectFailure = flag === Flags.UpstreamConnectFailure
+    if (flag === Flags.UpstreamOverflow) this.counters.overflow++
     this.endTry(connectFailure ? OUTCOME_CONNECT : OUTCOME_OK, !connectFailure)
     if (connectFailure && this.retry !== null && this.retryAfter(FAIL_CONNECT)) return
     this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
@@ -731,7 +734,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
    */
   private mayRetry(): boolean {
     const r = this.retry!
-    if (this.respStarted || this.done) return false
+    // attempts 0: only a per-try timeout, no retries (none refused either)
+    if (r.attempts === 0 || this.respStarted || this.done) return false
     if (this.hasBody && (!this.reqEnded || this.retained === null)) return false
     if (this.tries >= r.attempts) {
       this.counters.retryLimitExceeded++

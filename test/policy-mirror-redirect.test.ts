@@ -1,0 +1,234 @@
+// Request mirroring, redirects, rewrites and segment-prefix matching as a client and the upstreams
+// see them: the mirror gets a copy (Host "-shadow", same method, path and body) and never slows or
+// fails the original; redirects answer with the status and Location built from the request;
+// rewrites change what the upstream receives.
+import t from 'tap'
+import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
+import { startHttpUpstream } from './helpers/upstream.ts'
+import { rawClient } from './helpers/raw.ts'
+import { binomialBounds, client, Held, metrics, parallel } from './helpers/policy.ts'
+import type { Route } from '../proxy/config/schema.ts'
+
+t.test('mirror: the copy has Host "-shadow", the same method, path and body', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const shadow = await startHttpUpstream(t, { name: 'shadow' })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+    }),
+  )
+  const c = client(t, s.port)
+  const r = await c.request('/orders?id=7', { method: 'POST', headers: { host: 'shop.example:8080', 'x-custom': 'yes' }, body: 'a=1&b=2' })
+  t.equal(r.status, 200)
+  t.equal(r.body, 'app POST /orders?id=7', 'the original is answered by its own cluster')
+  const g = await c.request('/plain', { headers: { host: 'shop.example' } })
+  t.equal(g.body, 'app GET /plain')
+  await until('both copies arrived', () => shadow.requests.length === 2)
+  const [post, get] = shadow.requests[0].method === 'POST' ? shadow.requests : [shadow.requests[1], shadow.requests[0]]
+  t.equal(post.url, '/orders?id=7')
+  t.equal(post.header('host'), 'shop.example:8080-shadow', 'Host gets "-shadow" (as Envoy)')
+  t.equal(post.body.toString(), 'a=1&b=2', 'the body is copied')
+  t.equal(post.header('x-custom'), 'yes', 'other headers are copied')
+  t.equal(post.header('x-request-id'), app.requests[0].header('x-request-id'), 'same request id as the original')
+  t.equal(get.method, 'GET')
+  t.equal(get.url, '/plain')
+  t.equal(get.header('host'), 'shop.example-shadow')
+  t.equal(app.requests[0].header('host'), 'shop.example:8080', 'the original keeps its Host')
+  const m = await metrics(s)
+  t.equal(m.decision('mirror'), 2)
+  t.equal(m.decision('mirror_failed'), 0)
+})
+
+t.test('mirror down: the original is answered as usual, mirror_failed counts', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const dead = await freePort()
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [dead])],
+    }),
+  )
+  const c = client(t, s.port)
+  for (let i = 0; i < 10; i++) {
+    const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+    t.equal(r.status, 200)
+    t.equal(r.body, `app POST /r${i}`)
+    t.equal(r.get('x-weft-response-flags'), undefined)
+  }
+  t.equal(app.requests.length, 10)
+  await until('every mirror failure counted', async () => (await metrics(s)).decision('mirror_failed') === 10)
+  const m = await metrics(s)
+  t.equal(m.decision('mirror'), 10)
+  t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 10, "the mirror's failure is not the original's")
+})
+
+t.test('a slow mirror does not slow the original', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const held = new Held()
+  const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
+  t.teardown(() => held.releaseAll())
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+    }),
+  )
+  const c = client(t, s.port)
+  for (let i = 0; i < 5; i++) {
+    const r = await c.request(`/r${i}`, { method: 'POST', body: 'x'.repeat(1000) })
+    t.equal(r.status, 200)
+    t.ok(r.ms < 500, `answered in ${r.ms.toFixed(0)} ms while the mirror has not answered`)
+  }
+  await held.waitFor(5)
+  t.equal(shadow.requests.length, 5, 'the mirror got every copy and is still holding them')
+  held.releaseAll()
+  const m = await metrics(s)
+  t.equal(m.decision('mirror'), 5)
+})
+
+t.test('a mirror that does not read its body is abandoned, the original completes', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app', handler: (rec, res) => res.end(String(rec.body.length)) })
+  // reads the head, never the body: its socket fills up
+  const shadow = await startHttpUpstream(t, { name: 'shadow', onRequest: (req) => req.pause() })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+    }),
+  )
+  const size = 16 * 1024 * 1024
+  const r = await client(t, s.port).request('/upload', { method: 'POST', body: Buffer.alloc(size, 0x61) })
+  t.equal(r.status, 200)
+  t.equal(r.body, String(size), 'the original got its whole body')
+  const m = await metrics(s)
+  t.equal(m.decision('mirror'), 1)
+  t.equal(m.decision('mirror_abandoned'), 1, 'the copy that could not keep up was dropped')
+  // (the paused upstream itself does not notice: it is not reading)
+  await until('the proxy closed its mirror connection', async () => (await endpointView(s, 'shadow')).connections.open === 0)
+})
+
+t.test('mirror percent: about that share of requests is copied', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const shadow = await startHttpUpstream(t, { name: 'shadow' })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { mirror: { cluster: 'shadow', percent: 25 } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+    }),
+  )
+  const c = client(t, s.port, 16)
+  const N = 300
+  await parallel(N, 16, (i) => c.request(`/r${i}`))
+  const m = await metrics(s)
+  const mirrored = m.decision('mirror')
+  const { lo, hi } = binomialBounds(N, 0.25)
+  t.ok(mirrored >= lo && mirrored <= hi, `${mirrored} of ${N} mirrored, expected ${lo}..${hi}`)
+  await until('every copy arrived', () => shadow.requests.length === mirrored)
+  t.equal(app.requests.length, N)
+})
+
+// ---- redirects ------------------------------------------------------------------------------------
+
+t.test('redirects: status and Location from scheme, host, port, path and prefix', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const r = (path: string, redirect: Route['redirect'], kind: 'prefix' | 'segmentPrefix' = 'prefix'): Route => ({
+    match: { path: { [kind]: path } },
+    redirect,
+  })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [
+        r('/secure', { scheme: 'https' }),
+        r('/moved', { host: 'new.example', port: 8443, status: 301 }),
+        r('/page', { path: '/new-page', status: 308 }),
+        r('/old', { pathPrefix: '/new' }, 'segmentPrefix'),
+        r('/plain', { scheme: 'http', port: 80, status: 307 }),
+        routeTo('app'),
+      ],
+      clusters: [cluster('app', [app.port])],
+    }),
+  )
+  const c = await rawClient(t, s.port)
+  const cases: [string, string, number, string][] = [
+    ['/secure/a?x=1', 'svc:8080', 302, 'https://svc/secure/a?x=1'],
+    ['/moved/a', 'svc:8080', 301, 'http://new.example:8443/moved/a'],
+    ['/page?q=2', 'svc:8080', 308, 'http://svc:8080/new-page?q=2'],
+    ['/old/a/b?c', 'svc', 302, 'http://svc/new/a/b?c'],
+    ['/old', 'svc', 302, 'http://svc/new'],
+    ['/plain', 'svc:9090', 307, 'http://svc/plain'],
+  ]
+  for (const [path, host, status, location] of cases) {
+    await c.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    const res = await c.response()
+    t.equal(res.status, status, `${host}${path}: ${status}`)
+    t.equal(res.get('location'), location, `${host}${path}: Location ${location}`)
+    t.equal(res.get('content-length'), '0')
+  }
+  t.notOk(c.done, 'redirects keep the connection')
+  await c.write('GET /oldish HTTP/1.1\r\nHost: svc\r\n\r\n')
+  t.equal((await c.response()).status, 200, 'segmentPrefix "/old" does not match "/oldish"')
+  t.equal(app.requests.length, 1, 'redirected requests never reach an upstream')
+  const m = await metrics(s)
+  t.equal(m.requests({ response_flags: 'DR', response_code: '302' }), 3, 'metrics: redirects are direct responses (DR)')
+})
+
+t.test('rewrite: path and host as the upstream sees them', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [
+        routeTo('app', { match: { path: { exact: '/legacy' } }, rewrite: { path: '/v2/items' } }),
+        routeTo('app', { match: { path: { segmentPrefix: '/api/' } }, rewrite: { pathPrefix: '/internal', host: 'backend.internal' } }),
+        routeTo('app', { rewrite: { host: 'other.internal' } }),
+      ],
+      clusters: [cluster('app', [app.port])],
+    }),
+  )
+  const c = client(t, s.port)
+  const cases: [string, string, string][] = [
+    ['/legacy?page=3', '/v2/items?page=3', 'svc'],
+    ['/api', '/internal', 'backend.internal'],
+    ['/api/users/7?x=y', '/internal/users/7?x=y', 'backend.internal'],
+    ['/apix', '/apix', 'other.internal'],
+  ]
+  for (const [path, url, host] of cases) {
+    const r = await c.request(path)
+    t.equal(r.status, 200)
+    const rec = app.requests.at(-1)!
+    t.equal(rec.url, url, `${path} -> ${url}`)
+    t.equal(rec.header('host'), host, `${path}: Host ${host}`)
+  }
+})
+
+t.test('segmentPrefix matches "/api" and "/api/x" but not "/apix"', async (t) => {
+  const api = await startHttpUpstream(t, { name: 'api' })
+  const web = await startHttpUpstream(t, { name: 'web' })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('api', { match: { path: { segmentPrefix: '/api' } } }), routeTo('web')],
+      clusters: [cluster('api', [api.port]), cluster('web', [web.port])],
+    }),
+  )
+  const c = client(t, s.port)
+  for (const [path, who] of [
+    ['/api', 'api'],
+    ['/api/', 'api'],
+    ['/api/x', 'api'],
+    ['/api?q=1', 'api'],
+    ['/apix', 'web'],
+    ['/ap', 'web'],
+    ['/x/api', 'web'],
+  ]) {
+    const r = await c.request(path)
+    t.equal(r.body, `${who} GET ${path}`, `${path} -> ${who}`)
+  }
+})
