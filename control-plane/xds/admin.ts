@@ -1,0 +1,68 @@
+// The control plane's admin listener (node:http, off the config path): who is connected and
+// what they ACKed, the NACKs, the published snapshots' versions, and Prometheus metrics.
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { TYPE_URLS, typeName } from '../../protos/api.ts'
+import type { ConfigServer } from './server.ts'
+
+export function snapshotsView(cp: ConfigServer): unknown {
+  return {
+    snapshots: cp.cache.nodes().sort().map((key) => {
+      const s = cp.cache.getSnapshot(key)!
+      return {
+        key,
+        seq: s.seq,
+        publishedAt: s.publishedAt,
+        versions: Object.fromEntries(TYPE_URLS.map((t) => [typeName(t), s.types[t].version])),
+        resources: Object.fromEntries(TYPE_URLS.map((t) => [typeName(t), s.types[t].resources.size])),
+      }
+    }),
+  }
+}
+
+export function createControlPlaneAdmin(cp: ConfigServer): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    const send = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
+      res.end(req.method === 'HEAD' ? undefined : body)
+    }
+    const json = (body: unknown) => send(200, 'application/json', JSON.stringify(body, null, 2) + '\n')
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n')
+    switch (path) {
+      case '/debug/proxies':
+        return json({ connected: cp.registry.connected, proxies: cp.registry.proxies() })
+      case '/debug/nacks':
+        return json({ nacks: cp.registry.nacks() })
+      case '/debug/snapshots':
+        return json(snapshotsView(cp))
+      case '/ready':
+        return send(200, 'text/plain', 'ready\n')
+      case '/metrics': {
+        const reg = cp.registry.metrics.registry
+        void reg.metrics().then(
+          (body) => send(200, reg.contentType, body),
+          (err: Error) => send(500, 'text/plain', `metrics: ${err.message}\n`),
+        )
+        return
+      }
+      case '/':
+        return send(200, 'text/plain', 'weft control plane admin: /ready /metrics /debug/proxies /debug/nacks /debug/snapshots\n')
+      default:
+        return send(404, 'text/plain', 'not found\n')
+    }
+  })
+}
+
+/** Start the admin listener on host:port (port 0: any); resolves with the bound port. */
+export async function listenAdmin(server: Server, address: string): Promise<number> {
+  const i = address.lastIndexOf(':')
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host: address.slice(0, i), port: Number(address.slice(i + 1)) }, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return (server.address() as AddressInfo).port
+}

@@ -1,0 +1,38 @@
+// The control plane's own metrics (prom-client, its own registry, served on its admin listener).
+import { Counter, Gauge, Registry } from 'prom-client'
+
+export class ControlPlaneMetrics {
+  readonly registry = new Registry()
+  readonly nacks = new Counter({ name: 'weft_cp_nacks_total', help: 'Responses a proxy rejected (NACK), by resource type.', labelNames: ['type'], registers: [this.registry] })
+  readonly acks = new Counter({ name: 'weft_cp_acks_total', help: 'Responses a proxy applied (ACK), by resource type.', labelNames: ['type'], registers: [this.registry] })
+  readonly responses = new Counter({
+    name: 'weft_cp_responses_total',
+    help: 'Responses sent to proxies, by resource type and whether they were incremental.',
+    labelNames: ['type', 'incremental'],
+    registers: [this.registry],
+  })
+  readonly staleRequests = new Counter({
+    name: 'weft_cp_stale_requests_total',
+    help: 'Requests ignored because their nonce was not the latest sent for the type (xDS rule).',
+    labelNames: ['type'],
+    registers: [this.registry],
+  })
+  readonly withheld = new Counter({
+    name: 'weft_cp_withheld_total',
+    help: 'Resource versions not sent because the proxy rejected them before (sent again only with a newer version of what was rejected with them).',
+    labelNames: ['type'],
+    registers: [this.registry],
+  })
+  readonly streams: Gauge
+
+  constructor(connected: () => number) {
+    this.streams = new Gauge({
+      name: 'weft_cp_connected_proxies',
+      help: 'Proxies with an open config stream.',
+      registers: [this.registry],
+      collect() {
+        this.set(connected())
+      },
+    })
+  }
+}

@@ -1,0 +1,120 @@
+// The gRPC side of the control plane: ConfigDiscovery.StreamConfig over @grpc/grpc-js, one
+// ConfigStream (./stream.ts) per proxy. Snapshots come from the cache; who fills the cache
+// (translate from Kubernetes, the local files, a test) is none of this file's business.
+import { randomBytes } from 'node:crypto'
+import { Metadata, Server, ServerCredentials, status, type ServerDuplexStream } from '@grpc/grpc-js'
+import pino, { type Logger } from 'pino'
+import { configDiscoveryService, type ConfigDiscoveryHandlers, type ConfigRequest__Output, type ConfigResponse, type Node__Output } from '../../protos/api.ts'
+import type { SnapshotCache } from '../snapshot/cache.ts'
+import { ProxyRegistry } from './registry.ts'
+import { ConfigStream } from './stream.ts'
+
+export interface ConfigServerOptions {
+  cache: SnapshotCache
+  /** host:port; port 0 picks a free port. Default 127.0.0.1:15010 */
+  address?: string
+  log?: Logger
+  /** the cache key of a proxy's snapshot; default node.id (one snapshot per proxy) */
+  nodeKey?: (node: Node__Output) => string
+  /** a proxy said hello: a source may publish its snapshot now */
+  onStreamOpen?: (key: string, node: Node__Output) => void
+  /** HTTP/2 keepalive pings, so a proxy that vanished without a FIN is noticed; default 30 s */
+  keepaliveMs?: number
+}
+
+export interface ConfigServer {
+  readonly address: string
+  readonly port: number
+  readonly registry: ProxyRegistry
+  readonly cache: SnapshotCache
+  /** Close every stream (proxies keep serving and reconnect) and stop listening. */
+  stop(): Promise<void>
+}
+
+export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010'
+
+export async function startConfigServer(opts: ConfigServerOptions): Promise<ConfigServer> {
+  const log = opts.log ?? pino({ level: 'silent' })
+  const registry = new ProxyRegistry()
+  const streams = new Set<ConfigStream>()
+  const deps = {
+    cache: opts.cache,
+    registry,
+    log,
+    nodeKey: opts.nodeKey ?? ((n: Node__Output) => n.id),
+    noncePrefix: randomBytes(4).toString('hex'),
+    onOpen: opts.onStreamOpen,
+  }
+  const handlers: ConfigDiscoveryHandlers = {
+    StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
+      let ended = false
+      const stream = new ConfigStream(deps, {
+        send: (r) => {
+          if (!ended) call.write(r)
+        },
+        fail: (message) => {
+          if (ended) return
+          ended = true
+          call.emit('error', { code: status.INVALID_ARGUMENT, details: message })
+        },
+      })
+      streams.add(stream)
+      // Headers at once: the proxy counts itself connected before any config exists for it.
+      call.sendMetadata(new Metadata())
+      const done = () => {
+        streams.delete(stream)
+        stream.close()
+      }
+      call.on('data', (req: ConfigRequest__Output) => {
+        try {
+          stream.onRequest(req)
+        } catch (err) {
+          // a bug in the stream must not take the control plane down: drop this stream only
+          log.error({ err, stream: stream.id }, 'config stream failed')
+          done()
+          call.destroy(err as Error)
+        }
+      })
+      call.on('end', () => {
+        done()
+        if (!ended) {
+          ended = true
+          call.end()
+        }
+      })
+      call.on('cancelled', done)
+      call.on('error', done)
+      call.on('close', done)
+    },
+  }
+  const server = new Server({
+    'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+  })
+  server.addService(configDiscoveryService(), handlers)
+  const address = opts.address ?? DEFAULT_XDS_ADDRESS
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))
+  })
+  const host = address.slice(0, address.lastIndexOf(':'))
+  const bound = `${host}:${port}`
+  log.info({ address: bound }, 'config server listening')
+  let stopped: Promise<void> | null = null
+  return {
+    address: bound,
+    port,
+    registry,
+    cache: opts.cache,
+    stop() {
+      stopped ??= new Promise<void>((resolve) => {
+        for (const s of streams) s.close()
+        streams.clear()
+        // Streams never end by themselves: cancel them (the proxies see UNAVAILABLE and reconnect).
+        server.forceShutdown()
+        log.info({ address: bound }, 'config server stopped')
+        resolve()
+      })
+      return stopped
+    },
+  }
+}

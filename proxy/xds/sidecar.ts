@@ -1,0 +1,184 @@
+// `weft proxy --control-plane ADDR [--config bootstrap.yaml]`: a sidecar fed by the control
+// plane. The bootstrap file provides the proxy's own settings (see ./assemble.ts for what comes
+// from where); when it is a complete config it is also served at once, so the proxy is ready
+// before the control plane answers. Otherwise the proxy serves nothing, and /ready says 503,
+// until its first config.
+import { readFile } from 'node:fs/promises'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { hostname } from 'node:os'
+import { parse } from 'yaml'
+import { createAdminServer } from '../admin/server.ts'
+import { ConfigErrorCode, formatConfigError } from '../config/errors.ts'
+import { loadBootstrapFile } from '../config/load.ts'
+import type { Bootstrap } from '../config/schema.ts'
+import { createLogger, type Logger } from '../log.ts'
+import { Proxy } from '../proxy.ts'
+import type { BackoffOptions } from './backoff.ts'
+import { startConfigClient, type ConfigClient, type NodeIdentity } from './client.ts'
+
+export interface XdsSidecarOptions {
+  /** host:port of the control plane */
+  controlPlane: string
+  /** bootstrap YAML file: local settings, and served until the first config */
+  configFile?: string
+  /** the same, as an object (tests); ignored when configFile is set */
+  bootstrap?: Bootstrap
+  /** serve the bootstrap's routes until the first config (default true); false: settings only */
+  serveBootstrap?: boolean
+  /** who the proxy is; default from the bootstrap's node, the environment and the host name */
+  node?: Partial<NodeIdentity>
+  log?: Logger
+  backoff?: BackoffOptions
+  /** overrides the bootstrap's admin port (tests: 0) */
+  adminPort?: number
+}
+
+export interface XdsSidecar {
+  readonly proxy: Proxy
+  readonly client: ConfigClient
+  readonly admin: Server
+  readonly adminPort: number
+  /** bound port of a listener by name (0 when it is not bound) */
+  port(listener: string): number
+  drain(timeoutMs?: number): Promise<{ timedOut: boolean }>
+  close(): Promise<void>
+}
+
+export class BootstrapLoadError extends Error {
+  readonly errors: string[]
+  constructor(errors: string[]) {
+    super(errors.join('\n'))
+    this.errors = errors
+  }
+}
+
+/** The node's identity: explicit fields, then the bootstrap's node, then the Kubernetes downward-API variables. */
+export function nodeIdentity(given: Partial<NodeIdentity> = {}, b?: Bootstrap, env: NodeJS.ProcessEnv = process.env): NodeIdentity {
+  const pod = given.pod ?? env.POD_NAME
+  const namespace = given.namespace ?? b?.node?.namespace ?? env.POD_NAMESPACE
+  const id = given.id ?? b?.node?.id ?? env.WEFT_NODE_ID ?? (pod !== undefined ? `${pod}.${namespace ?? 'default'}` : `${hostname()}-${process.pid}`)
+  return {
+    id,
+    pod,
+    namespace,
+    serviceAccount: given.serviceAccount ?? env.SERVICE_ACCOUNT,
+    workload: given.workload ?? b?.node?.workload ?? env.WEFT_WORKLOAD,
+    labels: given.labels,
+    proxyVersion: given.proxyVersion,
+  }
+}
+
+/**
+ * The bootstrap file. A complete one is also a static config; one whose only errors are
+ * references to route tables or clusters it does not define (the control plane sends them, e.g.
+ * a listener on the table "outbound") is settings only. Either way the assembled config is
+ * checked again, whole, before anything from the control plane is applied.
+ */
+export async function loadLocalBootstrap(file: string): Promise<{ bootstrap: Bootstrap; complete: boolean }> {
+  const r = await loadBootstrapFile(file)
+  if (r.ok) return { bootstrap: r.config, complete: true }
+  if (r.errors.every((e) => e.code === ConfigErrorCode.REF)) {
+    // the schema passed (references are checked after it), so the shape is a Bootstrap's
+    return { bootstrap: parse(await readFile(file, 'utf8')) as Bootstrap, complete: false }
+  }
+  throw new BootstrapLoadError(r.errors.map(formatConfigError))
+}
+
+export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidecar> {
+  const log = opts.log ?? createLogger()
+  let bootstrap = opts.bootstrap
+  let complete = bootstrap !== undefined
+  if (opts.configFile !== undefined) {
+    ;({ bootstrap, complete } = await loadLocalBootstrap(opts.configFile))
+    if (!complete) log.info({ file: opts.configFile }, 'bootstrap names route tables it does not define: settings only, nothing served before the control plane answers')
+  }
+  const proxy = new Proxy(log)
+  const node = nodeIdentity(opts.node, bootstrap)
+  const client = await startConfigClient(proxy, {
+    address: opts.controlPlane,
+    node,
+    local: bootstrap,
+    staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
+    backoff: opts.backoff,
+    log,
+  })
+  // TODO(admin hook): once proxy/admin/server.ts takes the client status, use createAdminServer
+  // directly; until then /control_plane is answered here and the rest goes to the proxy's admin.
+  const base = createAdminServer(proxy)
+  const admin = createServer((req, res) => {
+    if ((req.url ?? '/').split('?')[0] === '/control_plane') {
+      const body = JSON.stringify(client.status(), null, 2) + '\n'
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(req.method === 'HEAD' ? undefined : body)
+      return
+    }
+    base.emit('request', req, res)
+  })
+  const a = bootstrap?.admin
+  try {
+    await new Promise<void>((resolve, reject) => {
+      admin.once('error', reject)
+      admin.listen({ host: a?.address ?? '127.0.0.1', port: opts.adminPort ?? a?.port ?? 15000 }, () => resolve())
+    })
+  } catch (err) {
+    client.close()
+    proxy.close()
+    throw err
+  }
+  const adminPort = (admin.address() as AddressInfo).port
+  log.info({ port: adminPort, node: node.id, controlPlane: opts.controlPlane }, 'admin listening')
+  const closeAdmin = () => {
+    admin.closeAllConnections()
+    return new Promise<void>((r) => admin.close(() => r()))
+  }
+  return {
+    proxy,
+    client,
+    admin,
+    adminPort,
+    port: (name) => proxy.listeners.get(name)?.port ?? 0,
+    async drain(timeoutMs) {
+      client.close()
+      const r = await proxy.drain(timeoutMs)
+      await closeAdmin()
+      return r
+    },
+    async close() {
+      client.close()
+      proxy.close()
+      await closeAdmin()
+    },
+  }
+}
+
+/** `weft proxy --control-plane ADDR [--config FILE]`: start, drain on signals; the exit code. */
+export async function runXdsSidecar(opts: { controlPlane: string; configFile?: string }): Promise<number> {
+  const log = createLogger()
+  let sidecar: XdsSidecar
+  try {
+    sidecar = await startXdsSidecar({ ...opts, log })
+  } catch (err) {
+    if (err instanceof BootstrapLoadError) {
+      for (const e of err.errors) process.stderr.write(e + '\n')
+      process.stderr.write(`weft: ${opts.configFile}: invalid config, not started\n`)
+    } else {
+      process.stderr.write(`weft: ${(err as Error).message}\n`)
+    }
+    return 1
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: string) => {
+      if (stopping) return
+      stopping = true
+      log.info({ signal }, 'draining')
+      void sidecar.drain().then(({ timedOut }) => {
+        log.info({ timedOut }, 'drained, exiting')
+        resolve(0)
+      })
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+  })
+}

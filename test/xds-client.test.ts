@@ -1,0 +1,151 @@
+// The proxy's config client in parts: reconnection with exponential backoff and full jitter
+// (injected random and timers: no sleeping), staleness on an injected clock, and the decoding of
+// responses (malformed resources, incremental merges, not-ready endpoints, local overrides,
+// errors that name the resource).
+import t from 'tap'
+import pino from 'pino'
+import { TYPE, type ConfigResponse__Output, type Resource__Output } from '../protos/api.ts'
+import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
+import { startConfigServer } from '../control-plane/xds/server.ts'
+import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED } from '../proxy/xds/assemble.ts'
+import { backoffDelay } from '../proxy/xds/backoff.ts'
+import { startConfigClient } from '../proxy/xds/client.ts'
+import { Proxy } from '../proxy/proxy.ts'
+import { freePort, until } from './helpers/sidecar.ts'
+
+const silent = pino({ level: 'silent' })
+
+t.test('backoff: full jitter under a cap that doubles up to max', async (t) => {
+  const o = { baseMs: 100, maxMs: 1000 }
+  t.same([0, 1, 2, 3, 4, 5, 40].map((n) => backoffDelay(n, o, () => 0.999999)), [99, 199, 399, 799, 999, 999, 999])
+  t.same([0, 1, 2].map((n) => backoffDelay(n, o, () => 0)), [0, 0, 0], 'full jitter reaches down to 0')
+})
+
+t.test('the client reconnects on the backoff schedule, resets it after a config, and reports staleness', async (t) => {
+  const port = await freePort()
+  const scheduled: { fn: () => void; ms: number }[] = []
+  const timers = {
+    setTimeout: (fn: () => void, ms: number) => scheduled.push({ fn, ms }),
+    clearTimeout: () => {},
+  }
+  let clock = 1_000_000
+  const proxy = new Proxy(silent)
+  t.teardown(() => proxy.close())
+  const client = await startConfigClient(proxy, {
+    address: `127.0.0.1:${port}`,
+    node: { id: 'p1' },
+    backoff: { baseMs: 100, maxMs: 400 },
+    random: () => 0.5,
+    timers,
+    now: () => clock,
+    log: silent,
+  })
+  t.teardown(() => client.close())
+  const delays: number[] = []
+  for (let i = 0; i < 5; i++) {
+    await until(`attempt ${i + 1} failed`, () => scheduled.length === i + 1)
+    delays.push(scheduled[i].ms)
+    if (i < 4) scheduled[i].fn()
+  }
+  t.same(delays, [50, 100, 200, 200, 200], 'random 0.5 of 100, 200, 400, then the 400 cap')
+  clock += 7_500
+  t.match(client.status(), { connected: false, source: 'none', reconnects: 5, staleSeconds: 7.5 }, 'never connected: stale since start')
+  t.equal(proxy.ready, false, 'no config, not ready')
+
+  // The control plane appears; the next attempt connects and gets a config.
+  const cache = new SnapshotCache()
+  cache.setSnapshot('p1', {
+    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
+    routeTables: [{ name: 'rt', virtualHosts: [] }],
+    clusters: [],
+    endpoints: new Map(),
+  })
+  const cp = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
+  t.teardown(() => cp.stop())
+  scheduled[4].fn()
+  await until('config applied', () => client.status().source === 'control-plane')
+  t.equal(proxy.ready, true)
+  t.match(client.status(), { connected: true, staleSeconds: 0, updates: { ack: 4, nack: 0 } })
+
+  // It goes away: the schedule starts over, and staleness counts from the disconnection.
+  const downAt = clock
+  await cp.stop()
+  await until('disconnection seen', () => scheduled.length === 6)
+  t.equal(scheduled[5].ms, 50, 'a stream that delivered config resets the backoff')
+  clock += 2_000
+  t.match(client.status(), { connected: false, since: new Date(downAt).toISOString(), staleSeconds: 2 })
+  t.equal(proxy.ready, true, 'still serving the last config')
+  client.close()
+  t.equal(scheduled.length, 6, 'closed: no further attempt')
+})
+
+const res = (name: string, body: unknown, version = 'v1'): Resource__Output => ({ name, version, json: typeof body === 'string' ? body : JSON.stringify(body), body: 'json' })
+const response = (typeUrl: string, resources: Resource__Output[], o: Partial<ConfigResponse__Output> = {}): ConfigResponse__Output => ({
+  typeUrl,
+  versionInfo: 'x1',
+  nonce: 'n',
+  resources,
+  removedResources: [],
+  incremental: false,
+  batchRemaining: 0,
+  ...o,
+})
+const eps = (cluster: string, list: { port: number; ready?: boolean; weight?: number }[]): Resource__Output => ({
+  name: cluster,
+  version: 'e1',
+  body: 'endpoints',
+  endpoints: { clusterName: cluster, endpoints: list.map((e) => ({ address: '10.0.0.1', port: e.port, weight: e.weight ?? 0, ready: e.ready ?? true, zone: '', labels: {} })) },
+})
+
+t.test('decoding: malformed resources are errors that name the resource; nothing is half-applied', async (t) => {
+  const r = decodeBatch(NOTHING_ACCEPTED, [
+    response(TYPE.cluster, [res('a', '{nope'), res('b', { name: 'c' }), res('d', { name: 'd', endpoints: [] }), res('e', [1])]),
+    response('weft.config.v1alpha1.Secret', []),
+    response(TYPE.endpoints, [{ name: 'a', version: 'e', body: 'endpoints', endpoints: { clusterName: 'z', endpoints: [] } }, { name: 'q', version: 'e', body: 'json', json: '{}' }]),
+  ])
+  t.match(r, {
+    ok: false,
+    code: 'WEFT_ERR_XDS_DECODE',
+    errors: [
+      /^Cluster "a" \(version v1\): invalid JSON: /,
+      'Cluster "b" (version v1): the body\'s name "c" differs from the resource name',
+      'Cluster "d" (version v1): a Cluster body must not carry endpoints (they come as ClusterEndpoints)',
+      'Cluster "e" (version v1): the JSON body must be an object',
+      'unknown type_url "weft.config.v1alpha1.Secret"',
+      'ClusterEndpoints "a" (version e): cluster_name "z" differs from the resource name',
+      'ClusterEndpoints "q" (version e): expected an endpoints body',
+    ],
+  })
+})
+
+t.test('decoding: incremental endpoint merges, not-ready endpoints left out, local listener ports win', async (t) => {
+  const first = decodeBatch(NOTHING_ACCEPTED, [
+    response(TYPE.cluster, [res('a', { name: 'a' }), res('b', { name: 'b' })], { versionInfo: 'c1', batchRemaining: 3 }),
+    response(TYPE.endpoints, [eps('a', [{ port: 1 }, { port: 2, ready: false }]), eps('b', [{ port: 3, weight: 5 }])], { versionInfo: 'e1', batchRemaining: 2 }),
+    response(TYPE.routeTable, [res('rt', { name: 'rt', virtualHosts: [{ name: 'h', domains: ['*'], routes: [{ backends: [{ cluster: 'a' }] }] }] })], { versionInfo: 'r1', batchRemaining: 1 }),
+    response(TYPE.listener, [res('out', { name: 'out', direction: 'outbound', port: 15001, routeTable: 'rt' })], { versionInfo: 'l1' }),
+  ])
+  if (!first.ok) return t.fail(first.errors.join('\n'))
+  t.same(first.value.endpoints.get('a'), [{ address: '10.0.0.1', port: 1 }], 'not ready: left out; weight 0: the default')
+  t.same(first.value.endpoints.get('b'), [{ address: '10.0.0.1', port: 3, weight: 5 }])
+  const next = decodeBatch(first.value, [response(TYPE.endpoints, [eps('a', [{ port: 9 }])], { versionInfo: 'e2', incremental: true, removedResources: ['b'] })])
+  if (!next.ok) return t.fail('rejected')
+  t.same([...next.value.endpoints.keys()], ['a'])
+  t.same(next.value.endpoints.get('a'), [{ address: '10.0.0.1', port: 9 }])
+  t.same(Object.fromEntries(next.value.versions), { [TYPE.cluster]: 'c1', [TYPE.endpoints]: 'e2', [TYPE.routeTable]: 'r1', [TYPE.listener]: 'l1' })
+  t.same(first.value.endpoints.get('b'), [{ address: '10.0.0.1', port: 3, weight: 5 }], 'the accepted state it started from is untouched')
+
+  const b = assemble({ admin: { port: 0 }, listeners: [{ name: 'out', direction: 'inbound', address: '127.0.0.2', port: 16001, routeTable: 'ignored' }] }, next.value)
+  t.same(b.listeners, [{ name: 'out', direction: 'outbound', address: '127.0.0.2', port: 16001, routeTable: 'rt' }], 'address and port only')
+  t.same(b.clusters, [{ name: 'a', endpoints: [{ address: '10.0.0.1', port: 9 }] }, { name: 'b', endpoints: [] }], 'a cluster without endpoints has none')
+  t.same(b.admin, { port: 0 })
+  t.ok(checkAssembled(b).ok)
+
+  const bad = decodeBatch(next.value, [response(TYPE.routeTable, [res('rt', { name: 'rt', virtualHosts: [{ name: 'h', domains: ['*'], routes: [{ backends: [{ cluster: 'nope' }] }] }] })])])
+  if (!bad.ok) return t.fail('decode rejected')
+  t.match(checkAssembled(assemble({}, bad.value)), {
+    ok: false,
+    code: 'WEFT_ERR_CONFIG_REF',
+    errors: [/^RouteTable "rt": virtualHosts\[0\]\.routes\[0\]\.backends\[0\]\.cluster: .*"nope".* \(WEFT_ERR_CONFIG_REF\)$/],
+  })
+})
