@@ -1,6 +1,8 @@
 // The `weft` command line. Each command is a small module; this file only wires them to commander.
 import { Command } from 'commander'
 import { runSidecar } from '../proxy/main.ts'
+import { runXdsSidecar } from '../proxy/xds/sidecar.ts'
+import { registerControlPlane } from './control-plane.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -14,15 +16,31 @@ program
 
 program
   .command('proxy')
-  .description('run a sidecar proxy from a static YAML bootstrap file, and resource files for its routing (all watched for changes)')
-  .requiredOption('-c, --config <file>', 'bootstrap YAML file')
+  .description('run a sidecar proxy: fed by the control plane (--control-plane), or static from a YAML bootstrap file and resource files (all watched for changes)')
+  .option('-c, --config <file>', 'bootstrap YAML file (static mode: required; with --control-plane: the proxy\'s own settings, and served until the first config when complete)')
+  .option('--control-plane <host:port>', 'take listeners, routes, clusters and endpoints from the control plane over gRPC')
   .option('-r, --resources <paths...>', 'static mode: Service, EndpointSlice, HTTPRoute and TrafficPolicy files or directories, translated into the route table "outbound" and its clusters')
   .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-  .action(async (opts: { config: string; resources?: string[]; logLevel?: string }) => {
+  .action(async (opts: { config?: string; controlPlane?: string; resources?: string[]; logLevel?: string }) => {
     if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
+    if (opts.controlPlane !== undefined) {
+      if (opts.resources !== undefined) {
+        process.stderr.write('weft: --resources is static mode; with --control-plane the resources come from the control plane\n')
+        process.exitCode = 2
+        return
+      }
+      process.exitCode = await runXdsSidecar({ controlPlane: opts.controlPlane, configFile: opts.config })
+      return
+    }
+    if (opts.config === undefined) {
+      process.stderr.write('weft: proxy needs --config FILE (static mode) or --control-plane HOST:PORT\n')
+      process.exitCode = 2
+      return
+    }
     process.exitCode = await runSidecar(opts.config, opts.resources ?? [])
   })
 
+registerControlPlane(program)
 registerStat(program)
 registerTap(program)
 registerValidate(program)
