@@ -20,7 +20,8 @@ export function snapshotsView(cp: ConfigServer): unknown {
   }
 }
 
-export function createControlPlaneAdmin(cp: ConfigServer): Server {
+/** `source`: what the source says of itself, for /debug/source (informer status, objects left out). */
+export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     const send = (status: number, type: string, body: string) => {
@@ -36,6 +37,8 @@ export function createControlPlaneAdmin(cp: ConfigServer): Server {
         return json({ nacks: cp.registry.nacks() })
       case '/debug/snapshots':
         return json(snapshotsView(cp))
+      case '/debug/source':
+        return json(source === undefined ? { source: 'none' } : source())
       case '/ready':
         return send(200, 'text/plain', 'ready\n')
       case '/metrics': {
@@ -47,7 +50,7 @@ export function createControlPlaneAdmin(cp: ConfigServer): Server {
         return
       }
       case '/':
-        return send(200, 'text/plain', 'weft control plane admin: /ready /metrics /debug/proxies /debug/nacks /debug/snapshots\n')
+        return send(200, 'text/plain', 'weft control plane admin: /ready /metrics /debug/proxies /debug/nacks /debug/snapshots /debug/source\n')
       default:
         return send(404, 'text/plain', 'not found\n')
     }
