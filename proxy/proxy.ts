@@ -172,7 +172,13 @@ export class Proxy {
   }
 
   private slice(c: CompiledConfig, spec: { name: string; routeTable: string }): ListenerConfigSlice {
-    return { table: c.tables.get(spec.routeTable)!, clusters: c.clusters, limits: c.limits, telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY }
+    return {
+      table: c.tables.get(spec.routeTable)!,
+      clusters: c.clusters,
+      limits: c.limits,
+      telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY,
+      protocol: c.protocols.get(spec.name)!,
+    }
   }
 
   /** One access log per listener, reopened only when its settings change. */
@@ -245,10 +251,32 @@ export class Proxy {
           { listener: l.name, decision: 'mirror', value: c.mirrored },
           { listener: l.name, decision: 'mirror_failed', value: c.mirrorFailed },
           { listener: l.name, decision: 'mirror_abandoned', value: c.mirrorAbandoned },
+          { listener: l.name, decision: 'tcp_connect_failure', value: c.tcpConnectFailures },
+          { listener: l.name, decision: 'tcp_no_endpoint', value: c.tcpNoEndpoint },
+          { listener: l.name, decision: 'http2_refused', value: c.http2Refused },
         )
       }
       return out
     })
+    metrics.setProtocolSource(() =>
+      [...this.listeners.values()].map((l) => {
+        const d = l.counters.detections
+        return {
+          listener: l.name,
+          detections: [
+            { protocol: 'http1', value: d.http1 },
+            { protocol: 'http2', value: d.http2 },
+            { protocol: 'tcp', value: d.tcp },
+            { protocol: 'tcp_server_first', value: d.tcpServerFirst },
+            { protocol: 'none', value: d.none },
+          ],
+          tunnels: [
+            { kind: 'tcp', counters: l.counters.tunnels.tcp },
+            { kind: 'upgrade', counters: l.counters.tunnels.upgrade },
+          ],
+        }
+      }),
+    )
     metrics.setClustersSource(() =>
       [...(this.current?.clusters.values() ?? [])].map((c) => ({
         cluster: c.name,
@@ -283,7 +311,8 @@ export class Proxy {
   private ensureSweeper(c: CompiledConfig): void {
     if (this.sweeper !== null) clearInterval(this.sweeper)
     // Fine enough for the shortest timeout, never busier than every 10 ms.
-    const shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, 4000)
+    let shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, 4000)
+    for (const p of c.protocols.values()) if (p.tcp !== null) shortest = Math.min(shortest, p.tcp.idleTimeoutMs)
     const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
     this.sweeper = setInterval(() => this.sweep(), every)
     this.sweeper.unref()

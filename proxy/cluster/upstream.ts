@@ -19,6 +19,11 @@ export interface UpstreamHandler {
   onUpstreamDrain(): void
   /** end of one read from the socket: a good moment to flush corked writes */
   onUpstreamFlush(): void
+  /**
+   * 101 Switching Protocols to an upgrade request (bound with `upgrade`): the connection has left
+   * its pool (detach()) and belongs to the handler. rest: bytes after the head (a copy), or null.
+   */
+  onUpstreamUpgrade?(head: ResponseHead, rest: Buffer | null, rb: ReadBuffer | null): void
 }
 
 const CRLFCRLF = Buffer.from('\r\n\r\n')
@@ -55,6 +60,10 @@ export class UpstreamConn implements ChunkSink {
   private dead = false
   /** the upstream sent FIN (a close-delimited body ended properly, not by a reset) */
   private endSeen = false
+  /** the bound request asks to switch protocols: a 101 is its answer, not a protocol error */
+  private upgrade = false
+  /** switched protocols: the socket belongs to a tunnel, not to this object or the pool */
+  private detached = false
 
   /** rb: the read buffer the socket reads into (created with onread), or null for 'data' events */
   constructor(socket: Socket, pool: PoolHooks, rb: ReadBuffer | null, maxHeaderBytes: number, maxHeaders: number) {
@@ -72,13 +81,27 @@ export class UpstreamConn implements ChunkSink {
     socket.on('close', () => this.onClose())
   }
 
-  /** Bind to an exchange; `headRequest`: the response to HEAD has no body. */
-  bind(h: UpstreamHandler, headRequest: boolean): void {
+  /** Bind to an exchange; `headRequest`: the response to HEAD has no body; `upgrade`: the request asks to switch protocols. */
+  bind(h: UpstreamHandler, headRequest: boolean, upgrade = false): void {
     this.handler = h
     this.noBody = headRequest
     this.state = R_HEAD
     this.started = false
     this.keep = true
+    this.upgrade = upgrade
+  }
+
+  /**
+   * Leave the pool for good (after a 101): the slot is freed now, the socket is the caller's, and
+   * nothing here reacts to its events any more. Returns the read buffer it reads into.
+   */
+  detach(): ReadBuffer | null {
+    this.detached = true
+    this.dead = true
+    this.handler = null
+    this.state = R_IDLE
+    this.pool.closed(this)
+    return this.rb
   }
 
   get alive(): boolean {
@@ -104,6 +127,7 @@ export class UpstreamConn implements ChunkSink {
   }
 
   private onData(b: Buffer): void {
+    if (this.detached) return
     if (this.state === R_IDLE || this.handler === null) {
       // Bytes nobody asked for: the connection is out of sync, never reuse it.
       this.socket.destroy()
@@ -132,7 +156,13 @@ export class UpstreamConn implements ChunkSink {
           i = idx + 4
           if (head instanceof HttpError) return this.protocolError(head.message)
           if (head.status < 200) {
-            if (head.status === 101) return this.protocolError('unexpected 101 Switching Protocols')
+            if (head.status === 101) {
+              if (!this.upgrade || bound.onUpstreamUpgrade === undefined || this.noBody) return this.protocolError('unexpected 101 Switching Protocols')
+              // The rest of this read is the new protocol's: copied, the read buffer is reused.
+              const rest = i < end ? Buffer.from(buf.subarray(i, end)) : null
+              bound.onUpstreamUpgrade(head, rest, this.detach())
+              return
+            }
             bound.onUpstreamInformational(head)
             continue
           }
@@ -226,6 +256,7 @@ export class UpstreamConn implements ChunkSink {
   }
 
   private onClose(): void {
+    if (this.detached) return
     this.dead = true
     const h = this.handler
     this.handler = null

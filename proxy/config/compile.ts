@@ -26,6 +26,22 @@ export interface CompiledConfig {
   readonly listeners: readonly Listener[]
   /** per listener name */
   readonly telemetry: ReadonlyMap<string, ListenerTelemetry>
+  /** per listener name: what its connections speak (protocol detection, opaque TCP) */
+  readonly protocols: ReadonlyMap<string, ListenerProtocol>
+}
+
+export const PROTOCOL_DETECT = 0
+export const PROTOCOL_HTTP = 1
+export const PROTOCOL_TCP = 2
+
+/** A listener's protocol settings in milliseconds, the TCP target resolved. */
+export interface ListenerProtocol {
+  /** PROTOCOL_DETECT, PROTOCOL_HTTP or PROTOCOL_TCP */
+  readonly mode: number
+  /** detect with a TCP target: a silent client is tunnelled after this */
+  readonly detectTimeoutMs: number
+  /** where opaque TCP goes; null: nowhere (detect falls back to the HTTP/1 codec) */
+  readonly tcp: { readonly cluster: ClusterRuntime; readonly idleTimeoutMs: number } | null
 }
 
 /** What telemetry the compiler binds into listeners; owned by the proxy, kept across configs. */
@@ -39,6 +55,10 @@ export interface TelemetryDeps {
 }
 
 export const DEFAULTS = {
+  /** Istio's former protocolDetectionTimeout; Linkerd waits 10 s, which a server-speaks-first client feels */
+  detectTimeoutMs: 100,
+  /** Envoy's tcp_proxy idle_timeout */
+  tcpIdleTimeoutMs: 3_600_000,
   maxHeaderBytes: 65536,
   maxHeaders: 100,
   requestHeadTimeoutMs: 10_000,
@@ -75,6 +95,17 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
       peer: listenerPeer(b, l),
     })
   }
+  const protocols = new Map<string, ListenerProtocol>()
+  for (const l of b.listeners) {
+    const cluster = l.tcp === undefined ? undefined : clusters.get(l.tcp.cluster)
+    protocols.set(l.name, {
+      mode: l.protocol === 'http' ? PROTOCOL_HTTP : l.protocol === 'tcp' ? PROTOCOL_TCP : PROTOCOL_DETECT,
+      detectTimeoutMs: l.detectTimeout === undefined ? DEFAULTS.detectTimeoutMs : parseDuration(l.detectTimeout),
+      tcp: cluster === undefined
+        ? null
+        : { cluster, idleTimeoutMs: l.tcp?.idleTimeout === undefined ? DEFAULTS.tcpIdleTimeoutMs : parseDuration(l.tcp.idleTimeout) },
+    })
+  }
   return {
     version,
     hash: configHash(b),
@@ -86,5 +117,6 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     clusters,
     listeners: b.listeners,
     telemetry,
+    protocols,
   }
 }

@@ -322,7 +322,30 @@ export const Listener = Type.Object(
     direction: Type.Union([Type.Literal('inbound'), Type.Literal('outbound')]),
     address: Type.Optional(Type.String({ default: '127.0.0.1' })),
     port: Port,
+    // The route table of the listener's HTTP traffic (required by the schema; a `protocol: tcp`
+    // listener names one all the same and never reads it).
     routeTable: Name,
+    // What the accepted connections speak (README "Protocols"):
+    //   detect (default): peek at the first bytes: the HTTP/2 preface, an HTTP/1 request line, or
+    //     anything else (opaque TCP, to `tcp.cluster`; without it, to the HTTP/1 codec as before)
+    //   http: HTTP/1 only, no detection
+    //   tcp: opaque, no detection: every connection goes to `tcp.cluster`
+    protocol: Type.Optional(Type.Union([Type.Literal('detect'), Type.Literal('http'), Type.Literal('tcp')], { default: 'detect' })),
+    // detect: how long a client that sends nothing is waited for before it is taken to be the
+    // client of a server-speaks-first protocol (SMTP, MySQL) and tunnelled to `tcp.cluster`;
+    // only armed when the listener has `tcp.cluster`. Default 100ms (Linkerd waits 10 s).
+    detectTimeout: Type.Optional(Duration),
+    // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
+    tcp: Type.Optional(
+      Type.Object(
+        {
+          cluster: Name,
+          // a tunnel with no byte either way for this long is closed; default 1h (as Envoy)
+          idleTimeout: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 )

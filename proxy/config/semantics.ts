@@ -1,7 +1,7 @@
 // What the schema cannot say about a bootstrap: references, duplicates, conflicting fields,
 // regexes, durations that a timer cannot hold. Runs only once the schema passed, so shapes are known.
 import { Bootstrap } from './schema.ts'
-import type { Bootstrap as BootstrapConfig, HeaderMatch, QueryMatch, Route, RouteMatch, VirtualHost } from './schema.ts'
+import type { Bootstrap as BootstrapConfig, HeaderMatch, Listener, QueryMatch, Route, RouteMatch, VirtualHost } from './schema.ts'
 import { ConfigErrorCode } from './errors.ts'
 import type { ConfigError } from './errors.ts'
 import { parseDuration } from './duration.ts'
@@ -66,6 +66,7 @@ export function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (seg
     if (!tables.has(l.routeTable)) {
       errors.push(mk(ConfigErrorCode.REF, ['listeners', i, 'routeTable'], unknownRef('route table', l.routeTable, tables.keys())))
     }
+    checkListenerProtocol(l, ['listeners', i], clusters, mk, errors, invalid)
     if (l.port === 0) return
     const first = ports.get(l.port)
     if (first === undefined) ports.set(l.port, i)
@@ -146,6 +147,33 @@ export function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (seg
   // Durations, wherever the schema has one.
   checkDurations(Bootstrap, cfg, [], invalid)
   return errors
+}
+
+/**
+ * protocol, detectTimeout and tcp of a listener: a tcp listener needs its cluster, a tcp cluster
+ * must exist, and the fields that only one mode reads are not silently ignored.
+ */
+function checkListenerProtocol(l: Listener, segs: Seg[], clusters: ReadonlyMap<string, number>, mk: MakeError, errors: ConfigError[], invalid: Invalid): void {
+  const protocol = l.protocol ?? 'detect'
+  if (protocol === 'tcp' && l.tcp === undefined) {
+    invalid([...segs, 'protocol'], 'protocol "tcp" needs tcp.cluster (where the connections go)')
+  }
+  if (protocol === 'http' && l.tcp !== undefined) {
+    invalid([...segs, 'tcp'], 'protocol "http" never sends a connection to tcp.cluster: remove "tcp" or use protocol "detect" or "tcp"', 'key')
+  }
+  if (l.detectTimeout !== undefined) {
+    if (protocol !== 'detect') {
+      invalid([...segs, 'detectTimeout'], `detectTimeout is only used with protocol "detect" (this listener has "${protocol}")`, 'key')
+    } else if (l.tcp === undefined) {
+      invalid([...segs, 'detectTimeout'], 'detectTimeout needs tcp.cluster: without it a silent client is an HTTP client (requestHeadTimeout applies)', 'key')
+    } else {
+      positiveDuration(l.detectTimeout, [...segs, 'detectTimeout'], invalid)
+    }
+  }
+  if (l.tcp !== undefined) {
+    if (!clusters.has(l.tcp.cluster)) errors.push(mk(ConfigErrorCode.REF, [...segs, 'tcp', 'cluster'], unknownRef('cluster', l.tcp.cluster, clusters.keys())))
+    if (l.tcp.idleTimeout !== undefined) positiveDuration(l.tcp.idleTimeout, [...segs, 'tcp', 'idleTimeout'], invalid)
+  }
 }
 
 /** Rewrite, redirect, retry, rate limit and fault: fields that exclude or need each other. */

@@ -71,6 +71,11 @@ export interface RequestHead {
   transferEncoding: string
   keepAlive: boolean
   expectContinue: boolean
+  /**
+   * The Upgrade field when the request asks to switch protocols (RFC 9110 7.8: listed in
+   * Connection, HTTP/1.1, and here also: no body and not h2c), else "". Forwarded with
+   * `connection: upgrade`; a 101 answer makes the connection a tunnel.
+   */
   upgrade: string
 }
 
@@ -85,6 +90,8 @@ export interface ResponseHead {
   transferEncoding: string
   /** the upstream wants the connection closed after this response */
   close: boolean
+  /** the Upgrade field (the protocol a 101 switches to), "" when absent */
+  upgrade: string
 }
 
 function bad(message: string, code = 'WEFT_ERR_HTTP_PARSE'): HttpError {
@@ -214,25 +221,35 @@ function checkTransferEncoding(te: string, status: number): HttpError | null {
   return null
 }
 
-const NO_CONNECTION = { close: false, keepAlive: false }
-const KEEP_ALIVE = { close: false, keepAlive: true }
-const CLOSE = { close: true, keepAlive: false }
+interface ConnectionOptions {
+  close: boolean
+  keepAlive: boolean
+  /** the "upgrade" option is listed */
+  upgrade: boolean
+}
+const NO_CONNECTION: ConnectionOptions = { close: false, keepAlive: false, upgrade: false }
+const KEEP_ALIVE: ConnectionOptions = { close: false, keepAlive: true, upgrade: false }
+const CLOSE: ConnectionOptions = { close: true, keepAlive: false, upgrade: false }
+const UPGRADE: ConnectionOptions = { close: false, keepAlive: false, upgrade: true }
 
 /** Remove fields named by the Connection header (hop-by-hop), except Host which is never hop-by-hop. */
-function dropConnectionListed(f: Fields): { close: boolean; keepAlive: boolean } {
+function dropConnectionListed(f: Fields): ConnectionOptions {
   let close = false
   let keepAlive = false
+  let upgrade = false
   const c = f.connection
   if (c === '') return NO_CONNECTION
   // The common values, without splitting.
   if (c === 'keep-alive' || c === 'Keep-Alive') return KEEP_ALIVE
   if (c === 'close' || c === 'Close') return CLOSE
+  if (c === 'Upgrade' || c === 'upgrade') return UPGRADE
   const tokens = f.connection.split(',')
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i].trim().toLowerCase()
     if (t === '') continue
     if (t === 'close') close = true
     else if (t === 'keep-alive') keepAlive = true
+    else if (t === 'upgrade') upgrade = true
     else if (t !== 'host') {
       for (let j = f.names.length - 1; j >= 0; j--) {
         if (f.names[j] === t) {
@@ -242,7 +259,7 @@ function dropConnectionListed(f: Fields): { close: boolean; keepAlive: boolean }
       }
     }
   }
-  return { close, keepAlive }
+  return { close, keepAlive, upgrade }
 }
 
 /** Parse a request head: `s` is everything before the terminating CRLFCRLF, leading blank lines already skipped. */
@@ -306,6 +323,11 @@ export function parseRequestHead(s: string, maxHeaders: number): RequestHead | H
     expectContinue = minor === 1
   }
   const conn = dropConnectionListed(f)
+  // An upgrade with a body would leave the body's end and the new protocol's start to the
+  // upstream's reading; h2c needs HTTP2-Settings, a hop-by-hop field we drop. Both go on as
+  // ordinary requests (Upgrade removed), as with HTTP/1.0.
+  const upgrade =
+    conn.upgrade && f.upgrade !== '' && minor === 1 && !chunked && f.contentLength <= 0 && !isH2c(f.upgrade) ? f.upgrade : ''
   return {
     method,
     target,
@@ -319,8 +341,12 @@ export function parseRequestHead(s: string, maxHeaders: number): RequestHead | H
     transferEncoding: chunked ? f.te : '',
     keepAlive: minor === 1 ? !conn.close : conn.keepAlive && !conn.close,
     expectContinue,
-    upgrade: f.upgrade,
+    upgrade,
   }
+}
+
+function isH2c(upgrade: string): boolean {
+  return upgrade.toLowerCase().indexOf('h2c') !== -1
 }
 
 /** Parse a response head from an upstream; violations give 502 errors. */
@@ -364,6 +390,7 @@ export function parseResponseHead(s: string, maxHeaders: number): ResponseHead |
     chunked,
     transferEncoding: chunked ? f.te : '',
     close: minor === 1 ? conn.close : !conn.keepAlive || conn.close,
+    upgrade: f.upgrade,
   }
 }
 

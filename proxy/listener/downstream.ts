@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net'
 import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
 import { HttpError, parseRequestHead, reasonPhrase } from '../http1/head.ts'
-import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
+import { ReadBuffer, readIntoBuffer, retargetReads } from '../net/read-buffer.ts'
 import { Exchange, type Downstream, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
 
 const CRLFCRLF = Buffer.from('\r\n\r\n')
@@ -45,13 +45,33 @@ export interface ListenerContext {
   readonly counters: ExchangeCounters & { downstreamProtocolErrors: number; timeouts: number }
   now(): number
   connectionClosed(c: DownstreamConnection): void
+  /**
+   * The connection switched protocols (101): make it a tunnel to `upstream`. rb: the client's read
+   * buffer (null: 'data' events); pending: bytes the client sent after the upgrade request;
+   * ended: the client's FIN was seen; fromUpstream: bytes after the 101 head.
+   */
+  upgraded(c: DownstreamConnection, rb: ReadBuffer | null, pending: Buffer | null, ended: boolean, upstream: Socket, upRb: ReadBuffer | null, fromUpstream: Buffer | null): void
+}
+
+/** A connection handed over by protocol detection, with what was read from it already. */
+export interface Handoff {
+  /** the read buffer the socket reads into (null: it reads 'data' events) */
+  readonly rb: ReadBuffer | null
+  /** the bytes read so far: processed as this connection's first read */
+  readonly first: Buffer | null
+  /** the client's FIN was already seen */
+  readonly ended: boolean
 }
 
 export class DownstreamConnection implements Downstream, ChunkSink {
   readonly socket: Socket
   readonly remoteAddress: string
   private readonly ctx: ListenerContext
-  private readonly rb = new ReadBuffer()
+  private readonly rb: ReadBuffer
+  /** the 'data' listener when the socket does not read into rb */
+  private dataListener: ((b: Buffer) => void) | null = null
+  /** switched protocols: the socket belongs to a tunnel now */
+  private tunnelled = false
   private pending: Buffer | null = null
   private exchange: Exchange | null = null
   private limits: ConnectionLimits
@@ -74,20 +94,37 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   headStartedAt = 0
   lastActivityAt: number
 
-  constructor(socket: Socket, ctx: ListenerContext) {
+  /** handoff: from protocol detection, which has read the first bytes (see listener/detect.ts) */
+  constructor(socket: Socket, ctx: ListenerContext, handoff?: Handoff) {
     this.socket = socket
     this.ctx = ctx
     this.limits = ctx.config.limits
     this.remoteAddress = socket.remoteAddress ?? ''
     this.lastActivityAt = ctx.now()
-    socket.setNoDelay(true)
-    if (!readIntoBuffer(socket, this.rb, (buf, n) => this.onData(buf.subarray(0, n)))) {
-      socket.on('data', (b: Buffer) => this.onData(b))
+    const onBytes = (buf: Buffer, n: number): void => this.onData(buf.subarray(0, n))
+    let fast: boolean
+    if (handoff === undefined) {
+      socket.setNoDelay(true)
+      this.rb = new ReadBuffer()
+      fast = readIntoBuffer(socket, this.rb, onBytes)
+    } else {
+      // The same read buffer goes on: the first bytes are still in it, processed below before
+      // the next read can overwrite them (onData copies what it keeps).
+      this.rb = handoff.rb ?? new ReadBuffer()
+      fast = handoff.rb !== null && retargetReads(socket, onBytes)
+    }
+    if (!fast) {
+      this.dataListener = (b: Buffer) => this.onData(b)
+      socket.on('data', this.dataListener)
     }
     socket.on('drain', () => this.exchange?.onDownstreamDrain())
     socket.on('error', () => {})
     socket.on('close', () => this.onClose())
     socket.on('end', () => this.onEnd())
+    if (handoff !== undefined) {
+      if (handoff.first !== null && handoff.first.length > 0) this.onData(handoff.first)
+      if (handoff.ended && !this.closed) this.onEnd()
+    }
   }
 
   // ---- Downstream interface used by the exchange ---------------------------------------------
@@ -126,6 +163,22 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   abort(): void {
     this.exchange = null
     this.socket.destroy()
+  }
+
+  /**
+   * The upstream answered the upgrade request with 101 (the exchange has written it): the
+   * connection becomes a tunnel. Bytes the client sent after the upgrade request (pipelined, held
+   * in `pending` because one exchange runs at a time) are the new protocol's and go upstream; had
+   * the answer not been 101 they would have been parsed as the next request.
+   */
+  upgrade(upstream: Socket, upRb: ReadBuffer | null, fromUpstream: Buffer | null): void {
+    this.exchange = null
+    this.tunnelled = true
+    const pending = this.pending
+    this.pending = null
+    if (this.dataListener !== null) this.socket.off('data', this.dataListener)
+    this.pauseReasons = 0
+    this.ctx.upgraded(this, this.dataListener === null ? this.rb : null, pending, this.peerEnded, upstream, upRb, fromUpstream)
   }
 
   // ---- reading -------------------------------------------------------------------------------
@@ -344,6 +397,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
   }
 
   private onEnd(): void {
+    if (this.tunnelled) return
     this.peerEnded = true
     if (!this.bodyDone && this.lingerUntil === 0) {
       // The client stopped sending in the middle of a request body: it can never complete.
@@ -356,6 +410,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
 
   private onClose(): void {
     this.closed = true
+    if (this.tunnelled) return // the tunnel reports it
     if (this.exchange !== null) {
       this.exchange.abortFromDownstream()
       this.exchange = null

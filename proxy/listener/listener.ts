@@ -1,12 +1,19 @@
 // A listening socket of the proxy (outbound, inbound). It owns its connections and the config
-// slice they read; the proxy swaps `config` atomically on reload. Room is left here for protocol
-// detection (HTTP/2 preface, opaque TCP) and TLS: they sit between accept and the HTTP/1 connection.
+// slice they read; the proxy swaps `config` atomically on reload. Between accept and the HTTP/1
+// connection sits protocol detection (detect.ts): HTTP/1 goes to the codec, opaque TCP to a
+// tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (where HTTP/2 will plug in). TLS will sit
+// here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
+import { PROTOCOL_HTTP, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
 import type { Listener as ListenerConfig } from '../config/schema.ts'
+import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
+import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
+import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
+import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
 export interface ListenerConfigSlice {
@@ -14,16 +21,46 @@ export interface ListenerConfigSlice {
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly limits: ConnectionLimits
   readonly telemetry: ListenerTelemetry
+  readonly protocol: ListenerProtocol
 }
 
-export interface ListenerCounters extends ExchangeCounters {
+/** Outcomes of protocol detection (weft_proxy_protocol_detections_total). */
+export interface DetectionCounters {
+  http1: number
+  http2: number
+  /** the first bytes were not HTTP */
+  tcp: number
+  /** the client sent nothing within detectTimeout (server-speaks-first) */
+  tcpServerFirst: number
+  /** the client closed before its protocol was known */
+  none: number
+}
+
+export interface ListenerCounters extends ExchangeCounters, TcpCounters {
   cxTotal: number
   cxActive: number
   downstreamProtocolErrors: number
   timeouts: number
+  /** HTTP/2 connections refused (not supported yet) */
+  http2Refused: number
+  detections: DetectionCounters
+  tunnels: { tcp: TunnelStats; upgrade: TunnelStats }
 }
 
-export class ProxyListener implements ListenerContext {
+/** What the listener holds per accepted connection, whatever it turned out to speak. */
+interface ListenerConnection {
+  readonly socket: Socket
+  sweep(now: number): void
+  drain(): void
+}
+
+/** HTTP/2 frames: an empty SETTINGS (the server preface), then GOAWAY(last stream 0, HTTP_1_1_REQUIRED). */
+const H2_REFUSAL = Buffer.from([
+  0, 0, 0, 0x04, 0, 0, 0, 0, 0,
+  0, 0, 8, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d,
+])
+
+export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner {
   readonly name: string
   readonly spec: ListenerConfig
   config: ListenerConfigSlice
@@ -33,9 +70,12 @@ export class ProxyListener implements ListenerContext {
     retries: 0, retryLimitExceeded: 0, retryBudgetExhausted: 0, requestTimeouts: 0, perTryTimeouts: 0,
     rateLimited: 0, circuitOpen: 0, overflow: 0, faultDelays: 0, faultAborts: 0,
     mirrored: 0, mirrorFailed: 0, mirrorAbandoned: 0,
+    tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
+    detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },
+    tunnels: { tcp: newTunnelStats(), upgrade: newTunnelStats() },
   }
   private readonly server: Server
-  private readonly conns = new Set<DownstreamConnection>()
+  private readonly conns = new Set<ListenerConnection>()
   private readonly clock: () => number
   private closedResolve: (() => void) | null = null
   private drained: Promise<void> | null = null
@@ -75,12 +115,78 @@ export class ProxyListener implements ListenerContext {
   private onConnection(s: Socket): void {
     this.counters.cxTotal++
     this.counters.cxActive++
-    const m = this.config.telemetry.metrics
+    const config = this.config
+    const m = config.telemetry.metrics
     if (m !== null) m.tcp.opened++
-    this.conns.add(new DownstreamConnection(s, this))
+    const p = config.protocol
+    if (p.mode === PROTOCOL_HTTP) {
+      this.conns.add(new DownstreamConnection(s, this))
+    } else if (p.mode === PROTOCOL_TCP && p.tcp !== null) {
+      // Opaque: no detection, no byte waited for.
+      s.setNoDelay(true)
+      const rb = new ReadBuffer()
+      const fast = readIntoBuffer(s, rb, () => {}) // the tunnel takes the reads over
+      this.conns.add(proxyTcp(this, s, fast ? rb : null, null, false, p.tcp, this.counters.tunnels.tcp, this.counters))
+    } else {
+      this.conns.add(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
+    }
   }
 
-  connectionClosed(c: DownstreamConnection): void {
+  /** The detector's verdict: the connection goes to its protocol's handler with the bytes read so far. */
+  detected(d: Detector, protocol: number, first: Buffer | null, rb: ReadBuffer | null, ended: boolean): void {
+    const c = this.counters.detections
+    const s = d.socket
+    if (protocol === DETECT_HTTP1) {
+      c.http1++
+    } else if (protocol === DETECT_HTTP2) {
+      c.http2++
+      this.serveHttp2(d, first!)
+      return
+    } else if (protocol === DETECT_TCP) {
+      if (first === null) c.tcpServerFirst++
+      else c.tcp++
+      const target = this.config.protocol.tcp
+      if (target !== null) {
+        this.conns.delete(d)
+        this.conns.add(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
+        return
+      }
+      // No TCP target: the HTTP/1 codec answers it (400), as before detection existed.
+    } else {
+      c.none++
+      this.connectionClosed(d)
+      return
+    }
+    this.conns.delete(d)
+    this.conns.add(new DownstreamConnection(s, this, { rb, first, ended }))
+  }
+
+  /**
+   * HTTP/2 with prior knowledge. NOT SUPPORTED YET: this is the place where the HTTP/2 codec plugs
+   * in (it gets the socket, the preface bytes in `first` and the read buffer). Until then the
+   * client gets a valid refusal — the server preface (empty SETTINGS) and GOAWAY with
+   * HTTP_1_1_REQUIRED (RFC 9113 7) — so it fails at once with a clear error; counted as
+   * http2_refused.
+   */
+  private serveHttp2(d: Detector, first: Buffer): void {
+    void first
+    this.counters.http2Refused++
+    const s = d.socket
+    s.once('close', () => this.connectionClosed(d))
+    s.resume()
+    s.end(H2_REFUSAL)
+  }
+
+  /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */
+  upgraded(c: DownstreamConnection, rb: ReadBuffer | null, pending: Buffer | null, ended: boolean, upstream: Socket, upRb: ReadBuffer | null, fromUpstream: Buffer | null): void {
+    this.conns.delete(c)
+    const t = new Tunnel(this, c.socket, rb, this.counters.tunnels.upgrade, this.config.limits.idleTimeoutMs, ended)
+    if (pending !== null) t.queue(pending)
+    this.conns.add(t)
+    t.attach(upstream, upRb, fromUpstream)
+  }
+
+  connectionClosed(c: ListenerConnection): void {
     const m = this.config.telemetry.metrics
     if (m !== null) {
       m.tcp.closed++

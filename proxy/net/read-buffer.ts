@@ -77,3 +77,26 @@ export function readIntoBuffer(s: Socket, rb: ReadBuffer, onBytes: OnBytes): boo
   h.useUserBuffer(first)
   return true
 }
+
+/**
+ * Hand the reads of a socket to a new reader: protocol detection passing the connection to the
+ * HTTP/1 codec or a tunnel, an upgraded HTTP connection becoming a tunnel. Works for sockets that
+ * read through a user buffer (readIntoBuffer, or net.connect's onread, which set the same slot);
+ * the buffer stays, only the callback changes. Returns false for a socket reading 'data' events:
+ * the caller then removes the old owner's 'data' listener and adds its own.
+ */
+let kBufferCb: symbol | undefined
+
+export function retargetReads(s: Socket, onBytes: OnBytes): boolean {
+  // Looked up on the socket itself, not through findSymbols: net.connect's public onread uses
+  // the slot whatever WEFT_NO_FAST_READ says.
+  if (kBufferCb === undefined) kBufferCb = Object.getOwnPropertySymbols(s).find((k) => k.description === 'kBufferCb')
+  if (kBufferCb === undefined) return false
+  const rec = s as unknown as Record<symbol, unknown>
+  if (typeof rec[kBufferCb] !== 'function') return false
+  rec[kBufferCb] = (n: number, buf: Buffer) => {
+    onBytes(buf, n)
+    return true
+  }
+  return true
+}

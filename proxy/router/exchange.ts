@@ -2,6 +2,7 @@
 // Routing and policy objects come compiled from the config the request started with; this file only
 // reads them. Bodies are streamed with backpressure both ways, never buffered whole.
 import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
@@ -18,6 +19,7 @@ import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
+import type { ReadBuffer } from '../net/read-buffer.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
@@ -37,6 +39,8 @@ export interface Downstream {
   readonly writableLength: number
   /** the response cannot be completed: reset the client connection */
   abort(): void
+  /** the upstream switched protocols (the 101 is written): tunnel the two connections */
+  upgrade(upstream: Socket, upRb: ReadBuffer | null, fromUpstream: Buffer | null): void
 }
 
 /** The compiled config a request is served with (captured when its head is parsed). */
@@ -339,7 +343,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.tries === 0 || req.authority === '') this.upHead = this.buildUpstreamHead(this.route!, ep)
     const pol = this.policy
     if (pol !== null) {
-      if (this.tries === 0 && pol.mirror !== null) this.startMirror(pol)
+      // An upgrade is not mirrored: the copy could only fail at its 101.
+      if (this.tries === 0 && pol.mirror !== null && req.upgrade === '') this.startMirror(pol)
       const r = this.retry
       if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
     }
@@ -403,6 +408,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (trace !== null) h += trace.headerBlock
     if (req.chunked) h += 'transfer-encoding: ' + req.transferEncoding + CRLF
     else if (req.contentLength >= 0) h += 'content-length: ' + req.contentLength + CRLF
+    // The one hop-by-hop pair that goes on: asked again of the next hop (RFC 9110 7.8).
+    if (req.upgrade !== '') h += 'connection: upgrade\r\nupgrade: ' + req.upgrade + CRLF
     return h + CRLF
   }
 
@@ -412,7 +419,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       return
     }
     this.up = conn
-    conn.bind(this, this.req.method === 'HEAD')
+    conn.bind(this, this.req.method === 'HEAD', this.req.upgrade !== '')
     this.startedAt = performance.now()
     const s = conn.socket
     let ok: boolean
@@ -506,6 +513,35 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     // We answered Expect ourselves; other 1xx (e.g. 103) go to HTTP/1.1 clients.
     if (head.status === 100 || this.req.minor === 0) return
     this.down.write(serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, null) + CRLF)
+  }
+
+  /**
+   * 101 to an upgrade request: relay it (with the route's response header mutations), complete
+   * the exchange (its record has status 101; the tunnel has counters of its own), and hand both
+   * sockets to the listener as a tunnel. The upstream connection has left its pool for good.
+   */
+  onUpstreamUpgrade(head: ResponseHead, rest: Buffer | null, rb: ReadBuffer | null): void {
+    const up = this.up
+    this.up = null
+    if (this.done || up === null) {
+      up?.socket.destroy()
+      return
+    }
+    const ep = this.endpoint!
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = null
+    }
+    this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    this.endTry(OUTCOME_OK, false)
+    this.done = true
+    this.respStarted = true
+    this.status = 101
+    const mut = this.route!.responseHeaders
+    const h = serializeHead(head, 'HTTP/1.1 101 ' + (head.reason === '' ? 'Switching Protocols' : head.reason) + CRLF, mut)
+    this.down.write(h + mut.append + 'connection: upgrade\r\nupgrade: ' + (head.upgrade === '' ? this.req.upgrade : head.upgrade) + CRLF + CRLF)
+    this.complete()
+    this.down.upgrade(up.socket, rb, rest)
   }
 
   onUpstreamHead(head: ResponseHead, hasBody: boolean): void {

@@ -122,6 +122,24 @@ export interface ClusterMetricsView {
   ejected: number | null
 }
 
+/** Counters of one kind of tunnel (tcp, upgrade) of one listener. */
+export interface TunnelCountersView {
+  opened: number
+  closed: number
+  bytesUp: number
+  bytesDown: number
+  idleTimeouts: number
+}
+
+/** What the protocol metrics read at scrape time, per listener. */
+export interface ListenerProtocolView {
+  listener: string
+  /** outcome label (http1, http2, tcp, tcp_server_first, none) → count */
+  detections: readonly { protocol: string; value: number }[]
+  /** kind label (tcp, upgrade) → counters */
+  tunnels: readonly { kind: string; counters: TunnelCountersView }[]
+}
+
 /** The proxy's metrics: one registry, series kept across config swaps so counters never reset. */
 export class ProxyMetrics {
   readonly registry = new Registry()
@@ -135,6 +153,7 @@ export class ProxyMetrics {
   readonly configRejected: Counter
   private decisionsSource: () => { listener: string; decision: string; value: number }[] = () => []
   private clustersSource: () => ClusterMetricsView[] = () => []
+  private protocolSource: () => ListenerProtocolView[] = () => []
   private telemetrySource: () => TelemetryCounters = () => ({ spansReported: 0, spansSent: 0, spansDropped: 0, accessLogDropped: 0, tapDropped: 0 })
 
   constructor(naming: Naming = 'weft') {
@@ -159,7 +178,7 @@ export class ProxyMetrics {
     reg(new Collected(p + 'tcp_connections_closed_total', 'Client connections closed.', 'counter', tcp('closed')))
     reg(new Collected(p + 'tcp_received_bytes_total', 'Bytes received from clients (closed connections).', 'counter', tcp('received')))
     reg(new Collected(p + 'tcp_sent_bytes_total', 'Bytes sent to clients (closed connections).', 'counter', tcp('sent')))
-    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout, retry, retry_limit_exceeded, retry_budget_exhausted, request_timeout, per_try_timeout, rate_limited, circuit_open, overflow, fault_delay, fault_abort, mirror, mirror_failed, mirror_abandoned).', 'counter', () =>
+    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout, retry, retry_limit_exceeded, retry_budget_exhausted, request_timeout, per_try_timeout, rate_limited, circuit_open, overflow, fault_delay, fault_abort, mirror, mirror_failed, mirror_abandoned, tcp_connect_failure, tcp_no_endpoint, http2_refused).', 'counter', () =>
       this.decisionsSource().map((d) => ({ labels: { listener: d.listener, decision: d.decision }, value: d.value }))))
     reg(new Collected('weft_cluster_decisions_total', 'Decisions per cluster: overflow (maxRequests), circuit_open (failed fast), ejection (outlier detection), ejection_overflow (refused by maxEjectionPercent).', 'counter', () =>
       this.clustersSource().flatMap((c) => [
@@ -172,6 +191,18 @@ export class ProxyMetrics {
       this.clustersSource().filter((c) => c.breakerOpen !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.breakerOpen ? 1 : 0 }))))
     reg(new Collected('weft_outlier_ejected_endpoints', 'Endpoints ejected right now, per cluster with outlier detection.', 'gauge', () =>
       this.clustersSource().filter((c) => c.ejected !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.ejected ?? 0 }))))
+    reg(new Collected('weft_proxy_protocol_detections_total', 'Protocol detection outcomes per listener: http1, http2 (the prior-knowledge preface), tcp (the first bytes were not HTTP), tcp_server_first (nothing sent within detectTimeout), none (closed before saying).', 'counter', () =>
+      this.protocolSource().flatMap((l) => l.detections.map((d) => ({ labels: { listener: l.listener, protocol: d.protocol }, value: d.value })))))
+    const tunnels = (f: (c: TunnelCountersView) => number) => () =>
+      this.protocolSource().flatMap((l) => l.tunnels.map((t) => ({ labels: { listener: l.listener, kind: t.kind }, value: f(t.counters) })))
+    reg(new Collected('weft_tunnels_opened_total', 'Tunnels started per listener and kind: tcp (opaque TCP), upgrade (HTTP/1.1 after 101, e.g. WebSocket).', 'counter', tunnels((c) => c.opened)))
+    reg(new Collected('weft_tunnels_closed_total', 'Tunnels closed per listener and kind.', 'counter', tunnels((c) => c.closed)))
+    reg(new Collected('weft_tunnel_idle_timeouts_total', 'Tunnels closed by their idle timeout.', 'counter', tunnels((c) => c.idleTimeouts)))
+    reg(new Collected('weft_tunnel_bytes_total', 'Bytes through tunnels, as they flow: direction upstream (client to endpoint) or downstream (endpoint to client).', 'counter', () =>
+      this.protocolSource().flatMap((l) => l.tunnels.flatMap((t) => [
+        { labels: { listener: l.listener, kind: t.kind, direction: 'upstream' }, value: t.counters.bytesUp },
+        { labels: { listener: l.listener, kind: t.kind, direction: 'downstream' }, value: t.counters.bytesDown },
+      ]))))
     const tel = (f: (c: TelemetryCounters) => number) => () => [{ labels: {}, value: f(this.telemetrySource()) }]
     reg(new Collected('weft_tracing_spans_reported_total', 'Spans handed to the Zipkin reporter (sampled requests).', 'counter', tel((c) => c.spansReported)))
     reg(new Collected('weft_tracing_spans_sent_total', 'Spans the Zipkin collector accepted.', 'counter', tel((c) => c.spansSent)))
@@ -212,6 +243,11 @@ export class ProxyMetrics {
   /** Where the per-cluster metrics read their values (the active config's clusters). */
   setClustersSource(f: () => ClusterMetricsView[]): void {
     this.clustersSource = f
+  }
+
+  /** Where the protocol detection and tunnel metrics read their values (the listeners' counters). */
+  setProtocolSource(f: () => ListenerProtocolView[]): void {
+    this.protocolSource = f
   }
 
   /** Where weft_proxy_decisions_total reads its values (the listeners' counters). */
