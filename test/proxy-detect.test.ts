@@ -1,0 +1,167 @@
+// Protocol detection: the classifier on byte prefixes; on real sockets, HTTP/1 through a detecting
+// listener (with and without a TCP target) is unchanged and counted, the HTTP/2 preface is refused
+// in its place, `protocol: http` skips detection, a client that closes first is counted; and the
+// listener fields' config errors with file:line:column.
+import t from 'tap'
+import { connect } from 'node:net'
+import { formatConfigError } from '../proxy/config/errors.ts'
+import { parseBootstrap } from '../proxy/config/load.ts'
+import { classify, DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, DETECT_UNDECIDED, H2_PREFACE } from '../proxy/listener/detect.ts'
+import { metrics, sum } from './helpers/policy.ts'
+import { echo, protocolStats, startMesh, startTcpServer, TcpClient } from './helpers/mesh.ts'
+import { rawClient, sendRaw } from './helpers/raw.ts'
+import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
+import { startHttpUpstream } from './helpers/upstream.ts'
+
+const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s, 'latin1') : Buffer.from(s))
+
+t.test('classify: HTTP/1, the HTTP/2 preface, TCP, undecided; always decided within 24 bytes', async (t) => {
+  const cases: [string | number[], boolean, number][] = [
+    ['GET / HTTP/1.1\r\n', false, DETECT_HTTP1],
+    ['GET ', false, DETECT_HTTP1],
+    ['GE', false, DETECT_UNDECIDED],
+    ['GE', true, DETECT_HTTP1],
+    ['\r\n\r\nPOST /x HTTP/1.1', false, DETECT_HTTP1],
+    ['\r\n', false, DETECT_UNDECIDED],
+    ['\r', false, DETECT_UNDECIDED],
+    ['M-SEARCH * HTTP/1.1', false, DETECT_HTTP1],
+    ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', false, DETECT_HTTP2],
+    ['PRI * HTTP/2.0\r\n', false, DETECT_UNDECIDED],
+    ['PRI * HTTP/2.0\r\n', true, DETECT_HTTP2],
+    ['PRI * HTTP/1.1\r\n', false, DETECT_HTTP1],
+    ['P', false, DETECT_UNDECIDED],
+    ['PUT /', false, DETECT_HTTP1],
+    [[0x16, 0x03, 0x01, 0x02, 0x00], false, DETECT_TCP], // TLS ClientHello
+    ['*1\r\n$4\r\nPING\r\n', false, DETECT_TCP], // Redis
+    [[0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f], false, DETECT_TCP], // PostgreSQL SSLRequest
+    ['SSH-2.0-OpenSSH_9.6\r\n', false, DETECT_TCP],
+    [' GET /', false, DETECT_TCP],
+    ['ABCDEFGHIJKLMNOPQRSTUVWXYZ', false, DETECT_TCP], // no space within the bound
+    ['', true, DETECT_TCP],
+  ]
+  for (const [input, final, want] of cases) t.equal(classify(b(input), final), want, `${JSON.stringify(typeof input === 'string' ? input : input.join(','))}${final ? ' (final)' : ''}`)
+  t.equal(H2_PREFACE.length, 24)
+  // Whatever 24 bytes say, there is a verdict.
+  for (let i = 0; i < 2000; i++) {
+    const r = Buffer.alloc(24)
+    for (let j = 0; j < 24; j++) r[j] = [0x41, 0x20, 0x0d, 0x0a, 0x50, 0x00, 0x2f][Math.floor(Math.random() * 7)]
+    if (classify(r, false) === DETECT_UNDECIDED && !H2_PREFACE.subarray(0, 24).equals(r)) {
+      t.fail(`undecided after 24 bytes: ${JSON.stringify(r.toString('latin1'))}`)
+      return
+    }
+  }
+  t.pass('no 24-byte input is left undecided')
+})
+
+t.test('HTTP/1 through detecting sidecars with a TCP target: routed as before, counted http1', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const m = await startMesh(t, up.port)
+  const c = await rawClient(t, m.client.port)
+  // Sent in pieces: the method arrives before the rest (the detector waits for the space).
+  await c.write('GE')
+  await new Promise((r) => setTimeout(r, 20))
+  await c.write('T /a HTTP/1.1\r\nHost: svc\r\n\r\n')
+  const r1 = await c.response()
+  t.equal(r1.status, 200)
+  await c.write('GET /b HTTP/1.1\r\nHost: svc\r\n\r\n')
+  t.equal((await c.response()).status, 200, 'keep-alive: the second request on the same connection')
+  t.equal(up.requests.length, 2)
+  t.ok(up.requests[0].header('x-request-id'), 'went through the HTTP path (x-request-id)')
+  for (const s of [m.client, m.server]) {
+    const st = await protocolStats(s)
+    t.equal(st.detections.http1, 1, 'one connection detected as http1')
+    t.equal(st.tunnels.tcp.opened, 0, 'no tunnel')
+  }
+  const mm = await metrics(m.client)
+  t.equal(sum(mm.all, 'weft_proxy_protocol_detections_total', { listener: 'out', protocol: 'http1' }), 1)
+})
+
+t.test('a slow HTTP client is still HTTP: bytes before the timeout decide, not the timeout', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const s = await startTestSidecar(t, { ...makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }) })
+  // No TCP target: no timer at all; a client that waits 300 ms before its request is HTTP.
+  const c = await rawClient(t, s.port)
+  await new Promise((r) => setTimeout(r, 300))
+  await c.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
+  t.equal((await c.response()).status, 200)
+  t.equal((await protocolStats(s)).detections.http1, 1)
+})
+
+t.test('without a TCP target, bytes that are not HTTP get the codec\'s 400 as before', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
+  const r = await sendRaw(s.port, '\x16\x03\x01garbage\r\n\r\n')
+  t.match(r.text, /^HTTP\/1\.1 400 /)
+  t.equal((await protocolStats(s)).detections.tcp, 1, 'counted as tcp (not HTTP)')
+  t.equal(up.requests.length, 0)
+})
+
+t.test('the HTTP/2 preface is recognised and refused with SETTINGS + GOAWAY(HTTP_1_1_REQUIRED)', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
+  const c = await TcpClient.open(t, s.port)
+  // The preface and a SETTINGS frame, as an h2 client with prior knowledge sends them.
+  c.socket.write(Buffer.concat([H2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]))
+  await c.end()
+  const d = c.data
+  t.same([...d.subarray(0, 9)], [0, 0, 0, 4, 0, 0, 0, 0, 0], 'an empty SETTINGS frame (the server preface)')
+  t.equal(d[12], 0x07, 'then a GOAWAY frame')
+  t.equal(d.readUInt32BE(9 + 9 + 4), 0x0d, 'with error code HTTP_1_1_REQUIRED')
+  const st = await protocolStats(s)
+  t.equal(st.detections.http2, 1)
+  t.equal(st.http2Refused, 1)
+  t.equal(up.requests.length, 0)
+})
+
+t.test('protocol: http skips detection; a client closing before a byte is counted none', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const cfg = makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] })
+  cfg.listeners[0].protocol = 'http'
+  const s = await startTestSidecar(t, cfg)
+  const c = await rawClient(t, s.port)
+  await c.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
+  t.equal((await c.response()).status, 200)
+  t.same((await protocolStats(s)).detections, { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 }, 'nothing detected')
+
+  const d = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
+  const sock = connect({ host: '127.0.0.1', port: d.port })
+  await new Promise((r) => sock.once('connect', r))
+  sock.destroy()
+  await until('counted none', async () => (await protocolStats(d)).detections.none === 1)
+  t.equal((await listenerStats(d)).cxActive, 0, 'and closed')
+})
+
+t.test('a TCP client that sends first (not HTTP) is tunnelled at once, without waiting for the timeout', async (t) => {
+  const app = await startTcpServer(t, echo)
+  // A detect timeout far longer than the test: only the bytes can have decided.
+  const m = await startMesh(t, app.port, { client: { detectTimeout: '30s' }, server: { detectTimeout: '30s' } })
+  const c = await TcpClient.open(t, m.client.port)
+  c.socket.write('\x00\x01binary')
+  await c.bytes(8, 2000)
+  t.equal(c.data.toString('latin1'), '\x00\x01binary')
+})
+
+t.test('config: listener protocol fields are checked, errors with file:line:column', async (t) => {
+  const base = (listener: string) => `listeners:
+  - name: out
+    direction: outbound
+    port: 15001
+    routeTable: rt
+${listener}
+routeTables: [{ name: rt, virtualHosts: [] }]
+clusters: [{ name: app, endpoints: [] }]
+`
+  const errors = (text: string) => {
+    const r = parseBootstrap(text, 'b.yaml')
+    return r.ok ? [] : r.errors.map(formatConfigError)
+  }
+  t.same(errors(base('    protocol: tcp\n    tcp: { cluster: app, idleTimeout: 10m }')), [], 'a tcp listener')
+  t.same(errors(base('    detectTimeout: 250ms\n    tcp: { cluster: app }')), [], 'detect with a target and a timeout')
+  t.same(errors(base('    protocol: tcp')), ['b.yaml:6:15: listeners[0].protocol: protocol "tcp" needs tcp.cluster (where the connections go)'])
+  t.same(errors(base('    protocol: udp')), ['b.yaml:6:15: listeners[0].protocol: must be one of detect, http, tcp'])
+  t.same(errors(base('    tcp: { cluster: ap }')), ['b.yaml:6:21: listeners[0].tcp.cluster: unknown cluster "ap" (did you mean "app"?)'])
+  t.same(errors(base('    protocol: http\n    tcp: { cluster: app }')), ['b.yaml:7:5: listeners[0].tcp: protocol "http" never sends a connection to tcp.cluster: remove "tcp" or use protocol "detect" or "tcp"'])
+  t.same(errors(base('    detectTimeout: 100ms')), ['b.yaml:6:5: listeners[0].detectTimeout: detectTimeout needs tcp.cluster: without it a silent client is an HTTP client (requestHeadTimeout applies)'])
+  t.same(errors(base('    detectTimeout: 0s\n    tcp: { cluster: app }')), ['b.yaml:6:20: listeners[0].detectTimeout: must be longer than 0 (found "0s")'])
+  t.same(errors(base('    tcp: { cluster: app, idleTimeout: 5 }')), ['b.yaml:6:39: listeners[0].tcp.idleTimeout: must be a duration such as "250ms" or "5s"'])
+})
