@@ -8,7 +8,12 @@
 //   local bootstrap:  node, admin, drainTimeout, limits, telemetry (the process's own settings),
 //                     and, per listener name, address and port: several sidecars on one machine
 //                     (the local mode) get the same listeners from the control plane but must
-//                     bind distinct ports.
+//                     bind distinct ports;
+//                     and the proxy's own listeners: those the control plane does not send whose
+//                     route table the bootstrap defines, with that table and its clusters
+//                     (Envoy's static_resources next to the dynamic ones): a sidecar's inbound
+//                     listener to its own application, which no Service resource describes. A
+//                     name the control plane also sends is the control plane's.
 import { TYPE, type ConfigResponse__Output, type Resource__Output, type TypeUrl, type WireEndpoint__Output } from '../../protos/api.ts'
 import { checkBootstrapConfig } from '../config/load.ts'
 import type { Bootstrap, Cluster, Endpoint, Listener, RouteTable } from '../config/schema.ts'
@@ -17,8 +22,15 @@ export type ClusterSpec = Omit<Cluster, 'endpoints'>
 
 /** The parts of the config that the proxy's own bootstrap provides. */
 export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'limits' | 'telemetry'> & {
-  /** address/port overrides, matched by listener name (the rest of these listeners is ignored) */
+  /**
+   * by listener name: a listener the control plane sends takes only address and port from here
+   * (the rest of it is ignored); any other is the proxy's own, kept as it is, when its route
+   * table is one of routeTables (and not the control plane's); else it is ignored
+   */
   listeners?: readonly Listener[]
+  /** looked up for the proxy's own listeners only: their route tables, and those tables' clusters */
+  routeTables?: readonly RouteTable[]
+  clusters?: readonly Cluster[]
 }
 
 /** What the proxy accepted from the control plane. Immutable: a batch builds a new one. */
@@ -114,13 +126,22 @@ function toEndpoint(e: WireEndpoint__Output): Endpoint {
 export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
   const byName = <T extends { name: string }>(m: ReadonlyMap<string, T>): T[] => [...m.values()].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
   const overrides = new Map((local.listeners ?? []).map((l) => [l.name, l]))
+  const own = ownResources(local, a)
   const b: Bootstrap = {
-    listeners: byName(a.listeners).map((l) => {
-      const o = overrides.get(l.name)
-      return o === undefined ? l : { ...l, address: o.address ?? l.address, port: o.port }
-    }),
-    routeTables: byName(a.routeTables),
-    clusters: byName(a.clusters).map((c) => ({ ...c, endpoints: a.endpoints.get(c.name) ?? [] })),
+    listeners: byName(
+      new Map([
+        ...[...a.listeners.values()].map((l): [string, Listener] => {
+          const o = overrides.get(l.name)
+          return [l.name, o === undefined ? l : { ...l, address: o.address ?? l.address, port: o.port }]
+        }),
+        ...own.listeners.map((l): [string, Listener] => [l.name, l]),
+      ]),
+    ),
+    routeTables: byName(new Map([...a.routeTables, ...own.routeTables.map((t): [string, RouteTable] => [t.name, t])])),
+    clusters: [
+      ...[...a.clusters.values()].map((c) => ({ ...c, endpoints: a.endpoints.get(c.name) ?? [] })),
+      ...own.clusters,
+    ].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)),
   }
   if (local.node !== undefined) b.node = local.node
   if (local.admin !== undefined) b.admin = local.admin
@@ -128,6 +149,34 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
   if (local.limits !== undefined) b.limits = local.limits
   if (local.telemetry !== undefined) b.telemetry = local.telemetry
   return b
+}
+
+/**
+ * The bootstrap's own listeners (names the control plane does not send, on a route table the
+ * bootstrap defines and the control plane does not send), those tables and the local clusters
+ * they route or mirror to, leaving out every cluster name the control plane sends. A reference
+ * to a cluster nobody defines is left for the checks to report.
+ */
+function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[]; routeTables: RouteTable[]; clusters: Cluster[] } {
+  const tables = new Map((local.routeTables ?? []).map((t) => [t.name, t]))
+  const listeners = (local.listeners ?? []).filter((l) => !a.listeners.has(l.name) && tables.has(l.routeTable) && !a.routeTables.has(l.routeTable))
+  if (listeners.length === 0) return { listeners, routeTables: [], clusters: [] }
+  const clusters = new Map((local.clusters ?? []).map((c) => [c.name, c]))
+  const ownTables = new Map<string, RouteTable>()
+  const ownClusters = new Map<string, Cluster>()
+  for (const l of listeners) {
+    const t = tables.get(l.routeTable)!
+    ownTables.set(t.name, t)
+    for (const vh of t.virtualHosts) {
+      for (const r of vh.routes) {
+        for (const name of [...(r.backends ?? []).map((be) => be.cluster), ...(r.mirror === undefined ? [] : [r.mirror.cluster])]) {
+          const c = clusters.get(name)
+          if (c !== undefined && !a.clusters.has(name)) ownClusters.set(name, c)
+        }
+      }
+    }
+  }
+  return { listeners, routeTables: [...ownTables.values()], clusters: [...ownClusters.values()] }
 }
 
 /**
