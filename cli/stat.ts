@@ -249,12 +249,13 @@ export interface StatCliOptions {
   json?: boolean
 }
 
-interface Scrape {
+export interface Scrape {
   samples: Sample[]
   at: number
 }
 
-async function scrape(agent: Agent, addr: string): Promise<Scrape> {
+/** One proxy's /metrics, each series labelled instance=<addr> (series of different proxies stay distinct). */
+export async function scrape(agent: Agent, addr: string): Promise<Scrape> {
   const url = adminBase(addr) + '/metrics'
   const res = await request(url, { dispatcher: agent, headers: { accept: 'text/plain;version=0.0.4' } })
   const text = await res.body.text()

@@ -1,4 +1,4 @@
-// `npm start`: the hello service with a Weft sidecar in front of it, from examples/bootstrap.yaml.
+// `node examples/hello.ts`: the hello service with a Weft sidecar in front of it, from examples/bootstrap.yaml.
 // Prints where to send requests; Ctrl-C drains the sidecar and stops both.
 import { fileURLToPath } from 'node:url'
 import { startHelloService } from './hello-service.ts'
