@@ -2,12 +2,14 @@
 import type { MemStats } from './proc.ts'
 import { wrkErrorCount, type WrkResult } from './wrk.ts'
 
-export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy'] as const
+export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy', 'weft-tcp', 'haproxy-tcp'] as const
 export type RowName = (typeof ROW_NAMES)[number]
 /** Weft with one telemetry feature on, compared with the plain `weft` row (column "vs weft"). */
 export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy'] as const satisfies readonly RowName[]
 /** Rows of --telemetry: the telemetry variants between the baseline and HAProxy. */
 export const TELEMETRY_ROWS = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'haproxy'] as const satisfies readonly RowName[]
+/** Rows of --tcp: TCP pass-through (Weft `protocol: tcp`, HAProxy `mode tcp`); `rps/haproxy` is against haproxy-tcp. */
+export const TCP_ROWS = ['direct', 'weft-tcp', 'haproxy-tcp'] as const satisfies readonly RowName[]
 /** Rows of --policy: the policy row against plain weft. */
 export const POLICY_ROWS = ['direct', 'weft', 'weft+policy', 'haproxy'] as const satisfies readonly RowName[]
 
@@ -107,9 +109,13 @@ export function summarize(rows: RowResult[]): void {
   for (const row of rows) {
     if (row.summary && direct && row.name !== 'direct') row.summary.addedP50Us = row.summary.p50Us - direct.p50Us
   }
-  const ha = rows.find((r) => r.name === 'haproxy')?.summary
+  // TCP rows are compared with HAProxy in TCP mode, HTTP rows with HAProxy in HTTP mode (either
+  // one when only one ran).
+  const haHttp = rows.find((r) => r.name === 'haproxy')?.summary
+  const haTcp = rows.find((r) => r.name === 'haproxy-tcp')?.summary
   for (const row of rows) {
     const s = row.summary
+    const ha = row.name.endsWith('-tcp') ? (haTcp ?? haHttp) : (haHttp ?? haTcp)
     if (!s || !ha) continue
     if (ha.rps > 0) s.rpsVsHaproxy = s.rps / ha.rps
     if (s.addedP50Us !== null && ha.addedP50Us !== null && ha.addedP50Us > 0) s.addedP50VsHaproxy = s.addedP50Us / ha.addedP50Us
@@ -201,6 +207,30 @@ export function quickSummary(rows: RowResult[], resultsFile: string | null): Rec
     direct_p50_us: round(direct?.summary?.p50Us, 1),
     weft_rss_mb: round(weft?.summary?.rssMB, 1),
     weft_cpu_us_per_req: round(weft?.summary?.cpuUsPerReq, 2),
+  }
+  for (const r of rows) if (r.error) out[`${jsonKey(r.name)}_error`] = r.error
+  out.results_file = resultsFile
+  return out
+}
+
+/** The --tcp summary object (printed as the last stdout line). */
+export function tcpSummary(rows: RowResult[], resultsFile: string | null): Record<string, unknown> {
+  const get = (n: RowName) => rows.find((r) => r.name === n)?.summary
+  const weft = get('weft-tcp')
+  const ha = get('haproxy-tcp')
+  const direct = get('direct')
+  const out: Record<string, unknown> = {
+    weft_tcp_rps: round(weft?.rps, 0),
+    haproxy_tcp_rps: round(ha?.rps, 0),
+    tcp_throughput_ratio: round(weft?.rpsVsHaproxy, 3),
+    weft_tcp_added_p50_us: round(weft?.addedP50Us, 1),
+    haproxy_tcp_added_p50_us: round(ha?.addedP50Us, 1),
+    tcp_added_p50_ratio: round(weft?.addedP50VsHaproxy, 3),
+    weft_tcp_p99_us: round(weft?.p99Us, 1),
+    haproxy_tcp_p99_us: round(ha?.p99Us, 1),
+    direct_rps: round(direct?.rps, 0),
+    weft_tcp_cpu_us_per_req: round(weft?.cpuUsPerReq, 2),
+    haproxy_tcp_cpu_us_per_req: round(ha?.cpuUsPerReq, 2),
   }
   for (const r of rows) if (r.error) out[`${jsonKey(r.name)}_error`] = r.error
   out.results_file = resultsFile

@@ -1,7 +1,7 @@
 // Weft's headline benchmark: the same wrk workload against the upstream directly and through Weft,
 // HAProxy, nginx, fast-proxy and http-proxy, all single-threaded, in one run. See bench/README.md.
 //
-//   node bench/run.ts [--quick | --telemetry] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
+//   node bench/run.ts [--quick | --telemetry | --policy | --tcp] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -19,6 +19,8 @@ import {
   summarize,
   TELEMETRY_ROWS,
   POLICY_ROWS,
+  TCP_ROWS,
+  tcpSummary,
   telemetrySummary,
   WEFT_VARIANT_ROWS,
   type RowName,
@@ -27,7 +29,7 @@ import {
 } from './report.ts'
 import type { Peer, PeerContext } from './peers/types.ts'
 import { nginxVersion, startNginxProxy, startUpstream } from './peers/nginx.ts'
-import { haproxyVersion, startHaproxy } from './peers/haproxy.ts'
+import { haproxyVersion, startHaproxy, startHaproxyTcp } from './peers/haproxy.ts'
 import { startFastProxy, startHttpProxy } from './peers/node-proxies.ts'
 import { isWeftRow, startWeft, startZipkinSink, telemetryFacts, TRACING_SAMPLING_PERCENT, WEFT_BIN, WEFT_ROWS, type ZipkinSink } from './peers/weft.ts'
 
@@ -41,6 +43,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        telemetry feature against plain weft (column "vs weft"); last stdout line is a JSON summary
   --policy             direct, weft, weft+policy, haproxy: the cost of the traffic policy (route match,
                        weighted split, retries, a rate limit that never triggers, circuit breaker)
+  --tcp                TCP pass-through: direct, weft-tcp (a protocol: tcp listener), haproxy-tcp (mode tcp);
+                       the same keep-alive wrk load through the tunnels; last stdout line is a JSON summary
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -53,6 +57,7 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
 interface Options {
   quick: boolean
   telemetry: boolean
+  tcp: boolean
   rows: RowName[]
   durationSec: number
   warmupSec: number
@@ -76,6 +81,7 @@ function parseOptions(argv: string[]): Options {
         quick: { type: 'boolean', default: false },
         telemetry: { type: 'boolean', default: false },
         policy: { type: 'boolean', default: false },
+        tcp: { type: 'boolean', default: false },
         only: { type: 'string' },
         duration: { type: 'string' },
         warmup: { type: 'string' },
@@ -103,7 +109,8 @@ function parseOptions(argv: string[]): Options {
     return n
   }
   const policy = values.policy ?? false
-  let rows: RowName[] = telemetry ? [...TELEMETRY_ROWS] : policy ? [...POLICY_ROWS] : quick ? ['direct', 'weft', 'haproxy'] : [...ROW_NAMES]
+  const tcp = values.tcp ?? false
+  let rows: RowName[] = telemetry ? [...TELEMETRY_ROWS] : policy ? [...POLICY_ROWS] : tcp ? [...TCP_ROWS] : quick ? ['direct', 'weft', 'haproxy'] : ROW_NAMES.filter((n) => !n.endsWith('-tcp'))
   if (values.only) {
     const wanted = values.only.split(',').map((s) => s.trim()).filter(Boolean)
     const unknown = wanted.filter((w) => !(ROW_NAMES as readonly string[]).includes(w))
@@ -115,6 +122,7 @@ function parseOptions(argv: string[]): Options {
   return {
     quick,
     telemetry,
+    tcp,
     rows,
     durationSec: Math.round(num('duration', values.duration, quick ? 4 : 10, 1)),
     warmupSec: Math.round(num('warmup', values.warmup, quick ? 1 : 2, 0)),
@@ -159,7 +167,9 @@ const STARTERS: Record<Exclude<RowName, 'direct'>, (ctx: PeerContext) => Promise
   'weft+tracing': startWeft,
   'weft+accesslog': startWeft,
   'weft+policy': startWeft,
+  'weft-tcp': startWeft,
   haproxy: startHaproxy,
+  'haproxy-tcp': startHaproxyTcp,
   nginx: startNginxProxy,
   'fast-proxy': startFastProxy,
   'http-proxy': startHttpProxy,
@@ -216,9 +226,11 @@ async function main(): Promise<number> {
 
   const rows: RowResult[] = opts.rows.map((name) => ({ name, samples: [], roundErrors: [] }))
   const rowOf = (n: RowName): RowResult => rows.find((r) => r.name === n)!
-  if (!haVer && opts.rows.includes('haproxy')) {
-    rowOf('haproxy').error = `haproxy is not installed (skipped); install with: ${INSTALL_HINT}`
-    log(rowOf('haproxy').error!)
+  for (const ha of ['haproxy', 'haproxy-tcp'] as const) {
+    if (!haVer && opts.rows.includes(ha)) {
+      rowOf(ha).error = `haproxy is not installed (skipped); install with: ${INSTALL_HINT}`
+      log(rowOf(ha).error!)
+    }
   }
 
   // Two upstream ports, one traffic port per row, one admin port per Weft row (they all run at once).
@@ -308,7 +320,7 @@ async function main(): Promise<number> {
   const results = {
     date: startedAt.toISOString(),
     durationSec: (endedAt.getTime() - startedAt.getTime()) / 1000,
-    mode: opts.telemetry ? (opts.quick ? 'telemetry-quick' : 'telemetry') : opts.quick ? 'quick' : 'full',
+    mode: opts.telemetry ? (opts.quick ? 'telemetry-quick' : 'telemetry') : opts.tcp ? (opts.quick ? 'tcp-quick' : 'tcp') : opts.quick ? 'quick' : 'full',
     node: process.version,
     versions: { haproxy: haVer, nginx: ngVer, wrk: wrkVer, weftBin: WEFT_BIN, gitCommit },
     machine: {
@@ -334,6 +346,7 @@ async function main(): Promise<number> {
       'weft+tracing': `telemetry.tracing: enabled, sampling ${TRACING_SAMPLING_PERCENT} %, Zipkin v2 to a sink in the harness that discards the spans`,
       'weft+accesslog': 'telemetry.accessLog: enabled, every request, to a file in the temp dir',
       'weft+policy': 'telemetry off; the default route split 90/10 over two clusters, retries 2 (budget on), a rate limit of 1e8/s, circuit breakers on both clusters',
+      'weft-tcp': 'telemetry off; the listener is protocol: tcp (opaque, no detection) to a roundRobin cluster over both upstream ports',
     },
     upstream: { server: 'nginx, worker_processes 1, return 200 "hello world\\n" (12-byte body), access_log off', ports: upstreamPorts },
     rows: rows.map((r) => ({
@@ -377,6 +390,7 @@ async function main(): Promise<number> {
   console.log('')
   if (resultsFile) console.log(`results: ${path.relative(process.cwd(), resultsFile)} (and bench/results/latest.json)`)
   if (opts.telemetry) console.log(JSON.stringify(telemetrySummary(rows, resultsFile)))
+  else if (opts.tcp) console.log(JSON.stringify(tcpSummary(rows, resultsFile)))
   else if (opts.quick) console.log(JSON.stringify(quickSummary(rows, resultsFile)))
 
   return rows.some((r) => r.error) ? 2 : 0
