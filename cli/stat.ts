@@ -271,6 +271,29 @@ export async function scrape(agent: Agent, addr: string): Promise<Scrape> {
   return { samples: samples.map((s) => ({ name: s.name, labels: { ...s.labels, instance: addr }, value: s.value })), at }
 }
 
+/**
+ * The admin addresses of the proxies connected to a control plane (its admin API's
+ * /debug/proxies, where each proxy's hello said where its admin listens), optionally of one
+ * namespace; each address once (a proxy that reconnected has one stream).
+ */
+export async function discoverProxies(controlPlaneAdmin: string, namespace?: string): Promise<string[]> {
+  const url = adminBase(controlPlaneAdmin) + '/debug/proxies'
+  const res = await request(url)
+  if (res.statusCode !== 200) {
+    await res.body.dump()
+    throw new Error(`${url}: HTTP ${res.statusCode}`)
+  }
+  const body = (await res.body.json()) as { proxies?: { node?: { namespace?: string; adminAddress?: string } }[] }
+  const out = new Set<string>()
+  for (const p of body.proxies ?? []) {
+    const n = p.node
+    if (n?.adminAddress === undefined || n.adminAddress === '') continue
+    if (namespace !== undefined && (n.namespace || 'default') !== namespace) continue
+    out.add(n.adminAddress)
+  }
+  return [...out].sort()
+}
+
 function reason(e: unknown): string {
   const ex = e as Error & { code?: string; cause?: { code?: string } }
   return ex.cause?.code ?? ex.code ?? ex.message
@@ -324,12 +347,14 @@ export function registerStat(program: Command): void {
   program
     .command('stat')
     .description('success rate, requests per second and latency percentiles per service or route, from proxies\' /metrics')
-    .option('--admin <host:port,...>', 'admin addresses of the proxies, comma-separated', '127.0.0.1:15000')
+    .option('--admin <host:port,...>', 'admin addresses of the proxies, comma-separated (default 127.0.0.1:15000)')
+    .option('--control-plane <host:port>', 'find the proxies through the control plane\'s admin API (its /debug/proxies) instead of --admin')
+    .option('--namespace <ns>', 'with --control-plane: only the proxies of this namespace')
     .option('--window <duration>', 'time between the two scrapes, e.g. 10s, 500ms', '10s')
     .option('--by <what>', 'one row per "service" (destination_service) or "route"', 'service')
     .option('--reporter <who>', 'auto (destination view when present, else source), source or destination', 'auto')
     .option('--json', 'print the rows as JSON')
-    .action(async (opts: { admin: string; window: string; by: string; reporter: string; json?: boolean }) => {
+    .action(async (opts: { admin?: string; controlPlane?: string; namespace?: string; window: string; by: string; reporter: string; json?: boolean }) => {
       const fail = (msg: string): void => {
         process.stderr.write(`weft stat: ${msg}\n`)
         process.exitCode = 1
@@ -345,8 +370,20 @@ export function registerStat(program: Command): void {
       if (opts.reporter !== 'auto' && opts.reporter !== 'source' && opts.reporter !== 'destination') {
         return fail(`--reporter must be auto, source or destination, got ${JSON.stringify(opts.reporter)}`)
       }
-      const admin = opts.admin.split(',').map((s) => s.trim()).filter((s) => s !== '')
-      if (admin.length === 0) return fail('--admin: no address')
+      if (opts.admin !== undefined && opts.controlPlane !== undefined) return fail('--admin and --control-plane: choose one')
+      if (opts.namespace !== undefined && opts.controlPlane === undefined) return fail('--namespace goes with --control-plane')
+      let admin: string[]
+      if (opts.controlPlane !== undefined) {
+        try {
+          admin = await discoverProxies(opts.controlPlane, opts.namespace)
+        } catch (e) {
+          return fail(`--control-plane ${opts.controlPlane}: ${reason(e)}`)
+        }
+        if (admin.length === 0) return fail(`--control-plane ${opts.controlPlane}: no proxies connected${opts.namespace === undefined ? '' : ` in namespace ${opts.namespace}`}`)
+      } else {
+        admin = (opts.admin ?? '127.0.0.1:15000').split(',').map((s) => s.trim()).filter((s) => s !== '')
+        if (admin.length === 0) return fail('--admin: no address')
+      }
       try {
         for (const a of admin) adminBase(a)
       } catch (e) {

@@ -21,7 +21,7 @@ export interface NackRecord {
 
 export interface StreamView {
   stream: number
-  node: { id: string; pod: string; namespace: string; serviceAccount: string; workload: string; labels: Record<string, string>; proxyVersion: string }
+  node: { id: string; pod: string; namespace: string; serviceAccount: string; workload: string; labels: Record<string, string>; proxyVersion: string; adminAddress: string }
   key: string
   connectedAt: string
   /** type -> version the proxy holds (ACKed, or declared on its hello) */

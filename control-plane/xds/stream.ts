@@ -25,6 +25,17 @@ export interface StreamDeps {
   noncePrefix: string
   /** a proxy said hello (a source may publish its snapshot now, synchronously or later) */
   onOpen?(key: string, node: Node__Output): void
+  /** a proxy answered a response (ACK or NACK): for measurements, e.g. the time to reach every proxy */
+  onAnswer?(a: Answer): void
+}
+
+export interface Answer {
+  readonly key: string
+  readonly node: Node__Output
+  readonly type: TypeUrl
+  /** the version answered: the one applied (ACK) or rejected (NACK) */
+  readonly version: string
+  readonly nack: boolean
 }
 
 export interface StreamTransport {
@@ -95,7 +106,8 @@ export class ConfigStream implements RegisteredStream {
     }
     const batch = this.inFlight!
     batch.entries.delete(type)
-    if (req.errorDetail != null) this.nack(type, entry, req)
+    const nack = req.errorDetail != null
+    if (nack) this.nack(type, entry, req)
     else if (req.versionInfo === entry.update.version) {
       this.known.set(type, entry.update.after)
       this.deps.registry.metrics.acks.inc({ type: typeName(type) })
@@ -104,6 +116,7 @@ export class ConfigStream implements RegisteredStream {
       this.deps.log.warn({ node: this.node.id, type: typeName(type), sent: entry.update.version, answered: req.versionInfo }, 'answer names a version that was not sent')
       this.known.set(type, { version: req.versionInfo, resources: null })
     }
+    this.deps.onAnswer?.({ key: this.key, node: this.node, type, version: nack ? entry.update.version : req.versionInfo, nack })
     if (batch.entries.size > 0) return
     this.inFlight = null
     if (batch.rejected.size > 0) this.deps.registry.setRejected(this.node.id, batch.rejected)
@@ -127,7 +140,7 @@ export class ConfigStream implements RegisteredStream {
       Object.fromEntries([...m].map(([t, v]) => [typeName(t), f(v)]))
     return {
       stream: this.id,
-      node: { id: n.id, pod: n.pod, namespace: n.namespace, serviceAccount: n.serviceAccount, workload: n.workload, labels: n.labels, proxyVersion: n.proxyVersion },
+      node: { id: n.id, pod: n.pod, namespace: n.namespace, serviceAccount: n.serviceAccount, workload: n.workload, labels: n.labels, proxyVersion: n.proxyVersion, adminAddress: n.adminAddress },
       key: this.key,
       connectedAt: this.connectedAt,
       acked: byType(this.known, (k) => k.version) as Record<string, string>,

@@ -20,6 +20,8 @@ export interface NodeIdentity {
   workload?: string
   labels?: Record<string, string>
   proxyVersion?: string
+  /** host:port of the proxy's admin API, for operator tools (weft stat --control-plane) */
+  adminAddress?: string
 }
 
 export interface ConfigClientOptions {
@@ -194,6 +196,7 @@ class XdsClient implements ConfigClient {
         workload: n.workload ?? '',
         labels: n.labels ?? {},
         proxyVersion: n.proxyVersion ?? PROXY_VERSION,
+        adminAddress: n.adminAddress ?? '',
       },
       knownVersions: Object.fromEntries(this.accepted.versions),
     })

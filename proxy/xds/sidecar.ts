@@ -64,6 +64,7 @@ export function nodeIdentity(given: Partial<NodeIdentity> = {}, b?: Bootstrap, e
     namespace,
     serviceAccount: given.serviceAccount ?? env.SERVICE_ACCOUNT,
     workload: given.workload ?? b?.node?.workload ?? env.WEFT_WORKLOAD,
+    adminAddress: given.adminAddress,
     labels: given.labels,
     proxyVersion: given.proxyVersion,
   }
@@ -95,20 +96,15 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
   }
   const proxy = new Proxy(log)
   const node = nodeIdentity(opts.node, bootstrap)
-  const client = await startConfigClient(proxy, {
-    address: opts.controlPlane,
-    node,
-    local: bootstrap,
-    staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
-    backoff: opts.backoff,
-    log,
-  })
+  // The admin listener is bound first, so the hello can tell the control plane where it is
+  // (operator tools find the proxies' /metrics through it: weft stat --control-plane).
   // TODO(admin hook): once proxy/admin/server.ts takes the client status, use createAdminServer
   // directly; until then /control_plane is answered here and the rest goes to the proxy's admin.
+  let client: ConfigClient | null = null
   const base = createAdminServer(proxy)
   const admin = createServer((req, res) => {
     if ((req.url ?? '/').split('?')[0] === '/control_plane') {
-      const body = JSON.stringify(client.status(), null, 2) + '\n'
+      const body = JSON.stringify(client === null ? { connected: false } : client.status(), null, 2) + '\n'
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
       res.end(req.method === 'HEAD' ? undefined : body)
       return
@@ -116,36 +112,53 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     base.emit('request', req, res)
   })
   const a = bootstrap?.admin
+  const adminHost = a?.address ?? '127.0.0.1'
   try {
     await new Promise<void>((resolve, reject) => {
       admin.once('error', reject)
-      admin.listen({ host: a?.address ?? '127.0.0.1', port: opts.adminPort ?? a?.port ?? 15000 }, () => resolve())
+      admin.listen({ host: adminHost, port: opts.adminPort ?? a?.port ?? 15000 }, () => resolve())
     })
   } catch (err) {
-    client.close()
     proxy.close()
     throw err
   }
   const adminPort = (admin.address() as AddressInfo).port
+  if (node.adminAddress === undefined) node.adminAddress = `${adminHost.includes(':') ? `[${adminHost}]` : adminHost}:${adminPort}`
   log.info({ port: adminPort, node: node.id, controlPlane: opts.controlPlane }, 'admin listening')
+  try {
+    client = await startConfigClient(proxy, {
+      address: opts.controlPlane,
+      node,
+      local: bootstrap,
+      staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
+      backoff: opts.backoff,
+      log,
+    })
+  } catch (err) {
+    proxy.close()
+    admin.closeAllConnections()
+    admin.close()
+    throw err
+  }
+  const started: ConfigClient = client
   const closeAdmin = () => {
     admin.closeAllConnections()
     return new Promise<void>((r) => admin.close(() => r()))
   }
   return {
     proxy,
-    client,
+    client: started,
     admin,
     adminPort,
     port: (name) => proxy.listeners.get(name)?.port ?? 0,
     async drain(timeoutMs) {
-      client.close()
+      started.close()
       const r = await proxy.drain(timeoutMs)
       await closeAdmin()
       return r
     },
     async close() {
-      client.close()
+      started.close()
       proxy.close()
       await closeAdmin()
     },

@@ -18,6 +18,11 @@ export interface Node {
    * The proxy build, e.g. "weft/0.1.0".
    */
   'proxyVersion'?: (string);
+  /**
+   * host:port of the proxy's admin API (/metrics, /tap), for operator tools such as `weft stat
+   * --control-plane`; empty when the proxy does not say.
+   */
+  'adminAddress'?: (string);
 }
 
 /**
@@ -37,4 +42,9 @@ export interface Node__Output {
    * The proxy build, e.g. "weft/0.1.0".
    */
   'proxyVersion': (string);
+  /**
+   * host:port of the proxy's admin API (/metrics, /tap), for operator tools such as `weft stat
+   * --control-plane`; empty when the proxy does not say.
+   */
+  'adminAddress': (string);
 }
