@@ -122,8 +122,15 @@ t.test('closing either side closes the other', async (t) => {
   serverSide2.terminate()
   t.equal(await clientClosed, 1006, 'the client saw the connection go')
 
+  // The app closes cleanly: the client gets the close frame and its code.
+  const c = await openWs(t, m.client.port)
+  const serverSide3 = (await until('third server connection', () => [...app.wss.clients].find((x) => x !== serverSide && x !== serverSide2)))!
+  const clientClosed3 = new Promise<number>((resolve) => c.once('close', (code: number) => resolve(code)))
+  serverSide3.close(4002, 'done')
+  t.equal(await clientClosed3, 4002, 'the client saw the app close, with its code')
+
   for (const s of [m.client, m.server]) {
-    await until('tunnels closed', async () => (await protocolStats(s)).tunnels.upgrade.closed === 2)
+    await until('tunnels closed', async () => (await protocolStats(s)).tunnels.upgrade.closed === 3)
   }
   t.pass('both tunnels closed on both sidecars')
 })

@@ -7,9 +7,9 @@
 // - Backpressure: a write that returns false pauses the other socket until 'drain'.
 // - Half-close: a FIN from one side ends the other (both sockets are allowHalfOpen where we own
 //   them), so request/response protocols that close their sending side keep working.
-// - Close: a side that closes after both FINs lets the other flush and close (destroySoon); a side
-//   that is reset (or fails) resets the other, so a cut-off stream never looks complete; a side
-//   that just goes (FIN without waiting for the other's) closes the other.
+// - Close: a side that closes without an error lets the other flush what it holds and close
+//   (destroySoon: FIN after the last byte); a side that is reset (or fails) resets the other, so a
+//   cut-off stream never looks complete.
 // - Idle timeout: no timer per tunnel; the listener's sweeper calls sweep() with the coarse clock.
 import type { Socket } from 'node:net'
 import { retargetReads, type ReadBuffer } from '../net/read-buffer.ts'
@@ -29,10 +29,9 @@ export function newTunnelStats(): TunnelStats {
   return { opened: 0, closed: 0, bytesUp: 0, bytesDown: 0, idleTimeouts: 0 }
 }
 
-function closeOther(s: Socket, clean: boolean, reset: boolean): void {
-  if (clean) s.destroySoon()
-  else if (reset) s.resetAndDestroy()
-  else s.destroy()
+function closeOther(s: Socket, reset: boolean): void {
+  if (reset) s.resetAndDestroy()
+  else s.destroySoon()
 }
 
 /** What a tunnel needs from its listener. */
@@ -53,7 +52,6 @@ export class Tunnel {
   /** client bytes that arrived before the upstream was attached (copies) */
   private queued: Buffer[] | null = null
   private clientEnded = false
-  private upstreamEnded = false
   private done = false
   lastActivityAt: number
 
@@ -152,24 +150,18 @@ export class Tunnel {
   }
 
   private onUpstreamEnd(): void {
-    this.upstreamEnded = true
     this.socket.end()
-  }
-
-  /** Both FINs went through: the other side flushes what it holds and closes; else it goes now. */
-  private get clean(): boolean {
-    return this.clientEnded && this.upstreamEnded
   }
 
   private onClientClose(hadError: boolean): void {
     const up = this.upstream
-    if (up !== null && !up.destroyed) closeOther(up, this.clean, hadError)
+    if (up !== null && !up.destroyed) closeOther(up, hadError)
     this.finish()
   }
 
   private onUpstreamClose(hadError: boolean): void {
     const c = this.socket
-    if (!c.destroyed) closeOther(c, this.clean, hadError)
+    if (!c.destroyed) closeOther(c, hadError)
   }
 
   private finish(): void {
