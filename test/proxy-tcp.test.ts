@@ -4,7 +4,7 @@
 // timeout, counters and metrics.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { metrics, sum } from './helpers/policy.ts'
+import { clusterView, metrics, startBlackhole, sum } from './helpers/policy.ts'
 import { echo, protocolStats, startMesh, startTcpServer, TcpClient } from './helpers/mesh.ts'
 import { freePort, until } from './helpers/sidecar.ts'
 
@@ -161,6 +161,16 @@ t.test('connect failure closes the client and is counted', async (t) => {
   t.equal(st.tunnels.tcp.opened, 1)
   const mm = await metrics(m.server)
   t.equal(mm.decision('tcp_connect_failure'), 1, 'weft_proxy_decisions_total tcp_connect_failure')
+})
+
+t.test('connect timeout (the cluster\'s pool.connectTimeout) to an endpoint that never answers', async (t) => {
+  const hole = await startBlackhole(t)
+  const m = await startMesh(t, hole, { client: { protocol: 'tcp' }, server: { protocol: 'tcp' }, app: { pool: { connectTimeout: '100ms' } } })
+  const c = await TcpClient.open(t, m.client.port)
+  await c.end(3000)
+  const ep = (await clusterView(m.server, 'app')).endpoints[0]
+  t.equal(ep.connections.connectTimeouts, 1, '/clusters: one connect timeout')
+  t.equal((await protocolStats(m.server)).tcpConnectFailures, 1)
 })
 
 t.test('round robin over the cluster endpoints, one connection per tunnel', async (t) => {
