@@ -6,6 +6,8 @@ import t from 'tap'
 import { cluster, endpointView, makeConfig, routeTo, sleep, startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
 import { client, clusterView, Held, metrics, type Client } from './helpers/policy.ts'
+import { rawClient } from './helpers/raw.ts'
+import { newOutlierState, OutlierDetector, OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../proxy/cluster/outlier.ts'
 
 /** An upstream whose answer the test switches: a status, or held until released. */
 async function switchable(t: Parameters<typeof startHttpUpstream>[0], name: string) {
@@ -167,6 +169,37 @@ t.test('circuit breaker: the error threshold counts "or more", as documented', a
   t.equal((await c.request('/x', { headers: { host: 'all' } })).get('x-weft-error'), 'WEFT_ERR_CIRCUIT_OPEN')
 })
 
+// Known bug (reported, not fixed here: the fix is in proxy/router/exchange.ts endTry, a hot-path
+// file): a "neutral" end of a try (the client left, the endpoint's pending queue was full) tells
+// the breaker "success", so a half-open probe whose client left closes the breaker.
+t.test('circuit breaker: a half-open probe whose client went away does not close it', { todo: 'exchange endTry settles a neutral try as a success' }, async (t) => {
+  const { up, ctl } = await switchable(t, 'app')
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app')],
+      clusters: [cluster('app', [up.port], { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 2, resetTimeout: '150ms' } })],
+    }),
+  )
+  const c = client(t, s.port)
+  ctl.mode = 500
+  for (let i = 0; i < 2; i++) t.equal((await c.request('/x')).status, 500)
+  await until('open', async () => (await breakerState(s)) === 'open')
+  await until('half-open', async () => (await breakerState(s)) === 'half-open')
+  ctl.mode = 'hold'
+  const raw = await rawClient(t, s.port)
+  await raw.write('GET /probe HTTP/1.1\r\nHost: svc\r\n\r\n')
+  await ctl.held.waitFor(1)
+  raw.socket.resetAndDestroy() // the probe's client leaves: the upstream never answered
+  await until('the probe is over', async () => (await clusterView(s, 'app')).activeRequests === 0)
+  t.not(await breakerState(s), 'closed', 'no answer from the upstream is no proof it recovered')
+  ctl.mode = 500
+  ctl.held.releaseAll()
+  const r = await c.request('/x')
+  t.ok(r.status === 503 || r.status === 500, `the next request is a fail-fast 503 or a new probe (${r.status})`)
+  t.equal(up.requests.length, r.status === 500 ? 4 : 3, 'no flood of requests to the broken upstream')
+})
+
 // ---- outlier detection ------------------------------------------------------------------------------
 
 async function healthOf(s: TestSidecar): Promise<string[]> {
@@ -303,4 +336,89 @@ t.test('cluster maxRequests: one in flight, the next gets 503 UO at once', async
   const m = await metrics(s)
   t.equal(m.decision('overflow'), 1)
   t.equal(m.clusterDecision('app', 'overflow'), 1)
+})
+
+// ---- the outlier detector with an injected clock ------------------------------------------------------
+
+function endpoints(n: number) {
+  return Array.from({ length: n }, (_, i) => ({ key: `10.0.0.${i}:80`, outlier: newOutlierState() }))
+}
+
+t.test('outlier detector: ejected for base x ejection count, capped at maxEjectionTime; back when it ends', async (t) => {
+  const now = 1_000 // the clock ejectedUntil is read on; the return itself is a timer
+  const eps = endpoints(2)
+  const d = new OutlierDetector({ consecutive5xx: 2, baseEjectionTime: '20ms', maxEjectionTime: '50ms', maxEjectionPercent: 100 }, eps, undefined, () => now)
+  const s = eps[0].outlier
+  t.teardown(() => {
+    for (const e of eps) if (e.outlier.timer !== null) clearTimeout(e.outlier.timer)
+  })
+  const lengths: number[] = []
+  for (let round = 1; round <= 3; round++) {
+    d.report(eps[0], OUTCOME_5XX)
+    t.notOk(d.isEjected(s), `round ${round}: one failure is not enough`)
+    d.report(eps[0], OUTCOME_5XX)
+    t.ok(d.isEjected(s), `round ${round}: two in a row eject`)
+    lengths.push(s.ejectedUntil - now)
+    t.equal(s.ejections, round)
+    await until(`round ${round}: the endpoint returns`, () => !d.isEjected(s), 2000, 5)
+  }
+  t.same(lengths, [20, 40, 50], 'base x 1, base x 2, then capped at max')
+  t.same(d.counters, { ejections: 3, ejectionsOverflow: 0 })
+})
+
+t.test('outlier detector: which failures count, and a success resets the run', async (t) => {
+  const eps = endpoints(1)
+  const d = new OutlierDetector(
+    { consecutive5xx: 3, consecutiveGatewayErrors: 2, consecutiveConnectFailures: 2, baseEjectionTime: '1h', maxEjectionPercent: 100 },
+    eps,
+  )
+  const s = eps[0].outlier
+  t.teardown(() => {
+    if (s.timer !== null) clearTimeout(s.timer)
+  })
+  d.report(eps[0], OUTCOME_5XX)
+  d.report(eps[0], OUTCOME_5XX)
+  d.report(eps[0], OUTCOME_OK)
+  d.report(eps[0], OUTCOME_5XX)
+  d.report(eps[0], OUTCOME_5XX)
+  t.notOk(d.isEjected(s), 'a success in between: the 5xx run starts again')
+  d.report(eps[0], OUTCOME_CONNECT)
+  t.notOk(d.isEjected(s), 'a connect failure is not a 5xx, and one is not two')
+  t.same([s.consecutive5xx, s.consecutiveGateway, s.consecutiveConnect], [2, 0, 1])
+  d.report(eps[0], OUTCOME_GATEWAY)
+  t.ok(d.isEjected(s), 'a 503 is a 5xx too: the third 5xx in a row ejects')
+  t.same([s.consecutive5xx, s.consecutiveGateway, s.consecutiveConnect], [0, 0, 0], 'an ejection clears the counts')
+
+  const e2 = endpoints(1)
+  const g = new OutlierDetector({ consecutive5xx: 0, consecutiveGatewayErrors: 2, consecutiveConnectFailures: 0, baseEjectionTime: '1h' }, e2)
+  t.teardown(() => {
+    if (e2[0].outlier.timer !== null) clearTimeout(e2[0].outlier.timer)
+  })
+  g.report(e2[0], OUTCOME_5XX)
+  g.report(e2[0], OUTCOME_5XX)
+  g.report(e2[0], OUTCOME_CONNECT)
+  t.notOk(g.isEjected(e2[0].outlier), 'consecutive5xx and consecutiveConnectFailures 0: off; a 500 is no gateway error')
+  g.report(e2[0], OUTCOME_RESET)
+  g.report(e2[0], OUTCOME_GATEWAY)
+  t.ok(g.isEjected(e2[0].outlier), 'a reset and a 502/503/504 are gateway errors')
+})
+
+t.test('outlier detector: maxEjectionPercent rounds down but ejects at least one; 0 ejects none', async (t) => {
+  const cases: [number, number, number][] = [
+    // endpoints, percent, ejected at most
+    [4, 50, 2],
+    [4, 25, 1],
+    [4, 10, 1],
+    [10, 35, 3],
+    [3, 100, 3],
+    [4, 0, 0],
+  ]
+  for (const [n, percent, most] of cases) {
+    const eps = endpoints(n)
+    const d = new OutlierDetector({ consecutive5xx: 1, baseEjectionTime: '1h', maxEjectionPercent: percent }, eps)
+    for (const e of eps) d.report(e, OUTCOME_5XX)
+    for (const e of eps) if (e.outlier.timer !== null) clearTimeout(e.outlier.timer)
+    t.equal(d.ejectedCount(), most, `${n} endpoints, ${percent} %: ${most} ejected`)
+    t.same(d.counters, { ejections: most, ejectionsOverflow: n - most })
+  }
 })

@@ -5,6 +5,7 @@ import t from 'tap'
 import { cluster, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { binomialBounds, client, metrics, parallel } from './helpers/policy.ts'
+import { CompiledFault } from '../proxy/filters/fault/fault.ts'
 
 t.test('abort: 30 % of requests get the configured status, flag FI', async (t) => {
   const up = await startHttpUpstream(t, { name: 'app' })
@@ -85,4 +86,21 @@ t.test('abort and delay together; 100 % abort never reaches the upstream', async
   t.equal(m.decision('fault_abort'), 5 + aborted)
   t.equal(m.decision('fault_delay'), N - aborted, 'an aborted request is not also delayed (abort is decided first)')
   t.ok(replies.filter((r) => r.status === 200).every((r) => r.ms >= 18), 'every forwarded request was delayed')
+})
+
+t.test('the decision (injected random): below the percent faults, at or above it does not', async (t) => {
+  const draws: number[] = []
+  const f = new CompiledFault({ abort: { percent: 30, status: 418 }, delay: { percent: 50, fixedDelay: '1.5s' } }, () => draws.shift()!)
+  draws.push(0, 0.2999, 0.3, 0.9999)
+  t.same([f.abort(), f.abort(), f.abort(), f.abort()], [418, 418, 0, 0])
+  draws.push(0.4999, 0.5)
+  t.same([f.delay(), f.delay()], [1500, 0])
+  t.same([f.aborts, f.delays], [2, 1], 'its counters')
+  const never = new CompiledFault({ abort: { percent: 0, status: 500 } }, () => {
+    throw new Error('percent 0 draws no random number')
+  })
+  t.equal(never.abort(), 0)
+  t.equal(never.delay(), 0, 'no delay configured')
+  const always = new CompiledFault({ abort: { percent: 100, status: 503 } }, () => 0.9999999)
+  t.equal(always.abort(), 503)
 })

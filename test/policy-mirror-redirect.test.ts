@@ -6,7 +6,7 @@ import t from 'tap'
 import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
-import { binomialBounds, client, Held, metrics, parallel } from './helpers/policy.ts'
+import { binomialBounds, client, Held, metrics, parallel, startBlackhole } from './helpers/policy.ts'
 import type { Route } from '../proxy/config/schema.ts'
 
 t.test('mirror: the copy has Host "-shadow", the same method, path and body', async (t) => {
@@ -63,6 +63,35 @@ t.test('mirror down: the original is answered as usual, mirror_failed counts', a
   const m = await metrics(s)
   t.equal(m.decision('mirror'), 10)
   t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 10, "the mirror's failure is not the original's")
+})
+
+t.test('a mirror whose connects hang: the original is answered at once, the copies fail at the connect timeout', async (t) => {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const hole = await startBlackhole(t)
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [hole], { pool: { connectTimeout: '2s' } })],
+    }),
+  )
+  const c = client(t, s.port)
+  const t0 = performance.now()
+  for (let i = 0; i < 5; i++) {
+    const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+    t.equal(r.status, 200)
+    t.equal(r.body, `app POST /r${i}`)
+    t.equal(r.get('x-weft-response-flags'), undefined)
+  }
+  const ms = performance.now() - t0
+  t.ok(ms < 1500, `five answers in ${ms.toFixed(0)} ms, before the mirror's first connect timed out (2 s)`)
+  let m = await metrics(s)
+  t.equal(m.decision('mirror'), 5)
+  t.equal(m.decision('mirror_failed'), 0, 'the copies are still connecting')
+  await until('every copy failed', async () => (await metrics(s)).decision('mirror_failed') === 5, 6000, 50)
+  m = await metrics(s)
+  t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 5, "the mirror's failure is not the original's")
+  t.equal((await endpointView(s, 'shadow')).connections.connectTimeouts, 5)
 })
 
 t.test('a slow mirror does not slow the original', async (t) => {

@@ -8,6 +8,8 @@ import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar 
 import { startHttpUpstream, startRawUpstream, rawResponse } from './helpers/upstream.ts'
 import { client, metrics } from './helpers/policy.ts'
 import type { RetryPolicy } from '../proxy/config/schema.ts'
+import { RetryBudget } from '../proxy/filters/retry/budget.ts'
+import { CompiledRetry } from '../proxy/filters/retry/policy.ts'
 
 /** No waiting between tries (the backoff itself is not what these tests look at). */
 const quick: Pick<RetryPolicy, 'backoff'> = { backoff: { base: '1ms', max: '2ms' } }
@@ -20,7 +22,7 @@ function answering(status: number, name: string) {
   }
 }
 
-t.test('a 503 is retried on a different endpoint (ringHash would pick the same one again)', async (t) => {
+for (const policy of ['ringHash', 'maglev'] as const) t.test(`a 503 is retried on a different endpoint (${policy} would pick the same one again)`, async (t) => {
   const bad = await startHttpUpstream(t, { name: 'bad', handler: answering(503, 'bad') })
   const good = await startHttpUpstream(t, { name: 'good', handler: answering(200, 'good') })
   const s = await startTestSidecar(
@@ -28,7 +30,7 @@ t.test('a 503 is retried on a different endpoint (ringHash would pick the same o
     makeConfig({
       routes: [routeTo('app', { retry: { attempts: 1, ...quick } })],
       // Affinity by header: without "avoid the previous endpoint" a retry would hash to the same one.
-      clusters: [cluster('app', [bad.port, good.port], { lb: { policy: 'ringHash', hashHeader: 'x-user' } })],
+      clusters: [cluster('app', [bad.port, good.port], { lb: { policy, hashHeader: 'x-user' } })],
     }),
   )
   const c = client(t, s.port)
@@ -151,8 +153,47 @@ t.test('a body over 64 KiB is not retried; exactly 64 KiB is', async (t) => {
   t.equal(bad.requests.length - badBefore, 1)
   t.equal(good.requests.length - goodBefore, 1, 'no second try')
   t.equal(bad.requests.at(-1)!.body.length, 65537, 'the failing endpoint did get the whole body')
+  const r503 = over.find((r) => r.status === 503)!
+  t.equal(r503.get('x-weft-response-flags'), undefined, 'relayed as it is')
   const m = await metrics(s)
   t.equal(m.decision('retry'), retriesBefore, 'no retry counted')
+  t.equal(m.decision('retry_limit_exceeded'), 0, 'a body too large to keep is not "retries refused"')
+  t.equal(m.requests({ response_code: '503', response_flags: '-' }), 1, 'metrics: the 503 is not flagged URX')
+})
+
+t.test('a chunked body streamed past 64 KiB is not retried; a short chunked one is', async (t) => {
+  const bad = await startHttpUpstream(t, { name: 'bad', handler: answering(503, 'bad') })
+  const good = await startHttpUpstream(t, { name: 'good', handler: (rec, res) => res.end(String(rec.body.length)) })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({ routes: [routeTo('app', { retry: { attempts: 1, ...quick } })], clusters: [cluster('app', [bad.port, good.port])] }),
+  )
+  const c = client(t, s.port, 1)
+  /** `n` pieces of `size` bytes, each in its own chunk, a tick apart: the body streams through the proxy. */
+  const stream = (n: number, size: number) =>
+    Readable.from((async function* () {
+      for (let i = 0; i < n; i++) {
+        yield Buffer.alloc(size, 0x63)
+        await new Promise((r) => setImmediate(r))
+      }
+    })())
+  // Round robin over two endpoints: of two requests in a row, one goes to the failing one first.
+  const big = []
+  for (let i = 0; i < 2; i++) big.push(await c.request('/up', { method: 'POST', body: stream(3, 30 * 1024) }))
+  t.same(big.map((r) => [r.status, r.body]).sort(), [[200, '92160'], [503, 'bad']], '90 KiB streamed: the 503 reaches the client')
+  t.equal(big.find((r) => r.status === 503)!.get('x-weft-response-flags'), undefined)
+  t.equal(bad.requests.length, 1)
+  t.equal(bad.requests[0].body.length, 92160, 'the failing endpoint got the whole streamed body')
+  t.equal(bad.requests[0].header('transfer-encoding'), 'chunked')
+  t.equal((await metrics(s)).decision('retry'), 0, 'not retried')
+
+  const small = []
+  for (let i = 0; i < 2; i++) small.push(await c.request('/up', { method: 'POST', body: stream(3, 1024) }))
+  t.same(small.map((r) => [r.status, r.body]), [[200, '3072'], [200, '3072']], '3 KiB streamed: kept, and retried on the other endpoint')
+  t.ok(bad.requests.length >= 2, 'the failing endpoint was tried again')
+  const m = await metrics(s)
+  t.equal(m.decision('retry'), bad.requests.length - 1, 'every 503 of a short body was retried')
+  t.equal(m.requests({ response_code: '503', response_flags: '-' }), 1, 'only the long body\'s 503 reached a client')
 })
 
 t.test('retriable-status-codes: only the listed codes are retried', async (t) => {
@@ -184,6 +225,26 @@ t.test('retriable-status-codes: only the listed codes are retried', async (t) =>
   t.equal(m.decision('retry'), 2)
   t.equal(m.decision('retry_limit_exceeded'), 0, 'not retriable is not "refused"')
   t.equal(m.requests({ response_code: '503', response_flags: '-' }), 1, 'a 503 not retriable under this policy: no URX')
+})
+
+// Known bug (reported, not fixed here: proxy/router/exchange.ts endPolicy flags URX only when the
+// final status is >= 500): a listed 4xx that stays failing is returned without URX.
+t.test('retriable-status-codes: a listed 4xx returned after the last try is flagged URX', { todo: 'endPolicy: URX only for status >= 500' }, async (t) => {
+  const up = await startHttpUpstream(t, { handler: answering(429, 'busy') })
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { name: 'codes', retry: { attempts: 1, on: ['retriable-status-codes'], retriableStatusCodes: [429], ...quick } })],
+      clusters: [cluster('app', [up.port])],
+    }),
+  )
+  const r = await client(t, s.port).request('/x')
+  t.equal(r.status, 429)
+  t.equal(r.body, 'busy')
+  t.equal(up.requests.length, 2)
+  const m = await metrics(s)
+  t.equal(m.decision('retry_limit_exceeded'), 1, 'the retry it wanted was refused')
+  t.equal(m.requests({ route: 'codes', response_code: '429', response_flags: 'URX' }), 1, 'so the 429 says URX, as a 503 would')
 })
 
 t.test('attempts limit: the last failure reaches the client, flag URX', async (t) => {
@@ -273,4 +334,41 @@ t.test('retry budget reserve: minRetriesPerSecond x ttl retries with percent 0',
   t.equal(m.decision('retry'), 10)
   t.equal(m.decision('retry_limit_exceeded'), 10)
   t.equal(m.decision('retry_budget_exhausted'), 10)
+})
+
+// ---- the policy objects with an injected clock and random source ---------------------------------
+
+t.test('retry budget (injected clock): percent of the window\'s requests plus the reserve; the window moves on', async (t) => {
+  let now = 0
+  const b = new RetryBudget({ percent: 20, minRetriesPerSecond: 1, ttlMs: 10_000 }, () => now)
+  for (let i = 0; i < 50; i++) b.deposit()
+  let allowed = 0
+  while (b.withdraw()) allowed++
+  t.equal(allowed, 20, '20 % of 50 requests + a reserve of 1/s x 10 s')
+  t.equal(b.spent, 20)
+  t.equal(b.exhausted, 1)
+  now = 9_999
+  t.notOk(b.withdraw(), 'still inside the window: spent')
+  now = 10_000
+  // the slot of t=0 (its requests and retries) left the window: only the reserve is back
+  allowed = 0
+  while (b.withdraw()) allowed++
+  t.equal(allowed, 10, 'a new window: the reserve only (no requests in it)')
+  now = 30_000
+  for (let i = 0; i < 100; i++) b.deposit()
+  allowed = 0
+  while (b.withdraw()) allowed++
+  t.equal(allowed, 30, 'after a quiet spell: 20 % of 100 + the reserve')
+})
+
+t.test('backoff (injected random): full jitter under base x 2^(n-1), capped at max', async (t) => {
+  let r = 0.999999
+  const p = new CompiledRetry({ attempts: 5, backoff: { base: '100ms', max: '300ms' } }, () => 0, () => r)
+  t.same([1, 2, 3, 4].map((n) => Math.round(p.backoffMs(n))), [100, 200, 300, 300], 'the upper bounds: 100, 200, then max')
+  r = 0.5
+  t.same([1, 2, 3].map((n) => p.backoffMs(n)), [50, 100, 150], 'a random share of the bound')
+  r = 0
+  t.equal(p.backoffMs(3), 0, 'full jitter may not wait at all')
+  const d = new CompiledRetry({ attempts: 1 }, () => 0, () => 0.999999)
+  t.same([1, 5, 6].map((n) => Math.round(d.backoffMs(n))), [25, 250, 250], 'defaults: base 25ms, max 10 x base')
 })

@@ -398,6 +398,243 @@ t.test('WEFT_ERR_CONFIG_INVALID: TrafficPolicy blocks get the proxy\'s own check
   ])
 })
 
+t.test('WEFT_ERR_CONFIG_INVALID: TrafficPolicy targets: the group of the kind, a target twice, a rule name, no block', async (t) => {
+  const text = route('    - { backendRefs: [{ name: reviews, port: 9080 }] }\n') + '---\n' + y`
+    apiVersion: policy.weft.io/v1alpha1
+    kind: TrafficPolicy
+    metadata: { name: p, namespace: shop }
+    spec:
+      targetRefs:
+        - { group: gateway.networking.k8s.io, kind: Service, name: reviews }
+        - { group: core, kind: HTTPRoute, name: reviews }
+        - { group: "", kind: Service, name: reviews }
+        - { group: gateway.networking.k8s.io, kind: HTTPRoute, name: reviews, sectionName: first }
+      timeout: 5s
+    ---
+    apiVersion: policy.weft.io/v1alpha1
+    kind: TrafficPolicy
+    metadata: { name: empty, namespace: shop }
+    spec:
+      targetRefs: [{ group: "", kind: Service, name: reviews-v2 }]
+  `
+  t.same(codesOf(text), ['WEFT_ERR_CONFIG_INVALID', 'WEFT_ERR_CONFIG_INVALID', 'WEFT_ERR_CONFIG_INVALID', 'WEFT_ERR_CONFIG_REF', 'WEFT_ERR_CONFIG_INVALID'])
+  t.same(errorsOf(text), [
+    'r.yaml:14:16: TrafficPolicy shop/p: spec.targetRefs[0].group: the group of a Service is "" (or "core")',
+    'r.yaml:15:16: TrafficPolicy shop/p: spec.targetRefs[1].group: the group of an HTTPRoute is "gateway.networking.k8s.io"',
+    'r.yaml:16:7: TrafficPolicy shop/p: spec.targetRefs[2]: the same target as targetRefs[0]',
+    'r.yaml:17:88: TrafficPolicy shop/p: spec.targetRefs[3].sectionName: HTTPRoute shop/reviews has no rule named "first" (its rules have no names)',
+    'r.yaml:24:3: TrafficPolicy shop/empty: spec: the policy sets nothing: add at least one of loadBalancer, connectionPool, circuitBreaker, outlierDetection, retry, timeout, rateLimit, fault',
+  ])
+})
+
+t.test('WEFT_ERR_CONFIG_INVALID: match paths, a name matched twice, timeouts', async (t) => {
+  t.same(errorsOf(route(y`
+    - matches:
+        - path: { type: Exact, value: reviews }
+          headers: [{ name: X-User, value: a }, { name: x-user, value: b }]
+          queryParams: [{ name: q, value: a }, { name: Q, value: b }, { name: q, value: c }]
+      timeouts: { request: 1s, backendRequest: 2s }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { value: reviews } }]
+      timeouts: { request: 5s, backendRequest: 0s }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { type: RegularExpression, value: "reviews/[0-9]+" } }]
+      timeouts: { request: 0s, backendRequest: 10s }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { value: /slow } }]
+      timeouts: { request: 99999h }
+      backendRefs: [{ name: reviews, port: 9080 }]
+  `.replace(/^/gm, '    '))), [
+    'r.yaml:8:39: HTTPRoute shop/reviews: spec.rules[0].matches[0].path.value: must start with "/" (path type Exact)',
+    // header names are case-insensitive, query parameter names are not
+    'r.yaml:9:57: HTTPRoute shop/reviews: spec.rules[0].matches[0].headers[1].name: "x-user" is matched twice in this match (each name at most once)',
+    'r.yaml:10:79: HTTPRoute shop/reviews: spec.rules[0].matches[0].queryParams[2].name: "q" is matched twice in this match (each name at most once)',
+    'r.yaml:11:48: HTTPRoute shop/reviews: spec.rules[0].timeouts.backendRequest: backendRequest "2s" is longer than request "1s" (the request timeout covers every try)',
+    'r.yaml:13:34: HTTPRoute shop/reviews: spec.rules[1].matches[0].path.value: must start with "/" (path type PathPrefix)',
+    'r.yaml:20:28: HTTPRoute shop/reviews: spec.rules[3].timeouts.request: duration "99999h" is too long: the maximum is 2147483647ms (about 596h)',
+  ], '"0s" turns a timeout off: backendRequest 0s under a request timeout, or any backendRequest without one, is fine (as the Gateway API says); a regular expression need not start with "/"')
+})
+
+t.test('WEFT_ERR_CONFIG_INVALID: filters: the field of their type, each type once, header modifiers', async (t) => {
+  t.same(errorsOf(route(y`
+    - matches: [{ path: { value: /a } }]
+      filters:
+        - type: RequestHeaderModifier
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: { add: [{ name: x-a, value: "1" }] }
+          requestHeaderModifier: { set: [{ name: x-b, value: "1" }] }
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: { remove: [x-c] }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { value: /b } }]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier:
+            set: [{ name: Host, value: a.example }, { name: x-a, value: "1" }, { name: X-A, value: "2" }]
+            add: [{ name: host, value: b }, { name: Content-Length, value: "1" }]
+            remove: [connection, x-old]
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: { set: [{ name: host, value: x }], remove: [Transfer-Encoding] }
+      backendRefs: [{ name: reviews, port: 9080 }]
+  `.replace(/^/gm, '    '))), [
+    'r.yaml:9:11: HTTPRoute shop/reviews: spec.rules[0].filters[0]: a filter of type RequestHeaderModifier needs the field "requestHeaderModifier"',
+    'r.yaml:12:11: HTTPRoute shop/reviews: spec.rules[0].filters[1].requestHeaderModifier: field "requestHeaderModifier" does not belong to a filter of type ResponseHeaderModifier',
+    'r.yaml:13:17: HTTPRoute shop/reviews: spec.rules[0].filters[2].type: filter ResponseHeaderModifier is already used by filters[1] (each filter type at most once per rule)',
+    // a request's Host may be set (only set), never added; framing and hop-by-hop headers are the proxy's
+    'r.yaml:20:88: HTTPRoute shop/reviews: spec.rules[1].filters[0].requestHeaderModifier.set[2].name: header "X-A" is listed twice in set',
+    'r.yaml:21:27: HTTPRoute shop/reviews: spec.rules[1].filters[0].requestHeaderModifier.add[0].name: header "host" is managed by the proxy (framing and connection headers cannot be changed)',
+    'r.yaml:21:53: HTTPRoute shop/reviews: spec.rules[1].filters[0].requestHeaderModifier.add[1].name: header "Content-Length" is managed by the proxy (framing and connection headers cannot be changed)',
+    'r.yaml:22:22: HTTPRoute shop/reviews: spec.rules[1].filters[0].requestHeaderModifier.remove[0]: header "connection" is managed by the proxy (framing and connection headers cannot be removed)',
+    'r.yaml:24:51: HTTPRoute shop/reviews: spec.rules[1].filters[1].responseHeaderModifier.set[0].name: header "host" is managed by the proxy (framing and connection headers cannot be changed)',
+    'r.yaml:24:79: HTTPRoute shop/reviews: spec.rules[1].filters[1].responseHeaderModifier.remove[0]: header "Transfer-Encoding" is managed by the proxy (framing and connection headers cannot be removed)',
+  ])
+})
+
+t.test('WEFT_ERR_CONFIG_INVALID: rewrite and redirect paths, a redirect with backends, a mirror fraction', async (t) => {
+  t.same(errorsOf(route(y`
+    - matches: [{ path: { value: /old } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { path: { type: ReplaceFullPath, replacePrefixMatch: /x } }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { value: /old2 } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: new } }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - matches: [{ path: { value: /gone } }]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: { path: { type: ReplaceFullPath, replaceFullPath: /x, replacePrefixMatch: /y } }
+      backendRefs: [{ name: reviews, port: 9080 }]
+    - filters:
+        - type: RequestMirror
+          requestMirror: { backendRef: { name: reviews-v2, port: 9080 }, fraction: { numerator: 3, denominator: 2 } }
+      backendRefs: [{ name: reviews, port: 9080 }]
+  `.replace(/^/gm, '    '))), [
+    'r.yaml:10:31: HTTPRoute shop/reviews: spec.rules[0].filters[0].urlRewrite.path: path type ReplaceFullPath needs the field "replaceFullPath"',
+    'r.yaml:10:56: HTTPRoute shop/reviews: spec.rules[0].filters[0].urlRewrite.path.replacePrefixMatch: field "replacePrefixMatch" does not belong to path type ReplaceFullPath',
+    'r.yaml:15:79: HTTPRoute shop/reviews: spec.rules[1].filters[0].urlRewrite.path.replacePrefixMatch: must start with "/"',
+    'r.yaml:20:82: HTTPRoute shop/reviews: spec.rules[2].filters[0].requestRedirect.path.replacePrefixMatch: field "replacePrefixMatch" does not belong to path type ReplaceFullPath',
+    'r.yaml:21:7: HTTPRoute shop/reviews: spec.rules[2].backendRefs: a rule with a RequestRedirect answers the request itself: its backendRefs would never be used',
+    'r.yaml:24:97: HTTPRoute shop/reviews: spec.rules[3].filters[0].requestMirror.fraction.numerator: must not be more than the denominator (2)',
+  ])
+})
+
+t.test('WEFT_ERR_CONFIG_INVALID: the proxy\'s checks of TrafficPolicy retry, rateLimit and fault', async (t) => {
+  t.same(errorsOf(y`
+    apiVersion: policy.weft.io/v1alpha1
+    kind: TrafficPolicy
+    metadata: { name: p, namespace: shop }
+    spec:
+      targetRefs: [{ group: "", kind: Service, name: reviews }]
+      retry: { attempts: 1, on: [5xx, retriable-status-codes] }
+      rateLimit: { requests: 1, interval: 1s, key: { header: x-user, clientAddress: true } }
+      fault: {}
+  `), [
+    'r.yaml:6:35: TrafficPolicy shop/p: spec.retry.on[1]: "retriable-status-codes" needs retry.retriableStatusCodes (the codes to retry)',
+    'r.yaml:7:66: TrafficPolicy shop/p: spec.rateLimit.key.clientAddress: rateLimit.key must set only one of header or clientAddress, found header and clientAddress',
+    'r.yaml:8:10: TrafficPolicy shop/p: spec.fault: fault must set delay, abort or both',
+  ])
+})
+
+t.test('WEFT_ERR_CONFIG_SCHEMA: what each kind of schema error says', async (t) => {
+  const text = y`
+    apiVersion: policy.weft.io/v1alpha1
+    kind: TrafficPolicy
+    metadata: { name: p, namespace: shop }
+    spec:
+      targetRefs: [{ group: "", kind: Service, name: reviews }]
+      retries: { attempts: 1 }
+      connectionPool: { colour: blue, maxConnections: 0 }
+      loadBalancer: { policy: random }
+      outlierDetection: 5
+    ---
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: HTTPRoute
+    metadata: { name: r, namespace: shop }
+    spec:
+      parentRefs: []
+      rules:
+        - matches: [{ headers: [{ name: "bad header", value: x }], queryParams: [{ name: "a b", value: x }] }]
+          filters: [{ type: URLRewrite, urlRewrite: { hostname: Example.COM } }]
+          backendRefs: [{ name: reviews, port: 9080, weight: -1 }]
+          retry: { codes: [503, 503], attempts: 11 }
+    ---
+    apiVersion: discovery.k8s.io/v1
+    kind: EndpointSlice
+    metadata: { name: s, namespace: shop, labels: { kubernetes.io/service-name: reviews } }
+    addressType: IPv4
+    endpoints: [{ addresses: [10.0.0.1], conditions: { ready: "yes" } }]
+  `
+  t.same(codesOf(text), Array(13).fill('WEFT_ERR_CONFIG_SCHEMA'))
+  t.same(errorsOf(text), [
+    // no close name: the list of fields
+    'r.yaml:6:3: TrafficPolicy shop/p: spec.retries: unknown field "retries" (expected one of targetRefs, loadBalancer, connectionPool, circuitBreaker, outlierDetection, retry, timeout, rateLimit, fault)',
+    'r.yaml:7:21: TrafficPolicy shop/p: spec.connectionPool.colour: unknown field "colour" (expected one of maxConnections, maxPendingRequests, maxRequests, connectTimeout, idleTimeout)',
+    'r.yaml:7:51: TrafficPolicy shop/p: spec.connectionPool.maxConnections: must be an integer of at least 1',
+    'r.yaml:8:27: TrafficPolicy shop/p: spec.loadBalancer.policy: must be one of roundRobin, leastRequest, peakEwma, ringHash, maglev',
+    'r.yaml:9:21: TrafficPolicy shop/p: spec.outlierDetection: must be a mapping',
+    'r.yaml:15:15: HTTPRoute shop/r: spec.parentRefs: must not be empty',
+    "r.yaml:17:37: HTTPRoute shop/r: spec.rules[0].matches[0].headers[0].name: must be a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+    "r.yaml:17:86: HTTPRoute shop/r: spec.rules[0].matches[0].queryParams[0].name: must be a valid query parameter name (letters, digits and !#$%&'*+-.^_`|~)",
+    'r.yaml:18:61: HTTPRoute shop/r: spec.rules[0].filters[0].urlRewrite.hostname: must be a host name such as "example.com" (lower case, no port, no wildcard)',
+    'r.yaml:19:58: HTTPRoute shop/r: spec.rules[0].backendRefs[0].weight: must be an integer between 0 and 1000000',
+    'r.yaml:20:23: HTTPRoute shop/r: spec.rules[0].retry.codes: must not repeat an entry (entries 1 and 0 are the same)',
+    'r.yaml:20:45: HTTPRoute shop/r: spec.rules[0].retry.attempts: must be an integer between 0 and 10',
+    'r.yaml:26:59: EndpointSlice shop/s: endpoints[0].conditions.ready: must be true or false',
+  ])
+})
+
+t.test('WEFT_ERR_CONFIG_SYNTAX and _SCHEMA: aliases, tabs, alias bombs, Lists, a kind that is not a string', async (t) => {
+  const text = y`
+    apiVersion: v1
+    kind: Service
+    metadata: { name: a, namespace: shop }
+    spec:
+      ports: *ports
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: { name: b, namespace: shop }
+    spec:
+    	ports: []
+  `
+  t.same(codesOf(text), ['WEFT_ERR_CONFIG_SYNTAX', 'WEFT_ERR_CONFIG_SYNTAX'])
+  t.same(errorsOf(text), [
+    'r.yaml:5:10: undefined alias "*ports" (the anchor must be set before the alias)',
+    'r.yaml:11:1: Tabs are not allowed as indentation',
+  ])
+  const laughs = (name: string, item: string) => `  ${name}: &${name} [${Array(10).fill(item).join(', ')}]`
+  const bomb = ['apiVersion: v1', 'kind: Service', 'metadata: { name: a, namespace: shop }', 'lol:', laughs('a', 'lol'), laughs('b', '*a'), laughs('c', '*b'), laughs('d', '*c'), 'spec: { ports: [{ port: 80 }] }', ''].join('\n')
+  t.same(errorsOf(bomb), ['r.yaml:1:1: Excessive alias count indicates a resource exhaustion attack'], 'a document that expands without bound is refused before it is built')
+  t.same(codesOf(bomb), ['WEFT_ERR_CONFIG_SYNTAX'])
+
+  const lists = y`
+    apiVersion: v1
+    kind: List
+    ---
+    apiVersion: v1
+    kind: List
+    items: { a: 1 }
+    ---
+    apiVersion: v1
+    kind: List
+    items:
+      - { apiVersion: v1, kind: List, items: [] }
+    ---
+    apiVersion: 1
+    kind: Service
+  `
+  t.same(codesOf(lists), Array(4).fill('WEFT_ERR_CONFIG_SCHEMA'))
+  t.same(errorsOf(lists), [
+    'r.yaml:1:1: document 1: missing required field "items"',
+    'r.yaml:6:8: document 2: items: must be a list',
+    'r.yaml:11:29: document 3: items[0].kind: a List inside a List is not supported',
+    'r.yaml:13:13: document 4: apiVersion: must be a string',
+  ])
+})
+
 t.test('multi-document files, kind: List, empty documents, and errors across files in file order', async (t) => {
   const list = y`
     # a kubectl-style list, an empty document and a comment-only one are fine
@@ -526,7 +763,7 @@ function weft(args: string[]): Promise<{ code: number | null; stdout: string; st
 t.test('weft validate: the example resources are valid (exit 0)', async (t) => {
   const r = await weft(['validate', 'examples/mesh/resources', 'examples/mesh/bootstrap.yaml'])
   t.equal(r.stderr, '')
-  t.equal(r.stdout, 'ok: 14 resources in 5 files (4 Service, 5 EndpointSlice, 1 HTTPRoute, 3 TrafficPolicy, 1 Bootstrap)\n')
+  t.equal(r.stdout, 'ok: 15 resources in 5 files (4 Service, 5 EndpointSlice, 1 HTTPRoute, 4 TrafficPolicy, 1 Bootstrap)\n')
   t.equal(r.code, 0)
 })
 

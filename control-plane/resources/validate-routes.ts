@@ -73,7 +73,9 @@ export function checkRoute(r: Located<HTTPRoute>, ctx: RouteContext): void {
     if (t?.request !== undefined && t.backendRequest !== undefined) {
       const request = msOrUndefined(t.request)
       const backend = msOrUndefined(t.backendRequest)
-      if (request !== undefined && backend !== undefined && request > 0 && (backend === 0 || backend > request)) {
+      // "0s" turns a timeout off; a try without its own timeout is still bounded by the request's
+      // (the Gateway API's own rule: backendRequest > request is invalid, unless request is 0s)
+      if (request !== undefined && backend !== undefined && request > 0 && backend > request) {
         report([...segs, 'timeouts', 'backendRequest'], `backendRequest "${t.backendRequest}" is longer than request "${t.request}" (the request timeout covers every try)`)
       }
     }

@@ -24,12 +24,21 @@ Weft sidecar of "productpage" (namespace shop), routing from ${resources}
 
   The canary (90 % v1, 10 % v2; 10 % mirrored to the shadow):
     curl -s http://127.0.0.1:${out}/reviews/1 -H 'Host: reviews.shop.svc.cluster.local:9080'
-  Testers always get v2:
+  Testers always get v2 (a header, a query parameter or a cookie):
     curl -s http://127.0.0.1:${out}/reviews/1 -H 'Host: reviews:9080' -H 'end-user: jason'
+    curl -s 'http://127.0.0.1:${out}/reviews/1?version=v2' -H 'Host: reviews'
+  Ratings by id (a regular expression, GET only):
+    curl -s http://127.0.0.1:${out}/ratings/7 -H 'Host: reviews'
   The old API, rewritten to /reviews on v1:
     curl -s http://127.0.0.1:${out}/api/v1/7 -H 'Host: reviews'
-  Moved for good (301):
+  The old health check (exactly /healthz), rewritten to /reviews/health:
+    curl -s http://127.0.0.1:${out}/healthz -H 'Host: reviews'
+  Moved for good (301), and moved to HTTPS on another host (302):
     curl -si http://127.0.0.1:${out}/legacy/7 -H 'Host: reviews'
+    curl -si http://127.0.0.1:${out}/account/me -H 'Host: reviews'
+  Retries: the pods answer ?status=503 (and wait ?delay= ms); the canary tries 3 times, then relays it:
+    curl -si 'http://127.0.0.1:${out}/reviews/1?status=503' -H 'Host: reviews'
+    curl -s http://127.0.0.1:${sidecar.adminPort}/metrics | grep weft_proxy_decisions_total
   What the resources became:
     curl -s http://127.0.0.1:${sidecar.adminPort}/config_dump
 
