@@ -182,3 +182,10 @@ t.test('keyed buckets (injected clock): independent, and the least recently used
   now = 60_001
   t.equal(rl.take('a'), 0, 'a minute later a has its token back')
 })
+
+t.test('ratelimit-policy states whole seconds: a fractional interval is the same rate over the next whole second', async (t) => {
+  const half = new LocalRateLimiter({ requests: 5, interval: '500ms' }, () => 0)
+  t.match(half.rejectFields(100), /ratelimit-policy: 10;w=1\r\n/)
+  const odd = new LocalRateLimiter({ requests: 3, interval: '1500ms' }, () => 0)
+  t.match(odd.rejectFields(100), /ratelimit-policy: 4;w=2\r\n/)
+})

@@ -229,7 +229,7 @@ t.test('retriable-status-codes: only the listed codes are retried', async (t) =>
 
 // Known bug (reported, not fixed here: proxy/router/exchange.ts endPolicy flags URX only when the
 // final status is >= 500): a listed 4xx that stays failing is returned without URX.
-t.test('retriable-status-codes: a listed 4xx returned after the last try is flagged URX', { todo: 'endPolicy: URX only for status >= 500' }, async (t) => {
+t.test('retriable-status-codes: a listed 4xx returned after the last try is flagged URX', async (t) => {
   const up = await startHttpUpstream(t, { handler: answering(429, 'busy') })
   const s = await startTestSidecar(
     t,

@@ -20,7 +20,8 @@ import type { Cluster } from '../config/schema.ts'
 import { parseDuration } from '../config/duration.ts'
 import { monotonic, type Clock } from '../filters/clock.ts'
 
-type Settle = (ok: boolean) => void
+/** true: success; false: failure; null: neither (the client left, no endpoint): no proof either way */
+type Settle = (ok: boolean | null) => void
 
 const noop = (): void => {}
 const FAILED = new Error('upstream failure')
@@ -92,9 +93,9 @@ export class ClusterBreaker {
   }
 
   /** The outcome of a closed-state request. */
-  private record(ok: boolean): void {
+  private record(ok: boolean | null): void {
     // a request admitted before the breaker opened, ending after: the decision is made
-    if (!this.breaker.closed) return
+    if (ok === null || !this.breaker.closed) return
     const k = this.index()
     if (ok) {
       this.ok[k]++
@@ -137,8 +138,11 @@ interface BreakerTicketBox {
   settle: Settle | null
 }
 
+// A half-open probe that ends without an answer (its client left) proves nothing: the breaker
+// opens again and probes anew after resetTimeout (opossum lets no second probe through, so
+// leaving it unsettled would hold the breaker half-open for good).
 function action(box: BreakerTicketBox): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    box.settle = (ok) => (ok ? resolve() : reject(FAILED))
+    box.settle = (ok) => (ok === true ? resolve() : reject(FAILED))
   })
 }

@@ -330,7 +330,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     }
     const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader), this.lastEndpoint)
     if (ep === undefined) {
-      ticket?.(true)
+      ticket?.(null)
       return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
     }
     this.ticket = ticket
@@ -750,12 +750,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     const cluster = this.cluster!
     cluster.active--
     if (outcome !== OUTCOME_OK) ep.counters.rqError++
-    if (neutral) outcome = OUTCOME_OK
-    else if (cluster.outlier !== null) cluster.outlier.report(ep, outcome)
+    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
     const t = this.ticket
     if (t !== null) {
       this.ticket = null
-      t(outcome === OUTCOME_OK)
+      t(neutral ? null : outcome === OUTCOME_OK)
     }
   }
 
@@ -898,7 +897,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
     this.timer = this.tryTimer = this.waitTimer = null
     if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
-    if (this.refused && this.flags === '' && this.status >= 500) this.flags = Flags.UpstreamRetryLimitExceeded
+    if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
   }
 

@@ -47,7 +47,11 @@ export class LocalRateLimiter {
     this.keyHeader = p.key?.header?.toLowerCase() ?? ''
     this.single = { tokens: this.burst, at: now() }
     const w = intervalMs / 1000
-    this.policyFields = 'ratelimit-limit: ' + p.requests + '\r\nratelimit-policy: ' + p.requests + ';w=' + (Number.isInteger(w) ? w : w.toFixed(3)) + '\r\n'
+    // the draft's window is whole seconds: a fractional interval is stated as the same rate over
+    // the next whole number of seconds (5 per 500ms -> 10;w=1)
+    const ws = Number.isInteger(w) ? w : Math.ceil(w)
+    const quota = Number.isInteger(w) ? p.requests : Math.round((p.requests * ws) / w)
+    this.policyFields = 'ratelimit-limit: ' + p.requests + '\r\nratelimit-policy: ' + quota + ';w=' + ws + '\r\n'
   }
 
   /** Take a token for `key` ("" for the shared bucket). 0: allowed; else ms until a token is back. */
