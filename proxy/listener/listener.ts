@@ -140,7 +140,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner 
       c.http1++
     } else if (protocol === DETECT_HTTP2) {
       c.http2++
-      this.serveHttp2(d, first!)
+      this.serveHttp2(d, first!, rb)
       return
     } else if (protocol === DETECT_TCP) {
       if (first === null) c.tcpServerFirst++
@@ -163,13 +163,16 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner 
 
   /**
    * HTTP/2 with prior knowledge. NOT SUPPORTED YET: this is the place where the HTTP/2 codec plugs
-   * in (it gets the socket, the preface bytes in `first` and the read buffer). Until then the
-   * client gets a valid refusal — the server preface (empty SETTINGS) and GOAWAY with
+   * in: it gets the socket (d.socket), the bytes read so far in `first` (the 24-byte preface and
+   * whatever followed in the same read, e.g. the client's SETTINGS; valid only during this call)
+   * and the read buffer `rb` (null: 'data' events), and takes d's place in this.conns. Until then
+   * the client gets a valid refusal — the server preface (empty SETTINGS) and GOAWAY with
    * HTTP_1_1_REQUIRED (RFC 9113 7) — so it fails at once with a clear error; counted as
    * http2_refused.
    */
-  private serveHttp2(d: Detector, first: Buffer): void {
+  private serveHttp2(d: Detector, first: Buffer, rb: ReadBuffer | null): void {
     void first
+    void rb
     this.counters.http2Refused++
     const s = d.socket
     s.once('close', () => this.connectionClosed(d))
