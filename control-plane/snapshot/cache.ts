@@ -74,7 +74,20 @@ export class SnapshotCache {
   }
 }
 
+// (type, previous version) -> the type with its delta: nodes that move from the same version to
+// the same type (50 namespaces after one endpoint change) share one diff
+const deltas = new WeakMap<TypeSnapshot, Map<string, TypeSnapshot>>()
+const DELTAS_PER_TYPE = 64
+
 function withDelta(t: TypeSnapshot, old: TypeSnapshot): TypeSnapshot {
-  const d = diff(old.resources, t.resources)
-  return { ...t, delta: { from: old.version, changed: d.changed, removed: d.removed } }
+  let m = deltas.get(t)
+  if (m === undefined) deltas.set(t, (m = new Map()))
+  let out = m.get(old.version)
+  if (out === undefined) {
+    const d = diff(old.resources, t.resources)
+    out = { ...t, delta: { from: old.version, changed: d.changed, removed: d.removed } }
+    if (m.size >= DELTAS_PER_TYPE) m.delete(m.keys().next().value!)
+    m.set(old.version, out)
+  }
+  return out
 }

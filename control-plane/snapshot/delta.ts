@@ -26,23 +26,32 @@ export interface TypeUpdate {
   readonly after: Known
 }
 
+// The complete and the one-publish-behind updates of a type are the same for every proxy: they
+// are built once (the same objects, so the wire's encodings of their resource lists are too).
+const complete = new WeakMap<TypeSnapshot, TypeUpdate>()
+const oneBehind = new WeakMap<TypeSnapshot, TypeUpdate>()
+
 /** The update that brings `known` to `t`, or null when the proxy already has t's version. */
 export function updateFor(t: TypeSnapshot, known: Known | undefined): TypeUpdate | null {
   if (known !== undefined && known.version === t.version) return null
   const after: Known = { version: t.version, resources: t.resources }
   if (known === undefined || !INCREMENTAL_TYPES.has(t.type) || known.resources === null) {
-    return { type: t.type, version: t.version, incremental: false, resources: [...t.resources.values()], removed: [], after }
+    let u = complete.get(t)
+    if (u === undefined) {
+      u = { type: t.type, version: t.version, incremental: false, resources: [...t.resources.values()], removed: [], after }
+      complete.set(t, u)
+    }
+    return u
   }
   // Fast path: the proxy is one publish behind, the delta was computed once for everyone.
   if (t.delta !== null && t.delta.from === known.version) {
-    return {
-      type: t.type,
-      version: t.version,
-      incremental: true,
-      resources: t.delta.changed.map((n) => t.resources.get(n)!),
-      removed: t.delta.removed,
-      after,
+    let u = oneBehind.get(t)
+    if (u === undefined) {
+      const changed = t.delta.changed.map((n) => t.resources.get(n)!)
+      u = { type: t.type, version: t.version, incremental: true, resources: changed, removed: t.delta.removed, after }
+      oneBehind.set(t, u)
     }
+    return u
   }
   const d = diff(known.resources, t.resources)
   return { type: t.type, version: t.version, incremental: true, resources: d.changed.map((n) => t.resources.get(n)!), removed: d.removed, after }

@@ -4,43 +4,109 @@
 // The hash is over JSON.stringify, not a key-sorted form (ten times slower on a 10,000-service
 // route table): a source that builds objects with another key order only causes a resend, never
 // a wrong "unchanged". translate builds its objects the same way every time.
+//
+// Snapshots are immutable, and a source that keeps unchanged objects (../translate/incremental.ts)
+// gives the same objects again, so everything here is remembered per object: a resource body is
+// hashed once, and a type whose collection (the clusters array, the endpoints map, ...) is the
+// same object as in an earlier snapshot, of this node or another, is not versioned again. With 50
+// namespaces sharing their clusters and endpoints, an endpoint change versions them once, not 50
+// times.
 import { createHash } from 'node:crypto'
 import { TYPE_URLS, type TypeUrl } from '../../protos/api.ts'
 import type { EndpointSpec, Snapshot, TypeSnapshot, VersionedResource } from './types.ts'
 
-// Objects reused across snapshots (a translate that keeps unchanged objects) are hashed once.
 const hashes = new WeakMap<object, string>()
+// body -> its versioned resource, so that the wire's per-resource encodings are reused too
+const versioned = new WeakMap<object, VersionedResource>()
+// a snapshot's collection (array or map) -> its type, versioned
+const types = new WeakMap<object, TypeSnapshot>()
+// virtual host -> its JSON: the route tables of many namespaces share most virtual hosts
+const fragments = new WeakMap<object, string>()
+const LARGE_TABLE = 64
 
 function digest(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16)
 }
 
-/** Version of one resource body. */
+/**
+ * JSON.stringify(body), faster for a large route table: each virtual host is serialized once
+ * per object, not once per table that holds it (the same text, spliced in).
+ */
+export function resourceJson(body: object): string {
+  const hosts = largeTableHosts(body)
+  if (hosts === null) return JSON.stringify(body)
+  return `{"name":${JSON.stringify((body as { name: string }).name)},"virtualHosts":[${hosts.map(fragment).join(',')}]}`
+}
+
+/** The virtual hosts of a large route table ({ name, virtualHosts } and nothing else), or null. */
+function largeTableHosts(body: object): object[] | null {
+  const t = body as { name?: unknown; virtualHosts?: unknown }
+  if (!Array.isArray(t.virtualHosts) || t.virtualHosts.length < LARGE_TABLE || typeof t.name !== 'string') return null
+  const keys = Object.keys(body)
+  return keys.length === 2 && keys[0] === 'name' && keys[1] === 'virtualHosts' ? (t.virtualHosts as object[]) : null
+}
+
+function fragment(o: object): string {
+  let text = fragments.get(o)
+  if (text === undefined) {
+    text = JSON.stringify(o)
+    fragments.set(o, text)
+  }
+  return text
+}
+
+/**
+ * Version of one resource body: the hash of its JSON; for a large route table, the hash of its
+ * name and its virtual hosts' hashes (each virtual host is hashed once however many tables hold
+ * it: 50 namespaces' 5 MB tables are not hashed byte by byte).
+ */
 export function resourceVersion(body: object): string {
   let v = hashes.get(body)
   if (v === undefined) {
-    v = digest(JSON.stringify(body))
+    const hosts = largeTableHosts(body)
+    v = hosts === null ? digest(resourceJson(body)) : digest(`RouteTable\0${(body as { name: string }).name}\0${hosts.map(hostVersion).join('\n')}`)
     hashes.set(body, v)
   }
   return v
 }
 
-function typeSnapshot(type: TypeUrl, items: Iterable<[string, object]>): TypeSnapshot {
+function hostVersion(h: object): string {
+  let v = hashes.get(h)
+  if (v === undefined) {
+    v = digest(fragment(h))
+    hashes.set(h, v)
+  }
+  return v
+}
+
+function resource(name: string, body: object): VersionedResource {
+  const r = versioned.get(body)
+  if (r !== undefined && r.name === name) return r
+  const fresh: VersionedResource = { name, version: resourceVersion(body), body: body as VersionedResource['body'] }
+  versioned.set(body, fresh)
+  return fresh
+}
+
+function typeSnapshot(type: TypeUrl, collection: object, items: () => Iterable<[string, object]>): TypeSnapshot {
+  const known = types.get(collection)
+  if (known !== undefined && known.type === type) return known
   const list: VersionedResource[] = []
-  for (const [name, body] of items) list.push({ name, version: resourceVersion(body), body: body as VersionedResource['body'] })
+  for (const [name, body] of items()) list.push(resource(name, body))
   list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   const h = createHash('sha256')
   for (const r of list) h.update(`${r.name}\0${r.version}\n`)
-  return { type, version: h.digest('hex').slice(0, 16), resources: new Map(list.map((r) => [r.name, r])), delta: null }
+  const t: TypeSnapshot = { type, version: h.digest('hex').slice(0, 16), resources: new Map(list.map((r) => [r.name, r])), delta: null }
+  types.set(collection, t)
+  return t
 }
 
 /** Every type of a (consistent) snapshot, versioned (without deltas: the cache adds them). */
 export function versionSnapshot(s: Snapshot): Record<TypeUrl, TypeSnapshot> {
   const [cluster, endpoints, routeTable, listener] = TYPE_URLS
   return {
-    [cluster]: typeSnapshot(cluster, s.clusters.map((c) => [c.name, c])),
-    [endpoints]: typeSnapshot(endpoints, [...s.endpoints].map(([name, eps]): [string, readonly EndpointSpec[]] => [name, eps])),
-    [routeTable]: typeSnapshot(routeTable, s.routeTables.map((t) => [t.name, t])),
-    [listener]: typeSnapshot(listener, s.listeners.map((l) => [l.name, l])),
+    [cluster]: typeSnapshot(cluster, s.clusters, () => s.clusters.map((c) => [c.name, c])),
+    [endpoints]: typeSnapshot(endpoints, s.endpoints, () => s.endpoints as ReadonlyMap<string, readonly EndpointSpec[]>),
+    [routeTable]: typeSnapshot(routeTable, s.routeTables, () => s.routeTables.map((t) => [t.name, t])),
+    [listener]: typeSnapshot(listener, s.listeners, () => s.listeners.map((l) => [l.name, l])),
   } as Record<TypeUrl, TypeSnapshot>
 }

@@ -14,21 +14,32 @@ export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'fault
 export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection'>
 
 const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'fault'] as const
+const NONE: readonly TrafficPolicy[] = []
 
 /** Policies indexed by what they target: "Service ns/name", "HTTPRoute ns/name", "HTTPRoute ns/name#rule". */
 export class PolicyIndex {
   private readonly byTarget = new Map<string, TrafficPolicy[]>()
+  // "Service ns/name", "HTTPRoute ns/name" (any rule) -> policies: what a translation depends on
+  private readonly byObject = new Map<string, TrafficPolicy[]>()
 
   constructor(policies: readonly TrafficPolicy[]) {
+    const add = (m: Map<string, TrafficPolicy[]>, key: string, p: TrafficPolicy) => {
+      const list = m.get(key) ?? []
+      if (!list.includes(p)) list.push(p)
+      m.set(key, list)
+    }
     for (const p of policies) {
       const ns = namespaceOf(p)
       for (const t of p.spec.targetRefs) {
-        const key = `${t.kind} ${ns}/${t.name}${t.sectionName === undefined ? '' : `#${t.sectionName}`}`
-        const list = this.byTarget.get(key) ?? []
-        if (!list.includes(p)) list.push(p)
-        this.byTarget.set(key, list)
+        add(this.byTarget, `${t.kind} ${ns}/${t.name}${t.sectionName === undefined ? '' : `#${t.sectionName}`}`, p)
+        add(this.byObject, `${t.kind} ${ns}/${t.name}`, p)
       }
     }
+  }
+
+  /** Every policy with a target on this Service or HTTPRoute (any rule), in input order. */
+  about(kind: 'Service' | 'HTTPRoute', id: string): readonly TrafficPolicy[] {
+    return this.byObject.get(`${kind} ${id}`) ?? NONE
   }
 
   /** The cluster fields of a Service's policies. */

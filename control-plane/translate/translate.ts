@@ -61,33 +61,107 @@ export function resourcesOf(set: ResourceSet): Resources {
 export function translate(r: Resources, node: NodeInfo = {}): Translation {
   const nodeNs = node.namespace ?? 'default'
   const cd = node.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN
-  const policies = new PolicyIndex(r.trafficPolicies)
-  // Sorted, so the output does not depend on file order (a reload of the same state is a no-op).
-  const services = [...r.services].sort((a, b) => (idOf(a) < idOf(b) ? -1 : idOf(a) > idOf(b) ? 1 : 0))
+  const ix = indexResources(r)
   const clusters: Cluster[] = []
   const virtualHosts: VirtualHost[] = []
-  for (const svc of services) {
-    const ns = namespaceOf(svc)
+  for (const svc of ix.services) {
     const id = idOf(svc)
     const ports = routedPorts(svc)
-    const portless = ports.find((p) => p.port === 80) ?? ports[0]
+    const slices = ix.slices.get(id) ?? []
+    const routes = ix.routes.get(id) ?? []
     for (const port of ports) {
-      const cluster = clusterName(port.port, svc.metadata.name, ns, cd)
-      clusters.push({
-        name: cluster,
-        destination: { service: serviceFqdn(svc.metadata.name, ns, cd), namespace: ns, workload: svc.metadata.name },
-        ...policies.cluster(id),
-        endpoints: endpointsOf(svc, port, ports.length, r.endpointSlices),
-      })
-      const ranked = attachedMatches(r.httpRoutes, svc, port.port, nodeNs)
-      const routes = ranked.map((x) => translateRule(r.httpRoutes[x.route], x.rule, x.m, id, policies, cd))
-      if (!ranked.some((x) => isCatchAll(x.m))) {
-        routes.push({ name: DEFAULT_ROUTE, match: { path: { prefix: '/' } }, backends: [{ cluster, weight: 1 }], ...policies.route(id, undefined, undefined) })
-      }
-      virtualHosts.push({ name: `${serviceFqdn(svc.metadata.name, ns, cd)}|${port.port}`, ...hostsOf(svc, port.port, port === portless, ns === nodeNs, cd), routes })
+      clusters.push({ ...clusterOf(svc, port, ix.policies, cd), endpoints: endpointsOf(port, ports.length, slices) })
+      virtualHosts.push(virtualHostOf(svc, port, ports, routes, nodeNs, ix.policies, cd))
     }
   }
   return { routeTables: [{ name: OUTBOUND_TABLE, virtualHosts }], clusters }
+}
+
+/** A cluster without its endpoints (they change far more often: see endpointsOf). */
+export type ClusterSpec = Omit<Cluster, 'endpoints'>
+
+/**
+ * What translation looks up, built once per set of resources: without it every Service port
+ * would scan every EndpointSlice and every HTTPRoute (10,000 Services: 10^8 steps).
+ */
+export interface ResourceIndex {
+  /** sorted by namespace/name, so the output does not depend on input order */
+  services: readonly Service[]
+  /** by the Service id ("namespace/name") of their kubernetes.io/service-name label, in input order */
+  slices: ReadonlyMap<string, readonly EndpointSlice[]>
+  /** by the id of each Service a parentRef names, in input order (the precedence tie-break) */
+  routes: ReadonlyMap<string, readonly HTTPRoute[]>
+  policies: PolicyIndex
+}
+
+export function indexResources(r: Resources): ResourceIndex {
+  return { services: sortServices(r.services), slices: indexSlices(r.endpointSlices), routes: indexRoutes(r.httpRoutes), policies: new PolicyIndex(r.trafficPolicies) }
+}
+
+export function sortServices(services: readonly Service[]): Service[] {
+  const ids = new Map(services.map((s) => [s, idOf(s)]))
+  return [...services].sort((a, b) => (ids.get(a)! < ids.get(b)! ? -1 : ids.get(a)! > ids.get(b)! ? 1 : 0))
+}
+
+export function indexSlices(slices: readonly EndpointSlice[]): Map<string, EndpointSlice[]> {
+  const out = new Map<string, EndpointSlice[]>()
+  for (const s of slices) {
+    const id = `${namespaceOf(s)}/${s.metadata.labels[SERVICE_NAME_LABEL]}`
+    const list = out.get(id)
+    if (list === undefined) out.set(id, [s])
+    else list.push(s)
+  }
+  return out
+}
+
+export function indexRoutes(routes: readonly HTTPRoute[]): Map<string, HTTPRoute[]> {
+  const out = new Map<string, HTTPRoute[]>()
+  for (const rt of routes) {
+    const ns = namespaceOf(rt)
+    for (const p of rt.spec.parentRefs) {
+      const id = `${p.namespace ?? ns}/${p.name}`
+      const list = out.get(id)
+      if (list === undefined) out.set(id, [rt])
+      else if (list[list.length - 1] !== rt) list.push(rt)
+    }
+  }
+  return out
+}
+
+/** The cluster of one Service port, without endpoints. */
+export function clusterOf(svc: Service, port: ServicePort, policies: PolicyIndex, cd: string): ClusterSpec {
+  const ns = namespaceOf(svc)
+  return {
+    name: clusterName(port.port, svc.metadata.name, ns, cd),
+    destination: { service: serviceFqdn(svc.metadata.name, ns, cd), namespace: ns, workload: svc.metadata.name },
+    ...policies.cluster(idOf(svc)),
+  }
+}
+
+/**
+ * The virtual host of one Service port for the proxies of nodeNs (undefined: of any namespace
+ * that is not the Service's own and has no consumer routes to it). `routes`: the HTTPRoutes with
+ * a parentRef naming the Service (others cannot attach), in input order.
+ */
+export function virtualHostOf(
+  svc: Service,
+  port: ServicePort,
+  ports: readonly ServicePort[],
+  routes: readonly HTTPRoute[],
+  nodeNs: string | undefined,
+  policies: PolicyIndex,
+  cd: string,
+): VirtualHost {
+  const ns = namespaceOf(svc)
+  const id = idOf(svc)
+  const portless = ports.find((p) => p.port === 80) ?? ports[0]
+  const cluster = clusterName(port.port, svc.metadata.name, ns, cd)
+  const ranked = attachedMatches(routes, svc, port.port, nodeNs)
+  const out = ranked.map((x) => translateRule(routes[x.route], x.rule, x.m, id, policies, cd))
+  if (!ranked.some((x) => isCatchAll(x.m))) {
+    out.push({ name: DEFAULT_ROUTE, match: { path: { prefix: '/' } }, backends: [{ cluster, weight: 1 }], ...policies.route(id, undefined, undefined) })
+  }
+  return { name: `${serviceFqdn(svc.metadata.name, ns, cd)}|${port.port}`, ...hostsOf(svc, port.port, port === portless, ns === nodeNs, cd), routes: out }
 }
 
 /**
@@ -117,14 +191,14 @@ function hostsOf(svc: Service, port: number, portless: boolean, own: boolean, cd
 }
 
 /**
- * Ready endpoints of the Service's slices for one port: the slice port of the same name (or, for a
- * one-port Service, a slice's only port). Readiness unset counts as ready, as in Kubernetes.
+ * Ready endpoints of the Service's slices (`slices`: those labelled with its name, in its
+ * namespace) for one port: the slice port of the same name (or, for a one-port Service, a slice's
+ * only port). Readiness unset counts as ready, as in Kubernetes.
  */
-function endpointsOf(svc: Service, port: ServicePort, portCount: number, slices: readonly EndpointSlice[]): Endpoint[] {
+export function endpointsOf(port: ServicePort, portCount: number, slices: readonly EndpointSlice[]): Endpoint[] {
   const out: Endpoint[] = []
   const seen = new Set<string>()
   for (const s of slices) {
-    if (s.metadata.labels[SERVICE_NAME_LABEL] !== svc.metadata.name || namespaceOf(s) !== namespaceOf(svc)) continue
     const sPorts = (s.ports ?? []).filter((p) => (p.protocol ?? 'TCP') === 'TCP')
     const sp = sPorts.find((p) => (p.name ?? '') === (port.name ?? '')) ?? (portCount === 1 && sPorts.length === 1 ? sPorts[0] : undefined)
     if (sp === undefined) continue

@@ -7,7 +7,10 @@ import pino, { type Logger } from 'pino'
 import { configDiscoveryService, type ConfigDiscoveryHandlers, type ConfigRequest__Output, type ConfigResponse, type Node__Output } from '../../protos/api.ts'
 import type { SnapshotCache } from '../snapshot/cache.ts'
 import { ProxyRegistry } from './registry.ts'
-import { ConfigStream } from './stream.ts'
+import { ConfigStream, type Answer } from './stream.ts'
+import { serializeResponse } from './wire.ts'
+
+export type { Answer } from './stream.ts'
 
 export interface ConfigServerOptions {
   cache: SnapshotCache
@@ -18,6 +21,8 @@ export interface ConfigServerOptions {
   nodeKey?: (node: Node__Output) => string
   /** a proxy said hello: a source may publish its snapshot now */
   onStreamOpen?: (key: string, node: Node__Output) => void
+  /** a proxy ACKed or NACKed a response (called as the answer is processed) */
+  onAnswer?: (a: Answer) => void
   /** HTTP/2 keepalive pings, so a proxy that vanished without a FIN is noticed; default 30 s */
   keepaliveMs?: number
 }
@@ -44,6 +49,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     nodeKey: opts.nodeKey ?? ((n: Node__Output) => n.id),
     noncePrefix: randomBytes(4).toString('hex'),
     onOpen: opts.onStreamOpen,
+    onAnswer: opts.onAnswer,
   }
   const handlers: ConfigDiscoveryHandlers = {
     StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
@@ -91,7 +97,9 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
   })
-  server.addService(configDiscoveryService(), handlers)
+  // The generated service, with a response serializer that reuses each resource's encoding.
+  const service = configDiscoveryService()
+  server.addService({ ...service, StreamConfig: { ...service.StreamConfig, responseSerialize: serializeResponse } }, handlers)
   const address = opts.address ?? DEFAULT_XDS_ADDRESS
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))
