@@ -11,7 +11,7 @@ import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { formatConfigError } from '../proxy/config/errors.ts'
 import { createLogger } from '../proxy/log.ts'
-import { admitResources } from '../control-plane/sources/admit.ts'
+import { admitResources, type Admission } from '../control-plane/sources/admit.ts'
 import type { KubeConfigOption } from '../control-plane/sources/kube-api.ts'
 import { startKubernetesSource, type ClusterState, type KubernetesSource } from '../control-plane/sources/kubernetes.ts'
 import { LocalSource } from '../control-plane/sources/local.ts'
@@ -69,12 +69,18 @@ async function startLocal(path: string, pub: NamespacePublisher, log: Logger, de
 function startKube(kubeConfig: KubeConfigOption, pub: NamespacePublisher, log: Logger, o: ControlPlaneOptions): RunningSource {
   let excluded: string[] = []
   let reported = new Set<string>()
+  let last: Admission | undefined
   const onChange = (state: ClusterState) => {
-    const a = admitResources(state.resources)
-    const now = new Set(a.errors.map(formatConfigError))
+    const a = admitResources(state.resources, last)
+    last = a
+    const now = new Set([...a.errors, ...a.warnings].map(formatConfigError))
     for (const e of a.errors) {
       const line = formatConfigError(e)
       if (!reported.has(line)) log.error({ code: e.code }, `left out: ${line}`)
+    }
+    for (const e of a.warnings) {
+      const line = formatConfigError(e)
+      if (!reported.has(line)) log.warn({ code: e.code }, `admitted, but: ${line}`)
     }
     reported = now
     excluded = a.excluded

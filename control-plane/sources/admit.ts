@@ -14,18 +14,44 @@ export interface Admission {
   resources: ResourceSet
   /** every error of the objects left out */
   errors: ConfigError[]
+  /**
+   * Findings that leave nothing out: a route rule shadowed by an earlier one is harmless in a
+   * cluster (it never matches; the API server accepts it too), and leaving out the route would
+   * take its reachable rules with it. `weft validate` still reports it as an error.
+   */
+  warnings: ConfigError[]
   /** the files ("k8s:Kind/ns/name") of the objects left out */
   excluded: string[]
+  /** the input it was computed from (for the next call's fast path) */
+  readonly input: ResourceSet
 }
 
-export function admitResources(set: ResourceSet): Admission {
+/**
+ * `previous`: the admission of the last state. When only EndpointSlices changed (the common
+ * case: pods come and go) and every other object is the very same object as then (informers
+ * replace an object when it changes, never edit it), the checks are not run again: none of them
+ * reads EndpointSlices except for duplicate names, which the API server rules out. At 10,000
+ * Services the full checks take about a second; an endpoint change must not wait for them.
+ */
+export function admitResources(set: ResourceSet, previous?: Admission): Admission {
+  if (previous !== undefined && onlySlicesChanged(previous.input, set)) {
+    const excluded = new Set(previous.excluded)
+    return {
+      ...previous,
+      resources: { ...previous.resources, endpointSlices: set.endpointSlices.filter((x) => !excluded.has(x.file)) },
+      input: set,
+    }
+  }
   const excluded = new Set<string>()
   const all: ConfigError[] = []
   let current = set
   // Leaving an object out can break another (a route whose Service went): check again, at most
   // once per object that can go.
+  let warnings: ConfigError[] = []
   for (let round = 0; round < 1 + countOf(set); round++) {
-    const errors = checkResources(current)
+    const found = checkResources(current)
+    warnings = found.filter(isShadowed)
+    const errors = found.filter((e) => !isShadowed(e))
     if (errors.length === 0) break
     const before = excluded.size
     for (const e of errors) excluded.add(e.file)
@@ -33,7 +59,22 @@ export function admitResources(set: ResourceSet): Admission {
     if (excluded.size === before) break // errors that name no object of the set: nothing more to leave out
     current = without(current, excluded)
   }
-  return { resources: current, errors: all, excluded: [...excluded].sort() }
+  return { resources: current, errors: all, warnings, excluded: [...excluded].sort(), input: set }
+}
+
+/** validate-routes.ts checkShadowing's finding */
+function isShadowed(e: ConfigError): boolean {
+  return e.message.startsWith('unreachable: shadowed by ')
+}
+
+function onlySlicesChanged(a: ResourceSet, b: ResourceSet): boolean {
+  return same(a.services, b.services) && same(a.httpRoutes, b.httpRoutes) && same(a.trafficPolicies, b.trafficPolicies)
+}
+
+function same<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 function countOf(s: ResourceSet): number {

@@ -59,28 +59,38 @@ const KIND: Record<string, string> = {
 /** Apply a batch of responses on top of `prev`; nothing is changed when a resource is malformed. */
 export function decodeBatch(prev: Accepted, batch: readonly ConfigResponse__Output[]): Outcome<Accepted> {
   const versions = new Map(prev.versions)
-  const maps = {
-    [TYPE.listener]: new Map<string, unknown>(prev.listeners),
-    [TYPE.routeTable]: new Map<string, unknown>(prev.routeTables),
-    [TYPE.cluster]: new Map<string, unknown>(prev.clusters),
-    [TYPE.endpoints]: new Map<string, unknown>(prev.endpoints),
+  // Only the maps of the types in the batch are copied; the others are shared with `prev` (an
+  // Accepted is never changed), so an endpoint update does not copy thousands of clusters.
+  const maps: Record<TypeUrl, ReadonlyMap<string, unknown>> = {
+    [TYPE.listener]: prev.listeners,
+    [TYPE.routeTable]: prev.routeTables,
+    [TYPE.cluster]: prev.clusters,
+    [TYPE.endpoints]: prev.endpoints,
   }
+  const copied = new Set<TypeUrl>()
   const errors: string[] = []
   for (const r of batch) {
-    const type = r.typeUrl
-    const m = maps[type as TypeUrl] as Map<string, unknown> | undefined
-    if (m === undefined) {
+    const type = r.typeUrl as TypeUrl
+    if (!Object.hasOwn(maps, type)) {
       errors.push(`unknown type_url "${type}"`)
       continue
+    }
+    let m: Map<string, unknown>
+    if (copied.has(type)) m = maps[type] as Map<string, unknown>
+    else {
+      // a complete set starts empty: nothing to copy
+      m = r.incremental ? new Map(maps[type]) : new Map()
+      maps[type] = m
+      copied.add(type)
     }
     if (!r.incremental) m.clear()
     for (const name of r.removedResources) m.delete(name)
     for (const res of r.resources) {
-      const v = decodeResource(type as TypeUrl, res)
+      const v = decodeResource(type, res)
       if (typeof v === 'string') errors.push(`${KIND[type]} "${res.name}" (version ${res.version}): ${v}`)
       else m.set(res.name, v)
     }
-    versions.set(type as TypeUrl, r.versionInfo)
+    versions.set(type, r.versionInfo)
   }
   if (errors.length > 0) return { ok: false, code: XDS_DECODE, errors }
   return {
