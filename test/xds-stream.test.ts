@@ -14,15 +14,16 @@ interface Teardown {
   teardown(fn: () => unknown): void
 }
 
-function snapshot(o: { ports?: number[]; timeout?: string } = {}): Snapshot {
+function snapshot(o: { ports?: number[]; timeout?: string; extra?: string } = {}): Snapshot {
   const endpoints: EndpointSpec[] = (o.ports ?? [8080]).map((port) => ({ address: '10.1.0.1', port }))
   return {
     listeners: [{ name: 'out', direction: 'outbound', port: 15001, routeTable: 'rt' }],
     routeTables: [{ name: 'rt', virtualHosts: [{ name: 'all', domains: ['*'], routes: [{ backends: [{ cluster: 'app' }], ...(o.timeout ? { timeout: o.timeout } : {}) }] }] }],
-    clusters: [{ name: 'app' }, { name: 'db' }],
+    clusters: [{ name: 'app' }, { name: 'db' }, ...(o.extra === undefined ? [] : [{ name: o.extra }])],
     endpoints: new Map([
       ['app', endpoints],
       ['db', [{ address: '10.1.0.9', port: 5432, ready: false, zone: 'z1', labels: { role: 'primary' } }]],
+      ...(o.extra === undefined ? [] : ([[o.extra, [{ address: '10.1.0.7', port: 6379 }]]] as [string, EndpointSpec[]][])),
     ]),
   }
 }
@@ -262,6 +263,67 @@ t.test('a proxy that reconnects with current versions is sent nothing, then incr
   const [u] = await s.batch()
   t.same([u.typeUrl, u.incremental, u.resources.map((x) => x.name)], [TYPE.endpoints, true, ['app']], 'the first response is the endpoint change alone')
   t.same(u.resources[0].endpoints!.endpoints.map((e) => e.port), [9090])
+})
+
+// Each of the next three: after the NACKs, an endpoint change is published; the next batch must be
+// that change alone. A rejected version sent again would come first (at once, in a loop).
+const only = (b: ConfigResponse__Output[]) => b.map((r) => shortType(r.typeUrl))
+
+t.test('a fresh proxy that rejects its first config is not sent it again on that stream', async (t) => {
+  const { cp, cache } = await startControlPlane(t)
+  cache.setSnapshot('p3', snapshot())
+  const s = openStream(t, cp)
+  s.write(hello('p3'))
+  const first = await s.batch()
+  t.same(only(first), ['cluster', 'endpoints', 'routeTable', 'listener'])
+  for (const r of first) s.nack(r, '', 'listeners[0]: port 15001 in use (WEFT_ERR_XDS_APPLY)')
+  cache.setSnapshot('p3', snapshot({ ports: [9090] }))
+  const next = await s.batch()
+  t.same(only(next), ['endpoints'], 'the endpoint change alone; the rejected versions are withheld')
+  t.equal(next[0].incremental, false, 'the proxy holds no endpoints: the complete set')
+})
+
+t.test('two types rejected one after the other are both withheld (no ping-pong)', async (t) => {
+  const { cp, cache } = await startControlPlane(t)
+  cache.setSnapshot('p4', snapshot())
+  const s = openStream(t, cp)
+  s.write(hello('p4'))
+  const first = await s.batch()
+  for (const r of first) s.ack(r)
+  cache.setSnapshot('p4', snapshot({ timeout: '5s' }))
+  const [badRoutes] = await s.batch()
+  s.nack(badRoutes, first[2].versionInfo, 'routes rejected')
+  // A cluster is added: the routes rejected with the old clusters may work now, so both go out.
+  cache.setSnapshot('p4', snapshot({ timeout: '5s', extra: 'cache' }))
+  const both = await s.batch()
+  t.same(only(both), ['cluster', 'endpoints', 'routeTable'])
+  t.equal(both[2].versionInfo, badRoutes.versionInfo, 'the same routes, with the new clusters')
+  s.nack(both[0], first[0].versionInfo, 'clusters rejected')
+  s.ack(both[1])
+  s.nack(both[2], first[2].versionInfo, 'routes rejected')
+  cache.setSnapshot('p4', snapshot({ timeout: '5s', extra: 'cache', ports: [9090] }))
+  t.same(only(await s.batch()), ['endpoints'], 'neither rejected type comes back')
+})
+
+t.test('endpoints rejected with a bad cluster keep flowing; the cluster and routes are withheld', async (t) => {
+  const { cp, cache } = await startControlPlane(t)
+  cache.setSnapshot('p5', snapshot())
+  const s = openStream(t, cp)
+  s.write(hello('p5'))
+  const first = await s.batch()
+  for (const r of first) s.ack(r)
+  cache.setSnapshot('p5', snapshot({ timeout: '5s', extra: 'cache' }))
+  const batch = await s.batch()
+  t.same(only(batch), ['cluster', 'endpoints', 'routeTable'])
+  s.nack(batch[0], first[0].versionInfo, 'rejected')
+  s.nack(batch[1], first[1].versionInfo, 'rejected')
+  s.nack(batch[2], first[2].versionInfo, 'rejected')
+  for (const port of [9090, 9091]) {
+    cache.setSnapshot('p5', snapshot({ timeout: '5s', extra: 'cache', ports: [port] }))
+    const next = await s.batch()
+    t.same(only(next), ['endpoints'], `endpoint change to ${port}: endpoints alone`)
+    s.ack(next[0])
+  }
 })
 
 function shortType(url: string): string {

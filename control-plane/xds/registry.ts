@@ -33,6 +33,17 @@ export interface StreamView {
   lastNack: NackRecord | null
 }
 
+/**
+ * A version a proxy rejected, and the versions the other types had in the snapshot it was sent
+ * from: it goes out again only once one of those moved (the cause may be fixed then). Endpoint
+ * versions are not among them: endpoints move all the time and never fix a rejected route,
+ * cluster or listener.
+ */
+export interface Rejection {
+  version: string
+  with: ReadonlyMap<TypeUrl, string>
+}
+
 export interface RegisteredStream {
   readonly id: number
   view(): StreamView
@@ -45,8 +56,8 @@ export class ProxyRegistry {
   readonly metrics: ControlPlaneMetrics
   private readonly streams = new Set<RegisteredStream>()
   private readonly nackLog: NackRecord[] = []
-  // node id -> the versions of its last rejected batch
-  private readonly poisoned = new Map<string, ReadonlyMap<TypeUrl, string>>()
+  // node id -> per type, its rejected version (merged per type; a type's entry goes when it is ACKed)
+  private readonly poisoned = new Map<string, Map<TypeUrl, Rejection>>()
 
   constructor() {
     this.metrics = new ControlPlaneMetrics(() => this.streams.size)
@@ -79,16 +90,26 @@ export class ProxyRegistry {
     return [...this.streams].map((s) => s.view()).sort((a, b) => (a.node.id < b.node.id ? -1 : a.node.id > b.node.id ? 1 : a.stream - b.stream))
   }
 
-  /** The versions of the node's last rejected batch (kept across its reconnections). */
-  rejected(nodeId: string): ReadonlyMap<TypeUrl, string> | undefined {
+  /** What the node rejected and has not applied since, per type (kept across its reconnections). */
+  rejected(nodeId: string): ReadonlyMap<TypeUrl, Rejection> | undefined {
     return this.poisoned.get(nodeId)
   }
 
-  setRejected(nodeId: string, versions: ReadonlyMap<TypeUrl, string> | null): void {
-    this.poisoned.delete(nodeId)
-    if (versions === null || versions.size === 0) return
-    this.poisoned.set(nodeId, versions)
-    // bounded: the oldest entries go first (a Map iterates in insertion order)
-    if (this.poisoned.size > POISONED_NODES) this.poisoned.delete(this.poisoned.keys().next().value!)
+  addRejection(nodeId: string, type: TypeUrl, r: Rejection): void {
+    let m = this.poisoned.get(nodeId)
+    if (m === undefined) {
+      this.poisoned.set(nodeId, (m = new Map()))
+      // bounded: the oldest entries go first (a Map iterates in insertion order)
+      if (this.poisoned.size > POISONED_NODES) this.poisoned.delete(this.poisoned.keys().next().value!)
+    }
+    m.set(type, r)
+  }
+
+  /** The node applied a version of `type`: its rejection of that type is over. */
+  clearRejection(nodeId: string, type: TypeUrl): void {
+    const m = this.poisoned.get(nodeId)
+    if (m === undefined) return
+    m.delete(type)
+    if (m.size === 0) this.poisoned.delete(nodeId)
   }
 }

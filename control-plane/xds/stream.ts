@@ -10,9 +10,9 @@
 import type { Logger } from 'pino'
 import { TYPE_URLS, isTypeUrl, typeName, type ConfigRequest__Output, type ConfigResponse, type Node__Output, type TypeUrl } from '../../protos/api.ts'
 import type { SnapshotCache } from '../snapshot/cache.ts'
-import { updateFor, type Known, type TypeUpdate } from '../snapshot/delta.ts'
+import { INCREMENTAL_TYPES, updateFor, type Known, type TypeUpdate } from '../snapshot/delta.ts'
 import type { PublishedSnapshot } from '../snapshot/types.ts'
-import type { NackRecord, ProxyRegistry, RegisteredStream, StreamView } from './registry.ts'
+import type { NackRecord, ProxyRegistry, RegisteredStream, Rejection, StreamView } from './registry.ts'
 import { toResponse } from './wire.ts'
 
 export interface StreamDeps {
@@ -48,13 +48,13 @@ interface Sent {
   nonce: string
   update: TypeUpdate
   sentAt: string
+  /** the versions of the other types (but endpoints) in the snapshot this was sent from */
+  with: ReadonlyMap<TypeUrl, string>
 }
 
 interface Batch {
   readonly entries: Map<TypeUrl, Sent>
   readonly all: readonly Sent[]
-  /** type -> version, for the responses NACKed */
-  readonly rejected: Map<TypeUrl, string>
 }
 
 export const XDS_NO_NODE = 'WEFT_ERR_XDS_NO_NODE'
@@ -74,6 +74,8 @@ export class ConfigStream implements RegisteredStream {
   private readonly sent = new Map<TypeUrl, number>()
   private inFlight: Batch | null = null
   private lastNack: NackRecord | null = null
+  /** rejected on this stream: never sent again on it until something rejected with it moved */
+  private readonly rejectedHere = new Map<TypeUrl, Rejection>()
   private unwatch: (() => void) | null = null
   private closed = false
   private nonceSeq = 0
@@ -110,6 +112,8 @@ export class ConfigStream implements RegisteredStream {
     if (nack) this.nack(type, entry, req)
     else if (req.versionInfo === entry.update.version) {
       this.known.set(type, entry.update.after)
+      this.rejectedHere.delete(type)
+      this.deps.registry.clearRejection(this.node.id, type)
       this.deps.registry.metrics.acks.inc({ type: typeName(type) })
     } else {
       // an answer without an error that names another version: trust the version, not the content
@@ -119,7 +123,6 @@ export class ConfigStream implements RegisteredStream {
     this.deps.onAnswer?.({ key: this.key, node: this.node, type, version: nack ? entry.update.version : req.versionInfo, nack })
     if (batch.entries.size > 0) return
     this.inFlight = null
-    if (batch.rejected.size > 0) this.deps.registry.setRejected(this.node.id, batch.rejected)
     this.pump()
   }
 
@@ -202,24 +205,21 @@ export class ConfigStream implements RegisteredStream {
       const u = updateFor(snap.types[t], this.known.get(t))
       if (u !== null) updates.push(u)
     }
-    const rejected = this.deps.registry.rejected(this.node.id)
-    if (rejected !== undefined) {
-      // A rejected version goes out again only once something rejected with it has moved (the
-      // cause may be fixed); until then the rest (endpoint updates) still flows. A proxy that
-      // holds nothing of the type (restarted) is sent it: there is no last good one to keep.
-      const moved = [...rejected].some(([t, v]) => snap.types[t].version !== v)
-      if (!moved) {
-        updates = updates.filter((u) => {
-          const withhold = rejected.get(u.type) === u.version && this.known.has(u.type)
-          if (withhold) this.deps.registry.metrics.withheld.inc({ type: typeName(u.type) })
-          return !withhold
-        })
-      }
-    }
+    // A rejected version goes out again only once something rejected with it has moved (the
+    // cause may be fixed); until then the rest (endpoint updates) still flows. Never again on the
+    // stream that rejected it; on a new stream, a proxy that holds nothing of the type (restarted)
+    // is sent it once: there is no last good one to keep.
+    const earlier = this.deps.registry.rejected(this.node.id)
+    updates = updates.filter((u) => {
+      const r = this.rejectedHere.get(u.type) ?? (this.known.has(u.type) ? earlier?.get(u.type) : undefined)
+      if (r === undefined || r.version !== u.version || released(r, snap)) return true
+      this.deps.registry.metrics.withheld.inc({ type: typeName(u.type) })
+      return false
+    })
     if (updates.length === 0) return
     const sentAt = new Date().toISOString()
-    const all = updates.map((update): Sent => ({ nonce: `${this.deps.noncePrefix}-${this.id}-${++this.nonceSeq}`, update, sentAt }))
-    this.inFlight = { entries: new Map(all.map((s) => [s.update.type, s])), all, rejected: new Map() }
+    const all = updates.map((update): Sent => ({ nonce: `${this.deps.noncePrefix}-${this.id}-${++this.nonceSeq}`, update, sentAt, with: othersOf(snap, update.type) }))
+    this.inFlight = { entries: new Map(all.map((s) => [s.update.type, s])), all }
     const m = this.deps.registry.metrics
     all.forEach((s, i) => {
       const type = s.update.type
@@ -247,11 +247,26 @@ export class ConfigStream implements RegisteredStream {
       at: new Date().toISOString(),
     }
     this.lastNack = rec
-    this.inFlight!.rejected.set(type, entry.update.version)
+    const rejection: Rejection = { version: entry.update.version, with: entry.with }
+    this.rejectedHere.set(type, rejection)
+    this.deps.registry.addRejection(this.node!.id, type, rejection)
     this.deps.registry.recordNack(rec)
     this.deps.log.warn(
       { code: XDS_NACK, node: rec.node, type: rec.type, version: rec.version, stillApplied: req.versionInfo, error: rec.error },
       'proxy rejected config',
     )
   }
+}
+
+/** The versions of the snapshot's other types, endpoints left out (they never fix a rejection). */
+function othersOf(snap: PublishedSnapshot, type: TypeUrl): ReadonlyMap<TypeUrl, string> {
+  const m = new Map<TypeUrl, string>()
+  for (const t of TYPE_URLS) if (t !== type && !INCREMENTAL_TYPES.has(t)) m.set(t, snap.types[t].version)
+  return m
+}
+
+/** Has something the version was rejected with moved since? */
+function released(r: Rejection, snap: PublishedSnapshot): boolean {
+  for (const [t, v] of r.with) if (snap.types[t].version !== v) return true
+  return false
 }
