@@ -149,3 +149,33 @@ t.test('decoding: incremental endpoint merges, not-ready endpoints left out, loc
     errors: [/^RouteTable "rt": virtualHosts\[0\]\.routes\[0\]\.backends\[0\]\.cluster: .*"nope".* \(WEFT_ERR_CONFIG_REF\)$/],
   })
 })
+
+t.test("assemble: the bootstrap's own listeners keep their tables and the clusters they route, mirror and tunnel to", async (t) => {
+  const got = decodeBatch(NOTHING_ACCEPTED, [
+    response(TYPE.cluster, [res('a', { name: 'a' })], { versionInfo: 'c1', batchRemaining: 3 }),
+    response(TYPE.endpoints, [eps('a', [{ port: 1 }])], { versionInfo: 'e1', batchRemaining: 2 }),
+    response(TYPE.routeTable, [res('rt', { name: 'rt', virtualHosts: [{ name: 'h', domains: ['*'], routes: [{ backends: [{ cluster: 'a' }] }] }] })], { versionInfo: 'r1', batchRemaining: 1 }),
+    response(TYPE.listener, [res('out', { name: 'out', direction: 'outbound', port: 15001, routeTable: 'rt' })], { versionInfo: 'l1' }),
+  ])
+  if (!got.ok) return t.fail(got.errors.join('\n'))
+  const local = {
+    admin: { port: 0 },
+    listeners: [
+      { name: 'inbound', direction: 'inbound' as const, address: '127.0.0.1', port: 0, routeTable: 'in', protocol: 'detect' as const, tcp: { cluster: 'app-tcp' } },
+      { name: 'db', direction: 'inbound' as const, address: '127.0.0.1', port: 0, routeTable: 'in', protocol: 'tcp' as const, tcp: { cluster: 'db' } },
+    ],
+    routeTables: [{ name: 'in', virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: 'app' }], mirror: { cluster: 'shadow' } }] }] }],
+    clusters: [
+      { name: 'app', endpoints: [{ address: '127.0.0.1', port: 8080 }] },
+      { name: 'app-tcp', endpoints: [{ address: '127.0.0.1', port: 8081 }] },
+      { name: 'db', endpoints: [{ address: '127.0.0.1', port: 5432 }] },
+      { name: 'shadow', endpoints: [{ address: '127.0.0.1', port: 8082 }] },
+      { name: 'unused', endpoints: [{ address: '127.0.0.1', port: 9 }] },
+    ],
+  }
+  const b = assemble(local, got.value)
+  t.same(b.listeners.map((l) => l.name).sort(), ['db', 'inbound', 'out'])
+  t.same(b.clusters.map((c) => c.name).sort(), ['a', 'app', 'app-tcp', 'db', 'shadow'], 'routed, mirrored and tunnelled-to clusters; not the unused one')
+  const checked = checkAssembled(b)
+  t.ok(checked.ok, checked.ok ? '' : checked.errors.join('\n'))
+})

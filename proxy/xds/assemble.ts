@@ -164,7 +164,7 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
 /**
  * The bootstrap's own listeners (names the control plane does not send, on a route table the
  * bootstrap defines and the control plane does not send), those tables and the local clusters
- * they route or mirror to, leaving out every cluster name the control plane sends. A reference
+ * they route or mirror to or tunnel TCP to, leaving out every cluster name the control plane sends. A reference
  * to a cluster nobody defines is left for the checks to report.
  */
 function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[]; routeTables: RouteTable[]; clusters: Cluster[] } {
@@ -174,15 +174,19 @@ function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[
   const clusters = new Map((local.clusters ?? []).map((c) => [c.name, c]))
   const ownTables = new Map<string, RouteTable>()
   const ownClusters = new Map<string, Cluster>()
+  const keep = (name: string): void => {
+    const c = clusters.get(name)
+    if (c !== undefined && !a.clusters.has(name)) ownClusters.set(name, c)
+  }
   for (const l of listeners) {
     const t = tables.get(l.routeTable)!
     ownTables.set(t.name, t)
+    // a TCP target (protocol: tcp, or detect with a fallback) is one of its clusters too
+    if (l.tcp !== undefined) keep(l.tcp.cluster)
     for (const vh of t.virtualHosts) {
       for (const r of vh.routes) {
-        for (const name of [...(r.backends ?? []).map((be) => be.cluster), ...(r.mirror === undefined ? [] : [r.mirror.cluster])]) {
-          const c = clusters.get(name)
-          if (c !== undefined && !a.clusters.has(name)) ownClusters.set(name, c)
-        }
+        for (const be of r.backends ?? []) keep(be.cluster)
+        if (r.mirror !== undefined) keep(r.mirror.cluster)
       }
     }
   }
