@@ -40,6 +40,8 @@ export interface ControlPlaneOptions {
   /** Kubernetes: quiet time after a change, and the longest a change waits (defaults 100, 1000 ms) */
   debounceMs?: number
   maxDelayMs?: number
+  /** Kubernetes: restarts of a failed list/watch (defaults 1 s doubling to 30 s) */
+  kubeBackoff?: { initialMs?: number; maxMs?: number }
 }
 
 export interface RunningControlPlane {
@@ -86,7 +88,7 @@ function startKube(kubeConfig: KubeConfigOption, pub: NamespacePublisher, log: L
     excluded = a.excluded
     pub.setResources(resourcesOf(a.resources))
   }
-  const src: KubernetesSource = startKubernetesSource({ kubeConfig, log, onChange, debounceMs: o.debounceMs, maxDelayMs: o.maxDelayMs })
+  const src: KubernetesSource = startKubernetesSource({ kubeConfig, log, onChange, debounceMs: o.debounceMs, maxDelayMs: o.maxDelayMs, backoff: o.kubeBackoff })
   return {
     status: () => ({ source: 'kubernetes', ...src.status(), rejected: src.current()?.rejected ?? [], excluded, errors: [...reported] }),
     close: () => src.stop(),
@@ -115,7 +117,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     await source?.close()
     throw err
   }
-  const admin = createControlPlaneAdmin(server, source === null ? undefined : () => source.status())
+  const admin = createControlPlaneAdmin(server, source === null ? undefined : () => source.status(), () => source === null || pub.hasResources)
   let adminPort: number
   try {
     adminPort = await listenAdmin(admin, o.admin ?? DEFAULT_CP_ADMIN)

@@ -55,8 +55,12 @@ t.test('Kubernetes source -> control plane -> proxy: events move traffic, a bad 
   })
   const logs: Record<string, any>[] = []
   const log = pino({ level: 'info' }, { write: (s: string) => void logs.push(JSON.parse(s)) })
-  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', kubernetes: kc, log, debounceMs: 5, maxDelayMs: 50 })
+  api.failNext('Service', 'list', 500) // the first LIST fails: the source is not synced for a while
+  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', kubernetes: kc, log, debounceMs: 5, maxDelayMs: 50, kubeBackoff: { initialMs: 50, maxMs: 100 } })
   t.teardown(() => cp.close())
+  const ready = async () => (await fetch(`http://127.0.0.1:${cp.adminPort}/ready`)).status
+  t.equal(await ready(), 503, 'not ready before the informers have synced')
+  await until('control plane ready', async () => (await ready()) === 200, 10_000)
 
   const s = await startXdsSidecar({
     controlPlane: cp.server.address,

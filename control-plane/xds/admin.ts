@@ -20,8 +20,12 @@ export function snapshotsView(cp: ConfigServer): unknown {
   }
 }
 
-/** `source`: what the source says of itself, for /debug/source (informer status, objects left out). */
-export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown): Server {
+/**
+ * `source`: what the source says of itself, for /debug/source (informer status, objects left
+ * out). `ready`: /ready answers 200 only once it is true (the source has given its first state:
+ * a replica whose informers have not synced would serve proxies nothing).
+ */
+export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown, ready: () => boolean = () => true): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     const send = (status: number, type: string, body: string) => {
@@ -40,7 +44,7 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
       case '/debug/source':
         return json(source === undefined ? { source: 'none' } : source())
       case '/ready':
-        return send(200, 'text/plain', 'ready\n')
+        return ready() ? send(200, 'text/plain', 'ready\n') : send(503, 'text/plain', 'not ready: the source has not given its first state\n')
       case '/metrics': {
         const reg = cp.registry.metrics.registry
         void reg.metrics().then(
