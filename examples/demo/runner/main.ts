@@ -67,6 +67,8 @@ class Demo {
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+    // the terminal closed: the children are in process groups of their own and would not hear it
+    process.on('SIGHUP', onSignal)
     // Whatever happens to the runner, no child outlives it.
     process.on('exit', () => this.supervisor?.killAll())
     this.boot().catch((err: unknown) => {
@@ -74,6 +76,11 @@ class Demo {
       process.stderr.write(`weft demo: ${(err as Error).message}\n`)
       void this.shutdown(1)
     })
+  }
+
+  /** (a method: TypeScript would narrow the field across the awaits where shutdown() may set it) */
+  private isStopping(): boolean {
+    return this.phase === 'stopping'
   }
 
   private async boot(): Promise<void> {
@@ -85,6 +92,7 @@ class Demo {
     if (busy.length > 0) {
       throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} of 127.0.0.1 in use: another demo running? --base-port N (or $WEFT_DEMO_BASE_PORT) moves the range`)
     }
+    if (this.isStopping()) throw new Aborted() // Ctrl-C while the ports were checked
     this.workdir = await mkdtemp(join(tmpdir(), 'weft-demo-'))
     const logDir = join(this.workdir, 'logs')
     await mkdir(logDir)
@@ -98,6 +106,7 @@ class Demo {
       await renderResources(source, resources, o.basePort)
       this.watcher = watchDirectory(source, () => void renderResources(source, resources, o.basePort).catch(() => {}), { debounceMs: 20, persistent: false })
     }
+    if (this.isStopping()) throw new Aborted()
     const sup = (this.supervisor = new Supervisor({
       logDir,
       onUnexpectedExit: (c, e) => this.crashed(c, e),
@@ -114,6 +123,7 @@ class Demo {
     for (const w of WORKLOADS) {
       const p = portsOf(w, o.basePort)
       const bootstrap = await writeBootstrap(this.workdir, w, o.basePort)
+      if (this.isStopping()) throw new Aborted() // shutdown() stops what was started
       const sidecar = sup.start(`${w.name}-sidecar`, [WEFT, 'proxy', '--control-plane', `127.0.0.1:${cp.grpc}`, '--config', bootstrap])
       const app = w.service === undefined ? undefined : sup.start(w.name, [join(APPS, w.app), '--port', String(p.app), '--outbound', `127.0.0.1:${p.outbound}`, ...(w.args ?? [])])
       pids.set(w.name, { app, sidecar })
@@ -127,7 +137,7 @@ class Demo {
         return ready
       }),
     ])
-    if (this.phase === 'stopping') return
+    if (this.isStopping()) return
     // The traffic generator is the app of the one workload without a Service; it starts last.
     for (const w of WORKLOADS.filter((x) => x.service === undefined)) {
       const p = portsOf(w, o.basePort)
@@ -224,7 +234,7 @@ ${rows.join('\n')}
   }
 
   private crashed(c: Child, e: Exit): void {
-    if (this.phase === 'stopping') return
+    if (this.isStopping()) return
     const how = e.signal !== null ? `was killed by ${e.signal}` : `exited with code ${e.code}`
     const tail = c.tail().map((l) => this.userPaths(l))
     const hint = tail.some((l) => l.includes('EADDRINUSE')) ? `\n(a port of ${this.o.basePort}–${this.o.basePort + 99} is in use: another demo running? --base-port N moves the range)` : ''
@@ -236,7 +246,7 @@ ${rows.join('\n')}
   private async until(what: string, check: () => Promise<boolean>): Promise<void> {
     const deadline = performance.now() + START_TIMEOUT_MS
     for (;;) {
-      if (this.phase === 'stopping') throw new Aborted()
+      if (this.isStopping()) throw new Aborted()
       if (await check()) return
       if (performance.now() > deadline) throw new Error(`${what} did not get ready within ${START_TIMEOUT_MS / 1000} s`)
       await new Promise((r) => setTimeout(r, 100))
@@ -253,8 +263,11 @@ ${rows.join('\n')}
     const problems: string[] = []
     const sup = this.supervisor
     if (sup !== null) {
-      const names = new Set(sup.list().map((c) => c.name))
-      const stage = async (list: string[]) => problems.push(...(await sup.stop(list.filter((n) => names.has(n)), STOP_TIMEOUT_MS)))
+      // the names are read at each stage: boot may still be starting children when this begins
+      const stage = async (list: string[]) => {
+        const names = new Set(sup.list().map((c) => c.name))
+        problems.push(...(await sup.stop(list.filter((n) => names.has(n)), STOP_TIMEOUT_MS)))
+      }
       const clients = WORKLOADS.filter((w) => w.service === undefined).map((w) => w.name)
       const apps = WORKLOADS.filter((w) => w.service !== undefined).map((w) => w.name)
       await stage(clients) // no new traffic
