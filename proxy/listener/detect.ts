@@ -17,10 +17,10 @@ export const DETECT_TCP = 3
 
 /** RFC 9113 3.4 */
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
-/** a decision is always taken within this many bytes: the preface is 24, a method 20 plus SP after 2 empty lines */
+/** a decision is always taken within this many bytes: the preface is 24, a method of 19 plus SP after 2 empty lines too */
 export const DETECT_MAX_BYTES = 24
 /** longest method token taken for HTTP (UPDATEREDIRECTREF, the longest registered, is 17) */
-const MAX_METHOD = 20
+const MAX_METHOD = 19
 
 const TCHAR = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1
