@@ -143,6 +143,11 @@ export async function runSidecar(configFile: string, resources: string[] = []): 
     }
     return 1
   }
+  return drainOnSignal(sidecar, log)
+}
+
+/** Until SIGTERM or SIGINT, then drain once; resolves with the exit code 0. */
+export function drainOnSignal(sidecar: { drain(): Promise<{ timedOut: boolean }> }, log: Logger): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string) => {

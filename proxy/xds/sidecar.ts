@@ -13,6 +13,7 @@ import { ConfigErrorCode, formatConfigError } from '../config/errors.ts'
 import { loadBootstrapFile } from '../config/load.ts'
 import type { Bootstrap } from '../config/schema.ts'
 import { createLogger, type Logger } from '../log.ts'
+import { drainOnSignal } from '../main.ts'
 import { Proxy } from '../proxy.ts'
 import type { BackoffOptions } from './backoff.ts'
 import { startConfigClient, type ConfigClient, type NodeIdentity } from './client.ts'
@@ -180,18 +181,5 @@ export async function runXdsSidecar(opts: { controlPlane: string; configFile?: s
     }
     return 1
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = (signal: string) => {
-      if (stopping) return
-      stopping = true
-      log.info({ signal }, 'draining')
-      void sidecar.drain().then(({ timedOut }) => {
-        log.info({ timedOut }, 'drained, exiting')
-        resolve(0)
-      })
-    }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
-  })
+  return drainOnSignal(sidecar, log)
 }
