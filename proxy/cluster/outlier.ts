@@ -2,7 +2,10 @@
 // `consecutive5xx` times in a row (or `consecutiveGatewayErrors` 502/503/504s, or
 // `consecutiveConnectFailures` connect failures) is ejected: the balancers skip it (unless every
 // endpoint is ejected: panic mode) for baseEjectionTime x its ejection count, at most
-// maxEjectionTime. At most maxEjectionPercent of the cluster is ejected at once (at least one
+// maxEjectionTime; the count goes down by one for every baseEjectionTime the endpoint has been
+// back without an ejection (as Envoy's ejection multiplier decays each interval while the host is
+// healthy), so an endpoint that failed once a day is not out for the maximum time forever. At
+// most maxEjectionPercent of the cluster is ejected at once (at least one
 // endpoint when the percent is above 0, as Envoy). An ejected endpoint returns when its time is
 // up, and a success resets its consecutive counts.
 //
@@ -20,11 +23,13 @@ export interface OutlierState {
   ejections: number
   /** clock ms when the current ejection ends; 0 when not ejected */
   ejectedUntil: number
+  /** clock ms when the last ejection ended (-1: never ejected) */
+  returnedAt: number
   timer: ReturnType<typeof setTimeout> | null
 }
 
 export function newOutlierState(): OutlierState {
-  return { consecutive5xx: 0, consecutiveGateway: 0, consecutiveConnect: 0, ejections: 0, ejectedUntil: 0, timer: null }
+  return { consecutive5xx: 0, consecutiveGateway: 0, consecutiveConnect: 0, ejections: 0, ejectedUntil: 0, returnedAt: -1, timer: null }
 }
 
 /** Outcome of one try, for the detector. */
@@ -110,10 +115,13 @@ export class OutlierDetector {
       this.counters.ejectionsOverflow++
       return
     }
+    const now = this.now()
+    // healthy since it returned: one step down per baseEjectionTime
+    if (s.returnedAt >= 0 && this.baseMs > 0) s.ejections = Math.max(0, s.ejections - Math.floor((now - s.returnedAt) / this.baseMs))
     s.ejections++
     this.counters.ejections++
     const ms = Math.min(this.maxMs, this.baseMs * s.ejections)
-    s.ejectedUntil = this.now() + ms
+    s.ejectedUntil = now + ms
     s.consecutive5xx = 0
     s.consecutiveGateway = 0
     s.consecutiveConnect = 0
@@ -121,6 +129,7 @@ export class OutlierDetector {
     s.timer = setTimeout(() => {
       s.timer = null
       s.ejectedUntil = 0
+      s.returnedAt = this.now()
     }, ms)
     s.timer.unref()
   }
