@@ -2,6 +2,7 @@
 // HAProxy, nginx, fast-proxy and http-proxy, all single-threaded, in one run. See bench/README.md.
 //
 //   node bench/run.ts [--quick | --telemetry | --policy | --tcp] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
+//   node bench/run.ts --grpc [--quick] [--duration 10] [--repeat N] [--clients 10] [--streams 10]   (bench/grpc.ts)
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -45,6 +46,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        weighted split, retries, a rate limit that never triggers, circuit breaker)
   --tcp                TCP pass-through: direct, weft-tcp (a protocol: tcp listener), haproxy-tcp (mode tcp);
                        the same keep-alive wrk load through the tunnels; last stdout line is a JSON summary
+  --grpc               gRPC unary with h2load: direct (an h2c upstream), weft (h2c → http2 cluster), haproxy
+                       (proto h2 both ways); options --clients, --streams, --duration, --warmup, --repeat, --quick
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -398,7 +401,9 @@ async function main(): Promise<number> {
 
 let exitCode = 1
 try {
-  exitCode = await main()
+  // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
+  if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
+  else exitCode = await main()
 } catch (err) {
   console.error(`[bench] fatal: ${(err as Error).stack ?? err}`)
   exitCode = 1

@@ -1,8 +1,9 @@
 // Protocol detection: the classifier on byte prefixes; on real sockets, HTTP/1 through a detecting
-// listener (with and without a TCP target) is unchanged and counted, the HTTP/2 preface is refused
-// in its place, `protocol: http` skips detection, a client that closes first is counted; and the
+// listener (with and without a TCP target) is unchanged and counted, the HTTP/2 preface goes to the
+// HTTP/2 session with the bytes detection read, `protocol: http` skips detection, a client that closes first is counted; and the
 // listener fields' config errors with file:line:column.
 import t from 'tap'
+import { connect as http2connect } from 'node:http2'
 import { connect } from 'node:net'
 import { formatConfigError } from '../proxy/config/errors.ts'
 import { parseBootstrap } from '../proxy/config/load.ts'
@@ -104,21 +105,30 @@ t.test('without a TCP target, bytes that are not HTTP get the codec\'s 400 as be
   t.equal(up.requests.length, 0)
 })
 
-t.test('the HTTP/2 preface is recognised and refused with SETTINGS + GOAWAY(HTTP_1_1_REQUIRED)', async (t) => {
+t.test('the HTTP/2 preface is recognised and served: the bytes read by detection reach the HTTP/2 session', async (t) => {
   const up = await startHttpUpstream(t, { name: 'app' })
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
+  // The preface and the client's SETTINGS in one write (the detector's first read holds both),
+  // then a request on a real HTTP/2 session over the same socket.
   const c = await TcpClient.open(t, s.port)
-  // The preface and a SETTINGS frame, as an h2 client with prior knowledge sends them.
   c.socket.write(Buffer.concat([H2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]))
-  await c.end()
-  const d = c.data
-  t.same([...d.subarray(0, 9)], [0, 0, 0, 4, 0, 0, 0, 0, 0], 'an empty SETTINGS frame (the server preface)')
-  t.equal(d[12], 0x07, 'then a GOAWAY frame')
-  t.equal(d.readUInt32BE(9 + 9 + 4), 0x0d, 'with error code HTTP_1_1_REQUIRED')
+  await c.bytes(9)
+  t.equal(c.data[3], 0x04, 'the server preface: a SETTINGS frame')
+  t.equal(c.ended, false, 'no GOAWAY, the connection stays')
+  c.socket.destroy()
+  const session = http2connect(`http://127.0.0.1:${s.port}`)
+  t.teardown(() => session.destroy())
+  const status = await new Promise<number>((resolve, reject) => {
+    const st = session.request({ ':path': '/h2', ':authority': 'app.test' })
+    st.on('response', (h) => resolve(Number(h[':status'])))
+    st.on('error', reject)
+    st.resume()
+  })
+  t.equal(status, 200, 'an HTTP/2 request through the detecting listener')
   const st = await protocolStats(s)
-  t.equal(st.detections.http2, 1)
-  t.equal(st.http2Refused, 1)
-  t.equal(up.requests.length, 0)
+  t.equal(st.detections.http2, 2)
+  t.equal(st.http2Refused, 0)
+  t.equal(up.requests.length, 1)
 })
 
 t.test('protocol: http skips detection; a client closing before a byte is counted none', async (t) => {

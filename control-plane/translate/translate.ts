@@ -134,8 +134,22 @@ export function clusterOf(svc: Service, port: ServicePort, policies: PolicyIndex
   return {
     name: clusterName(port.port, svc.metadata.name, ns, cd),
     destination: { service: serviceFqdn(svc.metadata.name, ns, cd), namespace: ns, workload: svc.metadata.name },
+    ...(speaksHttp2(port) ? { protocol: 'http2' as const } : {}),
     ...policies.cluster(idOf(svc)),
   }
+}
+
+const H2_APP_PROTOCOLS = new Set(['grpc', 'http2', 'h2c', 'kubernetes.io/h2c', 'grpc-web'])
+const H2_NAME = /^(grpc|grpc-web|http2|h2c)(-|$)/
+
+/**
+ * The Service port's endpoints speak HTTP/2 (h2c): appProtocol grpc, http2, h2c or
+ * kubernetes.io/h2c, or (without appProtocol) a port name grpc, http2, h2c or one of them and a
+ * dash and more (Istio's naming convention: "grpc-api").
+ */
+export function speaksHttp2(port: ServicePort): boolean {
+  if (port.appProtocol !== undefined) return H2_APP_PROTOCOLS.has(port.appProtocol.toLowerCase())
+  return port.name !== undefined && H2_NAME.test(port.name)
 }
 
 /**

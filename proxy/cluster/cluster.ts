@@ -58,6 +58,8 @@ export interface ClusterRuntime {
   /** lower-case header whose value is the affinity key, or "" */
   readonly hashHeader: string
   readonly policy: string
+  /** the endpoints speak HTTP/2 (h2c): requests go on a shared session (proxy/h2/upstream.ts), not the HTTP/1 pool */
+  readonly http2: boolean
   /** requests in flight to the cluster (all tries), and the cap (Infinity: none) */
   active: number
   readonly maxRequests: number
@@ -185,6 +187,7 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
     balancer,
     hashHeader: c.lb?.hashHeader?.toLowerCase() ?? '',
     policy,
+    http2: c.protocol === 'http2',
     active: 0,
     maxRequests: c.pool?.maxRequests ?? Infinity,
     breaker: shared.breaker,

@@ -32,6 +32,13 @@ export interface PoolStats {
   rqPendingOverflow: number
 }
 
+/** Something else kept with the endpoint's pool across config swaps (its HTTP/2 session), closed with it. */
+export interface PoolAttachment {
+  close(): void
+  /** a waiter gave up (see cancel) */
+  cancel(w: unknown): void
+}
+
 export class EndpointPool implements PoolHooks {
   readonly host: string
   readonly port: number
@@ -44,6 +51,8 @@ export class EndpointPool implements PoolHooks {
   /** open or connecting */
   private open = 0
   private draining = false
+  /** the endpoint's HTTP/2 connection when its cluster speaks HTTP/2 (proxy/h2/upstream.ts) */
+  h2: PoolAttachment | null = null
   readonly stats: PoolStats = { cxTotal: 0, cxConnectFail: 0, cxConnectTimeout: 0, cxDestroyed: 0, rqPendingOverflow: 0 }
 
   constructor(host: string, port: number, settings: PoolSettings) {
@@ -97,6 +106,7 @@ export class EndpointPool implements PoolHooks {
    * not told to it any more: it serves the queue or goes idle, and a failure is only counted.
    */
   cancel(w: PoolWaiter): void {
+    if (this.h2 !== null) this.h2.cancel(w)
     const i = this.waiters.indexOf(w)
     if (i !== -1) {
       this.waiters.splice(i, 1)
@@ -196,6 +206,8 @@ export class EndpointPool implements PoolHooks {
   /** No longer in the config: close idle connections now, in-use ones when released. */
   drain(): void {
     this.draining = true
+    this.h2?.close()
+    this.h2 = null
     for (const c of this.idle.slice()) c.destroy()
     for (const w of this.waiters.splice(0)) {
       w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')

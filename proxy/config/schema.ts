@@ -92,6 +92,12 @@ export const RetryOn = Type.Union([
   Type.Literal('connect-failure'),
   Type.Literal('reset'), // the connection failed or was reset before a response head
   Type.Literal('retriable-status-codes'), // the codes in retriableStatusCodes
+  // gRPC: the grpc-status of a trailers-only response (Envoy's retry_on names; README "Protocols")
+  Type.Literal('cancelled'), // 1 CANCELLED
+  Type.Literal('deadline-exceeded'), // 4 DEADLINE_EXCEEDED
+  Type.Literal('resource-exhausted'), // 8 RESOURCE_EXHAUSTED
+  Type.Literal('internal'), // 13 INTERNAL
+  Type.Literal('unavailable'), // 14 UNAVAILABLE
 ])
 
 export const RetryPolicy = Type.Object(
@@ -267,6 +273,9 @@ export const Cluster = Type.Object(
       ),
     ),
     lb: Type.Optional(LoadBalancer),
+    // What the endpoints speak: http1 (default) or http2 (h2c, prior knowledge; gRPC needs it).
+    // One HTTP/2 connection per endpoint carries all its streams (README "Protocols").
+    protocol: Type.Optional(Type.Union([Type.Literal('http1'), Type.Literal('http2')], { default: 'http1' })),
     pool: Type.Optional(
       Type.Object(
         {

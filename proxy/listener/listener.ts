@@ -1,8 +1,7 @@
 // A listening socket of the proxy (outbound, inbound). It owns its connections and the config
 // slice they read; the proxy swaps `config` atomically on reload. Between accept and the HTTP/1
 // connection sits protocol detection (detect.ts): HTTP/1 goes to the codec, opaque TCP to a
-// tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (where HTTP/2 will plug in). TLS will sit
-// here too.
+// tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { PROTOCOL_HTTP, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
@@ -13,6 +12,7 @@ import type { ExchangeCounters } from '../router/exchange.ts'
 import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
+import { H2Connection, type H2Owner } from '../h2/downstream.ts'
 import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
@@ -41,7 +41,7 @@ export interface ListenerCounters extends ExchangeCounters, TcpCounters {
   cxActive: number
   downstreamProtocolErrors: number
   timeouts: number
-  /** HTTP/2 connections refused (not supported yet) */
+  /** HTTP/2 connections refused (kept for the metric; HTTP/2 is served now, so it stays 0) */
   http2Refused: number
   detections: DetectionCounters
   tunnels: { tcp: TunnelStats; upgrade: TunnelStats }
@@ -54,13 +54,7 @@ interface ListenerConnection {
   drain(): void
 }
 
-/** HTTP/2 frames: an empty SETTINGS (the server preface), then GOAWAY(last stream 0, HTTP_1_1_REQUIRED). */
-const H2_REFUSAL = Buffer.from([
-  0, 0, 0, 0x04, 0, 0, 0, 0, 0,
-  0, 0, 8, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0d,
-])
-
-export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner {
+export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner, H2Owner {
   readonly name: string
   readonly spec: ListenerConfig
   config: ListenerConfigSlice
@@ -162,22 +156,15 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner 
   }
 
   /**
-   * HTTP/2 with prior knowledge. NOT SUPPORTED YET: this is the place where the HTTP/2 codec plugs
-   * in: it gets the socket (d.socket), the bytes read so far in `first` (the 24-byte preface and
-   * whatever followed in the same read, e.g. the client's SETTINGS; valid only during this call)
-   * and the read buffer `rb` (null: 'data' events), and takes d's place in this.conns. Until then
-   * the client gets a valid refusal — the server preface (empty SETTINGS) and GOAWAY with
-   * HTTP_1_1_REQUIRED (RFC 9113 7) — so it fails at once with a clear error; counted as
-   * http2_refused.
+   * HTTP/2 with prior knowledge (h2c): the connection goes to node:http2 (proxy/h2/downstream.ts)
+   * with the bytes detection read put back on the socket (`first`, the preface and whatever
+   * followed it in the same read; copied there, as it is only valid during this call). The
+   * detector's read buffer is not used any more: the HTTP/2 session reads the socket natively.
    */
   private serveHttp2(d: Detector, first: Buffer, rb: ReadBuffer | null): void {
-    void first
     void rb
-    this.counters.http2Refused++
-    const s = d.socket
-    s.once('close', () => this.connectionClosed(d))
-    s.resume()
-    s.end(H2_REFUSAL)
+    this.conns.delete(d)
+    this.conns.add(new H2Connection(d.socket, this, first, this.clock()))
   }
 
   /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */

@@ -8,6 +8,7 @@ import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
+import { acquireH2 } from '../h2/bridge.ts'
 import { chunkHeader } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
@@ -348,7 +349,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       const r = this.retry
       if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
     }
-    ep.pool.acquire(this)
+    // An HTTP/2 cluster: a stream on the endpoint's session, dressed as a connection (h2/bridge.ts).
+    if (cluster.http2) acquireH2(ep.pool, this)
+    else ep.pool.acquire(this)
   }
 
   private startMirror(pol: RoutePolicy): void {

@@ -27,9 +27,10 @@
 // | `method`                    | string         | request method |
 // | `authority`                 | string         | `Host` as received |
 // | `path`                      | string         | request target (path and query) as received, before any rewrite |
-// | `protocol`                  | string         | `HTTP/1.1` or `HTTP/1.0` |
+// | `protocol`                  | string         | `HTTP/1.1`, `HTTP/1.0` or `HTTP/2` |
 // | `response_code`             | number         | status sent to the client; `0` when the client went away before any response |
 // | `response_flags`            | string         | `-` when the response was relayed; otherwise the proxy's flag (`NR`, `NC`, `UH`, `UF`, `UO`, `UC`, `UPE`, `UT`, `URX`, `RL`, `DI`, `FI`, `DPE`, `DR`, `DC`; see the README) |
+// | `grpc_status`               | string         | grpc-status of a gRPC response (present on those lines only) |
 // | `route_name`                | string \| null | the route that matched; null when none did |
 // | `upstream_cluster`          | string \| null | the cluster the request was sent to; null when none |
 // | `upstream_host`             | string \| null | the endpoint `address:port`; null when none was picked |
@@ -192,6 +193,7 @@ export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): Acc
       ',"protocol":' + q(r.protocol) +
       ',"response_code":' + num(status) +
       ',"response_flags":' + (flags === '' ? '"-"' : q(flags)) +
+      (r.grpcStatus === '' ? '' : ',"grpc_status":' + q(r.grpcStatus)) +
       ',"route_name":' + qn(r.routeName) +
       ',"upstream_cluster":' + qn(r.clusterName) +
       ',"upstream_host":' + qn(r.upstreamHost) +

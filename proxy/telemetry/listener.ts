@@ -81,3 +81,9 @@ export function recordRequest(lm: ListenerMetrics, routeId: number, backend: num
   const bound = routeId < 0 ? lm.noRoute : lm.byRoute[routeId][backend]
   bound.record(r)
 }
+
+/** Record a finished request of another protocol (http2, grpc: the request_protocol label). */
+export function recordRequestAs(lm: ListenerMetrics, routeId: number, backend: number, protocol: string, r: RequestRecord): void {
+  const bound = routeId < 0 ? lm.noRoute : lm.byRoute[routeId][backend]
+  bound.forProtocol(protocol).record(r)
+}

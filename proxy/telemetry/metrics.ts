@@ -275,20 +275,34 @@ export class BoundRequestMetrics {
   private readonly base: Labels
   private readonly byStatus: (RequestSeries | undefined)[] = []
   private readonly other = new Map<string, RequestSeries>()
+  private readonly peer: PeerLabels
+  private readonly route: string
+  /** the same series with another request_protocol (http2, grpc), made on first use */
+  private variants: Map<string, BoundRequestMetrics> | null = null
 
-  constructor(metrics: ProxyMetrics, peer: PeerLabels, route: string) {
+  constructor(metrics: ProxyMetrics, peer: PeerLabels, route: string, protocol = 'http') {
     this.metrics = metrics
     this.scale = metrics.durationScale
-    this.base = metrics.naming === 'istio' ? istioLabels(peer, route) : {
+    this.peer = peer
+    this.route = route
+    this.base = metrics.naming === 'istio' ? istioLabels(peer, route, protocol) : {
       reporter: peer.reporter,
       source_workload: peer.sourceWorkload,
       source_namespace: peer.sourceNamespace,
       destination_service: peer.destinationService,
       destination_workload: peer.destinationWorkload,
       destination_namespace: peer.destinationNamespace,
-      request_protocol: 'http',
+      request_protocol: protocol,
       route,
     }
+  }
+
+  /** These series for requests of another protocol (the HTTP/2 path; HTTP/1 records on this object itself). */
+  forProtocol(protocol: string): BoundRequestMetrics {
+    this.variants ??= new Map()
+    let v = this.variants.get(protocol)
+    if (v === undefined) this.variants.set(protocol, (v = new BoundRequestMetrics(this.metrics, this.peer, this.route, protocol)))
+    return v
   }
 
   record(r: RequestRecord): void {
@@ -327,7 +341,7 @@ export class BoundRequestMetrics {
  * and canonical service, app and version labels are present. Identity (principal) and
  * connection_security_policy are "unknown" until mutual TLS.
  */
-function istioLabels(peer: PeerLabels, route: string): Labels {
+function istioLabels(peer: PeerLabels, route: string, protocol: string): Labels {
   const svc = peer.destinationService
   const dot = svc.indexOf('.')
   return {
@@ -351,7 +365,7 @@ function istioLabels(peer: PeerLabels, route: string): Labels {
     destination_canonical_service: peer.destinationWorkload,
     destination_canonical_revision: 'latest',
     destination_cluster: 'Kubernetes',
-    request_protocol: 'http',
+    request_protocol: protocol,
     connection_security_policy: 'unknown',
     route,
   }

@@ -19,6 +19,15 @@ const BITS: Record<string, number> = {
   'retriable-status-codes': ON_CODES,
 }
 
+/** gRPC retry conditions: the grpc-status code each stands for (Envoy's retry_on names). */
+const GRPC_CODES: Record<string, number> = {
+  cancelled: 1,
+  'deadline-exceeded': 4,
+  'resource-exhausted': 8,
+  internal: 13,
+  unavailable: 14,
+}
+
 /** Why a try failed, for the retry decision. */
 export const FAIL_CONNECT = 1
 export const FAIL_RESET = 2
@@ -30,6 +39,8 @@ export const RETRY_BODY_LIMIT = 64 * 1024
 export class CompiledRetry {
   readonly attempts: number
   readonly on: number
+  /** bit n set: grpc-status n is retried (trailers-only responses of HTTP/2 requests) */
+  readonly grpcOn: number
   private readonly codes: Uint8Array
   readonly perTryTimeoutMs: number
   readonly backoffBaseMs: number
@@ -40,8 +51,14 @@ export class CompiledRetry {
   constructor(p: RetryPolicy, now: Clock = monotonic, random: () => number = Math.random) {
     this.attempts = p.attempts
     let on = 0
-    for (const c of p.on ?? ['connect-failure', 'reset', 'gateway-error']) on |= BITS[c]
+    let grpc = 0
+    for (const c of p.on ?? ['connect-failure', 'reset', 'gateway-error']) {
+      const g = GRPC_CODES[c]
+      if (g !== undefined) grpc |= 1 << g
+      else on |= BITS[c]
+    }
     this.on = on
+    this.grpcOn = grpc
     this.codes = new Uint8Array(600)
     for (const c of p.retriableStatusCodes ?? []) this.codes[c] = 1
     this.perTryTimeoutMs = p.perTryTimeout === undefined ? 0 : parseDuration(p.perTryTimeout)
@@ -62,6 +79,11 @@ export class CompiledRetry {
     if ((on & ON_5XX) !== 0 && status >= 500) return true
     if ((on & ON_GATEWAY) !== 0 && (status === 502 || status === 503 || status === 504)) return true
     return (on & ON_CODES) !== 0 && status < 600 && this.codes[status] === 1
+  }
+
+  /** Is a gRPC response (trailers-only) with this grpc-status worth another try? */
+  retriableGrpc(code: number): boolean {
+    return code > 0 && code < 31 && (this.grpcOn & (1 << code)) !== 0
   }
 
   /** Is a try that failed this way (FAIL_*) worth another? */

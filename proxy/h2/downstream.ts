@@ -1,0 +1,121 @@
+// HTTP/2 client connections (h2c, prior knowledge) of one listener. Protocol detection has read
+// the preface already; those bytes are put back on the socket (unshift) and the socket is handed
+// to one node:http2 server per listener (never listening itself: it only gets 'connection'
+// events). Node's session reads the bytes still buffered on the socket before its own reads
+// (lib/internal/http2/core.js: "Socket already has some buffered data - emulate receiving it"),
+// and its native consume replaces whatever read callback the socket had (the detector's read
+// buffer), so nothing is read twice or lost.
+//
+// Each stream becomes an H2Exchange over the listener's config at the time the stream starts (a
+// config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY
+// (session.close()), the streams in flight finish, then the connection closes.
+import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
+import type { Socket } from 'node:net'
+import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
+import { H2Exchange } from './exchange.ts'
+import { CONNECTION_WINDOW, H2_SETTINGS } from './upstream.ts'
+
+/** What an HTTP/2 connection needs from its listener. */
+export interface H2Owner {
+  readonly config: RouterConfig & { readonly limits: { readonly idleTimeoutMs: number } }
+  readonly counters: ExchangeCounters
+  /** the sweeper's coarse clock */
+  now(): number
+  connectionClosed(c: H2Connection): void
+}
+
+const servers = new WeakMap<H2Owner, Http2Server>()
+
+function serverFor(owner: H2Owner): Http2Server {
+  let s = servers.get(owner)
+  if (s === undefined) {
+    s = createServer({ settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
+    s.setTimeout(0)
+    s.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
+      const c = (stream.session as ServerHttp2Session & { [CONN]?: H2Connection }) [CONN]
+      if (c !== undefined) c.onStream(stream, headers, flags, raw)
+      else stream.close()
+    })
+    s.on('sessionError', () => {})
+    servers.set(owner, s)
+  }
+  return s
+}
+
+const CONN = Symbol('weft.h2connection')
+
+export class H2Connection {
+  readonly socket: Socket
+  private readonly owner: H2Owner
+  private session: ServerHttp2Session | null = null
+  private active = 0
+  private idleSince: number
+  private closing = false
+
+  /** first: the bytes detection read (the preface and what came with it), put back on the socket */
+  constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number) {
+    this.socket = socket
+    this.owner = owner
+    this.idleSince = now
+    const server = serverFor(owner)
+    socket.pause()
+    if (first !== null && first.length > 0) socket.unshift(Buffer.from(first))
+    const onSession = (s: ServerHttp2Session): void => {
+      this.session = s
+      ;(s as ServerHttp2Session & { [CONN]?: H2Connection })[CONN] = this
+    }
+    server.once('session', onSession)
+    server.emit('connection', socket)
+    server.off('session', onSession)
+    const s = this.session as ServerHttp2Session | null
+    if (s === null) {
+      socket.destroy()
+    } else {
+      s.on('error', () => {})
+      s.once('connect', () => {
+        try {
+          s.setLocalWindowSize(CONNECTION_WINDOW)
+        } catch {}
+      })
+      try {
+        s.setLocalWindowSize(CONNECTION_WINDOW)
+      } catch {}
+      s.on('close', () => this.owner.connectionClosed(this))
+    }
+    socket.on('error', () => {})
+    socket.once('close', () => {
+      if (this.session === null) this.owner.connectionClosed(this)
+    })
+  }
+
+  onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+    this.active++
+    stream.once('close', () => {
+      this.active--
+      if (this.active === 0) {
+        this.idleSince = this.owner.now()
+        if (this.closing) this.session?.close()
+      }
+    })
+    const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
+    try {
+      x.start()
+    } catch {
+      // a bug must cost this stream, not the proxy
+      if (!stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+    }
+  }
+
+  /** No stream for the listener's idle timeout: GOAWAY and close. */
+  sweep(now: number): void {
+    if (this.active === 0 && now - this.idleSince > this.owner.config.limits.idleTimeoutMs) this.drain()
+  }
+
+  /** Graceful: GOAWAY now, the streams in flight finish, then the connection closes. */
+  drain(): void {
+    this.closing = true
+    const s = this.session
+    if (s !== null && !s.closed && !s.destroyed) s.close()
+    else this.socket.destroy()
+  }
+}

@@ -1,0 +1,703 @@
+// One HTTP/2 stream through the proxy (h2c and gRPC): routing with the same compiled route table as
+// HTTP/1, the route's policy objects (rate limit, redirect, fault, timeouts, retries, breaker,
+// outlier detection, maxRequests), then one upstream HTTP/2 stream per try on the endpoint's shared
+// session (upstream.ts). Bodies go stream to stream with backpressure (a write that returns false
+// pauses the other side, so HTTP/2 flow control reaches the far end and nothing piles up); trailers
+// are forwarded; a reset on one side resets the other.
+//
+// Not the benchmarked HTTP/1 path: this file uses node:http2 objects and per-stream closures. The
+// HTTP/1 exchange (proxy/router/exchange.ts) is untouched but for one branch when its cluster
+// speaks HTTP/2 (bridge.ts). A cluster that speaks HTTP/1 gets the stream as a node:http request
+// (http1-upstream.ts).
+//
+// gRPC (content-type application/grpc*): grpc-timeout is the request deadline (the smaller of it and
+// the route timeout; the upstream gets the time left); the proxy's own answers are trailers-only
+// gRPC responses (HTTP 200, grpc-status, grpc-message, grpc.ts); grpc-status of a trailers-only
+// response can be retried (retry.on: unavailable, …); grpc-status goes to metrics, the access log and
+// outlier detection (as the HTTP status it stands for).
+import { randomUUID } from 'node:crypto'
+import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import type { BreakerTicket } from '../cluster/breaker.ts'
+import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
+import { HttpError } from '../http1/head.ts'
+import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
+import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
+import { Flags, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
+import { recordRequestAs } from '../telemetry/listener.ts'
+import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
+import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
+import type { RequestRecord } from '../telemetry/types.ts'
+import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
+import { blockPairs, responseHeadersOut } from './headers.ts'
+import { H1UpStream, type UpStream } from './http1-upstream.ts'
+import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, type H2Waiter } from './upstream.ts'
+
+const { NGHTTP2_FLAG_END_STREAM } = constants
+/** request body bytes kept while no upstream stream is open; past it the client is paused */
+const QUEUE_LIMIT = 65536
+
+/** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
+const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
+
+export class H2Exchange implements RequestRecord, H2Waiter {
+  private readonly down: ServerHttp2Stream
+  private readonly headers: IncomingHttpHeaders
+  private readonly names: string[] = []
+  private readonly values: string[] = []
+  private readonly config: RouterConfig
+  private readonly counters: ExchangeCounters
+  private readonly grpc: boolean
+  private readonly t0 = performance.now()
+  private route: CompiledRoute | undefined
+  private cluster: ClusterRuntime | undefined
+  private endpoint: EndpointState | undefined
+  private lastEndpoint: EndpointState | undefined
+  private backendIndex = 0
+  private policy: RoutePolicy | null = null
+  private retry: CompiledRetry | null = null
+  private ticket: BreakerTicket | null = null
+  private outcome = OUTCOME_OK
+  private tries = 0
+  private refused = false
+  private delayed = false
+  private timer: ReturnType<typeof setTimeout> | null = null
+  private tryTimer: ReturnType<typeof setTimeout> | null = null
+  private waitTimer: ReturnType<typeof setTimeout> | null = null
+  /** absolute deadline (performance.now() ms) of the request, 0: none */
+  private deadline = 0
+  private upHeaders: OutgoingHttpHeaders | null = null
+  private up: UpStream | null = null
+  private startedAt = 0
+  // ---- request body
+  private reqEnded: boolean
+  private queued: Buffer[] = []
+  private queuedBytes = 0
+  /** copies for another try; null when too large (or no retry possible) */
+  private retained: Buffer[] | null = null
+  private retainedBytes = 0
+  // ---- response
+  private respStarted = false
+  private trailers: OutgoingHttpHeaders | null = null
+  private done = false
+  private completed = false
+  private trace: RequestTrace | null = null
+  private annotations: ZipkinAnnotation[] | null = null
+
+  // ---- RequestRecord
+  status = 0
+  grpcStatus = ''
+  flags = ''
+  durationMs = 0
+  bytesIn = 0
+  bytesOut = 0
+  requestId = ''
+  traceId = ''
+  readonly method: string
+  readonly authority: string
+  readonly path: string
+  readonly downstreamAddress: string
+  get startTime(): number {
+    return performance.timeOrigin + this.t0
+  }
+  get protocol(): string {
+    return 'HTTP/2'
+  }
+  get routeName(): string {
+    return this.route?.name ?? ''
+  }
+  get vhostName(): string {
+    return this.route?.vhost ?? ''
+  }
+  get clusterName(): string {
+    return this.cluster?.name ?? ''
+  }
+  upstreamHost = ''
+
+  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters) {
+    this.down = down
+    this.headers = headers
+    this.config = config
+    this.counters = counters
+    this.method = str(headers[':method'])
+    this.path = str(headers[':path'])
+    this.authority = str(headers[':authority'] ?? headers.host)
+    this.downstreamAddress = remoteAddress
+    this.reqEnded = endStream
+    for (let i = 0; i < raw.length; i += 2) {
+      if (raw[i].charCodeAt(0) === 0x3a) continue
+      this.names.push(raw[i])
+      this.values.push(raw[i + 1])
+    }
+    this.grpc = isGrpc(headers['content-type'])
+    down.on('error', () => {})
+    down.on('close', () => this.onDownClose())
+  }
+
+  start(): void {
+    const tracer = this.config.telemetry.tracer
+    if (tracer !== null) {
+      this.trace = tracer.begin(this.names, this.values, this.config.telemetry.spanKind)
+      this.traceId = this.trace.traceId
+    }
+    const vh = this.config.table.lookup(this.authority)
+    const p = this.path
+    const q = p.indexOf('?')
+    const route = vh === undefined ? undefined : matchRoute(vh, {
+      method: this.method,
+      pathOnly: q === -1 ? p : p.slice(0, q),
+      query: q === -1 ? '' : p.slice(q + 1),
+      names: this.names,
+      values: this.values,
+    })
+    if (route === undefined) {
+      this.counters.noRoute++
+      return this.localReply(404, Flags.NoRoute, 'WEFT_ERR_NO_ROUTE', 'no route matched')
+    }
+    this.route = route
+    if (route.direct !== null) {
+      const d = route.direct
+      this.flags = Flags.DirectResponse
+      return this.writeLocal(d.status, blockPairs(d.head + route.responseHeaders.append), d.body)
+    }
+    const pol = route.policy
+    if (pol !== null) {
+      this.policy = pol
+      if (!this.applyPolicy(pol)) return
+    }
+    // grpc-timeout: the caller's deadline, the smaller of it and the route timeout
+    const gt = this.grpc ? grpcTimeoutMs(str(this.headers['grpc-timeout'])) : -1
+    const routeMs = pol === null ? 0 : pol.timeoutMs
+    const ms = gt >= 0 && (routeMs === 0 || gt < routeMs) ? gt : routeMs
+    if (ms > 0 || gt === 0) {
+      this.deadline = this.t0 + ms
+      this.timer = setTimeout(() => this.onRequestTimeout(), ms)
+    }
+    const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
+    if (bi > 0) this.backendIndex = bi
+    const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
+    if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
+    this.cluster = cluster
+    if (!this.reqEnded) {
+      this.down.on('data', (b: Buffer) => this.onDownData(b))
+      this.down.on('end', () => this.onDownEnd())
+    }
+    if (this.delayed) return
+    this.dispatch()
+  }
+
+  /** Rate limit, redirect, fault abort, fault delay (Envoy's order), then the retry policy. false: answered. */
+  private applyPolicy(pol: RoutePolicy): boolean {
+    const rl = pol.rateLimit
+    if (rl !== null) {
+      const key = rl.keyFrom === KEY_HEADER ? str(this.headers[rl.keyHeader]) : rl.keyFrom === KEY_CLIENT ? this.downstreamAddress : ''
+      const wait = rl.take(key)
+      if (wait > 0) {
+        this.counters.rateLimited++
+        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
+        return false
+      }
+    }
+    if (pol.redirect !== null) {
+      this.flags = Flags.DirectResponse
+      const loc = pol.redirect.location(this.authority, this.path, rewritePath)
+      this.writeLocal(pol.redirect.status, [['location', loc], ...blockPairs(this.route!.responseHeaders.append)], EMPTY)
+      return false
+    }
+    const fault = pol.fault
+    if (fault !== null) {
+      const status = fault.abort()
+      if (status !== 0) {
+        this.counters.faultAborts++
+        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
+        return false
+      }
+      const ms = fault.delay()
+      if (ms > 0) {
+        this.counters.faultDelays++
+        this.delayed = true
+        this.waitTimer = setTimeout(() => {
+          this.waitTimer = null
+          if (!this.done) this.dispatch()
+        }, ms)
+      }
+    }
+    if (pol.retry !== null) {
+      this.retry = pol.retry
+      if (pol.retry.attempts > 0) {
+        pol.retry.budget?.deposit()
+        this.retained = []
+      }
+    }
+    return true
+  }
+
+  /** One try: the cluster's limits, an endpoint, a stream on its session. */
+  private dispatch(): void {
+    const cluster = this.cluster!
+    if (cluster.active >= cluster.maxRequests) {
+      cluster.counters.overflow++
+      this.counters.overflow++
+      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
+    }
+    let ticket: BreakerTicket | null = null
+    if (cluster.breaker !== null) {
+      ticket = cluster.breaker.admit()
+      if (ticket === null) {
+        cluster.counters.circuitOpen++
+        this.counters.circuitOpen++
+        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
+      }
+    }
+    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]), this.lastEndpoint)
+    if (ep === undefined) {
+      ticket?.(null)
+      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
+    }
+    this.ticket = ticket
+    this.outcome = OUTCOME_OK
+    this.endpoint = ep
+    this.upstreamHost = ep.key
+    ep.active++
+    cluster.active++
+    ep.counters.rqTotal++
+    if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
+    const r = this.retry
+    if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
+    // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
+    if (!cluster.http2) return this.onH2Session(null)
+    h2Upstream(ep.pool).acquire(this)
+  }
+
+  private buildUpstreamHeaders(route: CompiledRoute, ep: EndpointState): OutgoingHttpHeaders {
+    const p = this.path
+    const path = route.rewrite !== null ? rewritePath(p, route.rewrite) : route.rewritePathTo !== null ? replacePath(p, route.rewritePathTo) : p
+    const mut = route.requestHeaders
+    const out: OutgoingHttpHeaders = Object.create(null)
+    out[':method'] = this.method
+    out[':scheme'] = 'http'
+    out[':authority'] = mut.host ?? route.rewriteHost ?? (this.authority === '' ? ep.key : this.authority)
+    out[':path'] = path
+    const drop = mut.drop
+    const trace = this.trace
+    let xff = ''
+    let proto = false
+    const names = this.names
+    const values = this.values
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]
+      if (DROP_REQUEST.has(n) || (drop !== null && drop.has(n))) continue
+      if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
+      if (n === 'te' && values[i] !== 'trailers') continue
+      if (n === 'x-forwarded-for') {
+        xff = xff === '' ? values[i] : xff + ', ' + values[i]
+        continue
+      }
+      if (n === 'x-forwarded-proto') proto = true
+      else if (n === 'x-request-id') this.requestId = values[i]
+      addHeader(out, n, values[i])
+    }
+    out['x-forwarded-for'] = xff === '' ? this.downstreamAddress : xff + ', ' + this.downstreamAddress
+    if (!proto) out['x-forwarded-proto'] = 'http'
+    if (this.requestId === '') out['x-request-id'] = this.requestId = randomUUID()
+    for (const [n, v] of blockPairs(mut.append)) addHeader(out, n, v)
+    if (trace !== null) for (const [n, v] of blockPairs(trace.headerBlock, false)) out[n] = v
+    return out
+  }
+
+  // ---- the upstream stream of one try ------------------------------------------------------
+
+  /** The endpoint's session is there (null: the cluster speaks HTTP/1): open this try's stream. */
+  onH2Session(s: ClientHttp2Session | null): void {
+    if (this.done || this.endpoint === undefined) return
+    const h = this.upHeaders!
+    if (this.deadline > 0) h['grpc-timeout'] = Math.max(1, Math.ceil(this.deadline - performance.now())) + 'm'
+    else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
+    const endStream = this.reqEnded && this.queued.length === 0
+    let up: UpStream
+    if (s === null) {
+      const h1 = new H1UpStream(this.endpoint.pool, h, endStream)
+      h1.on('connectError', (err: NodeJS.ErrnoException) => {
+        if (this.up !== h1) return
+        this.up = null
+        this.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`), Flags.UpstreamConnectFailure)
+      })
+      up = h1
+    } else {
+      try {
+        up = s.request(h, { endStream })
+      } catch {
+        // the session went away between the pick and now (GOAWAY): as a refused stream
+        return this.onUpReset(null, NGHTTP2_NO_ERROR)
+      }
+    }
+    this.up = up
+    this.startedAt = performance.now()
+    up.on('response', (headers: IncomingHttpHeaders, flags: number) => {
+      if (this.up === up) this.onUpResponse(up, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
+    })
+    up.on('data', (b: Buffer) => {
+      if (this.up !== up) return
+      this.bytesOut += b.length
+      if (!this.down.write(b)) up.pause()
+    })
+    up.on('trailers', (t: IncomingHttpHeaders) => {
+      if (this.up === up) this.onUpTrailers(t)
+    })
+    up.on('end', () => {
+      if (this.up === up) this.onUpEnd()
+    })
+    up.on('close', () => {
+      if (this.up === up) this.onUpReset(up, up.rstCode ?? NGHTTP2_NO_ERROR)
+    })
+    up.on('error', () => {})
+    up.on('drain', () => {
+      if (this.up === up) this.down.resume()
+    })
+    if (!endStream) {
+      let ok = true
+      for (const b of this.queued) ok = up.write(b)
+      this.queued = []
+      this.queuedBytes = 0
+      if (this.reqEnded) up.end()
+      else if (ok) this.down.resume()
+      else this.down.pause()
+    }
+  }
+
+  onH2Failure(err: HttpError, flag: string): void {
+    if (this.done) return
+    const connectFailure = flag === Flags.UpstreamConnectFailure
+    if (flag === Flags.UpstreamOverflow) this.counters.overflow++
+    this.endTry(connectFailure ? OUTCOME_CONNECT : OUTCOME_OK, !connectFailure)
+    if (connectFailure && this.retry !== null && this.retryAfter(FAIL_CONNECT)) return
+    this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
+  }
+
+  private onDownData(b: Buffer): void {
+    if (this.done) return
+    this.bytesIn += b.length
+    if (this.retained !== null) {
+      this.retainedBytes += b.length
+      if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
+      else this.retained.push(b)
+    }
+    const up = this.up
+    if (up !== null) {
+      if (!up.write(b)) this.down.pause()
+      return
+    }
+    this.queued.push(b)
+    this.queuedBytes += b.length
+    if (this.queuedBytes > QUEUE_LIMIT) this.down.pause()
+  }
+
+  private onDownEnd(): void {
+    this.reqEnded = true
+    if (!this.done && this.up !== null && !this.up.writableEnded) this.up.end()
+  }
+
+  private onUpResponse(up: UpStream, headers: IncomingHttpHeaders, endStream: boolean): void {
+    if (this.done) return
+    const status = Number(headers[':status'])
+    const ep = this.endpoint!
+    const gs = endStream ? headers['grpc-status'] : undefined
+    const grpcCode = gs === undefined ? -1 : Number(gs)
+    // the HTTP status a trailers-only gRPC error stands for, for outlier detection and the breaker
+    const effective = grpcCode > 0 ? httpStatusOfGrpc(grpcCode) : status
+    if (effective >= 500) {
+      ep.counters.rq5xx++
+      this.outcome = effective === 502 || effective === 503 || effective === 504 ? OUTCOME_GATEWAY : OUTCOME_5XX
+    }
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = null
+    }
+    this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    const r = this.retry
+    if (r !== null && (r.retriableStatus(status) || (grpcCode > 0 && r.retriableGrpc(grpcCode))) && this.mayRetry()) {
+      this.up = null
+      // trailers-only: the stream closes by itself (the request was sent whole: mayRetry)
+      if (!endStream && !up.closed) up.close(NGHTTP2_CANCEL)
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
+    this.respStarted = true
+    this.status = status
+    if (gs !== undefined) this.grpcStatus = str(gs)
+    const out = responseHeadersOut(headers, this.route!.responseHeaders)
+    if (this.down.destroyed || this.down.closed) return
+    if (endStream) {
+      this.down.respond(out, { endStream: true })
+      this.finish()
+      return
+    }
+    this.down.respond(out, { waitForTrailers: true })
+    this.down.on('wantTrailers', () => this.down.sendTrailers(this.trailers ?? {}))
+    this.down.on('drain', () => {
+      if (this.up !== null) this.up.resume()
+    })
+  }
+
+  private onUpTrailers(t: IncomingHttpHeaders): void {
+    const out: OutgoingHttpHeaders = Object.create(null)
+    for (const n in t) if (n.charCodeAt(0) !== 0x3a) out[n] = t[n]
+    this.trailers = out
+    const gs = t['grpc-status']
+    if (gs !== undefined) {
+      this.grpcStatus = str(gs)
+      const eff = httpStatusOfGrpc(Number(gs))
+      if (eff >= 500) {
+        this.endpoint!.counters.rq5xx++
+        this.outcome = eff === 502 || eff === 503 || eff === 504 ? OUTCOME_GATEWAY : OUTCOME_5XX
+      }
+    }
+  }
+
+  private onUpEnd(): void {
+    if (this.done || !this.respStarted) return
+    this.down.end()
+    this.finish()
+  }
+
+  /** The response is complete (the downstream stream ends with the trailers). */
+  private finish(): void {
+    this.done = true
+    this.endTry(this.outcome, false)
+    this.up = null
+    this.complete()
+  }
+
+  /** The upstream stream closed before its end: reset (rst: its code), or the session is gone (up null). */
+  private onUpReset(up: UpStream | null, rst: number): void {
+    if (this.done) return
+    this.up = null
+    this.counters.upstreamErrors++
+    const started = this.respStarted
+    this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
+    if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
+    if (started) {
+      // Mid-response: pass the reset on (a cut-off stream never looks complete).
+      this.done = true
+      this.flags = Flags.UpstreamConnectionTermination
+      this.complete()
+      if (!this.down.closed) this.down.close(rst === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : rst)
+      return
+    }
+    void up
+    this.localReply(502, this.retryFlag(Flags.UpstreamConnectionTermination), 'WEFT_ERR_UPSTREAM_RESET', `upstream reset the stream (code ${rst})`)
+  }
+
+  private onDownClose(): void {
+    if (this.done) return
+    // The client reset the stream (a cancelled call, a client deadline) or went away.
+    this.done = true
+    if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
+    if (!this.respStarted) this.status = 0
+    if (this.down.rstCode === constants.NGHTTP2_CANCEL && this.grpc && this.grpcStatus === '') this.grpcStatus = '1'
+    this.complete()
+    const ep = this.endpoint
+    this.endTry(OUTCOME_OK, true)
+    this.cancelTry(ep)
+  }
+
+  /** Abandon the current try: its upstream stream (RST_STREAM CANCEL) or its wait for a session. */
+  private cancelTry(ep: EndpointState | undefined): void {
+    const up = this.up
+    this.up = null
+    if (up !== null) {
+      if (!up.closed) up.close(NGHTTP2_CANCEL)
+    } else if (ep !== undefined && ep.pool.h2 !== null) h2Upstream(ep.pool).cancel(this)
+    if (this.waitTimer !== null) {
+      clearTimeout(this.waitTimer)
+      this.waitTimer = null
+    }
+  }
+
+  private endTry(outcome: number, neutral: boolean): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = null
+    }
+    const ep = this.endpoint
+    if (ep === undefined) return
+    this.endpoint = undefined
+    this.lastEndpoint = ep
+    ep.active--
+    const cluster = this.cluster!
+    cluster.active--
+    if (outcome !== OUTCOME_OK) ep.counters.rqError++
+    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
+    const t = this.ticket
+    if (t !== null) {
+      this.ticket = null
+      t(neutral ? null : outcome === OUTCOME_OK)
+    }
+  }
+
+  // ---- retries and timeouts ----------------------------------------------------------------
+
+  private mayRetry(): boolean {
+    const r = this.retry!
+    if (r.attempts === 0 || this.respStarted || this.done) return false
+    if (!this.reqEnded || this.retained === null) return false
+    if (this.tries >= r.attempts) {
+      this.counters.retryLimitExceeded++
+      this.refused = true
+      return false
+    }
+    if (r.budget !== null && !r.budget.withdraw()) {
+      this.counters.retryBudgetExhausted++
+      this.refused = true
+      return false
+    }
+    return true
+  }
+
+  private retryAfter(kind: number): boolean {
+    if (!this.retry!.retriableFailure(kind) || !this.mayRetry()) return false
+    this.retryNow()
+    return true
+  }
+
+  private retryFlag(flag: string): string {
+    return this.refused ? Flags.UpstreamRetryLimitExceeded : flag
+  }
+
+  private retryNow(): void {
+    this.tries++
+    this.counters.retries++
+    if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
+    this.queued = this.retained === null ? [] : this.retained.slice()
+    this.queuedBytes = 0
+    this.grpcStatus = ''
+    const ms = this.retry!.backoffMs(this.tries)
+    if (ms < 1) return this.dispatch()
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }, ms)
+  }
+
+  private onTryTimeout(): void {
+    this.tryTimer = null
+    if (this.done || this.respStarted) return
+    this.counters.perTryTimeouts++
+    const ep = this.endpoint
+    this.endTry(OUTCOME_RESET, false)
+    this.cancelTry(ep)
+    if (this.retryAfter(FAIL_TIMEOUT)) return
+    this.localReply(504, this.retryFlag(Flags.UpstreamRequestTimeout), 'WEFT_ERR_UPSTREAM_TIMEOUT', 'upstream per-try timeout')
+  }
+
+  /** The deadline (route timeout or grpc-timeout): 504 / DEADLINE_EXCEEDED, the upstream stream cancelled. */
+  private onRequestTimeout(): void {
+    this.timer = null
+    if (this.done) return
+    this.counters.requestTimeouts++
+    const ep = this.endpoint
+    this.endTry(OUTCOME_RESET, ep === undefined)
+    this.cancelTry(ep)
+    if (!this.respStarted) return this.localReply(504, Flags.UpstreamRequestTimeout, 'WEFT_ERR_REQUEST_TIMEOUT', 'request timeout')
+    this.done = true
+    this.flags = Flags.UpstreamRequestTimeout
+    if (this.grpc) {
+      // headers are out: end the stream with DEADLINE_EXCEEDED in its trailers
+      this.grpcStatus = '4'
+      this.trailers = { 'grpc-status': '4', 'grpc-message': 'WEFT_ERR_REQUEST_TIMEOUT: request timeout', 'x-weft-response-flags': Flags.UpstreamRequestTimeout }
+      this.complete()
+      if (!this.down.closed) this.down.end()
+      return
+    }
+    this.complete()
+    if (!this.down.closed) this.down.close(NGHTTP2_CANCEL)
+  }
+
+  // ---- local replies -----------------------------------------------------------------------
+
+  /** The proxy's own answer: gRPC-shaped (trailers-only) for gRPC requests, text/plain otherwise. */
+  localReply(status: number, flag: string, code: string, message: string, extra = ''): void {
+    if (this.done) return
+    this.flags = flag
+    this.counters.localReplies++
+    if (this.grpc) {
+      const g = grpcStatusOfLocal(status, flag)
+      this.grpcStatus = String(g)
+      const h: [string, string][] = [
+        ['content-type', 'application/grpc'],
+        ['grpc-status', this.grpcStatus],
+        ['grpc-message', encodeGrpcMessage(code + ': ' + message)],
+        ['x-weft-response-flags', flag],
+        ['x-weft-error', code],
+        ...blockPairs(extra, false),
+      ]
+      return this.writeLocal(200, h, EMPTY)
+    }
+    const body = Buffer.from(code + ': ' + message + '\n')
+    this.writeLocal(status, [['content-type', 'text/plain'], ['x-weft-response-flags', flag], ['x-weft-error', code], ...blockPairs(extra, false)], body)
+  }
+
+  private writeLocal(status: number, fields: [string, string][], body: Buffer): void {
+    if (this.done) return
+    this.done = true
+    this.respStarted = true
+    this.status = status
+    const d = this.down
+    if (!d.destroyed && !d.closed) {
+      const h: OutgoingHttpHeaders = Object.create(null)
+      h[':status'] = status
+      for (const [n, v] of fields) if (n !== 'content-length') addHeader(h, n, v)
+      const noBody = body.length === 0 || this.method === 'HEAD'
+      if (!noBody) {
+        h['content-length'] = body.length
+        this.bytesOut = body.length
+      }
+      d.respond(h, { endStream: noBody })
+      if (!noBody) d.end(body)
+      // a request body still arriving is not wanted: read and drop it
+      if (!this.reqEnded) d.resume()
+    }
+    this.complete()
+  }
+
+  // ---- telemetry ---------------------------------------------------------------------------
+
+  private complete(): void {
+    if (this.completed) return
+    this.completed = true
+    this.durationMs = performance.now() - this.t0
+    if (this.timer !== null) clearTimeout(this.timer)
+    if (this.tryTimer !== null) clearTimeout(this.tryTimer)
+    if (this.waitTimer !== null) clearTimeout(this.waitTimer)
+    this.timer = this.tryTimer = this.waitTimer = null
+    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
+    this.retained = null
+    const t = this.config.telemetry
+    if (t.metrics !== null) recordRequestAs(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this.grpc ? 'grpc' : 'http2', this)
+    const sinks = t.sinks
+    for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
+    if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
+    if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
+  }
+}
+
+const EMPTY = Buffer.alloc(0)
+
+function str(v: string | string[] | undefined): string {
+  return v === undefined ? '' : typeof v === 'string' ? v : v.join(', ')
+}
+
+function addHeader(h: OutgoingHttpHeaders, n: string, v: string): void {
+  const cur = h[n]
+  if (cur === undefined) h[n] = v
+  else if (Array.isArray(cur)) cur.push(v)
+  else h[n] = [String(cur), v]
+}
+
+function replacePath(path: string, to: string): string {
+  const q = path.indexOf('?')
+  return q === -1 ? to : to + path.slice(q)
+}

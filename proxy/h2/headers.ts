@@ -1,0 +1,48 @@
+// Header blocks between the HTTP/1 shapes the route table compiles ("name: value\r\n" lines, made
+// for the HTTP/1 writer) and node:http2's header objects.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
+import type { CompiledMutation } from '../route/headers.ts'
+
+/** Response fields that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never relayed. */
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+
+const parsed = new Map<string, [string, string][]>()
+
+/**
+ * The pairs of a "name: value\r\n" block. Blocks of the compiled config (mutations, direct replies)
+ * are few and fixed, so their parse is kept; per-request blocks (trace headers, rate-limit fields)
+ * pass keep = false and are parsed anew.
+ */
+export function blockPairs(block: string, keep = true): [string, string][] {
+  if (block === '') return NONE
+  const hit = keep ? parsed.get(block) : undefined
+  if (hit !== undefined) return hit
+  const out: [string, string][] = []
+  for (const line of block.split('\r\n')) {
+    const c = line.indexOf(':')
+    if (c <= 0) continue
+    out.push([line.slice(0, c).toLowerCase(), line.slice(c + 1).trim()])
+  }
+  if (keep && parsed.size < 10_000) parsed.set(block, out)
+  return out
+}
+
+const NONE: [string, string][] = []
+
+/** The upstream's response head for the client: its fields minus connection ones, the route's mutations applied. */
+export function responseHeadersOut(h: IncomingHttpHeaders, mut: CompiledMutation): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null)
+  out[':status'] = h[':status']
+  const drop = mut.drop
+  for (const n in h) {
+    if (n.charCodeAt(0) === 0x3a || DROP_RESPONSE.has(n) || (drop !== null && drop.has(n))) continue
+    out[n] = h[n]
+  }
+  for (const [n, v] of blockPairs(mut.append)) {
+    const cur = out[n]
+    if (cur === undefined) out[n] = v
+    else if (Array.isArray(cur)) out[n] = [...cur, v]
+    else out[n] = [String(cur), v]
+  }
+  return out
+}

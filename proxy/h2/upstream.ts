@@ -1,0 +1,146 @@
+// The HTTP/2 side of an endpoint: one h2c session (node:http2, prior knowledge) shared by every
+// stream to that endpoint — multiplexing instead of a pool of connections. Kept on the endpoint's
+// EndpointPool (pool.h2), so it survives config swaps with it and closes when the endpoint leaves.
+//
+// - Connect: pool.connectTimeout; the streams that asked while connecting wait for it (bounded by
+//   pool.maxPending) and fail with UF together if it fails.
+// - GOAWAY from the upstream: the session stops taking new streams (the next request opens a new
+//   session), its streams in flight finish on it.
+// - More streams than the upstream's SETTINGS_MAX_CONCURRENT_STREAMS wait in nghttp2's queue of
+//   the session (it opens them as others close).
+// - Idle: a session without activity for pool.idleTimeout is closed (GOAWAY, then the socket).
+// - The connection window is raised to CONNECTION_WINDOW so that one stream whose reader is slow
+//   (its stream window full) cannot take the whole connection's window from the others.
+import { connect, constants, type ClientHttp2Session } from 'node:http2'
+import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
+import { HttpError } from '../http1/head.ts'
+
+/** connection-level receive window of every session (both directions of the proxy) */
+export const CONNECTION_WINDOW = 16 * 1024 * 1024
+/** SETTINGS of the proxy's sessions: no push, stream window 64 KiB (bounded memory per slow stream) */
+export const H2_SETTINGS = { enablePush: false, initialWindowSize: 65535, maxConcurrentStreams: 1000 }
+
+export interface H2Waiter {
+  /** who the waiter stands for, when it is an adapter (cancel finds it by either) */
+  readonly target?: unknown
+  onH2Session(s: ClientHttp2Session): void
+  /** flag: UF (connect failure or timeout), UO (too many waiting), UH (endpoint removed) */
+  onH2Failure(err: HttpError, flag: string): void
+}
+
+export interface H2UpstreamStats {
+  /** sessions opened (connections) */
+  sessions: number
+  connectFailures: number
+  connectTimeouts: number
+  goaways: number
+}
+
+export class H2Upstream implements PoolAttachment {
+  private readonly pool: EndpointPool
+  /** the session new streams go on; null: none yet, or it is going away */
+  private session: ClientHttp2Session | null = null
+  private connected = false
+  private waiters: H2Waiter[] = []
+  private closed = false
+  readonly stats: H2UpstreamStats = { sessions: 0, connectFailures: 0, connectTimeouts: 0, goaways: 0 }
+
+  constructor(pool: EndpointPool) {
+    this.pool = pool
+  }
+
+  /** A session for a new stream: at once when connected, else when the connect completes. */
+  acquire(w: H2Waiter): void {
+    if (this.closed) {
+      w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+      return
+    }
+    const s = this.session
+    if (s !== null && this.connected && !s.closed && !s.destroyed) {
+      w.onH2Session(s)
+      return
+    }
+    if (this.waiters.length >= this.pool.settings.maxPending) {
+      w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'upstream connection pool overflow'), 'UO')
+      return
+    }
+    this.waiters.push(w)
+    if (s === null || s.closed || s.destroyed) this.open()
+  }
+
+  /** A waiter gave up (its client left, its try timed out). */
+  cancel(w: unknown): void {
+    const i = this.waiters.findIndex((x) => x === w || x.target === w)
+    if (i !== -1) this.waiters.splice(i, 1)
+  }
+
+  private open(): void {
+    const settings = this.pool.settings
+    this.stats.sessions++
+    this.connected = false
+    const host = this.pool.host.includes(':') ? `[${this.pool.host}]` : this.pool.host
+    const s = connect(`http://${host}:${this.pool.port}`, { settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
+    this.session = s
+    let settled = false
+    const fail = (err: HttpError): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      if (this.session === s) this.session = null
+      s.destroy()
+      for (const w of this.waiters.splice(0)) w.onH2Failure(err, 'UF')
+    }
+    const timer = setTimeout(() => {
+      this.stats.connectTimeouts++
+      fail(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'))
+    }, settings.connectTimeoutMs)
+    s.once('connect', () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      this.connected = true
+      try {
+        s.setLocalWindowSize(CONNECTION_WINDOW)
+      } catch {}
+      s.setTimeout(settings.idleTimeoutMs, () => {
+        // no frame either way for idleTimeout: nothing is in flight worth keeping it for
+        if (this.session === s) this.session = null
+        s.close()
+      })
+      for (const w of this.waiters.splice(0)) w.onH2Session(s)
+    })
+    s.on('error', (err: NodeJS.ErrnoException) => {
+      if (!settled) {
+        this.stats.connectFailures++
+        fail(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`))
+      }
+    })
+    s.on('goaway', () => {
+      // in-flight streams finish on it; new ones go on a new session
+      this.stats.goaways++
+      if (this.session === s) this.session = null
+    })
+    s.on('close', () => {
+      if (this.session === s) this.session = null
+      if (!settled) fail(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', 'upstream connect error: closed'))
+    })
+  }
+
+  /** The endpoint left the config: GOAWAY, streams in flight finish. */
+  close(): void {
+    this.closed = true
+    const s = this.session
+    this.session = null
+    if (s !== null && !s.destroyed) s.close()
+    for (const w of this.waiters.splice(0)) w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+  }
+}
+
+/** The endpoint's HTTP/2 side, created on first use. */
+export function h2Upstream(pool: EndpointPool): H2Upstream {
+  let u = pool.h2 as H2Upstream | null
+  if (u === null) pool.h2 = u = new H2Upstream(pool)
+  return u
+}
+
+export const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = constants

@@ -1,0 +1,253 @@
+// gRPC through two sidecars (client sidecar outbound → server sidecar inbound → app), with a real
+// @grpc/grpc-js server and client: the four call kinds, status, message and trailing metadata,
+// deadlines (the client's and the proxy's grpc-timeout), cancellation, a retry on UNAVAILABLE,
+// gRPC-shaped local replies, and the request_protocol / grpc_response_status metric labels.
+import t from 'tap'
+import * as grpc from '@grpc/grpc-js'
+import { connect, type IncomingHttpHeaders } from 'node:http2'
+import { echoClient, startGrpcMesh, startGrpcServer, unary, type Msg } from './helpers/grpc.ts'
+import { metrics } from './helpers/policy.ts'
+import { until, type Teardown } from './helpers/sidecar.ts'
+
+function collect(call: grpc.ClientReadableStream<Msg> | grpc.ClientDuplexStream<Msg, Msg>): Promise<{ msgs: Msg[]; err?: grpc.ServiceError; status?: grpc.StatusObject }> {
+  return new Promise((resolve) => {
+    const msgs: Msg[] = []
+    let err: grpc.ServiceError | undefined
+    call.on('data', (m: Msg) => msgs.push(m))
+    call.on('error', (e: grpc.ServiceError) => {
+      err = e
+    })
+    call.on('status', (status: grpc.StatusObject) => setImmediate(() => resolve({ msgs, err, status })))
+  })
+}
+
+t.test('unary, server streaming, client streaming and bidi calls through two sidecars', async (t) => {
+  const app = await startGrpcServer(t)
+  const m = await startGrpcMesh(t, app.port)
+  const c = echoClient(t, m.client.port)
+
+  const u = await unary(c, { text: 'hello' })
+  t.same(u.res, { text: 'hello' }, 'unary answer')
+
+  const ss = await collect((c.serverStream as (r: Msg) => grpc.ClientReadableStream<Msg>)({ text: 's', n: 5 }))
+  t.same(ss.msgs.map((x) => x.text), ['s-0', 's-1', 's-2', 's-3', 's-4'], 'server streaming: every message in order')
+  t.equal(ss.status?.code, grpc.status.OK)
+
+  const cs = await new Promise<Msg | undefined>((resolve, reject) => {
+    const call = (c.clientStream as (cb: (e: grpc.ServiceError | null, r?: Msg) => void) => grpc.ClientWritableStream<Msg>)((e, r) => (e ? reject(e) : resolve(r)))
+    for (const x of ['a', 'b', 'c']) call.write({ text: x })
+    call.end()
+  })
+  t.same(cs, { text: 'a+b+c', n: 3 }, 'client streaming: the server saw every message')
+
+  const bidi = (c.bidi as () => grpc.ClientDuplexStream<Msg, Msg>)()
+  const got: string[] = []
+  for (const x of ['1', '2', '3']) {
+    const next = new Promise<Msg>((resolve) => bidi.once('data', resolve))
+    bidi.write({ text: x })
+    got.push((await next).text) // each answer arrives before the next message is sent: no buffering in the proxies
+  }
+  const end = collect(bidi)
+  bidi.end()
+  t.equal((await end).status?.code, grpc.status.OK)
+  t.same(got, ['echo:1', 'echo:2', 'echo:3'], 'bidi: ping-pong')
+
+  // one HTTP/2 connection from the client sidecar to the server sidecar carried all of it
+  const stats = await m.server.adminJson('/stats')
+  t.equal(stats.listeners[0].cxTotal, 1, 'one connection between the sidecars')
+  const mc = await metrics(m.client)
+  t.equal(mc.requests({ request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' }), 4, 'client sidecar: 4 gRPC requests, grpc-status 0')
+  const ms = await metrics(m.server)
+  t.equal(ms.requests({ request_protocol: 'grpc', grpc_response_status: '0', reporter: 'destination' }), 4, 'server sidecar too')
+})
+
+t.test('status code, message and trailing metadata are preserved (trailers-only and after messages)', async (t) => {
+  const app = await startGrpcServer(t, {
+    unary: (call, cb) => {
+      const md = new grpc.Metadata()
+      md.set('x-detail', 'shelf ' + call.request.text)
+      md.set('x-bin-bin', Buffer.from([1, 2, 3]))
+      cb({ code: grpc.status.NOT_FOUND, details: 'no such book: ' + call.request.text, metadata: md })
+    },
+    serverStream: (call) => {
+      call.write({ text: 'one' })
+      const md = new grpc.Metadata()
+      md.set('x-detail', 'after one')
+      call.emit('error', { code: grpc.status.FAILED_PRECONDITION, details: 'stopped early ✓', metadata: md })
+    },
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const c = echoClient(t, m.client.port)
+  const u = await unary(c, { text: 'dune' })
+  t.equal(u.err?.code, grpc.status.NOT_FOUND)
+  t.equal(u.err?.details, 'no such book: dune')
+  t.same(u.err?.metadata.get('x-detail'), ['shelf dune'])
+  t.same(u.err?.metadata.get('x-bin-bin'), [Buffer.from([1, 2, 3])], 'binary metadata')
+
+  const ss = await collect((c.serverStream as (r: Msg) => grpc.ClientReadableStream<Msg>)({ text: 'x' }))
+  t.same(ss.msgs, [{ text: 'one' }])
+  t.equal(ss.err?.code, grpc.status.FAILED_PRECONDITION)
+  t.equal(ss.err?.details, 'stopped early ✓', 'non-ASCII message (percent-encoded on the wire) survives')
+  t.same(ss.err?.metadata.get('x-detail'), ['after one'], 'trailers after messages are forwarded')
+
+  const mc = await metrics(m.client)
+  t.equal(mc.requests({ request_protocol: 'grpc', grpc_response_status: '5' }), 1, 'grpc_response_status from a trailers-only response')
+  t.equal(mc.requests({ request_protocol: 'grpc', grpc_response_status: '9' }), 1, 'grpc_response_status from the trailers')
+})
+
+t.test('deadline exceeded: the client gets DEADLINE_EXCEEDED and the app sees the cancel', async (t) => {
+  let cancelled = 0
+  const app = await startGrpcServer(t, {
+    unary: (call, cb) => {
+      const timer = setTimeout(() => cb(null, { text: 'late' }), 5000)
+      call.on('cancelled', () => {
+        cancelled++
+        clearTimeout(timer)
+      })
+    },
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const c = echoClient(t, m.client.port)
+  const started = Date.now()
+  const u = await unary(c, { text: 'slow' }, { deadline: Date.now() + 300 })
+  t.equal(u.err?.code, grpc.status.DEADLINE_EXCEEDED)
+  t.ok(Date.now() - started < 2000, 'not waiting for the handler')
+  await until('the app saw the cancel', () => cancelled === 1)
+  t.pass('upstream handler cancelled')
+})
+
+/** A raw HTTP/2 gRPC request (no client-side deadline timer): headers, trailers, what came back. */
+async function rawGrpc(t: Teardown, port: number, path: string, headers: Record<string, string>, body: Buffer): Promise<{ headers: IncomingHttpHeaders; trailers: IncomingHttpHeaders; ms: number }> {
+  const s = connect(`http://127.0.0.1:${port}`)
+  t.teardown(() => s.destroy())
+  const t0 = Date.now()
+  const st = s.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers })
+  st.end(body)
+  return new Promise((resolve, reject) => {
+    let h: IncomingHttpHeaders = {}
+    let tr: IncomingHttpHeaders = {}
+    st.on('response', (x) => {
+      h = x
+    })
+    st.on('trailers', (x) => {
+      tr = x
+    })
+    st.on('data', () => {})
+    st.on('error', reject)
+    st.on('close', () => resolve({ headers: h, trailers: tr, ms: Date.now() - t0 }))
+  })
+}
+
+const frame = (m: Msg): Buffer => {
+  const b = Buffer.from(JSON.stringify(m))
+  const f = Buffer.alloc(5 + b.length)
+  f.writeUInt32BE(b.length, 1)
+  b.copy(f, 5)
+  return f
+}
+
+t.test('grpc-timeout is the proxy deadline: DEADLINE_EXCEEDED (flag UT) and the upstream stream is cancelled', async (t) => {
+  let cancelled = 0
+  const app = await startGrpcServer(t, {
+    unary: (call) => {
+      call.on('cancelled', () => cancelled++)
+    },
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const r = await rawGrpc(t, m.client.port, '/weft.test.Echo/Unary', { 'grpc-timeout': '200m' }, frame({ text: 'x' }))
+  t.equal(Number(r.headers[':status']), 200)
+  t.equal(r.headers['grpc-status'], '4', 'DEADLINE_EXCEEDED, trailers-only')
+  t.equal(r.headers['x-weft-response-flags'], 'UT')
+  t.ok(r.ms >= 150 && r.ms < 2000, `answered at the deadline (${r.ms} ms)`)
+  await until('the app saw the cancel', () => cancelled === 1)
+  const mc = await metrics(m.client)
+  t.equal(mc.decision('request_timeout'), 1)
+  t.equal(mc.requests({ request_protocol: 'grpc', grpc_response_status: '4', response_flags: 'UT' }), 1)
+})
+
+t.test('cancellation: a client cancelling a server stream cancels the handler', async (t) => {
+  let cancelled = 0
+  const app = await startGrpcServer(t, {
+    serverStream: (call) => {
+      const timer = setInterval(() => call.write({ text: 'tick' }), 20)
+      call.on('cancelled', () => {
+        cancelled++
+        clearInterval(timer)
+      })
+    },
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const c = echoClient(t, m.client.port)
+  const call = (c.serverStream as (r: Msg) => grpc.ClientReadableStream<Msg>)({ text: 'x' })
+  const done = collect(call)
+  await new Promise((resolve) => call.once('data', resolve))
+  call.cancel()
+  const r = await done
+  t.equal(r.err?.code, grpc.status.CANCELLED)
+  await until('the app saw the cancel', () => cancelled === 1)
+  t.pass('the cancel crossed both proxies')
+  const mc = await metrics(m.client)
+  await until('recorded', async () => (await metrics(m.client)).requests({ request_protocol: 'grpc', response_flags: 'DC' }) === 1)
+  void mc
+})
+
+t.test('retry on UNAVAILABLE: the proxy tries again, the client sees OK, the retry is counted', async (t) => {
+  let calls = 0
+  const app = await startGrpcServer(t, {
+    unary: (call, cb) => {
+      calls++
+      if (calls === 1) cb({ code: grpc.status.UNAVAILABLE, details: 'warming up' })
+      else cb(null, { text: 'ok ' + call.request.text })
+    },
+  })
+  const m = await startGrpcMesh(t, app.port, {
+    clientRoutes: (c) => [{ backends: [{ cluster: c }], retry: { attempts: 2, on: ['unavailable'], backoff: { base: '1ms' } } }],
+  })
+  const c = echoClient(t, m.client.port)
+  const u = await unary(c, { text: 'again' })
+  t.same(u.res, { text: 'ok again' })
+  t.equal(calls, 2, 'the app was called twice')
+  const mc = await metrics(m.client)
+  t.equal(mc.decision('retry'), 1, 'one retry counted')
+  t.equal(mc.requests({ request_protocol: 'grpc', grpc_response_status: '0' }), 1, 'one request, OK')
+
+  // not on the list: returned as it is
+  calls = 10
+  const app2 = await startGrpcServer(t, { unary: (_call, cb) => cb({ code: grpc.status.INTERNAL, details: 'boom' }) })
+  const m2 = await startGrpcMesh(t, app2.port, {
+    clientRoutes: (c) => [{ backends: [{ cluster: c }], retry: { attempts: 2, on: ['unavailable'] } }],
+  })
+  const u2 = await unary(echoClient(t, m2.client.port), { text: 'x' })
+  t.equal(u2.err?.code, grpc.status.INTERNAL)
+  t.equal((await metrics(m2.client)).decision('retry'), 0)
+})
+
+t.test('local replies are gRPC-shaped: no route → UNIMPLEMENTED, rate limit → RESOURCE_EXHAUSTED, no endpoint → UNAVAILABLE', async (t) => {
+  const app = await startGrpcServer(t)
+  const m = await startGrpcMesh(t, app.port, {
+    clientRoutes: (c) => [
+      { match: { path: { prefix: '/weft.test.Echo/Unary' }, headers: [{ name: 'x-limit', present: true }] }, backends: [{ cluster: c }], rateLimit: { requests: 1, interval: '1h' } },
+      { match: { path: { prefix: '/weft.test.Echo/' } }, backends: [{ cluster: c }] },
+    ],
+  })
+  const c = echoClient(t, m.client.port)
+  const none = await unary(c, { text: 'x' }, {}, undefined)
+  t.same(none.res, { text: 'x' }, 'routed on the service/method path')
+
+  const md = new grpc.Metadata()
+  md.set('x-limit', '1')
+  t.same((await unary(c, { text: 'a' }, {}, md)).res, { text: 'a' })
+  const limited = await unary(c, { text: 'b' }, {}, md)
+  t.equal(limited.err?.code, grpc.status.RESOURCE_EXHAUSTED)
+  t.match(limited.err?.details, /WEFT_ERR_RATE_LIMITED/)
+
+  const r = await rawGrpc(t, m.client.port, '/other.Service/Call', {}, frame({ text: 'x' }))
+  t.equal(Number(r.headers[':status']), 200)
+  t.equal(r.headers['grpc-status'], '12', 'no route: UNIMPLEMENTED')
+  t.equal(r.headers['x-weft-response-flags'], 'NR')
+
+  // the app gone: the server sidecar cannot connect (UF) → UNAVAILABLE
+  app.server.forceShutdown()
+  const gone = await unary(c, { text: 'x' })
+  t.equal(gone.err?.code, grpc.status.UNAVAILABLE)
+})
