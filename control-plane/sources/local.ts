@@ -33,7 +33,10 @@ export class LocalSource {
     if (!r.ok) {
       this.counts.rejected++
       for (const e of r.errors) this.o.log.error({ code: e.code }, formatConfigError(e))
-      this.o.log.error({ dir: this.o.path, errors: r.errors.length }, 'resources rejected; the last good snapshots stay published')
+      this.o.log.error(
+        { dir: this.o.path, errors: r.errors.length },
+        this.counts.loads === 0 ? 'resources rejected; nothing published yet' : 'resources rejected; the last good snapshots stay published',
+      )
       return false
     }
     if (r.resources.bootstraps.length > 0) {
