@@ -73,26 +73,32 @@ export class Proxy {
     this.configureMetrics(b)
     const usedLogs = new Set<string>()
     const tracing = this.configureTracing(b.telemetry?.tracing)
-    const compiled = compileConfig(b, this.version + 1, this.pools, {
-      metrics: this.metrics,
-      tap: this.tap,
-      sinks: (l): RequestSink[] => {
-        const al = b.telemetry?.accessLog
-        if (al?.enabled !== true) return []
-        usedLogs.add(l.name)
-        return [this.accessLogFor(l, al, listenerPeer(b, l))]
-      },
-      tracer: (l) =>
-        tracing === null
-          ? null
-          : new Tracer({
-              sampling: tracing.sampling,
-              serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
-              localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
-              reporter: this.reporter!,
-              propagation: tracing.propagation,
-            }),
-    })
+    let compiled: CompiledConfig
+    try {
+      compiled = compileConfig(b, this.version + 1, this.pools, {
+        metrics: this.metrics,
+        tap: this.tap,
+        sinks: (l): RequestSink[] => {
+          const al = b.telemetry?.accessLog
+          if (al?.enabled !== true) return []
+          usedLogs.add(l.name)
+          return [this.accessLogFor(l, al, listenerPeer(b, l))]
+        },
+        tracer: (l) =>
+          tracing === null
+            ? null
+            : new Tracer({
+                sampling: tracing.sampling,
+                serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
+                localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
+                reporter: this.reporter!,
+                propagation: tracing.propagation,
+              }),
+      })
+    } catch (err) {
+      this.pools.rollback()
+      throw err
+    }
     const sameAddress = (a: Listener, b2: Listener) =>
       a.port === b2.port && (a.address ?? '127.0.0.1') === (b2.address ?? '127.0.0.1')
     // 1. Bind the listeners that are new (or moved).
@@ -107,6 +113,7 @@ export class Proxy {
       }
     } catch (err) {
       for (const l of opened) l.destroy()
+      this.pools.rollback()
       for (const [name, e] of this.accessLogs) if (prevLogs.get(name)?.log !== e.log) void e.log.close()
       this.accessLogs = prevLogs
       if (this.reporter !== prevReporter && this.reporter !== null) void this.reporter.close()

@@ -5,8 +5,8 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { writeFileSync } from 'node:fs'
 import { stringify } from 'yaml'
 import { rawClient } from './helpers/raw.ts'
-import { cluster, makeConfig, routeTo, sleep, startTestSidecar, until } from './helpers/sidecar.ts'
-import { startRawUpstream } from './helpers/upstream.ts'
+import { cluster, getStatus, makeConfig, routeTo, sleep, startTestSidecar, until } from './helpers/sidecar.ts'
+import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
 
 t.test('a local reply to a request whose body came in the same read closes as asked', async (t) => {
   const s = await startTestSidecar(t, makeConfig({ routes: [{ match: { path: { exact: '/only' } }, directResponse: { status: 200 } }], limits: { idleTimeout: '300ms' } }))
@@ -93,4 +93,35 @@ t.test('an early upstream answer to an unfinished upload says connection: close'
   const r = await c.response()
   t.equal(r.status, 413)
   t.equal(r.get('connection'), 'close')
+})
+
+t.test('a refused reload that changed a breaker and pool settings leaves the running ones as they were', async (t) => {
+  const blocker = createNetServer()
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r))
+  t.teardown(() => blocker.close())
+  const busy = (blocker.address() as AddressInfo).port
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const b = makeConfig({
+    routes: [{ backends: [{ cluster: 'app' }] }],
+    clusters: [cluster('app', [up.port], { circuitBreaker: { errorThresholdPercentage: 50, volumeThreshold: 20 }, pool: { maxConnections: 8 } })],
+  })
+  const s = await startTestSidecar(t, b)
+  const before = await getStatus(s.port, 'h', '/')
+  t.equal(before, 200)
+  // the new config changes the breaker and the pool, and adds a listener that cannot bind
+  b.clusters[0].circuitBreaker = { errorThresholdPercentage: 90, volumeThreshold: 5 }
+  b.clusters[0].pool = { maxConnections: 1 }
+  b.listeners.push({ ...b.listeners[0], name: 'second', port: busy })
+  writeFileSync(s.file, stringify(b))
+  t.equal(await s.sidecar.reload(), false, 'reload refused')
+  for (let i = 0; i < 5; i++) t.equal(await getStatus(s.port, 'h', '/'), 200, 'the running breaker still admits (it was not shut down)')
+  const view = await s.adminJson('/clusters')
+  const app = view.clusters.find((c: { name: string }) => c.name === 'app')
+  t.equal(app.circuitBreaker.state, 'closed')
+  t.equal(app.circuitBreaker.rejected, 0)
+  // and a good reload afterwards takes the new breaker
+  b.listeners.pop()
+  writeFileSync(s.file, stringify(b))
+  t.equal(await s.sidecar.reload(), true)
+  t.equal(await getStatus(s.port, 'h', '/'), 200)
 })

@@ -94,6 +94,13 @@ export class PoolRegistry {
   /** per cluster name: the breaker (kept while its config is unchanged) and the counters */
   private clusters = new Map<string, ClusterEntry>()
   private markedClusters = new Set<string>()
+  /**
+   * What the config being built changed in shared state the running config still uses: breakers
+   * replaced (the old one is shut down only once the new config is in: collect) and pool
+   * settings (restored if the new config is not applied: rollback).
+   */
+  private replacedBreakers: { e: ClusterEntry; old: ClusterBreaker | null }[] = []
+  private changedSettings: { pool: EndpointPool; old: PoolSettings }[] = []
 
   get(key: string, host: string, port: number, settings: PoolSettings): PoolEntry {
     this.marked.add(key)
@@ -101,7 +108,8 @@ export class PoolRegistry {
     if (e === undefined) {
       e = { pool: new EndpointPool(host, port, settings), counters: { rqTotal: 0, rqError: 0, rq5xx: 0 }, outlier: newOutlierState() }
       this.pools.set(key, e)
-    } else {
+    } else if (e.pool.settings !== settings) {
+      this.changedSettings.push({ pool: e.pool, old: e.pool.settings })
       e.pool.settings = settings
     }
     return e
@@ -117,7 +125,7 @@ export class PoolRegistry {
     }
     const key = breaker === undefined ? '' : JSON.stringify(breaker)
     if ((e.breaker?.key ?? '') !== key) {
-      e.breaker?.shutdown()
+      this.replacedBreakers.push({ e, old: e.breaker })
       e.breaker = breaker === undefined ? null : new ClusterBreaker(breaker, name)
     }
     return e
@@ -127,10 +135,30 @@ export class PoolRegistry {
   begin(): void {
     this.marked = new Set()
     this.markedClusters = new Set()
+    this.replacedBreakers = []
+    this.changedSettings = []
   }
 
-  /** Drain pools the new config does not use. */
+  /**
+   * The config built since begin() is not applied (a listener could not bind): the running
+   * config's breakers and pool settings are as they were; the breakers made for it go.
+   */
+  rollback(): void {
+    for (let i = this.replacedBreakers.length - 1; i >= 0; i--) {
+      const { e, old } = this.replacedBreakers[i]
+      e.breaker?.shutdown()
+      e.breaker = old
+    }
+    for (let i = this.changedSettings.length - 1; i >= 0; i--) this.changedSettings[i].pool.settings = this.changedSettings[i].old
+    this.replacedBreakers = []
+    this.changedSettings = []
+  }
+
+  /** The new config is in: shut down the breakers it replaced, drain pools it does not use. */
   collect(): void {
+    for (const { old } of this.replacedBreakers) old?.shutdown()
+    this.replacedBreakers = []
+    this.changedSettings = []
     for (const [k, e] of this.pools) {
       if (!this.marked.has(k)) {
         e.pool.drain()
