@@ -251,3 +251,75 @@ t.test('local replies are gRPC-shaped: no route → UNIMPLEMENTED, rate limit �
   const gone = await unary(c, { text: 'x' })
   t.equal(gone.err?.code, grpc.status.UNAVAILABLE)
 })
+
+t.test('route policy on gRPC: fault abort and maxRequests answer gRPC-shaped; the access log has grpc_status', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const { tempDir } = await import('./helpers/sidecar.ts')
+  const logFile = tempDir(t) + '/access.log'
+  let release: (() => void) | null = null
+  const app = await startGrpcServer(t, {
+    unary: (call, cb) => {
+      if (call.request.text === 'hold') release = () => cb(null, { text: 'held' })
+      else cb(null, { text: call.request.text })
+    },
+  })
+  const m = await startGrpcMesh(t, app.port, {
+    clientRoutes: (c) => [
+      { match: { headers: [{ name: 'x-fault', present: true }] }, backends: [{ cluster: c }], fault: { abort: { percent: 100, status: 503 } } },
+      { backends: [{ cluster: c }] },
+    ],
+    app: { pool: { maxRequests: 1 } },
+    clientTelemetry: { accessLog: { enabled: true, path: logFile } },
+  })
+  const c = echoClient(t, m.client.port)
+  const md = new grpc.Metadata()
+  md.set('x-fault', '1')
+  const f = await unary(c, { text: 'x' }, {}, md)
+  t.equal(f.err?.code, grpc.status.UNAVAILABLE, 'fault abort 503 → UNAVAILABLE')
+  t.match(f.err?.details, /WEFT_ERR_FAULT_ABORT/)
+
+  const held = unary(c, { text: 'hold' })
+  await until('the first call holds the only slot', () => release !== null)
+  const over = await unary(c, { text: 'y' })
+  t.equal(over.err?.code, grpc.status.UNAVAILABLE, 'maxRequests overflow on the server sidecar → UNAVAILABLE')
+  t.match(over.err?.details, /WEFT_ERR_UPSTREAM_OVERFLOW/)
+  release!()
+  t.same((await held).res, { text: 'held' })
+
+  const lines = await until('access log lines', () => {
+    try {
+      const l = readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean).map((x) => JSON.parse(x))
+      return l.length >= 3 ? l : null
+    } catch {
+      return null
+    }
+  })
+  const byPath = lines!.map((l: Record<string, unknown>) => [l.response_flags, l.grpc_status, l.protocol, l.path])
+  t.same(byPath[0], ['FI', '14', 'HTTP/2', '/weft.test.Echo/Unary'], 'the local reply: flag FI, grpc_status 14')
+  t.ok(byPath.some((x: unknown[]) => x[0] === '-' && x[1] === '0'), 'a relayed OK call: grpc_status 0')
+})
+
+t.test('HTTP/1.1 client → client sidecar → (HTTP/2) server sidecar → gRPC-style HTTP/2 app', async (t) => {
+  const { Pool } = await import('undici')
+  const { createServer } = await import('node:http2')
+  const h2app = createServer()
+  h2app.on('stream', (s: import('node:http2').ServerHttp2Stream, h: IncomingHttpHeaders) => {
+    s.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true })
+    s.on('wantTrailers', () => s.sendTrailers({ 'x-trailer': 'yes' }))
+    s.end('h2 app ' + h[':path'])
+  })
+  await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => h2app.close(() => resolve())))
+  const port = (h2app.address() as { port: number }).port
+  const m = await startGrpcMesh(t, port)
+  const pool = new Pool(`http://127.0.0.1:${m.client.port}`)
+  t.teardown(() => pool.close())
+  const r = await pool.request({ path: '/hello', method: 'GET', headers: { host: 'app.test' } })
+  t.equal(r.statusCode, 200)
+  t.equal(await r.body.text(), 'h2 app /hello')
+  t.equal(r.trailers['x-trailer'], 'yes', 'trailers crossed both hops')
+  const mc = await metrics(m.client)
+  t.equal(mc.requests({ request_protocol: 'http', response_code: '200' }), 1, 'the HTTP/1 client is counted as http')
+  const ms = await metrics(m.server)
+  t.equal(ms.requests({ request_protocol: 'http2', response_code: '200' }), 1, 'the hop between the sidecars was HTTP/2')
+})

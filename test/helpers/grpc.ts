@@ -110,6 +110,8 @@ export interface GrpcMeshOptions {
   appProtocol?: 'http1' | 'http2'
   /** the client sidecar's cluster protocol (default http2) */
   meshProtocol?: 'http1' | 'http2'
+  /** telemetry of the client sidecar (e.g. an access log) */
+  clientTelemetry?: Bootstrap['telemetry']
 }
 
 function config(direction: 'inbound' | 'outbound', clusterName: string, port: number, routes: Route[], cluster: Partial<Cluster>): Bootstrap {
@@ -125,6 +127,8 @@ function config(direction: 'inbound' | 'outbound', clusterName: string, port: nu
 export async function startGrpcMesh(t: Teardown, appPort: number, o: GrpcMeshOptions = {}): Promise<GrpcMesh> {
   const to = (c: string): Route[] => [{ backends: [{ cluster: c }] }]
   const server = await startTestSidecar(t, config('inbound', 'app', appPort, (o.serverRoutes ?? to)('app'), { protocol: o.appProtocol ?? 'http2', ...o.app }))
-  const client = await startTestSidecar(t, config('outbound', 'mesh', server.port, (o.clientRoutes ?? to)('mesh'), { protocol: o.meshProtocol ?? 'http2' }))
+  const cc = config('outbound', 'mesh', server.port, (o.clientRoutes ?? to)('mesh'), { protocol: o.meshProtocol ?? 'http2' })
+  if (o.clientTelemetry !== undefined) cc.telemetry = o.clientTelemetry
+  const client = await startTestSidecar(t, cc)
   return { client, server }
 }
