@@ -323,3 +323,35 @@ t.test('HTTP/1.1 client → client sidecar → (HTTP/2) server sidecar → gRPC-
   const ms = await metrics(m.server)
   t.equal(ms.requests({ request_protocol: 'http2', response_code: '200' }), 1, 'the hop between the sidecars was HTTP/2')
 })
+
+t.test('outlier detection counts grpc-status UNAVAILABLE; the breaker opens on it and fails fast gRPC-shaped', async (t) => {
+  const { clusterView } = await import('./helpers/policy.ts')
+  const { makeConfig, startTestSidecar } = await import('./helpers/sidecar.ts')
+  const bad = await startGrpcServer(t, { unary: (_c, cb) => cb({ code: grpc.status.UNAVAILABLE, details: 'down' }) })
+  const good = await startGrpcServer(t)
+  const s = await startTestSidecar(t, makeConfig({
+    routes: [{ backends: [{ cluster: 'app' }] }],
+    clusters: [{
+      name: 'app', protocol: 'http2',
+      outlierDetection: { consecutiveGatewayErrors: 2, consecutive5xx: 0, baseEjectionTime: '10s', maxEjectionPercent: 50 },
+      endpoints: [{ address: '127.0.0.1', port: bad.port }, { address: '127.0.0.1', port: good.port }],
+    }],
+  }))
+  const c = echoClient(t, s.port)
+  const codes: number[] = []
+  for (let i = 0; i < 8; i++) codes.push((await unary(c, { text: 'x' })).err?.code ?? 0)
+  t.equal(codes.filter((x) => x === grpc.status.UNAVAILABLE).length, 2, `two UNAVAILABLE before the ejection (${codes})`)
+  const v = await clusterView(s, 'app')
+  t.equal(v.outlierDetection.ejected, 1, 'the endpoint answering UNAVAILABLE is ejected')
+  t.equal(v.endpoints.find((e: { health: string }) => e.health === 'ejected').responses5xx, 2)
+
+  const s2 = await startTestSidecar(t, makeConfig({
+    routes: [{ backends: [{ cluster: 'app' }] }],
+    clusters: [{ name: 'app', protocol: 'http2', circuitBreaker: { volumeThreshold: 3, errorThresholdPercentage: 50, resetTimeout: '10s' }, endpoints: [{ address: '127.0.0.1', port: bad.port }] }],
+  }))
+  const c2 = echoClient(t, s2.port)
+  for (let i = 0; i < 3; i++) await unary(c2, { text: 'x' })
+  const open = await unary(c2, { text: 'x' })
+  t.equal(open.err?.code, grpc.status.UNAVAILABLE)
+  t.match(open.err?.details, /WEFT_ERR_CIRCUIT_OPEN/, 'failed fast by the open breaker')
+})
