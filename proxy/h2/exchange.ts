@@ -37,6 +37,8 @@ import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, t
 const { NGHTTP2_FLAG_END_STREAM } = constants
 /** request body bytes kept while no upstream stream is open; past it the client is paused */
 const QUEUE_LIMIT = 65536
+/** setTimeout's limit; a longer delay would fire at once */
+const MAX_TIMER_MS = 2_147_483_647
 
 /** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
@@ -167,7 +169,8 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       if (!this.applyPolicy(pol)) return
     }
     // grpc-timeout: the caller's deadline, the smaller of it and the route timeout
-    const gt = this.grpc ? grpcTimeoutMs(str(this.headers['grpc-timeout'])) : -1
+    let gt = this.grpc ? grpcTimeoutMs(str(this.headers['grpc-timeout'])) : -1
+    if (gt > MAX_TIMER_MS) gt = -1 // longer than a timer can hold (~24.8 days): no deadline of ours
     const routeMs = pol === null ? 0 : pol.timeoutMs
     const ms = gt >= 0 && (routeMs === 0 || gt < routeMs) ? gt : routeMs
     if (ms > 0 || gt === 0) {
