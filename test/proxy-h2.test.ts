@@ -103,6 +103,10 @@ t.test('100 concurrent streams share one connection on each hop; bodies and trai
   t.equal(app.seen.length, 100, 'the app saw every request')
   t.equal(app.sessions, 1, 'the app saw one connection')
   t.equal((await m.server.adminJson('/stats')).listeners[0].cxTotal, 1, 'the server sidecar saw one connection')
+  const cl = (await m.client.adminJson('/clusters')).clusters[0]
+  t.equal(cl.protocol, 'http2')
+  t.match(cl.endpoints[0].http2, { open: 1, sessions: 1, connectFailures: 0, goaways: 0 }, '/clusters shows the shared session')
+  t.equal(cl.endpoints[0].requests, 100)
   t.equal(app.seen[0]['x-forwarded-proto'], 'http')
   t.ok(app.seen[0]['x-request-id'], 'x-request-id generated')
   const mc = await metrics(m.client)

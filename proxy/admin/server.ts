@@ -1,6 +1,7 @@
 // The admin listener: health, the active config and the clusters' state. Not on the request
 // path, so it uses node:http. Later issues add /metrics and more.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { H2Upstream } from '../h2/upstream.ts'
 import type { Proxy } from '../proxy.ts'
 import { handleTapRequest } from '../telemetry/tap.ts'
 
@@ -12,6 +13,7 @@ export function clustersView(p: Proxy): unknown {
     clusters: [...c.clusters.values()].map((cl) => ({
       name: cl.name,
       lbPolicy: cl.policy,
+      protocol: cl.http2 ? 'http2' : 'http1',
       hashHeader: cl.hashHeader || undefined,
       activeRequests: cl.active,
       maxRequests: Number.isFinite(cl.maxRequests) ? cl.maxRequests : undefined,
@@ -41,6 +43,8 @@ export function clustersView(p: Proxy): unknown {
           connectTimeouts: e.pool.stats.cxConnectTimeout,
           overflows: e.pool.stats.rqPendingOverflow,
         },
+        // an HTTP/2 cluster: its one shared connection (open 0/1, sessions opened, waiting streams, …)
+        http2: cl.http2 ? (e.pool.h2 === null ? { open: 0, waiting: 0, sessions: 0, connectFailures: 0, connectTimeouts: 0, goaways: 0 } : (e.pool.h2 as H2Upstream).view()) : undefined,
       })),
     })),
   }

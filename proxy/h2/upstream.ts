@@ -126,6 +126,12 @@ export class H2Upstream implements PoolAttachment {
     })
   }
 
+  /** For the admin API (/clusters). */
+  view(): { open: number; waiting: number } & H2UpstreamStats {
+    const s = this.session
+    return { open: s !== null && this.connected && !s.closed && !s.destroyed ? 1 : 0, waiting: this.waiters.length, ...this.stats }
+  }
+
   /** The endpoint left the config: GOAWAY, streams in flight finish. */
   close(): void {
     this.closed = true
