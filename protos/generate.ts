@@ -4,7 +4,7 @@
 // 64-bit integers as strings, defaults filled in, oneof names). test/xds-protos.test.ts
 // regenerates into a temp dir and fails when protos/generated/ is stale.
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -33,8 +33,13 @@ export function generate(outDir: string): void {
     { stdio: ['ignore', 'ignore', 'inherit'] },
   )
   // Non-erasable syntax would not run under type stripping: fail loudly rather than emit it.
+  // The generator names the .proto by its absolute path: made relative to the repository, so the
+  // output is the same in every checkout (CI clones elsewhere).
+  const root = dirname(PROTOS_DIR) + '/'
   for (const file of listFiles(outDir)) {
-    const text = readFileSync(file, 'utf8')
+    let text = readFileSync(file, 'utf8')
+    text = text.replaceAll(`// Original file: ${root}`, '// Original file: ')
+    writeFileSync(file, text)
     if (/^\s*(export\s+)?(const\s+)?enum\s|^\s*(export\s+)?namespace\s/m.test(text)) {
       throw new Error(`${file}: generated code is not erasable TypeScript (enum or namespace)`)
     }

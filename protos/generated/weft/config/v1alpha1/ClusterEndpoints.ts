@@ -1,4 +1,4 @@
-// Original file: /work/main/protos/weft/config/v1alpha1/config.proto
+// Original file: protos/weft/config/v1alpha1/config.proto
 
 import type { Endpoint as _weft_config_v1alpha1_Endpoint, Endpoint__Output as _weft_config_v1alpha1_Endpoint__Output } from '../../../weft/config/v1alpha1/Endpoint.ts';
 

@@ -1,4 +1,4 @@
-// Original file: /work/main/protos/weft/config/v1alpha1/config.proto
+// Original file: protos/weft/config/v1alpha1/config.proto
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'

@@ -1,4 +1,4 @@
-// Original file: /work/main/protos/weft/config/v1alpha1/config.proto
+// Original file: protos/weft/config/v1alpha1/config.proto
 
 import type { Node as _weft_config_v1alpha1_Node, Node__Output as _weft_config_v1alpha1_Node__Output } from '../../../weft/config/v1alpha1/Node.ts';
 import type { Status as _weft_config_v1alpha1_Status, Status__Output as _weft_config_v1alpha1_Status__Output } from '../../../weft/config/v1alpha1/Status.ts';

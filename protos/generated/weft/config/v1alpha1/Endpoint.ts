@@ -1,4 +1,4 @@
-// Original file: /work/main/protos/weft/config/v1alpha1/config.proto
+// Original file: protos/weft/config/v1alpha1/config.proto
 
 
 export interface Endpoint {

@@ -1,4 +1,4 @@
-// Original file: /work/main/protos/weft/config/v1alpha1/config.proto
+// Original file: protos/weft/config/v1alpha1/config.proto
 
 import type { ClusterEndpoints as _weft_config_v1alpha1_ClusterEndpoints, ClusterEndpoints__Output as _weft_config_v1alpha1_ClusterEndpoints__Output } from '../../../weft/config/v1alpha1/ClusterEndpoints.ts';
 
