@@ -318,3 +318,17 @@ t.test('HTTP/2 client to an HTTP/1.1 upstream', async (t) => {
   t.equal(p.body.toString(), 'h1 POST /post 100000', 'a request body streamed to the HTTP/1 upstream')
   t.equal(seen[0].host, 'app.test', ':authority becomes Host')
 })
+
+t.test('limits.maxHeaders bounds an HTTP/2 request head too', async (t) => {
+  const app = await startH2App(t)
+  const config = makeConfig({ limits: { maxHeaders: 10 }, routes: [{ backends: [{ cluster: 'app' }] }], clusters: [{ name: 'app', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: app.port }] }] })
+  const s = await startTestSidecar(t, config)
+  const c = h2client(t, s.port)
+  const ok = await get(c, '/few', { 'x-a': '1' })
+  t.equal(Number(ok.headers[':status']), 200)
+  const many: Record<string, string> = {}
+  for (let i = 0; i < 30; i++) many[`x-h${i}`] = String(i)
+  const r = await get(h2client(t, s.port), '/many', many)
+  t.not(Number(r.headers[':status']), 200, `refused (status ${r.headers[':status']}, rst ${r.rstCode})`)
+  t.equal(app.seen.filter((h) => h[':path'] === '/many').length, 0, 'never forwarded')
+})

@@ -17,7 +17,7 @@ import { CONNECTION_WINDOW, H2_SETTINGS } from './upstream.ts'
 
 /** What an HTTP/2 connection needs from its listener. */
 export interface H2Owner {
-  readonly config: RouterConfig & { readonly limits: { readonly idleTimeoutMs: number } }
+  readonly config: RouterConfig & { readonly limits: { readonly idleTimeoutMs: number; readonly maxHeaderBytes: number; readonly maxHeaders: number } }
   readonly counters: ExchangeCounters
   /** the sweeper's coarse clock */
   now(): number
@@ -29,7 +29,11 @@ const servers = new WeakMap<H2Owner, Http2Server>()
 function serverFor(owner: H2Owner): Http2Server {
   let s = servers.get(owner)
   if (s === undefined) {
-    s = createServer({ settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
+    // limits.maxHeaderBytes / maxHeaders as SETTINGS_MAX_HEADER_LIST_SIZE and Node's pair limit,
+    // taken when the listener's first HTTP/2 connection arrives (later config changes of them do
+    // not reach this server)
+    const l = owner.config.limits
+    s = createServer({ settings: { ...H2_SETTINGS, maxHeaderListSize: l.maxHeaderBytes }, maxHeaderListPairs: l.maxHeaders + 4 /* the pseudo-headers */, peerMaxConcurrentStreams: 1000 })
     s.setTimeout(0)
     s.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
       const c = (stream.session as ServerHttp2Session & { [CONN]?: H2Connection }) [CONN]
