@@ -187,7 +187,16 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       this.down.on('end', () => this.onDownEnd())
     }
     if (this.delayed) return
-    this.dispatch()
+    // A request with a body: its first DATA frame usually came in the same read as its HEADERS
+    // and is delivered after this event. Opening the upstream stream once this read is processed
+    // lets HEADERS and DATA (and END_STREAM) leave in one write instead of two.
+    if (!this.reqEnded) setImmediate(dispatchLater, this)
+    else this.dispatch()
+  }
+
+  /** dispatch() from setImmediate (see start) */
+  dispatchDeferred(): void {
+    if (!this.done) this.dispatch()
   }
 
   /** Rate limit, redirect, fault abort, fault delay (Envoy's order), then the retry policy. false: answered. */
@@ -688,6 +697,10 @@ export class H2Exchange implements RequestRecord, H2Waiter {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+function dispatchLater(x: H2Exchange): void {
+  x.dispatchDeferred()
+}
 
 function str(v: string | string[] | undefined): string {
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(', ')
