@@ -176,7 +176,7 @@ clusters: [{ name: app, endpoints: [] }]
   t.same(errors(base('    protocol: tcp\n    tcp: { cluster: app, idleTimeout: 10m }')), [], 'a tcp listener')
   t.same(errors(base('    detectTimeout: 250ms\n    tcp: { cluster: app }')), [], 'detect with a target and a timeout')
   t.same(errors(base('    protocol: tcp')), ['b.yaml:6:15: listeners[0].protocol: protocol "tcp" needs tcp.cluster (where the connections go)'])
-  t.same(errors(base('    protocol: udp')), ['b.yaml:6:15: listeners[0].protocol: must be one of detect, http, tcp'])
+  t.same(errors(base('    protocol: udp')), ['b.yaml:6:15: listeners[0].protocol: must be one of detect, http, tcp, http2'])
   t.same(errors(base('    tcp: { cluster: ap }')), ['b.yaml:6:21: listeners[0].tcp.cluster: unknown cluster "ap" (did you mean "app"?)'])
   t.same(errors(base('    protocol: http\n    tcp: { cluster: app }')), ['b.yaml:7:5: listeners[0].tcp: protocol "http" never sends a connection to tcp.cluster: remove "tcp" or use protocol "detect" or "tcp"'])
   t.same(errors(base('    detectTimeout: 100ms')), ['b.yaml:6:5: listeners[0].detectTimeout: detectTimeout needs tcp.cluster: without it a silent client is an HTTP client (requestHeadTimeout applies)'])

@@ -332,3 +332,18 @@ t.test('limits.maxHeaders bounds an HTTP/2 request head too', async (t) => {
   t.not(Number(r.headers[':status']), 200, `refused (status ${r.headers[':status']}, rst ${r.rstCode})`)
   t.equal(app.seen.filter((h) => h[':path'] === '/many').length, 0, 'never forwarded')
 })
+
+t.test('listener protocol: http2 serves HTTP/2 without detection; HTTP/1 bytes get no HTTP answer', async (t) => {
+  const app = await startH2App(t)
+  const config = makeConfig({ routes: [{ backends: [{ cluster: 'app' }] }], clusters: [{ name: 'app', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: app.port }] }] })
+  config.listeners[0].protocol = 'http2'
+  const s = await startTestSidecar(t, config)
+  const c = h2client(t, s.port)
+  const r = await get(c, '/only-h2')
+  t.equal(r.body.toString(), 'path /only-h2')
+  const { sendRaw } = await import('./helpers/raw.ts')
+  const raw = await sendRaw(s.port, 'GET / HTTP/1.1\r\nhost: a\r\n\r\n')
+  t.notMatch(raw.text, /^HTTP\/1\.1/, 'not answered as HTTP/1')
+  const st = (await s.adminJson('/stats')).listeners[0]
+  t.same(st.detections, { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 }, 'no detection ran')
+})

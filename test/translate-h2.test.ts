@@ -33,3 +33,14 @@ clusters: [{ name: c, protocol: http2, endpoints: [] }]
   t.notOk(bad.ok)
   if (!bad.ok) t.match(bad.errors.map(formatConfigError).join('\n'), /b\.yaml:3:\d+: clusters\[0\]\.protocol: must be one of http1, http2/)
 })
+
+t.test('bootstrap: listener protocol http2 is accepted; with tcp.cluster it is an error', async (t) => {
+  const base = `listeners: [{ name: o, direction: outbound, port: 0, routeTable: rt, protocol: http2 }]
+routeTables: [{ name: rt, virtualHosts: [{ name: v, domains: ['*'], routes: [{ backends: [{ cluster: c }] }] }] }]
+clusters: [{ name: c, protocol: http2, endpoints: [] }]
+`
+  t.ok(parseBootstrap(base, 'b.yaml').ok)
+  const bad = parseBootstrap(base.replace('protocol: http2 }', 'protocol: http2, tcp: { cluster: c } }'), 'b.yaml')
+  t.notOk(bad.ok)
+  if (!bad.ok) t.match(bad.errors.map(formatConfigError).join('\n'), /b\.yaml:1:\d+: listeners\[0\]\.tcp: protocol "http2" never sends a connection to tcp\.cluster/)
+})

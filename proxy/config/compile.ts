@@ -33,10 +33,11 @@ export interface CompiledConfig {
 export const PROTOCOL_DETECT = 0
 export const PROTOCOL_HTTP = 1
 export const PROTOCOL_TCP = 2
+export const PROTOCOL_HTTP2 = 3
 
 /** A listener's protocol settings in milliseconds, the TCP target resolved. */
 export interface ListenerProtocol {
-  /** PROTOCOL_DETECT, PROTOCOL_HTTP or PROTOCOL_TCP */
+  /** PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_TCP or PROTOCOL_HTTP2 */
   readonly mode: number
   /** detect with a TCP target: a silent client is tunnelled after this */
   readonly detectTimeoutMs: number
@@ -99,7 +100,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
   for (const l of b.listeners) {
     const cluster = l.tcp === undefined ? undefined : clusters.get(l.tcp.cluster)
     protocols.set(l.name, {
-      mode: l.protocol === 'http' ? PROTOCOL_HTTP : l.protocol === 'tcp' ? PROTOCOL_TCP : PROTOCOL_DETECT,
+      mode: l.protocol === 'http' ? PROTOCOL_HTTP : l.protocol === 'tcp' ? PROTOCOL_TCP : l.protocol === 'http2' ? PROTOCOL_HTTP2 : PROTOCOL_DETECT,
       detectTimeoutMs: l.detectTimeout === undefined ? DEFAULTS.detectTimeoutMs : parseDuration(l.detectTimeout),
       tcp: cluster === undefined
         ? null

@@ -339,7 +339,8 @@ export const Listener = Type.Object(
     //     anything else (opaque TCP, to `tcp.cluster`; without it, to the HTTP/1 codec as before)
     //   http: HTTP/1 only, no detection
     //   tcp: opaque, no detection: every connection goes to `tcp.cluster`
-    protocol: Type.Optional(Type.Union([Type.Literal('detect'), Type.Literal('http'), Type.Literal('tcp')], { default: 'detect' })),
+    //   http2: HTTP/2 with prior knowledge (h2c, gRPC) only, no detection (nothing is waited for)
+    protocol: Type.Optional(Type.Union([Type.Literal('detect'), Type.Literal('http'), Type.Literal('tcp'), Type.Literal('http2')], { default: 'detect' })),
     // detect: how long a client that sends nothing is waited for before it is taken to be the
     // client of a server-speaks-first protocol (SMTP, MySQL) and tunnelled to `tcp.cluster`;
     // only armed when the listener has `tcp.cluster`. Default 100ms (Linkerd waits 10 s).

@@ -158,8 +158,8 @@ function checkListenerProtocol(l: Listener, segs: Seg[], clusters: ReadonlyMap<s
   if (protocol === 'tcp' && l.tcp === undefined) {
     invalid([...segs, 'protocol'], 'protocol "tcp" needs tcp.cluster (where the connections go)')
   }
-  if (protocol === 'http' && l.tcp !== undefined) {
-    invalid([...segs, 'tcp'], 'protocol "http" never sends a connection to tcp.cluster: remove "tcp" or use protocol "detect" or "tcp"', 'key')
+  if ((protocol === 'http' || protocol === 'http2') && l.tcp !== undefined) {
+    invalid([...segs, 'tcp'], `protocol "${protocol}" never sends a connection to tcp.cluster: remove "tcp" or use protocol "detect" or "tcp"`, 'key')
   }
   if (l.detectTimeout !== undefined) {
     if (protocol !== 'detect') {

@@ -4,7 +4,7 @@
 // tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
-import { PROTOCOL_HTTP, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
+import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
 import type { Listener as ListenerConfig } from '../config/schema.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
@@ -115,6 +115,10 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     const p = config.protocol
     if (p.mode === PROTOCOL_HTTP) {
       this.conns.add(new DownstreamConnection(s, this))
+    } else if (p.mode === PROTOCOL_HTTP2) {
+      // HTTP/2 only (prior knowledge): straight to the session, which reads the preface itself
+      s.setNoDelay(true)
+      this.conns.add(new H2Connection(s, this, null, this.clock()))
     } else if (p.mode === PROTOCOL_TCP && p.tcp !== null) {
       // Opaque: no detection, no byte waited for.
       s.setNoDelay(true)
