@@ -324,7 +324,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   onH2Session(s: ClientHttp2Session | null): void {
     if (this.done || this.endpoint === undefined) return
     const h = this.upHeaders!
-    if (this.deadline > 0) h['grpc-timeout'] = Math.max(1, Math.ceil(this.deadline - performance.now())) + 'm'
+    if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
     else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
     const endStream = this.reqEnded && this.queued.length === 0
     let up: UpStream
@@ -441,13 +441,28 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     if (gs !== undefined) this.grpcStatus = str(gs)
     const out = responseHeadersOut(headers, this.route!.responseHeaders)
     if (this.down.destroyed || this.down.closed) return
-    if (endStream) {
-      this.down.respond(out, { endStream: true })
-      this.finish()
-      return
+    // node:http2 throws on what it will not send (a :status outside 200-599, a field it only
+    // takes once): this runs in the upstream stream's listener, where a throw would end the
+    // process. Such a response is the upstream's fault: 502, as a malformed HTTP/1 one.
+    if (!(status >= 200 && status <= 599)) return this.badResponse(up, `upstream status ${status} cannot be relayed`)
+    try {
+      if (endStream) {
+        this.down.respond(out, { endStream: true })
+        this.finish()
+        return
+      }
+      this.down.respond(out, { waitForTrailers: true })
+    } catch (err) {
+      return this.badResponse(up, (err as Error).message)
     }
-    this.down.respond(out, { waitForTrailers: true })
-    this.down.on('wantTrailers', () => this.down.sendTrailers(this.trailers ?? {}))
+    this.down.on('wantTrailers', () => {
+      try {
+        this.down.sendTrailers(this.trailers ?? {})
+      } catch {
+        // trailers node will not send: the stream cannot end cleanly, so it is reset
+        if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
+      }
+    })
     this.down.on('drain', () => {
       if (this.up !== null) this.up.resume()
     })
@@ -474,11 +489,29 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     this.finish()
   }
 
+  /** A response head node:http2 will not send: 502 UPE, the upstream stream cancelled. */
+  private badResponse(up: UpStream, why: string): void {
+    this.up = null
+    this.respStarted = false
+    if (!up.closed) up.close(NGHTTP2_CANCEL)
+    this.endTry(OUTCOME_GATEWAY, false)
+    this.localReply(502, Flags.UpstreamProtocolError, 'WEFT_ERR_UPSTREAM_PROTOCOL', why)
+  }
+
   /** The response is complete (the downstream stream ends with the trailers). */
   private finish(): void {
     this.done = true
+    const up = this.up
     this.endTry(this.outcome, false)
     this.up = null
+    if (!this.reqEnded) {
+      // Answered before the request was whole (a server that stopped reading, RFC 9113 8.1): the
+      // rest of the request is not wanted. The upstream stream is cancelled (else it would stay
+      // half open on the shared session, holding a stream slot) and the client's bytes read and
+      // dropped (else a paused client stream would never close).
+      if (up !== null && !up.closed) up.close(NGHTTP2_CANCEL)
+      this.down.resume()
+    }
     this.complete()
   }
 
@@ -697,6 +730,15 @@ export class H2Exchange implements RequestRecord, H2Waiter {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** A grpc-timeout value (at most 8 digits, gRPC over HTTP/2): milliseconds while they fit, else seconds, else hours. */
+export function grpcTimeoutValue(ms: number): string {
+  const m = Math.max(1, Math.ceil(ms))
+  if (m <= 99_999_999) return m + 'm'
+  const s = Math.ceil(m / 1000)
+  if (s <= 99_999_999) return s + 'S'
+  return Math.min(99_999_999, Math.ceil(s / 3600)) + 'H'
+}
 
 function dispatchLater(x: H2Exchange): void {
   x.dispatchDeferred()

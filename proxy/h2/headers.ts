@@ -4,7 +4,20 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { CompiledMutation } from '../route/headers.ts'
 
 /** Response fields that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never relayed. */
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te'])
+
+/**
+ * Fields node:http2 refuses to send more than once (it throws ERR_HTTP2_HEADER_SINGLE_VALUE):
+ * a route's `add` of one of these replaces the upstream's value instead of appending to it.
+ */
+export const SINGLE_VALUE = new Set([
+  ':status', ':method', ':authority', ':scheme', ':path', ':protocol', 'access-control-allow-credentials',
+  'access-control-max-age', 'access-control-request-method', 'age', 'authorization', 'content-encoding',
+  'content-language', 'content-length', 'content-location', 'content-md5', 'content-range', 'content-type',
+  'date', 'dnt', 'etag', 'expires', 'from', 'host', 'if-match', 'if-modified-since', 'if-none-match',
+  'if-range', 'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization',
+  'range', 'referer', 'retry-after', 'tk', 'upgrade-insecure-requests', 'user-agent', 'x-content-type-options',
+])
 
 const parsed = new Map<string, [string, string][]>()
 
@@ -40,9 +53,14 @@ export function responseHeadersOut(h: IncomingHttpHeaders, mut: CompiledMutation
   }
   for (const [n, v] of blockPairs(mut.append)) {
     const cur = out[n]
-    if (cur === undefined) out[n] = v
+    if (cur === undefined || SINGLE_VALUE.has(n)) out[n] = v
     else if (Array.isArray(cur)) out[n] = [...cur, v]
     else out[n] = [String(cur), v]
+  }
+  // a single-value field the upstream sent as a list (an HTTP/1 upstream repeating it): the last
+  for (const n in out) {
+    const v = out[n]
+    if (Array.isArray(v) && SINGLE_VALUE.has(n)) out[n] = v[v.length - 1]
   }
   return out
 }
