@@ -355,3 +355,39 @@ t.test('outlier detection counts grpc-status UNAVAILABLE; the breaker opens on i
   t.equal(open.err?.code, grpc.status.UNAVAILABLE)
   t.match(open.err?.details, /WEFT_ERR_CIRCUIT_OPEN/, 'failed fast by the open breaker')
 })
+
+t.test('200 calls with cancellations and deadlines mixed in: every slot is given back, the sidecars keep serving', async (t) => {
+  const app = await startGrpcServer(t, {
+    unary: (call, cb) => {
+      const ms = call.request.n ?? 0
+      const timer = setTimeout(() => cb(null, { text: call.request.text }), ms)
+      call.on('cancelled', () => clearTimeout(timer))
+    },
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const c = echoClient(t, m.client.port)
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => {
+    const kind = i % 4
+    if (kind === 1) return unary(c, { text: 'slow', n: 1000 }, { deadline: Date.now() + 30 + (i % 7) * 5 })
+    if (kind === 2) {
+      return new Promise<{ err?: grpc.ServiceError }>((resolve) => {
+        const call = (c.unary as (r: Msg, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall)({ text: 'x', n: 200 }, (e) => resolve({ err: e ?? undefined }))
+        setTimeout(() => call.cancel(), 5 + (i % 11))
+      })
+    }
+    return unary(c, { text: 'ok' + i, n: i % 3 })
+  }))
+  const codes = new Map<number, number>()
+  for (const r of results) codes.set(r.err?.code ?? 0, (codes.get(r.err?.code ?? 0) ?? 0) + 1)
+  t.equal(codes.get(grpc.status.OK), 100, 'the plain calls all succeeded')
+  t.equal(codes.get(grpc.status.DEADLINE_EXCEEDED), 50)
+  t.equal(codes.get(grpc.status.CANCELLED), 50)
+  for (const s of [m.client, m.server]) {
+    await until('no request in flight', async () => {
+      const v = await s.adminJson('/clusters')
+      return v.clusters[0].activeRequests === 0 && v.clusters[0].endpoints[0].activeRequests === 0
+    })
+  }
+  t.pass('activeRequests back to 0 on both sidecars')
+  t.same((await unary(c, { text: 'after' })).res, { text: 'after' }, 'still serving')
+})

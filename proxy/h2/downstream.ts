@@ -36,9 +36,11 @@ function serverFor(owner: H2Owner): Http2Server {
     s = createServer({ settings: { ...H2_SETTINGS, maxHeaderListSize: l.maxHeaderBytes }, maxHeaderListPairs: l.maxHeaders + 4 /* the pseudo-headers */, peerMaxConcurrentStreams: 1000 })
     s.setTimeout(0)
     s.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
-      const c = (stream.session as ServerHttp2Session & { [CONN]?: H2Connection }) [CONN]
-      if (c !== undefined) c.onStream(stream, headers, flags, raw)
-      else stream.close()
+      // A stream the client reset in the same read as its HEADERS is destroyed already (no session).
+      const sess = stream.session as (ServerHttp2Session & { [CONN]?: H2Connection }) | undefined
+      const c = sess?.[CONN]
+      if (c !== undefined && !stream.destroyed) c.onStream(stream, headers, flags, raw)
+      else if (!stream.destroyed) stream.close()
     })
     s.on('sessionError', () => {})
     servers.set(owner, s)
