@@ -347,3 +347,34 @@ t.test('listener protocol: http2 serves HTTP/2 without detection; HTTP/1 bytes g
   const st = (await s.adminJson('/stats')).listeners[0]
   t.same(st.detections, { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 }, 'no detection ran')
 })
+
+t.test('HTTP/1.1 client, HTTP/2 cluster that refuses connections: 503 UF, retried on connect-failure', async (t) => {
+  const { freePort } = await import('./helpers/sidecar.ts')
+  const dead = await freePort()
+  const app = await startH2App(t)
+  const config = makeConfig({
+    routes: [{ backends: [{ cluster: 'app' }], retry: { attempts: 1, on: ['connect-failure'], backoff: { base: '1ms' } } }],
+    clusters: [{ name: 'app', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: dead }, { address: '127.0.0.1', port: app.port }] }],
+  })
+  const s = await startTestSidecar(t, config)
+  const pool = new Pool(`http://127.0.0.1:${s.port}`)
+  t.teardown(() => pool.close())
+  const statuses: number[] = []
+  for (let i = 0; i < 4; i++) {
+    const r = await pool.request({ path: '/r', method: 'GET', headers: { host: 'app.test' } })
+    await r.body.text()
+    statuses.push(r.statusCode)
+  }
+  t.same(statuses, [200, 200, 200, 200], 'the try on the dead endpoint is retried on the live one')
+  const mc = await metrics(s)
+  t.ok(mc.decision('retry') >= 1, `retries counted (${mc.decision('retry')})`)
+
+  const only = makeConfig({ routes: [{ backends: [{ cluster: 'app' }] }], clusters: [{ name: 'app', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: dead }] }] })
+  const s2 = await startTestSidecar(t, only)
+  const p2 = new Pool(`http://127.0.0.1:${s2.port}`)
+  t.teardown(() => p2.close())
+  const r = await p2.request({ path: '/r', method: 'GET', headers: { host: 'app.test' } })
+  t.equal(r.statusCode, 503)
+  t.equal(r.headers['x-weft-response-flags'], 'UF')
+  t.match(await r.body.text(), /WEFT_ERR_UPSTREAM_CONNECT/)
+})
