@@ -203,11 +203,16 @@ export class EndpointPool implements PoolHooks {
     }
   }
 
+  get isDraining(): boolean {
+    return this.draining
+  }
+
   /** No longer in the config: close idle connections now, in-use ones when released. */
   drain(): void {
     this.draining = true
+    // kept, closed: a stream dispatched to it later (a retry of the old config) gets 503 UH
+    // instead of a fresh session to an endpoint that left the config
     this.h2?.close()
-    this.h2 = null
     for (const c of this.idle.slice()) c.destroy()
     for (const w of this.waiters.splice(0)) {
       w.onPoolFailure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')

@@ -145,7 +145,10 @@ export class H2Upstream implements PoolAttachment {
 /** The endpoint's HTTP/2 side, created on first use. */
 export function h2Upstream(pool: EndpointPool): H2Upstream {
   let u = pool.h2 as H2Upstream | null
-  if (u === null) pool.h2 = u = new H2Upstream(pool)
+  if (u === null) {
+    pool.h2 = u = new H2Upstream(pool)
+    if (pool.isDraining) u.close() // the endpoint left the config: refuse (503 UH), open nothing
+  }
   return u
 }
 
