@@ -100,3 +100,29 @@ t.test('grpc-timeout values stay within 8 digits', async (t) => {
   t.equal(grpcTimeoutValue(1e15), '99999999H', 'capped')
   for (const ms of [1, 1e3, 1e6, 1e8, 1e9, 1e12, 1e15]) t.match(grpcTimeoutValue(ms), /^\d{1,8}[mSH]$/)
 })
+
+t.test('a stream the upstream refuses (REFUSED_STREAM, as in a GOAWAY race) is sent again once, without a retry policy', async (t) => {
+  const { constants } = await import('node:http2')
+  let n = 0
+  const app = await h2app(t, (s) => {
+    n++
+    if (n === 1) return s.close(constants.NGHTTP2_REFUSED_STREAM)
+    s.respond({ ':status': 200 })
+    s.end('second time')
+  })
+  const m = await startGrpcMesh(t, app.port)
+  const r = await request(m.client.port, t, '/x')
+  t.equal(r.status, 200)
+  t.equal(r.body, 'second time')
+  t.equal(n, 2, 'the app saw the request twice')
+  // refused every time: sent again once, then the 502
+  n = -100
+  const app2 = await h2app(t, (s) => {
+    n++
+    s.close(constants.NGHTTP2_REFUSED_STREAM)
+  })
+  const m2 = await startGrpcMesh(t, app2.port)
+  const r2 = await request(m2.client.port, t, '/y')
+  t.equal(r2.status, 502)
+  t.equal(n, -98, 'two tries, no more')
+})

@@ -32,7 +32,7 @@ import type { RequestRecord } from '../telemetry/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut } from './headers.ts'
 import { H1UpStream, type UpStream } from './http1-upstream.ts'
-import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, type H2Waiter } from './upstream.ts'
+import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
 /** request body bytes kept while no upstream stream is open; past it the client is paused */
@@ -78,6 +78,8 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private queuedBytes = 0
   /** copies for another try; null when too large (or no retry possible) */
   private retained: Buffer[] | null = null
+  /** sent again after a REFUSED_STREAM (once) */
+  private sentAgain = false
   private retainedBytes = 0
   // ---- response
   private respStarted = false
@@ -519,8 +521,18 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private onUpReset(up: UpStream | null, rst: number): void {
     if (this.done) return
     this.up = null
-    this.counters.upstreamErrors++
     const started = this.respStarted
+    if (!started && rst === NGHTTP2_REFUSED_STREAM && !this.sentAgain && this.reqEnded && (this.bytesIn === 0 || this.retained !== null)) {
+      // REFUSED_STREAM (RFC 9113 8.7): the upstream never processed it, as the streams above a
+      // GOAWAY's last id when an app restarts. Sent again once, on a new session; not a policy
+      // retry (no budget, no attempt) and not the endpoint's failure.
+      this.sentAgain = true
+      this.endTry(OUTCOME_OK, true)
+      this.queued = this.retained === null ? [] : this.retained.slice()
+      this.queuedBytes = 0
+      return this.dispatch()
+    }
+    this.counters.upstreamErrors++
     this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
     if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
     if (started) {
