@@ -1,8 +1,8 @@
 // The `weft` command line. Each command is a small module; this file only wires them to commander.
+// Command implementations are imported when the command runs, so each process loads only what its
+// command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
-import { runSidecar } from '../proxy/main.ts'
-import { runXdsSidecar } from '../proxy/xds/sidecar.ts'
-import { registerControlPlane } from './control-plane.ts'
+import { registerControlPlane } from './control-plane-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -29,6 +29,8 @@ program
         process.exitCode = 2
         return
       }
+      // loaded on use: a static sidecar does not carry gRPC and the protobuf loader
+      const { runXdsSidecar } = await import('../proxy/xds/sidecar.ts')
       process.exitCode = await runXdsSidecar({ controlPlane: opts.controlPlane, configFile: opts.config })
       return
     }
@@ -37,6 +39,7 @@ program
       process.exitCode = 2
       return
     }
+    const { runSidecar } = await import('../proxy/main.ts')
     process.exitCode = await runSidecar(opts.config, opts.resources ?? [])
   })
 

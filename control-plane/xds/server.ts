@@ -36,7 +36,8 @@ export interface ConfigServer {
   stop(): Promise<void>
 }
 
-export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010'
+export { DEFAULT_XDS_ADDRESS } from './defaults.ts'
+import { DEFAULT_XDS_ADDRESS } from './defaults.ts'
 
 export async function startConfigServer(opts: ConfigServerOptions): Promise<ConfigServer> {
   const log = opts.log ?? pino({ level: 'silent' })

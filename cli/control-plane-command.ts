@@ -1,0 +1,39 @@
+// `weft control-plane`'s options (commander). The implementation (./control-plane.ts, with the
+// Kubernetes client and the gRPC server) is imported when the command runs.
+import type { Command } from 'commander'
+import type { KubeConfigOption } from '../control-plane/sources/kube-api.ts'
+
+import { DEFAULT_CP_ADMIN, DEFAULT_XDS_ADDRESS } from '../control-plane/xds/defaults.ts'
+
+export function registerControlPlane(program: Command): void {
+  program
+    .command('control-plane')
+    .description('run the control plane: serve proxies their config over gRPC, from resource files (--local) or Kubernetes (--kubernetes)')
+    .option('--listen <host:port>', 'gRPC address for proxies', DEFAULT_XDS_ADDRESS)
+    .option('--admin <host:port>', 'admin HTTP address (/debug/proxies, /debug/nacks, /debug/snapshots, /debug/source, /metrics)', DEFAULT_CP_ADMIN)
+    .option('--local <dir>', 'local mode: Service, EndpointSlice, HTTPRoute and TrafficPolicy files (watched)')
+    .option('--kubernetes [where]', 'watch the Kubernetes API: "cluster" (in-cluster service account) or "default" (kubeconfig from $KUBECONFIG or ~/.kube/config, else in-cluster)')
+    .option('--outbound-port <port>', 'port of the "outbound" listener sent to proxies (a proxy bootstrap listener "outbound" overrides it)', '15001')
+    .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; outboundPort: string; logLevel?: string }) => {
+      if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
+      const port = Number(opts.outboundPort)
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        process.stderr.write(`weft: --outbound-port: expected a port number, got "${opts.outboundPort}"\n`)
+        process.exitCode = 2
+        return
+      }
+      let kubernetes: KubeConfigOption | undefined
+      if (opts.kubernetes !== undefined) {
+        const k = opts.kubernetes === true ? 'default' : opts.kubernetes
+        if (k !== 'default' && k !== 'cluster') {
+          process.stderr.write(`weft: --kubernetes: expected "cluster" or "default", got "${k}"\n`)
+          process.exitCode = 2
+          return
+        }
+        kubernetes = k
+      }
+      const { runControlPlane } = await import('./control-plane.ts')
+      process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes, outboundPort: port })
+    })
+}
