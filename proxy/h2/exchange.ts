@@ -600,13 +600,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     const r = this.retry!
     if (r.attempts === 0 || this.respStarted || this.done) return false
     if (!this.reqEnded || this.retained === null) return false
-    if (this.tries >= r.attempts) {
-      this.counters.retryLimitExceeded++
-      this.refused = true
-      return false
-    }
-    if (r.budget !== null && !r.budget.withdraw()) {
-      this.counters.retryBudgetExhausted++
+    if (!r.allowAnother(this.tries, this.counters)) {
       this.refused = true
       return false
     }

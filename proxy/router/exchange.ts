@@ -781,13 +781,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     // attempts 0: only a per-try timeout, no retries (none refused either)
     if (r.attempts === 0 || this.respStarted || this.done) return false
     if (this.hasBody && (!this.reqEnded || this.retained === null)) return false
-    if (this.tries >= r.attempts) {
-      this.counters.retryLimitExceeded++
-      this.refused = true
-      return false
-    }
-    if (r.budget !== null && !r.budget.withdraw()) {
-      this.counters.retryBudgetExhausted++
+    if (!r.allowAnother(this.tries, this.counters)) {
       this.refused = true
       return false
     }

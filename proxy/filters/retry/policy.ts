@@ -48,6 +48,22 @@ export class CompiledRetry {
   readonly budget: RetryBudget | null
   private readonly random: () => number
 
+
+  /**
+   * May another try go after `tries`? The attempts left, then the budget (which this takes from).
+   * A refusal is counted in `counters` (retryLimitExceeded / retryBudgetExhausted).
+   */
+  allowAnother(tries: number, counters: { retryLimitExceeded: number; retryBudgetExhausted: number }): boolean {
+    if (tries >= this.attempts) {
+      counters.retryLimitExceeded++
+      return false
+    }
+    if (this.budget !== null && !this.budget.withdraw()) {
+      counters.retryBudgetExhausted++
+      return false
+    }
+    return true
+  }
   constructor(p: RetryPolicy, now: Clock = monotonic, random: () => number = Math.random) {
     this.attempts = p.attempts
     let on = 0
