@@ -4,6 +4,7 @@
 import t from 'tap'
 import { connect, createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
+import type { Route } from '../proxy/config/schema.ts'
 import { grpcTimeoutValue } from '../proxy/h2/exchange.ts'
 import { startGrpcMesh } from './helpers/grpc.ts'
 import { startRawUpstream } from './helpers/upstream.ts'
@@ -125,4 +126,24 @@ t.test('a stream the upstream refuses (REFUSED_STREAM, as in a GOAWAY race) is s
   const r2 = await request(m2.client.port, t, '/y')
   t.equal(r2.status, 502)
   t.equal(n, -98, 'two tries, no more')
+})
+
+t.test('a redirect or direct response whose route adds a field it already sets: answered, and counted', async (t) => {
+  const app = await h2app(t, (s) => {
+    s.respond({ ':status': 200 })
+    s.end('app')
+  })
+  const m = await startGrpcMesh(t, app.port, {
+    clientRoutes: (): Route[] => [
+      { match: { path: { prefix: '/old' } }, redirect: { path: '/new' }, responseHeaders: { add: { location: '/elsewhere' } } },
+      { directResponse: { status: 200, body: 'direct' }, responseHeaders: { add: { 'content-type': 'text/html' } } },
+    ],
+  })
+  const r = await request(m.client.port, t, '/old/x')
+  t.ok(r.status >= 300 && r.status < 400, `a redirect (${r.status})`)
+  t.equal(typeof r.headers.location, 'string')
+  const d = await request(m.client.port, t, '/x')
+  t.equal(d.status, 200)
+  t.equal(d.body, 'direct')
+  t.equal(d.headers['content-type'], 'text/html')
 })

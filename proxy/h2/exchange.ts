@@ -30,7 +30,7 @@ import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
-import { blockPairs, responseHeadersOut } from './headers.ts'
+import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
 import { H1UpStream, type UpStream } from './http1-upstream.ts'
 import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
 
@@ -754,9 +754,10 @@ function str(v: string | string[] | undefined): string {
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(', ')
 }
 
+/** Add a field; one node:http2 takes once only (SINGLE_VALUE) is replaced instead (it would throw). */
 function addHeader(h: OutgoingHttpHeaders, n: string, v: string): void {
   const cur = h[n]
-  if (cur === undefined) h[n] = v
+  if (cur === undefined || SINGLE_VALUE.has(n)) h[n] = v
   else if (Array.isArray(cur)) cur.push(v)
   else h[n] = [String(cur), v]
 }
