@@ -12,26 +12,11 @@ import { discoverProxies } from '../cli/stat.ts'
 import { startXdsSidecar, type XdsSidecar } from '../proxy/xds/sidecar.ts'
 import { getStatus, tempDir, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
+import { WEB_SERVICE, webSlice } from './helpers/resources.ts'
 
 const weft = fileURLToPath(new URL('../bin/weft.js', import.meta.url))
 
-const resources = (port: number) => `apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  ports: [{ name: http, port: 80 }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: shop
-  labels: { kubernetes.io/service-name: web }
-addressType: IPv4
-ports: [{ name: http, port: ${port} }]
-endpoints:
-  - addresses: [127.0.0.1]
-`
+const resources = (port: number) => `${WEB_SERVICE}---\n${webSlice(port)}`
 
 t.test('proxies found through the control plane; weft stat reads their metrics', async (t) => {
   const up = await startHttpUpstream(t, { name: 'web' })

@@ -4,27 +4,8 @@ import t from 'tap'
 import { Pool } from 'undici'
 import { cluster, getStatus as get, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
+import { samples, sum } from './helpers/policy.ts'
 import type { Bootstrap } from '../proxy/config/schema.ts'
-
-/** Parse the text format into `name{labels} value` samples (enough for these assertions). */
-function samples(text: string): { name: string; labels: Record<string, string>; value: number }[] {
-  const out: { name: string; labels: Record<string, string>; value: number }[] = []
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$/.exec(line)
-    if (m === null) throw new Error(`unparseable line: ${line}`)
-    const labels: Record<string, string> = {}
-    for (const lm of (m[3] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1]] = lm[2]
-    out.push({ name: m[1], labels, value: Number(m[4]) })
-  }
-  return out
-}
-
-function sum(all: ReturnType<typeof samples>, name: string, where: Record<string, string> = {}): number {
-  return all
-    .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
-    .reduce((a, s) => a + s.value, 0)
-}
 
 function config(up: number, extra: Partial<Bootstrap> = {}): Bootstrap {
   const b = makeConfig({

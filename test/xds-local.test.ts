@@ -11,24 +11,10 @@ import { startControlPlane } from '../cli/control-plane.ts'
 import { startXdsSidecar } from '../proxy/xds/sidecar.ts'
 import { getStatus, tempDir, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
+import { WEB_SERVICE, webSlice } from './helpers/resources.ts'
 
-const service = `apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  ports: [{ name: http, port: 80 }]
-`
-const slice = (port: number) => `apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: shop
-  labels: { kubernetes.io/service-name: web }
-addressType: IPv4
-ports: [{ name: http, port: ${port} }]
-endpoints:
-  - addresses: [127.0.0.1]
-`
+const service = WEB_SERVICE
+const slice = webSlice
 
 t.test('local mode: resource files -> translate -> cache -> stream -> proxy', async (t) => {
   const a = await startHttpUpstream(t, { name: 'A' })
