@@ -467,3 +467,6 @@ export type FaultPolicy = Type.Static<typeof FaultPolicy>
 export type RateLimitPolicy = Type.Static<typeof RateLimitPolicy>
 export type MirrorPolicy = Type.Static<typeof MirrorPolicy>
 export type RedirectPolicy = Type.Static<typeof RedirectPolicy>
+/** A cluster as the config stream carries it: its endpoints travel apart (ClusterEndpoints), so that
+ * an endpoint change does not resend the cluster. */
+export type ClusterSpec = Omit<Cluster, 'endpoints'>

@@ -8,7 +8,7 @@
 //     -> translate/ -> snapshot/cache.ts -> xds/server.ts -> proxies
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
-import { formatConfigError } from '../proxy/config/errors.ts'
+import { formatConfigError } from '../api/errors.ts'
 import { createLogger } from '../proxy/log.ts'
 import { admitResources, type Admission } from '../control-plane/sources/admit.ts'
 import type { KubeConfigOption } from '../control-plane/sources/kube-api.ts'

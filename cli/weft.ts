@@ -40,7 +40,10 @@ program
       return
     }
     const { runSidecar } = await import('../proxy/main.ts')
-    process.exitCode = await runSidecar(opts.config, opts.resources ?? [])
+    const resources = opts.resources ?? []
+    // static mode loads the control plane's translation only when there are resources
+    const source = resources.length === 0 ? undefined : (await import('./proxy-static.ts')).staticSource(opts.config, resources)
+    process.exitCode = await runSidecar(opts.config, source)
   })
 
 registerControlPlane(program)

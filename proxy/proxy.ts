@@ -1,9 +1,9 @@
 // The sidecar at run time: applies configs (compile, then one atomic swap), keeps listeners in
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
-import type { Bootstrap } from './config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
-import type { Listener, Telemetry } from './config/schema.ts'
-import { parseDuration } from './config/duration.ts'
+import type { Listener, Telemetry } from '../api/schema.ts'
+import { parseDuration } from '../api/duration.ts'
 import { createAccessLog, type AccessLog } from './telemetry/access-log.ts'
 import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'

@@ -16,7 +16,7 @@ import { scrape } from '../cli/stat.ts'
 import { WORKLOADS, bootstrapOf, portsOf, shiftPorts } from '../examples/demo/runner/layout.ts'
 import { loadResources } from '../control-plane/resources/validate.ts'
 import { TYPE } from '../protos/api.ts'
-import type { Listener, RouteTable } from '../proxy/config/schema.ts'
+import type { Listener, RouteTable } from '../api/schema.ts'
 import { assemble, checkAssembled, NOTHING_ACCEPTED, type Accepted } from '../proxy/xds/assemble.ts'
 import { ROOT, type Teardown } from './helpers/sidecar.ts'
 

@@ -7,7 +7,7 @@ import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar,
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
 import { binomialBounds, client, Held, metrics, parallel, startBlackhole } from './helpers/policy.ts'
-import type { Route } from '../proxy/config/schema.ts'
+import type { Route } from '../api/schema.ts'
 
 t.test('mirror: the copy has Host "-shadow", the same method, path and body', async (t) => {
   const app = await startHttpUpstream(t, { name: 'app' })

@@ -4,7 +4,7 @@
 import t from 'tap'
 import { connect, createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { AddressInfo } from 'node:net'
-import type { Route } from '../proxy/config/schema.ts'
+import type { Route } from '../api/schema.ts'
 import { grpcTimeoutValue } from '../proxy/h2/exchange.ts'
 import { startGrpcMesh } from './helpers/grpc.ts'
 import { startRawUpstream } from './helpers/upstream.ts'

@@ -7,7 +7,7 @@ import { connect, createServer, type ClientHttp2Session, type Http2Server, type 
 import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
 import { Pool } from 'undici'
-import type { Route } from '../proxy/config/schema.ts'
+import type { Route } from '../api/schema.ts'
 import { startGrpcMesh } from './helpers/grpc.ts'
 import { metrics } from './helpers/policy.ts'
 import { makeConfig, startTestSidecar, until, type Teardown } from './helpers/sidecar.ts'

@@ -7,7 +7,7 @@
 // events arrive as plain JSON, and both must look the same to the schema.
 import { HttpMethod, IsomorphicFetchHttpLibrary, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node'
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
-import { isObject } from '../../proxy/config/yaml-errors.ts'
+import { isObject } from '../../api/yaml-errors.ts'
 
 export type KubeConfigOption = KubeConfig | 'cluster' | 'default'
 

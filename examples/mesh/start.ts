@@ -4,7 +4,8 @@
 // resources while it runs: the sidecar reloads them; a bad edit is rejected (see /config_dump).
 import { fileURLToPath } from 'node:url'
 import { startHelloService } from '../hello-service.ts'
-import { ConfigLoadError, startSidecar } from '../../proxy/main.ts'
+import { startStaticSidecar } from '../../cli/proxy-static.ts'
+import { ConfigLoadError } from '../../proxy/main.ts'
 import { createLogger } from '../../proxy/log.ts'
 
 const configFile = fileURLToPath(new URL('./bootstrap.yaml', import.meta.url))
@@ -17,7 +18,7 @@ try {
     await startHelloService({ name: 'reviews-v2', port: 9082 }),
     await startHelloService({ name: 'reviews-shadow', port: 9083 }),
   ]
-  const sidecar = await startSidecar({ configFile, resources: [resources], log })
+  const sidecar = await startStaticSidecar({ configFile, resources: [resources], log })
   const out = sidecar.port('outbound')
   process.stdout.write(`
 Weft sidecar of "productpage" (namespace shop), routing from ${resources}

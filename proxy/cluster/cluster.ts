@@ -1,8 +1,8 @@
 // Clusters at run time: the endpoints of one logical backend with their pools, counters and the
 // load balancer built over them. Built when a config is compiled; pools are looked up in the
 // PoolRegistry so that unchanged endpoints keep their warm connections across config swaps.
-import type { Cluster } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
+import type { Cluster } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
 import { createBalancer } from '../lb/index.ts'
 import type { Balancer, LbEndpoint } from '../lb/types.ts'
 import { ClusterBreaker } from './breaker.ts'

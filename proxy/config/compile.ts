@@ -10,8 +10,8 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts'
 import type { TapHub } from '../telemetry/tap.ts'
 import type { Tracer } from '../telemetry/tracing/tracer.ts'
 import type { RequestSink } from '../telemetry/types.ts'
-import { parseDuration } from './duration.ts'
-import type { Bootstrap, Listener } from './schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import type { Bootstrap, Listener } from '../../api/schema.ts'
 
 export interface CompiledConfig {
   readonly version: number

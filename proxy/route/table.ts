@@ -1,14 +1,14 @@
 // Route tables compiled from config: host -> virtual host by one Map lookup, then the virtual
 // host's routes tried in order (first match wins). Every matcher (regexes included) is built here,
 // once per config; matching a request only reads these objects.
-import type { Route, RouteMatch, RouteTable } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
+import type { Route, RouteMatch, RouteTable } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
 import { CompiledFault } from '../filters/fault/fault.ts'
 import { CompiledMirror } from '../filters/mirror/mirror.ts'
 import { LocalRateLimiter } from '../filters/ratelimit/local.ts'
 import { CompiledRedirect } from '../filters/redirect/redirect.ts'
 import { CompiledRetry } from '../filters/retry/policy.ts'
-import { virtualHostDomains } from './domains.ts'
+import { virtualHostDomains } from '../../api/domains.ts'
 import { compileMutation, type CompiledMutation } from './headers.ts'
 
 /** What a matcher needs from a request. */

@@ -15,10 +15,9 @@
 //                     listener to its own application, which no Service resource describes. A
 //                     name the control plane also sends is the control plane's.
 import { TYPE, type ConfigResponse__Output, type Resource__Output, type TypeUrl, type WireEndpoint__Output } from '../../protos/api.ts'
-import { checkBootstrapConfig } from '../config/load.ts'
-import type { Bootstrap, Cluster, Endpoint, Listener, RouteTable } from '../config/schema.ts'
+import { checkBootstrapConfig } from '../../api/load.ts'
+import type { Bootstrap, Cluster, ClusterSpec, Endpoint, Listener, RouteTable } from '../../api/schema.ts'
 
-export type ClusterSpec = Omit<Cluster, 'endpoints'>
 
 /** The parts of the config that the proxy's own bootstrap provides. */
 export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'limits' | 'telemetry'> & {

@@ -6,7 +6,7 @@
 import { credentials, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js'
 import pino, { type Logger } from 'pino'
 import { configDiscoveryClient, typeName, type ConfigDiscoveryClient, type ConfigRequest, type ConfigResponse__Output, type TypeUrl } from '../../protos/api.ts'
-import type { Bootstrap } from '../config/schema.ts'
+import type { Bootstrap } from '../../api/schema.ts'
 import type { Proxy } from '../proxy.ts'
 import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED, type Accepted, type LocalSettings, type Outcome } from './assemble.ts'
 import { backoffDelay, DEFAULT_BACKOFF, REAL_TIMERS, type BackoffOptions, type Timers } from './backoff.ts'
