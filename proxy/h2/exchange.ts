@@ -18,7 +18,7 @@
 import { randomUUID } from 'node:crypto'
 import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { BreakerTicket } from '../cluster/breaker.ts'
-import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import { HttpError } from '../http1/head.ts'
 import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
@@ -43,7 +43,7 @@ const MAX_TIMER_MS = 2_147_483_647
 /** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
-export class H2Exchange implements RequestRecord, H2Waiter {
+export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
   private readonly down: ServerHttp2Stream
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
@@ -54,12 +54,12 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private readonly t0 = performance.now()
   private route: CompiledRoute | undefined
   private cluster: ClusterRuntime | undefined
-  private endpoint: EndpointState | undefined
-  private lastEndpoint: EndpointState | undefined
+  endpoint: EndpointState | undefined
+  lastEndpoint: EndpointState | undefined
   private backendIndex = 0
   private policy: RoutePolicy | null = null
   private retry: CompiledRetry | null = null
-  private ticket: BreakerTicket | null = null
+  ticket: BreakerTicket | null = null
   private outcome = OUTCOME_OK
   private tries = 0
   private refused = false
@@ -250,32 +250,11 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   /** One try: the cluster's limits, an endpoint, a stream on its session. */
   private dispatch(): void {
     const cluster = this.cluster!
-    if (cluster.active >= cluster.maxRequests) {
-      cluster.counters.overflow++
-      this.counters.overflow++
-      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
-    }
-    let ticket: BreakerTicket | null = null
-    if (cluster.breaker !== null) {
-      ticket = cluster.breaker.admit()
-      if (ticket === null) {
-        cluster.counters.circuitOpen++
-        this.counters.circuitOpen++
-        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
-      }
-    }
-    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]), this.lastEndpoint)
-    if (ep === undefined) {
-      ticket?.(null)
-      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
-    }
-    this.ticket = ticket
+    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]))
+    if (d !== DISPATCHED) return this.rejected(d)
+    const ep = this.endpoint!
     this.outcome = OUTCOME_OK
-    this.endpoint = ep
     this.upstreamHost = ep.key
-    ep.active++
-    cluster.active++
-    ep.counters.rqTotal++
     if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
@@ -578,21 +557,16 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       clearTimeout(this.tryTimer)
       this.tryTimer = null
     }
-    const ep = this.endpoint
-    if (ep === undefined) return
-    this.endpoint = undefined
-    this.lastEndpoint = ep
-    ep.active--
-    const cluster = this.cluster!
-    cluster.active--
-    if (outcome !== OUTCOME_OK) ep.counters.rqError++
-    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
-    const t = this.ticket
-    if (t !== null) {
-      this.ticket = null
-      t(neutral ? null : outcome === OUTCOME_OK)
-    }
+    this.cluster?.endTry(this, outcome, neutral)
   }
+
+  /** The cluster refused the try (REJECTIONS: max requests, breaker open, no endpoint). */
+  private rejected(r: number): void {
+    const x = REJECTIONS[r]!
+    if (x.counter !== null) this.counters[x.counter]++
+    this.localReply(x.status, x.flag, x.code, x.message)
+  }
+
 
   // ---- retries and timeouts ----------------------------------------------------------------
 

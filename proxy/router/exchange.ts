@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { BreakerTicket } from '../cluster/breaker.ts'
-import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
@@ -104,13 +104,13 @@ export interface ExchangeCounters {
   mirrorAbandoned: number
 }
 
-export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
+export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, ClusterTry {
   private readonly down: Downstream
   private readonly req: RequestHead
   private readonly config: RouterConfig
   private readonly counters: ExchangeCounters
   private route: CompiledRoute | undefined
-  private endpoint: EndpointState | undefined
+  endpoint: EndpointState | undefined
   private cluster: ClusterRuntime | undefined
   private up: UpstreamConn | null = null
   private upHead = ''
@@ -150,10 +150,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   /** the response of this try is being read and thrown away: a retry follows */
   private discarding = false
   /** the endpoint of the previous try (avoided by the next pick) */
-  private lastEndpoint: EndpointState | undefined = undefined
+  lastEndpoint: EndpointState | undefined = undefined
   /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
   private outcome = OUTCOME_OK
-  private ticket: BreakerTicket | null = null
+  ticket: BreakerTicket | null = null
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
@@ -315,32 +315,11 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   private dispatch(): void {
     const cluster = this.cluster!
     const req = this.req
-    if (cluster.active >= cluster.maxRequests) {
-      cluster.counters.overflow++
-      this.counters.overflow++
-      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
-    }
-    let ticket: BreakerTicket | null = null
-    if (cluster.breaker !== null) {
-      ticket = cluster.breaker.admit()
-      if (ticket === null) {
-        cluster.counters.circuitOpen++
-        this.counters.circuitOpen++
-        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
-      }
-    }
-    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader), this.lastEndpoint)
-    if (ep === undefined) {
-      ticket?.(null)
-      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
-    }
-    this.ticket = ticket
+    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
+    if (d !== DISPATCHED) return this.rejected(d)
+    const ep = this.endpoint!
     this.outcome = OUTCOME_OK
-    this.endpoint = ep
     this.endpointKey = ep.key
-    ep.active++
-    cluster.active++
-    ep.counters.rqTotal++
     if (this.tries === 0 || req.authority === '') this.upHead = this.buildUpstreamHead(this.route!, ep)
     const pol = this.policy
     if (pol !== null) {
@@ -751,21 +730,16 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       clearTimeout(this.tryTimer)
       this.tryTimer = null
     }
-    const ep = this.endpoint
-    if (ep === undefined) return
-    this.endpoint = undefined
-    this.lastEndpoint = ep
-    ep.active--
-    const cluster = this.cluster!
-    cluster.active--
-    if (outcome !== OUTCOME_OK) ep.counters.rqError++
-    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
-    const t = this.ticket
-    if (t !== null) {
-      this.ticket = null
-      t(neutral ? null : outcome === OUTCOME_OK)
-    }
+    this.cluster?.endTry(this, outcome, neutral)
   }
+
+  /** The cluster refused the try (REJECTIONS: max requests, breaker open, no endpoint). */
+  private rejected(r: number): void {
+    const x = REJECTIONS[r]!
+    if (x.counter !== null) this.counters[x.counter]++
+    this.localReply(x.status, x.flag, x.code, x.message)
+  }
+
 
   // ---- retries and timeouts ----------------------------------------------------------------
 
