@@ -15,6 +15,7 @@ import type { RequestSink } from './telemetry/types.ts'
 
 export const DEFAULT_ZIPKIN_URL = 'http://127.0.0.1:9411/api/v2/spans'
 import { PoolRegistry } from './cluster/cluster.ts'
+import { FILTER_DECISIONS } from './filters/index.ts'
 import { ProxyListener, type ListenerConfigSlice } from './listener/listener.ts'
 import type { Logger } from './log.ts'
 
@@ -250,11 +251,8 @@ export class Proxy {
           { listener: l.name, decision: 'retry_budget_exhausted', value: c.retryBudgetExhausted },
           { listener: l.name, decision: 'request_timeout', value: c.requestTimeouts },
           { listener: l.name, decision: 'per_try_timeout', value: c.perTryTimeouts },
-          { listener: l.name, decision: 'rate_limited', value: c.rateLimited },
           { listener: l.name, decision: 'circuit_open', value: c.circuitOpen },
           { listener: l.name, decision: 'overflow', value: c.overflow },
-          { listener: l.name, decision: 'fault_delay', value: c.faultDelays },
-          { listener: l.name, decision: 'fault_abort', value: c.faultAborts },
           { listener: l.name, decision: 'mirror', value: c.mirrored },
           { listener: l.name, decision: 'mirror_failed', value: c.mirrorFailed },
           { listener: l.name, decision: 'mirror_abandoned', value: c.mirrorAbandoned },
@@ -262,6 +260,7 @@ export class Proxy {
           { listener: l.name, decision: 'tcp_no_endpoint', value: c.tcpNoEndpoint },
           { listener: l.name, decision: 'http2_refused', value: c.http2Refused },
         )
+        for (const [key, decision] of FILTER_DECISIONS) out.push({ listener: l.name, decision, value: c[key] })
       }
       return out
     })

@@ -21,7 +21,7 @@ import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import { HttpError } from '../http1/head.ts'
-import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
+import { STOP, type FilterExchange } from '../filters/filter.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
@@ -43,13 +43,13 @@ const MAX_TIMER_MS = 2_147_483_647
 /** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
-export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
+export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange {
   private readonly down: ServerHttp2Stream
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
   private readonly values: string[] = []
   private readonly config: RouterConfig
-  private readonly counters: ExchangeCounters
+  readonly counters: ExchangeCounters
   private readonly grpc: boolean
   private readonly t0 = performance.now()
   private route: CompiledRoute | undefined
@@ -64,6 +64,8 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
   private tries = 0
   private refused = false
   private delayed = false
+  /** the flag of the delay (DI), set on the response unless another explains it */
+  private delayFlag = ''
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
@@ -165,10 +167,12 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
       this.flags = Flags.DirectResponse
       return this.writeLocal(d.status, blockPairs(d.head + route.responseHeaders.append), d.body)
     }
+    const filters = route.filters
+    if (filters !== null) for (let i = 0; i < filters.length; i++) if (filters[i].onRequest(this) === STOP) return
     const pol = route.policy
     if (pol !== null) {
       this.policy = pol
-      if (!this.applyPolicy(pol)) return
+      this.armPolicy(pol)
     }
     // grpc-timeout: the caller's deadline, the smaller of it and the route timeout
     let gt = this.grpc ? grpcTimeoutMs(str(this.headers['grpc-timeout'])) : -1
@@ -201,42 +205,8 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
     if (!this.done) this.dispatch()
   }
 
-  /** Rate limit, redirect, fault abort, fault delay (Envoy's order), then the retry policy. false: answered. */
-  private applyPolicy(pol: RoutePolicy): boolean {
-    const rl = pol.rateLimit
-    if (rl !== null) {
-      const key = rl.keyFrom === KEY_HEADER ? str(this.headers[rl.keyHeader]) : rl.keyFrom === KEY_CLIENT ? this.downstreamAddress : ''
-      const wait = rl.take(key)
-      if (wait > 0) {
-        this.counters.rateLimited++
-        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
-        return false
-      }
-    }
-    if (pol.redirect !== null) {
-      this.flags = Flags.DirectResponse
-      const loc = pol.redirect.location(this.authority, this.path, rewritePath)
-      this.writeLocal(pol.redirect.status, [['location', loc], ...blockPairs(this.route!.responseHeaders.append)], EMPTY)
-      return false
-    }
-    const fault = pol.fault
-    if (fault !== null) {
-      const status = fault.abort()
-      if (status !== 0) {
-        this.counters.faultAborts++
-        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
-        return false
-      }
-      const ms = fault.delay()
-      if (ms > 0) {
-        this.counters.faultDelays++
-        this.delayed = true
-        this.waitTimer = setTimeout(() => {
-          this.waitTimer = null
-          if (!this.done) this.dispatch()
-        }, ms)
-      }
-    }
+  /** The route's retry policy, once its filters let the request go on (the timers are set in start). */
+  private armPolicy(pol: RoutePolicy): void {
     if (pol.retry !== null) {
       this.retry = pol.retry
       if (pol.retry.attempts > 0) {
@@ -244,7 +214,27 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
         this.retained = []
       }
     }
-    return true
+  }
+
+  // ---- FilterExchange (proxy/filters/filter.ts) ---------------------------------------------
+
+  header(name: string): string | undefined {
+    const v = this.headers[name]
+    return v === undefined ? undefined : str(v)
+  }
+
+  redirect(status: number, location: string): void {
+    this.flags = Flags.DirectResponse
+    this.writeLocal(status, [['location', location], ...blockPairs(this.route!.responseHeaders.append)], EMPTY)
+  }
+
+  delay(ms: number, flag: string): void {
+    this.delayed = true
+    this.delayFlag = flag
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }, ms)
   }
 
   /** One try: the cluster's limits, an endpoint, a stream on its session. */
@@ -697,7 +687,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry {
     if (this.tryTimer !== null) clearTimeout(this.tryTimer)
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
     this.timer = this.tryTimer = this.waitTimer = null
-    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.delayed && this.flags === '') this.flags = this.delayFlag
     if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
     const t = this.config.telemetry

@@ -9,6 +9,7 @@ import type { Listener as ListenerConfig } from '../../api/schema.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
+import { newFilterCounters } from '../filters/index.ts'
 import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
@@ -62,7 +63,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     cxTotal: 0, cxActive: 0, noRoute: 0, localReplies: 0, upstreamErrors: 0, staleRetries: 0,
     downstreamProtocolErrors: 0, timeouts: 0,
     retries: 0, retryLimitExceeded: 0, retryBudgetExhausted: 0, requestTimeouts: 0, perTryTimeouts: 0,
-    rateLimited: 0, circuitOpen: 0, overflow: 0, faultDelays: 0, faultAborts: 0,
+    circuitOpen: 0, overflow: 0, ...newFilterCounters(),
     mirrored: 0, mirrorFailed: 0, mirrorAbandoned: 0,
     tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },

@@ -12,7 +12,6 @@ import { acquireH2 } from '../h2/bridge.ts'
 import { chunkHeader } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
@@ -21,6 +20,8 @@ import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
+import { STOP, type FilterExchange } from '../filters/filter.ts'
+import { FILTER_FLAGS, type FilterCounters } from '../filters/index.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
@@ -67,9 +68,8 @@ export const Flags = {
   UpstreamRequestTimeout: 'UT',
   /** a retriable failure that was not retried: attempts or the retry budget exhausted */
   UpstreamRetryLimitExceeded: 'URX',
-  RateLimited: 'RL',
-  DelayInjected: 'DI',
-  FaultInjected: 'FI',
+  /** and those of the registered filters (proxy/filters/index.ts): RL, FI, DI, ... */
+  ...FILTER_FLAGS,
 } as const
 
 const QUEUE_LIMIT = 65536
@@ -83,7 +83,7 @@ const RESP_NONE = 0
 const RESP_RAW = 1
 const RESP_CHUNKED = 2
 
-export interface ExchangeCounters {
+export interface ExchangeCounters extends FilterCounters {
   noRoute: number
   localReplies: number
   upstreamErrors: number
@@ -94,21 +94,18 @@ export interface ExchangeCounters {
   retryBudgetExhausted: number
   requestTimeouts: number
   perTryTimeouts: number
-  rateLimited: number
   circuitOpen: number
   overflow: number
-  faultDelays: number
-  faultAborts: number
   mirrored: number
   mirrorFailed: number
   mirrorAbandoned: number
 }
 
-export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, ClusterTry {
+export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, ClusterTry, FilterExchange {
   private readonly down: Downstream
   private readonly req: RequestHead
   private readonly config: RouterConfig
-  private readonly counters: ExchangeCounters
+  readonly counters: ExchangeCounters
   private route: CompiledRoute | undefined
   endpoint: EndpointState | undefined
   private cluster: ClusterRuntime | undefined
@@ -159,6 +156,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   private waitTimer: ReturnType<typeof setTimeout> | null = null
   private mirror: MirrorRequest | null = null
   private delayed = false
+  /** the flag of the delay (DI), set on the response unless another explains it */
+  private delayFlag = ''
 
   // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
   status = 0
@@ -243,10 +242,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.route = route
     if (route.direct !== null) return this.directReply(route)
     this.hasBody = hasBody
+    const filters = route.filters
+    if (filters !== null) for (let i = 0; i < filters.length; i++) if (filters[i].onRequest(this) === STOP) return
     const pol = route.policy
     if (pol !== null) {
       this.policy = pol
-      if (!this.applyPolicy(pol)) return
+      this.armPolicy(pol)
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
@@ -259,47 +260,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.dispatch()
   }
 
-  /**
-   * The route's policy filters before the request goes upstream, in Envoy's order: rate limit,
-   * redirect, fault abort, fault delay; then the timers and the mirror. false: a local reply
-   * was sent (nothing after it runs).
-   */
-  private applyPolicy(pol: RoutePolicy): boolean {
-    const req = this.req
-    const rl = pol.rateLimit
-    if (rl !== null) {
-      const key = rl.keyFrom === KEY_HEADER ? (headerOf(req, rl.keyHeader) ?? '') : rl.keyFrom === KEY_CLIENT ? this.down.remoteAddress : ''
-      const wait = rl.take(key)
-      if (wait > 0) {
-        this.counters.rateLimited++
-        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
-        return false
-      }
-    }
-    if (pol.redirect !== null) {
-      const rd = pol.redirect
-      this.flags = Flags.DirectResponse
-      this.writeLocal(rd.status, 'location: ' + rd.location(req.authority, req.path, rewritePath) + '\r\ncontent-length: 0\r\n' + this.route!.responseHeaders.append, EMPTY)
-      return false
-    }
-    const fault = pol.fault
-    if (fault !== null) {
-      const status = fault.abort()
-      if (status !== 0) {
-        this.counters.faultAborts++
-        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
-        return false
-      }
-      const ms = fault.delay()
-      if (ms > 0) {
-        this.counters.faultDelays++
-        this.delayed = true
-        this.waitTimer = setTimeout(() => {
-          this.waitTimer = null
-          if (!this.done) this.dispatch()
-        }, ms)
-      }
-    }
+  /** The route's timers and retry policy, once its filters let the request go on. */
+  private armPolicy(pol: RoutePolicy): void {
     if (pol.timeoutMs > 0) this.timer = setTimeout(() => this.onRequestTimeout(), pol.timeoutMs)
     if (pol.retry !== null) {
       this.retry = pol.retry
@@ -308,7 +270,26 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
         if (this.hasBody) this.retained = []
       }
     }
-    return true
+  }
+
+  // ---- FilterExchange (proxy/filters/filter.ts) ---------------------------------------------
+
+  header(name: string): string | undefined {
+    return headerOf(this.req, name)
+  }
+
+  redirect(status: number, location: string): void {
+    this.flags = Flags.DirectResponse
+    this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + this.route!.responseHeaders.append, EMPTY)
+  }
+
+  delay(ms: number, flag: string): void {
+    this.delayed = true
+    this.delayFlag = flag
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }, ms)
   }
 
   /** One try: the cluster's limits, an endpoint, a connection. */
@@ -859,7 +840,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     if (this.completed) return
     this.completed = true
     this.durationMs = performance.now() - this.t0
-    if (this.policy !== null) this.endPolicy()
+    if (this.policy !== null || this.delayed) this.endPolicy()
     const t = this.config.telemetry
     if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
     const sinks = t.sinks
@@ -873,7 +854,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     if (this.tryTimer !== null) clearTimeout(this.tryTimer)
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
     this.timer = this.tryTimer = this.waitTimer = null
-    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.delayed && this.flags === '') this.flags = this.delayFlag
     if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
   }
