@@ -216,8 +216,8 @@ t.test('RST_STREAM both ways and GOAWAY from the upstream', async (t) => {
   hang.on('error', () => {})
   await until('the app has the stream', () => app.seen.some((h) => h[':path'] === '/hang'))
   hang.close(0x8 /* CANCEL */)
-  await until('the cancel reached the app', () => cancelledAtApp === 1)
-  t.pass('client RST_STREAM reached the app')
+  await until('the cancel reached the app', () => cancelledAtApp > 0)
+  t.equal(cancelledAtApp, 1, 'the client\'s RST_STREAM closed the app\'s stream, once')
 
   const g = await get(c, '/goaway')
   t.equal(g.body.toString(), 'bye')
