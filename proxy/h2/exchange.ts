@@ -22,6 +22,9 @@ import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type Endp
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import { HttpError } from '../http1/head.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
+import { MirrorRequest } from '../filters/mirror/mirror.ts'
+import { chunkHeader } from '../http1/chunked.ts'
+import { mirrorHead } from './mirror-head.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
@@ -77,6 +80,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   // ---- request body
   private reqEnded: boolean
   private queued: Buffer[] = []
+  /** the copy of this request to the route's mirror cluster; chunked: its body is chunk-framed */
+  private mirror: MirrorRequest | null = null
+  private mirrorChunked = false
+  private mirrorTried = false
   private queuedBytes = 0
   /** copies for another try; null when too large (or no retry possible) */
   private retained: Buffer[] | null = null
@@ -246,11 +253,48 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.outcome = OUTCOME_OK
     this.upstreamHost = ep.key
     if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
+    const pol = this.policy
+    if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
     // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
     if (!cluster.http2) return this.onH2Session(null)
     h2Upstream(ep.pool).acquire(this)
+  }
+
+  /** A copy to the mirror cluster, over HTTP/1 as from the HTTP/1 exchange (once per request, not per try). */
+  private startMirror(pol: RoutePolicy): void {
+    this.mirrorTried = true
+    const m = pol.mirror!
+    if (m.ratio < 1 && Math.random() >= m.ratio) return
+    const cluster = this.config.clusters.get(m.cluster)
+    if (cluster === undefined || cluster.endpoints.length === 0) return
+    // The mirror speaks HTTP/1 only: a copy to an HTTP/2 cluster is not sent, and counted.
+    if (cluster.http2) {
+      this.counters.mirrorFailed++
+      return
+    }
+    const hasBody = !this.reqEnded || this.queuedBytes > 0
+    const declared = this.headers['content-length']
+    const length = declared !== undefined ? Number(declared) : this.reqEnded ? this.queuedBytes : -1
+    this.mirrorChunked = hasBody && length < 0
+    this.mirror = new MirrorRequest(cluster, mirrorHead(this.upHeaders!, hasBody, length), hasBody && !this.reqEnded, this.counters)
+    for (const b of this.queued) this.mirrorBody(b)
+    if (this.reqEnded) this.mirrorEnd()
+  }
+
+  private mirrorBody(b: Buffer): void {
+    const m = this.mirror!
+    if (this.mirrorChunked) {
+      m.body(chunkHeader(b.length))
+      m.body(b)
+      m.body('\r\n')
+    } else m.body(b)
+  }
+
+  private mirrorEnd(): void {
+    if (this.mirrorChunked) this.mirror!.body('0\r\n\r\n')
+    this.mirror!.bodyEnd()
   }
 
   private buildUpstreamHeaders(route: CompiledRoute, ep: EndpointState): OutgoingHttpHeaders {
@@ -361,6 +405,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   private onDownData(b: Buffer): void {
     if (this.done) return
     this.bytesIn += b.length
+    if (this.mirror !== null) this.mirrorBody(b)
     if (this.retained !== null) {
       this.retainedBytes += b.length
       if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
@@ -378,6 +423,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
 
   private onDownEnd(): void {
     this.reqEnded = true
+    if (this.mirror !== null) this.mirrorEnd()
     if (!this.done && this.up !== null && !this.up.writableEnded) this.up.end()
   }
 
@@ -523,6 +569,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
     if (!this.respStarted) this.status = 0
     if (this.down.rstCode === constants.NGHTTP2_CANCEL && this.grpc && this.grpcStatus === '') this.grpcStatus = '1'
+    if (this.mirror !== null) this.mirror.cancel()
     this.complete()
     const ep = this.endpoint
     this.endTry(OUTCOME_OK, true)
