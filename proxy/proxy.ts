@@ -186,6 +186,7 @@ export class Proxy {
       limits: c.limits,
       telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY,
       protocol: c.protocols.get(spec.name)!,
+      filters: c.filters.get(spec.name) ?? null,
     }
   }
 

@@ -79,7 +79,10 @@ t.test('every field of the model is a typed field of the proto, and the other wa
   t.ok(seen.some((s) => s.startsWith('X.port: in Listener')), 'a field the schema lacks is reported')
 })
 
-const listener: ListenerT = { name: 'out', direction: 'outbound', address: '0.0.0.0', port: 15001, routeTable: 'rt', protocol: 'detect', detectTimeout: '100ms', tcp: { cluster: 'db', idleTimeout: '1h' } }
+const listener: ListenerT = {
+  name: 'out', direction: 'outbound', address: '0.0.0.0', port: 15001, routeTable: 'rt', protocol: 'detect', detectTimeout: '100ms', tcp: { cluster: 'db', idleTimeout: '1h' },
+  filters: { rateLimit: { requests: 100, interval: '1s', key: { clientAddress: true } }, fault: { delay: { percent: 1, fixedDelay: '5ms' } } },
+}
 const table: RouteTableT = {
   name: 'rt',
   virtualHosts: [

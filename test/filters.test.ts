@@ -8,6 +8,7 @@ import { compileFilters, FILTER_DECISIONS, FILTERS, newFilterCounters } from '..
 import { cluster, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { metrics } from './helpers/policy.ts'
+import type { Route } from '../api/schema.ts'
 
 t.test('the tables are derived from the registered filters', async (t) => {
   t.same(FILTERS.map((f) => f.name), ['rateLimit', 'redirect', 'fault'], 'Envoy order: rate limit, redirect, fault')
@@ -16,7 +17,8 @@ t.test('the tables are derived from the registered filters', async (t) => {
   t.equal(Flags.RateLimited, 'RL')
   t.equal(Flags.FaultInjected, 'FI')
   t.equal(Flags.DelayInjected, 'DI')
-  t.equal(compileFilters({ backends: [{ cluster: 'a' }], timeout: '1s' }, { matchedPrefix: '/' }), null, 'a route without filters: null')
+  const plain: Route = { backends: [{ cluster: 'a' }], timeout: '1s' }
+  t.equal(compileFilters(plain, { matchedPrefix: '/' }), null, 'a route without filters: null')
   const chain = compileFilters({ fault: { abort: { percent: 100, status: 503 } }, rateLimit: { requests: 1, interval: '1s' } }, { matchedPrefix: '/' })
   t.equal(chain?.length, 2)
   t.equal(chain?.[0].constructor.name, 'RateLimitFilter', 'in registry order, not config order')
@@ -90,4 +92,31 @@ t.test('one chain for both codecs: rate limit, redirect and fault abort answer H
   t.equal(m.decision('rate_limited'), 2, 'one rate_limited decision per codec')
   t.equal(m.decision('fault_abort'), 2)
   t.equal(m.decision('fault_delay'), 0, 'a registered filter\'s counter is exported at 0')
+})
+
+t.test('listener-level filters run for every request of the listener, both codecs, before routing', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const config = makeConfig({
+    routes: [routeTo('app', { name: 'a', match: { path: { prefix: '/a' } } }), routeTo('app', { name: 'b', match: { path: { prefix: '/b' } } })],
+    clusters: [cluster('app', [up.port])],
+  })
+  config.listeners[0].filters = { rateLimit: { requests: 2, interval: '1h' } }
+  const s = await startTestSidecar(t, config)
+  const base = `http://127.0.0.1:${s.port}`
+  const a = await fetch(`${base}/a`)
+  t.equal(a.status, 200)
+  await a.text()
+  const b = await h2get(s.port, '/b')
+  t.equal(b.status, 200, 'another route, another codec: the same listener bucket')
+  const c = await fetch(`${base}/nowhere`)
+  t.equal(c.status, 429, 'before routing: even a request no route matches is limited')
+  t.equal(c.headers.get('x-weft-response-flags'), 'RL')
+  await c.text()
+  const d = await h2get(s.port, '/a')
+  t.equal(d.status, 429)
+  t.equal(d.headers['x-weft-response-flags'], 'RL')
+  t.equal(up.requests.length, 2)
+  const m = await metrics(s)
+  t.equal(m.decision('rate_limited'), 2)
+  t.equal(m.decision('no_route'), 0, 'the limited request never reached routing')
 })

@@ -17,6 +17,7 @@ import type { FaultPolicy as _weft_config_v1alpha1_FaultPolicy, FaultPolicy__Out
 import type { HeaderMatch as _weft_config_v1alpha1_HeaderMatch, HeaderMatch__Output as _weft_config_v1alpha1_HeaderMatch__Output } from './weft/config/v1alpha1/HeaderMatch.ts';
 import type { HeaderMutation as _weft_config_v1alpha1_HeaderMutation, HeaderMutation__Output as _weft_config_v1alpha1_HeaderMutation__Output } from './weft/config/v1alpha1/HeaderMutation.ts';
 import type { Listener as _weft_config_v1alpha1_Listener, Listener__Output as _weft_config_v1alpha1_Listener__Output } from './weft/config/v1alpha1/Listener.ts';
+import type { ListenerFilters as _weft_config_v1alpha1_ListenerFilters, ListenerFilters__Output as _weft_config_v1alpha1_ListenerFilters__Output } from './weft/config/v1alpha1/ListenerFilters.ts';
 import type { ListenerTcp as _weft_config_v1alpha1_ListenerTcp, ListenerTcp__Output as _weft_config_v1alpha1_ListenerTcp__Output } from './weft/config/v1alpha1/ListenerTcp.ts';
 import type { LoadBalancer as _weft_config_v1alpha1_LoadBalancer, LoadBalancer__Output as _weft_config_v1alpha1_LoadBalancer__Output } from './weft/config/v1alpha1/LoadBalancer.ts';
 import type { MirrorPolicy as _weft_config_v1alpha1_MirrorPolicy, MirrorPolicy__Output as _weft_config_v1alpha1_MirrorPolicy__Output } from './weft/config/v1alpha1/MirrorPolicy.ts';
@@ -64,6 +65,7 @@ export interface ProtoGrpcType {
         HeaderMatch: MessageTypeDefinition<_weft_config_v1alpha1_HeaderMatch, _weft_config_v1alpha1_HeaderMatch__Output>
         HeaderMutation: MessageTypeDefinition<_weft_config_v1alpha1_HeaderMutation, _weft_config_v1alpha1_HeaderMutation__Output>
         Listener: MessageTypeDefinition<_weft_config_v1alpha1_Listener, _weft_config_v1alpha1_Listener__Output>
+        ListenerFilters: MessageTypeDefinition<_weft_config_v1alpha1_ListenerFilters, _weft_config_v1alpha1_ListenerFilters__Output>
         ListenerTcp: MessageTypeDefinition<_weft_config_v1alpha1_ListenerTcp, _weft_config_v1alpha1_ListenerTcp__Output>
         LoadBalancer: MessageTypeDefinition<_weft_config_v1alpha1_LoadBalancer, _weft_config_v1alpha1_LoadBalancer__Output>
         MirrorPolicy: MessageTypeDefinition<_weft_config_v1alpha1_MirrorPolicy, _weft_config_v1alpha1_MirrorPolicy__Output>

@@ -11,6 +11,8 @@ import type { TapHub } from '../telemetry/tap.ts'
 import type { Tracer } from '../telemetry/tracing/tracer.ts'
 import type { RequestSink } from '../telemetry/types.ts'
 import { parseDuration } from '../../api/duration.ts'
+import type { Filter } from '../filters/filter.ts'
+import { compileFilters } from '../filters/index.ts'
 import type { Bootstrap, Listener } from '../../api/schema.ts'
 
 export interface CompiledConfig {
@@ -28,6 +30,8 @@ export interface CompiledConfig {
   readonly telemetry: ReadonlyMap<string, ListenerTelemetry>
   /** per listener name: what its connections speak (protocol detection, opaque TCP) */
   readonly protocols: ReadonlyMap<string, ListenerProtocol>
+  /** per listener name: its request filters, run before routing (null: none) */
+  readonly filters: ReadonlyMap<string, readonly Filter[] | null>
 }
 
 export const PROTOCOL_DETECT = 0
@@ -96,6 +100,8 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
       peer: listenerPeer(b, l),
     })
   }
+  const filters = new Map<string, readonly Filter[] | null>()
+  for (const l of b.listeners) filters.set(l.name, l.filters === undefined ? null : compileFilters(l.filters, { matchedPrefix: '/' }))
   const protocols = new Map<string, ListenerProtocol>()
   for (const l of b.listeners) {
     const cluster = l.tcp === undefined ? undefined : clusters.get(l.tcp.cluster)
@@ -119,5 +125,6 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     listeners: b.listeners,
     telemetry,
     protocols,
+    filters,
   }
 }

@@ -30,8 +30,14 @@ export function newFilterCounters(): FilterCounters {
   return c as FilterCounters
 }
 
-/** A route's filter chain, compiled once; null when the route has none (one comparison per request). */
-export function compileFilters(r: Route, ctx: RouteContext): readonly Filter[] | null {
+/** The filter configs of a route, or of a listener (some of them). */
+export type FilterConfigs = { readonly [K in Registered['name']]?: Route[K] }
+
+/**
+ * A route's (or a listener's) filter chain, compiled once; null when there is none (one
+ * comparison per request).
+ */
+export function compileFilters(r: FilterConfigs, ctx: RouteContext): readonly Filter[] | null {
   let out: Filter[] | null = null
   for (const f of FILTERS) {
     const config = r[f.name]

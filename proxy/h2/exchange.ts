@@ -154,6 +154,8 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
       this.trace = tracer.begin(this.names, this.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const lf = this.config.filters
+    if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(this.authority)
     const p = this.path
     const q = p.indexOf('?')
@@ -232,7 +234,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
 
   redirect(status: number, location: string): void {
     this.flags = Flags.DirectResponse
-    this.writeLocal(status, [['location', location], ...blockPairs(this.route!.responseHeaders.append)], EMPTY)
+    this.writeLocal(status, [['location', location], ...blockPairs(this.route?.responseHeaders.append ?? '')], EMPTY)
   }
 
   delay(ms: number, flag: string): void {

@@ -13,6 +13,7 @@ import { newFilterCounters } from '../filters/index.ts'
 import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
+import type { Filter } from '../filters/filter.ts'
 import { H2Connection, type H2Owner } from '../h2/downstream.ts'
 import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
@@ -23,6 +24,8 @@ export interface ListenerConfigSlice {
   readonly limits: ConnectionLimits
   readonly telemetry: ListenerTelemetry
   readonly protocol: ListenerProtocol
+  /** listener-level request filters, before routing; null: none */
+  readonly filters: readonly Filter[] | null
 }
 
 /** Outcomes of protocol detection (weft_proxy_protocol_detections_total). */

@@ -20,7 +20,7 @@ import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
-import { STOP, type FilterExchange } from '../filters/filter.ts'
+import { STOP, type Filter, type FilterExchange } from '../filters/filter.ts'
 import { FILTER_FLAGS, type FilterCounters } from '../filters/index.ts'
 
 /** What the exchange needs from the downstream connection. */
@@ -50,6 +50,8 @@ export interface RouterConfig {
   readonly table: CompiledRouteTable
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly telemetry: ListenerTelemetry
+  /** the listener's request filters, run before routing (null: none) */
+  readonly filters: readonly Filter[] | null
 }
 
 /** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
@@ -223,6 +225,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       this.trace = tracer.begin(req.names, req.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const lf = this.config.filters
+    if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(req.authority)
     const q = req.path.indexOf('?')
     const route =
@@ -280,7 +284,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
 
   redirect(status: number, location: string): void {
     this.flags = Flags.DirectResponse
-    this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + this.route!.responseHeaders.append, EMPTY)
+    this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + (this.route?.responseHeaders.append ?? ''), EMPTY)
   }
 
   delay(ms: number, flag: string): void {

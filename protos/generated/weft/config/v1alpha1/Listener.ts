@@ -1,6 +1,7 @@
 // Original file: protos/weft/config/v1alpha1/config.proto
 
 import type { ListenerTcp as _weft_config_v1alpha1_ListenerTcp, ListenerTcp__Output as _weft_config_v1alpha1_ListenerTcp__Output } from '../../../weft/config/v1alpha1/ListenerTcp.ts';
+import type { ListenerFilters as _weft_config_v1alpha1_ListenerFilters, ListenerFilters__Output as _weft_config_v1alpha1_ListenerFilters__Output } from '../../../weft/config/v1alpha1/ListenerFilters.ts';
 
 export interface Listener {
   'name'?: (string);
@@ -26,6 +27,10 @@ export interface Listener {
    */
   'detectTimeout'?: (string);
   'tcp'?: (_weft_config_v1alpha1_ListenerTcp | null);
+  /**
+   * request filters for every HTTP request of the listener, before routing
+   */
+  'filters'?: (_weft_config_v1alpha1_ListenerFilters | null);
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
@@ -55,6 +60,10 @@ export interface Listener__Output {
    */
   'detectTimeout'?: (string);
   'tcp': (_weft_config_v1alpha1_ListenerTcp__Output | null);
+  /**
+   * request filters for every HTTP request of the listener, before routing
+   */
+  'filters': (_weft_config_v1alpha1_ListenerFilters__Output | null);
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
