@@ -59,6 +59,18 @@ t.test('no layer imports one it must not', async (t) => {
   t.same(violations, [], 'no upward or sideways import')
 })
 
+t.test('the config compiler sits above what it compiles: only proxy/proxy.ts imports proxy/config/', async (t) => {
+  const importers: string[] = []
+  for (const file of tsFiles(join(root, 'proxy'))) {
+    const rel = relative(root, file)
+    if (rel.startsWith('proxy/config/') || rel === 'proxy/proxy.ts') continue
+    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+      if (relative(root, resolve(dirname(file), spec)).startsWith('proxy/config/')) importers.push(`${rel} imports ${spec}`)
+    }
+  }
+  t.same(importers, [])
+})
+
 t.test('ClusterSpec and Clock are defined once, in api/', async (t) => {
   const defs: Record<string, string[]> = { ClusterSpec: [], Clock: [] }
   for (const layer of ['api', 'proxy', 'control-plane', 'cli', 'protos']) {

@@ -3,6 +3,7 @@
 // registry, which keeps connections of unchanged endpoints across swaps.
 import { createHash } from 'node:crypto'
 import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
+import { PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../listener/protocol.ts'
 import type { ConnectionLimits } from '../listener/downstream.ts'
 import { CompiledRouteTable } from '../route/table.ts'
 import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
@@ -32,21 +33,6 @@ export interface CompiledConfig {
   readonly protocols: ReadonlyMap<string, ListenerProtocol>
   /** per listener name: its request filters, run before routing (null: none) */
   readonly filters: ReadonlyMap<string, readonly Filter[] | null>
-}
-
-export const PROTOCOL_DETECT = 0
-export const PROTOCOL_HTTP = 1
-export const PROTOCOL_TCP = 2
-export const PROTOCOL_HTTP2 = 3
-
-/** A listener's protocol settings in milliseconds, the TCP target resolved. */
-export interface ListenerProtocol {
-  /** PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_TCP or PROTOCOL_HTTP2 */
-  readonly mode: number
-  /** detect with a TCP target: a silent client is tunnelled after this */
-  readonly detectTimeoutMs: number
-  /** where opaque TCP goes; null: nowhere (detect falls back to the HTTP/1 codec) */
-  readonly tcp: { readonly cluster: ClusterRuntime; readonly idleTimeoutMs: number } | null
 }
 
 /** What telemetry the compiler binds into listeners; owned by the proxy, kept across configs. */

@@ -4,7 +4,7 @@
 // tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
-import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
+import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from './protocol.ts'
 import type { Listener as ListenerConfig } from '../../api/schema.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
