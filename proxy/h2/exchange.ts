@@ -267,15 +267,8 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   /** A copy to the mirror cluster, over HTTP/1 as from the HTTP/1 exchange (once per request, not per try). */
   private startMirror(pol: RoutePolicy): void {
     this.mirrorTried = true
-    const m = pol.mirror!
-    if (m.ratio < 1 && Math.random() >= m.ratio) return
-    const cluster = this.config.clusters.get(m.cluster)
-    if (cluster === undefined || cluster.endpoints.length === 0) return
-    // The mirror speaks HTTP/1 only: a copy to an HTTP/2 cluster is not sent, and counted.
-    if (cluster.http2) {
-      this.counters.mirrorFailed++
-      return
-    }
+    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
+    if (cluster === null) return
     const hasBody = !this.reqEnded || this.queuedBytes > 0
     const declared = this.headers['content-length']
     const length = declared !== undefined ? Number(declared) : this.reqEnded ? this.queuedBytes : -1

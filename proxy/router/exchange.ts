@@ -319,16 +319,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   }
 
   private startMirror(pol: RoutePolicy): void {
-    const m = pol.mirror!
-    if (m.ratio < 1 && Math.random() >= m.ratio) return
-    const cluster = this.config.clusters.get(m.cluster)
-    if (cluster === undefined || cluster.endpoints.length === 0) return
-    // The mirror speaks HTTP/1 only: a copy to an HTTP/2 cluster is not sent (an h2c endpoint
-    // would refuse it at its preface anyway), and counted so the gap is visible.
-    if (cluster.http2) {
-      this.counters.mirrorFailed++
-      return
-    }
+    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
+    if (cluster === null) return
     // The copy's Host gets "-shadow" (as Envoy), the rest of the head is the same.
     const h = this.upHead
     const a = h.indexOf('\r\nhost: ') + 8
