@@ -1,7 +1,8 @@
-// One HTTP/2 stream through the proxy (h2c and gRPC): routing with the same compiled route table as
-// HTTP/1, the route's policy objects (rate limit, redirect, fault, timeouts, retries, breaker,
-// outlier detection, maxRequests), then one upstream HTTP/2 stream per try on the endpoint's shared
-// session (upstream.ts). Bodies go stream to stream with backpressure (a write that returns false
+// One HTTP/2 stream through the proxy (h2c and gRPC): the listener's and the route's filter chains
+// (proxy/filters/, the same Filter objects as HTTP/1 through FilterExchange), routing with the same
+// compiled route table, the cluster's dispatch (max requests, breaker, pick, outlier reports: the
+// same code as HTTP/1), timeouts, retries and the mirror (a copy over HTTP/1, mirror-head.ts), then
+// one upstream HTTP/2 stream per try on the endpoint's shared session (upstream.ts). Bodies go stream to stream with backpressure (a write that returns false
 // pauses the other side, so HTTP/2 flow control reaches the far end and nothing piles up); trailers
 // are forwarded; a reset on one side resets the other.
 //

@@ -1,6 +1,8 @@
-// The router: one request/response exchange from a downstream connection to an upstream endpoint.
-// Routing and policy objects come compiled from the config the request started with; this file only
-// reads them. Bodies are streamed with backpressure both ways, never buffered whole.
+// The router: one HTTP/1 request/response exchange from a downstream connection to an upstream
+// endpoint: the listener's and the route's filter chains (proxy/filters/), the route, the cluster's
+// dispatch, tries, timers and retries, telemetry. Routing, filters and policy come compiled from the
+// config the request started with; this file only reads them. Bodies are streamed with
+// backpressure both ways, never buffered whole.
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { BreakerTicket } from '../cluster/breaker.ts'
