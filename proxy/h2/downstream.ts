@@ -9,16 +9,89 @@
 // Each stream becomes an H2Exchange over the listener's config at the time the stream starts (a
 // config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY
 // (session.close()), the streams in flight finish, then the connection closes.
+//
+// What a client may not do to the proxy is decided here, at the codec, before an exchange exists
+// (proxy/h2/validate.ts for the head) or around it (the limits below), so that the exchange never
+// has to know:
+// - every stream gets an 'error' listener before anything else runs: a stream nghttp2 resets in
+//   the read that opened it (content-length against DATA, HEADERS then RST_STREAM) is emitted
+//   destroyed, and its error event would otherwise have no listener and end the process;
+// - a malformed head: RST_STREAM PROTOCOL_ERROR, nothing upstream (WEFT_ERR_H2_MALFORMED);
+// - more streams at once than SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM;
+// - a stream that moves no byte either way for streamIdleTimeout (a client that never opens its
+//   window, an upstream that never answers): RST_STREAM CANCEL, its upstream stream or
+//   connection released by the exchange's close path (WEFT_ERR_H2_STREAM_IDLE);
+// - a connection whose streams are mostly reset (rapid reset, CVE-2023-44487; or refused by the
+//   proxy, as an HPACK bomb's): GOAWAY ENHANCE_YOUR_CALM and close (WEFT_ERR_H2_RESET_FLOOD);
+// - the client's FIN (curl closes so, without GOAWAY): the connection closes once the streams in
+//   flight end, instead of sitting in CLOSE-WAIT until the idle timeout;
+// - nothing sent within firstByteTimeout (a listener with protocol http2): closed.
+// All timeouts run on the listener's sweeper (the coarse clock), no timer per stream.
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
+import type { RequestRecord } from '../telemetry/types.ts'
 import { H2Exchange } from './exchange.ts'
 import { CONNECTION_WINDOW, H2_SETTINGS } from './upstream.ts'
+import { checkRequestHead } from './validate.ts'
+
+const { NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = constants
+
+/** Response flags of the decisions taken here (Envoy's letters where Envoy has one). */
+export const H2Flags = {
+  DownstreamProtocolError: 'DPE',
+  /** stream idle timeout (Envoy: SI) */
+  StreamIdleTimeout: 'SI',
+  /** the proxy failed inside the exchange (a bug): the stream was reset */
+  InternalError: 'IE',
+  /** over SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM */
+  RefusedStream: 'RS',
+} as const
+
+/**
+ * Reset flood (Envoy's premature-reset rule): in a window, a connection with at least
+ * RESET_FLOOD_MIN streams of which half or more were reset within PREMATURE_MS of their start (or
+ * refused) gets GOAWAY. gRPC clients cancel calls and miss deadlines all the time; a connection
+ * that does little else is an attack.
+ */
+const RESET_WINDOW_MS = 10_000
+const RESET_FLOOD_MIN = 500
+const PREMATURE_MS = 1000
+/** streams of a connection before the client acknowledged SETTINGS_MAX_CONCURRENT_STREAMS */
+const PRE_SETTINGS_MAX_STREAMS = 1000
+
+/** Counters of the decisions above (weft_proxy_decisions_total and /stats). */
+export interface H2Stats {
+  /** malformed heads refused (also counted in downstreamProtocolErrors) */
+  malformed: number
+  /** streams nghttp2 reset itself for a protocol error before the proxy saw them */
+  codecResets: number
+  refusedStreams: number
+  streamIdleTimeouts: number
+  resetFloods: number
+  internalErrors: number
+  /** connections closed after the client's FIN (no GOAWAY from it) */
+  peerClosed: number
+  firstByteTimeouts: number
+}
+
+export function newH2Stats(): H2Stats {
+  return { malformed: 0, codecResets: 0, refusedStreams: 0, streamIdleTimeouts: 0, resetFloods: 0, internalErrors: 0, peerClosed: 0, firstByteTimeouts: 0 }
+}
+
+export interface H2Limits {
+  readonly idleTimeoutMs: number
+  readonly maxHeaderBytes: number
+  readonly maxHeaders: number
+  readonly firstByteTimeoutMs: number
+  readonly streamIdleTimeoutMs: number
+  readonly http2MaxConcurrentStreams: number
+}
 
 /** What an HTTP/2 connection needs from its listener. */
 export interface H2Owner {
-  readonly config: RouterConfig & { readonly limits: { readonly idleTimeoutMs: number; readonly maxHeaderBytes: number; readonly maxHeaders: number } }
-  readonly counters: ExchangeCounters
+  readonly config: RouterConfig & { readonly limits: H2Limits }
+  readonly counters: ExchangeCounters & { downstreamProtocolErrors: number; timeouts: number; h2: H2Stats }
   /** the sweeper's coarse clock */
   now(): number
   connectionClosed(c: H2Connection): void
@@ -30,45 +103,64 @@ function serverFor(owner: H2Owner): Http2Server {
   let s = servers.get(owner)
   if (s === undefined) {
     // limits.maxHeaderBytes / maxHeaders as SETTINGS_MAX_HEADER_LIST_SIZE and Node's pair limit,
-    // taken when the listener's first HTTP/2 connection arrives (later config changes of them do
-    // not reach this server)
+    // limits.http2MaxConcurrentStreams as SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 refuses the
+    // streams over it), taken when the listener's first HTTP/2 connection arrives (later config
+    // changes of them do not reach this server)
     const l = owner.config.limits
-    s = createServer({ settings: { ...H2_SETTINGS, maxHeaderListSize: l.maxHeaderBytes }, maxHeaderListPairs: l.maxHeaders + 4 /* the pseudo-headers */, peerMaxConcurrentStreams: 1000 })
-    s.setTimeout(0)
-    s.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
-      // A stream the client reset in the same read as its HEADERS is destroyed already (no session).
-      const sess = stream.session as (ServerHttp2Session & { [CONN]?: H2Connection }) | undefined
-      const c = sess?.[CONN]
-      if (c !== undefined && !stream.destroyed) c.onStream(stream, headers, flags, raw)
-      else if (!stream.destroyed) stream.close()
+    s = createServer({
+      settings: { ...H2_SETTINGS, maxHeaderListSize: l.maxHeaderBytes, maxConcurrentStreams: l.http2MaxConcurrentStreams },
+      maxHeaderListPairs: l.maxHeaders + 4 /* the pseudo-headers */,
+      peerMaxConcurrentStreams: 1000,
     })
+    s.setTimeout(0)
+    // streams are taken from each session ('stream' there, see H2Connection): a stream reset in
+    // the read that opened it has no session any more by the time the server would relay it
     s.on('sessionError', () => {})
+    s.on('error', () => {})
     servers.set(owner, s)
   }
   return s
 }
 
-const CONN = Symbol('weft.h2connection')
+function ignore(): void {}
+
+/** One stream of a connection, for the idle sweep. */
+interface Tracked {
+  readonly stream: ServerHttp2Stream
+  readonly x: H2Exchange
+  /** bytes moved (in + out) at the last sweep that saw them change */
+  moved: number
+  lastActive: number
+  readonly openedAt: number
+}
 
 export class H2Connection {
   readonly socket: Socket
   private readonly owner: H2Owner
   private session: ServerHttp2Session | null = null
-  private active = 0
+  private readonly streams = new Set<Tracked>()
   private idleSince: number
+  private readonly createdAt: number
   private closing = false
+  private peerEnded = false
+  private sawStream = false
+  private windowStart: number
+  private windowStreams = 0
+  private windowResets = 0
+  private calmed = false
 
   /** first: the bytes detection read (the preface and what came with it), put back on the socket */
   constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number) {
     this.socket = socket
     this.owner = owner
     this.idleSince = now
+    this.createdAt = now
+    this.windowStart = now
     const server = serverFor(owner)
     socket.pause()
     if (first !== null && first.length > 0) socket.unshift(Buffer.from(first))
     const onSession = (s: ServerHttp2Session): void => {
       this.session = s
-      ;(s as ServerHttp2Session & { [CONN]?: H2Connection })[CONN] = this
     }
     server.once('session', onSession)
     server.emit('connection', socket)
@@ -77,7 +169,12 @@ export class H2Connection {
     if (s === null) {
       socket.destroy()
     } else {
-      s.on('error', () => {})
+      s.on('error', ignore)
+      s.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
+        // First, whatever happens next: an error event without a listener ends the process.
+        stream.on('error', ignore)
+        this.onStream(stream, headers, flags, raw)
+      })
       s.once('connect', () => {
         try {
           s.setLocalWindowSize(CONNECTION_WINDOW)
@@ -88,33 +185,158 @@ export class H2Connection {
       } catch {}
       s.on('close', () => this.owner.connectionClosed(this))
     }
-    socket.on('error', () => {})
+    socket.on('error', ignore)
+    // The listener's sockets allow half-open (HTTP/1 needs it), so node:http2 is not told of the
+    // client's FIN: without this, the socket would sit in CLOSE-WAIT until the idle timeout.
+    socket.once('end', () => this.onPeerEnd())
     socket.once('close', () => {
       if (this.session === null) this.owner.connectionClosed(this)
     })
   }
 
   onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-    this.active++
-    stream.once('close', () => {
-      this.active--
-      if (this.active === 0) {
-        this.idleSince = this.owner.now()
-        if (this.closing) this.session?.close()
+    const h2 = this.owner.counters.h2
+    this.sawStream = true
+    this.windowStreams++
+    if (stream.destroyed || stream.closed) {
+      // nghttp2 reset it in the read that opened it: a protocol error it found (content-length
+      // against DATA, …) or the client's own RST_STREAM in the same read
+      if (stream.rstCode !== NGHTTP2_CANCEL && stream.rstCode !== NGHTTP2_NO_ERROR) {
+        h2.codecResets++
+        this.owner.counters.downstreamProtocolErrors++
       }
-    })
+      this.noteReset()
+      return
+    }
+    const why = checkRequestHead(raw)
+    if (why !== '') {
+      h2.malformed++
+      this.owner.counters.downstreamProtocolErrors++
+      this.refuse(stream, headers, NGHTTP2_PROTOCOL_ERROR, H2Flags.DownstreamProtocolError)
+      return
+    }
+    const max = this.owner.config.limits.http2MaxConcurrentStreams
+    if (this.streams.size >= (this.session?.pendingSettingsAck === false ? max : PRE_SETTINGS_MAX_STREAMS)) {
+      // A client may open streams before it has our SETTINGS (RFC 9113 §6.5.3: the limit binds
+      // once acknowledged), as gRPC clients do in a burst: until then a looser bound.
+      h2.refusedStreams++
+      this.refuse(stream, headers, NGHTTP2_REFUSED_STREAM, H2Flags.RefusedStream)
+      return
+    }
     const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
+    const now = this.owner.now()
+    const tr: Tracked = { stream, x, moved: 0, lastActive: now, openedAt: now }
+    this.streams.add(tr)
+    stream.once('close', () => this.onStreamClose(tr))
     try {
       x.start()
-    } catch {
-      // a bug must cost this stream, not the proxy
-      if (!stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+    } catch (err) {
+      this.internalError(tr, err)
     }
   }
 
-  /** No stream for the listener's idle timeout: GOAWAY and close. */
+  private onStreamClose(tr: Tracked): void {
+    this.streams.delete(tr)
+    const code = tr.stream.rstCode
+    if (code !== undefined && code !== NGHTTP2_NO_ERROR && this.owner.now() - tr.openedAt <= PREMATURE_MS) this.noteReset()
+    if (this.streams.size === 0) {
+      this.idleSince = this.owner.now()
+      if (this.closing || this.peerEnded) this.close()
+    }
+  }
+
+  /** A bug inside one exchange costs its stream (RST_STREAM INTERNAL_ERROR), never the process. */
+  private internalError(tr: Tracked, err: unknown): void {
+    void err
+    this.owner.counters.h2.internalErrors++
+    if (tr.x.flags === '') tr.x.flags = H2Flags.InternalError
+    if (!tr.stream.closed) tr.stream.close(NGHTTP2_INTERNAL_ERROR)
+  }
+
+  /** Refuse a stream before any exchange: RST_STREAM with `code`, one access-log record. */
+  private refuse(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, code: number, flag: string): void {
+    if (!stream.closed) stream.close(code)
+    this.noteReset()
+    const sinks = this.owner.config.telemetry.sinks
+    if (sinks.length > 0) {
+      const r = refusedRecord(headers, flag, this.socket.remoteAddress ?? '')
+      for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(r)
+    }
+  }
+
+  /** Count a reset stream; a connection that mostly resets its streams is told to calm down. */
+  private noteReset(): void {
+    const now = this.owner.now()
+    if (now - this.windowStart > RESET_WINDOW_MS) {
+      this.windowStart = now
+      this.windowStreams = 1
+      this.windowResets = 0
+    }
+    this.windowResets++
+    if (!this.calmed && this.windowStreams >= RESET_FLOOD_MIN && this.windowResets * 2 >= this.windowStreams) {
+      this.calmed = true
+      this.owner.counters.h2.resetFloods++
+      const s = this.session
+      if (s !== null && !s.destroyed) {
+        try {
+          s.goaway(NGHTTP2_ENHANCE_YOUR_CALM)
+        } catch {}
+        // the GOAWAY is written, then the socket goes (its streams with it: the exchanges'
+        // close paths release their upstreams)
+        setImmediate(destroySession, s)
+      } else this.socket.destroy()
+    }
+  }
+
+  private onPeerEnd(): void {
+    this.peerEnded = true
+    // The client sends nothing more; streams in flight may still be answered (it reads).
+    if (this.streams.size === 0) {
+      this.owner.counters.h2.peerClosed++
+      this.close()
+    }
+  }
+
+  /** GOAWAY and close now: no stream is in flight. */
+  private close(): void {
+    const s = this.session
+    if (s !== null && !s.destroyed) {
+      if (!s.closed) s.close()
+      // nothing in flight: no reason to wait for the client
+      if (this.peerEnded) setImmediate(destroySession, s)
+    } else this.socket.destroy()
+  }
+
+  /**
+   * The coarse clock's tick: the connection's idle timeout (no stream), the first-byte timeout
+   * (nothing ever received), each stream's idle timeout (no byte either way).
+   */
   sweep(now: number): void {
-    if (this.active === 0 && now - this.idleSince > this.owner.config.limits.idleTimeoutMs) this.drain()
+    const l = this.owner.config.limits
+    if (this.streams.size === 0) {
+      if (!this.sawStream && this.socket.bytesRead === 0 && now - this.createdAt > l.firstByteTimeoutMs) {
+        this.owner.counters.h2.firstByteTimeouts++
+        this.owner.counters.timeouts++
+        this.socket.destroy()
+        return
+      }
+      if (now - this.idleSince > l.idleTimeoutMs) this.drain()
+      return
+    }
+    const limit = l.streamIdleTimeoutMs
+    if (limit <= 0) return
+    for (const tr of this.streams) {
+      const moved = tr.x.bytesIn + tr.x.bytesOut
+      if (moved !== tr.moved) {
+        tr.moved = moved
+        tr.lastActive = now
+      } else if (now - tr.lastActive > limit) {
+        this.owner.counters.h2.streamIdleTimeouts++
+        if (tr.x.flags === '') tr.x.flags = H2Flags.StreamIdleTimeout
+        // the exchange's close path cancels the upstream stream (or destroys its HTTP/1 request)
+        if (!tr.stream.closed) tr.stream.close(NGHTTP2_CANCEL)
+      }
+    }
   }
 
   /** Graceful: GOAWAY now, the streams in flight finish, then the connection closes. */
@@ -123,5 +345,18 @@ export class H2Connection {
     const s = this.session
     if (s !== null && !s.closed && !s.destroyed) s.close()
     else this.socket.destroy()
+  }
+}
+
+function destroySession(s: ServerHttp2Session): void {
+  if (!s.destroyed) s.destroy()
+}
+
+function refusedRecord(headers: IncomingHttpHeaders, flag: string, address: string): RequestRecord {
+  const one = (v: string | string[] | undefined): string => (v === undefined ? '' : typeof v === 'string' ? v : v.join(', '))
+  return {
+    startTime: Date.now(), durationMs: 0, method: one(headers[':method']), authority: one(headers[':authority']),
+    path: one(headers[':path']), protocol: 'HTTP/2', status: 0, grpcStatus: '', flags: flag, routeName: '', vhostName: '',
+    clusterName: '', upstreamHost: '', bytesIn: 0, bytesOut: 0, requestId: '', traceId: '', downstreamAddress: address,
   }
 }

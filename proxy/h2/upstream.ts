@@ -7,7 +7,7 @@
 // - GOAWAY from the upstream: the session stops taking new streams (the next request opens a new
 //   session), its streams in flight finish on it.
 // - More streams than the upstream's SETTINGS_MAX_CONCURRENT_STREAMS wait in nghttp2's queue of
-//   the session (it opens them as others close).
+//   the session (it opens them as others close); the first streams wait for those SETTINGS.
 // - Idle: a session without activity for pool.idleTimeout is closed (GOAWAY, then the socket).
 // - The connection window is raised to CONNECTION_WINDOW so that one stream whose reader is slow
 //   (its stream window full) cannot take the whole connection's window from the others.
@@ -94,7 +94,10 @@ export class H2Upstream implements PoolAttachment {
       this.stats.connectTimeouts++
       fail(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'))
     }, settings.connectTimeoutMs)
-    s.once('connect', () => {
+    // Streams wait for the upstream's SETTINGS (one round trip on a new session only): sent
+    // before them, a burst would exceed its SETTINGS_MAX_CONCURRENT_STREAMS (a Weft sidecar
+    // refuses the streams over it); after them, nghttp2 queues what is over the limit.
+    s.once('remoteSettings', () => {
       if (settled) return
       settled = true
       clearTimeout(timer)
