@@ -261,6 +261,12 @@ export class Proxy {
           { listener: l.name, decision: 'tcp_connect_failure', value: c.tcpConnectFailures },
           { listener: l.name, decision: 'tcp_no_endpoint', value: c.tcpNoEndpoint },
           { listener: l.name, decision: 'http2_refused', value: c.http2Refused },
+          { listener: l.name, decision: 'h2_malformed', value: c.h2.malformed },
+          { listener: l.name, decision: 'h2_codec_reset', value: c.h2.codecResets },
+          { listener: l.name, decision: 'h2_refused_stream', value: c.h2.refusedStreams },
+          { listener: l.name, decision: 'h2_stream_idle_timeout', value: c.h2.streamIdleTimeouts },
+          { listener: l.name, decision: 'h2_reset_flood', value: c.h2.resetFloods },
+          { listener: l.name, decision: 'h2_internal_error', value: c.h2.internalErrors },
         )
       }
       return out
@@ -318,7 +324,7 @@ export class Proxy {
   private ensureSweeper(c: CompiledConfig): void {
     if (this.sweeper !== null) clearInterval(this.sweeper)
     // Fine enough for the shortest timeout, never busier than every 10 ms.
-    let shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, 4000)
+    let shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, c.limits.firstByteTimeoutMs, c.limits.streamIdleTimeoutMs, 4000)
     for (const p of c.protocols.values()) if (p.tcp !== null) shortest = Math.min(shortest, p.tcp.idleTimeoutMs)
     const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
     this.sweeper = setInterval(() => this.sweep(), every)

@@ -64,6 +64,16 @@ export const DEFAULTS = {
   maxHeaders: 100,
   requestHeadTimeoutMs: 10_000,
   idleTimeoutMs: 300_000,
+  /** HAProxy answers a silent connection 408 after 5 s (timeout http-request) */
+  firstByteTimeoutMs: 5_000,
+  /** a stalled HTTP/2 stream (a client that never opens its window) holds its upstream at most this long */
+  streamIdleTimeoutMs: 30_000,
+  /**
+   * What the HTTP/2 server advertised before it was a limit. nghttp2 refuses the streams over it
+   * from the first SETTINGS on, and a gRPC client bursting 200 calls on one channel at start is
+   * not retried on REFUSED_STREAM; the upstreams a connection can hold are bounded apart.
+   */
+  http2MaxConcurrentStreams: 1000,
   drainTimeoutMs: 30_000,
 }
 
@@ -78,6 +88,9 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     maxHeaders: l.maxHeaders ?? DEFAULTS.maxHeaders,
     requestHeadTimeoutMs: l.requestHeadTimeout === undefined ? DEFAULTS.requestHeadTimeoutMs : parseDuration(l.requestHeadTimeout),
     idleTimeoutMs: l.idleTimeout === undefined ? DEFAULTS.idleTimeoutMs : parseDuration(l.idleTimeout),
+    firstByteTimeoutMs: l.firstByteTimeout === undefined ? DEFAULTS.firstByteTimeoutMs : parseDuration(l.firstByteTimeout),
+    streamIdleTimeoutMs: l.streamIdleTimeout === undefined ? DEFAULTS.streamIdleTimeoutMs : parseDuration(l.streamIdleTimeout),
+    http2MaxConcurrentStreams: l.http2MaxConcurrentStreams ?? DEFAULTS.http2MaxConcurrentStreams,
   }
   registry.begin()
   const clusters = new Map<string, ClusterRuntime>()

@@ -363,9 +363,15 @@ export const Listener = Type.Object(
 export const Limits = Type.Object(
   {
     maxHeaderBytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1048576, default: 65536 })),
-    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 1000 })),
     requestHeadTimeout: Type.Optional(Duration),
     idleTimeout: Type.Optional(Duration),
+    // a connection that sends no byte for this long is closed (HTTP/1: 408); default 5s
+    firstByteTimeout: Type.Optional(Duration),
+    // HTTP/2: a stream that moves no byte either way for this long is reset; default 30s
+    streamIdleTimeout: Type.Optional(Duration),
+    // HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of a client connection; more are refused (REFUSED_STREAM)
+    http2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 1000 })),
   },
   { additionalProperties: false },
 )
@@ -411,7 +417,7 @@ export const Telemetry = Type.Object(
           // only these status classes (e.g. ["4xx", "5xx"]; 0xx: the client left before a response); default all
           statusClasses: Type.Optional(Type.Array(Type.Union([Type.Literal('0xx'), Type.Literal('1xx'), Type.Literal('2xx'), Type.Literal('3xx'), Type.Literal('4xx'), Type.Literal('5xx')]))),
           // percent of requests logged; default 100
-          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 100 })),
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 1000 })),
         },
         { additionalProperties: false },
       ),

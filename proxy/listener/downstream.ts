@@ -37,6 +37,12 @@ export interface ConnectionLimits {
   maxHeaders: number
   requestHeadTimeoutMs: number
   idleTimeoutMs: number
+  /** a connection that sends no byte for this long is closed (HTTP/1: 408) */
+  firstByteTimeoutMs: number
+  /** HTTP/2: a stream that moves no byte either way for this long is reset */
+  streamIdleTimeoutMs: number
+  /** HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of the proxy's server sessions */
+  http2MaxConcurrentStreams: number
 }
 
 /** What a connection reads from its listener; `config` is swapped atomically on reload. */
@@ -380,6 +386,12 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     if (this.headStartedAt !== 0 && now - this.headStartedAt > l.requestHeadTimeoutMs && this.responseDone) {
       this.ctx.counters.timeouts++
       this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
+      return
+    }
+    if (this.socket.bytesRead === 0 && now - this.lastActivityAt > l.firstByteTimeoutMs) {
+      // not a byte since the accept (HAProxy answers such a connection 408 after 5 s)
+      this.ctx.counters.timeouts++
+      this.failRequest(new HttpError(408, 'WEFT_ERR_FIRST_BYTE_TIMEOUT', 'no request received in time'))
       return
     }
     if (this.responseDone && now - this.lastActivityAt > l.idleTimeoutMs) {

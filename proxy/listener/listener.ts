@@ -12,7 +12,7 @@ import type { ExchangeCounters } from '../router/exchange.ts'
 import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
-import { H2Connection, type H2Owner } from '../h2/downstream.ts'
+import { H2Connection, newH2Stats, type H2Owner, type H2Stats } from '../h2/downstream.ts'
 import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
@@ -45,6 +45,8 @@ export interface ListenerCounters extends ExchangeCounters, TcpCounters {
   http2Refused: number
   detections: DetectionCounters
   tunnels: { tcp: TunnelStats; upgrade: TunnelStats }
+  /** decisions of the HTTP/2 codec (proxy/h2/downstream.ts) */
+  h2: H2Stats
 }
 
 /** What the listener holds per accepted connection, whatever it turned out to speak. */
@@ -67,6 +69,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },
     tunnels: { tcp: newTunnelStats(), upgrade: newTunnelStats() },
+    h2: newH2Stats(),
   }
   private readonly server: Server
   private readonly conns = new Set<ListenerConnection>()
@@ -128,6 +131,11 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     } else {
       this.conns.add(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
     }
+  }
+
+  firstByteTimeout(d: Detector): void {
+    void d
+    this.counters.timeouts++
   }
 
   /** The detector's verdict: the connection goes to its protocol's handler with the bytes read so far. */
