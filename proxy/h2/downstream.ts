@@ -24,7 +24,8 @@
 // - a connection whose streams are mostly reset (rapid reset, CVE-2023-44487; or refused by the
 //   proxy, as an HPACK bomb's): GOAWAY ENHANCE_YOUR_CALM and close (WEFT_ERR_H2_RESET_FLOOD);
 // - the client's FIN (curl closes so, without GOAWAY): the connection closes once the streams in
-//   flight end, instead of sitting in CLOSE-WAIT until the idle timeout;
+//   flight end, instead of sitting in CLOSE-WAIT until the idle timeout; as the client can send
+//   no WINDOW_UPDATE any more, a stream of it that stalls for PEER_GONE_STALL_MS is reset;
 // - nothing sent within firstByteTimeout (a listener with protocol http2): closed.
 // All timeouts run on the listener's sweeper (the coarse clock), no timer per stream.
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
@@ -57,6 +58,11 @@ export const H2Flags = {
 const RESET_WINDOW_MS = 10_000
 const RESET_FLOOD_MIN = 500
 const PREMATURE_MS = 1000
+/**
+ * After the client's FIN it can send no WINDOW_UPDATE: a stream of it that moves no byte for this
+ * long never will (an attacker that leaves without a GOAWAY), and its upstream is released.
+ */
+const PEER_GONE_STALL_MS = 1000
 /** streams of a connection before the client acknowledged SETTINGS_MAX_CONCURRENT_STREAMS */
 const PRE_SETTINGS_MAX_STREAMS = 1000
 
@@ -147,6 +153,9 @@ export class H2Connection {
   private windowStart: number
   private windowStreams = 0
   private windowResets = 0
+  /** streams emitted to JavaScript, and streams nghttp2 opened but never emitted (counted as refused) */
+  private seenStreams = 0
+  private unseenStreams = 0
   private calmed = false
 
   /** first: the bytes detection read (the preface and what came with it), put back on the socket */
@@ -188,7 +197,7 @@ export class H2Connection {
     socket.on('error', ignore)
     // The listener's sockets allow half-open (HTTP/1 needs it), so node:http2 is not told of the
     // client's FIN: without this, the socket would sit in CLOSE-WAIT until the idle timeout.
-    socket.once('end', () => this.onPeerEnd())
+    socket.once('end', () => setImmediate(peerEnded, this)) // after the 'stream' events of the last read
     socket.once('close', () => {
       if (this.session === null) this.owner.connectionClosed(this)
     })
@@ -197,6 +206,7 @@ export class H2Connection {
   onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const h2 = this.owner.counters.h2
     this.sawStream = true
+    this.seenStreams++
     this.windowStreams++
     if (stream.destroyed || stream.closed) {
       // nghttp2 reset it in the read that opened it: a protocol error it found (content-length
@@ -273,6 +283,33 @@ export class H2Connection {
       this.windowResets = 0
     }
     this.windowResets++
+    this.checkFlood()
+  }
+
+  /**
+   * Streams nghttp2 opened and reset without telling JavaScript: node:http2 answers a header
+   * block over maxHeaderListSize or maxHeaders (an HPACK bomb) with RST_STREAM itself, and emits
+   * no stream. They show as the gap between the last stream id nghttp2 processed and the streams
+   * seen here; each counts as a refused stream.
+   */
+  private countUnseen(s: ServerHttp2Session): void {
+    const last = s.state.lastProcStreamID ?? 0
+    const unseen = ((last + 1) >>> 1) - this.seenStreams - this.unseenStreams
+    if (unseen <= 0) return
+    this.unseenStreams += unseen
+    this.owner.counters.h2.codecResets += unseen
+    const now = this.owner.now()
+    if (now - this.windowStart > RESET_WINDOW_MS) {
+      this.windowStart = now
+      this.windowStreams = 0
+      this.windowResets = 0
+    }
+    this.windowStreams += unseen
+    this.windowResets += unseen
+    this.checkFlood()
+  }
+
+  private checkFlood(): void {
     if (!this.calmed && this.windowStreams >= RESET_FLOOD_MIN && this.windowResets * 2 >= this.windowStreams) {
       this.calmed = true
       this.owner.counters.h2.resetFloods++
@@ -288,12 +325,15 @@ export class H2Connection {
     }
   }
 
-  private onPeerEnd(): void {
+  onPeerEnd(): void {
     this.peerEnded = true
-    // The client sends nothing more; streams in flight may still be answered (it reads).
-    if (this.streams.size === 0) {
-      this.owner.counters.h2.peerClosed++
-      this.close()
+    this.owner.counters.h2.peerClosed++
+    // The client sends nothing more; streams in flight may still be answered (it reads), but
+    // none can get more window: one that stalls is reset after PEER_GONE_STALL_MS (sweep).
+    if (this.streams.size === 0) this.close()
+    else {
+      const s = this.session
+      if (s !== null && !s.closed && !s.destroyed) s.close() // GOAWAY: no new stream
     }
   }
 
@@ -313,6 +353,8 @@ export class H2Connection {
    */
   sweep(now: number): void {
     const l = this.owner.config.limits
+    const s = this.session
+    if (s !== null && !s.destroyed && !this.calmed) this.countUnseen(s)
     if (this.streams.size === 0) {
       if (!this.sawStream && this.socket.bytesRead === 0 && now - this.createdAt > l.firstByteTimeoutMs) {
         this.owner.counters.h2.firstByteTimeouts++
@@ -323,8 +365,7 @@ export class H2Connection {
       if (now - this.idleSince > l.idleTimeoutMs) this.drain()
       return
     }
-    const limit = l.streamIdleTimeoutMs
-    if (limit <= 0) return
+    const limit = this.peerEnded ? Math.min(l.streamIdleTimeoutMs, PEER_GONE_STALL_MS) : l.streamIdleTimeoutMs
     for (const tr of this.streams) {
       const moved = tr.x.bytesIn + tr.x.bytesOut
       if (moved !== tr.moved) {
@@ -346,6 +387,10 @@ export class H2Connection {
     if (s !== null && !s.closed && !s.destroyed) s.close()
     else this.socket.destroy()
   }
+}
+
+function peerEnded(c: H2Connection): void {
+  c.onPeerEnd()
 }
 
 function destroySession(s: ServerHttp2Session): void {
