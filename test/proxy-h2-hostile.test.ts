@@ -158,6 +158,8 @@ const REFUSED: Record<string, [string, string][]> = {
   ':path not starting with /': R('GET', 'public'),
   ':path * on GET': R('GET', '*'),
   'bad :method token': R('GE T', '/public'),
+  ':path with a byte beyond ASCII': R('GET', '/public/caf\xe9'),
+  ':path with a space': R('GET', '/public/a b'),
   'host disagreeing with :authority': R('GET', '/public', [['host', 'admin.test']]),
   'content-length not a decimal': R('GET', '/public', [['content-length', 'abc']]),
   'content-length with a sign': R('GET', '/public', [['content-length', '+0']]),

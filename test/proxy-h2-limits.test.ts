@@ -184,6 +184,26 @@ t.test('stalled streams: a client whose connection is reset (TCP RST) releases e
   await until('downstream connection gone', async () => (await listenerStats(s)).cxActive === 0)
 })
 
+t.test('one connection holds at most http2MaxActiveStreams upstream connections; the rest wait, then run', async (t) => {
+  const { s, up } = await setup(t, { http2MaxActiveStreams: 5, streamIdleTimeout: '5m' }, true)
+  const big = () => up.requests.filter((r) => r.url.startsWith('/big')).map((r) => r.url)
+  const a = await stall(s.port, 20)
+  await until('five stalled requests upstream', () => big().length === 5)
+  t.equal(await h2get(s.port), 200, 'another client is served meanwhile')
+  t.equal(big().length, 5, 'the upstream saw 5 of the 20 requests')
+  t.ok(openSockets(up) <= 6, `at most 5 upstream connections held for it (${openSockets(up)} open)`)
+  const st = (await listenerStats(s)) as unknown as { h2: Record<string, number> }
+  t.equal(st.h2.queuedStreams, 15, 'h2.queuedStreams')
+  // the client resets the 5 stalled ones: the next 5 run, in order
+  await a.send(...[1, 3, 5, 7, 9].map((id) => rstStream(id, E.CANCEL)))
+  await until('the next five went upstream', () => big().length === 10)
+  t.same(big().slice(5), ['/big/5', '/big/6', '/big/7', '/big/8', '/big/9'], 'in order')
+  a.socket.resetAndDestroy()
+  await until('upstream connections released', () => openSockets(up) <= 1, 3000)
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(big().length, 10, 'the queued streams of a client that left never went upstream')
+})
+
 t.test('SETTINGS_MAX_CONCURRENT_STREAMS is advertised and enforced', async (t) => {
   const { s, up } = await setup(t, { http2MaxConcurrentStreams: 5 }, true)
   const c = await H2RawClient.connect(s.port, { settings: [[S.INITIAL_WINDOW_SIZE, 0]] })

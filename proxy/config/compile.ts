@@ -74,6 +74,8 @@ export const DEFAULTS = {
    * not retried on REFUSED_STREAM; the upstreams a connection can hold are bounded apart.
    */
   http2MaxConcurrentStreams: 1000,
+  /** HAProxy's and nginx's concurrent-stream defaults (100, 128): a connection holds at most this many upstreams */
+  http2MaxActiveStreams: 100,
   drainTimeoutMs: 30_000,
 }
 
@@ -91,6 +93,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     firstByteTimeoutMs: l.firstByteTimeout === undefined ? DEFAULTS.firstByteTimeoutMs : parseDuration(l.firstByteTimeout),
     streamIdleTimeoutMs: l.streamIdleTimeout === undefined ? DEFAULTS.streamIdleTimeoutMs : parseDuration(l.streamIdleTimeout),
     http2MaxConcurrentStreams: l.http2MaxConcurrentStreams ?? DEFAULTS.http2MaxConcurrentStreams,
+    http2MaxActiveStreams: l.http2MaxActiveStreams ?? DEFAULTS.http2MaxActiveStreams,
   }
   registry.begin()
   const clusters = new Map<string, ClusterRuntime>()

@@ -372,6 +372,9 @@ export const Limits = Type.Object(
     streamIdleTimeout: Type.Optional(Duration),
     // HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of a client connection; more are refused (REFUSED_STREAM)
     http2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 1000 })),
+    // HTTP/2: streams of one client connection in progress at once (each may hold an upstream
+    // stream or connection); more wait, unread, until one ends
+    http2MaxActiveStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
   },
   { additionalProperties: false },
 )

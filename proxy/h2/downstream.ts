@@ -18,6 +18,8 @@
 //   destroyed, and its error event would otherwise have no listener and end the process;
 // - a malformed head: RST_STREAM PROTOCOL_ERROR, nothing upstream (WEFT_ERR_H2_MALFORMED);
 // - more streams at once than SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM;
+// - more streams in progress than http2MaxActiveStreams: they wait, unread, in order, so that one
+//   connection holds at most that many upstream streams or connections;
 // - a stream that moves no byte either way for streamIdleTimeout (a client that never opens its
 //   window, an upstream that never answers): RST_STREAM CANCEL, its upstream stream or
 //   connection released by the exchange's close path (WEFT_ERR_H2_STREAM_IDLE);
@@ -73,6 +75,8 @@ export interface H2Stats {
   /** streams nghttp2 reset itself for a protocol error before the proxy saw them */
   codecResets: number
   refusedStreams: number
+  /** streams that waited for http2MaxActiveStreams */
+  queuedStreams: number
   streamIdleTimeouts: number
   resetFloods: number
   internalErrors: number
@@ -82,7 +86,7 @@ export interface H2Stats {
 }
 
 export function newH2Stats(): H2Stats {
-  return { malformed: 0, codecResets: 0, refusedStreams: 0, streamIdleTimeouts: 0, resetFloods: 0, internalErrors: 0, peerClosed: 0, firstByteTimeouts: 0 }
+  return { malformed: 0, codecResets: 0, refusedStreams: 0, queuedStreams: 0, streamIdleTimeouts: 0, resetFloods: 0, internalErrors: 0, peerClosed: 0, firstByteTimeouts: 0 }
 }
 
 export interface H2Limits {
@@ -92,6 +96,7 @@ export interface H2Limits {
   readonly firstByteTimeoutMs: number
   readonly streamIdleTimeoutMs: number
   readonly http2MaxConcurrentStreams: number
+  readonly http2MaxActiveStreams: number
 }
 
 /** What an HTTP/2 connection needs from its listener. */
@@ -130,6 +135,14 @@ function serverFor(owner: H2Owner): Http2Server {
 
 function ignore(): void {}
 
+/** A stream waiting for its turn (http2MaxActiveStreams). */
+interface Queued {
+  readonly stream: ServerHttp2Stream
+  readonly headers: IncomingHttpHeaders
+  readonly flags: number
+  readonly raw: string[]
+}
+
 /** One stream of a connection, for the idle sweep. */
 interface Tracked {
   readonly stream: ServerHttp2Stream
@@ -145,6 +158,7 @@ export class H2Connection {
   private readonly owner: H2Owner
   private session: ServerHttp2Session | null = null
   private readonly streams = new Set<Tracked>()
+  private queued: Queued[] = []
   private idleSince: number
   private readonly createdAt: number
   private closing = false
@@ -233,6 +247,17 @@ export class H2Connection {
       this.refuse(stream, headers, NGHTTP2_REFUSED_STREAM, H2Flags.RefusedStream)
       return
     }
+    if (this.streams.size >= this.owner.config.limits.http2MaxActiveStreams) {
+      // Over the streams one connection may have in progress (each can hold an upstream stream
+      // or connection): it waits, unread (its DATA is held by flow control), until one ends.
+      this.queued.push({ stream, headers, flags, raw })
+      this.owner.counters.h2.queuedStreams++
+      return
+    }
+    this.begin(stream, headers, flags, raw)
+  }
+
+  private begin(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
     const now = this.owner.now()
     const tr: Tracked = { stream, x, moved: 0, lastActive: now, openedAt: now }
@@ -249,6 +274,12 @@ export class H2Connection {
     this.streams.delete(tr)
     const code = tr.stream.rstCode
     if (code !== undefined && code !== NGHTTP2_NO_ERROR && this.owner.now() - tr.openedAt <= PREMATURE_MS) this.noteReset()
+    while (this.queued.length > 0 && this.streams.size < this.owner.config.limits.http2MaxActiveStreams) {
+      const q = this.queued.shift()!
+      // a waiting stream the client reset meanwhile is a reset like another
+      if (q.stream.destroyed || q.stream.closed) this.noteReset()
+      else this.begin(q.stream, q.headers, q.flags, q.raw)
+    }
     if (this.streams.size === 0) {
       this.idleSince = this.owner.now()
       if (this.closing || this.peerEnded) this.close()

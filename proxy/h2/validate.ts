@@ -127,6 +127,11 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
   if ((seen & 2) === 0) return 'no :scheme'
   if ((seen & 4) === 0 || path === '') return 'no :path'
   if (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS')) return ':path neither absolute nor * of OPTIONS'
+  // a URI (RFC 3986) is visible ASCII; an octet beyond it would reach an HTTP/1 upstream raw
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i)
+    if (c < 0x21 || c > 0x7e) return 'invalid character in :path'
+  }
   void scheme
   if (host !== '' && authority !== '' && host.toLowerCase() !== authority.toLowerCase()) return 'host disagrees with :authority'
   return ''

@@ -43,6 +43,8 @@ export interface ConnectionLimits {
   streamIdleTimeoutMs: number
   /** HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of the proxy's server sessions */
   http2MaxConcurrentStreams: number
+  /** HTTP/2: streams of one client connection in progress at once (each may hold an upstream); more wait */
+  http2MaxActiveStreams: number
 }
 
 /** What a connection reads from its listener; `config` is swapped atomically on reload. */
