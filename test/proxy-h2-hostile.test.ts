@@ -6,6 +6,7 @@ import t from 'tap'
 import { connect, type IncomingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Limits } from '../proxy/config/schema.ts'
+import { H2Exchange } from '../proxy/h2/exchange.ts'
 import { data, E, errorCode, H2RawClient, headers, requestFields, rstStream, statusOf, T } from './helpers/h2frames.ts'
 import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
@@ -31,17 +32,18 @@ async function setup(t: Teardown, limits?: Limits): Promise<Setup> {
 }
 
 /** One ordinary request with node:http2's client: the proxy is alive and serving. */
-async function h2get(port: number, path = '/ok'): Promise<{ status: number; body: string }> {
+async function h2get(port: number, path = '/ok', body?: string): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> {
   const c = connect(`http://127.0.0.1:${port}`)
   c.on('error', () => {})
   try {
     return await new Promise((resolve, reject) => {
-      const st = c.request({ ':path': path, ':authority': 'app.test' })
+      const st = c.request({ ':path': path, ':authority': 'app.test', ':method': body === undefined ? 'GET' : 'POST' }, { endStream: body === undefined })
+      if (body !== undefined) st.end(body)
       let h: IncomingHttpHeaders = {}
-      let body = ''
+      let text = ''
       st.on('response', (x) => (h = x))
-      st.on('data', (b: Buffer) => (body += b.toString()))
-      st.on('end', () => resolve({ status: Number(h[':status']), body }))
+      st.on('data', (b: Buffer) => (text += b.toString()))
+      st.on('end', () => resolve({ status: Number(h[':status']), body: text, headers: h }))
       st.on('error', reject)
     })
   } finally {
@@ -212,4 +214,38 @@ t.test('fields with CR, LF, NUL or a bad name: none of their bytes reaches the u
     }
   }
   t.notOk(x.up.requests.some((r) => r.url === '/admin'), 'nothing smuggled')
+})
+
+// ---- 1. an exception inside one exchange ----------------------------------------------------------
+
+t.test('an exception inside one exchange (injected into its listeners) ends that exchange: 502 IE, counted, the process serves on', async (t) => {
+  const x = await setup(t)
+  const proto = H2Exchange.prototype as unknown as Record<string, unknown>
+  for (const [method, body] of [['onUpResponse', undefined], ['onDownData', 'hello'], ['onUpEnd', undefined]] as const) {
+    const orig = proto[method]
+    proto[method] = function () {
+      throw new Error('injected')
+    }
+    let r
+    try {
+      r = await h2get(x.s.port, '/public', body).catch((err: NodeJS.ErrnoException) => err)
+    } finally {
+      proto[method] = orig
+    }
+    if (method === 'onUpEnd') {
+      // the response had started: the stream is reset, the client sees it cut
+      t.match(r, { code: 'ERR_HTTP2_STREAM_ERROR', message: /NGHTTP2_INTERNAL_ERROR/ }, `${method}: RST_STREAM INTERNAL_ERROR`)
+    } else if (r instanceof Error) {
+      t.fail(`${method}: ${r.message}`)
+    } else {
+      t.equal(r.status, 502, `${method}: 502`)
+      t.equal(r.headers['x-weft-error'], 'WEFT_ERR_INTERNAL', `${method}: x-weft-error`)
+      t.equal(r.headers['x-weft-response-flags'], 'IE', `${method}: flag IE`)
+    }
+    t.equal((await h2get(x.s.port)).status, 200, `${method}: the next request is served`)
+  }
+  const st = (await listenerStats(x.s)) as unknown as { h2: Record<string, number> }
+  t.equal(st.h2.internalErrors, 3, 'h2.internalErrors')
+  const m = await x.s.admin('/metrics')
+  t.match(m.body, /weft_proxy_decisions_total\{[^}]*decision="h2_internal_error"[^}]*\} 3/)
 })

@@ -286,12 +286,14 @@ export class H2Connection {
     }
   }
 
-  /** A bug inside one exchange costs its stream (RST_STREAM INTERNAL_ERROR), never the process. */
+  /** A bug inside one exchange costs its stream (502 or RST_STREAM INTERNAL_ERROR), never the process. */
   private internalError(tr: Tracked, err: unknown): void {
-    void err
-    this.owner.counters.h2.internalErrors++
-    if (tr.x.flags === '') tr.x.flags = H2Flags.InternalError
-    if (!tr.stream.closed) tr.stream.close(NGHTTP2_INTERNAL_ERROR)
+    try {
+      tr.x.abort(err)
+    } catch {
+      this.owner.counters.h2.internalErrors++
+      if (!tr.stream.closed) tr.stream.close(NGHTTP2_INTERNAL_ERROR)
+    }
   }
 
   /** Refuse a stream before any exchange: RST_STREAM with `code`, one access-log record. */

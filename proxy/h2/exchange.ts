@@ -35,6 +35,8 @@ import { H1UpStream, type UpStream } from './http1-upstream.ts'
 import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
+/** the proxy failed inside the exchange (an exception): the stream was answered 502 or reset */
+const FLAG_INTERNAL = 'IE'
 /** request body bytes kept while no upstream stream is open; past it the client is paused */
 const QUEUE_LIMIT = 65536
 /** setTimeout's limit; a longer delay would fire at once */
@@ -49,7 +51,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private readonly names: string[] = []
   private readonly values: string[] = []
   private readonly config: RouterConfig
-  private readonly counters: ExchangeCounters
+  private readonly counters: ExchangeCounters & { readonly h2: { internalErrors: number } }
   private readonly grpc: boolean
   private readonly t0 = performance.now()
   private route: CompiledRoute | undefined
@@ -86,6 +88,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private trailers: OutgoingHttpHeaders | null = null
   private done = false
   private completed = false
+  private aborted = false
   private trace: RequestTrace | null = null
   private annotations: ZipkinAnnotation[] | null = null
 
@@ -119,7 +122,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   }
   upstreamHost = ''
 
-  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters) {
+  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
     this.down = down
     this.headers = headers
     this.config = config
@@ -136,7 +139,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     }
     this.grpc = isGrpc(headers['content-type'])
     down.on('error', () => {})
-    down.on('close', () => this.onDownClose())
+    down.on('close', this.guard(() => this.onDownClose()))
   }
 
   start(): void {
@@ -177,7 +180,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     const ms = gt >= 0 && (routeMs === 0 || gt < routeMs) ? gt : routeMs
     if (ms > 0 || gt === 0) {
       this.deadline = this.t0 + ms
-      this.timer = setTimeout(() => this.onRequestTimeout(), ms)
+      this.timer = setTimeout(this.guard(() => this.onRequestTimeout()), ms)
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
@@ -185,8 +188,8 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
     if (!this.reqEnded) {
-      this.down.on('data', (b: Buffer) => this.onDownData(b))
-      this.down.on('end', () => this.onDownEnd())
+      this.down.on('data', this.guard((b: Buffer) => this.onDownData(b)))
+      this.down.on('end', this.guard(() => this.onDownEnd()))
     }
     if (this.delayed) return
     // A request with a body: its first DATA frame usually came in the same read as its HEADERS
@@ -198,7 +201,53 @@ export class H2Exchange implements RequestRecord, H2Waiter {
 
   /** dispatch() from setImmediate (see start) */
   dispatchDeferred(): void {
-    if (!this.done) this.dispatch()
+    try {
+      if (!this.done) this.dispatch()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  /**
+   * A listener or timer callback that cannot take the process down: an exception inside it (a
+   * bug, a value node:http2 or node:http throws on) ends this exchange only (abort).
+   */
+  private guard<A extends unknown[]>(f: (...a: A) => void): (...a: A) => void {
+    return (...a: A): void => {
+      try {
+        f(...a)
+      } catch (err) {
+        this.abort(err)
+      }
+    }
+  }
+
+  /**
+   * End the exchange after an exception: 502 WEFT_ERR_INTERNAL (flag IE) while no response has
+   * started, else RST_STREAM INTERNAL_ERROR; the try's upstream released; counted
+   * (h2.internalErrors) and recorded once (the access log's line, flag IE).
+   */
+  abort(err: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.counters.h2.internalErrors++
+    const ep = this.endpoint
+    try {
+      this.endTry(OUTCOME_OK, true)
+      this.cancelTry(ep)
+    } catch {}
+    if (!this.done && !this.respStarted) {
+      try {
+        this.localReply(502, FLAG_INTERNAL, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`)
+        return
+      } catch {}
+    }
+    this.done = true
+    this.flags = FLAG_INTERNAL
+    try {
+      this.complete()
+    } catch {}
+    if (!this.down.closed && !this.down.destroyed) this.down.close(NGHTTP2_INTERNAL_ERROR)
   }
 
   /** Rate limit, redirect, fault abort, fault delay (Envoy's order), then the retry policy. false: answered. */
@@ -231,10 +280,10 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       if (ms > 0) {
         this.counters.faultDelays++
         this.delayed = true
-        this.waitTimer = setTimeout(() => {
+        this.waitTimer = setTimeout(this.guard(() => {
           this.waitTimer = null
           if (!this.done) this.dispatch()
-        }, ms)
+        }), ms)
       }
     }
     if (pol.retry !== null) {
@@ -278,7 +327,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     ep.counters.rqTotal++
     if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
     const r = this.retry
-    if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
+    if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(this.guard(() => this.onTryTimeout()), r.perTryTimeoutMs)
     // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
     if (!cluster.http2) return this.onH2Session(null)
     h2Upstream(ep.pool).acquire(this)
@@ -324,6 +373,14 @@ export class H2Exchange implements RequestRecord, H2Waiter {
 
   /** The endpoint's session is there (null: the cluster speaks HTTP/1): open this try's stream. */
   onH2Session(s: ClientHttp2Session | null): void {
+    try {
+      this.openTry(s)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  private openTry(s: ClientHttp2Session | null): void {
     if (this.done || this.endpoint === undefined) return
     const h = this.upHeaders!
     if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
@@ -332,11 +389,11 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     let up: UpStream
     if (s === null) {
       const h1 = new H1UpStream(this.endpoint.pool, h, endStream)
-      h1.on('connectError', (err: NodeJS.ErrnoException) => {
+      h1.on('connectError', this.guard((err: NodeJS.ErrnoException) => {
         if (this.up !== h1) return
         this.up = null
         this.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`), Flags.UpstreamConnectFailure)
-      })
+      }))
       up = h1
     } else {
       try {
@@ -348,27 +405,27 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     }
     this.up = up
     this.startedAt = performance.now()
-    up.on('response', (headers: IncomingHttpHeaders, flags: number) => {
+    up.on('response', this.guard((headers: IncomingHttpHeaders, flags: number) => {
       if (this.up === up) this.onUpResponse(up, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
-    })
-    up.on('data', (b: Buffer) => {
+    }))
+    up.on('data', this.guard((b: Buffer) => {
       if (this.up !== up) return
       this.bytesOut += b.length
       if (!this.down.write(b)) up.pause()
-    })
-    up.on('trailers', (t: IncomingHttpHeaders) => {
+    }))
+    up.on('trailers', this.guard((t: IncomingHttpHeaders) => {
       if (this.up === up) this.onUpTrailers(t)
-    })
-    up.on('end', () => {
+    }))
+    up.on('end', this.guard(() => {
       if (this.up === up) this.onUpEnd()
-    })
-    up.on('close', () => {
+    }))
+    up.on('close', this.guard(() => {
       if (this.up === up) this.onUpReset(up, up.rstCode ?? NGHTTP2_NO_ERROR)
-    })
+    }))
     up.on('error', () => {})
-    up.on('drain', () => {
+    up.on('drain', this.guard(() => {
       if (this.up === up) this.down.resume()
-    })
+    }))
     if (!endStream) {
       let ok = true
       for (const b of this.queued) ok = up.write(b)
@@ -381,6 +438,14 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   }
 
   onH2Failure(err: HttpError, flag: string): void {
+    try {
+      this.tryFailed(err, flag)
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  private tryFailed(err: HttpError, flag: string): void {
     if (this.done) return
     const connectFailure = flag === Flags.UpstreamConnectFailure
     if (flag === Flags.UpstreamOverflow) this.counters.overflow++
@@ -457,17 +522,17 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     } catch (err) {
       return this.badResponse(up, (err as Error).message)
     }
-    this.down.on('wantTrailers', () => {
+    this.down.on('wantTrailers', this.guard(() => {
       try {
         this.down.sendTrailers(this.trailers ?? {})
       } catch {
         // trailers node will not send: the stream cannot end cleanly, so it is reset
         if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
       }
-    })
-    this.down.on('drain', () => {
+    }))
+    this.down.on('drain', this.guard(() => {
       if (this.up !== null) this.up.resume()
-    })
+    }))
   }
 
   private onUpTrailers(t: IncomingHttpHeaders): void {
@@ -626,10 +691,10 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     this.grpcStatus = ''
     const ms = this.retry!.backoffMs(this.tries)
     if (ms < 1) return this.dispatch()
-    this.waitTimer = setTimeout(() => {
+    this.waitTimer = setTimeout(this.guard(() => {
       this.waitTimer = null
       if (!this.done) this.dispatch()
-    }, ms)
+    }), ms)
   }
 
   private onTryTimeout(): void {

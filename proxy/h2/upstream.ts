@@ -88,7 +88,7 @@ export class H2Upstream implements PoolAttachment {
       clearTimeout(timer)
       if (this.session === s) this.session = null
       s.destroy()
-      for (const w of this.waiters.splice(0)) w.onH2Failure(err, 'UF')
+      for (const w of this.waiters.splice(0)) notify(w, null, err)
     }
     const timer = setTimeout(() => {
       this.stats.connectTimeouts++
@@ -110,7 +110,7 @@ export class H2Upstream implements PoolAttachment {
         if (this.session === s) this.session = null
         s.close()
       })
-      for (const w of this.waiters.splice(0)) w.onH2Session(s)
+      for (const w of this.waiters.splice(0)) notify(w, s, null)
     })
     s.on('error', (err: NodeJS.ErrnoException) => {
       if (!settled) {
@@ -142,6 +142,22 @@ export class H2Upstream implements PoolAttachment {
     this.session = null
     if (s !== null && !s.destroyed) s.close()
     for (const w of this.waiters.splice(0)) w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+  }
+}
+
+/**
+ * Tell a waiter its session (or failure) from inside the session's event: a waiter that throws
+ * fails alone (as a connect failure), and the waiters after it are still told.
+ */
+function notify(w: H2Waiter, s: ClientHttp2Session | null, err: HttpError | null): void {
+  try {
+    if (s !== null) w.onH2Session(s)
+    else w.onH2Failure(err!, 'UF')
+  } catch (e) {
+    if (s === null) return
+    try {
+      w.onH2Failure(new HttpError(502, 'WEFT_ERR_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`), 'UF')
+    } catch {}
   }
 }
 
