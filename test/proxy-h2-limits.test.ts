@@ -7,8 +7,8 @@
 // Short configured timeouts instead of long sleeps; waits are for events or polled state.
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2'
-import type { Socket } from 'node:net'
+import { connect as h2connect, createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import type { AddressInfo, Socket } from 'node:net'
 import { promisify } from 'node:util'
 import { formatConfigError } from '../proxy/config/errors.ts'
 import { parseBootstrap } from '../proxy/config/load.ts'
@@ -113,6 +113,36 @@ t.test('a connection that sends nothing is answered 408 and closed after firstBy
   t.equal(await h2get(s.port), 200)
 })
 
+t.test('firstByteTimeout on a protocol http listener (408) and a protocol http2 listener (closed)', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  for (const protocol of ['http', 'http2'] as const) {
+    const cfg = makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])], limits: { firstByteTimeout: '200ms' } })
+    cfg.listeners[0].protocol = protocol
+    const s = await startTestSidecar(t, cfg)
+    const c = await RawClient.connect(s.port)
+    t.ok(await c.waitClose(3000), `${protocol}: closed by the proxy`)
+    if (protocol === 'http') t.match(c.text(), /^HTTP\/1\.1 408 [^]*x-weft-error: WEFT_ERR_FIRST_BYTE_TIMEOUT/, 'http: 408 WEFT_ERR_FIRST_BYTE_TIMEOUT')
+    await until('connection gone', async () => (await listenerStats(s)).cxActive === 0)
+    const st = (await listenerStats(s)) as unknown as { timeouts: number; h2: Record<string, number> }
+    t.equal(st.timeouts, 1, `${protocol}: counted as a timeout`)
+    if (protocol === 'http2') t.equal(st.h2.firstByteTimeouts, 1, 'http2: h2.firstByteTimeouts')
+    // a client that talks within the timeout is served and then kept (idle timeout, not first byte)
+    if (protocol === 'http2') {
+      const k = await H2RawClient.connect(s.port)
+      await k.send(headers(1, requestFields('GET', '/ok'), { endStream: true }))
+      t.ok(await k.waitResponse(1), 'http2: served')
+      t.notOk(await k.waitClose(600), 'http2: and kept open past firstByteTimeout')
+      k.destroy()
+    } else {
+      const k = await RawClient.connect(s.port)
+      await k.write('GET /ok HTTP/1.1\r\nhost: app.test\r\n\r\n')
+      t.equal((await k.response()).status, 200, 'http: served')
+      t.notOk(await k.waitClose(600), 'http: and kept open past firstByteTimeout')
+      k.socket.destroy()
+    }
+  }
+})
+
 t.test('config: firstByteTimeout and streamIdleTimeout are checked, errors with file:line:column', async (t) => {
   const errors = (limits: string) => {
     const r = parseBootstrap(`limits:\n${limits}\nlisteners: []\nrouteTables: []\nclusters: []\n`, 'b.yaml')
@@ -202,6 +232,36 @@ t.test('one connection holds at most http2MaxActiveStreams upstream connections;
   await until('upstream connections released', () => openSockets(up) <= 1, 3000)
   await new Promise((r) => setTimeout(r, 50))
   t.equal(big().length, 10, 'the queued streams of a client that left never went upstream')
+})
+
+t.test('an HTTP/2 cluster whose session is filled by stalled streams serves other clients again after streamIdleTimeout', async (t) => {
+  // the app takes 10 streams at once: 10 stalled streams of one client fill the shared session
+  const app = h2createServer({ settings: { maxConcurrentStreams: 10 } })
+  app.on('session', (x) => x.on('error', () => {}))
+  app.on('stream', (st: ServerHttp2Stream, h: IncomingHttpHeaders) => {
+    st.on('error', () => {})
+    const big = String(h[':path']).startsWith('/big')
+    st.respond({ ':status': 200 })
+    st.end(big ? BIG : 'ok')
+  })
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => app.close(() => r())))
+  const port = (app.address() as AddressInfo).port
+  const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [port], { protocol: 'http2' })], limits: { streamIdleTimeout: '500ms' } }))
+  const a = await stall(s.port, 10)
+  await until('the stalled streams are upstream', async () => (await s.adminJson('/clusters')).clusters[0].activeRequests === 10)
+  // another client, meanwhile: it waits behind the stalled streams (the app takes no 11th), then is
+  // served once they are reset (a node:http2 app may refuse the first stream after the resets with
+  // ENHANCE_YOUR_CALM while it cleans up: the client tries again, as a client would on a 502)
+  const t0 = Date.now()
+  let status = 0
+  while (status !== 200 && Date.now() - t0 < 4000) status = await h2get(s.port).catch(() => 0)
+  const waited = Date.now() - t0
+  t.equal(status, 200, 'another client is served')
+  t.ok(waited >= 200, `once the stalled streams were reset (${waited} ms)`)
+  const st = (await listenerStats(s)) as unknown as { h2: Record<string, number> }
+  t.ok(st.h2.streamIdleTimeouts >= 10, `the stalled streams reset (h2.streamIdleTimeouts ${st.h2.streamIdleTimeouts}: a request queued behind them as long is idle too)`)
+  a.destroy()
 })
 
 t.test('SETTINGS_MAX_CONCURRENT_STREAMS is advertised and enforced', async (t) => {

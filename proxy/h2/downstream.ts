@@ -260,7 +260,9 @@ export class H2Connection {
   private begin(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
     const now = this.owner.now()
-    const tr: Tracked = { stream, x, moved: 0, lastActive: now, openedAt: now }
+    // moved -1: the first sweep that sees the stream starts its idle clock (the coarse clock can
+    // be a tick old here, which would cut a stream that came just after others a tick short)
+    const tr: Tracked = { stream, x, moved: -1, lastActive: now, openedAt: now }
     this.streams.add(tr)
     stream.once('close', () => this.onStreamClose(tr))
     try {
