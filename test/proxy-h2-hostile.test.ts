@@ -3,12 +3,14 @@
 // up, refuses malformed requests with a stream error and forwards nothing of them, frames every
 // request body it forwards, and keeps serving the next client.
 import t from 'tap'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { connect, type IncomingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Limits } from '../proxy/config/schema.ts'
 import { H2Exchange } from '../proxy/h2/exchange.ts'
 import { data, E, errorCode, H2RawClient, headers, requestFields, rstStream, statusOf, T } from './helpers/h2frames.ts'
-import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
+import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, tempDir, until, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
 
 interface Setup {
@@ -19,15 +21,17 @@ interface Setup {
 }
 
 /** An HTTP/1 upstream behind a detect listener routing only /public (and /ok). */
-async function setup(t: Teardown, limits?: Limits): Promise<Setup> {
+async function setup(t: Teardown, limits?: Limits, accessLog?: string): Promise<Setup> {
   const up = await startHttpUpstream(t, { name: 'app' })
   let bytes = 0
   up.server.on('connection', (sock: Socket) => sock.on('data', (b: Buffer) => (bytes += b.length)))
-  const s = await startTestSidecar(t, makeConfig({
+  const cfg = makeConfig({
     routes: [routeTo('app', { match: { path: { prefix: '/public' } } }), routeTo('app', { match: { path: { prefix: '/ok' } } })],
     clusters: [cluster('app', [up.port])],
     limits,
-  }))
+  })
+  if (accessLog !== undefined) cfg.telemetry = { accessLog: { enabled: true, path: accessLog } }
+  const s = await startTestSidecar(t, cfg)
   return { s, up, upBytes: () => bytes }
 }
 
@@ -170,7 +174,8 @@ const REFUSED: Record<string, [string, string][]> = {
 }
 
 t.test('malformed heads: RST_STREAM PROTOCOL_ERROR, 0 bytes upstream, the proxy serves the next request', async (t) => {
-  const x = await setup(t)
+  const logFile = join(tempDir(t), 'access.log')
+  const x = await setup(t, undefined, logFile)
   for (const [name, fields] of Object.entries(REFUSED)) {
     const c = await H2RawClient.connect(x.s.port)
     await c.send(headers(1, fields, { endStream: true }))
@@ -186,6 +191,13 @@ t.test('malformed heads: RST_STREAM PROTOCOL_ERROR, 0 bytes upstream, the proxy 
   t.ok(st.downstreamProtocolErrors >= 1, 'and as downstream_protocol_error')
   const m = await x.s.admin('/metrics')
   t.match(m.body, /weft_proxy_decisions_total\{[^}]*decision="h2_malformed"[^}]*\} [1-9]/, 'weft_proxy_decisions_total{decision="h2_malformed"}')
+  // one access-log line per refusal of the proxy's own check
+  const lines = await until('the refusals in the access log', () => {
+    const l = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').filter((x) => x !== '').map((x) => JSON.parse(x)) : []
+    const dpe = l.filter((r: { response_flags: string }) => r.response_flags === 'DPE')
+    return dpe.length >= h2.malformed ? dpe : null
+  })
+  t.match(lines![0], { response_flags: 'DPE', response_code: 0, protocol: 'HTTP/2', path: '/public' }, 'access log: flag DPE, no response, the request as sent')
 })
 
 /**
