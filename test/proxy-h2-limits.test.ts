@@ -8,7 +8,7 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { connect as h2connect, createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
-import type { AddressInfo, Socket } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { promisify } from 'node:util'
 import { formatConfigError } from '../proxy/config/errors.ts'
 import { parseBootstrap } from '../proxy/config/load.ts'
@@ -141,6 +141,22 @@ t.test('firstByteTimeout on a protocol http listener (408) and a protocol http2 
       k.socket.destroy()
     }
   }
+})
+
+t.test('a detect listener with a TCP target: a silent client is tunnelled after detectTimeout, not answered 408', async (t) => {
+  const banner = createNetServer((sock) => {
+    sock.on('error', () => {})
+    sock.end('220 banner\r\n')
+  })
+  await new Promise<void>((r) => banner.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => banner.close(() => r())))
+  const cfg = makeConfig({ routes: [routeTo('db')], clusters: [cluster('db', [(banner.address() as AddressInfo).port])], limits: { firstByteTimeout: '100ms' } })
+  cfg.listeners[0].tcp = { cluster: 'db' }
+  cfg.listeners[0].detectTimeout = '500ms'
+  const s = await startTestSidecar(t, cfg)
+  const c = await RawClient.connect(s.port)
+  t.ok(await c.waitClose(3000), 'the banner came and the tunnel closed')
+  t.equal(c.text(), '220 banner\r\n', 'the server-first banner, no 408')
 })
 
 t.test('config: firstByteTimeout and streamIdleTimeout are checked, errors with file:line:column', async (t) => {

@@ -180,7 +180,8 @@ export class Detector {
     const l = this.owner.config.limits
     if (this.timedOut) return
     if (this.buf === null && !this.decided) {
-      if (now - this.startedAt <= l.firstByteTimeoutMs) return
+      // with a TCP target a silent client is a server-speaks-first one: detectTimeout decides
+      if (this.tcpFallback || now - this.startedAt <= l.firstByteTimeoutMs) return
       this.timedOut = true
       this.owner.firstByteTimeout(this)
       // no byte came, so nothing says which HTTP; an HTTP/1 client reads this, an HTTP/2 one

@@ -390,7 +390,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
       this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
       return
     }
-    if (this.socket.bytesRead === 0 && now - this.lastActivityAt > l.firstByteTimeoutMs) {
+    if (now - this.lastActivityAt > l.firstByteTimeoutMs && this.socket.bytesRead === 0) {
       // not a byte since the accept (HAProxy answers such a connection 408 after 5 s)
       this.ctx.counters.timeouts++
       this.failRequest(new HttpError(408, 'WEFT_ERR_FIRST_BYTE_TIMEOUT', 'no request received in time'))
