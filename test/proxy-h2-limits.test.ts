@@ -328,9 +328,12 @@ t.test('rapid reset (HEADERS + RST_STREAM, 600 times): GOAWAY ENHANCE_YOUR_CALM 
   await c.send(...fr)
   const g = await c.waitFrame((f) => f.type === T.GOAWAY, 3000)
   t.ok(g !== null && errorCode(g) === E.ENHANCE_YOUR_CALM, 'GOAWAY ENHANCE_YOUR_CALM')
+  t.equal(g?.payload.subarray(8).toString(), 'WEFT_ERR_H2_RESET_FLOOD', 'its debug data names the code')
   t.ok(await c.waitClose(3000), 'the connection is closed')
   const st = (await listenerStats(s)) as unknown as { h2: Record<string, number> }
   t.equal(st.h2.resetFloods, 1, 'h2.resetFloods')
+  const m = await s.admin('/metrics')
+  t.match(m.body, /weft_proxy_decisions_total\{[^}]*decision="h2_reset_flood"[^}]*\} 1/)
   t.ok(up.requests.length < 600, `not every reset stream went upstream (${up.requests.length})`)
   t.equal(await h2get(s.port), 200, 'other clients served')
 })

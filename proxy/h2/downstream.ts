@@ -16,15 +16,15 @@
 // - every stream gets an 'error' listener before anything else runs: a stream nghttp2 resets in
 //   the read that opened it (content-length against DATA, HEADERS then RST_STREAM) is emitted
 //   destroyed, and its error event would otherwise have no listener and end the process;
-// - a malformed head: RST_STREAM PROTOCOL_ERROR, nothing upstream (WEFT_ERR_H2_MALFORMED);
+// - a malformed head: RST_STREAM PROTOCOL_ERROR, nothing upstream (access log flag DPE);
 // - more streams at once than SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM;
 // - more streams in progress than http2MaxActiveStreams: they wait, unread, in order, so that one
 //   connection holds at most that many upstream streams or connections;
 // - a stream that moves no byte either way for streamIdleTimeout (a client that never opens its
 //   window, an upstream that never answers): RST_STREAM CANCEL, its upstream stream or
-//   connection released by the exchange's close path (WEFT_ERR_H2_STREAM_IDLE);
+//   connection released by the exchange's close path (flag SI);
 // - a connection whose streams are mostly reset (rapid reset, CVE-2023-44487; or refused by the
-//   proxy, as an HPACK bomb's): GOAWAY ENHANCE_YOUR_CALM and close (WEFT_ERR_H2_RESET_FLOOD);
+//   proxy, as an HPACK bomb's): GOAWAY ENHANCE_YOUR_CALM (debug data WEFT_ERR_H2_RESET_FLOOD), closed;
 // - the client's FIN (curl closes so, without GOAWAY): the connection closes once the streams in
 //   flight end, instead of sitting in CLOSE-WAIT until the idle timeout; as the client can send
 //   no WINDOW_UPDATE any more, a stream of it that stalls for PEER_GONE_STALL_MS is reset;
@@ -36,7 +36,11 @@ import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import { H2Exchange } from './exchange.ts'
 import { CONNECTION_WINDOW, H2_SETTINGS } from './upstream.ts'
+import { PREMATURE_MS, ResetWindow } from './flood.ts'
 import { checkRequestHead } from './validate.ts'
+
+/** GOAWAY debug data of a reset flood: the error code, for whoever reads the client's logs */
+const RESET_FLOOD_DEBUG = Buffer.from('WEFT_ERR_H2_RESET_FLOOD')
 
 const { NGHTTP2_PROTOCOL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = constants
 
@@ -51,15 +55,6 @@ export const H2Flags = {
   RefusedStream: 'RS',
 } as const
 
-/**
- * Reset flood (Envoy's premature-reset rule): in a window, a connection with at least
- * RESET_FLOOD_MIN streams of which half or more were reset within PREMATURE_MS of their start (or
- * refused) gets GOAWAY. gRPC clients cancel calls and miss deadlines all the time; a connection
- * that does little else is an attack.
- */
-const RESET_WINDOW_MS = 10_000
-const RESET_FLOOD_MIN = 500
-const PREMATURE_MS = 1000
 /**
  * After the client's FIN it can send no WINDOW_UPDATE: a stream of it that moves no byte for this
  * long never will (an attacker that leaves without a GOAWAY), and its upstream is released.
@@ -164,12 +159,7 @@ export class H2Connection {
   private closing = false
   private peerEnded = false
   private sawStream = false
-  private windowStart: number
-  private windowStreams = 0
-  private windowResets = 0
-  /** streams emitted to JavaScript, and streams nghttp2 opened but never emitted (counted as refused) */
-  private seenStreams = 0
-  private unseenStreams = 0
+  private readonly resets: ResetWindow
   private calmed = false
 
   /** first: the bytes detection read (the preface and what came with it), put back on the socket */
@@ -178,7 +168,7 @@ export class H2Connection {
     this.owner = owner
     this.idleSince = now
     this.createdAt = now
-    this.windowStart = now
+    this.resets = new ResetWindow(now)
     const server = serverFor(owner)
     socket.pause()
     if (first !== null && first.length > 0) socket.unshift(Buffer.from(first))
@@ -220,8 +210,7 @@ export class H2Connection {
   onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const h2 = this.owner.counters.h2
     this.sawStream = true
-    this.seenStreams++
-    this.windowStreams++
+    this.resets.opened()
     if (stream.destroyed || stream.closed) {
       // nghttp2 reset it in the read that opened it: a protocol error it found (content-length
       // against DATA, …) or the client's own RST_STREAM in the same read
@@ -240,7 +229,7 @@ export class H2Connection {
       return
     }
     const max = this.owner.config.limits.http2MaxConcurrentStreams
-    if (this.streams.size >= (this.session?.pendingSettingsAck === false ? max : PRE_SETTINGS_MAX_STREAMS)) {
+    if (this.streams.size + this.queued.length >= (this.session?.pendingSettingsAck === false ? max : PRE_SETTINGS_MAX_STREAMS)) {
       // A client may open streams before it has our SETTINGS (RFC 9113 §6.5.3: the limit binds
       // once acknowledged), as gRPC clients do in a burst: until then a looser bound.
       h2.refusedStreams++
@@ -309,55 +298,30 @@ export class H2Connection {
     }
   }
 
-  /** Count a reset stream; a connection that mostly resets its streams is told to calm down. */
+  /** Count a reset stream; a connection that mostly resets its streams is told to calm down (flood.ts). */
   private noteReset(): void {
-    const now = this.owner.now()
-    if (now - this.windowStart > RESET_WINDOW_MS) {
-      this.windowStart = now
-      this.windowStreams = 1
-      this.windowResets = 0
-    }
-    this.windowResets++
-    this.checkFlood()
+    if (this.resets.reset(this.owner.now()) && !this.calmed) this.calm()
   }
 
-  /**
-   * Streams nghttp2 opened and reset without telling JavaScript: node:http2 answers a header
-   * block over maxHeaderListSize or maxHeaders (an HPACK bomb) with RST_STREAM itself, and emits
-   * no stream. They show as the gap between the last stream id nghttp2 processed and the streams
-   * seen here; each counts as a refused stream.
-   */
+  /** Streams nghttp2 refused without emitting them count as refused ones (flood.ts). */
   private countUnseen(s: ServerHttp2Session): void {
-    const last = s.state.lastProcStreamID ?? 0
-    const unseen = ((last + 1) >>> 1) - this.seenStreams - this.unseenStreams
-    if (unseen <= 0) return
-    this.unseenStreams += unseen
-    this.owner.counters.h2.codecResets += unseen
-    const now = this.owner.now()
-    if (now - this.windowStart > RESET_WINDOW_MS) {
-      this.windowStart = now
-      this.windowStreams = 0
-      this.windowResets = 0
-    }
-    this.windowStreams += unseen
-    this.windowResets += unseen
-    this.checkFlood()
+    const n = this.resets.unseenSince(s.state.lastProcStreamID ?? 0)
+    if (n === 0) return
+    this.owner.counters.h2.codecResets += n
+    if (this.resets.reset(this.owner.now(), n, n) && !this.calmed) this.calm()
   }
 
-  private checkFlood(): void {
-    if (!this.calmed && this.windowStreams >= RESET_FLOOD_MIN && this.windowResets * 2 >= this.windowStreams) {
-      this.calmed = true
-      this.owner.counters.h2.resetFloods++
-      const s = this.session
-      if (s !== null && !s.destroyed) {
-        try {
-          s.goaway(NGHTTP2_ENHANCE_YOUR_CALM)
-        } catch {}
-        // the GOAWAY is written, then the socket goes (its streams with it: the exchanges'
-        // close paths release their upstreams)
-        setImmediate(destroySession, s)
-      } else this.socket.destroy()
-    }
+  /** GOAWAY ENHANCE_YOUR_CALM, then the connection goes (its streams' close paths release their upstreams). */
+  private calm(): void {
+    this.calmed = true
+    this.owner.counters.h2.resetFloods++
+    const s = this.session
+    if (s !== null && !s.destroyed) {
+      try {
+        s.goaway(NGHTTP2_ENHANCE_YOUR_CALM, undefined, RESET_FLOOD_DEBUG)
+      } catch {}
+      setImmediate(destroySession, s) // once the GOAWAY is written
+    } else this.socket.destroy()
   }
 
   onPeerEnd(): void {
