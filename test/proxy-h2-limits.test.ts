@@ -280,6 +280,17 @@ t.test('an HTTP/2 cluster whose session is filled by stalled streams serves othe
   a.destroy()
 })
 
+t.test('an attacker with waiting streams leaving with FIN: they never go upstream, all upstream connections released', async (t) => {
+  const { s, up } = await setup(t, { http2MaxActiveStreams: 5 }, true)
+  const big = () => up.requests.filter((r) => r.url.startsWith('/big')).length
+  const a = await stall(s.port, 50)
+  await until('five stalled requests upstream', () => big() === 5)
+  a.destroy()
+  await until('upstream connections released', () => openSockets(up) === 0, 4000)
+  t.equal(big(), 5, 'the 45 waiting streams never went upstream')
+  await until('downstream connection gone', async () => (await listenerStats(s)).cxActive === 0)
+})
+
 t.test('SETTINGS_MAX_CONCURRENT_STREAMS is advertised and enforced', async (t) => {
   const { s, up } = await setup(t, { http2MaxConcurrentStreams: 5 }, true)
   const c = await H2RawClient.connect(s.port, { settings: [[S.INITIAL_WINDOW_SIZE, 0]] })

@@ -329,6 +329,8 @@ export class H2Connection {
     this.owner.counters.h2.peerClosed++
     // The client sends nothing more; streams in flight may still be answered (it reads), but
     // none can get more window: one that stalls is reset after PEER_GONE_STALL_MS (sweep).
+    // Streams still waiting for their turn were not processed: refused (safe to send again).
+    for (const q of this.queued.splice(0)) if (!q.stream.closed) q.stream.close(NGHTTP2_REFUSED_STREAM)
     if (this.streams.size === 0) this.close()
     else {
       const s = this.session
