@@ -287,6 +287,13 @@ export class DownstreamConnection implements Downstream, ChunkSink {
           if (buf.length - s > this.limits.maxHeaderBytes) {
             return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
           }
+          // The client ended its side inside a request head: it can never complete; close now
+          // rather than holding the socket half-closed until the head timeout.
+          if (this.peerEnded) {
+            this.pending = null
+            this.socket.destroySoon()
+            return
+          }
           if (this.headStartedAt === 0) this.headStartedAt = this.ctx.now()
           return
         }

@@ -287,8 +287,10 @@ export const http1Requests: Target<SidecarCtx> = {
   },
   teardown: stopCtx,
   async check(c, input) {
-    await rawExchange(c.sc.port, input, 200)
+    const cl = await rawExchange(c.sc.port, input, 1000)
     await new Promise((r) => setImmediate(r))
+    // every input ends with the client's FIN: the proxy answers what it can and closes
+    if (cl && !cl.closed) return `connection still open 1 s after the client's FIN (${cl.data.length} bytes answered)`
     return takeViolations(c)
   },
   async probe(c) {
