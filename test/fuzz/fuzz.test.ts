@@ -9,10 +9,12 @@ const FUNCTION_TARGETS = new Set(['http1-head', 'http1-chunked', 'detect'])
 
 for (const target of TARGETS) {
   const fn = FUNCTION_TARGETS.has(target.name)
-  t.test(`fuzz ${target.name}`, { todo: target.knownFailure }, async (t) => {
+  t.test(`fuzz ${target.name}`, async (t) => {
     const r = await runTarget(target, { seed: SEED, numRuns: fn ? 60_000 : 5000, timeMs: fn ? 5000 : 10_000, save: false, batch: 100 })
     t.comment(`${r.target}: ${r.inputs} inputs tried, ${r.regressions} regression cases replayed (seed ${SEED})`)
     t.ok(r.inputs > 0, 'inputs were tried')
-    t.same(r.failures.map((f) => f.message), [], 'no failures')
+    // a target with a known defect runs and reports its failures as todo until the fix is merged
+    const known = target.knownFailure ? { todo: target.knownFailure } : {}
+    t.same(r.failures.map((f) => f.message.split('\n')[0]), [], 'no failures', known)
   })
 }
