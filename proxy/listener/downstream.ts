@@ -328,6 +328,12 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     } finally {
       this.processing = false
     }
+    // A pipelined request with a body started after the client's FIN: its body can never complete
+    // (onEnd already ran, so nothing else would notice).
+    if (this.peerEnded && !this.bodyDone && this.exchange !== null && this.lingerUntil === 0 && !this.closed) {
+      this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_INCOMPLETE_BODY', 'client closed before the request body was complete'))
+      return
+    }
     // The client is done sending and everything it sent is answered.
     if (this.peerEnded && this.exchange === null && this.responseDone && !this.closed) this.socket.destroySoon()
   }

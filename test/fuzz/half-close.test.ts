@@ -9,7 +9,13 @@ import { startHttpUpstream } from '../helpers/upstream.ts'
 t.test('a FIN inside a request head closes the connection at once', async (t) => {
   const up = await startHttpUpstream(t)
   const sc = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])], limits: { requestHeadTimeout: '30s' } }))
-  for (const bytes of ['GET /a HTTP/1.1\r\nHost: app.test', 'GET /a HTTP/1.1\r\nHost: app.test\r\n\r\nGET /b HTTP/1.1\r\nHo']) {
+  const cases = [
+    'GET /a HTTP/1.1\r\nHost: app.test',
+    'GET /a HTTP/1.1\r\nHost: app.test\r\n\r\nGET /b HTTP/1.1\r\nHo',
+    // a pipelined chunked request whose body never comes (regression http1-requests-7a74a9b02de5)
+    'GET /a HTTP/1.1\r\nHost: app.test\r\n\r\nGET /b HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n',
+  ]
+  for (const bytes of cases) {
     const c = await RawClient.connect(sc.port)
     t.teardown(() => c.destroy())
     await c.write(bytes)
