@@ -295,6 +295,13 @@ export class DownstreamConnection implements Downstream, ChunkSink {
           if (buf.length - s > this.limits.maxHeaderBytes) {
             return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
           }
+          // The client ended its side inside a request head: it can never complete; close now
+          // rather than holding the socket half-closed until the head timeout.
+          if (this.peerEnded) {
+            this.pending = null
+            this.socket.destroySoon()
+            return
+          }
           if (this.headStartedAt === 0) this.headStartedAt = this.ctx.now()
           return
         }
@@ -328,6 +335,12 @@ export class DownstreamConnection implements Downstream, ChunkSink {
       if (this.pending !== null && this.pending.length > this.limits.maxHeaderBytes && !this.responseDone) this.pause(P_PIPELINE)
     } finally {
       this.processing = false
+    }
+    // A pipelined request with a body started after the client's FIN: its body can never complete
+    // (onEnd already ran, so nothing else would notice).
+    if (this.peerEnded && !this.bodyDone && this.exchange !== null && this.lingerUntil === 0 && !this.closed) {
+      this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_INCOMPLETE_BODY', 'client closed before the request body was complete'))
+      return
     }
     // The client is done sending and everything it sent is answered.
     if (this.peerEnded && this.exchange === null && this.responseDone && !this.closed) this.socket.destroySoon()
