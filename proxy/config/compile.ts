@@ -21,6 +21,8 @@ export interface CompiledConfig {
   readonly appliedAt: string
   readonly limits: ConnectionLimits
   readonly drainTimeoutMs: number
+  /** drain, first step: listeners keep accepting this long (callers are still learning the endpoint is gone) */
+  readonly drainPeriodMs: number
   readonly tables: ReadonlyMap<string, CompiledRouteTable>
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly listeners: readonly Listener[]
@@ -65,6 +67,8 @@ export const DEFAULTS = {
   requestHeadTimeoutMs: 10_000,
   idleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
+  /** Istio's terminationDrainDuration: the time Kubernetes takes to tell callers an endpoint is gone */
+  drainPeriodMs: 5_000,
 }
 
 export function configHash(b: Bootstrap): string {
@@ -114,6 +118,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     appliedAt: new Date().toISOString(),
     limits,
     drainTimeoutMs: b.drainTimeout === undefined ? DEFAULTS.drainTimeoutMs : parseDuration(b.drainTimeout),
+    drainPeriodMs: b.drainPeriod === undefined ? DEFAULTS.drainPeriodMs : parseDuration(b.drainPeriod),
     tables,
     clusters,
     listeners: b.listeners,

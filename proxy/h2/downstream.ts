@@ -7,8 +7,8 @@
 // buffer), so nothing is read twice or lost.
 //
 // Each stream becomes an H2Exchange over the listener's config at the time the stream starts (a
-// config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY
-// (session.close()), the streams in flight finish, then the connection closes.
+// config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY in two
+// steps (RFC 9113 6.8), the streams in flight finish, then the connection closes.
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
@@ -57,6 +57,7 @@ export class H2Connection {
   private active = 0
   private idleSince: number
   private closing = false
+  private goingAway = false
 
   /** first: the bytes detection read (the preface and what came with it), put back on the socket */
   constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number) {
@@ -117,11 +118,32 @@ export class H2Connection {
     if (this.active === 0 && now - this.idleSince > this.owner.config.limits.idleTimeoutMs) this.drain()
   }
 
-  /** Graceful: GOAWAY now, the streams in flight finish, then the connection closes. */
+  /**
+   * Graceful, RFC 9113 6.8: GOAWAY with the largest stream id now (no new streams, but the ones
+   * the client may have sent already are served), then, one round trip later (PING, at most 1 s),
+   * GOAWAY with the real last stream id (session.close()); the streams in flight finish, then the
+   * connection closes.
+   */
   drain(): void {
-    this.closing = true
+    if (this.goingAway) return
+    this.goingAway = true
     const s = this.session
-    if (s !== null && !s.closed && !s.destroyed) s.close()
-    else this.socket.destroy()
+    if (s === null || s.closed || s.destroyed) {
+      this.socket.destroy()
+      return
+    }
+    const final = (): void => {
+      clearTimeout(timer)
+      this.closing = true
+      if (!s.closed && !s.destroyed) s.close()
+    }
+    const timer = setTimeout(final, 1000)
+    timer.unref()
+    try {
+      s.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1)
+      if (!s.ping(final)) final()
+    } catch {
+      final()
+    }
   }
 }
