@@ -19,10 +19,11 @@ t.setTimeout(300_000)
 /** PATH without node_modules/.bin (tap's PATH has the pinned Node first; a user's shell does not). */
 const USER_PATH = (process.env.PATH ?? '').split(':').filter((p) => !p.includes('node_modules/.bin')).join(':')
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<{ code: number; out: string }> {
+/** out: stdout; all: stdout then stderr */
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<{ code: number; out: string; all: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { cwd, env: { ...process.env, ...env }, timeout: 240_000, maxBuffer: 16 << 20 }, (e, out, err) => {
-      resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1, out: out + err })
+      resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1, out, all: out + err })
     })
   })
 }
@@ -32,8 +33,8 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
   const pack = await run('npm', ['pack', '--json', '--pack-destination', dir], { PATH: USER_PATH })
-  t.equal(pack.code, 0, `npm pack (prepack builds the JavaScript):\n${pack.out.slice(-3000)}`)
-  const json = pack.out.slice(pack.out.indexOf('['))
+  t.equal(pack.code, 0, `npm pack (prepack builds the JavaScript):\n${pack.all.slice(-3000)}`)
+  const json = pack.out.slice(pack.out.indexOf('\n[') + 1)
   const info = (JSON.parse(json) as { filename: string; files: { path: string }[] }[])[0]
   const files = info.files.map((f) => f.path)
   t.ok(files.includes('LICENSE'), 'a LICENSE')
@@ -43,13 +44,13 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
 
   const prefix = join(dir, 'prefix')
   const install = await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', join(dir, info.filename)], { PATH: USER_PATH })
-  t.equal(install.code, 0, `npm install -g:\n${install.out.slice(-3000)}`)
+  t.equal(install.code, 0, `npm install -g:\n${install.all.slice(-3000)}`)
   const weft = join(prefix, 'bin', 'weft')
   const pinned = join(prefix, 'lib', 'node_modules', 'weft', 'node_modules', 'node', 'bin', 'node')
 
   for (const [how, env] of [['the system Node first on PATH', { PATH: USER_PATH }], ['the pinned Node first on PATH', { PATH: `${join(pinned, '..')}:${USER_PATH}` }]] as const) {
     const help = await run(weft, ['--help'], env, dir)
-    t.equal(help.code, 0, `weft --help, ${how}:\n${help.out.slice(0, 2000)}`)
+    t.equal(help.code, 0, `weft --help, ${how}:\n${help.all.slice(0, 2000)}`)
     t.match(help.out, /Usage: weft/)
     t.match(help.out, /proxy/)
     const version = await run(weft, ['version'], env, dir)
