@@ -21,7 +21,10 @@ if (major >= 24) {
     process.channel.unref()
     process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'))
   }
-  await import('../cli/weft.ts')
+  // The package ships compiled JavaScript (dist/, built by `npm pack`'s prepack): Node does not
+  // strip types under node_modules. A checkout runs the TypeScript.
+  const compiled = new URL('../dist/cli/weft.js', import.meta.url)
+  await import(existsSync(fileURLToPath(compiled)) ? compiled.href : '../cli/weft.ts')
 } else {
   const pinned = pinnedNode()
   if (pinned === null) {

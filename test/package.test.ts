@@ -20,9 +20,12 @@ t.setTimeout(300_000)
 const USER_PATH = (process.env.PATH ?? '').split(':').filter((p) => !p.includes('node_modules/.bin')).join(':')
 
 /** out: stdout; all: stdout then stderr */
+/** A user's shell: no tap loaders in NODE_OPTIONS, no test variables. */
+const USER_ENV: NodeJS.ProcessEnv = { HOME: process.env.HOME, PATH: USER_PATH, LANG: process.env.LANG ?? 'C.UTF-8', TMPDIR: process.env.TMPDIR }
+
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<{ code: number; out: string; all: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, env: { ...process.env, ...env }, timeout: 240_000, maxBuffer: 16 << 20 }, (e, out, err) => {
+    execFile(cmd, args, { cwd, env: { ...USER_ENV, ...env }, timeout: 240_000, maxBuffer: 16 << 20 }, (e, out, err) => {
       resolve({ code: e === null ? 0 : typeof e.code === 'number' ? e.code : -1, out, all: out + err })
     })
   })
@@ -32,7 +35,9 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-pack-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
-  const pack = await run('npm', ['pack', '--json', '--pack-destination', dir], { PATH: USER_PATH })
+  // env -u: tap adds its loaders to NODE_OPTIONS of every process the test starts; npm's scripts
+  // (the prepack build) run without them, as in a user's shell
+  const pack = await run('env', ['-u', 'NODE_OPTIONS', 'npm', 'pack', '--json', '--pack-destination', dir], { PATH: USER_PATH })
   t.equal(pack.code, 0, `npm pack (prepack builds the JavaScript):\n${pack.all.slice(-3000)}`)
   const json = pack.out.slice(pack.out.indexOf('\n[') + 1)
   const info = (JSON.parse(json) as { filename: string; files: { path: string }[] }[])[0]
@@ -43,7 +48,7 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
   t.ok(files.some((f) => f.endsWith('.js') && f.includes('cli/weft')), 'the CLI as compiled JavaScript')
 
   const prefix = join(dir, 'prefix')
-  const install = await run('npm', ['install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', join(dir, info.filename)], { PATH: USER_PATH })
+  const install = await run('env', ['-u', 'NODE_OPTIONS', 'npm', 'install', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '--prefer-offline', join(dir, info.filename)], { PATH: USER_PATH })
   t.equal(install.code, 0, `npm install -g:\n${install.all.slice(-3000)}`)
   const weft = join(prefix, 'bin', 'weft')
   const pinned = join(prefix, 'lib', 'node_modules', 'weft', 'node_modules', 'node', 'bin', 'node')
@@ -63,7 +68,7 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
   const up = await startHttpUpstream(t, { name: 'app' })
   const [port, adminPort] = [await freePort(), await freePort()]
   const file = writeConfig(tempDir(t), makeConfig({ port, adminPort, drainPeriod: '0s', routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
-  const proxy = spawn(weft, ['proxy', '--config', file], { cwd: dir, env: { ...process.env, PATH: USER_PATH, WEFT_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const proxy = spawn(weft, ['proxy', '--config', file], { cwd: dir, env: { ...USER_ENV, WEFT_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   proxy.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
   proxy.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d))
