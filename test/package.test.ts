@@ -6,7 +6,7 @@
 // Needs the npm registry (or npm's cache) for the dependencies.
 import t from 'tap'
 import { execFile, execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,7 +37,13 @@ t.test('npm pack, npm install -g --prefix DIR: a working weft', async (t) => {
 
   // env -u: tap adds its loaders to NODE_OPTIONS of every process the test starts; npm's scripts
   // (the prepack build) run without them, as in a user's shell
-  const pack = await run('env', ['-u', 'NODE_OPTIONS', 'npm', 'pack', '--json', '--pack-destination', dir], { PATH: USER_PATH })
+  // Packed from a copy of the checkout (its node_modules linked): the prepack build's dist/ must not
+  // appear in the checkout while other test files run weft from it.
+  const src = join(dir, 'src')
+  mkdirSync(src)
+  for (const f of readdirSync(ROOT)) if (!['node_modules', '.git', '.tap', 'dist'].includes(f)) cpSync(join(ROOT, f), join(src, f), { recursive: true })
+  symlinkSync(join(ROOT, 'node_modules'), join(src, 'node_modules'))
+  const pack = await run('env', ['-u', 'NODE_OPTIONS', 'npm', 'pack', '--json', '--pack-destination', dir], { PATH: USER_PATH }, src)
   t.equal(pack.code, 0, `npm pack (prepack builds the JavaScript):\n${pack.all.slice(-3000)}`)
   const json = pack.out.slice(pack.out.indexOf('\n[') + 1)
   const info = (JSON.parse(json) as { filename: string; files: { path: string }[] }[])[0]
