@@ -161,19 +161,24 @@ function lastTick(out: string[]): Map<string, number> {
   return ticks.get(last) ?? new Map()
 }
 
-t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops every process', async (t) => {
-  const started = Date.now()
+/** The demo over a copy of examples/demo/ on a free range, once every service has traffic. */
+async function runningDemo(t: Teardown): Promise<{ run: Run; base: number; res: string }> {
   const res = mkdtempSync(join(tmpdir(), 'weft-demo-test-'))
   t.teardown(() => rmSync(res, { recursive: true, force: true }))
   for (const f of readdirSync(DEMO).filter((f) => f.endsWith('.yaml'))) cpSync(join(DEMO, f), join(res, f))
   const base = await freeRange()
   // --duration: a safety net should the test itself die
   const run = startDemo(t, ['--base-port', String(base), '--resources', res, '--rps', '40', '--window', '1s', '--duration', '55'])
-
   await until('traffic on every service', () => {
     const tick = lastTick(run.out)
     return SERVICES.every((s) => (tick.get(s) ?? 0) > 0)
   }, 45_000, run) // ~10 s on a quiet 2-core machine: 11 Node processes start at once
+  return { run, base, res }
+}
+
+t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops every process', async (t) => {
+  const started = Date.now()
+  const { run, base, res } = await runningDemo(t)
   const bootMs = Date.now() - started
   t.pass(`traffic on ${SERVICES.join(', ')} after ${bootMs} ms`)
   t.match(run.out.join('\n'), new RegExp(`control plane \\(pid \\d+\\)  http://127\\.0\\.0\\.1:${base + 1}/debug/proxies`), 'says where the control plane admin is')
@@ -226,15 +231,7 @@ t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops e
 })
 
 t.test('the runner killed with SIGKILL: every child exits by itself and the ports are free for the next npm start', async (t) => {
-  const res = mkdtempSync(join(tmpdir(), 'weft-demo-test-'))
-  t.teardown(() => rmSync(res, { recursive: true, force: true }))
-  for (const f of readdirSync(DEMO).filter((f) => f.endsWith('.yaml'))) cpSync(join(DEMO, f), join(res, f))
-  const base = await freeRange()
-  const run = startDemo(t, ['--base-port', String(base), '--resources', res, '--rps', '40', '--window', '1s', '--duration', '55'])
-  await until('traffic on every service', () => {
-    const tick = lastTick(run.out)
-    return SERVICES.every((s) => (tick.get(s) ?? 0) > 0)
-  }, 45_000, run)
+  const { run, base } = await runningDemo(t)
   const pids = run.pids()
   t.equal(pids.length, 11, 'eleven children running')
   run.proc.kill('SIGKILL')

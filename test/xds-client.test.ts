@@ -21,6 +21,18 @@ t.test('backoff: full jitter under a cap that doubles up to max', async (t) => {
   t.same([0, 1, 2].map((n) => backoffDelay(n, o, () => 0)), [0, 0, 0], 'full jitter reaches down to 0')
 })
 
+/** A snapshot cache with one listener for node p1. */
+function oneListenerCache(): SnapshotCache {
+  const cache = new SnapshotCache()
+  cache.setSnapshot('p1', {
+    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
+    routeTables: [{ name: 'rt', virtualHosts: [] }],
+    clusters: [],
+    endpoints: new Map(),
+  })
+  return cache
+}
+
 t.test('the client reconnects on the backoff schedule, resets it after a config, and reports staleness', async (t) => {
   const port = await freePort()
   const scheduled: { fn: () => void; ms: number }[] = []
@@ -53,13 +65,7 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
   t.equal(proxy.ready, false, 'no config, not ready')
 
   // The control plane appears; the next attempt connects and gets a config.
-  const cache = new SnapshotCache()
-  cache.setSnapshot('p1', {
-    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
-    routeTables: [{ name: 'rt', virtualHosts: [] }],
-    clusters: [],
-    endpoints: new Map(),
-  })
+  const cache = oneListenerCache()
   const cp = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
   t.teardown(() => cp.stop())
   scheduled[4].fn()
@@ -83,13 +89,7 @@ t.test('a control plane restarted on the same port has its sidecar back within 2
   t.same([0, 1, 2, 3, 10, 40].map((n) => backoffDelay(n, DEFAULT_BACKOFF, () => 0.999999)), [249, 499, 999, 1499, 1499, 1499], 'the default cap is 1.5 s')
   t.not(backoffDelay(10, DEFAULT_BACKOFF, () => 0.2), backoffDelay(10, DEFAULT_BACKOFF, () => 0.7), 'jittered at the cap')
   const port = await freePort()
-  const cache = new SnapshotCache()
-  cache.setSnapshot('p1', {
-    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
-    routeTables: [{ name: 'rt', virtualHosts: [] }],
-    clusters: [],
-    endpoints: new Map(),
-  })
+  const cache = oneListenerCache()
   const first = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
   t.teardown(() => first.stop())
   const proxy = new Proxy(silent)
