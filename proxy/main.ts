@@ -147,7 +147,7 @@ export async function runSidecar(configFile: string, resources: string[] = []): 
   return drainOnSignal(sidecar, log)
 }
 
-/** Until SIGTERM or SIGINT, then drain once; resolves with the exit code 0. */
+/** Until SIGTERM, SIGINT or SIGHUP (the terminal went away), then drain once; resolves with the exit code 0. */
 export function drainOnSignal(sidecar: { readonly proxy: Proxy; drain(): Promise<{ timedOut: boolean }> }, log: Logger): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false
@@ -163,5 +163,6 @@ export function drainOnSignal(sidecar: { readonly proxy: Proxy; drain(): Promise
     }
     process.on('SIGTERM', () => stop('SIGTERM'))
     process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGHUP', () => stop('SIGHUP'))
   })
 }

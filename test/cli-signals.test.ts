@@ -74,6 +74,14 @@ t.test('SIGTERM to weft started by the system Node 20: the real proxy drains, th
   t.notOk(alive(w.real), 'the proxy process is gone')
 })
 
+t.test('SIGHUP to the wrapper (its terminal closed): passed on, the proxy drains, exit 0', { skip: systemMajor >= 24 || systemMajor === 0 ? `needs an older ${SYSTEM_NODE}` : false }, async (t) => {
+  const w = await startWrapped(t)
+  w.child.kill('SIGHUP')
+  t.same(await w.exited, { code: 0, signal: null })
+  t.match(w.out(), /"signal":"SIGHUP".*"msg":"draining"/, 'the proxy drained')
+  t.notOk(alive(w.real), 'the proxy process is gone')
+})
+
 t.test('SIGKILL to the wrapper: the proxy notices, drains and exits', { skip: systemMajor >= 24 || systemMajor === 0 ? `needs an older ${SYSTEM_NODE}` : false }, async (t) => {
   const w = await startWrapped(t)
   w.child.kill('SIGKILL')
