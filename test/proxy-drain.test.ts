@@ -6,6 +6,7 @@
 import t from 'tap'
 import { connect as h2connect, constants as h2c, type ClientHttp2Session } from 'node:http2'
 import { connect, type Socket } from 'node:net'
+import { frame as h2frame } from './helpers/h2raw.ts'
 import {
   cluster, freePort, makeConfig, routeTo, sleep, spawnWeft, startTestSidecar, tempDir, until, waitExit, waitReady, writeConfig,
 } from './helpers/sidecar.ts'
@@ -205,5 +206,41 @@ t.test('HTTP/2: GOAWAY in two steps (2^31-1, then the last stream id); the strea
     { code: h2c.NGHTTP2_NO_ERROR, last: 3 },
   ], 'first the largest stream id, then the last one processed (stream 3, /slow)')
   t.same(await slow, { status: 200, body: 'app /slow' }, 'the stream in flight completed')
+  t.same(await drained, { timedOut: false })
+})
+
+t.test('HTTP/2: a stream the client starts after the first GOAWAY is reported unprocessed by the second (never lost silently)', async (t) => {
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const s = await startTestSidecar(t, makeConfig({ drainPeriod: '200ms', routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
+  const lit = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)])
+  const req = (id: number, path: string) => h2frame(1, 5, id, Buffer.concat([lit(':method', 'GET'), lit(':scheme', 'http'), lit(':path', path), lit(':authority', 'svc')]))
+  const sock = connect(s.port, '127.0.0.1')
+  t.teardown(() => sock.destroy())
+  const seen: string[] = []
+  let buf = Buffer.alloc(0)
+  sock.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d])
+    while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+      const len = buf.readUIntBE(0, 3)
+      const [type, flags, id, p] = [buf[3], buf[4], buf.readUInt32BE(5) & 0x7fffffff, buf.subarray(9, 9 + len)]
+      buf = buf.subarray(9 + len)
+      if (type === 1) seen.push(`HEADERS ${id}`)
+      if (type === 7) {
+        seen.push(`GOAWAY ${p.readUInt32BE(0) & 0x7fffffff}`)
+        if (seen.filter((x) => x.startsWith('GOAWAY')).length === 1) sock.write(req(3, '/late')) // a client that had not seen it yet
+      }
+      if (type === 6 && (flags & 1) === 0) {
+        seen.push('PING')
+        sock.write(h2frame(6, 1, 0, p)) // the PING ack, after /late
+      }
+    }
+  })
+  sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), h2frame(4, 0, 0, Buffer.alloc(0)), req(1, '/first')]))
+  await until('the first response', () => seen.includes('HEADERS 1'), 2000, 2)
+  const drained = s.sidecar.drain(3000)
+  await until('two GOAWAYs', () => seen.filter((x) => x.startsWith('GOAWAY')).length >= 2, 2000, 2)
+  t.same(seen.slice(0, 4), ['HEADERS 1', 'GOAWAY 2147483647', 'PING', 'GOAWAY 1'], 'GOAWAY first, then the PING; the second GOAWAY says stream 3 was not processed')
+  t.same(up.requests.map((r) => r.url), ['/first'], '/late never went upstream: safe for the client to retry')
+  sock.destroy()
   t.same(await drained, { timedOut: false })
 })

@@ -119,10 +119,11 @@ export class H2Connection {
   }
 
   /**
-   * Graceful, RFC 9113 6.8: GOAWAY with the largest stream id now (no new streams, but the ones
-   * the client may have sent already are served), then, one round trip later (PING, at most 1 s),
-   * GOAWAY with the real last stream id (session.close()); the streams in flight finish, then the
-   * connection closes.
+   * Graceful, RFC 9113 6.8: GOAWAY with the largest stream id now (the client opens no new
+   * streams), then, one round trip later (PING, at most 1 s), GOAWAY with the real last stream id
+   * (session.close()); the streams in flight finish, then the connection closes. Node has no
+   * nghttp2_submit_shutdown_notice: after its first GOAWAY nghttp2 ignores streams that start
+   * later, and the second GOAWAY reports them unprocessed, so the client retries them elsewhere.
    */
   drain(): void {
     if (this.goingAway) return
@@ -141,9 +142,19 @@ export class H2Connection {
     timer.unref()
     try {
       s.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1)
-      if (!s.ping(final)) final()
     } catch {
       final()
+      return
     }
+    // nghttp2 sends a PING ahead of a GOAWAY queued before it: ping once the GOAWAY is written, so
+    // the client sees GOAWAY first and what it sent until then arrives before its PING ack
+    setImmediate(() => {
+      if (s.closed || s.destroyed) return
+      try {
+        if (!s.ping(final)) final()
+      } catch {
+        final()
+      }
+    })
   }
 }
