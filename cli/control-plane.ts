@@ -140,7 +140,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   }
 }
 
-/** Run until SIGTERM/SIGINT; the exit code. */
+/** Run until SIGTERM/SIGINT/SIGHUP; the exit code. */
 export async function runControlPlane(o: ControlPlaneOptions): Promise<number> {
   const log = o.log ?? createLogger()
   let cp: RunningControlPlane
@@ -157,5 +157,6 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<number> {
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGHUP', () => stop('SIGHUP'))
   })
 }

@@ -6,12 +6,14 @@ import { registerControlPlane } from './control-plane-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
+import { registerVersion } from './version.ts'
+import { WEFT_VERSION } from '../protos/version.ts'
 
 const program = new Command()
 program
   .name('weft')
   .description('Weft service mesh: sidecar proxy and operator tools')
-  .version('0.1.0')
+  .version(WEFT_VERSION)
   .showHelpAfterError()
 
 program
@@ -47,5 +49,6 @@ registerControlPlane(program)
 registerStat(program)
 registerTap(program)
 registerValidate(program)
+registerVersion(program)
 
 await program.parseAsync(process.argv)

@@ -339,20 +339,28 @@ export class Proxy {
   }
 
   /**
-   * Graceful drain: stop accepting, let in-flight requests finish (answered with Connection:
-   * close), resolve when every connection is closed or the timeout passes.
+   * Graceful drain, in two steps. At once: not ready (`/ready` 503); the listeners keep accepting
+   * for `periodMs` (callers learn that the endpoint is gone only seconds later), and every
+   * connection, old or new, is asked to close after its current exchange (HTTP/1 responses carry
+   * Connection: close, HTTP/2 gets GOAWAY); idle keep-alive connections stay open, as a request may
+   * be on its way on them. After the period: stop accepting, close idle connections, busy ones
+   * after their response. Resolves when every connection is closed, or when `timeoutMs` (counted
+   * from the start, the period included) passes, and then closes everything.
    */
-  async drain(timeoutMs = this.current?.drainTimeoutMs ?? 30_000): Promise<{ timedOut: boolean }> {
+  async drain(
+    timeoutMs = this.current?.drainTimeoutMs ?? 30_000,
+    periodMs = this.current?.drainPeriodMs ?? 0,
+  ): Promise<{ timedOut: boolean }> {
     this.draining = true
-    const all = Promise.all([...this.listeners.values(), ...this.drainingListeners].map((l) => l.drain()))
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(true), timeoutMs)
-      }),
-    ])
-    clearTimeout(timer)
+    const listeners = [...this.listeners.values(), ...this.drainingListeners]
+    for (const l of listeners) l.announceDrain()
+    const timers: NodeJS.Timeout[] = []
+    const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)))
+    const steps = (Math.min(periodMs, timeoutMs) > 0 ? after(Math.min(periodMs, timeoutMs)) : Promise.resolve())
+      .then(() => Promise.all(listeners.map((l) => l.drain())))
+      .then(() => false)
+    const timedOut = await Promise.race([steps, after(timeoutMs).then(() => true)])
+    for (const t of timers) clearTimeout(t)
     this.close()
     return { timedOut }
   }

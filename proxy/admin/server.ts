@@ -1,5 +1,6 @@
 // The admin listener: health, the active config and the clusters' state. Not on the request
 // path, so it uses node:http. Later issues add /metrics and more.
+import { versionInfo } from '../../protos/version.ts'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { H2Upstream } from '../h2/upstream.ts'
 import type { Proxy } from '../proxy.ts'
@@ -89,6 +90,8 @@ export function createAdminServer(p: Proxy): Server {
         return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
       case '/live':
         return text(res, 200, 'live\n')
+      case '/version':
+        return json(res, 200, versionInfo('proxy'))
       case '/config_dump':
         return json(res, 200, configDump(p))
       case '/clusters':
@@ -110,7 +113,7 @@ export function createAdminServer(p: Proxy): Server {
         return
       }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats /metrics /tap\n')
+        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap\n')
       default:
         return text(res, 404, 'not found\n')
     }

@@ -21,6 +21,8 @@ export interface CompiledConfig {
   readonly appliedAt: string
   readonly limits: ConnectionLimits
   readonly drainTimeoutMs: number
+  /** drain, first step: listeners keep accepting this long (callers are still learning the endpoint is gone) */
+  readonly drainPeriodMs: number
   readonly tables: ReadonlyMap<string, CompiledRouteTable>
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly listeners: readonly Listener[]
@@ -77,6 +79,8 @@ export const DEFAULTS = {
   /** HAProxy's and nginx's concurrent-stream defaults (100, 128): a connection holds at most this many upstreams */
   http2MaxActiveStreams: 100,
   drainTimeoutMs: 30_000,
+  /** Istio's terminationDrainDuration: the time Kubernetes takes to tell callers an endpoint is gone */
+  drainPeriodMs: 5_000,
 }
 
 export function configHash(b: Bootstrap): string {
@@ -130,6 +134,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     appliedAt: new Date().toISOString(),
     limits,
     drainTimeoutMs: b.drainTimeout === undefined ? DEFAULTS.drainTimeoutMs : parseDuration(b.drainTimeout),
+    drainPeriodMs: b.drainPeriod === undefined ? DEFAULTS.drainPeriodMs : parseDuration(b.drainPeriod),
     tables,
     clusters,
     listeners: b.listeners,

@@ -448,6 +448,8 @@ export const Bootstrap = Type.Object(
       ),
     ),
     drainTimeout: Type.Optional(Duration),
+    /** on SIGTERM, how long the listeners keep accepting (HTTP/1 answers with Connection: close, HTTP/2 gets GOAWAY) before idle connections close; at most drainTimeout */
+    drainPeriod: Type.Optional(Duration),
     limits: Type.Optional(Limits),
     telemetry: Type.Optional(Telemetry),
     listeners: Type.Array(Listener),

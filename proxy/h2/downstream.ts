@@ -7,8 +7,8 @@
 // buffer), so nothing is read twice or lost.
 //
 // Each stream becomes an H2Exchange over the listener's config at the time the stream starts (a
-// config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY
-// (session.close()), the streams in flight finish, then the connection closes.
+// config swap applies to new streams; streams in flight finish on theirs). Drain: GOAWAY in two
+// steps (RFC 9113 6.8), the streams in flight finish, then the connection closes.
 //
 // What a client may not do to the proxy is decided here, at the codec, before an exchange exists
 // (proxy/h2/validate.ts for the head) or around it (the limits below), so that the exchange never
@@ -161,6 +161,7 @@ export class H2Connection {
   private sawStream = false
   private readonly resets: ResetWindow
   private calmed = false
+  private goingAway = false
 
   /** first: the bytes detection read (the preface and what came with it), put back on the socket */
   constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number) {
@@ -381,12 +382,44 @@ export class H2Connection {
     }
   }
 
-  /** Graceful: GOAWAY now, the streams in flight finish, then the connection closes. */
+  /**
+   * Graceful, RFC 9113 6.8: GOAWAY with the largest stream id now (the client opens no new
+   * streams), then, one round trip later (PING, at most 1 s), GOAWAY with the real last stream id
+   * (session.close()); the streams in flight finish, then the connection closes. Node has no
+   * nghttp2_submit_shutdown_notice: after its first GOAWAY nghttp2 ignores streams that start
+   * later, and the second GOAWAY reports them unprocessed, so the client retries them elsewhere.
+   */
   drain(): void {
-    this.closing = true
+    if (this.goingAway) return
+    this.goingAway = true
     const s = this.session
-    if (s !== null && !s.closed && !s.destroyed) s.close()
-    else this.socket.destroy()
+    if (s === null || s.closed || s.destroyed) {
+      this.socket.destroy()
+      return
+    }
+    const final = (): void => {
+      clearTimeout(timer)
+      this.closing = true
+      if (!s.closed && !s.destroyed) s.close()
+    }
+    const timer = setTimeout(final, 1000)
+    timer.unref()
+    try {
+      s.goaway(constants.NGHTTP2_NO_ERROR, 2 ** 31 - 1)
+    } catch {
+      final()
+      return
+    }
+    // nghttp2 sends a PING ahead of a GOAWAY queued before it: ping once the GOAWAY is written, so
+    // the client sees GOAWAY first and what it sent until then arrives before its PING ack
+    setImmediate(() => {
+      if (s.closed || s.destroyed) return
+      try {
+        if (!s.ping(final)) final()
+      } catch {
+        final()
+      }
+    })
   }
 }
 

@@ -193,8 +193,11 @@ export class Detector {
     if (now - this.startedAt > l.requestHeadTimeoutMs) this.socket.destroy()
   }
 
-  /** Graceful drain: nothing has been answered on it yet, so it closes now ('close' reports it). */
-  drain(): void {
-    if (!this.decided) this.socket.destroy()
+  /**
+   * Graceful drain: nothing has been answered on it yet, so it closes now ('close' reports it);
+   * in the drain's first step it goes on (a request may be on its way), drained once detected.
+   */
+  drain(closeIdle: boolean): void {
+    if (closeIdle && !this.decided) this.socket.destroy()
   }
 }

@@ -415,10 +415,13 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     }
   }
 
-  /** Graceful drain: idle connections close now, busy ones after their response. */
-  drain(): void {
+  /**
+   * Graceful drain: the response in flight (or the next one) carries Connection: close and the
+   * connection closes after it; closeIdle: an idle connection closes now.
+   */
+  drain(closeIdle: boolean): void {
     this.draining = true
-    if (this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
+    if (closeIdle && this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
       this.lingeringClose()
     }
   }
