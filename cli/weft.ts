@@ -3,6 +3,7 @@
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
+import { registerExplain } from './explain.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -45,6 +46,7 @@ program
 
 registerControlPlane(program)
 registerStat(program)
+registerExplain(program)
 registerTap(program)
 registerValidate(program)
 

@@ -141,3 +141,63 @@ t.test('weft control-plane --kubernetes without a usable kubeconfig: says what w
   t.equal(missing.code, 1)
   t.match(missing.stderr, /nope \(--kubeconfig\): no such file/)
 })
+
+t.test('weft explain --config: the route, the routes passed over and why, the backends; a real sidecar agrees', async (t) => {
+  const a = await startHttpUpstream(t, { name: 'a' })
+  const b = await startHttpUpstream(t, { name: 'b' })
+  const config = makeConfig({
+    routes: [
+      { name: 'admin', match: { path: { prefix: '/admin' } }, backends: [{ cluster: 'a' }] },
+      { name: 'canary', match: { headers: [{ name: 'x-canary', exact: '1' }] }, backends: [{ cluster: 'b' }], timeout: '3s', retry: { attempts: 2, on: ['5xx'] } },
+      { name: 'rest', backends: [{ cluster: 'a', weight: 9 }, { cluster: 'b', weight: 1 }] },
+    ],
+    clusters: [cluster('a', [a.port]), cluster('b', [b.port], { circuitBreaker: { volumeThreshold: 10 } })],
+  })
+  const s = await startTestSidecar(t, config)
+  const r = await weft(['explain', '--config', s.file, 'GET http://shop.local/api -H x-canary:1', '-o', 'json'])
+  t.equal(r.code, 0, r.stderr)
+  const e = JSON.parse(r.stdout)
+  t.match(e, {
+    listener: { name: 'out', routeTable: 'rt' },
+    virtualHost: { name: 'all' },
+    notMatched: [{ route: 'admin', reason: 'path "/api" is not prefix "/admin"' }],
+    route: { name: 'canary', index: 1 },
+    localReply: null,
+    backends: [{ cluster: 'b', weight: 1, percent: 100, endpoints: [`127.0.0.1:${b.port}`] }],
+    policies: { timeout: '3s', retry: { attempts: 2 }, circuitBreaker: { b: { volumeThreshold: 10 } } },
+  })
+  // the proxy sends that request where explain said
+  const got = await fetch(`http://127.0.0.1:${s.port}/api`, { headers: { host: 'shop.local', 'x-canary': '1' } })
+  await got.text()
+  t.equal(b.requests.length, 1, 'the canary backend got it')
+  t.equal(a.requests.length, 0)
+
+  const table = await weft(['explain', '-c', s.file, 'http://shop.local/other'])
+  t.equal(table.code, 0, table.stderr)
+  t.match(table.stdout, /\n  not admin: path "\/other" is not prefix "\/admin"\n  not canary: header x-canary is absent \(wanted exact "1"\)\nROUTE +rest \(#2\)\n/)
+  t.match(table.stdout, /\n  a  weight 9 \(90%\)/)
+  t.match(table.stdout, /\n  b  weight 1 \(10%\)/)
+
+  const usage = await weft(['explain', '-c', s.file, 'GET http://x/ -H nocolon'])
+  t.equal(usage.code, 2)
+  t.match(usage.stderr, /invalid header "nocolon": expected name:value/)
+  const neither = await weft(['explain', 'GET http://x/'])
+  t.equal(neither.code, 2)
+  t.match(neither.stderr, /give --config FILE .*and\/or --resources DIR/)
+})
+
+t.test('weft explain --resources: Gateway API resources translated as the control plane does', async (t) => {
+  const dir = join(ROOT, 'test', 'fixtures', 'explain')
+  const canary = await weft(['explain', '--resources', dir, 'GET http://reviews.demo/api -H x-canary:1', '-o', 'yaml'])
+  t.equal(canary.code, 0, canary.stderr)
+  t.match(canary.stdout, /\nroute:\n  name: demo\.reviews\.canary\n  index: 0\n/)
+  t.match(canary.stdout, /\nbackends:\n  - cluster: outbound\|80\|\|reviews-v2\.demo\.svc\.cluster\.local\n/)
+  t.match(canary.stdout, /\npolicies:\n  timeout: 2s\n/)
+  const stable = await weft(['explain', '--resources', dir, 'GET http://reviews.demo/api', '-o', 'json'])
+  const e = JSON.parse(stable.stdout)
+  t.same(e.notMatched, [{ route: 'demo.reviews.canary', reason: 'header x-canary is absent (wanted exact "1")' }])
+  t.same(e.backends.map((x: { percent: number }) => x.percent), [75, 25])
+  const nohost = await weft(['explain', '--resources', dir, 'GET http://ratings.demo/'])
+  t.equal(nohost.code, 0)
+  t.match(nohost.stdout, /LOCAL REPLY  404: no virtual host of route table outbound has the domain ratings\.demo/)
+})
