@@ -4,6 +4,7 @@
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
 import { registerExplain } from './explain.ts'
+import { registerInspect } from './inspect.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -47,6 +48,7 @@ program
 registerControlPlane(program)
 registerStat(program)
 registerExplain(program)
+registerInspect(program)
 registerTap(program)
 registerValidate(program)
 

@@ -2,28 +2,12 @@
 // planes on 127.0.0.1, checking output, JSON and exit codes. Each bug a new user found has a case
 // here that fails on the old code.
 import t from 'tap'
-import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { startHttpUpstream } from './helpers/upstream.ts'
-import { cluster, freePort, getStatus, makeConfig, ROOT, spawnWeft, startTestSidecar, tempDir, until, waitReady, WEFT_BIN, writeConfig } from './helpers/sidecar.ts'
-
-export interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-/** `node bin/weft.js ARGS`, bounded by timeoutMs (killed after: code -1). */
-export function weft(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [WEFT_BIN, ...args], { cwd: ROOT, timeout: opts.timeoutMs ?? 20_000, env: { ...process.env, ...opts.env } }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
+import { cluster, freePort, getStatus, makeConfig, ROOT, spawnWeft, startTestSidecar, tempDir, until, waitReady, writeConfig } from './helpers/sidecar.ts'
+import { weft } from './helpers/cli.ts'
 
 t.test('weft stat --by route: routes of different services that share a name are separate rows', async (t) => {
   const up = await startHttpUpstream(t)
