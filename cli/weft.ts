@@ -3,6 +3,7 @@
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
+import { registerAnalyze } from './analyze.ts'
 import { registerExplain } from './explain.ts'
 import { registerInspect } from './inspect.ts'
 import { registerStat } from './stat.ts'
@@ -48,6 +49,7 @@ program
 registerControlPlane(program)
 registerStat(program)
 registerExplain(program)
+registerAnalyze(program)
 registerInspect(program)
 registerTap(program)
 registerValidate(program)
