@@ -8,7 +8,7 @@ import { parseResources, readResourceFiles } from '../control-plane/resources/lo
 import { checkResources } from '../control-plane/resources/validate.ts'
 import { sortErrors } from '../proxy/config/yaml-errors.ts'
 import { EXIT } from './errors.ts'
-import { emit, parseOutput, table, type OutputFormat } from './output.ts'
+import { emit, outputOption, table, type OutputFormat } from './output.ts'
 import type { Out } from './tap.ts'
 
 export interface Finding {
@@ -87,14 +87,8 @@ export function registerAnalyze(program: Command): void {
     .argument('<paths...>', 'resource files or folders')
     .option('-o, --output <format>', 'table, json or yaml', 'table')
     .action(async (paths: string[], opts: { output: string }) => {
-      let output: OutputFormat
-      try {
-        output = parseOutput(opts.output)
-      } catch (e) {
-        process.stderr.write(`weft analyze: ${(e as Error).message}\n`)
-        process.exitCode = EXIT.USAGE
-        return
-      }
+      const output = outputOption('analyze', opts.output)
+      if (output === null) return
       process.exitCode = await runAnalyze(paths, output, process.stdout)
     })
 }

@@ -14,7 +14,7 @@ import type { Bootstrap, Listener } from '../proxy/config/schema.ts'
 import { whyNotMatched } from '../proxy/route/explain.ts'
 import { matchRoute, type MatchInput } from '../proxy/route/table.ts'
 import { EXIT } from './errors.ts'
-import { emit, parseOutput, type OutputFormat } from './output.ts'
+import { emit, outputOption, type OutputFormat } from './output.ts'
 import type { Out } from './tap.ts'
 
 export interface ParsedRequest {
@@ -243,14 +243,8 @@ export function registerExplain(program: Command): void {
     .option('--listener <name>', 'the listener the request arrives on (default: the first outbound listener)')
     .option('-o, --output <format>', 'table, json or yaml', 'table')
     .action(async (spec: string, opts: { config?: string; resources?: string[]; listener?: string; output: string }) => {
-      let output: OutputFormat
-      try {
-        output = parseOutput(opts.output)
-      } catch (e) {
-        process.stderr.write(`weft explain: ${(e as Error).message}\n`)
-        process.exitCode = EXIT.USAGE
-        return
-      }
+      const output = outputOption('explain', opts.output)
+      if (output === null) return
       process.exitCode = await runExplain(spec, { config: opts.config, resources: opts.resources, listener: opts.listener, output }, process.stdout, process.stderr)
       // compiled clusters may hold timers: this command is done
       process.exit()

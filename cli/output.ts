@@ -22,3 +22,14 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
   const width = head.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)))
   return all.map((r) => r.map((c, i) => (c ?? '').padEnd(width[i])).join('   ').trimEnd()).join('\n') + '\n'
 }
+
+/** parseOutput for a command's action: on a bad value, says so on stderr, sets exit code 2 and returns null. */
+export function outputOption(cmd: string, s: string | undefined): OutputFormat | null {
+  try {
+    return parseOutput(s)
+  } catch (e) {
+    process.stderr.write(`weft ${cmd}: ${(e as Error).message}\n`)
+    process.exitCode = 2
+    return null
+  }
+}
