@@ -35,6 +35,38 @@ function finding(level: Finding['level'], e: ConfigError): Finding {
 
 export async function analyze(paths: string[]): Promise<Analysis> {
   const { files, errors: readErrors } = await readResourceFiles(paths)
+  return analyzeTexts(paths, files, readErrors)
+}
+
+/**
+ * The objects of a cluster (Services, EndpointSlices, HTTPRoutes, TrafficPolicies: what the
+ * control plane watches), one pseudo file per kind ("kubernetes:CONTEXT/Kind", line = the
+ * object's place in it), analyzed as files are. A kind whose API is not served counts as none.
+ */
+export async function analyzeKubernetes(kubeconfig: string | undefined, context: string | undefined): Promise<Analysis> {
+  const { loadKubeConfig, listAll, describeKubeConfig, KubeApiError } = await import('../control-plane/sources/kube-api.ts')
+  const { WATCHED_KINDS, trimObject } = await import('../control-plane/sources/kube-objects.ts')
+  const { stringify } = await import('yaml')
+  const kc = loadKubeConfig({ kubeconfig, context })
+  const where = describeKubeConfig(kc)
+  const files: { file: string; text: string }[] = []
+  const signal = AbortSignal.timeout(30_000)
+  for (const k of WATCHED_KINDS) {
+    if (k.kind === 'Pod') continue
+    let items: unknown[]
+    try {
+      items = (await listAll(kc, k.path, { signal })).items
+    } catch (e) {
+      if (e instanceof KubeApiError && e.statusCode === 404 && k.custom) continue
+      throw e
+    }
+    const docs = items.map((o) => stringify(trimObject(k, o as Record<string, unknown>)))
+    files.push({ file: `kubernetes:${where.context}/${k.kind}`, text: docs.join('---\n') })
+  }
+  return analyzeTexts([`kubernetes:${where.context} (${where.server})`], files, [])
+}
+
+function analyzeTexts(paths: string[], files: { file: string; text: string }[], readErrors: ConfigError[]): Analysis {
   const parsed = parseResources(files)
   const set = parsed.resources
   const findings: Finding[] = readErrors.map((e) => finding('error', e))
@@ -73,8 +105,8 @@ export function formatAnalysis(a: Analysis): string {
   return s
 }
 
-export async function runAnalyze(paths: string[], output: OutputFormat, out: Out): Promise<number> {
-  const a = await analyze(paths)
+export async function runAnalyze(paths: string[], output: OutputFormat, out: Out, kube?: { kubeconfig?: string; context?: string }): Promise<number> {
+  const a = kube === undefined ? await analyze(paths) : await analyzeKubernetes(kube.kubeconfig, kube.context)
   if (output === 'table') out.write(formatAnalysis(a))
   else emit(out, output, a)
   return a.findings.some((f) => f.level === 'error') ? EXIT.FAILED : EXIT.OK
@@ -84,11 +116,27 @@ export function registerAnalyze(program: Command): void {
   program
     .command('analyze')
     .description('cross-resource problems in resource files: routes to missing Services, shadowed rules, policies selecting nothing, Services without endpoints; other kinds are noted and ignored (exit 0: no errors, 1: errors found, 2: bad usage)')
-    .argument('<paths...>', 'resource files or folders')
+    .argument('[paths...]', 'resource files or folders')
+    .option('--kubernetes', "analyze the cluster's objects instead of files")
+    .option('--kubeconfig <file>', 'with --kubernetes: this kubeconfig (default $KUBECONFIG, then ~/.kube/config)')
+    .option('--context <name>', 'with --kubernetes: this context (default the current-context)')
     .option('-o, --output <format>', 'table, json or yaml', 'table')
-    .action(async (paths: string[], opts: { output: string }) => {
+    .action(async (paths: string[], opts: { output: string; kubernetes?: boolean; kubeconfig?: string; context?: string }) => {
+      const usage = (m: string): void => {
+        process.stderr.write(`weft analyze: ${m}\n`)
+        process.exitCode = EXIT.USAGE
+      }
+      if (opts.kubernetes === true && paths.length > 0) return usage('give PATH... or --kubernetes, not both')
+      if (opts.kubernetes !== true && paths.length === 0) return usage('give resource files or folders, or --kubernetes')
+      if (opts.kubernetes !== true && (opts.kubeconfig !== undefined || opts.context !== undefined)) return usage('--kubeconfig and --context go with --kubernetes')
       const output = outputOption('analyze', opts.output)
       if (output === null) return
-      process.exitCode = await runAnalyze(paths, output, process.stdout)
+      try {
+        process.exitCode = await runAnalyze(paths, output, process.stdout, opts.kubernetes === true ? { kubeconfig: opts.kubeconfig, context: opts.context } : undefined)
+      } catch (e) {
+        // no usable kubeconfig, or the API server did not answer
+        process.stderr.write(`weft analyze: ${(e as Error).message}\n`)
+        process.exitCode = EXIT.UNREACHABLE
+      }
     })
 }

@@ -51,3 +51,33 @@ spec:
   const usage = await weft(['analyze', dir, '-o', 'csv'])
   t.equal(usage.code, 2)
 })
+
+t.test('weft analyze --kubernetes --kubeconfig --context: the cluster\'s objects, analyzed as files are', async (t) => {
+  const { KubeApiServer } = await import('./helpers/kube-api-server.ts')
+  const { parseAllDocuments, stringify } = await import('yaml')
+  const api = await KubeApiServer.start({ token: 'tok' })
+  t.teardown(() => api.stop())
+  for (const d of parseAllDocuments(REVIEWS)) {
+    const o = d.toJSON()
+    api.create(o.kind, o)
+  }
+  api.create('TrafficPolicy', { apiVersion: 'policy.weft.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'details', namespace: 'demo' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'details' }], timeout: '1s' } })
+  const dir = tempDir(t)
+  const kc = join(dir, 'kubeconfig')
+  writeFileSync(kc, stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'elsewhere',
+    clusters: [{ name: 'test', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }, { name: 'dead', cluster: { server: 'https://127.0.0.1:1' } }],
+    users: [{ name: 'u', user: { token: 'tok' } }],
+    contexts: [{ name: 'test', context: { cluster: 'test', user: 'u' } }, { name: 'elsewhere', context: { cluster: 'dead', user: 'u' } }],
+  }))
+  const r = await weft(['analyze', '--kubernetes', '--kubeconfig', kc, '--context', 'test', '-o', 'json'])
+  t.equal(r.code, 1, r.stderr)
+  const a = JSON.parse(r.stdout)
+  t.match(a.resources, { services: 3, httpRoutes: 1, trafficPolicies: 2 })
+  t.match(a.findings.filter((f: { level: string }) => f.level === 'error'), [{ file: 'kubernetes:test/TrafficPolicy', message: /TrafficPolicy demo\/details: spec\.targetRefs\[0\]\.name: unknown Service "demo\/details"/ }])
+  const usage = await weft(['analyze', dir, '--kubernetes'])
+  t.equal(usage.code, 2)
+  const nokube = await weft(['analyze', '--kubernetes', '--kubeconfig', join(dir, 'nope')])
+  t.equal(nokube.code, 3)
+  t.match(nokube.stderr, /nope \(--kubeconfig\): no such file/)
+})
