@@ -13,9 +13,11 @@ export function registerControlPlane(program: Command): void {
     .option('--admin <host:port>', 'admin HTTP address (/debug/proxies, /debug/nacks, /debug/snapshots, /debug/source, /metrics)', DEFAULT_CP_ADMIN)
     .option('--local <dir>', 'local mode: Service, EndpointSlice, HTTPRoute and TrafficPolicy files (watched)')
     .option('--kubernetes [where]', 'watch the Kubernetes API: "cluster" (in-cluster service account) or "default" (kubeconfig from $KUBECONFIG or ~/.kube/config, else in-cluster)')
+    .option('--kubeconfig <file>', 'with --kubernetes: this kubeconfig file (default $KUBECONFIG, then ~/.kube/config)')
+    .option('--context <name>', 'with --kubernetes: this kubeconfig context (default its current-context)')
     .option('--outbound-port <port>', 'port of the "outbound" listener sent to proxies (a proxy bootstrap listener "outbound" overrides it)', '15001')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; outboundPort: string; logLevel?: string }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -31,7 +33,11 @@ export function registerControlPlane(program: Command): void {
           process.exitCode = 2
           return
         }
-        kubernetes = k
+        kubernetes = k === 'default' && (opts.kubeconfig !== undefined || opts.context !== undefined) ? { kubeconfig: opts.kubeconfig, context: opts.context } : k
+      } else if (opts.kubeconfig !== undefined || opts.context !== undefined) {
+        process.stderr.write('weft: --kubeconfig and --context go with --kubernetes\n')
+        process.exitCode = 2
+        return
       }
       const { runControlPlane } = await import('./control-plane.ts')
       process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes, outboundPort: port })

@@ -6,6 +6,7 @@
 //
 //   sources/{local,kubernetes}.ts -> (sources/admit.ts) -> snapshot/namespace-publisher.ts
 //     -> translate/ -> snapshot/cache.ts -> xds/server.ts -> proxies
+import { resolve } from 'node:path'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { formatConfigError } from '../proxy/config/errors.ts'
@@ -59,6 +60,7 @@ interface RunningSource {
 async function startLocal(path: string, pub: NamespacePublisher, log: Logger, debounceMs: number): Promise<RunningSource> {
   const src = new LocalSource({ path, log, debounceMs, onChange: (r) => pub.setResources(r) })
   if (!(await src.load())) throw new Error(`${path}: invalid resources, not started`)
+  log.info({ folder: resolve(path) }, 'serving resources from folder')
   src.watch()
   return {
     status: () => ({ source: 'local', path, ...src.counts }),

@@ -3,6 +3,9 @@
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
+import { registerAnalyze } from './analyze.ts'
+import { registerExplain } from './explain.ts'
+import { registerInspect } from './inspect.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -47,6 +50,9 @@ program
 
 registerControlPlane(program)
 registerStat(program)
+registerExplain(program)
+registerAnalyze(program)
+registerInspect(program)
 registerTap(program)
 registerValidate(program)
 registerVersion(program)

@@ -22,6 +22,8 @@ export interface ConfigRejection {
   at: string
   source: string
   errors: string[]
+  /** set when a later config was accepted: the rejection no longer describes what is served */
+  supersededBy?: { version: number; at: string }
 }
 
 export class Proxy {
@@ -154,6 +156,13 @@ export class Proxy {
     }
     this.pools.collect()
     this.ensureSweeper(compiled)
+    if (this.lastRejection !== null && this.lastRejection.supersededBy === undefined) {
+      // the fix of a bad edit: say so, and mark the rejection as history
+      this.lastRejection.supersededBy = { version: compiled.version, at: new Date().toISOString() }
+      this.log.info({ version: compiled.version, hash: compiled.hash, supersedes: this.lastRejection.at }, 'config accepted')
+    } else if (compiled.version > 1) {
+      this.log.info({ version: compiled.version, hash: compiled.hash }, 'config accepted')
+    }
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
     return compiled
   }
