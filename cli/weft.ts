@@ -5,6 +5,7 @@ import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
 import { registerAnalyze } from './analyze.ts'
 import { registerExplain } from './explain.ts'
+import { registerInit } from './init.ts'
 import { registerInspect } from './inspect.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
@@ -49,6 +50,7 @@ program
   })
 
 registerControlPlane(program)
+registerInit(program)
 registerStat(program)
 registerExplain(program)
 registerAnalyze(program)
