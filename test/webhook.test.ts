@@ -110,3 +110,20 @@ t.test('curl --cacert with the generated CA verifies the Service name and 127.0.
   const err = await run('curl', ['-sS', `https://127.0.0.1:${wh.port}/healthz`]).then(() => undefined, (e: { code: number; stderr: string }) => e)
   t.equal(err?.code, 60, 'curl: peer certificate cannot be authenticated')
 })
+
+t.test('weft control-plane --webhook-listen: the control plane serves the webhook with the certificate it made', async (t) => {
+  const { startControlPlane } = await import('../cli/control-plane.ts')
+  const { createLogger } = await import('../proxy/log.ts')
+  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: createLogger('silent'), webhook: { listen: '127.0.0.1:0', namespace: 'mesh-ns', mesh: { image: 'reg.example/weft:dev' } } })
+  t.teardown(() => cp.close())
+  const a = new Agent({ connect: { ca: cp.webhook!.cert.caPem, servername: 'weft-control-plane.mesh-ns.svc' } })
+  t.teardown(() => a.close())
+  const r = await request(`https://127.0.0.1:${cp.webhook!.server.port}/inject`, { method: 'POST', dispatcher: a, body: JSON.stringify(review(pod({ 'weft.io/inject': 'true' }))) })
+  t.equal(r.statusCode, 200)
+  const ops = JSON.parse(Buffer.from((await r.body.json() as any).response.patch, 'base64').toString())
+  const injected = apply(pod({ 'weft.io/inject': 'true' }), ops) as any
+  t.equal(injected.spec.initContainers[1].image, 'reg.example/weft:dev')
+  t.same(injected.spec.initContainers[1].args, ['proxy', '--control-plane', 'weft-control-plane.mesh-ns.svc:15010'])
+  const mine = await request(`https://127.0.0.1:${cp.webhook!.server.port}/inject`, { method: 'POST', dispatcher: a, body: JSON.stringify(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'mesh-ns' })) })
+  t.same((await mine.body.json() as any).response, { uid: 'u-1', allowed: true }, 'its own namespace is never injected')
+})
