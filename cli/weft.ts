@@ -3,6 +3,7 @@
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
+import { registerInject } from './inject-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -44,6 +45,7 @@ program
   })
 
 registerControlPlane(program)
+registerInject(program)
 registerStat(program)
 registerTap(program)
 registerValidate(program)

@@ -1,6 +1,6 @@
 // An RFC 6902 JSON Patch from one JSON value to another: add/remove/replace only, with arrays
 // that grew at the front or the end patched by index (the injector prepends init containers and
-// appends volumes), anything else replaced whole. Good enough for admission responses, which are
+// appends volumes; uninject removes them), anything else replaced whole. Good enough for admission responses, which are
 // applied once to the object they were computed from.
 export type PatchOp =
   | { op: 'add'; path: string; value: unknown }
@@ -20,6 +20,17 @@ export function diff(from: unknown, to: unknown, path = '', ops: PatchOp[] = [])
       if (from.every((v, i) => same(v, to[i])) || to.length === n) {
         for (let i = 0; i < n; i++) diff(from[i], to[i], `${path}/${i}`, ops)
         for (let i = n; i < to.length; i++) ops.push({ op: 'add', path: `${path}/-`, value: to[i] })
+        return ops
+      }
+    }
+    if (to.length < n) {
+      const cut = n - to.length
+      if (to.every((v, i) => same(v, from[cut + i]))) {
+        for (let i = 0; i < cut; i++) ops.push({ op: 'remove', path: `${path}/0` })
+        return ops
+      }
+      if (to.every((v, i) => same(v, from[i]))) {
+        for (let i = n - 1; i >= to.length; i--) ops.push({ op: 'remove', path: `${path}/${i}` })
         return ops
       }
     }
