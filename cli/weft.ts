@@ -4,6 +4,7 @@
 import { Command } from 'commander'
 import { registerControlPlane } from './control-plane-command.ts'
 import { registerInject } from './inject-command.ts'
+import { registerInstall } from './install-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
@@ -46,6 +47,7 @@ program
 
 registerControlPlane(program)
 registerInject(program)
+registerInstall(program)
 registerStat(program)
 registerTap(program)
 registerValidate(program)
