@@ -11,7 +11,7 @@ import type { Logger } from 'pino'
 import { formatConfigError } from '../proxy/config/errors.ts'
 import { createLogger } from '../proxy/log.ts'
 import { admitResources, type Admission } from '../control-plane/sources/admit.ts'
-import type { KubeConfigOption } from '../control-plane/sources/kube-api.ts'
+import { loadKubeConfig, type KubeConfigOption } from '../control-plane/sources/kube-api.ts'
 import { startKubernetesSource, type ClusterState, type KubernetesSource } from '../control-plane/sources/kubernetes.ts'
 import { LocalSource } from '../control-plane/sources/local.ts'
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
@@ -135,7 +135,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     try {
       // loaded on use: the X.509 library only where the webhook runs
       const { startWebhook } = await import('../control-plane/webhook/run.ts')
-      webhook = await startWebhook({ log, ...o.webhook })
+      const kube = o.webhook.kube ?? (o.kubernetes !== undefined ? { config: loadKubeConfig(o.kubernetes) } : undefined)
+      webhook = await startWebhook({ log, ...o.webhook, kube })
     } catch (err) {
       await source?.close()
       await server.stop()

@@ -1,10 +1,14 @@
 // The webhook as the control plane runs it: make the serving certificate for the Service's DNS
 // names, serve AdmissionReviews over HTTPS, and (with a Kubernetes API) keep the
 // MutatingWebhookConfiguration's caBundle equal to this replica's CA (./ca-bundle.ts).
+import type { KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { DEFAULT_MESH, type MeshConfig } from '../inject/index.ts'
 import { createServingCert, serviceDnsNames, type ServingCert } from './certs.ts'
 import { startWebhookServer, type WebhookServer } from './server.ts'
+import { syncCaBundle } from './ca-bundle.ts'
+
+export const WEBHOOK_CONFIG_NAME = 'weft-sidecar-injector'
 
 export interface WebhookOptions {
   /** host:port to serve HTTPS on */
@@ -14,12 +18,18 @@ export interface WebhookOptions {
   namespace?: string
   mesh?: Partial<MeshConfig>
   log?: Logger
+  /** keep this MutatingWebhookConfiguration's caBundle current through the Kubernetes API */
+  kube?: { config: KubeConfig; webhookConfig?: string; resyncMs?: number }
 }
 
 export interface RunningWebhook {
   readonly server: WebhookServer
   readonly cert: ServingCert
   readonly mesh: MeshConfig
+  /** the last caBundle sync: undefined before the first, or without kube */
+  readonly caBundle: { ok: boolean; error?: string; at: Date } | undefined
+  /** sync the caBundle now (also done at start and every resyncMs) */
+  syncCaBundle(): Promise<void>
   close(): Promise<void>
 }
 
@@ -51,5 +61,30 @@ export async function startWebhook(o: WebhookOptions): Promise<RunningWebhook> {
     onDecision: (decision, uid) => o.log?.debug({ decision, uid }, 'admission'),
   })
   o.log?.info({ port: server.port, dnsNames: serviceDnsNames(service, namespace) }, 'webhook serving')
-  return { server, cert, mesh, close: () => server.close() }
+  let caBundle: RunningWebhook['caBundle']
+  const kube = o.kube
+  const name = kube?.webhookConfig ?? WEBHOOK_CONFIG_NAME
+  const sync = async () => {
+    if (kube === undefined) return
+    try {
+      const r = await syncCaBundle(kube.config, name, cert.caPem)
+      if (r.changed) o.log?.info({ webhookConfig: name, cas: r.cas }, 'webhook caBundle updated')
+      caBundle = { ok: true, at: new Date() }
+    } catch (err) {
+      // failurePolicy Ignore: until this works, pods start without a sidecar
+      o.log?.error({ code: 'WEFT_ERR_WEBHOOK_CA_BUNDLE', webhookConfig: name }, `webhook caBundle not updated: ${(err as Error).message}`)
+      caBundle = { ok: false, error: (err as Error).message, at: new Date() }
+    }
+  }
+  await sync()
+  const timer = kube === undefined ? undefined : setInterval(() => void sync(), kube.resyncMs ?? 60_000)
+  timer?.unref()
+  return {
+    server,
+    cert,
+    mesh,
+    get caBundle() { return caBundle },
+    syncCaBundle: sync,
+    close: async () => { clearInterval(timer); await server.close() },
+  }
 }
