@@ -2,6 +2,7 @@
 // Command implementations are imported when the command runs, so each process loads only what its
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
+import { registerCheck } from './check-command.ts'
 import { registerControlPlane } from './control-plane-command.ts'
 import { registerInject } from './inject-command.ts'
 import { registerInstall } from './install-command.ts'
@@ -45,6 +46,7 @@ program
     process.exitCode = await runSidecar(opts.config, opts.resources ?? [])
   })
 
+registerCheck(program)
 registerControlPlane(program)
 registerInject(program)
 registerInstall(program)

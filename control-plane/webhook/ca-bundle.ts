@@ -16,7 +16,7 @@ export interface CaBundleResult {
   cas: number
 }
 
-async function call(kc: KubeConfig, method: HttpMethod, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+export async function kubeCall(kc: KubeConfig, method: HttpMethod, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const server = kc.getCurrentCluster()?.server
   if (server === undefined) throw new Error('Kubernetes config: no current cluster')
   const ctx = new RequestContext(server + path, method)
@@ -66,7 +66,7 @@ export function nextBundle(current: string, ours: string, now: Date): string[] {
 export async function syncCaBundle(kc: KubeConfig, name: string, caPem: string, now = new Date()): Promise<CaBundleResult> {
   const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${name}`
   for (let attempt = 0; attempt < 5; attempt++) {
-    const got = await call(kc, HttpMethod.GET, path)
+    const got = await kubeCall(kc, HttpMethod.GET, path)
     if (got.status !== 200) throw new Error(`GET mutatingwebhookconfigurations/${name}: ${got.status} ${got.body?.message ?? ''} (is install/04-webhook.yaml applied, and may the control plane's ServiceAccount get it?)`)
     const webhooks: { clientConfig?: { caBundle?: string } }[] = got.body.webhooks ?? []
     const ops: unknown[] = [{ op: 'test', path: '/metadata/resourceVersion', value: got.body.metadata.resourceVersion }]
@@ -82,7 +82,7 @@ export async function syncCaBundle(kc: KubeConfig, name: string, caPem: string, 
       else ops.push({ op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value })
     })
     if (ops.length === 1) return { changed: false, cas }
-    const patched = await call(kc, HttpMethod.PATCH, path, ops)
+    const patched = await kubeCall(kc, HttpMethod.PATCH, path, ops)
     if (patched.status === 200) return { changed: true, cas }
     if (patched.status !== 422 && patched.status !== 409) throw new Error(`PATCH mutatingwebhookconfigurations/${name}: ${patched.status} ${patched.body?.message ?? ''}`)
   }
