@@ -9,6 +9,7 @@ import { registerInstall } from './install-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
+import { registerWaitReady } from './wait-ready.ts'
 
 const program = new Command()
 program
@@ -53,5 +54,6 @@ registerInstall(program)
 registerStat(program)
 registerTap(program)
 registerValidate(program)
+registerWaitReady(program)
 
 await program.parseAsync(process.argv)

@@ -79,3 +79,21 @@ t.test('WEFT_APP_PROBES that is not JSON: no table and a message', async (t) => 
   t.equal(r.table.size, 0)
   t.match(r.error, /WEFT_APP_PROBES is not JSON/)
 })
+
+t.test('weft wait-ready (classic postStart): exits 0 once /ready says 200, 1 when it never does', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const weft = fileURLToPath(new URL('../bin/weft.js', import.meta.url))
+  let isReady = false
+  const proxyAdmin = createServer((req, res) => { res.writeHead(req.url === '/ready' && isReady ? 200 : 503); res.end() })
+  await new Promise<void>((r) => proxyAdmin.listen(0, '127.0.0.1', r))
+  t.teardown(() => proxyAdmin.close())
+  const port = String((proxyAdmin.address() as AddressInfo).port)
+  const run = (timeout: string) => new Promise<number | null>((resolve) => spawn(process.execPath, [weft, 'wait-ready', '--port', port, '--timeout', timeout], { stdio: 'ignore' }).on('close', resolve))
+  t.equal(await run('1'), 1, 'never ready: 1 after the timeout')
+  const waiting = run('60')
+  // ready once the waiter has asked at least once
+  let asked = 0
+  proxyAdmin.on('request', () => { if (++asked === 2) isReady = true })
+  t.equal(await waiting, 0)
+})
