@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { H2Upstream } from '../h2/upstream.ts'
 import type { Proxy } from '../proxy.ts'
 import { handleTapRequest } from '../telemetry/tap.ts'
+import { createAppHealth, parseAppProbes, type AppHealth } from './app-health.ts'
 
 export function clustersView(p: Proxy): unknown {
   const c = p.current
@@ -81,10 +82,13 @@ function text(res: ServerResponse, status: number, body: string): void {
   res.end(body)
 }
 
-export function createAdminServer(p: Proxy): Server {
+/** appHealth: the injected pod's app probes (default: from the WEFT_APP_PROBES env, see ./app-health.ts) */
+export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}): Server {
+  const appHealth = opts.appHealth ?? createAppHealth(parseAppProbes(process.env.WEFT_APP_PROBES).table)
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0]
+    const path = (req.url ?? '/').split('?')[0]!
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n')
+    if (appHealth.handle(path, req, res)) return
     switch (path) {
       case '/ready':
         return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
