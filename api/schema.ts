@@ -368,9 +368,18 @@ export const Listener = Type.Object(
 export const Limits = Type.Object(
   {
     maxHeaderBytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1048576, default: 65536 })),
-    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
+    maxHeaders: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 1000 })),
     requestHeadTimeout: Type.Optional(Duration),
     idleTimeout: Type.Optional(Duration),
+    // a connection that sends no byte for this long is closed (HTTP/1: 408); default 5s
+    firstByteTimeout: Type.Optional(Duration),
+    // HTTP/2: a stream that moves no byte either way for this long is reset; default 30s
+    streamIdleTimeout: Type.Optional(Duration),
+    // HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of a client connection; more are refused (REFUSED_STREAM)
+    http2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 1000 })),
+    // HTTP/2: streams of one client connection in progress at once (each may hold an upstream
+    // stream or connection); more wait, unread, until one ends
+    http2MaxActiveStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, default: 100 })),
   },
   { additionalProperties: false },
 )
@@ -416,7 +425,7 @@ export const Telemetry = Type.Object(
           // only these status classes (e.g. ["4xx", "5xx"]; 0xx: the client left before a response); default all
           statusClasses: Type.Optional(Type.Array(Type.Union([Type.Literal('0xx'), Type.Literal('1xx'), Type.Literal('2xx'), Type.Literal('3xx'), Type.Literal('4xx'), Type.Literal('5xx')]))),
           // percent of requests logged; default 100
-          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 100 })),
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 1000 })),
         },
         { additionalProperties: false },
       ),
@@ -444,6 +453,8 @@ export const Bootstrap = Type.Object(
       ),
     ),
     drainTimeout: Type.Optional(Duration),
+    /** on SIGTERM, how long the listeners keep accepting (HTTP/1 answers with Connection: close, HTTP/2 gets GOAWAY) before idle connections close; at most drainTimeout */
+    drainPeriod: Type.Optional(Duration),
     limits: Type.Optional(Limits),
     telemetry: Type.Optional(Telemetry),
     listeners: Type.Array(Listener),

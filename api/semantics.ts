@@ -60,6 +60,18 @@ export function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (seg
     for (const n of external.clusters) if (!clusters.has(n)) clusters.set(n, -1)
   }
 
+  // Limits: the first-byte timeout shorter than the idle timeout it cuts short.
+  const lim = cfg.limits
+  if (lim !== undefined) {
+    if (lim.firstByteTimeout !== undefined) {
+      positiveDuration(lim.firstByteTimeout, ['limits', 'firstByteTimeout'], invalid)
+      const fb = durationMs(lim.firstByteTimeout)
+      const idle = lim.idleTimeout === undefined ? 300_000 : durationMs(lim.idleTimeout)
+      if (fb !== undefined && idle !== undefined && fb > idle) invalid(['limits', 'firstByteTimeout'], `must not be longer than idleTimeout (${lim.idleTimeout ?? '5m'}): found "${lim.firstByteTimeout}"`)
+    }
+    if (lim.streamIdleTimeout !== undefined) positiveDuration(lim.streamIdleTimeout, ['limits', 'streamIdleTimeout'], invalid)
+  }
+
   // Listeners: route table references, ports.
   const ports = new Map<number, number>()
   cfg.listeners.forEach((l, i) => {

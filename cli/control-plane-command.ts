@@ -13,9 +13,15 @@ export function registerControlPlane(program: Command): void {
     .option('--admin <host:port>', 'admin HTTP address (/debug/proxies, /debug/nacks, /debug/snapshots, /debug/source, /metrics)', DEFAULT_CP_ADMIN)
     .option('--local <dir>', 'local mode: Service, EndpointSlice, HTTPRoute and TrafficPolicy files (watched)')
     .option('--kubernetes [where]', 'watch the Kubernetes API: "cluster" (in-cluster service account) or "default" (kubeconfig from $KUBECONFIG or ~/.kube/config, else in-cluster)')
+    .option('--kubeconfig <file>', 'with --kubernetes: this kubeconfig file (default $KUBECONFIG, then ~/.kube/config)')
+    .option('--context <name>', 'with --kubernetes: this kubeconfig context (default its current-context)')
     .option('--outbound-port <port>', 'port of the "outbound" listener sent to proxies (a proxy bootstrap listener "outbound" overrides it)', '15001')
+    .option('--webhook-listen <host:port>', 'serve the sidecar injection webhook (HTTPS, POST /inject) on this address, with a certificate made at start')
+    .option('--webhook-service <name>', 'the control plane\'s Service: DNS names of the webhook certificate, address proxies are given (<name>.<namespace>.svc:15010)', 'weft-control-plane')
+    .option('--namespace <ns>', 'the control plane\'s namespace (never injected); default $POD_NAMESPACE or weft-system')
+    .option('--proxy-image <image>', 'image of the injected weft-init and weft-proxy containers')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; outboundPort: string; logLevel?: string }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -31,9 +37,21 @@ export function registerControlPlane(program: Command): void {
           process.exitCode = 2
           return
         }
-        kubernetes = k
+        kubernetes = k === 'default' && (opts.kubeconfig !== undefined || opts.context !== undefined) ? { kubeconfig: opts.kubeconfig, context: opts.context } : k
+      } else if (opts.kubeconfig !== undefined || opts.context !== undefined) {
+        process.stderr.write('weft: --kubeconfig and --context go with --kubernetes\n')
+        process.exitCode = 2
+        return
       }
       const { runControlPlane } = await import('./control-plane.ts')
-      process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes, outboundPort: port })
+      process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes,
+        outboundPort: port,
+        webhook: opts.webhookListen === undefined ? undefined : {
+          listen: opts.webhookListen,
+          service: opts.webhookService,
+          namespace: opts.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system',
+          mesh: opts.proxyImage === undefined ? {} : { image: opts.proxyImage },
+        },
+      })
     })
 }

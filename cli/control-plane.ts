@@ -6,12 +6,13 @@
 //
 //   sources/{local,kubernetes}.ts -> (sources/admit.ts) -> snapshot/namespace-publisher.ts
 //     -> translate/ -> snapshot/cache.ts -> xds/server.ts -> proxies
+import { resolve } from 'node:path'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { formatConfigError } from '../api/errors.ts'
 import { createLogger } from '../proxy/log.ts'
 import { admitResources, type Admission } from '../control-plane/sources/admit.ts'
-import type { KubeConfigOption } from '../control-plane/sources/kube-api.ts'
+import { loadKubeConfig, type KubeConfigOption } from '../control-plane/sources/kube-api.ts'
 import { startKubernetesSource, type ClusterState, type KubernetesSource } from '../control-plane/sources/kubernetes.ts'
 import { LocalSource } from '../control-plane/sources/local.ts'
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
@@ -19,6 +20,7 @@ import { NamespacePublisher } from '../control-plane/snapshot/namespace-publishe
 import { resourcesOf } from '../control-plane/translate/translate.ts'
 import { createControlPlaneAdmin, listenAdmin } from '../control-plane/xds/admin.ts'
 import { DEFAULT_XDS_ADDRESS, startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
+import type { RunningWebhook, WebhookOptions } from '../control-plane/webhook/run.ts'
 
 export { DEFAULT_CP_ADMIN } from '../control-plane/xds/defaults.ts'
 import { DEFAULT_CP_ADMIN } from '../control-plane/xds/defaults.ts'
@@ -42,12 +44,15 @@ export interface ControlPlaneOptions {
   maxDelayMs?: number
   /** Kubernetes: restarts of a failed list/watch (defaults 1 s doubling to 30 s) */
   kubeBackoff?: { initialMs?: number; maxMs?: number }
+  /** serve the sidecar injection webhook over HTTPS (control-plane/webhook/) */
+  webhook?: WebhookOptions
 }
 
 export interface RunningControlPlane {
   readonly server: ConfigServer
   readonly admin: Server
   readonly adminPort: number
+  readonly webhook?: RunningWebhook
   close(): Promise<void>
 }
 
@@ -59,6 +64,7 @@ interface RunningSource {
 async function startLocal(path: string, pub: NamespacePublisher, log: Logger, debounceMs: number): Promise<RunningSource> {
   const src = new LocalSource({ path, log, debounceMs, onChange: (r) => pub.setResources(r) })
   if (!(await src.load())) throw new Error(`${path}: invalid resources, not started`)
+  log.info({ folder: resolve(path) }, 'serving resources from folder')
   src.watch()
   return {
     status: () => ({ source: 'local', path, ...src.counts }),
@@ -126,12 +132,29 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     await server.stop()
     throw err
   }
-  log.info({ grpc: server.address, adminPort }, 'control plane ready')
+  let webhook: RunningWebhook | undefined
+  if (o.webhook !== undefined) {
+    try {
+      // loaded on use: the X.509 library only where the webhook runs
+      const { startWebhook } = await import('../control-plane/webhook/run.ts')
+      const kube = o.webhook.kube ?? (o.kubernetes !== undefined ? { config: loadKubeConfig(o.kubernetes) } : undefined)
+      webhook = await startWebhook({ log, ...o.webhook, kube })
+    } catch (err) {
+      await source?.close()
+      await server.stop()
+      admin.closeAllConnections()
+      admin.close()
+      throw err
+    }
+  }
+  log.info({ grpc: server.address, adminPort, webhookPort: webhook?.server.port }, 'control plane ready')
   return {
     server,
     admin,
     adminPort,
+    webhook,
     async close() {
+      await webhook?.close()
       await source?.close()
       await server.stop()
       admin.closeAllConnections()
@@ -140,7 +163,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   }
 }
 
-/** Run until SIGTERM/SIGINT; the exit code. */
+/** Run until SIGTERM/SIGINT/SIGHUP; the exit code. */
 export async function runControlPlane(o: ControlPlaneOptions): Promise<number> {
   const log = o.log ?? createLogger()
   let cp: RunningControlPlane
@@ -157,5 +180,6 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<number> {
     }
     process.once('SIGTERM', () => stop('SIGTERM'))
     process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGHUP', () => stop('SIGHUP'))
   })
 }

@@ -20,6 +20,8 @@ import { Agent, request } from 'undici'
 import { parseDuration } from '../api/duration.ts'
 import { parsePromText, parsePromValue, type Sample } from '../proxy/telemetry/prom-text.ts'
 import { adminBase, type Out } from './tap.ts'
+import { describeAdminError, EXIT } from './errors.ts'
+import { emit, parseOutput, type OutputFormat } from './output.ts'
 
 export type StatBy = 'service' | 'route'
 export type ReporterChoice = 'auto' | 'source' | 'destination'
@@ -27,6 +29,8 @@ export type ReporterChoice = 'auto' | 'source' | 'destination'
 export interface StatRow {
   /** destination service (by service) or route name (by route; "" when no route matched) */
   readonly name: string
+  /** by route: the destination service of the route's requests (routes of different services may share a name) */
+  readonly service?: string
   /** whose view the row uses: "source", "destination" (or "" when the series have no reporter label) */
   readonly reporter: string
   /** requests completed in the window */
@@ -151,7 +155,8 @@ export function computeStats(
     if (m === null) continue
     const rep = s.labels.reporter ?? ''
     if (reporter !== 'auto' && rep !== reporter) continue
-    const name = (by === 'service' ? s.labels.destination_service : s.labels.route) ?? ''
+    // by route: keyed by service and route, as two services' route tables may both have a route "default"
+    const name = by === 'service' ? (s.labels.destination_service ?? '') : (s.labels.route ?? '') + '\u0000' + (s.labels.destination_service ?? '')
     const p = prev.get(seriesKey(s.name, s.labels)) ?? 0
     let delta = s.value - p
     if (delta < 0) delta = s.value // counter reset
@@ -184,8 +189,10 @@ export function computeStats(
       const v = histogramQuantile(x, buckets)
       return Number.isNaN(v) ? null : v
     }
+    const sep = name.indexOf('\u0000')
     rows.push({
-      name,
+      name: by === 'route' && sep >= 0 ? name.slice(0, sep) : name,
+      ...(by === 'route' && sep >= 0 ? { service: name.slice(sep + 1) } : {}),
       reporter: chosen,
       requests: acc.requests,
       successRate: acc.requests > 0 ? (acc.requests - acc.errors) / acc.requests : null,
@@ -195,7 +202,8 @@ export function computeStats(
       latencyMsP99: q(0.99),
     })
   }
-  rows.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const key = (r: StatRow): string => r.name + '\u0000' + (r.service ?? '')
+  rows.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
   return rows
 }
 
@@ -222,9 +230,10 @@ export function formatSuccess(v: number | null): string {
 
 /** The table `weft stat` prints (with a trailing newline). */
 export function formatStatTable(rows: readonly StatRow[], by: StatBy): string {
-  const head = [by === 'service' ? 'SERVICE' : 'ROUTE', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P95', 'LATENCY_P99']
+  const head = [...(by === 'service' ? ['SERVICE'] : ['ROUTE', 'SERVICE']), 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P95', 'LATENCY_P99']
   const body = rows.map((r) => [
     r.name === '' ? (by === 'service' ? '(unknown)' : '(no route)') : r.name,
+    ...(by === 'route' ? [r.service || '(unknown)'] : []),
     formatSuccess(r.successRate),
     formatRps(r.rps),
     formatMs(r.latencyMsP50),
@@ -234,7 +243,7 @@ export function formatStatTable(rows: readonly StatRow[], by: StatBy): string {
   const all = [head, ...body]
   const width = head.map((_, i) => Math.max(...all.map((row) => row[i].length)))
   return all
-    .map((row) => row.map((c, i) => (i === 0 ? c.padEnd(width[i]) : c.padStart(width[i]))).join('   ').trimEnd())
+    .map((row) => row.map((c, i) => (i < head.length - 5 ? c.padEnd(width[i]) : c.padStart(width[i]))).join('   ').trimEnd())
     .join('\n') + '\n'
 }
 
@@ -247,6 +256,7 @@ export interface StatCliOptions {
   by: StatBy
   reporter?: ReporterChoice
   json?: boolean
+  output?: OutputFormat
 }
 
 export interface Scrape {
@@ -294,11 +304,6 @@ export async function discoverProxies(controlPlaneAdmin: string, namespace?: str
   return [...out].sort()
 }
 
-function reason(e: unknown): string {
-  const ex = e as Error & { code?: string; cause?: { code?: string } }
-  return ex.cause?.code ?? ex.code ?? ex.message
-}
-
 /**
  * Scrape every proxy twice, `windowMs` apart, and print the table (or JSON). Resolves with the
  * exit code: 0, or 1 when no proxy could be scraped twice (proxies that failed are reported on `err`).
@@ -319,7 +324,7 @@ export async function runStat(o: StatCliOptions, out: Out, err: Out): Promise<nu
       const b = second[i]
       if (a.status === 'rejected' || b.status === 'rejected') {
         const e = a.status === 'rejected' ? a.reason : (b as PromiseRejectedResult).reason
-        err.write(`weft stat: ${addrs[i]}: ${reason(e)}\n`)
+        err.write(`weft stat: ${describeAdminError(addrs[i], 'proxy', e)}\n`)
         continue
       }
       before.push(...a.value.samples)
@@ -330,8 +335,9 @@ export async function runStat(o: StatCliOptions, out: Out, err: Out): Promise<nu
     if (ok === 0) return 1
     const windowSeconds = elapsed / ok / 1000
     const rows = computeStats(before, after, windowSeconds, o.by, o.reporter ?? 'auto')
-    if (o.json) {
-      out.write(JSON.stringify({ windowSeconds: Math.round(windowSeconds * 1000) / 1000, by: o.by, rows }, null, 2) + '\n')
+    const format = o.output ?? (o.json ? 'json' : 'table')
+    if (format !== 'table') {
+      emit(out, format, { windowSeconds: Math.round(windowSeconds * 1000) / 1000, by: o.by, rows })
     } else if (rows.length === 0) {
       out.write('no request metrics yet (weft_requests_total / istio_requests_total)\n')
     } else {
@@ -348,17 +354,31 @@ export function registerStat(program: Command): void {
     .command('stat')
     .description('success rate, requests per second and latency percentiles per service or route, from proxies\' /metrics')
     .option('--admin <host:port,...>', 'admin addresses of the proxies, comma-separated (default 127.0.0.1:15000)')
-    .option('--control-plane <host:port>', 'find the proxies through the control plane\'s admin API (its /debug/proxies) instead of --admin')
-    .option('--namespace <ns>', 'with --control-plane: only the proxies of this namespace')
+    .option('--control-plane-admin <host:port>', 'find the proxies through the control plane\'s admin API (its /debug/proxies) instead of --admin')
+    .option('--control-plane <host:port>', 'deprecated spelling of --control-plane-admin (elsewhere --control-plane is the gRPC address)')
+    .option('--namespace <ns>', 'with --control-plane-admin: only the proxies of this namespace')
     .option('--window <duration>', 'time between the two scrapes, e.g. 10s, 500ms', '10s')
     .option('--by <what>', 'one row per "service" (destination_service) or "route"', 'service')
     .option('--reporter <who>', 'auto (destination view when present, else source), source or destination', 'auto')
-    .option('--json', 'print the rows as JSON')
-    .action(async (opts: { admin?: string; controlPlane?: string; namespace?: string; window: string; by: string; reporter: string; json?: boolean }) => {
-      const fail = (msg: string): void => {
+    .option('-o, --output <format>', 'table, json or yaml', 'table')
+    .option('--json', 'same as -o json')
+    .action(async (opts: { admin?: string; controlPlane?: string; controlPlaneAdmin?: string; namespace?: string; window: string; by: string; reporter: string; json?: boolean; output: string }) => {
+      const fail = (msg: string, code: number = EXIT.USAGE): void => {
         process.stderr.write(`weft stat: ${msg}\n`)
-        process.exitCode = 1
+        process.exitCode = code
       }
+      let output: OutputFormat
+      try {
+        output = opts.json === true ? 'json' : parseOutput(opts.output)
+      } catch (e) {
+        return fail((e as Error).message)
+      }
+      if (opts.controlPlane !== undefined) {
+        process.stderr.write('weft stat: --control-plane is deprecated here: it is the control plane\'s admin address, now --control-plane-admin\n')
+        if (opts.controlPlaneAdmin !== undefined) return fail('--control-plane and --control-plane-admin: give one')
+        opts.controlPlaneAdmin = opts.controlPlane
+      }
+      const cpAdmin = opts.controlPlaneAdmin
       let windowMs: number
       try {
         windowMs = parseDuration(opts.window)
@@ -370,16 +390,16 @@ export function registerStat(program: Command): void {
       if (opts.reporter !== 'auto' && opts.reporter !== 'source' && opts.reporter !== 'destination') {
         return fail(`--reporter must be auto, source or destination, got ${JSON.stringify(opts.reporter)}`)
       }
-      if (opts.admin !== undefined && opts.controlPlane !== undefined) return fail('--admin and --control-plane: choose one')
-      if (opts.namespace !== undefined && opts.controlPlane === undefined) return fail('--namespace goes with --control-plane')
+      if (opts.admin !== undefined && cpAdmin !== undefined) return fail('--admin and --control-plane-admin: choose one')
+      if (opts.namespace !== undefined && cpAdmin === undefined) return fail('--namespace goes with --control-plane-admin')
       let admin: string[]
-      if (opts.controlPlane !== undefined) {
+      if (cpAdmin !== undefined) {
         try {
-          admin = await discoverProxies(opts.controlPlane, opts.namespace)
+          admin = await discoverProxies(cpAdmin, opts.namespace)
         } catch (e) {
-          return fail(`--control-plane ${opts.controlPlane}: ${reason(e)}`)
+          return fail(describeAdminError(cpAdmin, 'control-plane', e), EXIT.UNREACHABLE)
         }
-        if (admin.length === 0) return fail(`--control-plane ${opts.controlPlane}: no proxies connected${opts.namespace === undefined ? '' : ` in namespace ${opts.namespace}`}`)
+        if (admin.length === 0) return fail(`--control-plane-admin ${cpAdmin}: no proxies connected${opts.namespace === undefined ? '' : ` in namespace ${opts.namespace}`}`, EXIT.FAILED)
       } else {
         admin = (opts.admin ?? '127.0.0.1:15000').split(',').map((s) => s.trim()).filter((s) => s !== '')
         if (admin.length === 0) return fail('--admin: no address')
@@ -390,7 +410,7 @@ export function registerStat(program: Command): void {
         return fail((e as Error).message)
       }
       process.exitCode = await runStat(
-        { admin, windowMs, by: opts.by, reporter: opts.reporter, json: opts.json === true },
+        { admin, windowMs, by: opts.by, reporter: opts.reporter, output },
         process.stdout,
         process.stderr,
       )

@@ -2,7 +2,10 @@
 // request, until Ctrl-C or until the proxy ends the stream.
 import type { Command } from 'commander'
 import { Agent, request } from 'undici'
+import { stringify } from 'yaml'
 import { parseStatusFilter } from '../proxy/telemetry/tap.ts'
+import { describeAdminError, EXIT } from './errors.ts'
+import { parseOutput } from './output.ts'
 
 export interface TapCliOptions {
   /** admin address, host:port (or an http:// URL) */
@@ -13,6 +16,8 @@ export interface TapCliOptions {
   authority?: string
   /** print the NDJSON lines as received */
   json?: boolean
+  /** one YAML document per request */
+  yaml?: boolean
 }
 
 export interface Out {
@@ -91,6 +96,18 @@ export function formatTapLine(line: string): string {
   return cols.join(' ')
 }
 
+function render(o: TapCliOptions, line: string): string {
+  if (o.json) return line + '\n'
+  if (o.yaml) {
+    try {
+      return '---\n' + stringify(JSON.parse(line))
+    } catch {
+      return line + '\n'
+    }
+  }
+  return formatTapLine(line) + '\n'
+}
+
 /**
  * Follow /tap and print each request to `out`. Resolves with the exit code: 0 when the stream
  * ended or `signal` aborted (Ctrl-C), 1 on a connection error or a refused request.
@@ -102,7 +119,7 @@ export async function runTap(o: TapCliOptions, out: Out, err: Out, signal?: Abor
     url = tapUrl(o)
   } catch (e) {
     err.write(`weft tap: ${(e as Error).message}\n`)
-    return 1
+    return 2
   }
   const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 0, connections: 1 })
   try {
@@ -119,17 +136,15 @@ export async function runTap(o: TapCliOptions, out: Out, err: Out, signal?: Abor
       carry = lines.pop() ?? ''
       for (const line of lines) {
         if (line === '') continue
-        out.write((o.json ? line : formatTapLine(line)) + '\n')
+        out.write(render(o, line))
       }
     }
-    if (carry !== '') out.write((o.json ? carry : formatTapLine(carry)) + '\n')
+    if (carry !== '') out.write(render(o, carry))
     return 0
   } catch (e) {
     if (signal?.aborted) return 0
-    const ex = e as Error & { code?: string; cause?: { code?: string; message?: string } }
-    const why = ex.cause?.code ?? ex.code ?? ex.message
-    err.write(`weft tap: ${url}: ${why}\n`)
-    return 1
+    err.write(`weft tap: ${describeAdminError(o.admin, 'proxy', e)}\n`)
+    return EXIT.UNREACHABLE
   } finally {
     agent.destroy().catch(() => {})
   }
@@ -144,8 +159,18 @@ export function registerTap(program: Command): void {
     .option('--path-prefix <prefix>', 'only requests whose path starts with this')
     .option('--status <status>', 'only this status (503) or class (5xx; 0xx: client went away)')
     .option('--authority <authority>', 'only this exact authority (host[:port])')
-    .option('--json', 'print the raw NDJSON lines')
-    .action(async (opts: TapCliOptions) => {
+    .option('-o, --output <format>', 'table (one line per request), json (NDJSON, one object per line) or yaml (one document per request)', 'table')
+    .option('--json', 'same as -o json')
+    .action(async (opts: TapCliOptions & { output: string }) => {
+      try {
+        const f = parseOutput(opts.output)
+        if (f === 'json') opts.json = true
+        if (f === 'yaml') opts.yaml = true
+      } catch (e) {
+        process.stderr.write(`weft tap: ${(e as Error).message}\n`)
+        process.exitCode = EXIT.USAGE
+        return
+      }
       const ac = new AbortController()
       const stop = (): void => ac.abort()
       process.once('SIGINT', stop)

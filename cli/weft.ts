@@ -2,16 +2,26 @@
 // Command implementations are imported when the command runs, so each process loads only what its
 // command needs (a sidecar does not load the Kubernetes client, nor the control plane gRPC).
 import { Command } from 'commander'
+import { registerCheck } from './check-command.ts'
 import { registerControlPlane } from './control-plane-command.ts'
+import { registerAnalyze } from './analyze.ts'
+import { registerExplain } from './explain.ts'
+import { registerInit } from './init.ts'
+import { registerInject } from './inject-command.ts'
+import { registerInspect } from './inspect.ts'
+import { registerInstall } from './install-command.ts'
 import { registerStat } from './stat.ts'
 import { registerTap } from './tap.ts'
 import { registerValidate } from './validate.ts'
+import { registerVersion } from './version.ts'
+import { registerWaitReady } from './wait-ready.ts'
+import { WEFT_VERSION } from '../protos/version.ts'
 
 const program = new Command()
 program
   .name('weft')
   .description('Weft service mesh: sidecar proxy and operator tools')
-  .version('0.1.0')
+  .version(WEFT_VERSION)
   .showHelpAfterError()
 
 program
@@ -46,9 +56,18 @@ program
     process.exitCode = await runSidecar(opts.config, source)
   })
 
+registerCheck(program)
 registerControlPlane(program)
+registerInit(program)
+registerInject(program)
+registerInstall(program)
 registerStat(program)
+registerExplain(program)
+registerAnalyze(program)
+registerInspect(program)
 registerTap(program)
 registerValidate(program)
+registerVersion(program)
+registerWaitReady(program)
 
 await program.parseAsync(process.argv)

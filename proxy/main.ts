@@ -21,7 +21,8 @@ export interface Sidecar {
   port(listener: string): number
   /** re-read the config file now (the watcher calls this) */
   reload(): Promise<boolean>
-  drain(timeoutMs?: number): Promise<{ timedOut: boolean }>
+  /** see Proxy.drain; defaults: the config's drainTimeout and drainPeriod */
+  drain(timeoutMs?: number, periodMs?: number): Promise<{ timedOut: boolean }>
   close(): Promise<void>
 }
 
@@ -116,9 +117,9 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
     adminPort,
     port: (name) => proxy.listeners.get(name)?.port ?? 0,
     reload,
-    async drain(timeoutMs) {
+    async drain(timeoutMs, periodMs) {
       watcher.close()
-      const r = await proxy.drain(timeoutMs)
+      const r = await proxy.drain(timeoutMs, periodMs)
       admin.closeAllConnections()
       await closeAdmin()
       return r
@@ -150,14 +151,15 @@ export async function runSidecar(configFile: string, source: ConfigSource = boot
   return drainOnSignal(sidecar, log)
 }
 
-/** Until SIGTERM or SIGINT, then drain once; resolves with the exit code 0. */
-export function drainOnSignal(sidecar: { drain(): Promise<{ timedOut: boolean }> }, log: Logger): Promise<number> {
+/** Until SIGTERM, SIGINT or SIGHUP (the terminal went away), then drain once; resolves with the exit code 0. */
+export function drainOnSignal(sidecar: { readonly proxy: Proxy; drain(): Promise<{ timedOut: boolean }> }, log: Logger): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string) => {
       if (stopping) return
       stopping = true
-      log.info({ signal }, 'draining')
+      const c = sidecar.proxy.current
+      log.info({ signal, drainPeriodMs: c?.drainPeriodMs, drainTimeoutMs: c?.drainTimeoutMs }, 'draining')
       void sidecar.drain().then(({ timedOut }) => {
         log.info({ timedOut }, 'drained, exiting')
         resolve(0)
@@ -165,5 +167,6 @@ export function drainOnSignal(sidecar: { drain(): Promise<{ timedOut: boolean }>
     }
     process.on('SIGTERM', () => stop('SIGTERM'))
     process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGHUP', () => stop('SIGHUP'))
   })
 }

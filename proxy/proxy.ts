@@ -23,6 +23,8 @@ export interface ConfigRejection {
   at: string
   source: string
   errors: string[]
+  /** set when a later config was accepted: the rejection no longer describes what is served */
+  supersededBy?: { version: number; at: string }
 }
 
 /** A config change between prepare and commit or rollback. */
@@ -190,6 +192,13 @@ export class Proxy {
     }
     this.pools.collect()
     this.ensureSweeper(compiled)
+    if (this.lastRejection !== null && this.lastRejection.supersededBy === undefined) {
+      // the fix of a bad edit: say so, and mark the rejection as history
+      this.lastRejection.supersededBy = { version: compiled.version, at: new Date().toISOString() }
+      this.log.info({ version: compiled.version, hash: compiled.hash, supersedes: this.lastRejection.at }, 'config accepted')
+    } else if (compiled.version > 1) {
+      this.log.info({ version: compiled.version, hash: compiled.hash }, 'config accepted')
+    }
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
   }
 
@@ -283,7 +292,7 @@ export class Proxy {
   private ensureSweeper(c: CompiledConfig): void {
     if (this.sweeper !== null) clearInterval(this.sweeper)
     // Fine enough for the shortest timeout, never busier than every 10 ms.
-    let shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, 4000)
+    let shortest = Math.min(c.limits.requestHeadTimeoutMs, c.limits.idleTimeoutMs, c.limits.firstByteTimeoutMs, c.limits.streamIdleTimeoutMs, 4000)
     for (const p of c.protocols.values()) if (p.tcp !== null) shortest = Math.min(shortest, p.tcp.idleTimeoutMs)
     const every = Math.max(10, Math.min(1000, Math.floor(shortest / 4)))
     this.sweeper = setInterval(() => this.sweep(), every)
@@ -298,20 +307,28 @@ export class Proxy {
   }
 
   /**
-   * Graceful drain: stop accepting, let in-flight requests finish (answered with Connection:
-   * close), resolve when every connection is closed or the timeout passes.
+   * Graceful drain, in two steps. At once: not ready (`/ready` 503); the listeners keep accepting
+   * for `periodMs` (callers learn that the endpoint is gone only seconds later), and every
+   * connection, old or new, is asked to close after its current exchange (HTTP/1 responses carry
+   * Connection: close, HTTP/2 gets GOAWAY); idle keep-alive connections stay open, as a request may
+   * be on its way on them. After the period: stop accepting, close idle connections, busy ones
+   * after their response. Resolves when every connection is closed, or when `timeoutMs` (counted
+   * from the start, the period included) passes, and then closes everything.
    */
-  async drain(timeoutMs = this.current?.drainTimeoutMs ?? 30_000): Promise<{ timedOut: boolean }> {
+  async drain(
+    timeoutMs = this.current?.drainTimeoutMs ?? 30_000,
+    periodMs = this.current?.drainPeriodMs ?? 0,
+  ): Promise<{ timedOut: boolean }> {
     this.draining = true
-    const all = Promise.all([...this.listeners.values(), ...this.drainingListeners].map((l) => l.drain()))
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((r) => {
-        timer = setTimeout(() => r(true), timeoutMs)
-      }),
-    ])
-    clearTimeout(timer)
+    const listeners = [...this.listeners.values(), ...this.drainingListeners]
+    for (const l of listeners) l.announceDrain()
+    const timers: NodeJS.Timeout[] = []
+    const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)))
+    const steps = (Math.min(periodMs, timeoutMs) > 0 ? after(Math.min(periodMs, timeoutMs)) : Promise.resolve())
+      .then(() => Promise.all(listeners.map((l) => l.drain())))
+      .then(() => false)
+    const timedOut = await Promise.race([steps, after(timeoutMs).then(() => true)])
+    for (const t of timers) clearTimeout(t)
     this.close()
     return { timedOut }
   }

@@ -62,7 +62,7 @@ t.test('proxies found through the control plane; weft stat reads their metrics',
         resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
       })
     })
-  const r = await run(['--control-plane', cpAdmin, '--namespace', 'shop', '--window', '500ms', '--json'])
+  const r = await run(['--control-plane-admin', cpAdmin, '--namespace', 'shop', '--window', '500ms', '--json'])
   stop = true
   await traffic
   t.equal(r.code, 0, r.stderr)
@@ -72,10 +72,16 @@ t.test('proxies found through the control plane; weft stat reads their metrics',
   t.ok(row!.rps > 0, 'requests per second seen')
   t.equal(row!.successRate, 1)
 
+  // the old spelling still works, with a note
   const none = await run(['--control-plane', cpAdmin, '--namespace', 'nowhere', '--window', '10ms'])
   t.equal(none.code, 1)
+  t.match(none.stderr, /--control-plane is deprecated here: .* now --control-plane-admin/)
   t.match(none.stderr, /no proxies connected in namespace nowhere/)
-  const both = await run(['--control-plane', cpAdmin, '--admin', '127.0.0.1:1'])
-  t.equal(both.code, 1)
-  t.match(both.stderr, /--admin and --control-plane: choose one/)
+  const both = await run(['--control-plane-admin', cpAdmin, '--admin', '127.0.0.1:1'])
+  t.equal(both.code, 2, 'bad usage: exit 2')
+  t.match(both.stderr, /--admin and --control-plane-admin: choose one/)
+  // the gRPC port given where the admin address goes: the error says what to check
+  const grpc = await run(['--control-plane-admin', cp.server.address, '--window', '10ms'])
+  t.equal(grpc.code, 3, 'unreachable: exit 3')
+  t.match(grpc.stderr, /is the control plane running, and is its admin port \d+ \(not its gRPC port\)\?/)
 })

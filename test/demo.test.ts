@@ -161,19 +161,24 @@ function lastTick(out: string[]): Map<string, number> {
   return ticks.get(last) ?? new Map()
 }
 
-t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops every process', async (t) => {
-  const started = Date.now()
+/** The demo over a copy of examples/demo/ on a free range, once every service has traffic. */
+async function runningDemo(t: Teardown): Promise<{ run: Run; base: number; res: string }> {
   const res = mkdtempSync(join(tmpdir(), 'weft-demo-test-'))
   t.teardown(() => rmSync(res, { recursive: true, force: true }))
   for (const f of readdirSync(DEMO).filter((f) => f.endsWith('.yaml'))) cpSync(join(DEMO, f), join(res, f))
   const base = await freeRange()
   // --duration: a safety net should the test itself die
   const run = startDemo(t, ['--base-port', String(base), '--resources', res, '--rps', '40', '--window', '1s', '--duration', '55'])
-
   await until('traffic on every service', () => {
     const tick = lastTick(run.out)
     return SERVICES.every((s) => (tick.get(s) ?? 0) > 0)
   }, 45_000, run) // ~10 s on a quiet 2-core machine: 11 Node processes start at once
+  return { run, base, res }
+}
+
+t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops every process', async (t) => {
+  const started = Date.now()
+  const { run, base, res } = await runningDemo(t)
   const bootMs = Date.now() - started
   const tick = lastTick(run.out)
   t.same(SERVICES.filter((s) => !((tick.get(s) ?? 0) > 0)), [], `the summary shows traffic on ${SERVICES.join(', ')} after ${bootMs} ms`)
@@ -224,6 +229,23 @@ t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops e
   t.same(run.err.filter((l) => l.trim() !== ''), [], 'nothing on stderr')
   t.same(pids.filter(alive), [], 'every child process exited')
   t.comment(`the whole run took ${Date.now() - started} ms`)
+})
+
+t.test('the runner killed with SIGKILL: every child exits by itself and the ports are free for the next npm start', async (t) => {
+  const { run, base } = await runningDemo(t)
+  const pids = run.pids()
+  t.equal(pids.length, 11, 'eleven children running')
+  run.proc.kill('SIGKILL')
+  await run.exit
+  const killedAt = Date.now()
+  await until('every child gone', () => pids.every((p) => !alive(p)), 15_000).catch(() => {})
+  t.same(pids.filter(alive), [], `no child outlives its runner (all gone ${Date.now() - killedAt} ms after the SIGKILL)`)
+  const ports = [base, base + 1, ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, base)))]
+  const busy = await Promise.all(ports.map((p) => new Promise<number | null>((r) => {
+    const s = createServer().once('error', () => r(p))
+    s.listen(p, '127.0.0.1', () => s.close(() => r(null)))
+  })))
+  t.same(busy.filter((p) => p !== null), [], 'every demo port is free again')
 })
 
 t.test('a broken resource file at start: everything stops, exit 1, the error is shown', async (t) => {

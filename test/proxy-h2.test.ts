@@ -243,7 +243,7 @@ t.test('drain sends GOAWAY to HTTP/2 clients; the stream in flight finishes', as
   })
   const inflight = get(c, '/slow')
   await until('the app has the stream', () => held.release !== null)
-  const drained = s.sidecar.drain(5000)
+  const drained = s.sidecar.drain(5000, 0)
   await until('GOAWAY', () => goaway)
   held.release!()
   t.equal((await inflight).body.toString(), 'done', 'the stream in flight completed')

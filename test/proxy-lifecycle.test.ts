@@ -204,7 +204,7 @@ t.test('starting with a bad file: weft proxy exits non-zero with file:line:colum
   t.match(err, /inbound/, 'and what is allowed')
 })
 
-t.test('graceful drain', async (t) => {
+t.test('graceful drain, no drain period', async (t) => {
   const up = await slowUpstream(t, 'slow', 300)
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
 
@@ -218,7 +218,7 @@ t.test('graceful drain', async (t) => {
 
   const started = Date.now()
   let resolvedAt = 0
-  const drained = s.sidecar.drain(5000).then((r) => {
+  const drained = s.sidecar.drain(5000, 0).then((r) => {
     resolvedAt = Date.now()
     return r
   })
@@ -247,7 +247,7 @@ t.test('drain timeout cuts off a request that never completes', async (t) => {
   const conn = await up.nextConn()
   await conn.nextRequest()
   const started = Date.now()
-  const res = await s.sidecar.drain(300)
+  const res = await s.sidecar.drain(300, 0)
   const took = Date.now() - started
   t.same(res, { timedOut: true })
   t.ok(took >= 250 && took < 1500, `after the drain timeout (${took} ms)`)
@@ -264,7 +264,7 @@ t.test('SIGTERM to a child-process proxy: in-flight request completes, exit 0', 
   const dir = tempDir(t)
   const file = writeConfig(
     dir,
-    makeConfig({ port: listenPort, adminPort, drainTimeout: '5s', routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }),
+    makeConfig({ port: listenPort, adminPort, drainTimeout: '5s', drainPeriod: '100ms', routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }),
   )
   const child = spawnWeft(t, file)
   await waitReady(adminPort)

@@ -55,6 +55,7 @@ listeners:
   - { name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: outbound }
 routeTables: []
 clusters: []
+drainPeriod: 100ms
 `
 
 /** Upstreams for reviews (its own pods), reviews-v1 and reviews-v2, and a resources dir for them. */

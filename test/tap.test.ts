@@ -320,15 +320,15 @@ t.test('weft tap: prints one line per request; --json; Ctrl-C and end of stream 
 
   // errors: a bad filter (nothing sent), a refused connection
   const e1 = capture()
-  t.equal(await runTap({ admin: `127.0.0.1:${s.port}`, status: 'x' }, capture(), e1), 1)
+  t.equal(await runTap({ admin: `127.0.0.1:${s.port}`, status: "x" }, capture(), e1), 2, "bad usage: exit 2")
   t.match(e1.text, /invalid status filter/)
   const closed = createServer()
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
   const deadPort = (closed.address() as AddressInfo).port
   await new Promise((r) => closed.close(r))
   const e2 = capture()
-  t.equal(await runTap({ admin: `127.0.0.1:${deadPort}` }, capture(), e2), 1)
-  t.match(e2.text, /ECONNREFUSED/)
+  t.equal(await runTap({ admin: `127.0.0.1:${deadPort}` }, capture(), e2), 3, "nothing answers: exit 3")
+  t.match(e2.text, /no Weft proxy admin API answers at 127\.0\.0\.1:\d+ \(connection refused\): is the proxy running/)
 })
 
 t.test('formatTapLine: listener column, dropped notice, non-JSON passthrough', async (t) => {

@@ -12,8 +12,8 @@ import { RETRY_ANNOTATION, Tracer, ZipkinReporter, type SpanKind, type ZipkinSpa
 import type { RequestRecord } from '../proxy/telemetry/types.ts'
 import { until, type Teardown } from './helpers/sidecar.ts'
 
-// shared/ sits beside the repository (here and in CI)
-const SPEC_FILE = new URL('../../shared/specs/zipkin2-api.yaml', import.meta.url)
+// the Zipkin v2 API spec (Apache-2.0, OpenZipkin; see test/fixtures/NOTICE)
+const SPEC_FILE = new URL('./fixtures/zipkin2-api.yaml', import.meta.url)
 
 // ---- the Zipkin v2 schema ------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import { configDiscoveryService, TYPE, type ConfigResponse__Output, type Resourc
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
 import { startConfigServer } from '../control-plane/xds/server.ts'
 import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED } from '../proxy/xds/assemble.ts'
-import { backoffDelay } from '../proxy/xds/backoff.ts'
+import { backoffDelay, DEFAULT_BACKOFF } from '../proxy/xds/backoff.ts'
 import { startConfigClient } from '../proxy/xds/client.ts'
 import { Proxy } from '../proxy/proxy.ts'
 import { freePort, until } from './helpers/sidecar.ts'
@@ -20,6 +20,18 @@ t.test('backoff: full jitter under a cap that doubles up to max', async (t) => {
   t.same([0, 1, 2, 3, 4, 5, 40].map((n) => backoffDelay(n, o, () => 0.999999)), [99, 199, 399, 799, 999, 999, 999])
   t.same([0, 1, 2].map((n) => backoffDelay(n, o, () => 0)), [0, 0, 0], 'full jitter reaches down to 0')
 })
+
+/** A snapshot cache with one listener for node p1. */
+function oneListenerCache(): SnapshotCache {
+  const cache = new SnapshotCache()
+  cache.setSnapshot('p1', {
+    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
+    routeTables: [{ name: 'rt', virtualHosts: [] }],
+    clusters: [],
+    endpoints: new Map(),
+  })
+  return cache
+}
 
 t.test('the client reconnects on the backoff schedule, resets it after a config, and reports staleness', async (t) => {
   const port = await freePort()
@@ -53,13 +65,7 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
   t.equal(proxy.ready, false, 'no config, not ready')
 
   // The control plane appears; the next attempt connects and gets a config.
-  const cache = new SnapshotCache()
-  cache.setSnapshot('p1', {
-    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
-    routeTables: [{ name: 'rt', virtualHosts: [] }],
-    clusters: [],
-    endpoints: new Map(),
-  })
+  const cache = oneListenerCache()
   const cp = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
   t.teardown(() => cp.stop())
   scheduled[4].fn()
@@ -77,6 +83,35 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
   t.equal(proxy.ready, true, 'still serving the last config')
   client.close()
   t.equal(scheduled.length, 6, 'closed: no further attempt')
+})
+
+t.test('a control plane restarted on the same port has its sidecar back within 2 s (real timers, default backoff)', async (t) => {
+  t.same([0, 1, 2, 3, 10, 40].map((n) => backoffDelay(n, DEFAULT_BACKOFF, () => 0.999999)), [249, 499, 999, 1499, 1499, 1499], 'the default cap is 1.5 s')
+  t.not(backoffDelay(10, DEFAULT_BACKOFF, () => 0.2), backoffDelay(10, DEFAULT_BACKOFF, () => 0.7), 'jittered at the cap')
+  const port = await freePort()
+  const cache = oneListenerCache()
+  const first = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
+  t.teardown(() => first.stop())
+  const proxy = new Proxy(silent)
+  t.teardown(() => proxy.close())
+  const client = await startConfigClient(proxy, { address: `127.0.0.1:${port}`, node: { id: 'p1' }, log: silent })
+  t.teardown(() => client.close())
+  await until('connected', () => client.status().source === 'control-plane', 5000)
+
+  await first.stop()
+  await until('disconnection seen', () => !client.status().connected, 5000)
+  // Down long enough for the backoff to reach its cap (attempts 0-3 double it): 6 refused attempts.
+  const before = client.status().reconnects
+  await until('six refused attempts', () => client.status().reconnects >= before + 6, 15_000, 10)
+  t.equal(proxy.ready, true, 'the last config keeps serving meanwhile')
+
+  const second = await startConfigServer({ cache, address: `127.0.0.1:${port}`, log: silent })
+  t.teardown(() => second.stop())
+  const upAt = performance.now()
+  await until('reconnected', () => client.status().connected, 5000, 5)
+  const delay = performance.now() - upAt
+  t.ok(delay <= 2000, `back ${Math.round(delay)} ms after the control plane (<= 2000)`)
+  t.match(client.status(), { connected: true, staleSeconds: 0 })
 })
 
 // A resource of the model; response() puts it in its type's body field (listener, routeTable, cluster).

@@ -5,13 +5,27 @@
 // and TLS dispatcher, its fetch) but keeps the JSON as the API server sent it: the typed API
 // clients would turn creationTimestamp into a Date and drop fields their models lack, while watch
 // events arrive as plain JSON, and both must look the same to the schema.
+import { existsSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { delimiter, join } from 'node:path'
 import { HttpMethod, IsomorphicFetchHttpLibrary, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node'
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
 import { isObject } from '../../api/yaml-errors.ts'
 
-export type KubeConfigOption = KubeConfig | 'cluster' | 'default'
+export type KubeConfigOption = KubeConfig | 'cluster' | 'default' | { kubeconfig?: string; context?: string }
 
-/** 'cluster': the Pod's service account; 'default': $KUBECONFIG, ~/.kube/config, then in-cluster. */
+/** Where a kubeconfig came from and what it points at, for start-up logs and errors. */
+export function describeKubeConfig(kc: KubeConfig): { context: string; cluster: string; server: string } {
+  const c = kc.getCurrentCluster()
+  return { context: kc.getCurrentContext(), cluster: c?.name ?? '', server: c?.server ?? '' }
+}
+
+/**
+ * 'cluster': the Pod's service account; 'default': $KUBECONFIG, ~/.kube/config, then in-cluster;
+ * { kubeconfig, context }: that file (else as 'default') and that context (else its current-context).
+ * Throws an error naming what was tried and what is wrong (no kubeconfig at all, an unknown
+ * context, a plain-HTTP server without TLS settings) instead of failing later on every request.
+ */
 export function loadKubeConfig(opt: KubeConfigOption = 'default'): KubeConfig {
   if (opt instanceof KubeConfig) return opt
   const kc = new KubeConfig()
@@ -20,10 +34,48 @@ export function loadKubeConfig(opt: KubeConfigOption = 'default'): KubeConfig {
       throw new Error('in-cluster Kubernetes config: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a Pod?)')
     }
     kc.loadFromCluster()
-  } else {
-    kc.loadFromDefault()
+    return kc
   }
-  if (kc.getCurrentCluster() === null) throw new Error('Kubernetes config: no current cluster (check the current-context of the kubeconfig)')
+  const file = typeof opt === 'object' ? opt.kubeconfig : undefined
+  const context = typeof opt === 'object' ? opt.context : undefined
+  let tried: string
+  if (file !== undefined) {
+    if (!existsSync(file)) throw new Error(`kubeconfig ${file} (--kubeconfig): no such file`)
+    kc.loadFromFile(file)
+    tried = `kubeconfig ${file}`
+  } else {
+    const env = process.env.KUBECONFIG
+    const home = join(homedir(), '.kube', 'config')
+    const files = env ? env.split(delimiter).filter((f) => f !== '') : [home]
+    const present = files.filter((f) => existsSync(f))
+    if (present.length === 0) {
+      if (process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT) {
+        kc.loadFromCluster()
+        return kc
+      }
+      throw new Error(
+        `no Kubernetes config: ${env ? `$KUBECONFIG (${env}) names no existing file` : `${home} does not exist and $KUBECONFIG is not set`}, ` +
+          'and this is not a Pod (KUBERNETES_SERVICE_HOST is not set): give --kubeconfig FILE, set $KUBECONFIG, or use --kubernetes cluster inside the cluster',
+      )
+    }
+    kc.loadFromDefault()
+    tried = env ? `kubeconfig $KUBECONFIG=${env}` : `kubeconfig ${home}`
+  }
+  if (context !== undefined) {
+    if (kc.getContextObject(context) === null) {
+      throw new Error(`${tried}: no context ${JSON.stringify(context)} (contexts: ${kc.getContexts().map((c) => c.name).join(', ') || 'none'})`)
+    }
+    kc.setCurrentContext(context)
+  }
+  const cur = kc.getCurrentContext()
+  const cluster = kc.getCurrentCluster()
+  if (cluster === null) throw new Error(`${tried}: context ${JSON.stringify(cur)} names no cluster (check current-context and the contexts' cluster fields, or give --context)`)
+  if (/^http:/i.test(cluster.server) && cluster.skipTLSVerify !== true) {
+    throw new Error(
+      `${tried}: context ${JSON.stringify(cur)}, cluster ${JSON.stringify(cluster.name)}: server ${cluster.server} is plain HTTP, ` +
+        'which the Kubernetes client accepts only with insecure-skip-tls-verify: true on the cluster: use the https:// address of the API server, or set insecure-skip-tls-verify for a local test server',
+    )
+  }
   return kc
 }
 

@@ -22,7 +22,7 @@ import type { EndpointSlice, HTTPRoute, Service, TrafficPolicy } from '../resour
 import type { ClusterState, Pod, Rejected, SourceKind } from './cluster-state.ts'
 import { realTimers, type Timers } from '../../api/clock.ts'
 import { Coalescer, sleep } from './coalesce.ts'
-import { KubeApiError, SourceWatch, describeError, listAll, loadKubeConfig } from './kube-api.ts'
+import { KubeApiError, SourceWatch, describeError, listAll, loadKubeConfig, describeKubeConfig } from './kube-api.ts'
 import type { KubeConfigOption } from './kube-api.ts'
 import { WATCHED_KINDS, checkObject, trimObject } from './kube-objects.ts'
 import type { RawObject, WatchedKind } from './kube-objects.ts'
@@ -105,6 +105,7 @@ interface Runner {
 export function startKubernetesSource(opts: KubernetesSourceOptions): KubernetesSource {
   const kc = loadKubeConfig(opts.kubeConfig)
   const log = opts.log ?? pino({ level: 'silent' })
+  log.info(describeKubeConfig(kc), 'watching Kubernetes')
   const clock = opts.clock ?? realTimers
   const initialMs = opts.backoff?.initialMs ?? 1000
   const maxMs = opts.backoff?.maxMs ?? 30000

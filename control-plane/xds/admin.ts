@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { TYPE_URLS, typeName } from '../../protos/api.ts'
+import { versionInfo } from '../../protos/version.ts'
 import type { ConfigServer } from './server.ts'
 
 export function snapshotsView(cp: ConfigServer): unknown {
@@ -43,6 +44,8 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
         return json(snapshotsView(cp))
       case '/debug/source':
         return json(source === undefined ? { source: 'none' } : source())
+      case '/version':
+        return json(versionInfo('control-plane'))
       case '/ready':
         return ready() ? send(200, 'text/plain', 'ready\n') : send(503, 'text/plain', 'not ready: the source has not given its first state\n')
       case '/metrics': {
@@ -54,7 +57,7 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
         return
       }
       case '/':
-        return send(200, 'text/plain', 'weft control plane admin: /ready /metrics /debug/proxies /debug/nacks /debug/snapshots /debug/source\n')
+        return send(200, 'text/plain', 'weft control plane admin: /ready /version /metrics /debug/proxies /debug/nacks /debug/snapshots /debug/source\n')
       default:
         return send(404, 'text/plain', 'not found\n')
     }

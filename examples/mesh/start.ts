@@ -1,22 +1,35 @@
-// `node examples/mesh/start.ts`: the static-mode example. Starts the "pods" of the example
+// `npm run mesh`: the static-mode example. Starts the "pods" of the example
 // Services on 127.0.0.1 (reviews v1 on 9081, v2 on 9082, the shadow on 9083) and a sidecar for a
 // "productpage" workload configured by bootstrap.yaml plus the resources in resources/. Edit the
 // resources while it runs: the sidecar reloads them; a bad edit is rejected (see /config_dump).
+// `npm run mesh [-- --base-port N]`: with a base port, copies of the files are used with the admin
+// on N, the outbound listener on N+1 and the pods on N+2, N+3, N+4 (instead of 15000, 15001, 9081-9083).
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startHelloService } from '../hello-service.ts'
 import { startStaticSidecar } from '../../cli/proxy-static.ts'
 import { ConfigLoadError } from '../../proxy/main.ts'
+import { ANY_PORT, basePort, BOUND_PORT, copyDir, moveFile, tempCopyDir } from '../ports.ts'
 import { createLogger } from '../../proxy/log.ts'
 
-const configFile = fileURLToPath(new URL('./bootstrap.yaml', import.meta.url))
-const resources = fileURLToPath(new URL('./resources/', import.meta.url))
+const base = basePort(5)
+let configFile = fileURLToPath(new URL('./bootstrap.yaml', import.meta.url))
+let resources = fileURLToPath(new URL('./resources/', import.meta.url))
+const podPorts = base === null ? [9081, 9082, 9083] : [base + 2, base + 3, base + 4]
+if (base !== null) {
+  const dir = tempCopyDir()
+  configFile = moveFile(configFile, dir, new Map([[15000, base], [15001, base + 1]]), BOUND_PORT)
+  const copy = copyDir(resources, dir, 'resources')
+  moveFile(join(resources, 'endpointslices.yaml'), copy, new Map([[9081, podPorts[0]], [9082, podPorts[1]], [9083, podPorts[2]]]), ANY_PORT)
+  resources = copy + '/'
+}
 const log = createLogger(process.env.WEFT_LOG_LEVEL ?? 'warn')
 
 try {
   const pods = [
-    await startHelloService({ name: 'reviews-v1', port: 9081 }),
-    await startHelloService({ name: 'reviews-v2', port: 9082 }),
-    await startHelloService({ name: 'reviews-shadow', port: 9083 }),
+    await startHelloService({ name: 'reviews-v1', port: podPorts[0] }),
+    await startHelloService({ name: 'reviews-v2', port: podPorts[1] }),
+    await startHelloService({ name: 'reviews-shadow', port: podPorts[2] }),
   ]
   const sidecar = await startStaticSidecar({ configFile, resources: [resources], log })
   const out = sidecar.port('outbound')
@@ -49,7 +62,8 @@ Ctrl-C to stop.
   const stop = async () => {
     if (stopping) return
     stopping = true
-    await sidecar.drain(5000)
+    // Ctrl-C in a terminal: nothing else routes to this sidecar, so no drain period
+    await sidecar.drain(5000, 0)
     for (const p of pods) {
       p.close()
       p.closeAllConnections()

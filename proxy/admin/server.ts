@@ -1,9 +1,11 @@
 // The admin listener: health, the active config and the clusters' state. Not on the request
 // path, so it uses node:http. Later issues add /metrics and more.
+import { versionInfo } from '../../protos/version.ts'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { H2Upstream } from '../h2/upstream.ts'
 import type { Proxy } from '../proxy.ts'
 import { handleTapRequest } from '../telemetry/tap.ts'
+import { createAppHealth, parseAppProbes, type AppHealth } from './app-health.ts'
 
 export function clustersView(p: Proxy): unknown {
   const c = p.current
@@ -80,15 +82,20 @@ function text(res: ServerResponse, status: number, body: string): void {
   res.end(body)
 }
 
-export function createAdminServer(p: Proxy): Server {
+/** appHealth: the injected pod's app probes (default: from the WEFT_APP_PROBES env, see ./app-health.ts) */
+export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}): Server {
+  const appHealth = opts.appHealth ?? createAppHealth(parseAppProbes(process.env.WEFT_APP_PROBES).table)
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0]
+    const path = (req.url ?? '/').split('?')[0]!
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n')
+    if (appHealth.handle(path, req, res)) return
     switch (path) {
       case '/ready':
         return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
       case '/live':
         return text(res, 200, 'live\n')
+      case '/version':
+        return json(res, 200, versionInfo('proxy'))
       case '/config_dump':
         return json(res, 200, configDump(p))
       case '/clusters':
@@ -110,7 +117,7 @@ export function createAdminServer(p: Proxy): Server {
         return
       }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /config_dump /clusters /stats /metrics /tap\n')
+        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap\n')
       default:
         return text(res, 404, 'not found\n')
     }

@@ -24,6 +24,8 @@ export interface CompiledConfig {
   readonly appliedAt: string
   readonly limits: ConnectionLimits
   readonly drainTimeoutMs: number
+  /** drain, first step: listeners keep accepting this long (callers are still learning the endpoint is gone) */
+  readonly drainPeriodMs: number
   readonly tables: ReadonlyMap<string, CompiledRouteTable>
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly listeners: readonly Listener[]
@@ -54,7 +56,21 @@ export const DEFAULTS = {
   maxHeaders: 100,
   requestHeadTimeoutMs: 10_000,
   idleTimeoutMs: 300_000,
+  /** HAProxy answers a silent connection 408 after 5 s (timeout http-request) */
+  firstByteTimeoutMs: 5_000,
+  /** a stalled HTTP/2 stream (a client that never opens its window) holds its upstream at most this long */
+  streamIdleTimeoutMs: 30_000,
+  /**
+   * What the HTTP/2 server advertised before it was a limit. nghttp2 refuses the streams over it
+   * from the first SETTINGS on, and a gRPC client bursting 200 calls on one channel at start is
+   * not retried on REFUSED_STREAM; the upstreams a connection can hold are bounded apart.
+   */
+  http2MaxConcurrentStreams: 1000,
+  /** HAProxy's and nginx's concurrent-stream defaults (100, 128): a connection holds at most this many upstreams */
+  http2MaxActiveStreams: 100,
   drainTimeoutMs: 30_000,
+  /** Istio's terminationDrainDuration: the time Kubernetes takes to tell callers an endpoint is gone */
+  drainPeriodMs: 5_000,
 }
 
 export function configHash(b: Bootstrap): string {
@@ -68,6 +84,10 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     maxHeaders: l.maxHeaders ?? DEFAULTS.maxHeaders,
     requestHeadTimeoutMs: l.requestHeadTimeout === undefined ? DEFAULTS.requestHeadTimeoutMs : parseDuration(l.requestHeadTimeout),
     idleTimeoutMs: l.idleTimeout === undefined ? DEFAULTS.idleTimeoutMs : parseDuration(l.idleTimeout),
+    firstByteTimeoutMs: l.firstByteTimeout === undefined ? DEFAULTS.firstByteTimeoutMs : parseDuration(l.firstByteTimeout),
+    streamIdleTimeoutMs: l.streamIdleTimeout === undefined ? DEFAULTS.streamIdleTimeoutMs : parseDuration(l.streamIdleTimeout),
+    http2MaxConcurrentStreams: l.http2MaxConcurrentStreams ?? DEFAULTS.http2MaxConcurrentStreams,
+    http2MaxActiveStreams: l.http2MaxActiveStreams ?? DEFAULTS.http2MaxActiveStreams,
   }
   registry.begin()
   const clusters = new Map<string, ClusterRuntime>()
@@ -106,6 +126,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     appliedAt: new Date().toISOString(),
     limits,
     drainTimeoutMs: b.drainTimeout === undefined ? DEFAULTS.drainTimeoutMs : parseDuration(b.drainTimeout),
+    drainPeriodMs: b.drainPeriod === undefined ? DEFAULTS.drainPeriodMs : parseDuration(b.drainPeriod),
     tables,
     clusters,
     listeners: b.listeners,

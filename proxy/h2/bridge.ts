@@ -179,30 +179,47 @@ export class H2Bridge {
     this.stream = st
     if (chunked) this.decoder = new ChunkedDecoder()
     else this.left = length
-    st.on('response', (rh: IncomingHttpHeaders, flags: number) => this.onResponse(rh, (flags & NGHTTP2_FLAG_END_STREAM) !== 0))
-    st.on('data', (b: Buffer) => {
+    // Each listener runs the HTTP/1 exchange's code: an exception there fails this request
+    // (502 WEFT_ERR_INTERNAL, the stream cancelled), not the process.
+    st.on('response', this.guard((rh: IncomingHttpHeaders, flags: number) => this.onResponse(rh, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)))
+    st.on('data', this.guard((b: Buffer) => {
       if (!this.dead) this.handler?.onUpstreamData(b, 0, b.length)
-    })
-    st.on('trailers', (t: IncomingHttpHeaders) => {
+    }))
+    st.on('trailers', this.guard((t: IncomingHttpHeaders) => {
       let block = ''
       for (const n in t) if (n.charCodeAt(0) !== 0x3a) block += n + ': ' + String(t[n]) + '\r\n'
       this.trailers = block
-    })
-    st.on('end', () => {
+    }))
+    st.on('end', this.guard(() => {
       this.respEnded = true
       if (this.dead || !this.started) return
       const hd = this.handler
       this.handler = null
       hd?.onUpstreamEnd(this.trailers)
-    })
-    st.on('close', () => {
+    }))
+    st.on('close', this.guard(() => {
       if (!this.dead && this.handler !== null) this.fail(`upstream reset the stream (code ${st.rstCode})`)
-    })
+    }))
     st.on('error', () => {})
-    st.on('drain', () => this.handler?.onUpstreamDrain())
+    st.on('drain', this.guard(() => this.handler?.onUpstreamDrain()))
     const rest = end === -1 ? null : head.subarray(end + 4)
     if (rest !== null && rest.length > 0) return this.body(rest)
     return true
+  }
+
+  private guard<A extends unknown[]>(f: (...a: A) => void): (...a: A) => void {
+    return (...a: A): void => {
+      try {
+        f(...a)
+      } catch (err) {
+        const hd = this.handler
+        this.handler = null
+        try {
+          hd?.onUpstreamError(new HttpError(502, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`), 'UPE', this.started)
+        } catch {}
+        this.destroy()
+      }
+    }
   }
 
   private fail(msg: string): void {

@@ -39,6 +39,8 @@ import { H1UpStream, type UpStream } from './http1-upstream.ts'
 import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
+/** the proxy failed inside the exchange (an exception): the stream was answered 502 or reset */
+const FLAG_INTERNAL = 'IE'
 /** request body bytes kept while no upstream stream is open; past it the client is paused */
 const QUEUE_LIMIT = 65536
 /** setTimeout's limit; a longer delay would fire at once */
@@ -53,7 +55,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   private readonly names: string[] = []
   private readonly values: string[] = []
   private readonly config: RouterConfig
-  readonly counters: ExchangeCounters
+  readonly counters: ExchangeCounters & { readonly h2: { internalErrors: number } }
   private readonly grpc: boolean
   private readonly t0 = performance.now()
   private route: CompiledRoute | undefined
@@ -96,6 +98,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   private trailers: OutgoingHttpHeaders | null = null
   private done = false
   private completed = false
+  private aborted = false
   private trace: RequestTrace | null = null
   private annotations: ZipkinAnnotation[] | null = null
 
@@ -129,7 +132,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   }
   upstreamHost = ''
 
-  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters) {
+  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
     this.down = down
     this.headers = headers
     this.config = config
@@ -146,7 +149,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
     this.grpc = isGrpc(headers['content-type'])
     down.on('error', () => {})
-    down.on('close', () => this.onDownClose())
+    down.on('close', this.guard(() => this.onDownClose()))
   }
 
   start(): void {
@@ -191,7 +194,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     const ms = gt >= 0 && (routeMs === 0 || gt < routeMs) ? gt : routeMs
     if (ms > 0 || gt === 0) {
       this.deadline = this.t0 + ms
-      this.timer = setTimeout(() => this.onRequestTimeout(), ms)
+      this.timer = setTimeout(this.guard(() => this.onRequestTimeout()), ms)
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
@@ -199,8 +202,8 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
     if (!this.reqEnded) {
-      this.down.on('data', (b: Buffer) => this.onDownData(b))
-      this.down.on('end', () => this.onDownEnd())
+      this.down.on('data', this.guard((b: Buffer) => this.onDownData(b)))
+      this.down.on('end', this.guard(() => this.onDownEnd()))
     }
     if (this.delayed) return
     // A request with a body: its first DATA frame usually came in the same read as its HEADERS
@@ -212,7 +215,53 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
 
   /** dispatch() from setImmediate (see start) */
   dispatchDeferred(): void {
-    if (!this.done) this.dispatch()
+    try {
+      if (!this.done) this.dispatch()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  /**
+   * A listener or timer callback that cannot take the process down: an exception inside it (a
+   * bug, a value node:http2 or node:http throws on) ends this exchange only (abort).
+   */
+  private guard<A extends unknown[]>(f: (...a: A) => void): (...a: A) => void {
+    return (...a: A): void => {
+      try {
+        f(...a)
+      } catch (err) {
+        this.abort(err)
+      }
+    }
+  }
+
+  /**
+   * End the exchange after an exception: 502 WEFT_ERR_INTERNAL (flag IE) while no response has
+   * started, else RST_STREAM INTERNAL_ERROR; the try's upstream released; counted
+   * (h2.internalErrors) and recorded once (the access log's line, flag IE).
+   */
+  abort(err: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.counters.h2.internalErrors++
+    const ep = this.endpoint
+    try {
+      this.endTry(OUTCOME_OK, true)
+      this.cancelTry(ep)
+    } catch {}
+    if (!this.done && !this.respStarted) {
+      try {
+        this.localReply(502, FLAG_INTERNAL, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`)
+        return
+      } catch {}
+    }
+    this.done = true
+    this.flags = FLAG_INTERNAL
+    try {
+      this.complete()
+    } catch {}
+    if (!this.down.closed && !this.down.destroyed) this.down.close(NGHTTP2_INTERNAL_ERROR)
   }
 
   /** The route's retry policy, once its filters let the request go on (the timers are set in start). */
@@ -241,10 +290,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   delay(ms: number, flag: string): void {
     this.delayed = true
     this.delayFlag = flag
-    this.waitTimer = setTimeout(() => {
+    this.waitTimer = setTimeout(this.guard(() => {
       this.waitTimer = null
       if (!this.done) this.dispatch()
-    }, ms)
+    }), ms)
   }
 
   /** One try: the cluster's limits, an endpoint, a stream on its session. */
@@ -259,7 +308,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     const pol = this.policy
     if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
-    if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
+    if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(this.guard(() => this.onTryTimeout()), r.perTryTimeoutMs)
     // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
     if (!cluster.http2) return this.onH2Session(null)
     h2Upstream(ep.pool).acquire(this)
@@ -333,6 +382,14 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
 
   /** The endpoint's session is there (null: the cluster speaks HTTP/1): open this try's stream. */
   onH2Session(s: ClientHttp2Session | null): void {
+    try {
+      this.openTry(s)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  private openTry(s: ClientHttp2Session | null): void {
     if (this.done || this.endpoint === undefined) return
     const h = this.upHeaders!
     if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
@@ -341,11 +398,11 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     let up: UpStream
     if (s === null) {
       const h1 = new H1UpStream(this.endpoint.pool, h, endStream)
-      h1.on('connectError', (err: NodeJS.ErrnoException) => {
+      h1.on('connectError', this.guard((err: NodeJS.ErrnoException) => {
         if (this.up !== h1) return
         this.up = null
         this.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`), Flags.UpstreamConnectFailure)
-      })
+      }))
       up = h1
     } else {
       try {
@@ -357,27 +414,27 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
     this.up = up
     this.startedAt = performance.now()
-    up.on('response', (headers: IncomingHttpHeaders, flags: number) => {
+    up.on('response', this.guard((headers: IncomingHttpHeaders, flags: number) => {
       if (this.up === up) this.onUpResponse(up, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
-    })
-    up.on('data', (b: Buffer) => {
+    }))
+    up.on('data', this.guard((b: Buffer) => {
       if (this.up !== up) return
       this.bytesOut += b.length
       if (!this.down.write(b)) up.pause()
-    })
-    up.on('trailers', (t: IncomingHttpHeaders) => {
+    }))
+    up.on('trailers', this.guard((t: IncomingHttpHeaders) => {
       if (this.up === up) this.onUpTrailers(t)
-    })
-    up.on('end', () => {
+    }))
+    up.on('end', this.guard(() => {
       if (this.up === up) this.onUpEnd()
-    })
-    up.on('close', () => {
+    }))
+    up.on('close', this.guard(() => {
       if (this.up === up) this.onUpReset(up, up.rstCode ?? NGHTTP2_NO_ERROR)
-    })
+    }))
     up.on('error', () => {})
-    up.on('drain', () => {
+    up.on('drain', this.guard(() => {
       if (this.up === up) this.down.resume()
-    })
+    }))
     if (!endStream) {
       let ok = true
       for (const b of this.queued) ok = up.write(b)
@@ -390,6 +447,14 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   }
 
   onH2Failure(err: HttpError, flag: string): void {
+    try {
+      this.tryFailed(err, flag)
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  private tryFailed(err: HttpError, flag: string): void {
     if (this.done) return
     const connectFailure = flag === Flags.UpstreamConnectFailure
     if (flag === Flags.UpstreamOverflow) this.counters.overflow++
@@ -468,17 +533,17 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     } catch (err) {
       return this.badResponse(up, (err as Error).message)
     }
-    this.down.on('wantTrailers', () => {
+    this.down.on('wantTrailers', this.guard(() => {
       try {
         this.down.sendTrailers(this.trailers ?? {})
       } catch {
         // trailers node will not send: the stream cannot end cleanly, so it is reset
         if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
       }
-    })
-    this.down.on('drain', () => {
+    }))
+    this.down.on('drain', this.guard(() => {
       if (this.up !== null) this.up.resume()
-    })
+    }))
   }
 
   private onUpTrailers(t: IncomingHttpHeaders): void {
@@ -633,10 +698,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.grpcStatus = ''
     const ms = this.retry!.backoffMs(this.tries)
     if (ms < 1) return this.dispatch()
-    this.waitTimer = setTimeout(() => {
+    this.waitTimer = setTimeout(this.guard(() => {
       this.waitTimer = null
       if (!this.done) this.dispatch()
-    }, ms)
+    }), ms)
   }
 
   private onTryTimeout(): void {

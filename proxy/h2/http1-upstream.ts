@@ -51,6 +51,11 @@ export class H1UpStream extends EventEmitter implements UpStream {
     const headers: H1Headers = {}
     for (const n in h) if (n.charCodeAt(0) !== 0x3a && !DROP.has(n)) headers[n] = h[n] as string | string[]
     headers.host = String(h[':authority'])
+    // A body on any method is framed: node:http frames GET, HEAD, DELETE, OPTIONS, TRACE and
+    // CONNECT bodies by nothing unless told, and the upstream would read the DATA as a second
+    // request (smuggled past the routes). Its length when the client gave one (nghttp2 has held
+    // the DATA to it), else chunked, as HAProxy does.
+    if (!endStream && h['content-length'] === undefined) headers['transfer-encoding'] = 'chunked'
     let connected = false
     this.req = request({
       host: pool.host,

@@ -7,7 +7,7 @@
 // - GOAWAY from the upstream: the session stops taking new streams (the next request opens a new
 //   session), its streams in flight finish on it.
 // - More streams than the upstream's SETTINGS_MAX_CONCURRENT_STREAMS wait in nghttp2's queue of
-//   the session (it opens them as others close).
+//   the session (it opens them as others close); the first streams wait for those SETTINGS.
 // - Idle: a session without activity for pool.idleTimeout is closed (GOAWAY, then the socket).
 // - The connection window is raised to CONNECTION_WINDOW so that one stream whose reader is slow
 //   (its stream window full) cannot take the whole connection's window from the others.
@@ -88,13 +88,16 @@ export class H2Upstream implements PoolAttachment {
       clearTimeout(timer)
       if (this.session === s) this.session = null
       s.destroy()
-      for (const w of this.waiters.splice(0)) w.onH2Failure(err, 'UF')
+      for (const w of this.waiters.splice(0)) notify(w, null, err)
     }
     const timer = setTimeout(() => {
       this.stats.connectTimeouts++
       fail(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT_TIMEOUT', 'upstream connect timeout'))
     }, settings.connectTimeoutMs)
-    s.once('connect', () => {
+    // Streams wait for the upstream's SETTINGS (one round trip on a new session only): sent
+    // before them, a burst would exceed its SETTINGS_MAX_CONCURRENT_STREAMS (a Weft sidecar
+    // refuses the streams over it); after them, nghttp2 queues what is over the limit.
+    s.once('remoteSettings', () => {
       if (settled) return
       settled = true
       clearTimeout(timer)
@@ -107,7 +110,7 @@ export class H2Upstream implements PoolAttachment {
         if (this.session === s) this.session = null
         s.close()
       })
-      for (const w of this.waiters.splice(0)) w.onH2Session(s)
+      for (const w of this.waiters.splice(0)) notify(w, s, null)
     })
     s.on('error', (err: NodeJS.ErrnoException) => {
       if (!settled) {
@@ -139,6 +142,22 @@ export class H2Upstream implements PoolAttachment {
     this.session = null
     if (s !== null && !s.destroyed) s.close()
     for (const w of this.waiters.splice(0)) w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_REMOVED', 'endpoint removed from config'), 'UH')
+  }
+}
+
+/**
+ * Tell a waiter its session (or failure) from inside the session's event: a waiter that throws
+ * fails alone (as a connect failure), and the waiters after it are still told.
+ */
+function notify(w: H2Waiter, s: ClientHttp2Session | null, err: HttpError | null): void {
+  try {
+    if (s !== null) w.onH2Session(s)
+    else w.onH2Failure(err!, 'UF')
+  } catch (e) {
+    if (s === null) return
+    try {
+      w.onH2Failure(new HttpError(502, 'WEFT_ERR_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)}`), 'UF')
+    } catch {}
   }
 }
 

@@ -70,8 +70,15 @@ export interface DetectOwner {
    */
   detected(d: Detector, protocol: number, first: Buffer | null, rb: ReadBuffer | null, ended: boolean): void
   /** the listener's limits, for the sweep of a connection that never decides */
-  readonly config: { readonly limits: { readonly requestHeadTimeoutMs: number; readonly idleTimeoutMs: number } }
+  readonly config: { readonly limits: { readonly requestHeadTimeoutMs: number; readonly firstByteTimeoutMs: number } }
+  /** a connection that sent nothing within firstByteTimeout was closed */
+  firstByteTimeout(d: Detector): void
 }
+
+const FIRST_BYTE_BODY = 'WEFT_ERR_FIRST_BYTE_TIMEOUT: no request received in time\n'
+const FIRST_BYTE_408 =
+  'HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\ncontent-length: ' + FIRST_BYTE_BODY.length +
+  '\r\nx-weft-response-flags: DPE\r\nx-weft-error: WEFT_ERR_FIRST_BYTE_TIMEOUT\r\nconnection: close\r\n\r\n' + FIRST_BYTE_BODY
 
 export class Detector {
   readonly socket: Socket
@@ -84,6 +91,8 @@ export class Detector {
   /** without a TCP target the only thing worth waiting for is the rest of an HTTP/2 preface */
   private readonly tcpFallback: boolean
   private decided = false
+  /** answered 408 for sending nothing: whatever comes now is dropped */
+  private timedOut = false
   private ended = false
   readonly startedAt: number
   private readonly onDataEvent = (b: Buffer): void => this.onBytes(b)
@@ -110,7 +119,7 @@ export class Detector {
   }
 
   private onBytes(chunk: Buffer): void {
-    if (this.decided) return
+    if (this.decided || this.timedOut) return
     const buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk])
     let p = classify(buf, false)
     if (p === DETECT_UNDECIDED && !this.tcpFallback && !prefacePrefix(buf, 1)) p = DETECT_HTTP1
@@ -163,18 +172,32 @@ export class Detector {
   }
 
   /**
-   * A connection that never decides: nothing sent and no TCP target (the idle timeout, as an HTTP
-   * connection that sends nothing), or part of an HTTP/2 preface (the request head timeout). Also
-   * bounds a connection held after the HTTP/2 refusal.
+   * A connection that never decides: nothing sent and no TCP target (the first-byte timeout, as
+   * HAProxy's 408 after 5 s: without a TCP target the listener speaks HTTP only), or part of an
+   * HTTP/2 preface (the request head timeout).
    */
   sweep(now: number): void {
     const l = this.owner.config.limits
-    const limit = this.buf === null && !this.decided ? l.idleTimeoutMs : l.requestHeadTimeoutMs
-    if (now - this.startedAt > limit) this.socket.destroy()
+    if (this.timedOut) return
+    if (this.buf === null && !this.decided) {
+      // with a TCP target a silent client is a server-speaks-first one: detectTimeout decides
+      if (this.tcpFallback || now - this.startedAt <= l.firstByteTimeoutMs) return
+      this.timedOut = true
+      this.owner.firstByteTimeout(this)
+      // no byte came, so nothing says which HTTP; an HTTP/1 client reads this, an HTTP/2 one
+      // sees its connection end before its preface was answered
+      this.socket.end(FIRST_BYTE_408)
+      this.socket.destroySoon()
+      return
+    }
+    if (now - this.startedAt > l.requestHeadTimeoutMs) this.socket.destroy()
   }
 
-  /** Graceful drain: nothing has been answered on it yet, so it closes now ('close' reports it). */
-  drain(): void {
-    if (!this.decided) this.socket.destroy()
+  /**
+   * Graceful drain: nothing has been answered on it yet, so it closes now ('close' reports it);
+   * in the drain's first step it goes on (a request may be on its way), drained once detected.
+   */
+  drain(closeIdle: boolean): void {
+    if (closeIdle && !this.decided) this.socket.destroy()
   }
 }

@@ -37,6 +37,14 @@ export interface ConnectionLimits {
   maxHeaders: number
   requestHeadTimeoutMs: number
   idleTimeoutMs: number
+  /** a connection that sends no byte for this long is closed (HTTP/1: 408) */
+  firstByteTimeoutMs: number
+  /** HTTP/2: a stream that moves no byte either way for this long is reset */
+  streamIdleTimeoutMs: number
+  /** HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS of the proxy's server sessions */
+  http2MaxConcurrentStreams: number
+  /** HTTP/2: streams of one client connection in progress at once (each may hold an upstream); more wait */
+  http2MaxActiveStreams: number
 }
 
 /** What a connection reads from its listener; `config` is swapped atomically on reload. */
@@ -287,6 +295,13 @@ export class DownstreamConnection implements Downstream, ChunkSink {
           if (buf.length - s > this.limits.maxHeaderBytes) {
             return this.failRequest(new HttpError(431, 'WEFT_ERR_HTTP_HEAD_TOO_LARGE', 'request head too large'))
           }
+          // The client ended its side inside a request head: it can never complete; close now
+          // rather than holding the socket half-closed until the head timeout.
+          if (this.peerEnded) {
+            this.pending = null
+            this.socket.destroySoon()
+            return
+          }
           if (this.headStartedAt === 0) this.headStartedAt = this.ctx.now()
           return
         }
@@ -320,6 +335,12 @@ export class DownstreamConnection implements Downstream, ChunkSink {
       if (this.pending !== null && this.pending.length > this.limits.maxHeaderBytes && !this.responseDone) this.pause(P_PIPELINE)
     } finally {
       this.processing = false
+    }
+    // A pipelined request with a body started after the client's FIN: its body can never complete
+    // (onEnd already ran, so nothing else would notice).
+    if (this.peerEnded && !this.bodyDone && this.exchange !== null && this.lingerUntil === 0 && !this.closed) {
+      this.failRequest(new HttpError(400, 'WEFT_ERR_HTTP_INCOMPLETE_BODY', 'client closed before the request body was complete'))
+      return
     }
     // The client is done sending and everything it sent is answered.
     if (this.peerEnded && this.exchange === null && this.responseDone && !this.closed) this.socket.destroySoon()
@@ -382,16 +403,25 @@ export class DownstreamConnection implements Downstream, ChunkSink {
       this.failRequest(new HttpError(408, 'WEFT_ERR_HTTP_HEAD_TIMEOUT', 'request head not received in time'))
       return
     }
+    if (now - this.lastActivityAt > l.firstByteTimeoutMs && this.socket.bytesRead === 0) {
+      // not a byte since the accept (HAProxy answers such a connection 408 after 5 s)
+      this.ctx.counters.timeouts++
+      this.failRequest(new HttpError(408, 'WEFT_ERR_FIRST_BYTE_TIMEOUT', 'no request received in time'))
+      return
+    }
     if (this.responseDone && now - this.lastActivityAt > l.idleTimeoutMs) {
       this.ctx.counters.timeouts++
       this.socket.destroy()
     }
   }
 
-  /** Graceful drain: idle connections close now, busy ones after their response. */
-  drain(): void {
+  /**
+   * Graceful drain: the response in flight (or the next one) carries Connection: close and the
+   * connection closes after it; closeIdle: an idle connection closes now.
+   */
+  drain(closeIdle: boolean): void {
     this.draining = true
-    if (this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
+    if (closeIdle && this.exchange === null && this.responseDone && (this.pending === null || this.pending.length === 0)) {
       this.lingeringClose()
     }
   }

@@ -14,7 +14,7 @@ import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import type { Filter } from '../filters/filter.ts'
-import { H2Connection, type H2Owner } from '../h2/downstream.ts'
+import { H2Connection, newH2Stats, type H2Owner, type H2Stats } from '../h2/downstream.ts'
 import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
@@ -49,13 +49,16 @@ export interface ListenerCounters extends ExchangeCounters, TcpCounters {
   http2Refused: number
   detections: DetectionCounters
   tunnels: { tcp: TunnelStats; upgrade: TunnelStats }
+  /** decisions of the HTTP/2 codec (proxy/h2/downstream.ts) */
+  h2: H2Stats
 }
 
 /** What the listener holds per accepted connection, whatever it turned out to speak. */
 interface ListenerConnection {
   readonly socket: Socket
   sweep(now: number): void
-  drain(): void
+  /** closeIdle false: the drain's first step (finish the current exchange, then close); true: close idle ones now too */
+  drain(closeIdle: boolean): void
 }
 
 export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner, H2Owner {
@@ -71,12 +74,15 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },
     tunnels: { tcp: newTunnelStats(), upgrade: newTunnelStats() },
+    h2: newH2Stats(),
   }
   private readonly server: Server
   private readonly conns = new Set<ListenerConnection>()
   private readonly clock: () => number
   private closedResolve: (() => void) | null = null
   private drained: Promise<void> | null = null
+  /** the drain's first step has begun: each new connection is drained (closeIdle false) too */
+  private announced = false
 
   constructor(spec: ListenerConfig, config: ListenerConfigSlice, clock: () => number) {
     this.name = spec.name
@@ -118,20 +124,25 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     if (m !== null) m.tcp.opened++
     const p = config.protocol
     if (p.mode === PROTOCOL_HTTP) {
-      this.conns.add(new DownstreamConnection(s, this))
+      this.track(new DownstreamConnection(s, this))
     } else if (p.mode === PROTOCOL_HTTP2) {
       // HTTP/2 only (prior knowledge): straight to the session, which reads the preface itself
       s.setNoDelay(true)
-      this.conns.add(new H2Connection(s, this, null, this.clock()))
+      this.track(new H2Connection(s, this, null, this.clock()))
     } else if (p.mode === PROTOCOL_TCP && p.tcp !== null) {
       // Opaque: no detection, no byte waited for.
       s.setNoDelay(true)
       const rb = new ReadBuffer()
       const fast = readIntoBuffer(s, rb, () => {}) // the tunnel takes the reads over
-      this.conns.add(proxyTcp(this, s, fast ? rb : null, null, false, p.tcp, this.counters.tunnels.tcp, this.counters))
+      this.track(proxyTcp(this, s, fast ? rb : null, null, false, p.tcp, this.counters.tunnels.tcp, this.counters))
     } else {
-      this.conns.add(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
+      this.track(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
     }
+  }
+
+  firstByteTimeout(d: Detector): void {
+    void d
+    this.counters.timeouts++
   }
 
   /** The detector's verdict: the connection goes to its protocol's handler with the bytes read so far. */
@@ -150,7 +161,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       const target = this.config.protocol.tcp
       if (target !== null) {
         this.conns.delete(d)
-        this.conns.add(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
+        this.track(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
         return
       }
       // No TCP target: the HTTP/1 codec answers it (400), as before detection existed.
@@ -160,7 +171,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       return
     }
     this.conns.delete(d)
-    this.conns.add(new DownstreamConnection(s, this, { rb, first, ended }))
+    this.track(new DownstreamConnection(s, this, { rb, first, ended }))
   }
 
   /**
@@ -172,7 +183,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   private serveHttp2(d: Detector, first: Buffer, rb: ReadBuffer | null): void {
     void rb
     this.conns.delete(d)
-    this.conns.add(new H2Connection(d.socket, this, first, this.clock()))
+    this.track(new H2Connection(d.socket, this, first, this.clock()))
   }
 
   /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */
@@ -180,7 +191,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     this.conns.delete(c)
     const t = new Tunnel(this, c.socket, rb, this.counters.tunnels.upgrade, this.config.limits.idleTimeoutMs, ended)
     if (pending !== null) t.queue(pending)
-    this.conns.add(t)
+    this.track(t)
     t.attach(upstream, upRb, fromUpstream)
   }
 
@@ -199,11 +210,27 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     for (const c of this.conns) c.sweep(now)
   }
 
-  /** Stop accepting; drain every connection; resolve when all are closed. */
+  private track(c: ListenerConnection): void {
+    this.conns.add(c)
+    if (this.announced) c.drain(false)
+  }
+
+  /**
+   * The drain's first step: keep accepting; every connection, and each one accepted from now on,
+   * closes after its current exchange (HTTP/1: Connection: close; HTTP/2: GOAWAY). Idle ones stay.
+   */
+  announceDrain(): void {
+    if (this.announced) return
+    this.announced = true
+    for (const c of this.conns) c.drain(false)
+  }
+
+  /** Stop accepting; drain every connection (idle ones close now); resolve when all are closed. */
   drain(): Promise<void> {
     if (this.drained !== null) return this.drained
+    this.announced = true
     this.server.close()
-    for (const c of this.conns) c.drain()
+    for (const c of this.conns) c.drain(true)
     this.drained = this.conns.size === 0
       ? Promise.resolve()
       : new Promise((resolve) => {

@@ -87,7 +87,7 @@ export interface CompiledVirtualHost {
   readonly routes: readonly CompiledRoute[]
 }
 
-function stringPred(m: { exact?: string; prefix?: string; segmentPrefix?: string; regex?: string }): Pred | undefined {
+export function stringPred(m: { exact?: string; prefix?: string; segmentPrefix?: string; regex?: string }): Pred | undefined {
   if (m.exact !== undefined) {
     const e = m.exact
     return (v) => v === e
@@ -110,12 +110,12 @@ function stringPred(m: { exact?: string; prefix?: string; segmentPrefix?: string
   return undefined
 }
 
-function headerValue(names: string[], values: string[], name: string): string | undefined {
+export function headerValue(names: string[], values: string[], name: string): string | undefined {
   for (let i = 0; i < names.length; i++) if (names[i] === name) return values[i]
   return undefined
 }
 
-function queryValue(query: string, name: string): string | undefined {
+export function queryValue(query: string, name: string): string | undefined {
   if (query === '') return undefined
   const parts = query.split('&')
   for (let i = 0; i < parts.length; i++) {

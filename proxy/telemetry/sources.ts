@@ -3,6 +3,7 @@
 // pipeline's own drops. The decision labels of the filters come from their registry.
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { FILTER_DECISIONS } from '../filters/index.ts'
+import type { H2Stats } from '../h2/downstream.ts'
 import type { ListenerCounters } from '../listener/listener.ts'
 import type { AccessLog } from './access-log.ts'
 import type { ProxyMetrics } from './metrics.ts'
@@ -19,7 +20,7 @@ export interface MetricsView {
 }
 
 /** The listener counters that are not a filter's, with their `decision` labels. */
-const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTotal' | 'cxActive' | 'detections' | 'tunnels' | (typeof FILTER_DECISIONS)[number][0]>, string])[] = [
+const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTotal' | 'cxActive' | 'detections' | 'tunnels' | 'h2' | (typeof FILTER_DECISIONS)[number][0]>, string])[] = [
   ['noRoute', 'no_route'],
   ['localReplies', 'local_reply'],
   ['upstreamErrors', 'upstream_error'],
@@ -41,6 +42,16 @@ const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTot
   ['http2Refused', 'http2_refused'],
 ]
 
+/** The HTTP/2 codec's decisions (proxy/h2/downstream.ts), with their `decision` labels. */
+const H2_DECISIONS: readonly (readonly [keyof H2Stats, string])[] = [
+  ['malformed', 'h2_malformed'],
+  ['codecResets', 'h2_codec_reset'],
+  ['refusedStreams', 'h2_refused_stream'],
+  ['streamIdleTimeouts', 'h2_stream_idle_timeout'],
+  ['resetFloods', 'h2_reset_flood'],
+  ['internalErrors', 'h2_internal_error'],
+]
+
 export function bindMetricsSources(metrics: ProxyMetrics, v: MetricsView): void {
   metrics.setDecisionsSource(() => {
     const out: { listener: string; decision: string; value: number }[] = []
@@ -48,6 +59,7 @@ export function bindMetricsSources(metrics: ProxyMetrics, v: MetricsView): void 
       const c = l.counters
       for (const [key, decision] of CORE_DECISIONS) out.push({ listener: l.name, decision, value: c[key] })
       for (const [key, decision] of FILTER_DECISIONS) out.push({ listener: l.name, decision, value: c[key] })
+      for (const [key, decision] of H2_DECISIONS) out.push({ listener: l.name, decision, value: c.h2[key] })
     }
     return out
   })

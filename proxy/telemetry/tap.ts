@@ -53,12 +53,13 @@ interface Subscription {
 /** Parse a status filter: "503" → [503, 503], "5xx" → [500, 599], "0xx" or "0" → [0, 0]. */
 export function parseStatusFilter(s: string): { min: number; max: number } {
   const v = s.trim().toLowerCase()
-  if (/^[0-9]xx$/.test(v)) {
+  // classes 1xx–5xx and 0xx (client went away); codes 100–599 and 0: nothing else can ever match
+  if (/^[0-5]xx$/.test(v)) {
     const c = Number(v[0])
     return c === 0 ? { min: 0, max: 0 } : { min: c * 100, max: c * 100 + 99 }
   }
-  if (v === '0' || /^[1-9][0-9]{2}$/.test(v)) return { min: Number(v), max: Number(v) }
-  throw new RangeError(`invalid status filter ${JSON.stringify(s)}: expected e.g. 503, 5xx`)
+  if (v === '0' || /^[1-5][0-9]{2}$/.test(v)) return { min: Number(v), max: Number(v) }
+  throw new RangeError(`invalid status filter ${JSON.stringify(s)}: expected a status 100-599 (e.g. 503), a class 1xx-5xx, or 0 / 0xx (client went away)`)
 }
 
 /** The host of an authority, lowercased, without the port ("[::1]:80" → "[::1]"). */

@@ -22,7 +22,7 @@ import { fromMessage } from '../../api/wire.ts'
 
 
 /** The parts of the config that the proxy's own bootstrap provides. */
-export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'limits' | 'telemetry'> & {
+export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'drainPeriod' | 'limits' | 'telemetry'> & {
   /**
    * by listener name: a listener the control plane sends takes only address and port from here
    * (the rest of it is ignored); any other is the proxy's own, kept as it is, when its route
@@ -152,6 +152,7 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
   if (local.node !== undefined) b.node = local.node
   if (local.admin !== undefined) b.admin = local.admin
   if (local.drainTimeout !== undefined) b.drainTimeout = local.drainTimeout
+  if (local.drainPeriod !== undefined) b.drainPeriod = local.drainPeriod
   if (local.limits !== undefined) b.limits = local.limits
   if (local.telemetry !== undefined) b.telemetry = local.telemetry
   return b

@@ -3,6 +3,7 @@
 // compile, atomic swap) and answer every response: ACK, or NACK with the validation errors while
 // the last good config keeps serving. Disconnected, the proxy serves what it has; without a
 // static bootstrap it serves nothing (and is not ready) until its first config.
+import { WEFT_VERSION } from '../../protos/version.ts'
 import { credentials, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js'
 import pino, { type Logger } from 'pino'
 import { configDiscoveryClient, typeName, type ConfigDiscoveryClient, type ConfigRequest, type ConfigResponse__Output, type TypeUrl } from '../../protos/api.ts'
@@ -68,7 +69,7 @@ export interface ConfigClient {
 }
 
 export const XDS_APPLY = 'WEFT_ERR_XDS_APPLY'
-const PROXY_VERSION = 'weft/0.1.0'
+const PROXY_VERSION = `weft/${WEFT_VERSION}`
 const MAX_MESSAGE = 256 * 1024 * 1024
 
 interface Stream {

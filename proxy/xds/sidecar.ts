@@ -42,7 +42,7 @@ export interface XdsSidecar {
   readonly adminPort: number
   /** bound port of a listener by name (0 when it is not bound) */
   port(listener: string): number
-  drain(timeoutMs?: number): Promise<{ timedOut: boolean }>
+  drain(timeoutMs?: number, periodMs?: number): Promise<{ timedOut: boolean }>
   close(): Promise<void>
 }
 
@@ -152,9 +152,9 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     admin,
     adminPort,
     port: (name) => proxy.listeners.get(name)?.port ?? 0,
-    async drain(timeoutMs) {
+    async drain(timeoutMs, periodMs) {
       started.close()
-      const r = await proxy.drain(timeoutMs)
+      const r = await proxy.drain(timeoutMs, periodMs)
       await closeAdmin()
       return r
     },

@@ -19,6 +19,7 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { ClusterObjects } from './kube-api-objects.ts'
 
 export type KubeKind = 'Service' | 'Pod' | 'EndpointSlice' | 'HTTPRoute' | 'TrafficPolicy'
 
@@ -118,6 +119,8 @@ const SNAPSHOTS_KEPT = 16
 export class KubeApiServer {
   readonly server: Server
   readonly requests: RecordedRequest[] = []
+  /** cluster-scoped objects read and patched one at a time (MutatingWebhookConfiguration, CRDs): ./kube-api-objects.ts */
+  readonly cluster = new ClusterObjects(() => ++this.#rv)
   #stores = new Map<KubeKind, Store>()
   #rv = 0
   #historyLimit: number
@@ -322,6 +325,7 @@ export class KubeApiServer {
       reply(res, status(401, 'Unauthorized', 'Unauthorized'))
       return
     }
+    if (this.cluster.handle(req, res, url.pathname, reply, status)) return
     const route = this.#route(url.pathname)
     if (route === undefined) {
       reply(res, status(404, 'NotFound', 'the server could not find the requested resource'))

@@ -30,6 +30,8 @@ export interface ConfigOptions {
   clusters?: Cluster[]
   limits?: Limits
   drainTimeout?: string
+  /** drain period (the proxy's default is 5 s) */
+  drainPeriod?: string
   /** listener port (default 0) */
   port?: number
   /** admin port (default 0) */
@@ -61,6 +63,7 @@ export function makeConfig(o: ConfigOptions): Bootstrap {
   }
   if (o.limits !== undefined) b.limits = o.limits
   if (o.drainTimeout !== undefined) b.drainTimeout = o.drainTimeout
+  if (o.drainPeriod !== undefined) b.drainPeriod = o.drainPeriod
   return b
 }
 

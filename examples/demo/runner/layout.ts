@@ -63,6 +63,8 @@ export function bootstrapOf(w: Workload, base: number): Bootstrap {
     node: { id: `${w.name}-1`, workload: w.name, namespace: NAMESPACE },
     admin: { address: '127.0.0.1', port: p.admin },
     drainTimeout: '2s',
+    // the runner stops the load first: nothing calls a sidecar any more when it drains
+    drainPeriod: '0s',
     telemetry: { metrics: { enabled: true } },
     // "outbound" is the control plane's listener: only its address and port are taken from here.
     listeners: [{ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: p.outbound, routeTable: 'outbound' }],

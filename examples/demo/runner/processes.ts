@@ -1,10 +1,15 @@
 // The demo's child processes: each one started with `process.execPath` in its own process group
 // (a Ctrl-C in the terminal reaches only the runner, which stops the children in order), its
-// output appended to <logs>/<name>.log, the last lines kept in memory for a crash report.
+// output appended to <logs>/<name>.log, the last lines kept in memory for a crash report. Each
+// child's stdin is a pipe from the runner, watched by orphan-guard.ts (preloaded): should the
+// runner die without stopping them (SIGKILL), the children see EOF and stop themselves.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ORPHAN_GUARD = fileURLToPath(new URL('./orphan-guard.ts', import.meta.url))
 
 const TAIL_LINES = 30
 
@@ -75,7 +80,7 @@ export class Supervisor {
     // Node's compile cache (kept across runs) takes ~30 % off each weft process's start, most of
     // it type stripping and compiling the same modules eleven times.
     const cache = process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'weft-node-compile-cache')
-    const proc = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_COMPILE_CACHE: cache, ...env } })
+    const proc = spawn(process.execPath, ['--import', ORPHAN_GUARD, ...args], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NODE_COMPILE_CACHE: cache, ...env } })
     if (proc.pid === undefined) throw new Error(`${name}: could not start ${process.execPath}`)
     const recent: string[] = []
     const out = new Lines(recent)

@@ -1,0 +1,225 @@
+// inject(workload, mesh): the pure function behind both front doors (the admission webhook and
+// `weft inject`). It returns a new object and never mutates its input; uninject() undoes it
+// exactly, from what the annotation weft.io/status and the proxy's WEFT_APP_PROBES env record.
+//
+// The injected pod (native sidecar layout, the default):
+//   initContainers: [weft-init, weft-proxy (restartPolicy: Always, startupProbe /ready), ...the pod's own]
+//   containers: the pod's own, their HTTP probes rewritten to the proxy's admin port
+//               (GET /app-health/<container>/<livez|readyz|startupz>, forwarded by the proxy to the app)
+// classic (weft.io/sidecar-mode: classic, clusters before 1.29): weft-proxy is containers[0] with a
+// postStart hook that waits for /ready (the kubelet starts the next container only after it).
+import { A, podOptions, type PodOptions } from './annotations.ts'
+import { podTemplate } from './template.ts'
+import type { AppProbe, Container, InjectResult, InjectStatus, KubeObject, MeshConfig, PodSpec, Probe } from './types.ts'
+
+export const INIT_NAME = 'weft-init'
+export const PROXY_NAME = 'weft-proxy'
+export const TMP_VOLUME = 'weft-proxy-tmp'
+export const APP_PROBES_ENV = 'WEFT_APP_PROBES'
+const PROBES = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const
+const PROBE_PATH = { livenessProbe: 'livez', readinessProbe: 'readyz', startupProbe: 'startupz' } as const
+
+/** The admin path a rewritten probe uses. */
+export function appHealthPath(container: string, probe: AppProbe['probe']): string {
+  return `/app-health/${container}/${PROBE_PATH[probe]}`
+}
+
+export function isInjected(spec: PodSpec, annotations: Record<string, string> | undefined): boolean {
+  if (annotations?.[A.status] !== undefined) return true
+  return [...(spec.initContainers ?? []), ...spec.containers].some((c) => c.name === PROXY_NAME)
+}
+
+export function inject(workload: KubeObject, mesh: MeshConfig): InjectResult {
+  const out = structuredClone(workload)
+  const t = podTemplate(out)
+  if (t === undefined) return { workload: out, injected: false, skipped: 'not-a-workload', warnings: [] }
+  const meta = t.holder.metadata
+  const spec = t.holder.spec!
+  const annotations = meta?.annotations
+  if (annotations?.[A.inject] === 'false') return { workload: out, injected: false, skipped: 'disabled', warnings: [] }
+  if (isInjected(spec, annotations)) return { workload: out, injected: false, skipped: 'already-injected', warnings: [] }
+  if (spec.hostNetwork === true) {
+    return { workload: out, injected: false, skipped: 'host-network', warnings: [`weft: ${describe(workload)} not injected: hostNetwork pods share the node's network namespace, which the proxy must not intercept`] }
+  }
+  const parsed = podOptions(meta)
+  if (!parsed.ok) {
+    return { workload: out, injected: false, skipped: 'invalid-annotation', warnings: parsed.errors.map((e) => `weft: ${describe(workload)} not injected: ${e}`) }
+  }
+  const opts = parsed.options
+  const created: string[] = []
+  const warnings: string[] = []
+
+  const appProbes = opts.rewriteProbes ? rewriteProbes(spec.containers, mesh, warnings) : []
+  const proxy = proxyContainer(mesh, opts, appProbes)
+  const init = initContainer(mesh, opts)
+
+  if (spec.initContainers === undefined) { spec.initContainers = []; created.push('spec.initContainers') }
+  if (opts.mode === 'native') {
+    proxy.restartPolicy = 'Always'
+    proxy.startupProbe = { httpGet: { path: '/ready', port: mesh.ports.admin }, periodSeconds: 1, failureThreshold: 120 }
+    spec.initContainers.unshift(init, proxy)
+  } else {
+    // the kubelet runs postStart to completion before it starts the next container
+    proxy.lifecycle = { postStart: { exec: { command: ['weft', 'wait-ready', '--port', String(mesh.ports.admin), '--timeout', '120'] } } }
+    spec.initContainers.unshift(init)
+    spec.containers.unshift(proxy)
+  }
+  if (spec.volumes === undefined) { spec.volumes = []; created.push('spec.volumes') }
+  spec.volumes.push({ name: TMP_VOLUME, emptyDir: { medium: 'Memory' } })
+
+  if (t.holder.metadata === undefined) { t.holder.metadata = {}; created.push('metadata') }
+  const m = t.holder.metadata
+  if (m.annotations === undefined) { m.annotations = {}; created.push('metadata.annotations') }
+  const status: InjectStatus = { version: 1, mode: opts.mode, created }
+  m.annotations[A.status] = JSON.stringify(status)
+  return { workload: out, injected: true, warnings }
+}
+
+function describe(w: KubeObject): string {
+  const name = w.metadata?.name ?? w.metadata?.generateName ?? ''
+  return `${w.kind ?? 'object'} ${w.metadata?.namespace !== undefined ? `${w.metadata.namespace}/` : ''}${name}`
+}
+
+function rewriteProbes(containers: Container[], mesh: MeshConfig, warnings: string[]): AppProbe[] {
+  const probes: AppProbe[] = []
+  for (const c of containers) {
+    for (const kind of PROBES) {
+      const p: Probe | undefined = c[kind]
+      if (p?.httpGet === undefined) continue
+      const port = resolvePort(c, p.httpGet.port)
+      if (port === undefined) {
+        warnings.push(`weft: container ${c.name} ${kind}: port "${p.httpGet.port}" is not one of its named ports; probe left as it is`)
+        continue
+      }
+      probes.push({ container: c.name, probe: kind, port, httpGet: p.httpGet })
+      p.httpGet = { path: appHealthPath(c.name, kind), port: mesh.ports.admin, scheme: 'HTTP' }
+    }
+  }
+  return probes
+}
+
+function resolvePort(c: Container, port: number | string): number | undefined {
+  if (typeof port === 'number') return port
+  if (/^\d+$/.test(port)) return Number(port)
+  return c.ports?.find((p) => p.name === port)?.containerPort
+}
+
+function initContainer(mesh: MeshConfig, o: PodOptions): Container {
+  const args = [
+    'init',
+    '--proxy-uid', String(mesh.proxyUid),
+    '--outbound-port', String(mesh.ports.outbound),
+    '--inbound-port', String(mesh.ports.inbound),
+    // the admin port (probes, /ready) is never intercepted
+    '--exclude-inbound-ports', [mesh.ports.admin, ...o.excludeInboundPorts].join(','),
+  ]
+  if (o.excludeOutboundPorts.length > 0) args.push('--exclude-outbound-ports', o.excludeOutboundPorts.join(','))
+  if (o.excludeOutboundCidrs.length > 0) args.push('--exclude-outbound-cidrs', o.excludeOutboundCidrs.join(','))
+  return {
+    name: INIT_NAME,
+    image: mesh.image,
+    ...(mesh.imagePullPolicy !== undefined ? { imagePullPolicy: mesh.imagePullPolicy } : {}),
+    command: ['weft'],
+    args,
+    resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '64Mi' } },
+    securityContext: {
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] },
+    },
+  }
+}
+
+function proxyContainer(mesh: MeshConfig, o: PodOptions, probes: AppProbe[]): Container {
+  const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } })
+  const env: Record<string, unknown>[] = [
+    fieldEnv('POD_NAME', 'metadata.name'),
+    fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
+    fieldEnv('SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+    fieldEnv('POD_IP', 'status.podIP'),
+    { name: 'WEFT_CONTROL_PLANE', value: mesh.controlPlaneAddress },
+    { name: 'WEFT_LOG_LEVEL', value: o.logLevel ?? mesh.logLevel },
+    { name: 'WEFT_ADMIN_PORT', value: String(mesh.ports.admin) },
+    { name: 'WEFT_INBOUND_PORT', value: String(mesh.ports.inbound) },
+    { name: 'WEFT_OUTBOUND_PORT', value: String(mesh.ports.outbound) },
+  ]
+  if (probes.length > 0) env.push({ name: APP_PROBES_ENV, value: JSON.stringify(probes) })
+  const requests: Record<string, string> = {}
+  const limits: Record<string, string> = {}
+  const r = mesh.resources
+  const set = (into: Record<string, string>, k: string, v: string | undefined) => { if (v !== undefined) into[k] = v }
+  set(requests, 'cpu', o.cpuRequest ?? r.cpuRequest)
+  set(requests, 'memory', o.memoryRequest ?? r.memoryRequest)
+  set(limits, 'cpu', o.cpuLimit ?? r.cpuLimit)
+  set(limits, 'memory', o.memoryLimit ?? r.memoryLimit)
+  return {
+    name: PROXY_NAME,
+    image: mesh.image,
+    ...(mesh.imagePullPolicy !== undefined ? { imagePullPolicy: mesh.imagePullPolicy } : {}),
+    command: ['weft'],
+    args: ['proxy', '--control-plane', mesh.controlPlaneAddress],
+    env,
+    ports: [{ name: 'weft-admin', containerPort: mesh.ports.admin, protocol: 'TCP' }],
+    readinessProbe: { httpGet: { path: '/ready', port: mesh.ports.admin }, periodSeconds: 2, failureThreshold: 3 },
+    resources: { ...(Object.keys(requests).length > 0 ? { requests } : {}), ...(Object.keys(limits).length > 0 ? { limits } : {}) },
+    volumeMounts: [{ name: TMP_VOLUME, mountPath: '/tmp' }],
+    securityContext: {
+      runAsUser: mesh.proxyUid,
+      runAsGroup: mesh.proxyUid,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    },
+  }
+}
+
+/** The app probes a proxy container serves (its WEFT_APP_PROBES env); [] when none or unreadable. */
+export function appProbesOf(proxy: Container | undefined): AppProbe[] {
+  const v = proxy?.env?.find((e) => e.name === APP_PROBES_ENV)?.value
+  if (typeof v !== 'string') return []
+  try {
+    const parsed: unknown = JSON.parse(v)
+    return Array.isArray(parsed) ? (parsed as AppProbe[]) : []
+  } catch {
+    return []
+  }
+}
+
+/** Undo inject(): the original workload, exactly. An object that is not injected comes back unchanged. */
+export function uninject(workload: KubeObject): { workload: KubeObject; uninjected: boolean } {
+  const out = structuredClone(workload)
+  const t = podTemplate(out)
+  const raw = t?.holder.metadata?.annotations?.[A.status]
+  if (t === undefined || raw === undefined) return { workload: out, uninjected: false }
+  let status: InjectStatus
+  try {
+    status = JSON.parse(raw) as InjectStatus
+  } catch {
+    status = { version: 1, mode: 'native', created: [] }
+  }
+  const spec = t.holder.spec!
+  const proxy = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === PROXY_NAME)
+  for (const p of appProbesOf(proxy)) {
+    const c = spec.containers.find((x) => x.name === p.container)
+    const probe = c?.[p.probe]
+    if (probe !== undefined) probe.httpGet = p.httpGet
+  }
+  const ours = (c: Container) => c.name !== PROXY_NAME && c.name !== INIT_NAME
+  spec.containers = spec.containers.filter(ours)
+  if (spec.initContainers !== undefined) spec.initContainers = spec.initContainers.filter(ours)
+  if (spec.volumes !== undefined) spec.volumes = spec.volumes.filter((v) => v.name !== TMP_VOLUME)
+  const m = t.holder.metadata!
+  delete m.annotations![A.status]
+  const created = new Set(status.created)
+  const emptyArray = (v: unknown) => Array.isArray(v) && v.length === 0
+  if (created.has('spec.initContainers') && emptyArray(spec.initContainers)) delete spec.initContainers
+  if (created.has('spec.volumes') && emptyArray(spec.volumes)) delete spec.volumes
+  if (created.has('metadata.annotations') && Object.keys(m.annotations!).length === 0) delete m.annotations
+  if (created.has('metadata') && Object.keys(m).length === 0) delete t.holder.metadata
+  return { workload: out, uninjected: true }
+}

@@ -1,0 +1,69 @@
+// The admission decision, without HTTP: an AdmissionReview (admission.k8s.io/v1) in, an
+// AdmissionReview out, or a message for a 400 when the body is not one. Pods only (the webhook
+// configuration's rules say so); anything the injector cannot or must not handle is allowed
+// unchanged, with a warning where the user should know.
+import { inject, NAMESPACE_LABEL, ANNOTATIONS, type KubeObject, type MeshConfig } from '../inject/index.ts'
+import { diff } from './json-patch.ts'
+
+export interface AdmissionRequest {
+  uid: string
+  kind?: { group: string; version: string; kind: string }
+  namespace?: string
+  operation?: string
+  object?: KubeObject
+  dryRun?: boolean
+}
+
+export interface AdmissionResponse {
+  uid: string
+  allowed: true
+  patchType?: 'JSONPatch'
+  patch?: string
+  warnings?: string[]
+}
+
+export interface AdmissionOutcome {
+  review: { apiVersion: 'admission.k8s.io/v1'; kind: 'AdmissionReview'; response: AdmissionResponse }
+  /** injected | skipped:<reason> | not-a-pod: for the counter and the log */
+  decision: string
+}
+
+export interface AdmitOptions {
+  mesh: MeshConfig
+  /** the namespace's labels when the caller knows them (an informer); undefined: trust the namespaceSelector */
+  namespaceLabels?: (namespace: string) => Record<string, string> | undefined
+}
+
+const NEVER = new Set(['kube-system', 'kube-public', 'kube-node-lease'])
+
+/** Parse and decide. `{ error }` means the body is not an AdmissionReview: answer 400 with it. */
+export function admit(body: unknown, o: AdmitOptions): AdmissionOutcome | { error: string } {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return { error: 'body is not a JSON object (expected an AdmissionReview)' }
+  const b = body as Record<string, unknown>
+  if (b.kind !== 'AdmissionReview') return { error: `kind is ${JSON.stringify(b.kind)}, expected "AdmissionReview"` }
+  if (b.apiVersion !== 'admission.k8s.io/v1') return { error: `apiVersion is ${JSON.stringify(b.apiVersion)}, expected "admission.k8s.io/v1"` }
+  const req = b.request as AdmissionRequest | undefined
+  if (req === null || typeof req !== 'object' || typeof req.uid !== 'string' || req.uid === '') return { error: 'request.uid is missing (expected an AdmissionReview request)' }
+  const reply = (decision: string, extra: Partial<AdmissionResponse> = {}): AdmissionOutcome => ({
+    review: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: req.uid, allowed: true, ...extra } },
+    decision,
+  })
+  const obj = req.object
+  if (req.kind?.kind !== undefined && req.kind.kind !== 'Pod') return reply('not-a-pod')
+  if (obj === null || typeof obj !== 'object' || (obj.kind !== undefined && obj.kind !== 'Pod')) return reply('not-a-pod')
+  if (req.operation !== undefined && req.operation !== 'CREATE') return reply('skipped:not-create')
+  const ns = req.namespace ?? obj.metadata?.namespace ?? 'default'
+  if (NEVER.has(ns) || ns === o.mesh.controlPlaneNamespace) return reply('skipped:system-namespace')
+  const podSays = obj.metadata?.annotations?.[ANNOTATIONS.inject]
+  if (podSays !== 'true') {
+    const labels = o.namespaceLabels?.(ns)
+    if (podSays === 'false' || (labels !== undefined && labels[NAMESPACE_LABEL] !== 'enabled')) return reply('skipped:disabled')
+  }
+  // the API server's object may lack kind/apiVersion on some paths: inject() recognises pods by kind
+  const pod: KubeObject = { ...obj, kind: 'Pod', apiVersion: obj.apiVersion ?? 'v1' }
+  const r = inject(pod, o.mesh)
+  const warnings = r.warnings.length > 0 ? { warnings: r.warnings } : {}
+  if (!r.injected) return reply(`skipped:${r.skipped}`, warnings)
+  const ops = diff(pod, r.workload)
+  return reply('injected', { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64'), ...warnings })
+}

@@ -1,0 +1,129 @@
+// The admission webhook over real HTTPS: a certificate made by the control plane's own CA code,
+// clients (undici, curl) that trust only that CA, AdmissionReviews in and out.
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { writeFile, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { Agent, request } from 'undici'
+import { createServingCert, serviceDnsNames } from '../control-plane/webhook/certs.ts'
+import { startWebhookServer } from '../control-plane/webhook/server.ts'
+import { apply } from '../control-plane/webhook/json-patch.ts'
+import { DEFAULT_MESH, inject, type KubeObject } from '../control-plane/inject/index.ts'
+
+const run = promisify(execFile)
+
+const pod = (annotations?: Record<string, string>, spec: Record<string, unknown> = {}): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'web', namespace: 'shop', ...(annotations !== undefined ? { annotations } : {}) },
+  spec: { containers: [{ name: 'app', image: 'app:1', readinessProbe: { httpGet: { path: '/r', port: 8080 } } }], ...spec },
+})
+const review = (object: unknown, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'admission.k8s.io/v1',
+  kind: 'AdmissionReview',
+  request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'shop', operation: 'CREATE', object, ...extra },
+})
+
+const cert = await createServingCert({ dnsNames: [...serviceDnsNames('weft-control-plane', 'weft-system'), 'localhost'], ips: ['127.0.0.1'] })
+const nsLabels = new Map<string, Record<string, string>>([['shop', { 'weft.io/inject': 'enabled' }], ['plain', {}]])
+const wh = await startWebhookServer({ certPem: cert.certPem, keyPem: cert.keyPem, mesh: DEFAULT_MESH, namespaceLabels: (ns) => nsLabels.get(ns) })
+t.teardown(() => wh.close())
+const agent = new Agent({ connect: { ca: cert.caPem } })
+t.teardown(() => agent.close())
+const url = `https://localhost:${wh.port}/inject`
+const post = async (body: unknown) => {
+  const r = await request(url, { method: 'POST', dispatcher: agent, body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json' } })
+  return { status: r.statusCode, type: r.headers['content-type'], text: await r.body.text() }
+}
+
+t.test('a pod in a labelled namespace: allowed with a base64 JSONPatch that gives inject()\'s pod', async (t) => {
+  const r = await post(review(pod()))
+  t.equal(r.status, 200)
+  t.equal(r.type, 'application/json')
+  const out = JSON.parse(r.text)
+  t.match(out, { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true, patchType: 'JSONPatch' } })
+  const ops = JSON.parse(Buffer.from(out.response.patch, 'base64').toString())
+  t.ok(ops.every((o: any) => ['add', 'replace', 'remove'].includes(o.op)))
+  t.same(apply(pod(), ops), inject(pod(), DEFAULT_MESH).workload, 'the patch applied to the pod is the injected pod')
+  t.equal(wh.stats.decisions.get('injected'), 1)
+})
+
+t.test('idempotent: an injected pod comes back allowed with no patch', async (t) => {
+  const injected = inject(pod(), DEFAULT_MESH).workload
+  const out = JSON.parse((await post(review(injected))).text)
+  t.same(out.response, { uid: 'u-1', allowed: true })
+})
+
+t.test('opt-in and overrides: namespace label, pod annotation, system namespaces', async (t) => {
+  const none = { uid: 'u-1', allowed: true }
+  t.same(JSON.parse((await post(review(pod(), { namespace: 'plain' }))).text).response, none, 'namespace without the label')
+  t.match(JSON.parse((await post(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'plain' }))).text).response, { patchType: 'JSONPatch' }, 'pod annotation "true" overrides')
+  t.same(JSON.parse((await post(review(pod({ 'weft.io/inject': 'false' })))).text).response, none, 'pod annotation "false" overrides')
+  t.same(JSON.parse((await post(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'kube-system' }))).text).response, none, 'kube-system never')
+  t.same(JSON.parse((await post(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'weft-system' }))).text).response, none, 'the control plane\'s namespace never')
+  t.same(JSON.parse((await post(review(pod(), { operation: 'UPDATE' }))).text).response, none, 'UPDATE is not injected')
+  t.same(JSON.parse((await post(review({ kind: 'Service', metadata: { name: 's' } }, { kind: { group: '', version: 'v1', kind: 'Service' } }))).text).response, none, 'not a pod')
+})
+
+t.test('hostNetwork and bad annotations: admitted unchanged with a warning', async (t) => {
+  const hn = JSON.parse((await post(review(pod(undefined, { hostNetwork: true })))).text).response
+  t.equal(hn.allowed, true)
+  t.notOk(hn.patch)
+  t.match(hn.warnings, [/Pod shop\/web not injected: hostNetwork/])
+  const bad = JSON.parse((await post(review(pod({ 'weft.io/exclude-outbound-ports': 'all' })))).text).response
+  t.notOk(bad.patch)
+  t.match(bad.warnings, [/weft.io\/exclude-outbound-ports: "all": "all" is not a port/])
+  t.equal(wh.stats.decisions.get('skipped:host-network'), 1)
+})
+
+t.test('a body that is not an AdmissionReview: 400 with a message', async (t) => {
+  const cases: [unknown, RegExp][] = [
+    ['{not json', /body is not JSON .*expected an AdmissionReview/],
+    [[1, 2], /not a JSON object/],
+    [{ apiVersion: 'v1', kind: 'Pod' }, /kind is "Pod", expected "AdmissionReview"/],
+    [{ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x' } }, /apiVersion is "admission.k8s.io\/v1beta1", expected "admission.k8s.io\/v1"/],
+    [{ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, /request.uid is missing/],
+  ]
+  for (const [body, msg] of cases) {
+    const r = await post(body)
+    t.equal(r.status, 400, String(msg))
+    t.match(r.text, msg)
+  }
+  const get = await request(url, { dispatcher: agent })
+  t.equal(get.statusCode, 405)
+  t.equal(get.headers.allow, 'POST')
+  await get.body.dump()
+})
+
+t.test('curl --cacert with the generated CA verifies the Service name and 127.0.0.1; without it, curl refuses', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'weft-wh-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const ca = join(dir, 'ca.pem')
+  await writeFile(ca, cert.caPem)
+  const svc = 'weft-control-plane.weft-system.svc'
+  const { stdout } = await run('curl', ['-sS', '--cacert', ca, '--resolve', `${svc}:${wh.port}:127.0.0.1`, '-H', 'content-type: application/json', '--data-binary', JSON.stringify(review(pod())), `https://${svc}:${wh.port}/inject`])
+  t.match(JSON.parse(stdout).response, { uid: 'u-1', allowed: true, patchType: 'JSONPatch' })
+  const ip = await run('curl', ['-sS', '--cacert', ca, `https://127.0.0.1:${wh.port}/healthz`])
+  t.equal(ip.stdout, 'ok\n')
+  const err = await run('curl', ['-sS', `https://127.0.0.1:${wh.port}/healthz`]).then(() => undefined, (e: { code: number; stderr: string }) => e)
+  t.equal(err?.code, 60, 'curl: peer certificate cannot be authenticated')
+})
+
+t.test('weft control-plane --webhook-listen: the control plane serves the webhook with the certificate it made', async (t) => {
+  const { startControlPlane } = await import('../cli/control-plane.ts')
+  const { createLogger } = await import('../proxy/log.ts')
+  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: createLogger('silent'), webhook: { listen: '127.0.0.1:0', namespace: 'mesh-ns', mesh: { image: 'reg.example/weft:dev' } } })
+  t.teardown(() => cp.close())
+  const a = new Agent({ connect: { ca: cp.webhook!.cert.caPem, servername: 'weft-control-plane.mesh-ns.svc' } })
+  t.teardown(() => a.close())
+  const r = await request(`https://127.0.0.1:${cp.webhook!.server.port}/inject`, { method: 'POST', dispatcher: a, body: JSON.stringify(review(pod({ 'weft.io/inject': 'true' }))) })
+  t.equal(r.statusCode, 200)
+  const ops = JSON.parse(Buffer.from((await r.body.json() as any).response.patch, 'base64').toString())
+  const injected = apply(pod({ 'weft.io/inject': 'true' }), ops) as any
+  t.equal(injected.spec.initContainers[1].image, 'reg.example/weft:dev')
+  t.same(injected.spec.initContainers[1].args, ['proxy', '--control-plane', 'weft-control-plane.mesh-ns.svc:15010'])
+  const mine = await request(`https://127.0.0.1:${cp.webhook!.server.port}/inject`, { method: 'POST', dispatcher: a, body: JSON.stringify(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'mesh-ns' })) })
+  t.same((await mine.body.json() as any).response, { uid: 'u-1', allowed: true }, 'its own namespace is never injected')
+})
