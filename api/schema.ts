@@ -352,8 +352,8 @@ export const Listener = Type.Object(
     ),
     // The listener receives connections that iptables redirected to it (`weft init`), and each
     // connection's original destination (SO_ORIGINAL_DST) decides where it goes:
-    //   outbound: a destination the route table names (an IP literal, "10.96.0.10" or
-    //     "10.96.0.10:80", among its virtual hosts' domains: a Service's ClusterIP) takes the
+    //   outbound: a destination the route table names (an IP literal among its virtual hosts'
+    //     domains, "10.96.0.10:8080", or "10.96.0.10" for port 80: a Service's ClusterIP) takes the
     //     listener's normal path (detection, routing by Host); any other destination is passed
     //     through to itself as opaque TCP (decision `passthrough`), as Istio's PassthroughCluster;
     //   inbound: every redirected connection goes to 127.0.0.1:<its original port>, the app's port.

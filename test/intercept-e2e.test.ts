@@ -110,6 +110,13 @@ endpoints:
 ---
 apiVersion: v1
 kind: Service
+metadata: { name: cache, namespace: shop }
+spec:
+  clusterIP: 10.0.0.1
+  ports: [{ name: redis, port: 6379 }, { name: banner, port: 2525 }]
+---
+apiVersion: v1
+kind: Service
 metadata: { name: productpage, namespace: shop }
 spec:
   clusterIP: 10.96.0.20
@@ -174,9 +181,23 @@ clusters:
   }
   t.match(metrics(), /weft_requests_total\{[^}]*\} [1-9]/, 'the request was counted by the sidecar')
 
+  // opaque TCP to a Service address (no TCP route): after detection, on to the original
+  // destination; a server-speaks-first one after detectTimeout (the "ClusterIP" here is the ext
+  // namespace's address: there is no kube-proxy)
+  const tcpServers = inNs(ext, [NODE, '-e', `const net = require('node:net')
+net.createServer((s) => s.on('data', (b) => s.write(b))).listen(6379, '10.0.0.1')
+net.createServer((s) => s.end('220 banner\\n')).listen(2525, '10.0.0.1', () => console.log('listening'))`])
+  await started(tcpServers, /listening/, 'tcp servers')
+  const tcpClient = (port: number, send: string) => spawnSync('ip', ['netns', 'exec', pod, NODE, '-e', `const s = require('node:net').connect(${port}, '10.0.0.1', () => { if (${JSON.stringify(send)}) s.write(${JSON.stringify(send)}) })
+let got = ''; s.on('data', (b) => { got += b; if (got.endsWith('\\n')) { process.stdout.write(got); s.destroy() } }); s.on('error', (e) => console.log('error ' + e.code)); setTimeout(() => { console.log('timeout ' + JSON.stringify(got)); process.exit(1) }, 4000).unref()`], { encoding: 'utf8' })
+  const passBefore = decision('passthrough')
+  t.equal(tcpClient(6379, '*1\r\n$4\r\nPING\r\n').stdout, '*1\r\n$4\r\nPING\r\n', 'a client-first TCP protocol reaches the Service address')
+  t.equal(tcpClient(2525, '').stdout, '220 banner\n', 'a server-speaks-first one too, after detectTimeout')
+  t.equal(decision('passthrough'), passBefore + 2, 'both passed through after detection')
+
   // outside the mesh: passed through to the original destination
   t.equal(curl(pod, 'http://10.0.0.1:8080/x').stdout, 'outside GET /x host=10.0.0.1:8080\n')
-  t.equal(decision('passthrough'), 1, 'one passthrough')
+  t.equal(decision('passthrough'), passBefore + 3, 'one more passthrough')
 
   // inbound: from outside to the pod's app port 7070: handed to the inbound-7070 listener, an HTTP
   // hop with its own route table and reporter=destination telemetry

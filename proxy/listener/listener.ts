@@ -11,7 +11,7 @@ import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
 import { newFilterCounters } from '../filters/index.ts'
 import { passthroughTcp, proxyTcp, type TcpCounters } from '../tcp/connect.ts'
-import { originalDst } from '../intercept/original-dst.ts'
+import { originalDst, type OriginalDestination } from '../intercept/original-dst.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import type { Filter } from '../filters/filter.ts'
@@ -98,6 +98,8 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
    * destination (a `bindToPort: false` listener of the same direction), set by the proxy.
    */
   handoff: ((direction: string, port: number, address: string) => ProxyListener | undefined) | null = null
+  /** intercepted connections on the normal path, by socket: where opaque TCP among them goes */
+  private readonly originalDsts = new WeakMap<Socket, OriginalDestination>()
 
   listen(): Promise<number> {
     if (this.spec.bindToPort === false) return Promise.resolve(this.spec.port)
@@ -152,7 +154,9 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       const fast = readIntoBuffer(s, rb, () => {}) // the tunnel takes the reads over
       this.track(proxyTcp(this, s, fast ? rb : null, null, false, p.tcp, this.counters.tunnels.tcp, this.counters))
     } else {
-      this.track(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
+      // a silent client is tunnelled after detectTimeout when there is somewhere to tunnel it: the
+      // TCP target, or an intercepted connection's original destination (server-speaks-first)
+      this.track(new Detector(s, this, this.clock(), p.tcp === null && !this.originalDsts.has(s) ? 0 : p.detectTimeoutMs))
     }
   }
 
@@ -173,7 +177,11 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     }
     if (!ic.inbound) {
       const host = dst.family === 6 ? `[${dst.address}]` : dst.address
-      if (ic.services.has(dst.address) || ic.services.has(`${host}:${dst.port}`)) return false
+      if (ic.services.has(`${host}:${dst.port}`)) {
+        // the normal path; if detection finds opaque TCP, it goes on to this destination
+        this.originalDsts.set(s, dst)
+        return false
+      }
     }
     this.counters.cxTotal++
     this.counters.cxActive++
@@ -203,10 +211,20 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     } else if (protocol === DETECT_TCP) {
       if (first === null) c.tcpServerFirst++
       else c.tcp++
-      const target = this.config.protocol.tcp
+      const p = this.config.protocol
+      const target = p.tcp
       if (target !== null) {
         this.conns.delete(d)
         this.track(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
+        return
+      }
+      // Intercepted, to a Service address, and not HTTP: on to the original destination (in a
+      // cluster, kube-proxy balances the ClusterIP), as Istio's outbound TCP to a Service without
+      // a TCP route.
+      const dst = this.originalDsts.get(s)
+      if (dst !== undefined && p.interception !== null) {
+        this.conns.delete(d)
+        this.track(passthroughTcp(this, s, dst.address, dst.port, p.interception.idleTimeoutMs, p.interception.connectTimeoutMs, this.counters.tunnels.tcp, this.counters, rb, first, ended))
         return
       }
       // No TCP target: the HTTP/1 codec answers it (400), as before detection existed.
