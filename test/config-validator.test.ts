@@ -1,13 +1,14 @@
 // The bootstrap validator the build precompiles (ajv standalone, dist/proxy/config/bootstrap-validate.cjs)
 // answers exactly as the one compiled at run time from the sources: same verdict, same errors.
 import t from 'tap'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parse } from 'yaml'
 import type { ValidateFunction } from 'ajv'
-import { compileValidator, standaloneSource } from '../proxy/config/validator.ts'
+import { bootstrapSchema, compileValidator, standaloneSource } from '../proxy/config/validator.ts'
+import { Bootstrap } from '../proxy/config/schema.ts'
 import { ROOT } from './helpers/sidecar.ts'
 
 const require = createRequire(import.meta.url)
@@ -18,7 +19,7 @@ t.test('precompiled and run-time validators agree', async (t) => {
   // the generated code requires ajv's runtime helpers: point them at this checkout's ajv
   const ajvDir = dirname(require.resolve('ajv/package.json'))
   const file = join(dir, 'bootstrap-validate.cjs')
-  writeFileSync(file, standaloneSource().replaceAll('require("ajv/', `require("${ajvDir}/`))
+  writeFileSync(file, (await standaloneSource()).replaceAll('require("ajv/', `require("${ajvDir}/`))
   const pre = require(file) as ValidateFunction
   const live = compileValidator()
 
@@ -40,4 +41,10 @@ t.test('precompiled and run-time validators agree', async (t) => {
   }
   t.equal(pre(good), true, 'the example config is valid')
   t.ok((pre({ ...good, admin: { port: 70000 } }) as boolean) === false && (pre.errors?.length ?? 0) > 0, 'a bad port is reported')
+})
+
+t.test('the schema as data is the schema', async (t) => {
+  t.same(JSON.parse(JSON.stringify(bootstrapSchema())), JSON.parse(JSON.stringify(Bootstrap)))
+  const built = join(ROOT, 'dist', 'proxy', 'config', 'bootstrap-schema.json')
+  if (existsSync(built)) t.same(JSON.parse(readFileSync(built, 'utf8')), JSON.parse(JSON.stringify(Bootstrap)), 'the build\'s JSON file too')
 })

@@ -1,22 +1,56 @@
-// The bootstrap schema's validator. Compiling it with Ajv takes ~0.4 s and ~10 MB at every start, so
-// the build (npm run build, run by npm install) writes it as standalone code next to the compiled
-// loader (dist/proxy/config/bootstrap-validate.cjs) and a sidecar started from dist/ only requires
-// that. Run from the TypeScript sources (tests, a checkout without a build), it is compiled here, on
-// first use, with the same options: both are the same Ajv code for the same schema.
+// The bootstrap schema's validator, and the schema as data. Compiling the validator with Ajv takes
+// ~0.4 s and ~10 MB at every start, and building the schema loads typebox (~370 modules, ~20 MB), so
+// the build (npm run build, run by npm install) writes both next to the compiled loader
+// (dist/proxy/config/bootstrap-validate.cjs, standalone Ajv code, and bootstrap-schema.json) and a
+// sidecar started from dist/ only requires those. Run from the TypeScript sources (tests, a checkout
+// without a build), they are made here on first use, with the same options: the same Ajv code for the
+// same schema.
 //
-//   node proxy/config/validator.ts OUT.cjs     writes the standalone validator (the build step)
+//   node proxy/config/validator.ts DIR     writes both files into DIR (the build step)
+import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import type { ValidateFunction } from 'ajv'
 
 const require = createRequire(import.meta.url)
 
-/** File name of the precompiled validator, next to this module's compiled JavaScript. */
+/** File names of the precompiled validator and the schema, next to this module's compiled JavaScript. */
 export const STANDALONE_FILE = 'bootstrap-validate.cjs'
+export const SCHEMA_FILE = 'bootstrap-schema.json'
 
 // No useDefaults: the loader never mutates the config. verbose: the messages quote the schema.
 const OPTIONS = { allErrors: true, strict: false, verbose: true }
 
 let validator: ValidateFunction | null = null
+let schema: unknown = null
+
+// Without the build's files (running the sources), ./schema.ts is imported here: a dynamic import
+// at the top level, since require() of an ES module is not possible under every loader (tap's).
+const PREBUILT = existsSync(new URL(STANDALONE_FILE, import.meta.url)) && existsSync(new URL(SCHEMA_FILE, import.meta.url))
+let Schema: typeof import('./schema.ts') | null = PREBUILT ? null : await import('./schema.ts')
+
+/** The bootstrap JSON schema (what ./schema.ts builds): the build's JSON file when there, else built now. */
+export function bootstrapSchema(): unknown {
+  if (schema !== null) return schema
+  try {
+    schema = require(`./${SCHEMA_FILE}`)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err
+    schema = schemaModule().Bootstrap
+  }
+  return schema
+}
+
+/** ./schema.ts, imported above when there is no prebuilt schema. */
+function schemaModule(): typeof import('./schema.ts') {
+  if (Schema === null) throw new Error('proxy/config/schema.ts not loaded (use loadSchemaModule)')
+  return Schema
+}
+
+/** ./schema.ts, imported now if it was not. */
+export async function loadSchemaModule(): Promise<typeof import('./schema.ts')> {
+  Schema ??= await import('./schema.ts')
+  return Schema
+}
 
 /** The validator: the precompiled one when it exists next to this module, else compiled now (once). */
 export function bootstrapValidator(): ValidateFunction {
@@ -34,27 +68,28 @@ export function bootstrapValidator(): ValidateFunction {
 /** Compiles the validator with Ajv (loads Ajv and the schema; synchronous). */
 export function compileValidator(opts: { source?: boolean } = {}): ValidateFunction {
   const { Ajv } = require('ajv') as typeof import('ajv')
-  // the schema module as the running code has it: .ts from the sources, .js from dist/
-  const { Bootstrap } = require(import.meta.url.endsWith('.ts') ? './schema.ts' : './schema.js') as typeof import('./schema.ts')
+  const { Bootstrap } = schemaModule()
   const ajv = new Ajv({ ...OPTIONS, code: { source: opts.source === true } })
   return ajv.compile(Bootstrap)
 }
 
 /** The standalone CommonJS source of the validator (ajv/dist/standalone). */
-export function standaloneSource(): string {
+export async function standaloneSource(): Promise<string> {
   const { Ajv } = require('ajv') as typeof import('ajv')
   const standalone = (require('ajv/dist/standalone') as { default: (ajv: InstanceType<typeof Ajv>, v: ValidateFunction) => string }).default
-  const { Bootstrap } = require('./schema.ts') as typeof import('./schema.ts')
+  const { Bootstrap } = await loadSchemaModule()
   const ajv = new Ajv({ ...OPTIONS, code: { source: true } })
   return standalone(ajv, ajv.compile(Bootstrap))
 }
 
 if (import.meta.main) {
-  const out = process.argv[2]
-  if (!out) {
-    process.stderr.write('usage: node proxy/config/validator.ts OUT.cjs\n')
+  const dir = process.argv[2]
+  if (!dir) {
+    process.stderr.write('usage: node proxy/config/validator.ts DIR\n')
     process.exit(2)
   }
   const { writeFileSync } = await import('node:fs')
-  writeFileSync(out, `// generated by proxy/config/validator.ts from proxy/config/schema.ts (npm run build)\n${standaloneSource()}`)
+  const { join } = await import('node:path')
+  writeFileSync(join(dir, STANDALONE_FILE), `// generated by proxy/config/validator.ts from proxy/config/schema.ts (npm run build)\n${await standaloneSource()}`)
+  writeFileSync(join(dir, SCHEMA_FILE), `${JSON.stringify((await loadSchemaModule()).Bootstrap)}\n`)
 }
