@@ -3,10 +3,10 @@
 // the checks `weft validate` and the control plane share), Services without endpoints; kinds Weft
 // does not read (a Deployment in the same folder) are noted and ignored, not errors.
 import type { Command } from 'commander'
-import { formatConfigError, type ConfigError } from '../proxy/config/errors.ts'
+import { formatConfigError, type ConfigError } from '../api/errors.ts'
 import { parseResources, readResourceFiles } from '../control-plane/resources/load.ts'
 import { checkResources } from '../control-plane/resources/validate.ts'
-import { sortErrors } from '../proxy/config/yaml-errors.ts'
+import { sortErrors } from '../api/yaml-errors.ts'
 import { EXIT } from './errors.ts'
 import { emit, outputOption, table, type OutputFormat } from './output.ts'
 import type { Out } from './tap.ts'

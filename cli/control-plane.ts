@@ -9,7 +9,7 @@
 import { resolve } from 'node:path'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
-import { formatConfigError } from '../proxy/config/errors.ts'
+import { formatConfigError } from '../api/errors.ts'
 import { createLogger } from '../proxy/log.ts'
 import { admitResources, type Admission } from '../control-plane/sources/admit.ts'
 import { loadKubeConfig, type KubeConfigOption } from '../control-plane/sources/kube-api.ts'

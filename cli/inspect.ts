@@ -4,7 +4,7 @@
 // /config_dump and /clusters), in the manner of `istioctl proxy-status` / `proxy-config`.
 import type { Command } from 'commander'
 import { Agent, request } from 'undici'
-import type { Bootstrap } from '../proxy/config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 import { AdminHttpError, describeAdminError, EXIT, type AdminKind } from './errors.ts'
 import { emit, parseOutput, table, type OutputFormat } from './output.ts'
 import { adminBase, type Out } from './tap.ts'

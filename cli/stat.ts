@@ -17,7 +17,7 @@
 // so nothing is counted twice.
 import type { Command } from 'commander'
 import { Agent, request } from 'undici'
-import { parseDuration } from '../proxy/config/duration.ts'
+import { parseDuration } from '../api/duration.ts'
 import { parsePromText, parsePromValue, type Sample } from '../proxy/telemetry/prom-text.ts'
 import { adminBase, type Out } from './tap.ts'
 import { describeAdminError, EXIT } from './errors.ts'

@@ -6,7 +6,7 @@
 // Exit status: 0 valid, 1 invalid (an unreadable path or a directory without resource files is
 // an error like any other, printed the same way), 2 usage error (no path, unknown option).
 import type { Command } from 'commander'
-import { formatConfigError } from '../proxy/config/errors.ts'
+import { formatConfigError } from '../api/errors.ts'
 import { resourceCount } from '../control-plane/resources/load.ts'
 import type { ResourceSet } from '../control-plane/resources/load.ts'
 import { loadResources } from '../control-plane/resources/validate.ts'

@@ -37,7 +37,10 @@ program
       return
     }
     const { runSidecar } = await import('../proxy/main.ts')
-    process.exitCode = await runSidecar(opts.config, opts.resources ?? [])
+    const resources = opts.resources ?? []
+    // static mode loads the control plane's translation only when there are resources
+    const source = resources.length === 0 ? undefined : (await import('./proxy-static.ts')).staticSource(opts.config, resources)
+    process.exitCode = await runSidecar(opts.config, source)
   })
 
 // `weft proxy` registers no other command: a sidecar loads none of their modules (the operator

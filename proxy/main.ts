@@ -1,14 +1,15 @@
 // Run a sidecar from a static bootstrap file: load, validate, serve, watch the file for changes
 // (a bad edit is logged and shown on the admin API while the last good config keeps serving),
-// drain on SIGTERM/SIGINT. With resource files (static mode, control-plane/sources/static.ts)
-// the routing comes from Services, EndpointSlices, HTTPRoutes and TrafficPolicies, watched too.
+// drain on SIGTERM/SIGINT. Where the config comes from is a ConfigSource: the bootstrap file alone
+// here; static mode (the bootstrap plus translated resources) is assembled by the CLI
+// (cli/proxy-static.ts), so the proxy never imports the control plane.
 import { statSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createAdminServer } from './admin/server.ts'
-import { formatConfigError } from './config/errors.ts'
-import { loadBootstrapFile, type LoadResult } from './config/load.ts'
-import { watchDirectory, watchFile, type FileWatcher } from './config/watch.ts'
+import { formatConfigError } from '../api/errors.ts'
+import { loadBootstrapFile, type LoadResult } from '../api/load.ts'
+import { watchDirectory, watchFile, type FileWatcher } from '../api/watch.ts'
 import { createLogger, type Logger } from './log.ts'
 import { Proxy } from './proxy.ts'
 
@@ -33,24 +34,25 @@ export class ConfigLoadError extends Error {
   }
 }
 
+/** Where a sidecar's config comes from: how to load it, its name in messages, the paths to watch. */
+export interface ConfigSource {
+  load(): Promise<LoadResult>
+  readonly name: string
+  readonly paths: readonly string[]
+}
+
 export interface StartOptions {
   configFile: string
-  /** resource files and directories (static mode); none: the bootstrap file is the whole config */
-  resources?: string[]
+  /** default: the bootstrap file alone (bootstrapSource) */
+  source?: ConfigSource
   log?: Logger
   watch?: boolean
   watchDebounceMs?: number
 }
 
-/** How the config is loaded: the bootstrap alone, or (static mode) the bootstrap plus translated resources. */
-function configLoader(opts: StartOptions): { load: () => Promise<LoadResult>; source: string } {
-  const resources = opts.resources ?? []
-  if (resources.length === 0) return { load: () => loadBootstrapFile(opts.configFile), source: opts.configFile }
-  return {
-    // Loaded on demand: a proxy without resources does not carry the control plane's modules.
-    load: async () => (await import('../control-plane/sources/static.ts')).loadStaticConfig(opts.configFile, resources),
-    source: `${opts.configFile} + ${resources.join(', ')}`,
-  }
+/** The bootstrap file is the whole config. */
+export function bootstrapSource(configFile: string): ConfigSource {
+  return { load: () => loadBootstrapFile(configFile), name: configFile, paths: [configFile] }
 }
 
 /** A file or a directory (its entries), watched the way each needs. */
@@ -67,7 +69,9 @@ function watchPath(path: string, onChange: () => void, debounceMs: number): File
 
 export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
   const log = opts.log ?? createLogger()
-  const { load, source } = configLoader(opts)
+  const src = opts.source ?? bootstrapSource(opts.configFile)
+  const load = () => src.load()
+  const source = src.name
   const first = await load()
   if (!first.ok) throw new ConfigLoadError(first.errors.map(formatConfigError))
   const proxy = new Proxy(log)
@@ -103,7 +107,7 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
     const onChange = () => {
       reloading = (reloading ?? Promise.resolve(true)).then(reload)
     }
-    for (const path of [opts.configFile, ...(opts.resources ?? [])]) watchers.push(watchPath(path, onChange, opts.watchDebounceMs ?? 100))
+    for (const path of src.paths) watchers.push(watchPath(path, onChange, opts.watchDebounceMs ?? 100))
   }
   const watcher = { close: () => watchers.forEach((w) => w.close()) }
   const closeAdmin = () => new Promise<void>((r) => admin.close(() => r()))
@@ -130,15 +134,15 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
 }
 
 /** `weft proxy`: start, log where it listens, drain on signals. Returns the exit code promise. */
-export async function runSidecar(configFile: string, resources: string[] = []): Promise<number> {
+export async function runSidecar(configFile: string, source: ConfigSource = bootstrapSource(configFile)): Promise<number> {
   const log = createLogger()
   let sidecar: Sidecar
   try {
-    sidecar = await startSidecar({ configFile, resources, log })
+    sidecar = await startSidecar({ configFile, source, log })
   } catch (err) {
     if (err instanceof ConfigLoadError) {
       for (const e of err.errors) process.stderr.write(e + '\n')
-      process.stderr.write(`weft: ${configLoader({ configFile, resources }).source}: invalid config, not started\n`)
+      process.stderr.write(`weft: ${source.name}: invalid config, not started\n`)
     } else {
       process.stderr.write(`weft: ${(err as Error).message}\n`)
     }

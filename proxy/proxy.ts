@@ -1,12 +1,13 @@
 // The sidecar at run time: applies configs (compile, then one atomic swap), keeps listeners in
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
-import type { Bootstrap } from './config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
-import type { Listener, Telemetry } from './config/schema.ts'
-import { parseDuration } from './config/duration.ts'
+import type { Listener, Telemetry } from '../api/schema.ts'
+import { parseDuration } from '../api/duration.ts'
 import { createAccessLog, type AccessLog } from './telemetry/access-log.ts'
 import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'
+import { bindMetricsSources } from './telemetry/sources.ts'
 import { TapHub } from './telemetry/tap.ts'
 import { ZipkinReporter } from './telemetry/tracing/reporter.ts'
 import { Tracer } from './telemetry/tracing/tracer.ts'
@@ -25,6 +26,22 @@ export interface ConfigRejection {
   /** set when a later config was accepted: the rejection no longer describes what is served */
   supersededBy?: { version: number; at: string }
 }
+
+/** A config change between prepare and commit or rollback. */
+interface PendingConfig {
+  readonly source: Bootstrap
+  compiled: CompiledConfig | null
+  /** listeners bound for it (closed again on rollback) */
+  readonly opened: ProxyListener[]
+  /** listeners whose access log it uses */
+  readonly usedLogs: Set<string>
+  readonly prevMetrics: ProxyMetrics | null
+  readonly prevLogs: Map<string, { key: string; log: AccessLog }>
+  readonly prevReporter: ZipkinReporter | null
+  readonly prevReporterKey: string
+}
+
+const sameAddress = (a: Listener, b: Listener): boolean => a.port === b.port && (a.address ?? '127.0.0.1') === (b.address ?? '127.0.0.1')
 
 export class Proxy {
   readonly log: Logger
@@ -63,68 +80,87 @@ export class Proxy {
     return this.current !== null && !this.draining
   }
 
-  /** Compile and swap in a validated config. Listeners are opened/closed to match. */
+  /**
+   * Compile and swap in a validated config, in three steps: prepare (compile, bind new
+   * listeners; nothing the running config uses is touched), then commit (the swap) or, when
+   * preparing failed (a port in use), rollback (the proxy exactly as it was).
+   */
   async apply(b: Bootstrap): Promise<CompiledConfig> {
-    // Everything the new config needs is prepared first; nothing the running config uses is
-    // closed until the new listeners are bound. A failure (a port in use) leaves the proxy
-    // exactly as it was.
-    const prevMetrics = this.metrics
-    const prevLogs = new Map(this.accessLogs)
-    const prevReporter = this.reporter
-    const prevReporterKey = this.reporterKey
+    const p = this.begin(b)
+    try {
+      await this.prepare(p)
+    } catch (err) {
+      this.rollback(p)
+      throw err
+    }
+    this.commit(p)
+    return p.compiled!
+  }
+
+  /** What the running config was before a change, and what the change has made so far. */
+  private begin(b: Bootstrap): PendingConfig {
+    return {
+      source: b,
+      compiled: null,
+      opened: [],
+      usedLogs: new Set(),
+      prevMetrics: this.metrics,
+      prevLogs: new Map(this.accessLogs),
+      prevReporter: this.reporter,
+      prevReporterKey: this.reporterKey,
+    }
+  }
+
+  /** Compile p's config and bind the listeners that are new (or moved). */
+  private async prepare(p: PendingConfig): Promise<void> {
+    const b = p.source
     this.configureMetrics(b)
-    const usedLogs = new Set<string>()
     const tracing = this.configureTracing(b.telemetry?.tracing)
-    let compiled: CompiledConfig
-    try {
-      compiled = compileConfig(b, this.version + 1, this.pools, {
-        metrics: this.metrics,
-        tap: this.tap,
-        sinks: (l): RequestSink[] => {
-          const al = b.telemetry?.accessLog
-          if (al?.enabled !== true) return []
-          usedLogs.add(l.name)
-          return [this.accessLogFor(l, al, listenerPeer(b, l))]
-        },
-        tracer: (l) =>
-          tracing === null
-            ? null
-            : new Tracer({
-                sampling: tracing.sampling,
-                serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
-                localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
-                reporter: this.reporter!,
-                propagation: tracing.propagation,
-              }),
-      })
-    } catch (err) {
-      this.pools.rollback()
-      throw err
+    const compiled = compileConfig(b, this.version + 1, this.pools, {
+      metrics: this.metrics,
+      tap: this.tap,
+      sinks: (l): RequestSink[] => {
+        const al = b.telemetry?.accessLog
+        if (al?.enabled !== true) return []
+        p.usedLogs.add(l.name)
+        return [this.accessLogFor(l, al, listenerPeer(b, l))]
+      },
+      tracer: (l) =>
+        tracing === null
+          ? null
+          : new Tracer({
+              sampling: tracing.sampling,
+              serviceName: tracing.serviceName ?? b.node?.workload ?? 'weft',
+              localEndpoint: { ipv4: l.address ?? '127.0.0.1', port: l.port },
+              reporter: this.reporter!,
+              propagation: tracing.propagation,
+            }),
+    })
+    p.compiled = compiled
+    for (const spec of compiled.listeners) {
+      const existing = this.listeners.get(spec.name)
+      if (existing !== undefined && sameAddress(existing.spec, spec)) continue
+      const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
+      await l.listen()
+      p.opened.push(l)
     }
-    const sameAddress = (a: Listener, b2: Listener) =>
-      a.port === b2.port && (a.address ?? '127.0.0.1') === (b2.address ?? '127.0.0.1')
-    // 1. Bind the listeners that are new (or moved).
-    const opened: ProxyListener[] = []
-    try {
-      for (const spec of compiled.listeners) {
-        const existing = this.listeners.get(spec.name)
-        if (existing !== undefined && sameAddress(existing.spec, spec)) continue
-        const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
-        await l.listen()
-        opened.push(l)
-      }
-    } catch (err) {
-      for (const l of opened) l.destroy()
-      this.pools.rollback()
-      for (const [name, e] of this.accessLogs) if (prevLogs.get(name)?.log !== e.log) void e.log.close()
-      this.accessLogs = prevLogs
-      if (this.reporter !== prevReporter && this.reporter !== null) void this.reporter.close()
-      this.reporter = prevReporter
-      this.reporterKey = prevReporterKey
-      this.metrics = prevMetrics
-      throw err
-    }
-    // 2. Commit. Listeners that are gone or moved drain (and are still swept until closed).
+  }
+
+  /** Undo what prepare made: its listeners, pool settings and breakers, logs, reporter, metrics. */
+  private rollback(p: PendingConfig): void {
+    for (const l of p.opened) l.destroy()
+    this.pools.rollback()
+    for (const [name, e] of this.accessLogs) if (p.prevLogs.get(name)?.log !== e.log) void e.log.close()
+    this.accessLogs = p.prevLogs
+    if (this.reporter !== p.prevReporter && this.reporter !== null) void this.reporter.close()
+    this.reporter = p.prevReporter
+    this.reporterKey = p.prevReporterKey
+    this.metrics = p.prevMetrics
+  }
+
+  /** The swap. Listeners that are gone or moved drain (and are still swept until closed). */
+  private commit(p: PendingConfig): void {
+    const compiled = p.compiled!
     this.version = compiled.version
     const wanted = new Map(compiled.listeners.map((l) => [l.name, l]))
     for (const [name, l] of this.listeners) {
@@ -135,22 +171,22 @@ export class Proxy {
         void l.drain().then(() => this.drainingListeners.delete(l))
       }
     }
-    // The swap: each listener's slice is one reference assignment; requests in flight keep theirs.
+    // Each listener's slice is one reference assignment; requests in flight keep theirs.
     for (const spec of compiled.listeners) {
       const existing = this.listeners.get(spec.name)
       if (existing !== undefined) existing.config = this.slice(compiled, spec)
     }
-    for (const l of opened) {
+    for (const l of p.opened) {
       this.listeners.set(l.name, l)
       this.log.info({ listener: l.name, direction: l.spec.direction, address: l.spec.address ?? '127.0.0.1', port: l.port }, 'listening')
     }
     this.current = compiled
     this.metrics?.configVersion.set(compiled.version)
-    if (prevReporter !== null && prevReporter !== this.reporter) this.retire(prevReporter, compiled.drainTimeoutMs)
+    if (p.prevReporter !== null && p.prevReporter !== this.reporter) this.retire(p.prevReporter, compiled.drainTimeoutMs)
     // Access logs no longer used, or replaced, close once requests of the old config are done.
-    for (const [name, e] of prevLogs) {
-      if (this.accessLogs.get(name)?.log !== e.log || !usedLogs.has(name)) {
-        if (!usedLogs.has(name)) this.accessLogs.delete(name)
+    for (const [name, e] of p.prevLogs) {
+      if (this.accessLogs.get(name)?.log !== e.log || !p.usedLogs.has(name)) {
+        if (!p.usedLogs.has(name)) this.accessLogs.delete(name)
         this.later(compiled.drainTimeoutMs, () => void e.log.close())
       }
     }
@@ -164,7 +200,6 @@ export class Proxy {
       this.log.info({ version: compiled.version, hash: compiled.hash }, 'config accepted')
     }
     this.log.info({ version: compiled.version, hash: compiled.hash }, 'config applied')
-    return compiled
   }
 
   /** Run f after ms (not keeping the process alive), or at close(). */
@@ -194,6 +229,7 @@ export class Proxy {
       limits: c.limits,
       telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY,
       protocol: c.protocols.get(spec.name)!,
+      filters: c.filters.get(spec.name) ?? null,
     }
   }
 
@@ -243,89 +279,12 @@ export class Proxy {
     const naming = m?.naming ?? 'weft'
     if (this.metrics !== null && this.metrics.naming === naming) return
     const metrics = new ProxyMetrics(naming)
-    metrics.setDecisionsSource(() => {
-      const out: { listener: string; decision: string; value: number }[] = []
-      for (const l of this.listeners.values()) {
-        const c = l.counters
-        out.push(
-          { listener: l.name, decision: 'no_route', value: c.noRoute },
-          { listener: l.name, decision: 'local_reply', value: c.localReplies },
-          { listener: l.name, decision: 'upstream_error', value: c.upstreamErrors },
-          { listener: l.name, decision: 'stale_retry', value: c.staleRetries },
-          { listener: l.name, decision: 'downstream_protocol_error', value: c.downstreamProtocolErrors },
-          { listener: l.name, decision: 'timeout', value: c.timeouts },
-          { listener: l.name, decision: 'retry', value: c.retries },
-          { listener: l.name, decision: 'retry_limit_exceeded', value: c.retryLimitExceeded },
-          { listener: l.name, decision: 'retry_budget_exhausted', value: c.retryBudgetExhausted },
-          { listener: l.name, decision: 'request_timeout', value: c.requestTimeouts },
-          { listener: l.name, decision: 'per_try_timeout', value: c.perTryTimeouts },
-          { listener: l.name, decision: 'rate_limited', value: c.rateLimited },
-          { listener: l.name, decision: 'circuit_open', value: c.circuitOpen },
-          { listener: l.name, decision: 'overflow', value: c.overflow },
-          { listener: l.name, decision: 'fault_delay', value: c.faultDelays },
-          { listener: l.name, decision: 'fault_abort', value: c.faultAborts },
-          { listener: l.name, decision: 'mirror', value: c.mirrored },
-          { listener: l.name, decision: 'mirror_failed', value: c.mirrorFailed },
-          { listener: l.name, decision: 'mirror_abandoned', value: c.mirrorAbandoned },
-          { listener: l.name, decision: 'tcp_connect_failure', value: c.tcpConnectFailures },
-          { listener: l.name, decision: 'tcp_no_endpoint', value: c.tcpNoEndpoint },
-          { listener: l.name, decision: 'http2_refused', value: c.http2Refused },
-          { listener: l.name, decision: 'h2_malformed', value: c.h2.malformed },
-          { listener: l.name, decision: 'h2_codec_reset', value: c.h2.codecResets },
-          { listener: l.name, decision: 'h2_refused_stream', value: c.h2.refusedStreams },
-          { listener: l.name, decision: 'h2_stream_idle_timeout', value: c.h2.streamIdleTimeouts },
-          { listener: l.name, decision: 'h2_reset_flood', value: c.h2.resetFloods },
-          { listener: l.name, decision: 'h2_internal_error', value: c.h2.internalErrors },
-        )
-      }
-      return out
-    })
-    metrics.setProtocolSource(() =>
-      [...this.listeners.values()].map((l) => {
-        const d = l.counters.detections
-        return {
-          listener: l.name,
-          detections: [
-            { protocol: 'http1', value: d.http1 },
-            { protocol: 'http2', value: d.http2 },
-            { protocol: 'tcp', value: d.tcp },
-            { protocol: 'tcp_server_first', value: d.tcpServerFirst },
-            { protocol: 'none', value: d.none },
-          ],
-          tunnels: [
-            { kind: 'tcp', counters: l.counters.tunnels.tcp },
-            { kind: 'upgrade', counters: l.counters.tunnels.upgrade },
-          ],
-        }
-      }),
-    )
-    metrics.setClustersSource(() =>
-      [...(this.current?.clusters.values() ?? [])].map((c) => ({
-        cluster: c.name,
-        overflow: c.counters.overflow,
-        circuitOpen: c.counters.circuitOpen,
-        ejections: c.counters.ejections,
-        ejectionsOverflow: c.counters.ejectionsOverflow,
-        breakerOpen: c.breaker === null ? null : c.breaker.state !== 'closed',
-        ejected: c.outlier === null ? null : c.outlier.ejectedCount(),
-      })),
-    )
-    metrics.setTelemetrySource(() => {
-      const r = { reported: 0, sent: 0, dropped: 0 }
-      for (const rep of [...this.retiredReporters, ...(this.reporter === null ? [] : [this.reporter])]) {
-        r.reported += rep.counters.reported
-        r.sent += rep.counters.sent
-        r.dropped += rep.counters.dropped
-      }
-      let accessLogDropped = 0
-      for (const e of this.accessLogs.values()) accessLogDropped += e.log.dropped
-      return {
-        spansReported: r.reported,
-        spansSent: r.sent,
-        spansDropped: r.dropped,
-        accessLogDropped,
-        tapDropped: this.tap.dropped,
-      }
+    bindMetricsSources(metrics, {
+      listeners: () => this.listeners.values(),
+      clusters: () => this.current?.clusters.values() ?? [],
+      reporters: () => [...this.retiredReporters, ...(this.reporter === null ? [] : [this.reporter])],
+      accessLogs: () => [...this.accessLogs.values()].map((e) => e.log),
+      tap: this.tap,
     })
     this.metrics = metrics
   }

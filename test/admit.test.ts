@@ -6,7 +6,7 @@ import { admitResources } from '../control-plane/sources/admit.ts'
 import { checkObject, WATCHED_KINDS, type RawObject } from '../control-plane/sources/kube-objects.ts'
 import { emptyResourceSet, type Located } from '../control-plane/resources/load.ts'
 import type { ResourceSet } from '../control-plane/resources/load.ts'
-import { formatConfigError } from '../proxy/config/errors.ts'
+import { formatConfigError } from '../api/errors.ts'
 
 function located(kind: string, obj: RawObject): Located<any> {
   const c = checkObject(kind as any, obj)

@@ -12,7 +12,7 @@ import { loadKubeConfig } from '../control-plane/sources/kube-api.ts'
 import { startKubernetesSource } from '../control-plane/sources/kubernetes.ts'
 import type { KubernetesSource, KubernetesSourceOptions } from '../control-plane/sources/kubernetes.ts'
 import type { ClusterState } from '../control-plane/sources/cluster-state.ts'
-import type { Clock } from '../control-plane/sources/coalesce.ts'
+import type { Timers } from '../api/clock.ts'
 import { KubeApiServer, until } from './helpers/kube-api-server.ts'
 import type { KubeApiServerOptions, KubeKind, KubeObject } from './helpers/kube-api-server.ts'
 import { tempDir } from './helpers/sidecar.ts'
@@ -79,7 +79,7 @@ function names(s: ClusterState | undefined): Record<string, string[]> {
 // ---- harness -------------------------------------------------------------------------------------
 
 /** A clock the test moves: timers fire only in advance(), in order. */
-class ManualClock implements Clock {
+class ManualClock implements Timers {
   #now = 0
   #next = 1
   #timers = new Map<number, { at: number; fn: () => void }>()

@@ -5,7 +5,7 @@ import { Pool } from 'undici'
 import { cluster, getStatus as get, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { samples, sum } from './helpers/policy.ts'
-import type { Bootstrap } from '../proxy/config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 
 function config(up: number, extra: Partial<Bootstrap> = {}): Bootstrap {
   const b = makeConfig({

@@ -17,7 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { join } from 'node:path'
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
-import type { Bootstrap } from '../proxy/config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 import { cluster, freePort, makeConfig, ROOT, sleep, startTestSidecar, tempDir, until, type TestSidecar, type Teardown } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 

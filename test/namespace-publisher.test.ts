@@ -5,7 +5,7 @@
 // generated serializer's.
 import t from 'tap'
 import { TYPE, configDiscoveryService, type ConfigResponse } from '../protos/api.ts'
-import type { Listener } from '../proxy/config/schema.ts'
+import type { Listener } from '../api/schema.ts'
 import type { ResourceSet } from '../control-plane/resources/load.ts'
 import { checkResources } from '../control-plane/resources/validate.ts'
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'

@@ -6,161 +6,166 @@ import t from 'tap'
 import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
-import { binomialBounds, client, Held, metrics, parallel, startBlackhole } from './helpers/policy.ts'
-import type { Route } from '../proxy/config/schema.ts'
+import { binomialBounds, client, h2client, Held, metrics, parallel, startBlackhole } from './helpers/policy.ts'
+import type { Route } from '../api/schema.ts'
 
-t.test('mirror: the copy has Host "-shadow", the same method, path and body', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app' })
-  const shadow = await startHttpUpstream(t, { name: 'shadow' })
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-    }),
-  )
-  const c = client(t, s.port)
-  const r = await c.request('/orders?id=7', { method: 'POST', headers: { host: 'shop.example:8080', 'x-custom': 'yes' }, body: 'a=1&b=2' })
-  t.equal(r.status, 200)
-  t.equal(r.body, 'app POST /orders?id=7', 'the original is answered by its own cluster')
-  const g = await c.request('/plain', { headers: { host: 'shop.example' } })
-  t.equal(g.body, 'app GET /plain')
-  await until('both copies arrived', () => shadow.requests.length === 2)
-  const [post, get] = shadow.requests[0].method === 'POST' ? shadow.requests : [shadow.requests[1], shadow.requests[0]]
-  t.equal(post.url, '/orders?id=7')
-  t.equal(post.header('host'), 'shop.example:8080-shadow', 'Host gets "-shadow" (as Envoy)')
-  t.equal(post.body.toString(), 'a=1&b=2', 'the body is copied')
-  t.equal(post.header('x-custom'), 'yes', 'other headers are copied')
-  t.equal(post.header('x-request-id'), app.requests[0].header('x-request-id'), 'same request id as the original')
-  t.equal(get.method, 'GET')
-  t.equal(get.url, '/plain')
-  t.equal(get.header('host'), 'shop.example-shadow')
-  t.equal(app.requests[0].header('host'), 'shop.example:8080', 'the original keeps its Host')
-  const m = await metrics(s)
-  t.equal(m.decision('mirror'), 2)
-  t.equal(m.decision('mirror_failed'), 0)
-})
+// Every mirror test for both codecs: the HTTP/2 exchange mirrors as the HTTP/1 one does.
+for (const proto of ['http1', 'http2'] as const) {
+  const clientFor = (t: Parameters<typeof client>[0], port: number) => (proto === 'http1' ? client(t, port) : h2client(t, port))
 
-t.test('mirror down: the original is answered as usual, mirror_failed counts', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app' })
-  const dead = await freePort()
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [dead])],
-    }),
-  )
-  const c = client(t, s.port)
-  for (let i = 0; i < 10; i++) {
-    const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+  t.test(`${proto}: mirror: the copy has Host "-shadow", the same method, path and body`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const shadow = await startHttpUpstream(t, { name: 'shadow' })
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    const r = await c.request('/orders?id=7', { method: 'POST', headers: { host: 'shop.example:8080', 'x-custom': 'yes' }, body: 'a=1&b=2' })
     t.equal(r.status, 200)
-    t.equal(r.body, `app POST /r${i}`)
-    t.equal(r.get('x-weft-response-flags'), undefined)
-  }
-  t.equal(app.requests.length, 10)
-  await until('every mirror failure counted', async () => (await metrics(s)).decision('mirror_failed') === 10)
-  const m = await metrics(s)
-  t.equal(m.decision('mirror'), 10)
-  t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 10, "the mirror's failure is not the original's")
-})
+    t.equal(r.body, 'app POST /orders?id=7', 'the original is answered by its own cluster')
+    const g = await c.request('/plain', { headers: { host: 'shop.example' } })
+    t.equal(g.body, 'app GET /plain')
+    await until('both copies arrived', () => shadow.requests.length === 2)
+    const [post, get] = shadow.requests[0].method === 'POST' ? shadow.requests : [shadow.requests[1], shadow.requests[0]]
+    t.equal(post.url, '/orders?id=7')
+    t.equal(post.header('host'), 'shop.example:8080-shadow', 'Host gets "-shadow" (as Envoy)')
+    t.equal(post.body.toString(), 'a=1&b=2', 'the body is copied')
+    t.equal(post.header('x-custom'), 'yes', 'other headers are copied')
+    t.equal(post.header('x-request-id'), app.requests[0].header('x-request-id'), 'same request id as the original')
+    t.equal(get.method, 'GET')
+    t.equal(get.url, '/plain')
+    t.equal(get.header('host'), 'shop.example-shadow')
+    t.equal(app.requests[0].header('host'), 'shop.example:8080', 'the original keeps its Host')
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 2)
+    t.equal(m.decision('mirror_failed'), 0)
+  })
 
-t.test('a mirror whose connects hang: the original is answered at once, the copies fail at the connect timeout', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app' })
-  const hole = await startBlackhole(t)
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [hole], { pool: { connectTimeout: '2s' } })],
-    }),
-  )
-  const c = client(t, s.port)
-  const t0 = performance.now()
-  for (let i = 0; i < 5; i++) {
-    const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+  t.test(`${proto}: mirror down: the original is answered as usual, mirror_failed counts`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const dead = await freePort()
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [dead])],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    for (let i = 0; i < 10; i++) {
+      const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+      t.equal(r.status, 200)
+      t.equal(r.body, `app POST /r${i}`)
+      t.equal(r.get('x-weft-response-flags'), undefined)
+    }
+    t.equal(app.requests.length, 10)
+    await until('every mirror failure counted', async () => (await metrics(s)).decision('mirror_failed') === 10)
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 10)
+    t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 10, "the mirror's failure is not the original's")
+  })
+
+  t.test(`${proto}: a mirror whose connects hang: the original is answered at once, the copies fail at the connect timeout`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const hole = await startBlackhole(t)
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [hole], { pool: { connectTimeout: '2s' } })],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    const t0 = performance.now()
+    for (let i = 0; i < 5; i++) {
+      const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+      t.equal(r.status, 200)
+      t.equal(r.body, `app POST /r${i}`)
+      t.equal(r.get('x-weft-response-flags'), undefined)
+    }
+    const ms = performance.now() - t0
+    t.ok(ms < 1500, `five answers in ${ms.toFixed(0)} ms, before the mirror's first connect timed out (2 s)`)
+    let m = await metrics(s)
+    t.equal(m.decision('mirror'), 5)
+    t.equal(m.decision('mirror_failed'), 0, 'the copies are still connecting')
+    await until('every copy failed', async () => (await metrics(s)).decision('mirror_failed') === 5, 6000, 50)
+    m = await metrics(s)
+    t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 5, "the mirror's failure is not the original's")
+    t.equal((await endpointView(s, 'shadow')).connections.connectTimeouts, 5)
+  })
+
+  t.test(`${proto}: a slow mirror does not slow the original`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const held = new Held()
+    const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
+    t.teardown(() => held.releaseAll())
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    for (let i = 0; i < 5; i++) {
+      const r = await c.request(`/r${i}`, { method: 'POST', body: 'x'.repeat(1000) })
+      t.equal(r.status, 200)
+      t.ok(r.ms < 500, `answered in ${r.ms.toFixed(0)} ms while the mirror has not answered`)
+    }
+    await held.waitFor(5)
+    t.equal(shadow.requests.length, 5, 'the mirror got every copy and is still holding them')
+    held.releaseAll()
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 5)
+  })
+
+  t.test(`${proto}: a mirror that does not read its body is abandoned, the original completes`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app', handler: (rec, res) => res.end(String(rec.body.length)) })
+    // reads the head, never the body: its socket fills up
+    const shadow = await startHttpUpstream(t, { name: 'shadow', onRequest: (req) => req.pause() })
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+      }),
+    )
+    const size = 16 * 1024 * 1024
+    const r = await clientFor(t, s.port).request('/upload', { method: 'POST', body: Buffer.alloc(size, 0x61) })
     t.equal(r.status, 200)
-    t.equal(r.body, `app POST /r${i}`)
-    t.equal(r.get('x-weft-response-flags'), undefined)
-  }
-  const ms = performance.now() - t0
-  t.ok(ms < 1500, `five answers in ${ms.toFixed(0)} ms, before the mirror's first connect timed out (2 s)`)
-  let m = await metrics(s)
-  t.equal(m.decision('mirror'), 5)
-  t.equal(m.decision('mirror_failed'), 0, 'the copies are still connecting')
-  await until('every copy failed', async () => (await metrics(s)).decision('mirror_failed') === 5, 6000, 50)
-  m = await metrics(s)
-  t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 5, "the mirror's failure is not the original's")
-  t.equal((await endpointView(s, 'shadow')).connections.connectTimeouts, 5)
-})
+    t.equal(r.body, String(size), 'the original got its whole body')
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 1)
+    t.equal(m.decision('mirror_abandoned'), 1, 'the copy that could not keep up was dropped')
+    // (the paused upstream itself does not notice: it is not reading)
+    await until('the proxy closed its mirror connection', async () => (await endpointView(s, 'shadow')).connections.open === 0)
+  })
 
-t.test('a slow mirror does not slow the original', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app' })
-  const held = new Held()
-  const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
-  t.teardown(() => held.releaseAll())
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-    }),
-  )
-  const c = client(t, s.port)
-  for (let i = 0; i < 5; i++) {
-    const r = await c.request(`/r${i}`, { method: 'POST', body: 'x'.repeat(1000) })
-    t.equal(r.status, 200)
-    t.ok(r.ms < 500, `answered in ${r.ms.toFixed(0)} ms while the mirror has not answered`)
-  }
-  await held.waitFor(5)
-  t.equal(shadow.requests.length, 5, 'the mirror got every copy and is still holding them')
-  held.releaseAll()
-  const m = await metrics(s)
-  t.equal(m.decision('mirror'), 5)
-})
-
-t.test('a mirror that does not read its body is abandoned, the original completes', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app', handler: (rec, res) => res.end(String(rec.body.length)) })
-  // reads the head, never the body: its socket fills up
-  const shadow = await startHttpUpstream(t, { name: 'shadow', onRequest: (req) => req.pause() })
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-    }),
-  )
-  const size = 16 * 1024 * 1024
-  const r = await client(t, s.port).request('/upload', { method: 'POST', body: Buffer.alloc(size, 0x61) })
-  t.equal(r.status, 200)
-  t.equal(r.body, String(size), 'the original got its whole body')
-  const m = await metrics(s)
-  t.equal(m.decision('mirror'), 1)
-  t.equal(m.decision('mirror_abandoned'), 1, 'the copy that could not keep up was dropped')
-  // (the paused upstream itself does not notice: it is not reading)
-  await until('the proxy closed its mirror connection', async () => (await endpointView(s, 'shadow')).connections.open === 0)
-})
-
-t.test('mirror percent: about that share of requests is copied', async (t) => {
-  const app = await startHttpUpstream(t, { name: 'app' })
-  const shadow = await startHttpUpstream(t, { name: 'shadow' })
-  const s = await startTestSidecar(
-    t,
-    makeConfig({
-      routes: [routeTo('app', { mirror: { cluster: 'shadow', percent: 25 } })],
-      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-    }),
-  )
-  const c = client(t, s.port, 16)
-  const N = 300
-  await parallel(N, 16, (i) => c.request(`/r${i}`))
-  const m = await metrics(s)
-  const mirrored = m.decision('mirror')
-  const { lo, hi } = binomialBounds(N, 0.25)
-  t.ok(mirrored >= lo && mirrored <= hi, `${mirrored} of ${N} mirrored, expected ${lo}..${hi}`)
-  await until('every copy arrived', () => shadow.requests.length === mirrored)
-  t.equal(app.requests.length, N)
-})
+  t.test(`${proto}: mirror percent: about that share of requests is copied`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const shadow = await startHttpUpstream(t, { name: 'shadow' })
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow', percent: 25 } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    const N = 300
+    await parallel(N, 16, (i) => c.request(`/r${i}`))
+    const m = await metrics(s)
+    const mirrored = m.decision('mirror')
+    const { lo, hi } = binomialBounds(N, 0.25)
+    t.ok(mirrored >= lo && mirrored <= hi, `${mirrored} of ${N} mirrored, expected ${lo}..${hi}`)
+    await until('every copy arrived', () => shadow.requests.length === mirrored)
+    t.equal(app.requests.length, N)
+  })
+}
 
 // ---- redirects ------------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream'
 import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream, rawResponse } from './helpers/upstream.ts'
 import { client, metrics } from './helpers/policy.ts'
-import type { RetryPolicy } from '../proxy/config/schema.ts'
+import type { RetryPolicy } from '../api/schema.ts'
 import { RetryBudget } from '../proxy/filters/retry/budget.ts'
 import { CompiledRetry } from '../proxy/filters/retry/policy.ts'
 

@@ -162,8 +162,8 @@ t.test('per-try timeout while connecting to a black-holed endpoint: the retry an
   const c = client(t, s.port)
   const pending = c.request('/x')
   await held.waitFor(1)
-  // let the abandoned connect time out while the retry waits for its answer
-  await new Promise((r) => setTimeout(r, 150))
+  // the abandoned connect times out while the retry waits for its answer
+  await until('connect timeout counted', async () => (await s.adminJson('/clusters')).clusters[0].endpoints[0].connections.connectTimeouts === 1)
   held.releaseAll()
   const r = await pending
   t.equal(r.status, 200, 'the late connect failure of the abandoned try does not answer for the retry')

@@ -5,8 +5,8 @@
 import t from 'tap'
 import { connect as http2connect } from 'node:http2'
 import { connect } from 'node:net'
-import { formatConfigError } from '../proxy/config/errors.ts'
-import { parseBootstrap } from '../proxy/config/load.ts'
+import { formatConfigError } from '../api/errors.ts'
+import { parseBootstrap } from '../api/load.ts'
 import { classify, DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, DETECT_UNDECIDED, H2_PREFACE } from '../proxy/listener/detect.ts'
 import { metrics, sum } from './helpers/policy.ts'
 import { echo, protocolStats, startMesh, startTcpServer, TcpClient } from './helpers/mesh.ts'
@@ -48,18 +48,16 @@ t.test('classify: HTTP/1, the HTTP/2 preface, TCP, undecided; always decided wit
   // Whatever 24 bytes say, there is a verdict: every 24-byte string of the classifier's
   // interesting characters is too many, so a seeded sample (repeatable), plus the shapes at the
   // bounds above.
+  const undecided: string[] = []
   let seed = 12345
   const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)
   for (let i = 0; i < 20000; i++) {
     const r = Buffer.alloc(24)
     const prefix = i % 3 === 0 ? 4 : i % 3 === 1 ? 2 : 0 // with and without leading empty lines
     for (let j = 0; j < 24; j++) r[j] = j < prefix ? (j % 2 === 0 ? 0x0d : 0x0a) : [0x41, 0x20, 0x0d, 0x0a, 0x50, 0x00, 0x2f, 0x41, 0x41][Math.floor(random() * 9)]
-    if (classify(r, false) === DETECT_UNDECIDED && !H2_PREFACE.subarray(0, 24).equals(r)) {
-      t.fail(`undecided after 24 bytes: ${JSON.stringify(r.toString('latin1'))}`)
-      return
-    }
+    if (classify(r, false) === DETECT_UNDECIDED && !H2_PREFACE.subarray(0, 24).equals(r)) undecided.push(r.toString('latin1'))
   }
-  t.pass('no 24-byte input is left undecided')
+  t.same(undecided, [], 'no 24-byte input is left undecided')
 })
 
 t.test('HTTP/1 through detecting sidecars with a TCP target: routed as before, counted http1', async (t) => {

@@ -112,8 +112,8 @@ t.test('deadline exceeded: the client gets DEADLINE_EXCEEDED and the app sees th
   const u = await unary(c, { text: 'slow' }, { deadline: Date.now() + 300 })
   t.equal(u.err?.code, grpc.status.DEADLINE_EXCEEDED)
   t.ok(Date.now() - started < 2000, 'not waiting for the handler')
-  await until('the app saw the cancel', () => cancelled === 1)
-  t.pass('upstream handler cancelled')
+  await until('the app saw the cancel', () => cancelled > 0)
+  t.equal(cancelled, 1, 'the app\'s handler saw the cancel, once')
 })
 
 /** A raw HTTP/2 gRPC request (no client-side deadline timer): headers, trailers, what came back. */
@@ -184,8 +184,8 @@ t.test('cancellation: a client cancelling a server stream cancels the handler', 
   call.cancel()
   const r = await done
   t.equal(r.err?.code, grpc.status.CANCELLED)
-  await until('the app saw the cancel', () => cancelled === 1)
-  t.pass('the cancel crossed both proxies')
+  await until('the app saw the cancel', () => cancelled > 0)
+  t.equal(cancelled, 1, 'the cancel crossed both proxies: the app\'s handler saw it, once')
   const mc = await metrics(m.client)
   await until('recorded', async () => (await metrics(m.client)).requests({ request_protocol: 'grpc', response_flags: 'DC' }) === 1)
   void mc
@@ -382,12 +382,14 @@ t.test('200 calls with cancellations and deadlines mixed in: every slot is given
   t.equal(codes.get(grpc.status.OK), 100, 'the plain calls all succeeded')
   t.equal(codes.get(grpc.status.DEADLINE_EXCEEDED), 50)
   t.equal(codes.get(grpc.status.CANCELLED), 50)
+  const inFlight: number[][] = []
   for (const s of [m.client, m.server]) {
-    await until('no request in flight', async () => {
+    const v = await until('no request in flight', async () => {
       const v = await s.adminJson('/clusters')
-      return v.clusters[0].activeRequests === 0 && v.clusters[0].endpoints[0].activeRequests === 0
+      return v.clusters[0].activeRequests === 0 && v.clusters[0].endpoints[0].activeRequests === 0 ? v : null
     })
+    inFlight.push([v.clusters[0].activeRequests, v.clusters[0].endpoints[0].activeRequests])
   }
-  t.pass('activeRequests back to 0 on both sidecars')
+  t.same(inFlight, [[0, 0], [0, 0]], '/clusters: activeRequests back to 0 on both sidecars (cluster, endpoint)')
   t.same((await unary(c, { text: 'after' })).res, { text: 'after' }, 'still serving')
 })

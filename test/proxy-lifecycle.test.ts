@@ -20,7 +20,7 @@ import {
   writeConfig,
 } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
-import type { Bootstrap } from '../proxy/config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve) => {

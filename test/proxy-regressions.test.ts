@@ -5,7 +5,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { writeFileSync } from 'node:fs'
 import { stringify } from 'yaml'
 import { rawClient } from './helpers/raw.ts'
-import { cluster, getStatus, makeConfig, routeTo, sleep, startTestSidecar, until } from './helpers/sidecar.ts'
+import { cluster, getStatus, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
 
 t.test('a local reply to a request whose body came in the same read closes as asked', async (t) => {
@@ -25,7 +25,11 @@ t.test('a local reply to a request whose body came in the same read closes as as
 })
 
 t.test('a client that leaves while queued frees its place in the pending queue', async (t) => {
-  const up = createHttpServer((_req, res) => setTimeout(() => res.end('ok'), 300))
+  let received = 0
+  const up = createHttpServer((_req, res) => {
+    received++
+    setTimeout(() => res.end('ok'), 300)
+  })
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r))
   t.teardown(() => {
     up.closeAllConnections()
@@ -34,13 +38,14 @@ t.test('a client that leaves while queued frees its place in the pending queue',
   const port = (up.address() as AddressInfo).port
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('c')], clusters: [cluster('c', [port], { pool: { maxConnections: 1, maxPending: 1 } })] }))
   const a = await rawClient(t, s.port)
+  const pending = async (): Promise<number> => (await s.adminJson('/clusters')).clusters[0].endpoints[0].connections.pendingRequests
   await a.write('GET /1 HTTP/1.1\r\nHost: h\r\n\r\n') // takes the only connection
-  await sleep(50)
+  await until('the app has /1', () => received === 1)
   const b = await rawClient(t, s.port)
   await b.write('GET /2 HTTP/1.1\r\nHost: h\r\n\r\n') // queued: pending 1/1
-  await sleep(50)
+  await until('/2 queued', async () => (await pending()) === 1)
   b.socket.resetAndDestroy() // gives up (RST; a FIN alone is a half-close that still wants the answer)
-  await sleep(50)
+  await until('the queue freed', async () => (await pending()) === 0)
   const c = await rawClient(t, s.port)
   await c.write('GET /3 HTTP/1.1\r\nHost: h\r\n\r\n')
   const r = await c.response({ timeoutMs: 3000 })
@@ -69,14 +74,17 @@ t.test('a reload whose new listener cannot bind keeps the old config serving', a
 })
 
 t.test('a reset in a close-delimited response body reaches the client as a reset', async (t) => {
+  let client: Awaited<ReturnType<typeof rawClient>> | undefined
   const up = await startRawUpstream(t, async (conn) => {
     await until('request', () => conn.text().includes('\r\n\r\n'))
     conn.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npart-of-the-bo')
-    await sleep(30)
+    // the reset follows the bytes the client already has
+    await until('the client has the first bytes', () => client?.text().includes('part-of-the-bo') ?? false)
     conn.socket.resetAndDestroy()
   })
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('c')], clusters: [cluster('c', [up.port])] }))
   const c = await rawClient(t, s.port)
+  client = c
   await c.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n')
   t.ok(await c.waitClose(2000), 'client connection closed')
   t.notOk(c.text().includes('0\r\n\r\n'), 'no last-chunk: the truncated body is not presented as complete')

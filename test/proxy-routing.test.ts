@@ -6,7 +6,7 @@ import { Pool } from 'undici'
 import { rawClient } from './helpers/raw.ts'
 import { cluster, listenerStats, makeConfig, routeTo, sleep, startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream, type HttpUpstream } from './helpers/upstream.ts'
-import type { Cluster, Route } from '../proxy/config/schema.ts'
+import type { Cluster, Route } from '../api/schema.ts'
 
 function pool(t: Test, port: number, connections = 4): Pool {
   const p = new Pool(`http://127.0.0.1:${port}`, { connections })

@@ -3,7 +3,7 @@
 // responses give a 502 (or a reset connection once the response has started).
 import t, { type Test } from 'tap'
 import { rawClient } from './helpers/raw.ts'
-import { cluster, makeConfig, routeTo, sleep, startTestSidecar, type TestSidecar } from './helpers/sidecar.ts'
+import { cluster, makeConfig, routeTo, sleep, startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
 import { rawResponse, startRawUpstream, type RawConn, type RawUpstream } from './helpers/upstream.ts'
 
 async function setup(t: Test, onConn?: (c: RawConn) => void | Promise<void>): Promise<{ up: RawUpstream; s: TestSidecar }> {
@@ -223,13 +223,16 @@ t.test('invalid upstream response heads: 502 UPE', async (t) => {
 })
 
 t.test('bad chunk size mid-response: client sees an incomplete body and a closed connection', async (t) => {
+  let client: Awaited<ReturnType<typeof rawClient>> | undefined
   const { s } = await setup(t, async (conn) => {
     await conn.nextRequest()
     conn.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
-    await sleep(50)
+    // the bad chunk comes after the client has the good one
+    await until('the client has the first chunk', () => client?.text().includes('hello') ?? false)
     conn.write('zz\r\nworld\r\n0\r\n\r\n')
   })
   const c = await rawClient(t, s.port)
+  client = c
   await c.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r = await c.response({ timeoutMs: 2000 })
   t.equal(r.status, 200)

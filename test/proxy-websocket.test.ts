@@ -129,10 +129,14 @@ t.test('closing either side closes the other', async (t) => {
   serverSide3.close(4002, 'done')
   t.equal(await clientClosed3, 4002, 'the client saw the app close, with its code')
 
+  const closed: number[] = []
   for (const s of [m.client, m.server]) {
-    await until('tunnels closed', async () => (await protocolStats(s)).tunnels.upgrade.closed === 3)
+    closed.push(await until('tunnels closed', async () => {
+      const n = (await protocolStats(s)).tunnels.upgrade.closed
+      return n >= 3 ? n : 0
+    }))
   }
-  t.pass('both tunnels closed on both sidecars')
+  t.same(closed, [3, 3], 'all three tunnels closed on both sidecars (weft_proxy_tunnels closed)')
 })
 
 t.test('a non-101 answer to an upgrade request is an ordinary response; the connection stays usable', async (t) => {
@@ -188,7 +192,7 @@ t.test('bytes pipelined after the upgrade request go to the new protocol; bytes 
   t.match(text, /\r\n\r\nserver-first\|early-bytes\|$/, 'server bytes, then the echoed pipelined bytes')
   await c.write('later')
   await until('echo of later bytes', () => c.data.toString('latin1').endsWith('later'))
-  t.pass('the tunnel carries bytes both ways')
+  t.match(c.data.toString('latin1'), /\r\n\r\nserver-first\|early-bytes\|later$/, 'the tunnel carries bytes both ways: later bytes echoed after the first')
 })
 
 t.test('an upgraded connection has the idle timeout (limits.idleTimeout)', async (t) => {

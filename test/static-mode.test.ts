@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
 import { Pool } from 'undici'
-import { startSidecar } from '../proxy/main.ts'
+import { startStaticSidecar } from '../cli/proxy-static.ts'
 import { freePort, spawnWeft, tempDir, until, waitExit, waitReady } from './helpers/sidecar.ts'
 import type { Teardown } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
@@ -76,7 +76,7 @@ async function setup(t: Teardown) {
 
 t.test('static mode: Services, EndpointSlices and an HTTPRoute route real requests', async (t) => {
   const { own, v1, v2, resources, configFile } = await setup(t)
-  const sidecar = await startSidecar({ configFile, resources: [resources], log: pino({ level: 'silent' }), watch: true, watchDebounceMs: 20 })
+  const sidecar = await startStaticSidecar({ configFile, resources: [resources], log: pino({ level: 'silent' }), watch: true, watchDebounceMs: 20 })
   t.teardown(() => sidecar.close())
   const port = sidecar.port('out')
 
@@ -124,7 +124,7 @@ t.test('static mode: Services, EndpointSlices and an HTTPRoute route real reques
 t.test('static mode: a bootstrap that defines the route table the resources make is rejected', async (t) => {
   const { resources, configFile } = await setup(t)
   writeFileSync(configFile, bootstrap().replace('routeTables: []', 'routeTables:\n  - { name: outbound, virtualHosts: [] }'))
-  const err = await startSidecar({ configFile, resources: [resources], log: pino({ level: 'silent' }), watch: false }).catch((e: Error) => e)
+  const err = await startStaticSidecar({ configFile, resources: [resources], log: pino({ level: 'silent' }), watch: false }).catch((e: Error) => e)
   t.ok(err instanceof Error)
   t.same((err as { errors?: string[] }).errors, [
     `${configFile}:6:13: routeTables[0].name: route table "outbound" is also made from the resources (--resources): rename or remove this one`,

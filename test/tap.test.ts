@@ -276,7 +276,7 @@ t.test('closeAll ends the streams', async (t) => {
   hub.closeAll()
   t.equal(hub.active, false)
   await c.ended
-  t.pass('stream ended')
+  t.equal(c.res.complete, true, 'the client saw its stream end cleanly (the chunked body complete, not cut off)')
 })
 
 t.test('weft tap: prints one line per request; --json; Ctrl-C and end of stream exit 0', async (t) => {

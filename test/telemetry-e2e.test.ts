@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { request } from 'node:http'
 import { cluster, getStatus as get, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
-import type { Bootstrap } from '../proxy/config/schema.ts'
+import type { Bootstrap } from '../api/schema.ts'
 
 function config(up: number): Bootstrap {
   const b = makeConfig({

@@ -4,8 +4,8 @@
 import t from 'tap'
 import { checkResourceTexts } from '../control-plane/resources/validate.ts'
 import { resourcesOf, speaksHttp2, translate } from '../control-plane/translate/translate.ts'
-import { parseBootstrap } from '../proxy/config/load.ts'
-import { formatConfigError } from '../proxy/config/errors.ts'
+import { parseBootstrap } from '../api/load.ts'
+import { formatConfigError } from '../api/errors.ts'
 
 t.test('speaksHttp2: appProtocol first, then the port name', async (t) => {
   const yes = [{ port: 1, appProtocol: 'grpc' }, { port: 1, appProtocol: 'kubernetes.io/h2c' }, { port: 1, appProtocol: 'HTTP2' }, { port: 1, name: 'grpc' }, { port: 1, name: 'grpc-api' }, { port: 1, name: 'http2-x' }, { port: 1, name: 'h2c' }]

@@ -3,9 +3,9 @@
 // results are compared with the proxy config they must produce, and must pass the proxy's checks.
 import t, { type Test } from 'tap'
 import { stringify } from 'yaml'
-import { formatConfigError } from '../proxy/config/errors.ts'
-import { checkBootstrapConfig, parseBootstrap } from '../proxy/config/load.ts'
-import type { Bootstrap, Cluster, Route, VirtualHost } from '../proxy/config/schema.ts'
+import { formatConfigError } from '../api/errors.ts'
+import { checkBootstrapConfig, parseBootstrap } from '../api/load.ts'
+import type { Bootstrap, Cluster, Route, VirtualHost } from '../api/schema.ts'
 import type { ResourceSet } from '../control-plane/resources/load.ts'
 import { checkResourceTexts, loadResources } from '../control-plane/resources/validate.ts'
 import { resourcesOf, translate } from '../control-plane/translate/translate.ts'

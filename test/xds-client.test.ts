@@ -4,7 +4,7 @@
 // errors that name the resource).
 import t from 'tap'
 import pino from 'pino'
-import { TYPE, type ConfigResponse__Output, type Resource__Output } from '../protos/api.ts'
+import { configDiscoveryService, TYPE, type ConfigResponse__Output, type Resource__Output } from '../protos/api.ts'
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
 import { startConfigServer } from '../control-plane/xds/server.ts'
 import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED } from '../proxy/xds/assemble.ts'
@@ -114,17 +114,23 @@ t.test('a control plane restarted on the same port has its sidecar back within 2
   t.match(client.status(), { connected: true, staleSeconds: 0 })
 })
 
-const res = (name: string, body: unknown, version = 'v1'): Resource__Output => ({ name, version, json: typeof body === 'string' ? body : JSON.stringify(body), body: 'json' })
-const response = (typeUrl: string, resources: Resource__Output[], o: Partial<ConfigResponse__Output> = {}): ConfigResponse__Output => ({
-  typeUrl,
-  versionInfo: 'x1',
-  nonce: 'n',
-  resources,
-  removedResources: [],
-  incremental: false,
-  batchRemaining: 0,
-  ...o,
-})
+// A resource of the model; response() puts it in its type's body field (listener, routeTable, cluster).
+interface ModelResource { name: string; version: string; model: object | null }
+const res = (name: string, model: object | null, version = 'v1'): ModelResource => ({ name, version, model })
+const BODY_FIELD: Record<string, string> = { [TYPE.cluster]: 'cluster', [TYPE.routeTable]: 'routeTable', [TYPE.listener]: 'listener' }
+const codec = configDiscoveryService().StreamConfig
+// Through the real protobuf codec, as the stream delivers it.
+const response = (typeUrl: string, resources: (Resource__Output | ModelResource)[], o: Partial<ConfigResponse__Output> = {}): ConfigResponse__Output =>
+  codec.responseDeserialize(codec.responseSerialize({
+    typeUrl,
+    versionInfo: 'x1',
+    nonce: 'n',
+    resources: resources.map((r) => ('model' in r ? { name: r.name, version: r.version, ...(r.model === null ? {} : { [BODY_FIELD[typeUrl] ?? 'cluster']: r.model }) } : r)),
+    removedResources: [],
+    incremental: false,
+    batchRemaining: 0,
+    ...o,
+  })) as ConfigResponse__Output
 const eps = (cluster: string, list: { port: number; ready?: boolean; weight?: number }[]): Resource__Output => ({
   name: cluster,
   version: 'e1',
@@ -134,18 +140,17 @@ const eps = (cluster: string, list: { port: number; ready?: boolean; weight?: nu
 
 t.test('decoding: malformed resources are errors that name the resource; nothing is half-applied', async (t) => {
   const r = decodeBatch(NOTHING_ACCEPTED, [
-    response(TYPE.cluster, [res('a', '{nope'), res('b', { name: 'c' }), res('d', { name: 'd', endpoints: [] }), res('e', [1])]),
+    response(TYPE.cluster, [res('a', null), res('b', { name: 'c' }), { name: 'd', version: 'v1', body: 'listener', listener: { name: 'd', direction: 'outbound', port: 1, routeTable: 'rt' } } as Resource__Output]),
     response('weft.config.v1alpha1.Secret', []),
-    response(TYPE.endpoints, [{ name: 'a', version: 'e', body: 'endpoints', endpoints: { clusterName: 'z', endpoints: [] } }, { name: 'q', version: 'e', body: 'json', json: '{}' }]),
+    response(TYPE.endpoints, [{ name: 'a', version: 'e', body: 'endpoints', endpoints: { clusterName: 'z', endpoints: [] } }, { name: 'q', version: 'e', body: 'cluster', cluster: { name: 'q' } } as Resource__Output]),
   ])
   t.match(r, {
     ok: false,
     code: 'WEFT_ERR_XDS_DECODE',
     errors: [
-      /^Cluster "a" \(version v1\): invalid JSON: /,
+      'Cluster "a" (version v1): expected a cluster body',
       'Cluster "b" (version v1): the body\'s name "c" differs from the resource name',
-      'Cluster "d" (version v1): a Cluster body must not carry endpoints (they come as ClusterEndpoints)',
-      'Cluster "e" (version v1): the JSON body must be an object',
+      'Cluster "d" (version v1): expected a cluster body',
       'unknown type_url "weft.config.v1alpha1.Secret"',
       'ClusterEndpoints "a" (version e): cluster_name "z" differs from the resource name',
       'ClusterEndpoints "q" (version e): expected an endpoints body',

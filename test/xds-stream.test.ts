@@ -9,6 +9,8 @@ import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
 import type { EndpointSpec, Snapshot } from '../control-plane/snapshot/types.ts'
 import { createControlPlaneAdmin, listenAdmin } from '../control-plane/xds/admin.ts'
 import { startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
+import { Cluster, Listener } from '../api/schema.ts'
+import { fromMessage } from '../api/wire.ts'
 
 interface Teardown {
   teardown(fn: () => unknown): void
@@ -138,12 +140,12 @@ t.test('hello, then the first batch: every type, clusters first, one nonce each;
   ])
   t.equal(new Set(batch.map((r) => r.nonce)).size, 4, 'a nonce per response')
   for (const r of batch) t.equal(r.versionInfo, published.snapshot.types[r.typeUrl as keyof typeof published.snapshot.types].version)
-  t.same(batch[0].resources.map((r) => [r.name, JSON.parse(r.json!)]), [['app', { name: 'app' }], ['db', { name: 'db' }]])
+  t.same(batch[0].resources.map((r) => [r.name, r.body, fromMessage(Cluster, r.cluster)]), [['app', 'cluster', { name: 'app' }], ['db', 'cluster', { name: 'db' }]])
   t.same(batch[1].resources[1].endpoints, {
     clusterName: 'db',
     endpoints: [{ address: '10.1.0.9', port: 5432, weight: 0, ready: false, zone: 'z1', labels: { role: 'primary' } }],
   })
-  t.same(JSON.parse(batch[3].resources[0].json!), { name: 'out', direction: 'outbound', port: 15001, routeTable: 'rt' })
+  t.same(fromMessage(Listener, batch[3].resources[0].listener), { name: 'out', direction: 'outbound', port: 15001, routeTable: 'rt' })
 
   const before = await admin('/debug/proxies')
   t.equal(before.connected, 1)
@@ -221,7 +223,7 @@ t.test('NACK: recorded (admin, counter, log); the rejected version is not resent
     const [fixed] = await stream.batch()
     t.equal(fixed.typeUrl, TYPE.routeTable, 'the first thing sent is the newer routes')
     t.not(fixed.versionInfo, bad.versionInfo)
-    t.equal(JSON.parse(fixed.resources[0].json!).virtualHosts[0].routes[0].timeout, '2s')
+    t.equal(fixed.resources[0].routeTable!.virtualHosts[0].routes[0].timeout, '2s')
     stream.ack(fixed)
   }
   const done = await waitFor(() => admin('/debug/proxies'), (v) => v.proxies.every((x: { inFlight: unknown[] }) => x.inFlight.length === 0))

@@ -13,11 +13,11 @@ import { Ajv } from 'ajv'
 import type { ValidateFunction } from 'ajv'
 import { LineCounter, parseAllDocuments } from 'yaml'
 import type { Document } from 'yaml'
-import { ConfigErrorCode, formatPath } from '../../proxy/config/errors.ts'
-import type { ConfigError } from '../../proxy/config/errors.ts'
-import { checkBootstrapDocument } from '../../proxy/config/load.ts'
-import type { ExternalNames } from '../../proxy/config/load.ts'
-import type { Bootstrap } from '../../proxy/config/schema.ts'
+import { ConfigErrorCode, formatPath } from '../../api/errors.ts'
+import type { ConfigError } from '../../api/errors.ts'
+import { checkBootstrapDocument } from '../../api/load.ts'
+import type { ExternalNames } from '../../api/load.ts'
+import type { Bootstrap } from '../../api/schema.ts'
 import {
   TOKEN_PATTERN,
   dedupe,
@@ -30,8 +30,8 @@ import {
   schemaProblems,
   sortErrors,
   syntaxErrors,
-} from '../../proxy/config/yaml-errors.ts'
-import type { Position, SchemaMessages, Seg, Target } from '../../proxy/config/yaml-errors.ts'
+} from '../../api/yaml-errors.ts'
+import type { Position, SchemaMessages, Seg, Target } from '../../api/yaml-errors.ts'
 import { OUTBOUND_TABLE, clusterName, routedPorts } from './model.ts'
 import { DNS_1035_LABEL, DNS_LABEL, DNS_SUBDOMAIN, GATEWAY_DURATION, KINDS, TIMESTAMP } from './schema.ts'
 import type { EndpointSlice, HTTPRoute, Kind, Service, TrafficPolicy } from './schema.ts'

@@ -4,11 +4,11 @@
 // TypeBox definition per kind gives the JSON Schema (validation; exported to ./schemas/ by
 // `npm run schemas`, the base of the CRDs) and the TypeScript type.
 //
-// TrafficPolicy's blocks reuse the proxy's own schema pieces (proxy/config/schema.ts), so a field
+// TrafficPolicy's blocks reuse the proxy's own schema pieces (api/schema.ts), so a field
 // means the same thing, with the same name and limits, in both places.
 import Type from 'typebox'
 import type { TSchema } from 'typebox'
-import { Cluster, FaultPolicy, LoadBalancer, RateLimitPolicy, RetryPolicy } from '../../proxy/config/schema.ts'
+import { Cluster, FaultPolicy, LoadBalancer, RateLimitPolicy, RetryPolicy } from '../../api/schema.ts'
 
 // ---- patterns (their messages are in ./load.ts) ----------------------------------------------
 

@@ -1,12 +1,12 @@
 // Semantic checks of HTTPRoutes: references to Services and their ports, filters Weft supports and
 // how they combine, regular expressions, weights, timeouts, and matches made unreachable by an
 // earlier one in the final precedence order of a Service port.
-import { ConfigErrorCode } from '../../proxy/config/errors.ts'
-import type { ConfigError } from '../../proxy/config/errors.ts'
-import { parseDuration } from '../../proxy/config/duration.ts'
-import { isReservedHeader } from '../../proxy/config/semantics.ts'
-import { errorText, unknownRef } from '../../proxy/config/yaml-errors.ts'
-import type { Seg, Target } from '../../proxy/config/yaml-errors.ts'
+import { ConfigErrorCode } from '../../api/errors.ts'
+import type { ConfigError } from '../../api/errors.ts'
+import { parseDuration } from '../../api/duration.ts'
+import { isReservedHeader } from '../../api/semantics.ts'
+import { errorText, unknownRef } from '../../api/yaml-errors.ts'
+import type { Seg, Target } from '../../api/yaml-errors.ts'
 import { errorAt } from './load.ts'
 import type { Located } from './load.ts'
 import { attachedMatches, namespaceOf, routedPorts, ruleLabel, ruleMatches } from './model.ts'

@@ -5,12 +5,12 @@
 //
 // An EndpointSlice whose Service is not defined is accepted and unused: endpoints without a
 // Service are common (a Service deleted before its slices, slices managed by another tool).
-import { ConfigErrorCode } from '../../proxy/config/errors.ts'
-import type { ConfigError } from '../../proxy/config/errors.ts'
-import { checkRoutePolicy } from '../../proxy/config/semantics.ts'
-import type { Route } from '../../proxy/config/schema.ts'
-import { checkDurations, dedupe, sortErrors, unknownRef } from '../../proxy/config/yaml-errors.ts'
-import type { Seg, Target } from '../../proxy/config/yaml-errors.ts'
+import { ConfigErrorCode } from '../../api/errors.ts'
+import type { ConfigError } from '../../api/errors.ts'
+import { checkRoutePolicy } from '../../api/semantics.ts'
+import type { Route } from '../../api/schema.ts'
+import { checkDurations, dedupe, sortErrors, unknownRef } from '../../api/yaml-errors.ts'
+import type { Seg, Target } from '../../api/yaml-errors.ts'
 import { errorAt, parseResources, readResourceFiles } from './load.ts'
 import type { Located, ParseResult, ResourceSet } from './load.ts'
 import { DURATION, GATEWAY_DURATION, KINDS, ROUTE_BLOCKS, SERVICE_BLOCKS } from './schema.ts'

@@ -7,7 +7,7 @@
 // for those objects (snapshots are immutable): the snapshots of 50 namespaces that share their
 // clusters and endpoints, after an endpoint change, check the endpoints once and the route tables
 // not at all.
-import type { VirtualHost } from '../../proxy/config/schema.ts'
+import type { VirtualHost } from '../../api/schema.ts'
 import type { Snapshot, SnapshotError } from './types.ts'
 import { SNAPSHOT_INCONSISTENT } from './types.ts'
 

@@ -1,7 +1,8 @@
 // A snapshot from the proxy's config model as translate (and the static bootstrap) produce it:
 // clusters carry their endpoints inline there, the API carries them as their own type.
-import type { Cluster, Listener, RouteTable } from '../../proxy/config/schema.ts'
-import type { ClusterSpec, EndpointSpec, Snapshot } from './types.ts'
+import type { Cluster, Listener, RouteTable } from '../../api/schema.ts'
+import type { ClusterSpec } from '../../api/schema.ts'
+import type { EndpointSpec, Snapshot } from './types.ts'
 
 // Reused input objects give reused output objects, so their versions are not hashed again.
 const specs = new WeakMap<Cluster, ClusterSpec>()

@@ -14,7 +14,7 @@
 // whatever the number of namespaces (bench/control-plane.ts measures it).
 import type { Logger } from 'pino'
 import type { Node__Output, TypeUrl } from '../../protos/api.ts'
-import type { Listener } from '../../proxy/config/schema.ts'
+import type { Listener } from '../../api/schema.ts'
 import { Translator, type MeshTranslation } from '../translate/incremental.ts'
 import { OUTBOUND_TABLE, type Resources } from '../translate/translate.ts'
 import type { SnapshotCache } from './cache.ts'

@@ -1,12 +1,11 @@
 // What a snapshot is: one proxy's whole config, split into the four resource types of the API
 // (protos/weft/config/v1alpha1/config.proto), in the proxy's own config model
-// (proxy/config/schema.ts). Any source may build one: translate (Kubernetes or the local files),
+// (api/schema.ts). Any source may build one: translate (Kubernetes or the local files),
 // a test by hand, a benchmark.
-import type { Cluster, Listener, RouteTable } from '../../proxy/config/schema.ts'
+import type { Cluster, ClusterSpec, Listener, RouteTable } from '../../api/schema.ts'
 import type { TypeUrl } from '../../protos/api.ts'
 
 /** A cluster without its endpoints: those are their own, high-churn resource type. */
-export type ClusterSpec = Omit<Cluster, 'endpoints'>
 
 /** One endpoint as the API carries it; more than the proxy's model (ready, zone, labels). */
 export interface EndpointSpec {

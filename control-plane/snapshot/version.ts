@@ -39,7 +39,7 @@ export function resourceJson(body: object): string {
 }
 
 /** The virtual hosts of a large route table ({ name, virtualHosts } and nothing else), or null. */
-function largeTableHosts(body: object): object[] | null {
+export function largeTableHosts(body: object): object[] | null {
   const t = body as { name?: unknown; virtualHosts?: unknown }
   if (!Array.isArray(t.virtualHosts) || t.virtualHosts.length < LARGE_TABLE || typeof t.name !== 'string') return null
   const keys = Object.keys(body)

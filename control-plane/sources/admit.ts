@@ -5,7 +5,7 @@
 // and what was left out is reported, as Kubernetes reports an HTTPRoute that does not resolve.
 // Each object of the source has a file of its own ("k8s:Kind/namespace/name"), which is how an
 // error names it.
-import type { ConfigError } from '../../proxy/config/errors.ts'
+import type { ConfigError } from '../../api/errors.ts'
 import type { ResourceSet } from '../resources/load.ts'
 import { checkResources } from '../resources/validate.ts'
 

@@ -3,22 +3,11 @@
 // burst becomes one flush debounceMs after its last change, but never later than maxDelayMs after
 // its first, so a cluster that never goes quiet still gets its updates.
 //
-// Time comes from a Clock so that tests move it by hand instead of sleeping.
-
-export interface Clock {
-  now(): number
-  setTimeout(fn: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-export const realClock: Clock = {
-  now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-}
+// Time comes from Timers (api/clock.ts) so that tests move it by hand instead of sleeping.
+import { realTimers, type Timers } from '../../api/clock.ts'
 
 /** Resolves after ms on the clock, or at once when the signal aborts (never rejects). */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(clock: Timers, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) {
       resolve()
@@ -37,14 +26,14 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
 export interface CoalescerOptions {
   debounceMs: number
   maxDelayMs: number
-  clock?: Clock
+  clock?: Timers
 }
 
 export class Coalescer {
   #flush: () => void
   #debounceMs: number
   #maxDelayMs: number
-  #clock: Clock
+  #clock: Timers
   /** when the first change of the pending burst came; undefined when nothing is pending */
   #first: number | undefined
   #timer: unknown
@@ -56,7 +45,7 @@ export class Coalescer {
     this.#flush = flush
     this.#debounceMs = opts.debounceMs
     this.#maxDelayMs = opts.maxDelayMs
-    this.#clock = opts.clock ?? realClock
+    this.#clock = opts.clock ?? realTimers
   }
 
   get pending(): boolean {

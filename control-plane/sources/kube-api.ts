@@ -10,7 +10,7 @@ import { homedir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { HttpMethod, IsomorphicFetchHttpLibrary, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node'
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
-import { isObject } from '../../proxy/config/yaml-errors.ts'
+import { isObject } from '../../api/yaml-errors.ts'
 
 export type KubeConfigOption = KubeConfig | 'cluster' | 'default' | { kubeconfig?: string; context?: string }
 

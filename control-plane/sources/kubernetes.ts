@@ -15,14 +15,14 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import { ListWatch } from '@kubernetes/client-node'
 import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-node'
-import { errorText } from '../../proxy/config/yaml-errors.ts'
+import { errorText } from '../../api/yaml-errors.ts'
 import { emptyResourceSet } from '../resources/load.ts'
 import type { Located } from '../resources/load.ts'
 import type { EndpointSlice, HTTPRoute, Service, TrafficPolicy } from '../resources/schema.ts'
 import type { ClusterState, Pod, Rejected, SourceKind } from './cluster-state.ts'
-import { Coalescer, realClock, sleep } from './coalesce.ts'
-import type { Clock } from './coalesce.ts'
-import { KubeApiError, SourceWatch, describeError, describeKubeConfig, listAll, loadKubeConfig } from './kube-api.ts'
+import { realTimers, type Timers } from '../../api/clock.ts'
+import { Coalescer, sleep } from './coalesce.ts'
+import { KubeApiError, SourceWatch, describeError, listAll, loadKubeConfig, describeKubeConfig } from './kube-api.ts'
 import type { KubeConfigOption } from './kube-api.ts'
 import { WATCHED_KINDS, checkObject, trimObject } from './kube-objects.ts'
 import type { RawObject, WatchedKind } from './kube-objects.ts'
@@ -56,7 +56,7 @@ export interface KubernetesSourceOptions {
   /** items per LIST page (default 500) */
   pageSize?: number
   /** every timer of the source (debounce, backoff, reconnect delay); tests pass a manual one */
-  clock?: Clock
+  clock?: Timers
 }
 
 export interface KindStatus {
@@ -106,7 +106,7 @@ export function startKubernetesSource(opts: KubernetesSourceOptions): Kubernetes
   const kc = loadKubeConfig(opts.kubeConfig)
   const log = opts.log ?? pino({ level: 'silent' })
   log.info(describeKubeConfig(kc), 'watching Kubernetes')
-  const clock = opts.clock ?? realClock
+  const clock = opts.clock ?? realTimers
   const initialMs = opts.backoff?.initialMs ?? 1000
   const maxMs = opts.backoff?.maxMs ?? 30000
   const abort = new AbortController()

@@ -3,8 +3,8 @@
 // is logged with file:line:column and field path, and nothing is handed on: the last good
 // resources stay published.
 import type { Logger } from 'pino'
-import { formatConfigError } from '../../proxy/config/errors.ts'
-import { watchDirectory, type FileWatcher } from '../../proxy/config/watch.ts'
+import { formatConfigError } from '../../api/errors.ts'
+import { watchDirectory, type FileWatcher } from '../../api/watch.ts'
 import { loadResources } from '../resources/validate.ts'
 import { resourcesOf, type Resources } from '../translate/translate.ts'
 

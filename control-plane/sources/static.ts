@@ -4,11 +4,11 @@
 // the route table "outbound" and one cluster per Service port, which are added to it. The result
 // goes through the proxy's own checks once more before it may be applied.
 import { readFile } from 'node:fs/promises'
-import { ConfigErrorCode } from '../../proxy/config/errors.ts'
-import type { ConfigError } from '../../proxy/config/errors.ts'
-import { checkBootstrapConfig, parseBootstrap } from '../../proxy/config/load.ts'
-import type { ExternalNames, LoadResult } from '../../proxy/config/load.ts'
-import { readError, sortErrors } from '../../proxy/config/yaml-errors.ts'
+import { ConfigErrorCode } from '../../api/errors.ts'
+import type { ConfigError } from '../../api/errors.ts'
+import { checkBootstrapConfig, parseBootstrap } from '../../api/load.ts'
+import type { ExternalNames, LoadResult } from '../../api/load.ts'
+import { readError, sortErrors } from '../../api/yaml-errors.ts'
 import { OUTBOUND_TABLE, clusterName, namespaceOf, routedPorts } from '../resources/model.ts'
 import { loadResources } from '../resources/validate.ts'
 import { resourcesOf, translate } from '../translate/translate.ts'

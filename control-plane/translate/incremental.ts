@@ -12,13 +12,14 @@
 //
 // The inputs must be treated as immutable, as sources do (an informer replaces an object that
 // changed, it never edits one): an object edited in place would keep its old translation.
-import type { Endpoint, RouteTable, VirtualHost } from '../../proxy/config/schema.ts'
+import type { Endpoint, RouteTable, VirtualHost } from '../../api/schema.ts'
 import { DEFAULT_CLUSTER_DOMAIN, OUTBOUND_TABLE, idOf, namespaceOf, routedPorts } from '../resources/model.ts'
 import { SERVICE_NAME_LABEL } from '../resources/schema.ts'
 import type { EndpointSlice, HTTPRoute, Service, TrafficPolicy } from '../resources/schema.ts'
 import { PolicyIndex } from './policy.ts'
 import { clusterOf, endpointsOf, indexRoutes, indexSlices, sortServices, virtualHostOf } from './translate.ts'
-import type { ClusterSpec, Resources } from './translate.ts'
+import type { ClusterSpec } from '../../api/schema.ts'
+import type { Resources } from './translate.ts'
 
 /** Every namespace's translation; the clusters and endpoints are shared by all of them. */
 export interface MeshTranslation {

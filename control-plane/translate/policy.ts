@@ -6,7 +6,7 @@
 //     the Service the route is attached to. The rule's own timeouts and retry beat all of them
 //     (./routes.ts).
 // Conflicting policies are rejected by validation; should two still meet here, the first wins.
-import type { Cluster, Route } from '../../proxy/config/schema.ts'
+import type { Cluster, Route } from '../../api/schema.ts'
 import { namespaceOf } from '../resources/model.ts'
 import type { TrafficPolicy } from '../resources/schema.ts'
 

@@ -1,7 +1,7 @@
 // One HTTPRoute match -> one proxy route: the match, the rule's backends and filters, its timeouts
 // and retry, and the TrafficPolicy route blocks that apply (./policy.ts).
-import { parseDuration } from '../../proxy/config/duration.ts'
-import type { HeaderMutation, Route, RouteMatch } from '../../proxy/config/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import type { HeaderMutation, Route, RouteMatch } from '../../api/schema.ts'
 import { clusterName, namespaceOf, ruleLabel } from '../resources/model.ts'
 import type { NormalizedMatch } from '../resources/model.ts'
 import type { HTTPRoute, HTTPRouteRule, HeaderModifier, PathModifier } from '../resources/schema.ts'

@@ -8,7 +8,7 @@
 //   routes of a virtual host:      the matches of the HTTPRoutes attached to that port, in
 //                                  Gateway API precedence order, then a default route to the
 //                                  Service itself (unless a rule already takes everything)
-import type { Cluster, Endpoint, RouteTable, VirtualHost } from '../../proxy/config/schema.ts'
+import type { Cluster, ClusterSpec, Endpoint, RouteTable, VirtualHost } from '../../api/schema.ts'
 import type { ResourceSet } from '../resources/load.ts'
 import {
   DEFAULT_CLUSTER_DOMAIN,
@@ -78,7 +78,6 @@ export function translate(r: Resources, node: NodeInfo = {}): Translation {
 }
 
 /** A cluster without its endpoints (they change far more often: see endpointsOf). */
-export type ClusterSpec = Omit<Cluster, 'endpoints'>
 
 /**
  * What translation looks up, built once per set of resources: without it every Service port

@@ -35,7 +35,7 @@ export interface WebhookServerOptions extends AdmitOptions {
 export async function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
   const stats: WebhookStats = { decisions: new Map() }
   const count = (d: string) => stats.decisions.set(d, (stats.decisions.get(d) ?? 0) + 1)
-  const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2' }, (req, res) => {
+  const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2', noDelay: true }, (req, res) => {
     handle(req, res).catch((err: unknown) => text(res, 500, `weft webhook: ${String(err)}`))
   })
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -75,6 +75,9 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) })
     res.end(json)
   }
+  // The API server keeps its connections to a webhook in a pool (Go's idle timeout: 90 s). Node's
+  // default (close after 5 s idle) makes a burst of pod creations pay a TLS handshake per connection.
+  server.keepAliveTimeout = 120_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => { server.off('error', reject); resolve() })

@@ -7,8 +7,9 @@
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startHelloService } from '../hello-service.ts'
+import { startStaticSidecar } from '../../cli/proxy-static.ts'
+import { ConfigLoadError } from '../../proxy/main.ts'
 import { ANY_PORT, basePort, BOUND_PORT, copyDir, moveFile, tempCopyDir } from '../ports.ts'
-import { ConfigLoadError, startSidecar } from '../../proxy/main.ts'
 import { createLogger } from '../../proxy/log.ts'
 
 const base = basePort(5)
@@ -30,7 +31,7 @@ try {
     await startHelloService({ name: 'reviews-v2', port: podPorts[1] }),
     await startHelloService({ name: 'reviews-shadow', port: podPorts[2] }),
   ]
-  const sidecar = await startSidecar({ configFile, resources: [resources], log })
+  const sidecar = await startStaticSidecar({ configFile, resources: [resources], log })
   const out = sidecar.port('outbound')
   process.stdout.write(`
 Weft sidecar of "productpage" (namespace shop), routing from ${resources}

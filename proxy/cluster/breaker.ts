@@ -16,9 +16,9 @@
 // opossum's fire() runs the action synchronously when it lets the call through, so admit()
 // knows at once whether the request may go.
 import CircuitBreaker from 'opossum'
-import type { Cluster } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
-import { monotonic, type Clock } from '../filters/clock.ts'
+import type { Cluster } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import { monotonic, type Clock } from '../../api/clock.ts'
 
 /** true: success; false: failure; null: neither (the client left, no endpoint): no proof either way */
 type Settle = (ok: boolean | null) => void

@@ -1,12 +1,12 @@
 // Clusters at run time: the endpoints of one logical backend with their pools, counters and the
 // load balancer built over them. Built when a config is compiled; pools are looked up in the
 // PoolRegistry so that unchanged endpoints keep their warm connections across config swaps.
-import type { Cluster } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
+import type { Cluster } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
 import { createBalancer } from '../lb/index.ts'
 import type { Balancer, LbEndpoint } from '../lb/types.ts'
-import { ClusterBreaker } from './breaker.ts'
-import { newOutlierState, OutlierDetector, type OutlierState } from './outlier.ts'
+import { ClusterBreaker, type BreakerTicket } from './breaker.ts'
+import { newOutlierState, OUTCOME_OK, OutlierDetector, type OutlierState } from './outlier.ts'
 import { EndpointPool, type PoolSettings } from './pool.ts'
 
 export interface EndpointCounters {
@@ -51,7 +51,33 @@ export interface ClusterCounters {
   ejectionsOverflow: number
 }
 
-export interface ClusterRuntime {
+/**
+ * One try's hold on a cluster, written by dispatch and released by endTry: the endpoint it took,
+ * the one before it (the next pick avoids it) and the breaker's ticket. The exchange carries these
+ * fields itself, so a try allocates nothing.
+ */
+export interface ClusterTry {
+  endpoint: EndpointState | undefined
+  lastEndpoint: EndpointState | undefined
+  ticket: BreakerTicket | null
+}
+
+/** dispatch's answers: the try holds an endpoint, or why the cluster refused it. */
+export const DISPATCHED = 0
+export const REJECT_OVERFLOW = 1
+export const REJECT_CIRCUIT_OPEN = 2
+export const REJECT_NO_ENDPOINT = 3
+
+/** The local reply and decision counter of each refusal (the same for every codec). */
+export const REJECTIONS = [
+  null,
+  { status: 503, flag: 'UO', code: 'WEFT_ERR_UPSTREAM_OVERFLOW', message: 'cluster max requests reached', counter: 'overflow' },
+  { status: 503, flag: 'UO', code: 'WEFT_ERR_CIRCUIT_OPEN', message: 'circuit breaker open', counter: 'circuitOpen' },
+  { status: 503, flag: 'UH', code: 'WEFT_ERR_NO_HEALTHY_UPSTREAM', message: 'no healthy upstream', counter: null },
+] as const
+
+/** A concrete backend at run time: its endpoints, balancer, limits, breaker and outlier detection. */
+export class ClusterRuntime {
   readonly name: string
   readonly endpoints: readonly EndpointState[]
   readonly balancer: Balancer<EndpointState>
@@ -61,11 +87,75 @@ export interface ClusterRuntime {
   /** the endpoints speak HTTP/2 (h2c): requests go on a shared session (proxy/h2/upstream.ts), not the HTTP/1 pool */
   readonly http2: boolean
   /** requests in flight to the cluster (all tries), and the cap (Infinity: none) */
-  active: number
+  active = 0
   readonly maxRequests: number
   readonly breaker: ClusterBreaker | null
   readonly outlier: OutlierDetector | null
   readonly counters: ClusterCounters
+
+  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry'>) {
+    this.name = o.name
+    this.endpoints = o.endpoints
+    this.balancer = o.balancer
+    this.hashHeader = o.hashHeader
+    this.policy = o.policy
+    this.http2 = o.http2
+    this.maxRequests = o.maxRequests
+    this.breaker = o.breaker
+    this.outlier = o.outlier
+    this.counters = o.counters
+  }
+
+  /**
+   * Admit one try and pick its endpoint: max requests, then the breaker, then the balancer
+   * (avoiding the try's last endpoint); on DISPATCHED the try holds the endpoint, counted active
+   * until endTry. hashKey: the affinity header's value, if the cluster hashes on one.
+   */
+  dispatch(t: ClusterTry, hashKey: string | undefined): number {
+    if (this.active >= this.maxRequests) {
+      this.counters.overflow++
+      return REJECT_OVERFLOW
+    }
+    let ticket: BreakerTicket | null = null
+    if (this.breaker !== null) {
+      ticket = this.breaker.admit()
+      if (ticket === null) {
+        this.counters.circuitOpen++
+        return REJECT_CIRCUIT_OPEN
+      }
+    }
+    const ep = this.balancer.pick(hashKey, t.lastEndpoint)
+    if (ep === undefined) {
+      ticket?.(null)
+      return REJECT_NO_ENDPOINT
+    }
+    t.ticket = ticket
+    t.endpoint = ep
+    ep.active++
+    this.active++
+    ep.counters.rqTotal++
+    return DISPATCHED
+  }
+
+  /**
+   * The try is over (once; later calls do nothing). outcome: OUTCOME_* for outlier detection and
+   * the breaker; neutral: not the endpoint's doing (a client that left), neither is told.
+   */
+  endTry(t: ClusterTry, outcome: number, neutral: boolean): void {
+    const ep = t.endpoint
+    if (ep === undefined) return
+    t.endpoint = undefined
+    t.lastEndpoint = ep
+    ep.active--
+    this.active--
+    if (outcome !== OUTCOME_OK) ep.counters.rqError++
+    if (!neutral && this.outlier !== null) this.outlier.report(ep, outcome)
+    const ticket = t.ticket
+    if (ticket !== null) {
+      t.ticket = null
+      ticket(neutral ? null : outcome === OUTCOME_OK)
+    }
+  }
 }
 
 export interface ProxyLimits {
@@ -209,17 +299,16 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
     decayMs: c.lb?.decay === undefined ? undefined : parseDuration(c.lb.decay),
   })
   const shared = registry.cluster(c.name, c.circuitBreaker)
-  return {
+  return new ClusterRuntime({
     name: c.name,
     endpoints,
     balancer,
     hashHeader: c.lb?.hashHeader?.toLowerCase() ?? '',
     policy,
     http2: c.protocol === 'http2',
-    active: 0,
     maxRequests: c.pool?.maxRequests ?? Infinity,
     breaker: shared.breaker,
     outlier: c.outlierDetection === undefined ? null : new OutlierDetector(c.outlierDetection, endpoints, shared.counters),
     counters: shared.counters,
-  }
+  })
 }

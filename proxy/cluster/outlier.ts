@@ -11,9 +11,9 @@
 //
 // The per-endpoint state lives in the pool registry with the endpoint's pool, so it survives
 // config swaps; the detector itself (thresholds) is rebuilt with the cluster.
-import type { Cluster } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
-import { monotonic, type Clock } from '../filters/clock.ts'
+import type { Cluster } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import { monotonic, type Clock } from '../../api/clock.ts'
 
 export interface OutlierState {
   consecutive5xx: number

@@ -3,6 +3,7 @@
 // registry, which keeps connections of unchanged endpoints across swaps.
 import { createHash } from 'node:crypto'
 import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
+import { PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../listener/protocol.ts'
 import type { ConnectionLimits } from '../listener/downstream.ts'
 import { CompiledRouteTable } from '../route/table.ts'
 import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
@@ -10,8 +11,10 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts'
 import type { TapHub } from '../telemetry/tap.ts'
 import type { Tracer } from '../telemetry/tracing/tracer.ts'
 import type { RequestSink } from '../telemetry/types.ts'
-import { parseDuration } from './duration.ts'
-import type { Bootstrap, Listener } from './schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import type { Filter } from '../filters/filter.ts'
+import { compileFilters } from '../filters/index.ts'
+import type { Bootstrap, Listener } from '../../api/schema.ts'
 
 export interface CompiledConfig {
   readonly version: number
@@ -30,21 +33,8 @@ export interface CompiledConfig {
   readonly telemetry: ReadonlyMap<string, ListenerTelemetry>
   /** per listener name: what its connections speak (protocol detection, opaque TCP) */
   readonly protocols: ReadonlyMap<string, ListenerProtocol>
-}
-
-export const PROTOCOL_DETECT = 0
-export const PROTOCOL_HTTP = 1
-export const PROTOCOL_TCP = 2
-export const PROTOCOL_HTTP2 = 3
-
-/** A listener's protocol settings in milliseconds, the TCP target resolved. */
-export interface ListenerProtocol {
-  /** PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_TCP or PROTOCOL_HTTP2 */
-  readonly mode: number
-  /** detect with a TCP target: a silent client is tunnelled after this */
-  readonly detectTimeoutMs: number
-  /** where opaque TCP goes; null: nowhere (detect falls back to the HTTP/1 codec) */
-  readonly tcp: { readonly cluster: ClusterRuntime; readonly idleTimeoutMs: number } | null
+  /** per listener name: its request filters, run before routing (null: none) */
+  readonly filters: ReadonlyMap<string, readonly Filter[] | null>
 }
 
 /** What telemetry the compiler binds into listeners; owned by the proxy, kept across configs. */
@@ -116,6 +106,8 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
       peer: listenerPeer(b, l),
     })
   }
+  const filters = new Map<string, readonly Filter[] | null>()
+  for (const l of b.listeners) filters.set(l.name, l.filters === undefined ? null : compileFilters(l.filters, { matchedPrefix: '/' }))
   const protocols = new Map<string, ListenerProtocol>()
   for (const l of b.listeners) {
     const cluster = l.tcp === undefined ? undefined : clusters.get(l.tcp.cluster)
@@ -140,5 +132,6 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     listeners: b.listeners,
     telemetry,
     protocols,
+    filters,
   }
 }

@@ -1,7 +1,8 @@
-// One HTTP/2 stream through the proxy (h2c and gRPC): routing with the same compiled route table as
-// HTTP/1, the route's policy objects (rate limit, redirect, fault, timeouts, retries, breaker,
-// outlier detection, maxRequests), then one upstream HTTP/2 stream per try on the endpoint's shared
-// session (upstream.ts). Bodies go stream to stream with backpressure (a write that returns false
+// One HTTP/2 stream through the proxy (h2c and gRPC): the listener's and the route's filter chains
+// (proxy/filters/, the same Filter objects as HTTP/1 through FilterExchange), routing with the same
+// compiled route table, the cluster's dispatch (max requests, breaker, pick, outlier reports: the
+// same code as HTTP/1), timeouts, retries and the mirror (a copy over HTTP/1, mirror-head.ts), then
+// one upstream HTTP/2 stream per try on the endpoint's shared session (upstream.ts). Bodies go stream to stream with backpressure (a write that returns false
 // pauses the other side, so HTTP/2 flow control reaches the far end and nothing piles up); trailers
 // are forwarded; a reset on one side resets the other.
 //
@@ -18,10 +19,13 @@
 import { randomUUID } from 'node:crypto'
 import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import type { BreakerTicket } from '../cluster/breaker.ts'
-import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import { HttpError } from '../http1/head.ts'
-import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
+import { STOP, type FilterExchange } from '../filters/filter.ts'
+import { MirrorRequest } from '../filters/mirror/mirror.ts'
+import { chunkHeader } from '../http1/chunked.ts'
+import { mirrorHead } from './mirror-head.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
@@ -45,27 +49,29 @@ const MAX_TIMER_MS = 2_147_483_647
 /** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
-export class H2Exchange implements RequestRecord, H2Waiter {
+export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange {
   private readonly down: ServerHttp2Stream
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
   private readonly values: string[] = []
   private readonly config: RouterConfig
-  private readonly counters: ExchangeCounters & { readonly h2: { internalErrors: number } }
+  readonly counters: ExchangeCounters & { readonly h2: { internalErrors: number } }
   private readonly grpc: boolean
   private readonly t0 = performance.now()
   private route: CompiledRoute | undefined
   private cluster: ClusterRuntime | undefined
-  private endpoint: EndpointState | undefined
-  private lastEndpoint: EndpointState | undefined
+  endpoint: EndpointState | undefined
+  lastEndpoint: EndpointState | undefined
   private backendIndex = 0
   private policy: RoutePolicy | null = null
   private retry: CompiledRetry | null = null
-  private ticket: BreakerTicket | null = null
+  ticket: BreakerTicket | null = null
   private outcome = OUTCOME_OK
   private tries = 0
   private refused = false
   private delayed = false
+  /** the flag of the delay (DI), set on the response unless another explains it */
+  private delayFlag = ''
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
@@ -77,6 +83,10 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   // ---- request body
   private reqEnded: boolean
   private queued: Buffer[] = []
+  /** the copy of this request to the route's mirror cluster; chunked: its body is chunk-framed */
+  private mirror: MirrorRequest | null = null
+  private mirrorChunked = false
+  private mirrorTried = false
   private queuedBytes = 0
   /** copies for another try; null when too large (or no retry possible) */
   private retained: Buffer[] | null = null
@@ -148,6 +158,8 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       this.trace = tracer.begin(this.names, this.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const lf = this.config.filters
+    if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(this.authority)
     const p = this.path
     const q = p.indexOf('?')
@@ -168,10 +180,12 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       this.flags = Flags.DirectResponse
       return this.writeLocal(d.status, blockPairs(d.head + route.responseHeaders.append), d.body)
     }
+    const filters = route.filters
+    if (filters !== null) for (let i = 0; i < filters.length; i++) if (filters[i].onRequest(this) === STOP) return
     const pol = route.policy
     if (pol !== null) {
       this.policy = pol
-      if (!this.applyPolicy(pol)) return
+      this.armPolicy(pol)
     }
     // grpc-timeout: the caller's deadline, the smaller of it and the route timeout
     let gt = this.grpc ? grpcTimeoutMs(str(this.headers['grpc-timeout'])) : -1
@@ -250,42 +264,8 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     if (!this.down.closed && !this.down.destroyed) this.down.close(NGHTTP2_INTERNAL_ERROR)
   }
 
-  /** Rate limit, redirect, fault abort, fault delay (Envoy's order), then the retry policy. false: answered. */
-  private applyPolicy(pol: RoutePolicy): boolean {
-    const rl = pol.rateLimit
-    if (rl !== null) {
-      const key = rl.keyFrom === KEY_HEADER ? str(this.headers[rl.keyHeader]) : rl.keyFrom === KEY_CLIENT ? this.downstreamAddress : ''
-      const wait = rl.take(key)
-      if (wait > 0) {
-        this.counters.rateLimited++
-        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
-        return false
-      }
-    }
-    if (pol.redirect !== null) {
-      this.flags = Flags.DirectResponse
-      const loc = pol.redirect.location(this.authority, this.path, rewritePath)
-      this.writeLocal(pol.redirect.status, [['location', loc], ...blockPairs(this.route!.responseHeaders.append)], EMPTY)
-      return false
-    }
-    const fault = pol.fault
-    if (fault !== null) {
-      const status = fault.abort()
-      if (status !== 0) {
-        this.counters.faultAborts++
-        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
-        return false
-      }
-      const ms = fault.delay()
-      if (ms > 0) {
-        this.counters.faultDelays++
-        this.delayed = true
-        this.waitTimer = setTimeout(this.guard(() => {
-          this.waitTimer = null
-          if (!this.done) this.dispatch()
-        }), ms)
-      }
-    }
+  /** The route's retry policy, once its filters let the request go on (the timers are set in start). */
+  private armPolicy(pol: RoutePolicy): void {
     if (pol.retry !== null) {
       this.retry = pol.retry
       if (pol.retry.attempts > 0) {
@@ -293,44 +273,73 @@ export class H2Exchange implements RequestRecord, H2Waiter {
         this.retained = []
       }
     }
-    return true
+  }
+
+  // ---- FilterExchange (proxy/filters/filter.ts) ---------------------------------------------
+
+  header(name: string): string | undefined {
+    const v = this.headers[name]
+    return v === undefined ? undefined : str(v)
+  }
+
+  redirect(status: number, location: string): void {
+    this.flags = Flags.DirectResponse
+    this.writeLocal(status, [['location', location], ...blockPairs(this.route?.responseHeaders.append ?? '')], EMPTY)
+  }
+
+  delay(ms: number, flag: string): void {
+    this.delayed = true
+    this.delayFlag = flag
+    this.waitTimer = setTimeout(this.guard(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }), ms)
   }
 
   /** One try: the cluster's limits, an endpoint, a stream on its session. */
   private dispatch(): void {
     const cluster = this.cluster!
-    if (cluster.active >= cluster.maxRequests) {
-      cluster.counters.overflow++
-      this.counters.overflow++
-      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
-    }
-    let ticket: BreakerTicket | null = null
-    if (cluster.breaker !== null) {
-      ticket = cluster.breaker.admit()
-      if (ticket === null) {
-        cluster.counters.circuitOpen++
-        this.counters.circuitOpen++
-        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
-      }
-    }
-    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]), this.lastEndpoint)
-    if (ep === undefined) {
-      ticket?.(null)
-      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
-    }
-    this.ticket = ticket
+    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]))
+    if (d !== DISPATCHED) return this.rejected(d)
+    const ep = this.endpoint!
     this.outcome = OUTCOME_OK
-    this.endpoint = ep
     this.upstreamHost = ep.key
-    ep.active++
-    cluster.active++
-    ep.counters.rqTotal++
     if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
+    const pol = this.policy
+    if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(this.guard(() => this.onTryTimeout()), r.perTryTimeoutMs)
     // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
     if (!cluster.http2) return this.onH2Session(null)
     h2Upstream(ep.pool).acquire(this)
+  }
+
+  /** A copy to the mirror cluster, over HTTP/1 as from the HTTP/1 exchange (once per request, not per try). */
+  private startMirror(pol: RoutePolicy): void {
+    this.mirrorTried = true
+    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
+    if (cluster === null) return
+    const hasBody = !this.reqEnded || this.queuedBytes > 0
+    const declared = this.headers['content-length']
+    const length = declared !== undefined ? Number(declared) : this.reqEnded ? this.queuedBytes : -1
+    this.mirrorChunked = hasBody && length < 0
+    this.mirror = new MirrorRequest(cluster, mirrorHead(this.upHeaders!, hasBody, length), hasBody && !this.reqEnded, this.counters)
+    for (const b of this.queued) this.mirrorBody(b)
+    if (this.reqEnded) this.mirrorEnd()
+  }
+
+  private mirrorBody(b: Buffer): void {
+    const m = this.mirror!
+    if (this.mirrorChunked) {
+      m.body(chunkHeader(b.length))
+      m.body(b)
+      m.body('\r\n')
+    } else m.body(b)
+  }
+
+  private mirrorEnd(): void {
+    if (this.mirrorChunked) this.mirror!.body('0\r\n\r\n')
+    this.mirror!.bodyEnd()
   }
 
   private buildUpstreamHeaders(route: CompiledRoute, ep: EndpointState): OutgoingHttpHeaders {
@@ -457,6 +466,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
   private onDownData(b: Buffer): void {
     if (this.done) return
     this.bytesIn += b.length
+    if (this.mirror !== null) this.mirrorBody(b)
     if (this.retained !== null) {
       this.retainedBytes += b.length
       if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
@@ -474,6 +484,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
 
   private onDownEnd(): void {
     this.reqEnded = true
+    if (this.mirror !== null) this.mirrorEnd()
     if (!this.done && this.up !== null && !this.up.writableEnded) this.up.end()
   }
 
@@ -619,6 +630,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
     if (!this.respStarted) this.status = 0
     if (this.down.rstCode === constants.NGHTTP2_CANCEL && this.grpc && this.grpcStatus === '') this.grpcStatus = '1'
+    if (this.mirror !== null) this.mirror.cancel()
     this.complete()
     const ep = this.endpoint
     this.endTry(OUTCOME_OK, true)
@@ -643,21 +655,16 @@ export class H2Exchange implements RequestRecord, H2Waiter {
       clearTimeout(this.tryTimer)
       this.tryTimer = null
     }
-    const ep = this.endpoint
-    if (ep === undefined) return
-    this.endpoint = undefined
-    this.lastEndpoint = ep
-    ep.active--
-    const cluster = this.cluster!
-    cluster.active--
-    if (outcome !== OUTCOME_OK) ep.counters.rqError++
-    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
-    const t = this.ticket
-    if (t !== null) {
-      this.ticket = null
-      t(neutral ? null : outcome === OUTCOME_OK)
-    }
+    this.cluster?.endTry(this, outcome, neutral)
   }
+
+  /** The cluster refused the try (REJECTIONS: max requests, breaker open, no endpoint). */
+  private rejected(r: number): void {
+    const x = REJECTIONS[r]!
+    if (x.counter !== null) this.counters[x.counter]++
+    this.localReply(x.status, x.flag, x.code, x.message)
+  }
+
 
   // ---- retries and timeouts ----------------------------------------------------------------
 
@@ -788,7 +795,7 @@ export class H2Exchange implements RequestRecord, H2Waiter {
     if (this.tryTimer !== null) clearTimeout(this.tryTimer)
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
     this.timer = this.tryTimer = this.waitTimer = null
-    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.delayed && this.flags === '') this.flags = this.delayFlag
     if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
     const t = this.config.telemetry

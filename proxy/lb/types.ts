@@ -1,5 +1,6 @@
 // Load balancer interface. A balancer is built once per cluster config (config time) over that
 // cluster's endpoints and answers pick() per request; it never allocates per pick where avoidable.
+import type { Clock } from '../../api/clock.ts'
 
 /** What a balancer needs to know of an endpoint. The cluster owns these objects. */
 export interface LbEndpoint {
@@ -24,7 +25,7 @@ export interface Balancer<E extends LbEndpoint = LbEndpoint> {
   observe(e: E, latencyMs: number): void
 }
 
-export type Clock = () => number
+export type { Clock }
 
 export interface BalancerOptions {
   /** peakEwma decay window in ms (default 10000, as linkerd2-proxy). */

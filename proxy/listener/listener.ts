@@ -4,14 +4,16 @@
 // tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
-import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../config/compile.ts'
-import type { Listener as ListenerConfig } from '../config/schema.ts'
+import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from './protocol.ts'
+import type { Listener as ListenerConfig } from '../../api/schema.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
+import { newFilterCounters } from '../filters/index.ts'
 import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
+import type { Filter } from '../filters/filter.ts'
 import { H2Connection, newH2Stats, type H2Owner, type H2Stats } from '../h2/downstream.ts'
 import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
@@ -22,6 +24,8 @@ export interface ListenerConfigSlice {
   readonly limits: ConnectionLimits
   readonly telemetry: ListenerTelemetry
   readonly protocol: ListenerProtocol
+  /** listener-level request filters, before routing; null: none */
+  readonly filters: readonly Filter[] | null
 }
 
 /** Outcomes of protocol detection (weft_proxy_protocol_detections_total). */
@@ -65,7 +69,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     cxTotal: 0, cxActive: 0, noRoute: 0, localReplies: 0, upstreamErrors: 0, staleRetries: 0,
     downstreamProtocolErrors: 0, timeouts: 0,
     retries: 0, retryLimitExceeded: 0, retryBudgetExhausted: 0, requestTimeouts: 0, perTryTimeouts: 0,
-    rateLimited: 0, circuitOpen: 0, overflow: 0, faultDelays: 0, faultAborts: 0,
+    circuitOpen: 0, overflow: 0, ...newFilterCounters(),
     mirrored: 0, mirrorFailed: 0, mirrorAbandoned: 0,
     tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },

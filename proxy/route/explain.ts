@@ -1,7 +1,7 @@
 // Why a route did not match a request, for `weft explain` (never on the request path): the first
 // condition of a route's match that fails, in the order the compiled matcher tries them (path,
 // method, headers, query parameters), using the same predicates as proxy/route/table.ts.
-import type { RouteMatch } from '../config/schema.ts'
+import type { RouteMatch } from '../../api/schema.ts'
 import { headerValue, queryValue, stringPred, type MatchInput } from './table.ts'
 
 function describeString(m: { exact?: string; prefix?: string; segmentPrefix?: string; regex?: string }): string {

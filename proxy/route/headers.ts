@@ -1,7 +1,7 @@
 // Header mutations compiled once per route: a set of names to drop while serializing and a
 // ready-made block of "name: value\r\n" lines to append. Per request this costs one Set lookup per
 // header (only when something is removed) and one string append.
-import type { HeaderMutation } from '../config/schema.ts'
+import type { HeaderMutation } from '../../api/schema.ts'
 
 export interface CompiledMutation {
   /** lower-case names to drop (removed and set ones), or null when none */

@@ -1,14 +1,13 @@
 // Route tables compiled from config: host -> virtual host by one Map lookup, then the virtual
 // host's routes tried in order (first match wins). Every matcher (regexes included) is built here,
 // once per config; matching a request only reads these objects.
-import type { Route, RouteMatch, RouteTable } from '../config/schema.ts'
-import { parseDuration } from '../config/duration.ts'
-import { CompiledFault } from '../filters/fault/fault.ts'
+import type { Route, RouteMatch, RouteTable } from '../../api/schema.ts'
+import { parseDuration } from '../../api/duration.ts'
+import type { Filter } from '../filters/filter.ts'
+import { compileFilters } from '../filters/index.ts'
 import { CompiledMirror } from '../filters/mirror/mirror.ts'
-import { LocalRateLimiter } from '../filters/ratelimit/local.ts'
-import { CompiledRedirect } from '../filters/redirect/redirect.ts'
 import { CompiledRetry } from '../filters/retry/policy.ts'
-import { virtualHostDomains } from './domains.ts'
+import { virtualHostDomains } from '../../api/domains.ts'
 import { compileMutation, type CompiledMutation } from './headers.ts'
 
 /** What a matcher needs from a request. */
@@ -64,9 +63,12 @@ export interface CompiledRoute {
   /** Host rewrite; null when none */
   readonly rewriteHost: string | null
   /**
-   * The route's policy filters, null when it has none (the common case costs one comparison).
-   * Each is compiled once here; per request only its cheap state changes.
+   * The route's request filters in order (proxy/filters/index.ts: rate limit, redirect, fault),
+   * null when it has none (the common case costs one comparison). Each is compiled once here;
+   * per request only its cheap state changes.
    */
+  readonly filters: readonly Filter[] | null
+  /** What runs around the upstream tries (timers, retries, the mirror); null when none. */
   readonly policy: RoutePolicy | null
 }
 
@@ -74,10 +76,7 @@ export interface RoutePolicy {
   /** whole-request timeout in ms; 0: none */
   readonly timeoutMs: number
   readonly retry: CompiledRetry | null
-  readonly fault: CompiledFault | null
-  readonly rateLimit: LocalRateLimiter | null
   readonly mirror: CompiledMirror | null
-  readonly redirect: CompiledRedirect | null
 }
 
 export interface CompiledVirtualHost {
@@ -188,17 +187,13 @@ function compileDirect(d: NonNullable<Route['directResponse']>): DirectReply {
   return { status: d.status, head, body }
 }
 
-function compilePolicy(r: Route, matchedPrefix: string): RoutePolicy | null {
-  if (r.timeout === undefined && r.retry === undefined && r.fault === undefined && r.rateLimit === undefined && r.mirror === undefined && r.redirect === undefined)
-    return null
+function compilePolicy(r: Route): RoutePolicy | null {
+  if (r.timeout === undefined && r.retry === undefined && r.mirror === undefined) return null
   return {
     timeoutMs: r.timeout === undefined ? 0 : parseDuration(r.timeout),
     // attempts 0 with a perTryTimeout: no retries, but the one try is still timed
     retry: r.retry === undefined || (r.retry.attempts === 0 && r.retry.perTryTimeout === undefined) ? null : new CompiledRetry(r.retry),
-    fault: r.fault === undefined ? null : new CompiledFault(r.fault),
-    rateLimit: r.rateLimit === undefined ? null : new LocalRateLimiter(r.rateLimit),
     mirror: r.mirror === undefined ? null : new CompiledMirror(r.mirror.cluster, r.mirror.percent ?? 100),
-    redirect: r.redirect === undefined ? null : new CompiledRedirect(r.redirect, matchedPrefix),
   }
 }
 
@@ -227,7 +222,8 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     rewrite: r.rewrite?.pathPrefix === undefined ? null : { from: prefix ?? '/', to: r.rewrite.pathPrefix },
     rewritePathTo: r.rewrite?.path ?? null,
     rewriteHost: r.rewrite?.host ?? null,
-    policy: compilePolicy(r, prefix ?? '/'),
+    filters: compileFilters(r, { matchedPrefix: prefix ?? '/' }),
+    policy: compilePolicy(r),
   }
 }
 

@@ -1,10 +1,12 @@
-// The router: one request/response exchange from a downstream connection to an upstream endpoint.
-// Routing and policy objects come compiled from the config the request started with; this file only
-// reads them. Bodies are streamed with backpressure both ways, never buffered whole.
+// The router: one HTTP/1 request/response exchange from a downstream connection to an upstream
+// endpoint: the listener's and the route's filter chains (proxy/filters/), the route, the cluster's
+// dispatch, tries, timers and retries, telemetry. Routing, filters and policy come compiled from the
+// config the request started with; this file only reads them. Bodies are streamed with
+// backpressure both ways, never buffered whole.
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import type { BreakerTicket } from '../cluster/breaker.ts'
-import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
@@ -12,7 +14,6 @@ import { acquireH2 } from '../h2/bridge.ts'
 import { chunkHeader } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { KEY_CLIENT, KEY_HEADER } from '../filters/ratelimit/local.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
@@ -21,6 +22,8 @@ import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
+import { STOP, type Filter, type FilterExchange } from '../filters/filter.ts'
+import { FILTER_FLAGS, type FilterCounters } from '../filters/index.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
@@ -49,6 +52,8 @@ export interface RouterConfig {
   readonly table: CompiledRouteTable
   readonly clusters: ReadonlyMap<string, ClusterRuntime>
   readonly telemetry: ListenerTelemetry
+  /** the listener's request filters, run before routing (null: none) */
+  readonly filters: readonly Filter[] | null
 }
 
 /** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
@@ -67,9 +72,8 @@ export const Flags = {
   UpstreamRequestTimeout: 'UT',
   /** a retriable failure that was not retried: attempts or the retry budget exhausted */
   UpstreamRetryLimitExceeded: 'URX',
-  RateLimited: 'RL',
-  DelayInjected: 'DI',
-  FaultInjected: 'FI',
+  /** and those of the registered filters (proxy/filters/index.ts): RL, FI, DI, ... */
+  ...FILTER_FLAGS,
 } as const
 
 const QUEUE_LIMIT = 65536
@@ -83,7 +87,7 @@ const RESP_NONE = 0
 const RESP_RAW = 1
 const RESP_CHUNKED = 2
 
-export interface ExchangeCounters {
+export interface ExchangeCounters extends FilterCounters {
   noRoute: number
   localReplies: number
   upstreamErrors: number
@@ -94,23 +98,20 @@ export interface ExchangeCounters {
   retryBudgetExhausted: number
   requestTimeouts: number
   perTryTimeouts: number
-  rateLimited: number
   circuitOpen: number
   overflow: number
-  faultDelays: number
-  faultAborts: number
   mirrored: number
   mirrorFailed: number
   mirrorAbandoned: number
 }
 
-export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
+export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, ClusterTry, FilterExchange {
   private readonly down: Downstream
   private readonly req: RequestHead
   private readonly config: RouterConfig
-  private readonly counters: ExchangeCounters
+  readonly counters: ExchangeCounters
   private route: CompiledRoute | undefined
-  private endpoint: EndpointState | undefined
+  endpoint: EndpointState | undefined
   private cluster: ClusterRuntime | undefined
   private up: UpstreamConn | null = null
   private upHead = ''
@@ -150,15 +151,17 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   /** the response of this try is being read and thrown away: a retry follows */
   private discarding = false
   /** the endpoint of the previous try (avoided by the next pick) */
-  private lastEndpoint: EndpointState | undefined = undefined
+  lastEndpoint: EndpointState | undefined = undefined
   /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
   private outcome = OUTCOME_OK
-  private ticket: BreakerTicket | null = null
+  ticket: BreakerTicket | null = null
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
   private mirror: MirrorRequest | null = null
   private delayed = false
+  /** the flag of the delay (DI), set on the response unless another explains it */
+  private delayFlag = ''
 
   // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
   status = 0
@@ -224,6 +227,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       this.trace = tracer.begin(req.names, req.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const lf = this.config.filters
+    if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(req.authority)
     const q = req.path.indexOf('?')
     const route =
@@ -243,10 +248,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     this.route = route
     if (route.direct !== null) return this.directReply(route)
     this.hasBody = hasBody
+    const filters = route.filters
+    if (filters !== null) for (let i = 0; i < filters.length; i++) if (filters[i].onRequest(this) === STOP) return
     const pol = route.policy
     if (pol !== null) {
       this.policy = pol
-      if (!this.applyPolicy(pol)) return
+      this.armPolicy(pol)
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
@@ -259,47 +266,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     this.dispatch()
   }
 
-  /**
-   * The route's policy filters before the request goes upstream, in Envoy's order: rate limit,
-   * redirect, fault abort, fault delay; then the timers and the mirror. false: a local reply
-   * was sent (nothing after it runs).
-   */
-  private applyPolicy(pol: RoutePolicy): boolean {
-    const req = this.req
-    const rl = pol.rateLimit
-    if (rl !== null) {
-      const key = rl.keyFrom === KEY_HEADER ? (headerOf(req, rl.keyHeader) ?? '') : rl.keyFrom === KEY_CLIENT ? this.down.remoteAddress : ''
-      const wait = rl.take(key)
-      if (wait > 0) {
-        this.counters.rateLimited++
-        this.localReply(429, Flags.RateLimited, 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))
-        return false
-      }
-    }
-    if (pol.redirect !== null) {
-      const rd = pol.redirect
-      this.flags = Flags.DirectResponse
-      this.writeLocal(rd.status, 'location: ' + rd.location(req.authority, req.path, rewritePath) + '\r\ncontent-length: 0\r\n' + this.route!.responseHeaders.append, EMPTY)
-      return false
-    }
-    const fault = pol.fault
-    if (fault !== null) {
-      const status = fault.abort()
-      if (status !== 0) {
-        this.counters.faultAborts++
-        this.localReply(status, Flags.FaultInjected, 'WEFT_ERR_FAULT_ABORT', 'fault injected')
-        return false
-      }
-      const ms = fault.delay()
-      if (ms > 0) {
-        this.counters.faultDelays++
-        this.delayed = true
-        this.waitTimer = setTimeout(() => {
-          this.waitTimer = null
-          if (!this.done) this.dispatch()
-        }, ms)
-      }
-    }
+  /** The route's timers and retry policy, once its filters let the request go on. */
+  private armPolicy(pol: RoutePolicy): void {
     if (pol.timeoutMs > 0) this.timer = setTimeout(() => this.onRequestTimeout(), pol.timeoutMs)
     if (pol.retry !== null) {
       this.retry = pol.retry
@@ -308,39 +276,37 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
         if (this.hasBody) this.retained = []
       }
     }
-    return true
+  }
+
+  // ---- FilterExchange (proxy/filters/filter.ts) ---------------------------------------------
+
+  header(name: string): string | undefined {
+    return headerOf(this.req, name)
+  }
+
+  redirect(status: number, location: string): void {
+    this.flags = Flags.DirectResponse
+    this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + (this.route?.responseHeaders.append ?? ''), EMPTY)
+  }
+
+  delay(ms: number, flag: string): void {
+    this.delayed = true
+    this.delayFlag = flag
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null
+      if (!this.done) this.dispatch()
+    }, ms)
   }
 
   /** One try: the cluster's limits, an endpoint, a connection. */
   private dispatch(): void {
     const cluster = this.cluster!
     const req = this.req
-    if (cluster.active >= cluster.maxRequests) {
-      cluster.counters.overflow++
-      this.counters.overflow++
-      return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'cluster max requests reached')
-    }
-    let ticket: BreakerTicket | null = null
-    if (cluster.breaker !== null) {
-      ticket = cluster.breaker.admit()
-      if (ticket === null) {
-        cluster.counters.circuitOpen++
-        this.counters.circuitOpen++
-        return this.localReply(503, Flags.UpstreamOverflow, 'WEFT_ERR_CIRCUIT_OPEN', 'circuit breaker open')
-      }
-    }
-    const ep = cluster.balancer.pick(cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader), this.lastEndpoint)
-    if (ep === undefined) {
-      ticket?.(null)
-      return this.localReply(503, Flags.NoHealthyUpstream, 'WEFT_ERR_NO_HEALTHY_UPSTREAM', 'no healthy upstream')
-    }
-    this.ticket = ticket
+    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
+    if (d !== DISPATCHED) return this.rejected(d)
+    const ep = this.endpoint!
     this.outcome = OUTCOME_OK
-    this.endpoint = ep
     this.endpointKey = ep.key
-    ep.active++
-    cluster.active++
-    ep.counters.rqTotal++
     if (this.tries === 0 || req.authority === '') this.upHead = this.buildUpstreamHead(this.route!, ep)
     const pol = this.policy
     if (pol !== null) {
@@ -355,16 +321,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
   }
 
   private startMirror(pol: RoutePolicy): void {
-    const m = pol.mirror!
-    if (m.ratio < 1 && Math.random() >= m.ratio) return
-    const cluster = this.config.clusters.get(m.cluster)
-    if (cluster === undefined || cluster.endpoints.length === 0) return
-    // The mirror speaks HTTP/1 only: a copy to an HTTP/2 cluster is not sent (an h2c endpoint
-    // would refuse it at its preface anyway), and counted so the gap is visible.
-    if (cluster.http2) {
-      this.counters.mirrorFailed++
-      return
-    }
+    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
+    if (cluster === null) return
     // The copy's Host gets "-shadow" (as Envoy), the rest of the head is the same.
     const h = this.upHead
     const a = h.indexOf('\r\nhost: ') + 8
@@ -751,21 +709,16 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
       clearTimeout(this.tryTimer)
       this.tryTimer = null
     }
-    const ep = this.endpoint
-    if (ep === undefined) return
-    this.endpoint = undefined
-    this.lastEndpoint = ep
-    ep.active--
-    const cluster = this.cluster!
-    cluster.active--
-    if (outcome !== OUTCOME_OK) ep.counters.rqError++
-    if (!neutral && cluster.outlier !== null) cluster.outlier.report(ep, outcome)
-    const t = this.ticket
-    if (t !== null) {
-      this.ticket = null
-      t(neutral ? null : outcome === OUTCOME_OK)
-    }
+    this.cluster?.endTry(this, outcome, neutral)
   }
+
+  /** The cluster refused the try (REJECTIONS: max requests, breaker open, no endpoint). */
+  private rejected(r: number): void {
+    const x = REJECTIONS[r]!
+    if (x.counter !== null) this.counters[x.counter]++
+    this.localReply(x.status, x.flag, x.code, x.message)
+  }
+
 
   // ---- retries and timeouts ----------------------------------------------------------------
 
@@ -885,7 +838,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.completed) return
     this.completed = true
     this.durationMs = performance.now() - this.t0
-    if (this.policy !== null) this.endPolicy()
+    if (this.policy !== null || this.delayed) this.endPolicy()
     const t = this.config.telemetry
     if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
     const sinks = t.sinks
@@ -899,7 +852,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord {
     if (this.tryTimer !== null) clearTimeout(this.tryTimer)
     if (this.waitTimer !== null) clearTimeout(this.waitTimer)
     this.timer = this.tryTimer = this.waitTimer = null
-    if (this.delayed && this.flags === '') this.flags = Flags.DelayInjected
+    if (this.delayed && this.flags === '') this.flags = this.delayFlag
     if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
   }

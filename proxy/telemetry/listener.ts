@@ -1,6 +1,6 @@
 // Telemetry of one listener, bound at config time: for every route and backend of the listener's
 // route table the metric series object is created here, so the request path only indexes arrays.
-import type { Bootstrap, Listener } from '../config/schema.ts'
+import type { Bootstrap, Listener } from '../../api/schema.ts'
 import type { CompiledRouteTable, CompiledVirtualHost } from '../route/table.ts'
 import { BoundRequestMetrics, type ProxyMetrics, type TcpSeries } from './metrics.ts'
 import type { SpanKind, Tracer } from './tracing/tracer.ts'

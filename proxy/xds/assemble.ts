@@ -15,10 +15,11 @@
 //                     listener to its own application, which no Service resource describes. A
 //                     name the control plane also sends is the control plane's.
 import { TYPE, type ConfigResponse__Output, type Resource__Output, type TypeUrl, type WireEndpoint__Output } from '../../protos/api.ts'
-import { checkBootstrapConfig } from '../config/load.ts'
-import type { Bootstrap, Cluster, Endpoint, Listener, RouteTable } from '../config/schema.ts'
+import { checkBootstrapConfig } from '../../api/load.ts'
+import { Cluster as ClusterSchema, Listener as ListenerSchema, RouteTable as RouteTableSchema } from '../../api/schema.ts'
+import type { Bootstrap, Cluster, ClusterSpec, Endpoint, Listener, RouteTable } from '../../api/schema.ts'
+import { fromMessage } from '../../api/wire.ts'
 
-export type ClusterSpec = Omit<Cluster, 'endpoints'>
 
 /** The parts of the config that the proxy's own bootstrap provides. */
 export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'drainPeriod' | 'limits' | 'telemetry'> & {
@@ -113,17 +114,12 @@ function decodeResource(type: TypeUrl, res: Resource__Output): unknown {
     if (ce.clusterName !== res.name) return `cluster_name "${ce.clusterName}" differs from the resource name`
     return ce.endpoints.filter((e) => e.ready).map(toEndpoint)
   }
-  if (typeof res.json !== 'string') return 'expected a json body'
-  let v: unknown
-  try {
-    v = JSON.parse(res.json)
-  } catch (err) {
-    return `invalid JSON: ${(err as Error).message}`
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return 'the JSON body must be an object'
-  const o = v as Record<string, unknown>
+  const body = type === TYPE.listener ? res.listener : type === TYPE.routeTable ? res.routeTable : res.cluster
+  const schema: object = type === TYPE.listener ? ListenerSchema : type === TYPE.routeTable ? RouteTableSchema : ClusterSchema
+  if (body == null) return `expected a ${type === TYPE.listener ? 'listener' : type === TYPE.routeTable ? 'route_table' : 'cluster'} body`
+  // the model's fields only; the schema checks the values later, with the whole config
+  const o = fromMessage(schema, body) as Record<string, unknown>
   if (o.name !== res.name) return `the body's name ${JSON.stringify(o.name)} differs from the resource name`
-  if (type === TYPE.cluster && 'endpoints' in o) return 'a Cluster body must not carry endpoints (they come as ClusterEndpoints)'
   return o
 }
 

@@ -502,7 +502,6 @@ export const h2Server: Target<ChildCtx> = {
   corpus: H2_CORPUS,
   tokens: H2_TOKENS,
   generated: genH2,
-  knownFailure: 'issue 18 HTTP/2 defects (content-length vs DATA ends the process; unframed bodies reach HTTP/1 upstreams): fixed on branch h2, flip when it is merged',
   async setup() {
     const up = await strictUpstream()
     const closers: (() => unknown)[] = []

@@ -3,7 +3,7 @@
 // and two sidecars in a row whose clusters speak HTTP/2 (client sidecar outbound → server sidecar
 // inbound → app), with routes of the test's choosing on either sidecar.
 import * as grpc from '@grpc/grpc-js'
-import type { Bootstrap, Cluster, Route } from '../../proxy/config/schema.ts'
+import type { Bootstrap, Cluster, Route } from '../../api/schema.ts'
 import { LISTENER, startTestSidecar, type Teardown, type TestSidecar } from './sidecar.ts'
 
 export interface Msg {

@@ -2,7 +2,7 @@
 // server's sidecar (inbound listener), which sends to the app. Plus plain TCP servers and clients
 // for the opaque TCP and protocol detection tests.
 import { connect, createServer, type Server, type Socket } from 'node:net'
-import type { Bootstrap, Cluster, Limits, Listener } from '../../proxy/config/schema.ts'
+import type { Bootstrap, Cluster, Limits, Listener } from '../../api/schema.ts'
 import { cluster, listenerStats, LISTENER, startTestSidecar, type Teardown, type TestSidecar } from './sidecar.ts'
 
 export interface Mesh {

@@ -4,6 +4,7 @@
 import { Pool } from 'undici'
 import { Worker } from 'node:worker_threads'
 import { connect, type Socket } from 'node:net'
+import { connect as h2connect } from 'node:http2'
 import type { Readable } from 'node:stream'
 import type { ServerResponse } from 'node:http'
 import type { Teardown, TestSidecar } from './sidecar.ts'
@@ -26,7 +27,8 @@ export interface RequestOptions {
 }
 
 export interface Client {
-  pool: Pool
+  /** the undici pool (HTTP/1.1), null for an HTTP/2 client */
+  pool: Pool | null
   request(path: string, o?: RequestOptions): Promise<Reply>
 }
 
@@ -57,6 +59,48 @@ export function client(t: Teardown, port: number, connections = 32): Client {
           return Array.isArray(v) ? v[0] : v
         },
       }
+    },
+  }
+}
+
+/**
+ * The same as client(), over HTTP/2 (h2c with prior knowledge, one node:http2 session): Host
+ * becomes :authority. For the tests that must hold for both codecs.
+ */
+export function h2client(t: Teardown, port: number): Client {
+  const session = h2connect(`http://127.0.0.1:${port}`)
+  session.on('error', () => {})
+  t.teardown(() => session.destroy())
+  return {
+    pool: null,
+    request(path, o = {}) {
+      const t0 = performance.now()
+      const { host, ...rest } = o.headers ?? {}
+      const req = session.request({ ':method': o.method ?? 'GET', ':path': path, ':authority': host ?? 'svc', ...rest })
+      return new Promise<Reply>((resolve, reject) => {
+        let headers: Record<string, string | string[] | undefined> = {}
+        const chunks: Buffer[] = []
+        req.on('response', (h) => (headers = h as Record<string, string | string[] | undefined>))
+        req.on('data', (b: Buffer) => chunks.push(b))
+        req.on('error', reject)
+        req.on('end', () => {
+          const ms = performance.now() - t0
+          resolve({
+            status: Number(headers[':status']),
+            body: Buffer.concat(chunks).toString(),
+            headers,
+            ms,
+            get(name) {
+              const v = headers[name.toLowerCase()]
+              return Array.isArray(v) ? v[0] : v
+            },
+          })
+        })
+        const body = o.body
+        if (body === undefined) req.end()
+        else if (typeof body === 'string' || Buffer.isBuffer(body)) req.end(body)
+        else body.pipe(req)
+      })
     },
   }
 }

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { stringify } from 'yaml'
-import type { Bootstrap, Cluster, Limits, Route, VirtualHost } from '../../proxy/config/schema.ts'
+import type { Bootstrap, Cluster, Limits, Route, VirtualHost } from '../../api/schema.ts'
 import { startSidecar, type Sidecar } from '../../proxy/main.ts'
 
 export const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))))

@@ -9,7 +9,7 @@
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import type { Bootstrap } from '../../../proxy/config/schema.ts'
+import type { Bootstrap } from '../../../api/schema.ts'
 
 export const NAMESPACE = 'demo'
 export const DEFAULT_BASE_PORT = 17000

@@ -1,7 +1,7 @@
 // `npm start -- [options]`: the demo runner's command line.
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
-import { parseDuration } from '../../../proxy/config/duration.ts'
+import { parseDuration } from '../../../api/duration.ts'
 import { DEFAULT_BASE_PORT, PORT_SPAN } from './layout.ts'
 
 export interface DemoOptions {

@@ -1,8 +1,8 @@
 // Fault injection (Envoy's fault filter, Istio's HTTPFaultInjection): for a percentage of a
 // route's requests, a fixed delay before the request goes on (flag DI), and/or an abort with an
 // HTTP status instead of forwarding (flag FI). Decided per request with one random number each.
-import type { FaultPolicy } from '../../config/schema.ts'
-import { parseDuration } from '../../config/duration.ts'
+import type { FaultPolicy } from '../../../api/schema.ts'
+import { parseDuration } from '../../../api/duration.ts'
 
 export class CompiledFault {
   /** fraction 0..1 of requests delayed, and by how long */

@@ -24,6 +24,22 @@ export class CompiledMirror {
     this.cluster = cluster
     this.ratio = percent / 100
   }
+
+  /**
+   * The cluster a request's copy goes to, or null: not sampled, no such cluster or no endpoint,
+   * or an HTTP/2 cluster (the mirror speaks HTTP/1 only: not sent, counted as mirror_failed so
+   * the gap is visible).
+   */
+  target(clusters: ReadonlyMap<string, ClusterRuntime>, counters: MirrorCounters): ClusterRuntime | null {
+    if (this.ratio < 1 && Math.random() >= this.ratio) return null
+    const cluster = clusters.get(this.cluster)
+    if (cluster === undefined || cluster.endpoints.length === 0) return null
+    if (cluster.http2) {
+      counters.mirrorFailed++
+      return null
+    }
+    return cluster
+  }
 }
 
 /** One mirrored request in flight. */

@@ -6,9 +6,9 @@
 // gets 429 with Retry-After and the RateLimit-* fields of the IETF draft
 // (draft-ietf-httpapi-ratelimit-headers): RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset
 // (seconds until a token is back) and RateLimit-Policy ("<requests>;w=<interval seconds>").
-import type { RateLimitPolicy } from '../../config/schema.ts'
-import { parseDuration } from '../../config/duration.ts'
-import { monotonic, type Clock } from '../clock.ts'
+import type { RateLimitPolicy } from '../../../api/schema.ts'
+import { parseDuration } from '../../../api/duration.ts'
+import { monotonic, type Clock } from '../../../api/clock.ts'
 
 interface Bucket {
   tokens: number

@@ -1,7 +1,7 @@
 // RequestRedirect (Gateway API): answer with a 3xx and a Location built from the request and the
 // route's redirect. Unset parts keep the request's: the host, the path and, unless the scheme
 // changes, the port (a new scheme gets its well-known port unless a port is given).
-import type { RedirectPolicy } from '../../config/schema.ts'
+import type { RedirectPolicy } from '../../../api/schema.ts'
 
 export class CompiledRedirect {
   readonly status: number

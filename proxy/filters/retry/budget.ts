@@ -5,7 +5,7 @@
 //
 // The window is `ttl` cut into SLOTS slots; each slot counts the requests (deposits) and retries
 // (withdrawals) made in it. Per request: one slot check and one increment.
-import { monotonic, type Clock } from '../clock.ts'
+import { monotonic, type Clock } from '../../../api/clock.ts'
 
 const SLOTS = 10
 

@@ -1,8 +1,8 @@
 // A route's retry policy compiled once: the conditions as bits, the status codes as a table,
 // the timers in ms, and the retry budget the route's requests share.
-import type { RetryPolicy } from '../../config/schema.ts'
-import { parseDuration } from '../../config/duration.ts'
-import { monotonic, type Clock } from '../clock.ts'
+import type { RetryPolicy } from '../../../api/schema.ts'
+import { parseDuration } from '../../../api/duration.ts'
+import { monotonic, type Clock } from '../../../api/clock.ts'
 import { RetryBudget } from './budget.ts'
 
 export const ON_5XX = 1

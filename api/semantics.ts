@@ -5,7 +5,7 @@ import type { Bootstrap as BootstrapConfig, HeaderMatch, Listener, QueryMatch, R
 import { ConfigErrorCode } from './errors.ts'
 import type { ConfigError } from './errors.ts'
 import { parseDuration } from './duration.ts'
-import { serviceDomains } from '../route/domains.ts'
+import { serviceDomains } from './domains.ts'
 import { checkDurations, errorText, unknownRef } from './yaml-errors.ts'
 import type { Invalid, Seg, Target } from './yaml-errors.ts'
 

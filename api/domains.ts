@@ -1,6 +1,6 @@
 // Host names a virtual host answers to. Used by the config checks (duplicate domains) and by the
 // route table compiler, so both agree.
-import type { VirtualHost } from '../config/schema.ts'
+import type { VirtualHost } from './schema.ts'
 
 /**
  * The host names a Kubernetes service answers to: name, name.namespace, name.namespace.svc,

@@ -130,6 +130,6 @@ export function loadBootstrapFileSync(path: string): LoadResult {
   return parseBootstrap(text, path)
 }
 
-export { serviceDomains, virtualHostDomains } from '../route/domains.ts'
+export { serviceDomains, virtualHostDomains } from './domains.ts'
 export { isReservedHeader } from './semantics.ts'
 export type { ExternalNames } from './semantics.ts'

@@ -345,6 +345,11 @@ export const Listener = Type.Object(
     // client of a server-speaks-first protocol (SMTP, MySQL) and tunnelled to `tcp.cluster`;
     // only armed when the listener has `tcp.cluster`. Default 100ms (Linkerd waits 10 s).
     detectTimeout: Type.Optional(Duration),
+    // Listener-level request filters: they run for every HTTP request of the listener, HTTP/1 and
+    // HTTP/2, before routing (a listener-wide rate limit, a fault); then the route's own filters.
+    filters: Type.Optional(
+      Type.Object({ rateLimit: Type.Optional(RateLimitPolicy), fault: Type.Optional(FaultPolicy) }, { additionalProperties: false }),
+    ),
     // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
     tcp: Type.Optional(
       Type.Object(
@@ -478,3 +483,6 @@ export type FaultPolicy = Type.Static<typeof FaultPolicy>
 export type RateLimitPolicy = Type.Static<typeof RateLimitPolicy>
 export type MirrorPolicy = Type.Static<typeof MirrorPolicy>
 export type RedirectPolicy = Type.Static<typeof RedirectPolicy>
+/** A cluster as the config stream carries it: its endpoints travel apart (ClusterEndpoints), so that
+ * an endpoint change does not resend the cluster. */
+export type ClusterSpec = Omit<Cluster, 'endpoints'>
