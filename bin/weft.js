@@ -90,7 +90,7 @@ function useCompiled(compiled) {
   const root = dirname(dirname(fileURLToPath(import.meta.url)))
   if (!existsSync(join(root, 'cli', 'weft.ts'))) return true // the installed package: no sources
   const built = statSync(fileURLToPath(stamp)).mtimeMs
-  for (const dir of ['cli', 'proxy', 'control-plane', 'protos', 'install']) {
+  for (const dir of ['api', 'cli', 'proxy', 'control-plane', 'protos', 'install']) {
     let entries = []
     try {
       entries = readdirSync(join(root, dir), { recursive: true, withFileTypes: true })

@@ -1,4 +1,4 @@
-// The bootstrap validator the build precompiles (ajv standalone, dist/proxy/config/bootstrap-validate.cjs)
+// The bootstrap validator the build precompiles (ajv standalone, dist/api/bootstrap-validate.cjs)
 // answers exactly as the one compiled at run time from the sources: same verdict, same errors.
 import t from 'tap'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parse } from 'yaml'
 import type { ValidateFunction } from 'ajv'
-import { bootstrapSchema, compileValidator, standaloneSource } from '../proxy/config/validator.ts'
-import { Bootstrap } from '../proxy/config/schema.ts'
+import { bootstrapSchema, compileValidator, standaloneSource } from '../api/validator.ts'
+import { Bootstrap } from '../api/schema.ts'
 import { ROOT } from './helpers/sidecar.ts'
 
 const require = createRequire(import.meta.url)
@@ -45,6 +45,6 @@ t.test('precompiled and run-time validators agree', async (t) => {
 
 t.test('the schema as data is the schema', async (t) => {
   t.same(JSON.parse(JSON.stringify(bootstrapSchema())), JSON.parse(JSON.stringify(Bootstrap)))
-  const built = join(ROOT, 'dist', 'proxy', 'config', 'bootstrap-schema.json')
+  const built = join(ROOT, 'dist', 'api', 'bootstrap-schema.json')
   if (existsSync(built)) t.same(JSON.parse(readFileSync(built, 'utf8')), JSON.parse(JSON.stringify(Bootstrap)), 'the build\'s JSON file too')
 })
