@@ -11,17 +11,9 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import v8 from 'node:v8'
-
-/** Per command: see applyV8Flags. */
-const V8_FLAGS = {
-  proxy: '',
-  'control-plane': '',
-}
 
 const major = Number(process.versions.node.split('.')[0])
 if (major >= 24) {
-  applyV8Flags()
   const wrapped = process.env.WEFT_WRAPPED === '1'
   delete process.env.WEFT_WRAPPED // not for processes weft starts
   if (wrapped && process.channel !== undefined) {
@@ -63,19 +55,6 @@ if (major >= 24) {
     }
     process.exit(code ?? 1)
   })
-}
-
-/**
- * V8 settings for the long-running commands (proxy, control-plane), chosen by measurement (README
- * "Footprint"); WEFT_V8_FLAGS replaces them ("" or "none": V8's defaults). They are set before the
- * program allocates much: V8 applies the heap sizes it reads here when the heap next grows.
- */
-function applyV8Flags() {
-  const command = process.argv[2]
-  if (command !== 'proxy' && command !== 'control-plane') return
-  const env = process.env.WEFT_V8_FLAGS
-  const flags = env !== undefined ? (env === 'none' ? '' : env) : V8_FLAGS[command]
-  for (const flag of flags.split(/\s+/).filter(Boolean)) v8.setFlagsFromString(flag)
 }
 
 /**
