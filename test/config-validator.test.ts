@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path'
 import { parse } from 'yaml'
 import type { ValidateFunction } from 'ajv'
 import { bootstrapSchema, compileValidator, standaloneSource } from '../api/validator.ts'
-import { Bootstrap } from '../api/schema.ts'
+import { Bootstrap, Cluster, Listener, RouteTable } from '../api/schema.ts'
 import { ROOT } from './helpers/sidecar.ts'
 
 const require = createRequire(import.meta.url)
@@ -47,4 +47,12 @@ t.test('the schema as data is the schema', async (t) => {
   t.same(JSON.parse(JSON.stringify(bootstrapSchema())), JSON.parse(JSON.stringify(Bootstrap)))
   const built = join(ROOT, 'dist', 'api', 'bootstrap-schema.json')
   if (existsSync(built)) t.same(JSON.parse(readFileSync(built, 'utf8')), JSON.parse(JSON.stringify(Bootstrap)), 'the build\'s JSON file too')
+})
+
+t.test('the lists\' item schemas (proxy/xds/assemble.ts reads them from the data) are the models', async (t) => {
+  const p = (bootstrapSchema() as { properties: Record<string, { items: unknown }> }).properties
+  const json = (x: unknown) => JSON.parse(JSON.stringify(x)) as unknown
+  t.same(p.listeners.items, json(Listener))
+  t.same(p.routeTables.items, json(RouteTable))
+  t.same(p.clusters.items, json(Cluster))
 })
