@@ -350,6 +350,16 @@ export const Listener = Type.Object(
     filters: Type.Optional(
       Type.Object({ rateLimit: Type.Optional(RateLimitPolicy), fault: Type.Optional(FaultPolicy) }, { additionalProperties: false }),
     ),
+    // The listener receives connections that iptables redirected to it (`weft init`), and each
+    // connection's original destination (SO_ORIGINAL_DST) decides where it goes:
+    //   outbound: a destination the route table names (an IP literal, "10.96.0.10" or
+    //     "10.96.0.10:80", among its virtual hosts' domains: a Service's ClusterIP) takes the
+    //     listener's normal path (detection, routing by Host); any other destination is passed
+    //     through to itself as opaque TCP (decision `passthrough`), as Istio's PassthroughCluster;
+    //   inbound: every redirected connection goes to 127.0.0.1:<its original port>, the app's port.
+    // A connection made to the listener's own address (not redirected) takes the normal path.
+    // Linux only (netfilter); the proxy must run as the uid `weft init --proxy-uid` excludes.
+    interception: Type.Optional(Type.Union([Type.Literal('outbound'), Type.Literal('inbound')])),
     // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
     tcp: Type.Optional(
       Type.Object(

@@ -47,7 +47,10 @@ export function registerInit(program: Command): void {
       } else if (r.ok) {
         for (const w of r.warnings) process.stderr.write(`weft init: warning: ${w}\n`)
         for (const l of r.rules) process.stdout.write(`${l}\n`)
-        process.stdout.write(`weft init: ${r.action} (${r.rules.length} rules, ${ms.toFixed(1)} ms)\n`)
+        const v6 = r.ipv6
+        if (v6 !== undefined && v6.action !== 'skipped') for (const l of v6.rules) process.stdout.write(`(ipv6) ${l}\n`)
+        const six = v6 === undefined ? '' : v6.action === 'skipped' ? `; IPv6 skipped: ${v6.reason}` : `; IPv6 ${v6.action} (${v6.rules.length} rules)`
+        process.stdout.write(`weft init: ${r.action} (${r.rules.length} rules${six}, ${ms.toFixed(1)} ms)\n`)
       } else {
         process.stderr.write(`weft init: ${r.code} ${r.message}\n`)
       }

@@ -14,7 +14,7 @@ const OPTS: InitOptions = {
   excludeInboundPorts: [15000], excludeOutboundPorts: [5432], excludeOutboundCidrs: ['10.0.0.0/8', 'fd00::/8'],
 }
 
-t.test('plan: jumps, exclusions, proxy uid, redirects; IPv6 CIDR reported and skipped', async (t) => {
+t.test('plan: jumps, exclusions, proxy uid, redirects; each CIDR in its own family\'s table', async (t) => {
   const { rules, warnings } = planRules(OPTS)
   t.same(rules.slice(0, 2), ['-A PREROUTING -p tcp -j WEFT_INBOUND', '-A OUTPUT -p tcp -j WEFT_OUTBOUND'])
   t.ok(rules.includes('-A WEFT_INBOUND -p tcp -m tcp --dport 15000 -j RETURN'))
@@ -24,7 +24,13 @@ t.test('plan: jumps, exclusions, proxy uid, redirects; IPv6 CIDR reported and sk
   t.ok(rules.includes('-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports 15001'))
   t.ok(rules.includes('-A WEFT_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006'))
   t.notOk(rules.some((r) => r.includes('fd00')))
-  t.match(warnings, [/fd00::\/8/])
+  t.same(warnings, [])
+  const six = planRules(OPTS, 6).rules
+  t.ok(six.includes('-A WEFT_OUTBOUND -d fd00::/8 -j RETURN'))
+  t.ok(six.includes('-A WEFT_OUTBOUND -d ::1/128 -j RETURN'))
+  t.notOk(six.some((r) => r.includes('10.0.0.0/8') || r.includes('127.0.0.0/8')))
+  t.ok(six.includes('-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports 15001'))
+  t.match(planRules({ ...OPTS, excludeOutboundCidrs: ['not-an-ip'] }).warnings, [/not-an-ip/])
   // the uid exclusion comes before the redirect (no loop)
   t.ok(rules.indexOf('-A WEFT_OUTBOUND -m owner --uid-owner 1337 -j RETURN') < rules.indexOf('-A WEFT_OUTBOUND -p tcp -j WEFT_REDIRECT'))
 })
@@ -46,16 +52,20 @@ t.test('real iptables in a test network namespace', { skip: !isRoot ? 'needs roo
   t.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0)
   t.teardown(() => { spawnSync('ip', ['netns', 'del', ns]) })
   const inNs = (args: string[], input?: string) => spawnSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8', input })
-  const natRules = () => inNs(['iptables-save', '-t', 'nat']).stdout.split('\n').filter((l) => l.startsWith('-') || l.startsWith(':')).sort()
+  const natRules = (bin = 'iptables-save') => inNs([bin, '-t', 'nat']).stdout.split('\n').filter((l) => l.startsWith('-') || l.startsWith(':')).sort()
+  const nat6 = () => natRules('ip6tables-save')
   inNs(['ip', 'link', 'set', 'lo', 'up'])
   // something of someone else's in the table: cleanup must leave it
   inNs(['iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'udp', '-j', 'RETURN'])
   const before = natRules()
+  const before6 = nat6()
   const init = (...extra: string[]) => inNs([NODE, WEFT, 'init', '--exclude-inbound-ports', '15000', '--exclude-outbound-cidrs', '10.0.0.0/8', '--json', ...extra])
   const first = init()
   t.equal(first.status, 0, first.stderr)
   t.match(JSON.parse(first.stdout), { ok: true, action: 'applied' })
   const applied = natRules()
+  t.match(JSON.parse(first.stdout), { ipv6: { action: 'applied' } })
+  t.ok(nat6().includes('-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports 15001'), 'the IPv6 table too')
   t.ok(applied.includes('-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports 15001'))
   const second = init()
   t.match(JSON.parse(second.stdout), { ok: true, action: 'unchanged' })
@@ -79,6 +89,7 @@ t.test('real iptables in a test network namespace', { skip: !isRoot ? 'needs roo
   const clean = init('--cleanup')
   t.match(JSON.parse(clean.stdout), { ok: true, action: 'removed' })
   t.same(natRules(), before, 'cleanup removes exactly what init added')
+  t.same(nat6(), before6, 'in the IPv6 table too')
   t.match(JSON.parse(init('--cleanup').stdout), { ok: true, action: 'nothing-to-remove' })
 
   // a commit that fails (a port iptables refuses) leaves the table as it was
@@ -86,4 +97,11 @@ t.test('real iptables in a test network namespace', { skip: !isRoot ? 'needs roo
   t.equal(bad.status, 1)
   t.match(JSON.parse(bad.stdout), { ok: false, code: 'WEFT_ERR_INIT_IPTABLES' })
   t.same(natRules(), before, 'nothing half-applied')
+
+  // the IPv6 commit fails after the IPv4 one succeeded: the IPv4 rules are removed again
+  const bad6 = inNs([NODE, WEFT, 'init', '--outbound-port', '15001', '--exclude-outbound-cidrs', 'fd00::/200', '--json'])
+  t.equal(bad6.status, 1)
+  t.match(JSON.parse(bad6.stdout), { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: /^IPv6: .*the IPv4 rules were removed again/s })
+  t.same(natRules(), before, 'IPv4: nothing left')
+  t.same(nat6(), before6, 'IPv6: nothing left')
 })

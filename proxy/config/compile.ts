@@ -2,6 +2,7 @@
 // matchers, clusters with balancers and pools, limits in milliseconds. Pure but for the pool
 // registry, which keeps connections of unchanged endpoints across swaps.
 import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
 import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
 import { PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../listener/protocol.ts'
 import type { ConnectionLimits } from '../listener/downstream.ts'
@@ -14,7 +15,7 @@ import type { RequestSink } from '../telemetry/types.ts'
 import { parseDuration } from '../../api/duration.ts'
 import type { Filter } from '../filters/filter.ts'
 import { compileFilters } from '../filters/index.ts'
-import type { Bootstrap, Listener } from '../../api/schema.ts'
+import type { Bootstrap, Listener, RouteTable } from '../../api/schema.ts'
 
 export interface CompiledConfig {
   readonly version: number
@@ -52,6 +53,8 @@ export const DEFAULTS = {
   detectTimeoutMs: 100,
   /** Envoy's tcp_proxy idle_timeout */
   tcpIdleTimeoutMs: 3_600_000,
+  /** an intercepted connection passed through to its original destination: connect timeout */
+  passthroughConnectTimeoutMs: 5_000,
   maxHeaderBytes: 65536,
   maxHeaders: 100,
   requestHeadTimeoutMs: 10_000,
@@ -117,6 +120,12 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
       tcp: cluster === undefined
         ? null
         : { cluster, idleTimeoutMs: l.tcp?.idleTimeout === undefined ? DEFAULTS.tcpIdleTimeoutMs : parseDuration(l.tcp.idleTimeout) },
+      interception: l.interception === undefined ? null : {
+        inbound: l.interception === 'inbound',
+        services: serviceAddresses(b.routeTables.find((t) => t.name === l.routeTable)),
+        idleTimeoutMs: l.tcp?.idleTimeout === undefined ? DEFAULTS.tcpIdleTimeoutMs : parseDuration(l.tcp.idleTimeout),
+        connectTimeoutMs: DEFAULTS.passthroughConnectTimeoutMs,
+      },
     })
   }
   return {
@@ -134,4 +143,22 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     protocols,
     filters,
   }
+}
+
+/**
+ * The destinations an outbound intercepting listener serves itself: the IP literals among its
+ * route table's domains, with or without a port ("10.96.0.10", "10.96.0.10:80", "[fd00::a]:80").
+ */
+function serviceAddresses(t: RouteTable | undefined): ReadonlySet<string> {
+  const out = new Set<string>()
+  if (t === undefined) return out
+  for (const vh of t.virtualHosts) {
+    for (const d of vh.domains ?? []) {
+      const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(d) ?? /^(\d+\.\d+\.\d+\.\d+)(?::(\d+))?$/.exec(d)
+      if (m === null || isIP(m[1]) === 0) continue
+      const ip = m[1].toLowerCase()
+      out.add(m[2] === undefined ? ip : `${isIP(ip) === 6 ? `[${ip}]` : ip}:${m[2]}`)
+    }
+  }
+  return out
 }

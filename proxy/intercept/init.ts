@@ -8,9 +8,11 @@
 // Everything Weft adds lives in its own chains (plus one jump from each built-in chain), so:
 // a second run with the same flags changes nothing; `--cleanup` removes exactly those; the rules go
 // in with one `iptables-restore --noflush` (one atomic commit of the table), so a failure leaves
-// nothing half-applied. IPv4 only for now (IPv6 CIDRs in the exclusions are reported and skipped).
+// nothing half-applied. The same rules go into the IPv6 nat table (ip6tables) when the pod has one
+// (`ip6tables-restore` present): each CIDR goes to its family's table; if the IPv6 commit fails
+// after the IPv4 one, the IPv4 rules are removed again.
 import { spawnSync } from 'node:child_process'
-import { isIPv4 } from 'node:net'
+import { isIPv4, isIPv6 } from 'node:net'
 
 export interface InitOptions {
   readonly proxyUid: number
@@ -24,12 +26,22 @@ export interface InitOptions {
 export const CHAINS = ['WEFT_INBOUND', 'WEFT_IN_REDIRECT', 'WEFT_OUTBOUND', 'WEFT_REDIRECT'] as const
 const JUMPS = ['-A PREROUTING -p tcp -j WEFT_INBOUND', '-A OUTPUT -p tcp -j WEFT_OUTBOUND'] as const
 
+export type Family = 4 | 6
+
 export type InitResult =
-  | { readonly ok: true; readonly action: 'applied' | 'unchanged' | 'removed' | 'nothing-to-remove' | 'dry-run'; readonly rules: readonly string[]; readonly warnings: readonly string[] }
+  | { readonly ok: true; readonly action: 'applied' | 'unchanged' | 'removed' | 'nothing-to-remove' | 'dry-run'; readonly rules: readonly string[]; readonly warnings: readonly string[]; readonly ipv6?: FamilyResult }
   | { readonly ok: false; readonly code: string; readonly message: string; readonly rules: readonly string[] }
 
-/** Rules in iptables-save form (without *nat / COMMIT), in the order iptables-save prints them. */
-export function planRules(o: InitOptions): { rules: string[]; warnings: string[] } {
+/** What happened in the IPv6 table: its action and rules, or why it was left alone. */
+export type FamilyResult =
+  | { readonly action: 'applied' | 'unchanged' | 'removed' | 'nothing-to-remove' | 'dry-run'; readonly rules: readonly string[] }
+  | { readonly action: 'skipped'; readonly reason: string }
+
+/**
+ * Rules in iptables-save form (without *nat / COMMIT), in the order iptables-save prints them, for
+ * the IPv4 (iptables) or IPv6 (ip6tables) nat table.
+ */
+export function planRules(o: InitOptions, family: Family = 4): { rules: string[]; warnings: string[] } {
   const warnings: string[] = []
   const rules: string[] = []
   for (const p of o.excludeInboundPorts) rules.push(`-A WEFT_INBOUND -p tcp -m tcp --dport ${p} -j RETURN`)
@@ -37,12 +49,14 @@ export function planRules(o: InitOptions): { rules: string[]; warnings: string[]
   rules.push(`-A WEFT_IN_REDIRECT -p tcp -j REDIRECT --to-ports ${o.inboundPort}`)
   rules.push(`-A WEFT_OUTBOUND -m owner --uid-owner ${o.proxyUid} -j RETURN`)
   rules.push('-A WEFT_OUTBOUND -o lo -j RETURN')
-  rules.push('-A WEFT_OUTBOUND -d 127.0.0.0/8 -j RETURN')
+  rules.push(family === 4 ? '-A WEFT_OUTBOUND -d 127.0.0.0/8 -j RETURN' : '-A WEFT_OUTBOUND -d ::1/128 -j RETURN')
   for (const p of o.excludeOutboundPorts) rules.push(`-A WEFT_OUTBOUND -p tcp -m tcp --dport ${p} -j RETURN`)
   for (const c of o.excludeOutboundCidrs) {
     const addr = c.split('/')[0] ?? ''
-    if (!isIPv4(addr)) { warnings.push(`skipped non-IPv4 CIDR ${c} (IPv4 nat table only)`); continue }
-    rules.push(`-A WEFT_OUTBOUND -d ${c.includes('/') ? c : `${c}/32`} -j RETURN`)
+    const f = isIPv4(addr) ? 4 : isIPv6(addr) ? 6 : 0
+    if (f === 0) { warnings.push(`skipped ${c}: not an IP address or CIDR`); continue }
+    if (f !== family) continue // the other family's table
+    rules.push(`-A WEFT_OUTBOUND -d ${c.includes('/') ? c : `${c}/${f === 4 ? 32 : 128}`} -j RETURN`)
   }
   rules.push('-A WEFT_OUTBOUND -p tcp -j WEFT_REDIRECT')
   rules.push(`-A WEFT_REDIRECT -p tcp -j REDIRECT --to-ports ${o.outboundPort}`)
@@ -54,8 +68,8 @@ function restoreInput(body: readonly string[]): string {
 }
 
 /** What Weft currently has in the nat table (iptables-save lines mentioning WEFT_ chains). */
-function currentWeftLines(run: Runner): { ok: true; lines: string[]; chains: Set<string> } | { ok: false; message: string } {
-  const r = run('iptables-save', ['-t', 'nat'])
+function currentWeftLines(run: Runner, family: Family): { ok: true; lines: string[]; chains: Set<string> } | { ok: false; message: string } {
+  const r = run(bin(family, 'save'), ['-t', 'nat'])
   if (r.status !== 0) return { ok: false, message: r.stderr || 'iptables-save failed' }
   const all = r.stdout.split('\n')
   const chains = new Set(all.filter((l) => l.startsWith(':WEFT_')).map((l) => l.slice(1).split(' ')[0] ?? ''))
@@ -71,6 +85,8 @@ function removalLines(current: readonly string[]): string[] {
   return out
 }
 
+const bin = (family: Family, what: 'save' | 'restore'): string => `${family === 4 ? 'iptables' : 'ip6tables'}-${what}`
+
 export interface Runner {
   (cmd: string, args: readonly string[], input?: string): { status: number | null; stdout: string; stderr: string }
 }
@@ -84,10 +100,30 @@ export const spawnRunner: Runner = (cmd, args, input) => {
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n')
 
+/**
+ * Apply (or with cleanup, remove) the rules in the IPv4 table, then in the IPv6 table when the pod
+ * has ip6tables. An IPv6 failure after an IPv4 change undoes the IPv4 change: all or nothing.
+ */
 export function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, run: Runner = spawnRunner): InitResult {
-  const { rules, warnings } = planRules(o)
+  const v4 = runFamily(o, mode, 4, run)
+  if (!v4.ok) return v4
+  const probe = run(bin(6, 'save'), ['-t', 'nat'])
+  if (probe.status !== 0) {
+    const reason = probe.status === null ? `${bin(6, 'save')} not found` : `no IPv6 nat table (${probe.stderr.trim().split('\n')[0] ?? ''})`
+    return { ...v4, ipv6: { action: 'skipped', reason } }
+  }
+  const v6 = runFamily(o, mode, 6, run)
+  if (!v6.ok) {
+    if (v4.action === 'applied' && mode.cleanup !== true) runFamily(o, { cleanup: true }, 4, run)
+    return { ...v6, message: `IPv6: ${v6.message}${v4.action === 'applied' && mode.cleanup !== true ? ' (the IPv4 rules were removed again)' : ''}` }
+  }
+  return { ...v4, warnings: [...new Set([...v4.warnings, ...v6.warnings])], ipv6: { action: v6.action, rules: v6.rules } }
+}
+
+function runFamily(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, family: Family, run: Runner): InitResult {
+  const { rules, warnings } = planRules(o, family)
   if (mode.dryRun === true && mode.cleanup !== true) return { ok: true, action: 'dry-run', rules, warnings }
-  const cur = currentWeftLines(run)
+  const cur = currentWeftLines(run, family)
   if (!cur.ok) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: cur.message, rules: [] }
   const present = cur.chains
   if (mode.cleanup === true) {
@@ -95,7 +131,7 @@ export function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: bool
     const mine = CHAINS.filter((c) => present.has(c))
     const lines = [...mine.map((c) => `:${c} - [0:0]`), ...removalLines(cur.lines), ...mine.map((c) => `-X ${c}`)]
     if (mode.dryRun === true) return { ok: true, action: 'dry-run', rules: lines, warnings }
-    const r = run('iptables-restore', ['--noflush'], restoreInput(lines))
+    const r = run(bin(family, 'restore'), ['--noflush'], restoreInput(lines))
     if (r.status !== 0) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: r.stderr.trim(), rules: lines }
     return { ok: true, action: 'removed', rules: cur.lines, warnings }
   }
@@ -106,7 +142,7 @@ export function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: bool
     ...cur.lines.filter((l) => !(l.split(' ')[1] ?? '').startsWith('WEFT_')).map((l) => l.replace(/^-A /, '-D ')),
     ...rules,
   ]
-  const r = run('iptables-restore', ['--noflush'], restoreInput(body))
+  const r = run(bin(family, 'restore'), ['--noflush'], restoreInput(body))
   if (r.status !== 0) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: r.stderr.trim(), rules }
   return { ok: true, action: 'applied', rules, warnings }
 }

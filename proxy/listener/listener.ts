@@ -4,13 +4,14 @@
 // tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
-import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from './protocol.ts'
+import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type Interception, type ListenerProtocol } from './protocol.ts'
 import type { Listener as ListenerConfig } from '../../api/schema.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
 import { newFilterCounters } from '../filters/index.ts'
-import { proxyTcp, type TcpCounters } from '../tcp/connect.ts'
+import { passthroughTcp, proxyTcp, type TcpCounters } from '../tcp/connect.ts'
+import { originalDst } from '../intercept/original-dst.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import type { Filter } from '../filters/filter.ts'
@@ -71,7 +72,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     retries: 0, retryLimitExceeded: 0, retryBudgetExhausted: 0, requestTimeouts: 0, perTryTimeouts: 0,
     circuitOpen: 0, overflow: 0, ...newFilterCounters(),
     mirrored: 0, mirrorFailed: 0, mirrorAbandoned: 0,
-    tcpConnectFailures: 0, tcpNoEndpoint: 0, http2Refused: 0,
+    tcpConnectFailures: 0, tcpNoEndpoint: 0, passthrough: 0, http2Refused: 0,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },
     tunnels: { tcp: newTunnelStats(), upgrade: newTunnelStats() },
     h2: newH2Stats(),
@@ -123,6 +124,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     const m = config.telemetry.metrics
     if (m !== null) m.tcp.opened++
     const p = config.protocol
+    if (p.interception !== null && this.intercepted(s, p.interception)) return
     if (p.mode === PROTOCOL_HTTP) {
       this.track(new DownstreamConnection(s, this))
     } else if (p.mode === PROTOCOL_HTTP2) {
@@ -138,6 +140,25 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     } else {
       this.track(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
     }
+  }
+
+  /**
+   * An intercepting listener: a redirected connection that the normal path does not serve is
+   * passed through (outbound: to its original destination; inbound: to the app on loopback).
+   * true: taken here.
+   */
+  private intercepted(s: Socket, ic: Interception): boolean {
+    const dst = originalDst(s)
+    // not readable, or not redirected (made to the listener's own address): the normal path
+    if (dst === null || (dst.port === s.localPort && sameIp(dst.address, s.localAddress))) return false
+    if (!ic.inbound) {
+      const host = dst.family === 6 ? `[${dst.address}]` : dst.address
+      if (ic.services.has(dst.address) || ic.services.has(`${host}:${dst.port}`)) return false
+    }
+    s.setNoDelay(true)
+    const to = ic.inbound ? (dst.family === 6 ? '::1' : '127.0.0.1') : dst.address
+    this.track(passthroughTcp(this, s, to, dst.port, ic.idleTimeoutMs, ic.connectTimeoutMs, this.counters.tunnels.tcp, this.counters))
+    return true
   }
 
   firstByteTimeout(d: Detector): void {
@@ -244,4 +265,10 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     this.server.close()
     for (const c of this.conns) c.socket.destroy()
   }
+}
+
+/** The same IP, an IPv4 address and its IPv4-mapped IPv6 form alike. */
+function sameIp(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false
+  return a === b || `::ffff:${a}` === b
 }

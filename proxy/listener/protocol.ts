@@ -15,4 +15,16 @@ export interface ListenerProtocol {
   readonly detectTimeoutMs: number
   /** where opaque TCP goes; null: nowhere (detect falls back to the HTTP/1 codec) */
   readonly tcp: { readonly cluster: ClusterRuntime; readonly idleTimeoutMs: number } | null
+  /** the listener's `interception`; null: connections are not redirected ones */
+  readonly interception: Interception | null
+}
+
+/** An intercepting listener's decision table, compiled from its route table's IP-literal domains. */
+export interface Interception {
+  readonly inbound: boolean
+  /** outbound: destinations served by the normal path: "ip" (any port) and "ip:port" ([v6]:port) */
+  readonly services: ReadonlySet<string>
+  /** passed-through tunnels: idle timeout and connect timeout */
+  readonly idleTimeoutMs: number
+  readonly connectTimeoutMs: number
 }

@@ -19,6 +19,8 @@ export interface TcpTarget {
 export interface TcpCounters {
   tcpConnectFailures: number
   tcpNoEndpoint: number
+  /** intercepted connections passed through to their original destination */
+  passthrough: number
 }
 
 /**
@@ -97,6 +99,53 @@ export function proxyTcp(
       clearTimeout(timer)
       upstream.destroy()
       release()
+    }
+  })
+  return t
+}
+
+/**
+ * Tunnel an intercepted `client` to a fixed address, its original destination (outbound) or the
+ * app's port on loopback (inbound): no cluster, no balancer. A failed connect closes the client
+ * (counted in tcpConnectFailures), as a refused connection would have.
+ */
+export function passthroughTcp(
+  owner: TunnelOwner,
+  client: Socket,
+  host: string,
+  port: number,
+  idleTimeoutMs: number,
+  connectTimeoutMs: number,
+  stats: TunnelStats,
+  counters: TcpCounters,
+): Tunnel {
+  client.pause()
+  counters.passthrough++
+  const t = new Tunnel(owner, client, null, stats, idleTimeoutMs, false)
+  const rb = new ReadBuffer()
+  let settled = false
+  const upstream = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: onreadOptions(rb, () => {}) })
+  const failed = (): void => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    counters.tcpConnectFailures++
+    upstream.destroy()
+    t.fail()
+  }
+  const timer = setTimeout(failed, connectTimeoutMs)
+  upstream.once('error', failed)
+  upstream.once('connect', () => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    t.attach(upstream, rb, null)
+  })
+  client.once('close', () => {
+    if (!settled) {
+      settled = true
+      clearTimeout(timer)
+      upstream.destroy()
     }
   })
   return t

@@ -39,6 +39,7 @@ const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTot
   ['mirrorAbandoned', 'mirror_abandoned'],
   ['tcpConnectFailures', 'tcp_connect_failure'],
   ['tcpNoEndpoint', 'tcp_no_endpoint'],
+  ['passthrough', 'passthrough'],
   ['http2Refused', 'http2_refused'],
 ]
 

@@ -24,7 +24,8 @@ import { fromMessage } from '../../api/wire.ts'
 /** The parts of the config that the proxy's own bootstrap provides. */
 export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'drainPeriod' | 'limits' | 'telemetry'> & {
   /**
-   * by listener name: a listener the control plane sends takes only address and port from here
+   * by listener name: a listener the control plane sends takes only address, port and
+   * interception (the pod's iptables are the pod's business, not the control plane's) from here
    * (the rest of it is ignored); any other is the proxy's own, kept as it is, when its route
    * table is one of routeTables (and not the control plane's); else it is ignored
    */
@@ -140,7 +141,10 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
       new Map([
         ...[...a.listeners.values()].map((l): [string, Listener] => {
           const o = overrides.get(l.name)
-          return [l.name, o === undefined ? l : { ...l, address: o.address ?? l.address, port: o.port }]
+          if (o === undefined) return [l.name, l]
+          const merged: Listener = { ...l, address: o.address ?? l.address, port: o.port }
+          if (o.interception !== undefined) merged.interception = o.interception
+          return [l.name, merged]
         }),
         ...own.listeners.map((l): [string, Listener] => [l.name, l]),
       ]),

@@ -22,6 +22,8 @@ import { startConfigClient, type ConfigClient, type NodeIdentity } from './clien
 export interface XdsSidecarOptions {
   /** host:port of the control plane */
   controlPlane: string
+  /** the environment read for an injected pod's listeners (default process.env) */
+  env?: NodeJS.ProcessEnv
   /** bootstrap YAML file: local settings, and served until the first config */
   configFile?: string
   /** the same, as an object (tests); ignored when configFile is set */
@@ -88,6 +90,44 @@ export async function loadLocalBootstrap(file: string): Promise<{ bootstrap: Boo
   throw new BootstrapLoadError(r.errors.map(formatConfigError))
 }
 
+/**
+ * In an injected pod (`weft inject`: WEFT_OUTBOUND_PORT, WEFT_INBOUND_PORT, WEFT_ADMIN_PORT set,
+ * and `weft init` redirecting the pod's TCP), the listeners the pod's iptables send to: the
+ * outbound listener (the control plane's "outbound", on WEFT_OUTBOUND_PORT, intercepting), and
+ * the proxy's own inbound listener on WEFT_INBOUND_PORT (all addresses, intercepting: each
+ * connection to 127.0.0.1:<its original port>). A bootstrap that names these listeners wins.
+ */
+export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEnv): Bootstrap | undefined {
+  const port = (v: string | undefined): number | undefined => {
+    const n = Number(v)
+    return v !== undefined && v !== '' && Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined
+  }
+  const out = port(env.WEFT_OUTBOUND_PORT)
+  const inb = port(env.WEFT_INBOUND_PORT)
+  const adm = port(env.WEFT_ADMIN_PORT)
+  if (out === undefined && inb === undefined && adm === undefined) return b
+  const r: Bootstrap = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
+  const has = (name: string) => r.listeners.some((l) => l.name === name)
+  if (out !== undefined && !has('outbound')) {
+    r.listeners.push({ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: out, routeTable: 'outbound', interception: 'outbound' })
+  }
+  if (inb !== undefined && !has('inbound')) {
+    // Connections made to the port itself (not redirected) are answered 404 by this table.
+    r.listeners.push({ name: 'inbound', direction: 'inbound', address: '0.0.0.0', port: inb, routeTable: POD_INBOUND_TABLE, interception: 'inbound' })
+    if (!r.routeTables.some((t) => t.name === POD_INBOUND_TABLE)) {
+      r.routeTables.push({
+        name: POD_INBOUND_TABLE,
+        virtualHosts: [{ name: 'any', domains: ['*'], routes: [{ match: { path: { prefix: '/' } }, directResponse: { status: 404, body: 'weft: the inbound listener serves redirected connections\n' } }] }],
+      })
+    }
+  }
+  // kubelet probes the pod's IP (the startupProbe on /ready, the rewritten app probes)
+  if (adm !== undefined && r.admin === undefined) r.admin = { address: '0.0.0.0', port: adm }
+  return r
+}
+
+const POD_INBOUND_TABLE = 'weft-pod-inbound'
+
 export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidecar> {
   const log = opts.log ?? createLogger()
   let bootstrap = opts.bootstrap
@@ -96,6 +136,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     ;({ bootstrap, complete } = await loadLocalBootstrap(opts.configFile))
     if (!complete) log.info({ file: opts.configFile }, 'bootstrap names route tables it does not define: settings only, nothing served before the control plane answers')
   }
+  bootstrap = withPodListeners(bootstrap, opts.env ?? process.env)
   const proxy = new Proxy(log)
   const node = nodeIdentity(opts.node, bootstrap)
   // The admin listener is bound first, so the hello can tell the control plane where it is

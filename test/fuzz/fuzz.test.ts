@@ -5,7 +5,7 @@ import { runTarget } from './engine.ts'
 import { TARGETS } from './targets.ts'
 
 const SEED = Number(process.env.WEFT_FUZZ_SEED ?? 20261205)
-const FUNCTION_TARGETS = new Set(['http1-head', 'http1-chunked', 'detect'])
+const FUNCTION_TARGETS = new Set(['http1-head', 'http1-chunked', 'detect', 'xds-decoder'])
 
 for (const target of TARGETS) {
   const fn = FUNCTION_TARGETS.has(target.name)

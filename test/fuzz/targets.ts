@@ -12,6 +12,10 @@ import { makeConfig, cluster, routeTo, startTestSidecar, tempDir, writeConfig, f
 import { RawClient } from '../helpers/raw.ts'
 import { checkStream } from './strict.ts'
 import { pieces, type FuzzInput, type Target } from './engine.ts'
+import { configDiscoveryService, TYPE, type ConfigResponse__Output } from '../../protos/api.ts'
+import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED } from '../../proxy/xds/assemble.ts'
+import { compileConfig } from '../../proxy/config/compile.ts'
+import { PoolRegistry } from '../../proxy/cluster/cluster.ts'
 
 const B = (s: string) => Buffer.from(s, 'latin1')
 const BAD_VALUE = /[\r\n\0]/
@@ -535,12 +539,149 @@ export const h2Server: Target<ChildCtx> = {
   },
 }
 
-export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server]
-
 /**
- * Readers of peer bytes without a target yet (not built in this branch; see the report):
+ * Readers of peer bytes without a target yet:
  * - h2-client: frames from an upstream HTTP/2 server controlled at the byte level (an `http2` cluster).
- * - xds-decoder: mutated protobuf messages into proxy/xds/ (bad batches NACK, never crash).
- * - admission-webhook: the webhook from branch `inject`, once it exists.
  */
-export const PLANNED = ['h2-client', 'xds-decoder', 'admission-webhook']
+export const PLANNED = ['h2-client']
+
+// ---------------------------------------------------------------------------------------------
+// xds-decoder: what a control plane sends, as the proxy's client reads it. An input is a gRPC
+// message stream (1 flag byte, 4 length bytes, a ConfigResponse); each message goes through the
+// real protobuf codec (a message it cannot decode ends the stream in @grpc/grpc-js: allowed), then
+// through what the client runs on every batch: decodeBatch, assemble, checkAssembled and, when the
+// batch is accepted, the compile of the proxy's apply. Property: none of them throws (a throw there
+// would reject the client's apply queue: no ACK, no NACK, a wedged stream); a refusal is a value.
+// ---------------------------------------------------------------------------------------------
+const xdsCodec = configDiscoveryService().StreamConfig
+const grpcFrame = (m: Buffer): Buffer => {
+  const h = Buffer.alloc(5)
+  h.writeUInt32BE(m.length, 1)
+  return Buffer.concat([h, m])
+}
+const xdsMsg = (typeUrl: string, resources: object[], batchRemaining: number, extra: object = {}): Buffer =>
+  grpcFrame(xdsCodec.responseSerialize({ typeUrl, versionInfo: 'v1', nonce: 'n1', resources, removedResources: [], incremental: false, batchRemaining, ...extra } as never))
+const XDS_VALID = Buffer.concat([
+  xdsMsg(TYPE.cluster, [{ name: 'a', version: 'c1', cluster: { name: 'a', lb: { policy: 'leastRequest' } } }], 3),
+  xdsMsg(TYPE.endpoints, [{ name: 'a', version: 'e1', endpoints: { clusterName: 'a', endpoints: [{ address: '10.0.0.1', port: 8080, weight: 2 }] } }], 2),
+  xdsMsg(TYPE.routeTable, [{ name: 'rt', version: 'r1', routeTable: { name: 'rt', virtualHosts: [{ name: 'h', domains: ['*', '10.96.0.1'], routes: [{ match: { path: { prefix: '/' } }, backends: [{ cluster: 'a' }] }] }] } }], 1),
+  xdsMsg(TYPE.listener, [{ name: 'out', version: 'l1', listener: { name: 'out', direction: 'outbound', port: 0, routeTable: 'rt' } }], 0),
+])
+const XDS_INCREMENTAL = xdsMsg(TYPE.endpoints, [{ name: 'a', version: 'e2', endpoints: { clusterName: 'a', endpoints: [{ address: '10.0.0.2', port: 1 }] } }], 0, { incremental: true, removedResources: ['b'] })
+
+export const xdsDecoder: Target<null> = {
+  name: 'xds-decoder',
+  corpus: [XDS_VALID, XDS_INCREMENTAL, Buffer.concat([XDS_VALID, XDS_INCREMENTAL])],
+  tokens: ['\0', '\x0a', '\x12', '\x1a', '\x22', '\x2a', '\x08\xff\xff\xff\xff\x0f', TYPE.cluster, TYPE.listener, TYPE.routeTable, TYPE.endpoints, 'weft.config.v1alpha1.Secret', '*', '/', '..', '\xff\xff'],
+  check(_c, input) {
+    const msgs: ConfigResponse__Output[] = []
+    const b = input.bytes
+    for (let at = 0; at + 5 <= b.length;) {
+      const len = b.readUInt32BE(at + 1)
+      if (len > b.length - at - 5) break // a truncated message: the stream never delivers it
+      try {
+        msgs.push(xdsCodec.responseDeserialize(b.subarray(at + 5, at + 5 + len)) as ConfigResponse__Output)
+      } catch {
+        return null // undecodable protobuf: grpc-js ends the stream with an error; allowed
+      }
+      at += 5 + len
+    }
+    if (msgs.length === 0) return null
+    try {
+      let accepted = NOTHING_ACCEPTED
+      // as the client does: a batch ends at batchRemaining 0
+      let batch: ConfigResponse__Output[] = []
+      for (const m of msgs) {
+        batch.push(m)
+        if (m.batchRemaining > 0) continue
+        const decoded = decodeBatch(accepted, batch)
+        batch = []
+        if (!decoded.ok) { if (decoded.errors.length === 0) return 'a refusal without an error message'; continue }
+        const checked = checkAssembled(assemble({}, decoded.value))
+        if (!checked.ok) { if (checked.errors.length === 0) return 'a refusal without an error message'; continue }
+        compileConfig(checked.value, 1, new PoolRegistry())
+        accepted = decoded.value
+      }
+    } catch (err) {
+      return `threw: ${(err as Error).stack?.split('\n').slice(0, 3).join(' | ')}`
+    }
+    return null
+  },
+}
+
+// ---------------------------------------------------------------------------------------------
+// admission-webhook: AdmissionReview bodies into the webhook's HTTPS server (control-plane/webhook).
+// Property: every answer is 200 with a well-formed AdmissionReview for the same uid, or 400/413
+// with a message; never 5xx, never a dropped connection; a valid review still gets its patch after
+// each batch; the heap comes back to its level.
+// ---------------------------------------------------------------------------------------------
+interface WebhookCtx { port: number; ca: string; close: () => Promise<void>; agent: import('undici').Agent; heap: number }
+const REVIEW = (pod: object, extra: object = {}) => JSON.stringify({
+  apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+  request: { uid: 'u-1', kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'shop', operation: 'CREATE', object: pod, ...extra },
+})
+const POD = {
+  apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'shop', annotations: { 'weft.io/inject': 'true' } },
+  spec: { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 8080, name: 'http' }], readinessProbe: { httpGet: { path: '/ready', port: 'http' } } }] },
+}
+
+export const admissionWebhook: Target<WebhookCtx> = {
+  name: 'admission-webhook',
+  corpus: [
+    B(REVIEW(POD)),
+    B(REVIEW({ ...POD, spec: { ...POD.spec, hostNetwork: true } })),
+    B(REVIEW({ ...POD, metadata: { ...POD.metadata, annotations: { 'weft.io/inject': 'true', 'weft.io/status': '{"x":1}', 'weft.io/exclude-outbound-ports': '1,2,x' } } })),
+    B(REVIEW(POD, { operation: 'UPDATE' })),
+    B(REVIEW({ kind: 'Deployment' }, { kind: { group: 'apps', version: 'v1', kind: 'Deployment' } })),
+  ],
+  tokens: ['{', '}', '[', ']', ',', ':', '"', 'null', 'true', '-1', '1e999', '"\\u0000"', '"__proto__"', '"constructor"', '"containers"', '"initContainers"', '"annotations"', '"weft.io/inject"', '"weft.io/sidecar-mode"', '"classic"', '"port"', '"httpGet"', '"object"', '"request"'],
+  async setup() {
+    const { createServingCert } = await import('../../control-plane/webhook/certs.ts')
+    const { startWebhookServer } = await import('../../control-plane/webhook/server.ts')
+    const { DEFAULT_MESH } = await import('../../control-plane/inject/index.ts')
+    const { Agent } = await import('undici')
+    const cert = await createServingCert({ dnsNames: ['localhost'], ips: ['127.0.0.1'] })
+    const wh = await startWebhookServer({ certPem: cert.certPem, keyPem: cert.keyPem, mesh: DEFAULT_MESH })
+    const agent = new Agent({ connect: { ca: cert.caPem } })
+    return { port: wh.port, ca: cert.caPem, close: () => wh.close(), agent, heap: heapBase() }
+  },
+  async teardown(c) {
+    await c.agent.close()
+    await c.close()
+  },
+  async check(c, input) {
+    const { request } = await import('undici')
+    let status: number
+    let text: string
+    try {
+      const r = await request(`https://127.0.0.1:${c.port}/inject`, { method: 'POST', body: input.bytes, headers: { 'content-type': 'application/json' }, dispatcher: c.agent, headersTimeout: 5000, bodyTimeout: 5000 })
+      status = r.statusCode
+      text = await r.body.text()
+    } catch (err) {
+      return `no answer: ${(err as Error).message}`
+    }
+    if (status === 400 || status === 413) return text.length > 0 ? null : `${status} without a message`
+    if (status !== 200) return `answered ${status}: ${text.slice(0, 120)}`
+    let review: { apiVersion?: string; kind?: string; response?: { uid?: unknown; allowed?: unknown; patch?: unknown } }
+    try { review = JSON.parse(text) } catch { return `200 with a body that is not JSON: ${text.slice(0, 80)}` }
+    if (review.kind !== 'AdmissionReview' || review.apiVersion !== 'admission.k8s.io/v1') return `200 without an AdmissionReview: ${text.slice(0, 80)}`
+    if (typeof review.response?.uid !== 'string' || review.response.allowed !== true) return `a response without uid/allowed: ${text.slice(0, 120)}`
+    if (review.response.patch !== undefined) {
+      try { if (!Array.isArray(JSON.parse(Buffer.from(String(review.response.patch), 'base64').toString('utf8')))) return 'a patch that is not a JSON Patch array' } catch { return 'a patch that is not base64 JSON' }
+    }
+    return null
+  },
+  async probe(c) {
+    const { request } = await import('undici')
+    try {
+      const r = await request(`https://127.0.0.1:${c.port}/inject`, { method: 'POST', body: REVIEW(POD), headers: { 'content-type': 'application/json' }, dispatcher: c.agent })
+      const out = await r.body.json() as { response?: { patch?: string } }
+      if (r.statusCode !== 200 || out.response?.patch === undefined) return `a valid review was not injected after the batch (${r.statusCode})`
+    } catch (err) {
+      return `probe: ${(err as Error).message}`
+    }
+    return heapCheck(c.heap)
+  },
+}
+
+export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, xdsDecoder, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server, admissionWebhook]
