@@ -360,6 +360,11 @@ export const Listener = Type.Object(
     // A connection made to the listener's own address (not redirected) takes the normal path.
     // Linux only (netfilter); the proxy must run as the uid `weft init --proxy-uid` excludes.
     interception: Type.Optional(Type.Union([Type.Literal('outbound'), Type.Literal('inbound')])),
+    // false: the listener does not listen; an intercepting listener of the same direction hands it
+    // the redirected connections whose original destination is its port (and its address, unless
+    // that is 0.0.0.0 or ::), as Envoy's bind_to_port: false. How an injected pod's inbound traffic
+    // to one app port gets its own route table, policies and reporter=destination telemetry.
+    bindToPort: Type.Optional(Type.Boolean({ default: true })),
     // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
     tcp: Type.Optional(
       Type.Object(

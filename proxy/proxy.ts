@@ -145,9 +145,21 @@ export class Proxy {
       const existing = this.listeners.get(spec.name)
       if (existing !== undefined && sameAddress(existing.spec, spec)) continue
       const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
+      l.handoff = (direction, port, address) => this.virtualListener(direction, port, address)
       await l.listen()
       p.opened.push(l)
     }
+  }
+
+  /** The `bindToPort: false` listener of this direction for a redirected connection's original destination. */
+  private virtualListener(direction: string, port: number, address: string): ProxyListener | undefined {
+    for (const l of this.listeners.values()) {
+      const s = l.spec
+      if (s.bindToPort !== false || s.port !== port || s.direction !== direction) continue
+      const a = s.address ?? '127.0.0.1'
+      if (a === '0.0.0.0' || a === '::' || a === address) return l
+    }
+    return undefined
   }
 
   /** Undo what prepare made: its listeners, pool settings and breakers, logs, reporter, metrics. */

@@ -7,7 +7,8 @@
 // - a call to the Service's ClusterIP (10.96.0.10:80, routed nowhere but into the pod's own
 //   iptables: no kube-proxy) reaches the Service's endpoint through the sidecar (routed by Host);
 // - a call to an address outside the mesh is passed through to it (decision `passthrough`);
-// - a call from outside to the pod's app port arrives through the inbound listener;
+// - a call from outside to the pod's app port is an HTTP hop of the sidecar (reporter=destination)
+//   through a listener that binds nothing; another app port is passed through on loopback;
 // - the sidecar's own uid is not redirected (no loop).
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -115,8 +116,18 @@ endpoints:
   t.equal(init.status, 0, init.stderr)
   t.match(JSON.parse(init.stdout), { ok: true })
 
-  // the sidecar, as uid 1337 with the injected env
-  const sidecar = inNs(pod, ['setpriv', '--reuid=1337', '--regid=1337', '--clear-groups', NODE, WEFT, 'proxy', '--control-plane', '127.0.0.1:15010'], {
+  // the sidecar, as uid 1337 with the injected env, and a bootstrap with its own inbound hop for
+  // app port 7070: a listener that binds nothing and takes the connections redirected to that port
+  const boot = join(dir, 'sidecar.yaml')
+  writeFileSync(boot, `listeners:
+  - { name: inbound-7070, direction: inbound, address: 0.0.0.0, port: 7070, bindToPort: false, routeTable: in-7070 }
+routeTables:
+  - name: in-7070
+    virtualHosts: [{ name: app, domains: ["*"], routes: [{ backends: [{ cluster: "inbound|7070" }] }] }]
+clusters:
+  - { name: "inbound|7070", endpoints: [{ address: 127.0.0.1, port: 7070 }] }
+`)
+  const sidecar = inNs(pod, ['setpriv', '--reuid=1337', '--regid=1337', '--clear-groups', NODE, WEFT, 'proxy', '--control-plane', '127.0.0.1:15010', '--config', boot], {
     WEFT_OUTBOUND_PORT: '15001', WEFT_INBOUND_PORT: '15006', WEFT_ADMIN_PORT: '15000', POD_NAMESPACE: 'shop', POD_NAME: 'productpage-1', WEFT_LOG_LEVEL: 'info',
   })
   let ready = false
@@ -145,8 +156,15 @@ endpoints:
   t.equal(curl(pod, 'http://10.0.0.1:8080/x').stdout, 'outside GET /x host=10.0.0.1:8080\n')
   t.equal(decision('passthrough'), 1, 'one passthrough')
 
-  // inbound: from outside to the pod's app port, through the inbound listener
+  // inbound: from outside to the pod's app port 7070: handed to the inbound-7070 listener, an HTTP
+  // hop with its own route table and reporter=destination telemetry
   t.equal(curl(ext, 'http://10.0.0.2:7070/in').stdout, 'app GET /in host=10.0.0.2:7070\n')
+  t.match(metrics(), /weft_requests_total\{[^}]*reporter="destination"[^}]*\} 1\b/, 'counted as reporter=destination')
+  t.ok(decision('passthrough', 'inbound') <= 0, 'not passed through')
+  // another port of the app, with no listener of its own: passed through to it on loopback
+  const app2 = inNs(pod, [NODE, '-e', SERVER, 'app2', '0.0.0.0', '7071'])
+  await started(app2, /listening/, 'app2')
+  t.equal(curl(ext, 'http://10.0.0.2:7071/in').stdout, 'app2 GET /in host=10.0.0.2:7071\n')
   t.equal(decision('passthrough', 'inbound'), 1, 'through the inbound listener, to the app on loopback')
 
   // the proxy's uid is not redirected: its own call to the outside server goes straight there

@@ -136,7 +136,9 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     ;({ bootstrap, complete } = await loadLocalBootstrap(opts.configFile))
     if (!complete) log.info({ file: opts.configFile }, 'bootstrap names route tables it does not define: settings only, nothing served before the control plane answers')
   }
-  bootstrap = withPodListeners(bootstrap, opts.env ?? process.env)
+  // the pod's listeners are local settings for the control plane's config; the bootstrap served
+  // before the first answer stays the file's (the outbound listener needs the control plane's table)
+  const local = withPodListeners(bootstrap, opts.env ?? process.env)
   const proxy = new Proxy(log)
   const node = nodeIdentity(opts.node, bootstrap)
   // The admin listener is bound first, so the hello can tell the control plane where it is
@@ -154,7 +156,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     }
     base.emit('request', req, res)
   })
-  const a = bootstrap?.admin
+  const a = local?.admin
   const adminHost = a?.address ?? '127.0.0.1'
   try {
     await new Promise<void>((resolve, reject) => {
@@ -172,7 +174,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     client = await startConfigClient(proxy, {
       address: opts.controlPlane,
       node,
-      local: bootstrap,
+      local,
       staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
       backoff: opts.backoff,
       log,

@@ -539,11 +539,8 @@ export const h2Server: Target<ChildCtx> = {
   },
 }
 
-/**
- * Readers of peer bytes without a target yet:
- * - h2-client: frames from an upstream HTTP/2 server controlled at the byte level (an `http2` cluster).
- */
-export const PLANNED = ['h2-client']
+/** Readers of peer bytes without a target yet: none. */
+export const PLANNED: string[] = []
 
 // ---------------------------------------------------------------------------------------------
 // xds-decoder: what a control plane sends, as the proxy's client reads it. An input is a gRPC
@@ -684,4 +681,106 @@ export const admissionWebhook: Target<WebhookCtx> = {
   },
 }
 
-export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, xdsDecoder, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server, admissionWebhook]
+
+// ---------------------------------------------------------------------------------------------
+// h2-client: frames from a hostile HTTP/2 upstream into the proxy's client side. A child sidecar
+// routes /probe to a healthy HTTP/1 upstream and everything else to an `http2` cluster whose one
+// endpoint is a raw TCP server: on each connection it sends an empty SETTINGS, waits for the
+// client's preface and request HEADERS, writes the input (split at its cut points) and closes 50 ms
+// later, so every request meets a fresh session. A
+// client's HTTP/1 GET through the sidecar must end in a well-formed response or a clean close;
+// the sidecar stays up and keeps serving /probe.
+// ---------------------------------------------------------------------------------------------
+interface H2ClientCtx extends ChildCtx {
+  hostile: { server: Server; sockets: Set<Socket>; current: FuzzInput | null }
+}
+const resp = (id: number, fields: [string, string][], endStream = false) => h2frame(1, 0x4 | (endStream ? 1 : 0), id, hpack(fields))
+const H2_RESPONSES = [
+  Buffer.concat([SETTINGS, SETTINGS_ACK, resp(1, [[':status', '200'], ['content-type', 'text/plain']]), h2frame(0, 1, 1, B('ok'))]),
+  Buffer.concat([SETTINGS, resp(1, [[':status', '200'], ['content-length', '5']]), h2frame(0, 0, 1, B('hel')), h2frame(0, 1, 1, B('lo'))]),
+  Buffer.concat([SETTINGS, resp(1, [[':status', '200'], ['content-type', 'application/grpc']]), h2frame(0, 0, 1, Buffer.from([0, 0, 0, 0, 1, 0x41])), resp(1, [['grpc-status', '0']], true)]),
+  Buffer.concat([SETTINGS, resp(1, [[':status', '103'], ['link', '</a>']]), resp(1, [[':status', '204']], true)]),
+  Buffer.concat([SETTINGS, h2frame(7, 0, 0, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0]))]),
+]
+const H2_CLIENT_TOKENS = [
+  SETTINGS, SETTINGS_ACK, h2frame(3, 0, 1, Buffer.from([0, 0, 0, 2])), h2frame(7, 0, 0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 11])),
+  h2frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff])), h2frame(8, 0, 1, Buffer.from([0, 0, 0, 0])), h2frame(6, 0, 0, Buffer.alloc(8)),
+  h2frame(5, 4, 1, Buffer.concat([Buffer.from([0, 0, 0, 2]), hpack([[':method', 'GET'], [':path', '/p'], [':scheme', 'http'], [':authority', 'a']])])),
+  h2frame(9, 4, 1, hpack([['x-c', '1']])), resp(1, [[':status', '999']]), resp(1, [['content-length', '-1'], [':status', '200']]),
+  resp(1, [[':status', '200'], ['transfer-encoding', 'chunked']]), resp(3, [[':status', '200']], true), h2frame(0, 1, 1, Buffer.alloc(70000)),
+  h2frame(4, 0, 0, Buffer.from([0, 4, 0, 0, 0, 0])), h2frame(4, 0, 0, Buffer.from([0, 5, 0, 0, 0, 1])), h2frame(0, 0, 0, B('x')),
+]
+
+/** Whether bytes from an HTTP/2 client hold its preface and then a HEADERS frame. */
+function sawHeaders(b: Buffer): boolean {
+  for (let at = 24; at + 9 <= b.length; at += 9 + b.readUIntBE(at, 3)) if (b[at + 3] === 1) return true
+  return false
+}
+
+export const h2Client: Target<H2ClientCtx> = {
+  name: 'h2-client',
+  corpus: H2_RESPONSES,
+  tokens: H2_CLIENT_TOKENS.map((b) => b.toString('latin1')),
+  async setup() {
+    const up = await strictUpstream()
+    const sockets = new Set<Socket>()
+    const hostile: H2ClientCtx['hostile'] = { server: null as unknown as Server, sockets, current: null }
+    hostile.server = createServer((sock) => {
+      sockets.add(sock)
+      sock.on('error', () => {})
+      sock.on('close', () => sockets.delete(sock))
+      let got = Buffer.alloc(0)
+      let sent = false
+      // the server preface (an empty SETTINGS): a client sends its request only after it
+      sock.write(SETTINGS)
+      sock.on('data', (b: Buffer) => {
+        got = Buffer.concat([got, b])
+        // answer once the client's preface and its first HEADERS (the request) have arrived
+        if (sent || hostile.current === null || !sawHeaders(got)) return
+        sent = true
+        for (const p of pieces(hostile.current)) sock.write(p)
+        setTimeout(() => sock.destroy(), 50).unref()
+      })
+    })
+    await new Promise<void>((res) => hostile.server.listen(0, '127.0.0.1', res))
+    const h2Port = (hostile.server.address() as AddressInfo).port
+    const closers: (() => unknown)[] = []
+    const dir = tempDir({ teardown: (fn) => closers.push(fn) })
+    const port = await freePort()
+    const adminPort = await freePort()
+    const file = writeConfig(dir, makeConfig({
+      port, adminPort,
+      routes: [routeTo('app', { match: { path: { prefix: '/probe' } } }), routeTo('h2up', { timeout: '2s' })],
+      clusters: [cluster('app', [up.port]), cluster('h2up', [h2Port], { protocol: 'http2' })],
+    }))
+    const c: H2ClientCtx = { dir, file, port, adminPort, up, child: null as unknown as ChildSidecar, closers, crashes: 0, hostile }
+    await spawnChild(c)
+    return c
+  },
+  async teardown(c) {
+    for (const f of c.closers.reverse()) await f()
+    for (const s of c.hostile.sockets) s.destroy()
+    await new Promise<void>((r) => c.hostile.server.close(() => r()))
+    await closeServer(c.up.server, c.up.sockets)
+  },
+  async check(c, input) {
+    c.hostile.current = input
+    const cl = await rawExchange(c.port, { bytes: B('GET /x HTTP/1.1\r\nHost: a\r\n\r\n'), cuts: [] }, 2500)
+    const gone = childGone(c)
+    if (gone) {
+      c.crashes++
+      if (c.crashes < 20) await spawnChild(c)
+      return gone
+    }
+    if (!cl) return 'could not connect to the sidecar'
+    const r = checkStream(cl.data, 'response', { final: false })
+    if (r.violations.length > 0) return `the sidecar answered: ${r.violations.join('; ')}`
+    if (cl.data.length === 0 && !cl.closed) return 'no response and no close within 2.5 s'
+    return null
+  },
+  async probe(c) {
+    return childGone(c) ?? (await probeHttp(`http://127.0.0.1:${c.port}/probe`))
+  },
+}
+
+export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, xdsDecoder, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server, h2Client, admissionWebhook]
