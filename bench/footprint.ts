@@ -9,8 +9,9 @@
 //   conn10k_rss_mb  VmRSS with 10,000 idle keep-alive client connections open, each of which has made one
 //                   request; "above idle" is this minus the RSS just before opening them
 //
+// Row weft-cp: `weft proxy --control-plane` against a local control plane, ready time and idle RSS only.
 // The last stdout line is JSON: Weft's idle_rss_mb, loaded_rss_mb, ready_ms, conn10k_rss_mb (and the
-// others' numbers under haproxy_* and nginx_*).
+// others' numbers under weft_cp_*, haproxy_* and nginx_*).
 import net from 'node:net'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -26,14 +27,39 @@ import { startWeft, variantTelemetry, weftBenchConfig, WEFT_BIN } from './peers/
 import { UPSTREAM_BODY, type Peer, type PeerContext } from './peers/types.ts'
 import YAML from 'yaml'
 
-const USAGE = `usage: node bench/run.ts --footprint [--quick] [--only weft,haproxy,nginx] [--starts N] [--conns N] [--duration SEC]
+const USAGE = `usage: node bench/run.ts --footprint [--quick] [--only weft,weft-cp,haproxy,nginx] [--starts N] [--conns N] [--duration SEC]
   --starts N     fresh starts per proxy for the ready time (default 7, quick 3); the median is shown
   --conns N      idle keep-alive client connections (default 10000)
   --duration SEC headline load seconds before "RSS after load" (default 10, quick 4; warm-up 2 s)
   --metrics      Weft with telemetry.metrics on (the issue's "after load" target is with metrics on)`
 
-const NAMES = ['weft', 'haproxy', 'nginx'] as const
+const NAMES = ['weft', 'weft-cp', 'haproxy', 'nginx'] as const
 type Name = (typeof NAMES)[number]
+
+/**
+ * weft-cp: `weft proxy --control-plane` against a local control plane (`weft control-plane --local`
+ * with examples/demo's resources), ready when its admin /ready answers 200 (after the first config);
+ * only the ready time and the idle RSS (2 s after ready, median of the starts) are measured.
+ */
+interface ControlPlane {
+  grpc: number
+  proc: Proc
+}
+let controlPlane: ControlPlane | null = null
+
+async function startControlPlane(dir: string): Promise<ControlPlane> {
+  const res = path.join(dir, 'resources')
+  fs.mkdirSync(res, { recursive: true })
+  const demo = path.resolve(path.dirname(WEFT_BIN), '..', 'examples', 'demo')
+  for (const f of ['services.yaml', 'endpointslices.yaml', 'policies.yaml']) fs.copyFileSync(path.join(demo, f), path.join(res, f))
+  const [grpc, admin] = await freePorts(2)
+  const proc = spawnGroup('control-plane', process.execPath, [WEFT_BIN, 'control-plane', '--local', res, '--listen', `127.0.0.1:${grpc}`, '--admin', `127.0.0.1:${admin}`], {
+    logFile: path.join(dir, 'control-plane.log'),
+    env: { ...process.env, WEFT_LOG_LEVEL: 'warn' },
+  })
+  await until(async () => (await httpGet(admin, '/debug/proxies', 1000)).status === 200, () => proc.deadReason(), 20000)
+  return { grpc, proc }
+}
 
 const log = (msg: string): void => {
   process.stderr.write(`[footprint] ${msg}\n`)
@@ -70,7 +96,7 @@ async function until(ok: () => Promise<boolean>, alive: () => string | null, tim
 }
 
 /** Spawns one proxy from scratch and returns ms from spawn() to its first ready answer; then stops it. */
-async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean }): Promise<number> {
+async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean; idleRss?: number[] }): Promise<number> {
   fs.mkdirSync(dir, { recursive: true })
   const [port, adminPort] = await freePorts(2)
   let proc: Proc
@@ -90,6 +116,27 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
     })
     ok = async () => (await httpGet(adminPort, '/ready', 1000)).status === 200
     return finish(t0)
+  }
+  if (name === 'weft-cp') {
+    controlPlane ??= await startControlPlane(path.join(dir, '..', 'control-plane'))
+    const file = path.join(dir, 'bootstrap.yaml')
+    // the proxy's own settings: its identity (a demo workload) and admin port
+    fs.writeFileSync(file, YAML.stringify({ node: { id: 'reviews-bench', workload: 'reviews', namespace: 'demo' }, admin: { address: '127.0.0.1', port: adminPort }, listeners: [], routeTables: [], clusters: [] }))
+    const t0 = performance.now()
+    proc = spawnGroup('weft-cp', process.execPath, [WEFT_BIN, 'proxy', '--control-plane', `127.0.0.1:${controlPlane.grpc}`, '--config', file], {
+      logFile: path.join(dir, 'weft.log'),
+      env: { ...process.env, WEFT_LOG_LEVEL: 'warn' },
+    })
+    ok = async () => (await httpGet(adminPort, '/ready', 1000)).status === 200
+    try {
+      await until(ok, () => proc.deadReason(), 20000)
+      const ms = performance.now() - t0
+      await sleep(2000)
+      opts.idleRss?.push(readMem(proc.pid).rssBytes)
+      return ms
+    } finally {
+      await proc.stop()
+    }
   }
   if (name === 'haproxy') {
     const file = path.join(dir, 'haproxy.cfg')
@@ -210,29 +257,34 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
   log(`upstream nginx on ${upstreamPorts.join(', ')}; ${os.cpus().length} cores, load ${loadStart.map((l) => l.toFixed(2)).join(' ')}`)
 
   const rows: Row[] = names.map((name) => ({ name, readyMs: [] }))
+  const cpIdle: number[] = []
   // Ready time: the proxies' starts alternate, so a load burst on the machine hits all of them.
   for (let i = 0; i < starts; i++) {
     for (const row of rows) {
       try {
-        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics }))
+        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics, idleRss: cpIdle }))
       } catch (err) {
         row.error = `start ${i}: ${(err as Error).message}`
       }
     }
   }
   for (const row of rows) log(`${row.name}: ready ${row.readyMs.map((m) => m.toFixed(0)).join(', ')} ms`)
+  const cpRow = rows.find((r) => r.name === 'weft-cp')
+  if (cpRow && cpIdle.length > 0) cpRow.idleRss = median(cpIdle)
+  await controlPlane?.proc.stop()
+  controlPlane = null
 
   // HAProxy 2.6 refuses to start unless its FD limit covers 2 x maxconn + a margin; this machine's hard
   // limit (ulimit -Hn) may not allow 10,000 (then HAProxy holds fewer connections: the "conns" column).
   const hardLimit = fdHardLimit()
   const connLimit = (n: Name): number => (n === 'haproxy' ? Math.min(conns + 2000, Math.floor((hardLimit - 200) / 2)) : conns + 2000)
-  const STARTERS: Record<Name, (ctx: PeerContext) => Promise<Peer>> = { weft: startWeft, haproxy: startHaproxy, nginx: startNginxProxy }
+  const STARTERS: Record<Exclude<Name, 'weft-cp'>, (ctx: PeerContext) => Promise<Peer>> = { weft: startWeft, haproxy: startHaproxy, nginx: startNginxProxy }
   for (const row of rows) {
-    if (row.error) continue
+    if (row.error || row.name === 'weft-cp') continue
     const ports = await freePorts(2)
     let peer: Peer | null = null
     try {
-      peer = await STARTERS[row.name]({
+      peer = await STARTERS[row.name as Exclude<Name, 'weft-cp'>]({
         dir: dirFor(row.name),
         upstreamPorts,
         port: ports[0],
@@ -290,7 +342,7 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
   }
   const out: Record<string, unknown> = {}
   for (const r of rows) {
-    const k = r.name === 'weft' ? '' : `${r.name}_`
+    const k = r.name === 'weft' ? '' : `${r.name.replace('-', '_')}_`
     out[`${k}idle_rss_mb`] = r.idleRss === undefined ? null : mb(r.idleRss)
     out[`${k}loaded_rss_mb`] = r.loadedRss === undefined ? null : mb(r.loadedRss)
     out[`${k}ready_ms`] = r.readyMs.length ? Math.round(median(r.readyMs)) : null
