@@ -107,6 +107,24 @@ addressType: IPv4
 ports: [{ name: http, port: 9081 }]
 endpoints:
   - addresses: [10.0.0.1]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: productpage, namespace: shop }
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{ name: http, port: 80, targetPort: 7072 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: productpage-1
+  namespace: shop
+  labels: { kubernetes.io/service-name: productpage }
+addressType: IPv4
+ports: [{ name: http, port: 7072 }]
+endpoints:
+  - addresses: [10.0.0.2]
 `)
   const cp = inNs(pod, [NODE, WEFT, 'control-plane', '--local', res, '--listen', '127.0.0.1:15010', '--admin', '127.0.0.1:15011'], { WEFT_LOG_LEVEL: 'info' })
   await started(cp, /listening|serving/i, 'control plane')
@@ -128,7 +146,7 @@ clusters:
   - { name: "inbound|7070", endpoints: [{ address: 127.0.0.1, port: 7070 }] }
 `)
   const sidecar = inNs(pod, ['setpriv', '--reuid=1337', '--regid=1337', '--clear-groups', NODE, WEFT, 'proxy', '--control-plane', '127.0.0.1:15010', '--config', boot], {
-    WEFT_OUTBOUND_PORT: '15001', WEFT_INBOUND_PORT: '15006', WEFT_ADMIN_PORT: '15000', POD_NAMESPACE: 'shop', POD_NAME: 'productpage-1', WEFT_LOG_LEVEL: 'info',
+    WEFT_OUTBOUND_PORT: '15001', WEFT_INBOUND_PORT: '15006', WEFT_ADMIN_PORT: '15000', POD_NAMESPACE: 'shop', POD_NAME: 'productpage-1', POD_IP: '10.0.0.2', WEFT_LOG_LEVEL: 'info',
   })
   let ready = false
   for (let i = 0; i < 400 && !ready; i++) {
@@ -146,6 +164,10 @@ clusters:
   t.equal(body, 'reviews-1 GET /api host=10.96.0.10\n', 'the ClusterIP reaches the endpoint through the sidecar')
 
   const metrics = () => curl(pod, 'http://127.0.0.1:15000/metrics').stdout
+  // the sum of weft_requests_total over the series the inbound side reported
+  const destinationRequests = () => metrics().split('\n')
+    .filter((l) => l.startsWith('weft_requests_total{') && l.includes('reporter="destination"'))
+    .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0)
   const decision = (name: string, listener = 'outbound') => {
     const m = new RegExp(`weft_proxy_decisions_total\\{listener="${listener}",decision="${name}"\\} (\\d+)`).exec(metrics())
     return m === null ? -1 : Number(m[1])
@@ -159,13 +181,20 @@ clusters:
   // inbound: from outside to the pod's app port 7070: handed to the inbound-7070 listener, an HTTP
   // hop with its own route table and reporter=destination telemetry
   t.equal(curl(ext, 'http://10.0.0.2:7070/in').stdout, 'app GET /in host=10.0.0.2:7070\n')
-  t.match(metrics(), /weft_requests_total\{[^}]*reporter="destination"[^}]*\} 1\b/, 'counted as reporter=destination')
+  t.equal(destinationRequests(), 1, 'counted as reporter=destination')
   t.ok(decision('passthrough', 'inbound') <= 0, 'not passed through')
   // another port of the app, with no listener of its own: passed through to it on loopback
   const app2 = inNs(pod, [NODE, '-e', SERVER, 'app2', '0.0.0.0', '7071'])
   await started(app2, /listening/, 'app2')
   t.equal(curl(ext, 'http://10.0.0.2:7071/in').stdout, 'app2 GET /in host=10.0.0.2:7071\n')
   t.equal(decision('passthrough', 'inbound'), 1, 'through the inbound listener, to the app on loopback')
+  // the port at which the control plane's endpoints (Service productpage) place this pod gets its
+  // inbound hop without any bootstrap: derived from the config at assembly (POD_IP)
+  const app3 = inNs(pod, [NODE, '-e', SERVER, 'productpage', '0.0.0.0', '7072'])
+  await started(app3, /listening/, 'app3')
+  t.equal(curl(ext, 'http://10.0.0.2:7072/p').stdout, 'productpage GET /p host=10.0.0.2:7072\n')
+  t.equal(destinationRequests(), 2, 'a second reporter=destination request')
+  t.equal(decision('passthrough', 'inbound'), 1, 'not passed through')
 
   // the proxy's uid is not redirected: its own call to the outside server goes straight there
   const before = decision('passthrough')

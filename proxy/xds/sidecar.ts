@@ -97,7 +97,7 @@ export async function loadLocalBootstrap(file: string): Promise<{ bootstrap: Boo
  * the proxy's own inbound listener on WEFT_INBOUND_PORT (all addresses, intercepting: each
  * connection to 127.0.0.1:<its original port>). A bootstrap that names these listeners wins.
  */
-export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEnv): Bootstrap | undefined {
+export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEnv): (Bootstrap & { podIp?: string }) | undefined {
   const port = (v: string | undefined): number | undefined => {
     const n = Number(v)
     return v !== undefined && v !== '' && Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined
@@ -106,7 +106,7 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   const inb = port(env.WEFT_INBOUND_PORT)
   const adm = port(env.WEFT_ADMIN_PORT)
   if (out === undefined && inb === undefined && adm === undefined) return b
-  const r: Bootstrap = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
+  const r: Bootstrap & { podIp?: string } = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
   const has = (name: string) => r.listeners.some((l) => l.name === name)
   if (out !== undefined && !has('outbound')) {
     r.listeners.push({ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: out, routeTable: 'outbound', interception: 'outbound' })
@@ -123,6 +123,8 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   }
   // kubelet probes the pod's IP (the startupProbe on /ready, the rewritten app probes)
   if (adm !== undefined && r.admin === undefined) r.admin = { address: '0.0.0.0', port: adm }
+  // the app ports the control plane's endpoints place on this pod get inbound hops (assemble.ts)
+  if (inb !== undefined && env.POD_IP !== undefined && env.POD_IP !== '') return { ...r, podIp: env.POD_IP }
   return r
 }
 
