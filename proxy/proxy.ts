@@ -9,7 +9,7 @@ import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'
 import { bindMetricsSources } from './telemetry/sources.ts'
 import { TapHub } from './telemetry/tap.ts'
-import { ZipkinReporter } from './telemetry/tracing/reporter.ts'
+import type { ZipkinReporter } from './telemetry/tracing/reporter.ts'
 import { Tracer } from './telemetry/tracing/tracer.ts'
 import type { FormatName } from './telemetry/tracing/inject.ts'
 import type { RequestSink } from './telemetry/types.ts'
@@ -42,6 +42,8 @@ interface PendingConfig {
 }
 
 const sameAddress = (a: Listener, b: Listener): boolean => a.port === b.port && (a.address ?? '127.0.0.1') === (b.address ?? '127.0.0.1')
+
+let reporterModule: typeof import('./telemetry/tracing/reporter.ts') | undefined
 
 export class Proxy {
   readonly log: Logger
@@ -114,6 +116,8 @@ export class Proxy {
   /** Compile p's config and bind the listeners that are new (or moved). */
   private async prepare(p: PendingConfig): Promise<void> {
     const b = p.source
+    // loaded when tracing is first on: zipkin and its HTTP transport
+    if (b.telemetry?.tracing?.enabled === true) reporterModule ??= await import('./telemetry/tracing/reporter.ts')
     this.configureMetrics(b)
     const tracing = this.configureTracing(b.telemetry?.tracing)
     const compiled = compileConfig(b, this.version + 1, this.pools, {
@@ -270,7 +274,7 @@ export class Proxy {
     }
     const key = JSON.stringify(opts)
     if (this.reporter === null || key !== this.reporterKey) {
-      this.reporter = new ZipkinReporter(opts)
+      this.reporter = new reporterModule!.ZipkinReporter(opts)
       this.reporterKey = key
     }
     return { sampling: t.sampling ?? 1, serviceName: t.serviceName, propagation: t.propagation }

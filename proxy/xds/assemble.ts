@@ -16,7 +16,7 @@
 //                     name the control plane also sends is the control plane's.
 import { TYPE, type ConfigResponse__Output, type Resource__Output, type TypeUrl, type WireEndpoint__Output } from '../../protos/api.ts'
 import { checkBootstrapConfig } from '../../api/load.ts'
-import { Cluster as ClusterSchema, Listener as ListenerSchema, RouteTable as RouteTableSchema } from '../../api/schema.ts'
+import { bootstrapSchema } from '../../api/validator.ts'
 import type { Bootstrap, Cluster, ClusterSpec, Endpoint, Listener, RouteTable } from '../../api/schema.ts'
 import { fromMessage } from '../../api/wire.ts'
 
@@ -121,7 +121,9 @@ function decodeResource(type: TypeUrl, res: Resource__Output): unknown {
     return ce.endpoints.filter((e) => e.ready).map(toEndpoint)
   }
   const body = type === TYPE.listener ? res.listener : type === TYPE.routeTable ? res.routeTable : res.cluster
-  const schema: object = type === TYPE.listener ? ListenerSchema : type === TYPE.routeTable ? RouteTableSchema : ClusterSchema
+  // the item schemas of the bootstrap's lists (as data: a sidecar from dist/ does not load typebox)
+  const lists = (bootstrapSchema() as { properties: Record<string, { items: object }> }).properties
+  const schema = lists[type === TYPE.listener ? 'listeners' : type === TYPE.routeTable ? 'routeTables' : 'clusters'].items
   if (body == null) return `expected a ${type === TYPE.listener ? 'listener' : type === TYPE.routeTable ? 'route_table' : 'cluster'} body`
   // the model's fields only; the schema checks the values later, with the whole config
   const o = fromMessage(schema, body) as Record<string, unknown>

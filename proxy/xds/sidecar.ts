@@ -4,7 +4,8 @@
 // before the control plane answers. Otherwise the proxy serves nothing, and /ready says 503,
 // until its first config.
 import { readFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
+import { createServer } from '../net/node-http.ts'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { parse } from 'yaml'
