@@ -107,12 +107,13 @@ const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
 export function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, run: Runner = spawnRunner): InitResult {
   const v4 = runFamily(o, mode, 4, run)
   if (!v4.ok) return v4
+  // the IPv6 table's state, read once: also the probe of whether the pod has one
   const probe = run(bin(6, 'save'), ['-t', 'nat'])
   if (probe.status !== 0) {
     const reason = probe.status === null ? `${bin(6, 'save')} not found` : `no IPv6 nat table (${probe.stderr.trim().split('\n')[0] ?? ''})`
     return { ...v4, ipv6: { action: 'skipped', reason } }
   }
-  const v6 = runFamily(o, mode, 6, run)
+  const v6 = runFamily(o, mode, 6, (cmd, args, input) => (cmd === bin(6, 'save') ? probe : run(cmd, args, input)))
   if (!v6.ok) {
     if (v4.action === 'applied' && mode.cleanup !== true) runFamily(o, { cleanup: true }, 4, run)
     return { ...v6, message: `IPv6: ${v6.message}${v4.action === 'applied' && mode.cleanup !== true ? ' (the IPv4 rules were removed again)' : ''}` }
