@@ -16,24 +16,50 @@ interface SchemaNode {
 
 /** A decoded message (protobufjs toObject with defaults) -> the object of the model `schema` describes. */
 export function fromMessage(schema: object, value: unknown): unknown {
-  return decode(schema as SchemaNode, value)
+  return decoderOf(schema as SchemaNode)(value)
 }
 
-function decode(s: SchemaNode, v: unknown): unknown {
-  if (v === null || typeof v !== 'object') return v
-  if (Array.isArray(v)) return s.items === undefined ? v : v.map((x) => decode(s.items!, x))
-  if (s.properties === undefined) return s.patternProperties === undefined ? v : { ...(v as object) }
-  const src = v as Record<string, unknown>
-  const out: Record<string, unknown> = {}
-  const required = s.required ?? []
-  for (const key in s.properties) {
-    const x = src[key]
-    if (x === undefined || x === null) continue
-    const p = s.properties[key]
-    if (!required.includes(key) && isEmptyCollection(p, x)) continue
-    out[key] = decode(p, x)
+type Decoder = (v: unknown) => unknown
+
+/** One decoder per schema node, built on first use: the schema is read once, not per message
+ * (a route table of thousands of routes is walked on every config update). */
+const decoders = new WeakMap<SchemaNode, Decoder>()
+
+function decoderOf(s: SchemaNode): Decoder {
+  let d = decoders.get(s)
+  if (d === undefined) {
+    d = build(s)
+    decoders.set(s, d)
   }
-  return out
+  return d
+}
+
+function build(s: SchemaNode): Decoder {
+  if (s.properties === undefined) {
+    const items = s.items
+    const copyMap = s.patternProperties !== undefined
+    return (v) => {
+      if (v === null || typeof v !== 'object') return v
+      if (Array.isArray(v)) return items === undefined ? v : v.map(decoderOf(items))
+      return copyMap ? { ...(v as object) } : v
+    }
+  }
+  const required = new Set(s.required ?? [])
+  const fields = Object.entries(s.properties).map(([key, p]) => ({ key, p, optional: !required.has(key) }))
+  const items = s.items
+  return (v) => {
+    if (v === null || typeof v !== 'object') return v
+    if (Array.isArray(v)) return items === undefined ? v : v.map(decoderOf(items))
+    const src = v as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (const f of fields) {
+      const x = src[f.key]
+      if (x === undefined || x === null) continue
+      if (f.optional && isEmptyCollection(f.p, x)) continue
+      out[f.key] = decoderOf(f.p)(x)
+    }
+    return out
+  }
 }
 
 /** A list or a map with nothing in it: proto3 does not tell it from an absent one. (An empty

@@ -31,9 +31,21 @@ export interface Listener {
    * request filters for every HTTP request of the listener, before routing
    */
   'filters'?: (_weft_config_v1alpha1_ListenerFilters | null);
+  /**
+   * "outbound" or "inbound": connections redirected here by `weft init` go on to their original
+   * destination (SO_ORIGINAL_DST) when no route or tcp.cluster takes them
+   */
+  'interception'?: (string);
+  /**
+   * false: the listener binds no port of its own; an intercepting listener hands it the
+   * connections redirected to its port (default true)
+   */
+  'bindToPort'?: (boolean);
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
+  '_interception'?: "interception";
+  '_bindToPort'?: "bindToPort";
 }
 
 export interface Listener__Output {
@@ -64,7 +76,19 @@ export interface Listener__Output {
    * request filters for every HTTP request of the listener, before routing
    */
   'filters': (_weft_config_v1alpha1_ListenerFilters__Output | null);
+  /**
+   * "outbound" or "inbound": connections redirected here by `weft init` go on to their original
+   * destination (SO_ORIGINAL_DST) when no route or tcp.cluster takes them
+   */
+  'interception'?: (string);
+  /**
+   * false: the listener binds no port of its own; an intercepting listener hands it the
+   * connections redirected to its port (default true)
+   */
+  'bindToPort'?: (boolean);
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
+  '_interception'?: "interception";
+  '_bindToPort'?: "bindToPort";
 }
