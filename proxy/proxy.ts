@@ -1,5 +1,6 @@
 // The sidecar at run time: applies configs (compile, then one atomic swap), keeps listeners in
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
+import { originalDstSupported } from './intercept/original-dst.ts'
 import type { Bootstrap } from '../api/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
 import type { Listener, Telemetry } from '../api/schema.ts'
@@ -146,6 +147,10 @@ export class Proxy {
       if (existing !== undefined && sameAddress(existing.spec, spec)) continue
       const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
       l.handoff = (direction, port, address) => this.virtualListener(direction, port, address)
+      if (spec.interception !== undefined && !originalDstSupported()) {
+        // said loudly: without it every redirected connection takes the listener's normal path
+        this.log.error({ listener: spec.name, code: 'WEFT_ERR_NO_ORIGINAL_DST' }, 'interception needs getsockopt(SO_ORIGINAL_DST) (Linux, the koffi package): redirected connections cannot be told apart')
+      }
       await l.listen()
       p.opened.push(l)
     }

@@ -1,7 +1,8 @@
 // Issue 11's acceptance test: a mesh of real pods without a cluster. A "node" network namespace
 // holds a bridge (10.0.1.1) and the control plane (local mode); each pod is a namespace of its own
-// with an IP on that bridge. Every pod is admitted through the webhook over HTTPS (an
-// AdmissionReview, as kube-apiserver sends it; the JSON Patch applied) and the mutated spec is
+// with an IP on that bridge. Every pod is created through the test API server, which calls the
+// webhook of the install manifests' MutatingWebhookConfiguration over HTTPS (an AdmissionReview, the
+// JSON Patch applied, as kube-apiserver does), and the stored (mutated) spec is
 // executed by a minimal pod runner (test/helpers/pod-runner.ts): `weft init` with real iptables,
 // the native sidecar until its startupProbe passes, then the app containers. No kube-proxy: a
 // ClusterIP is reachable only through the sidecars. Root only; everything is removed at the end.
@@ -12,12 +13,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { Agent, request } from 'undici'
+import { request } from 'undici'
 import { createServingCert } from '../../control-plane/webhook/certs.ts'
 import { startWebhookServer } from '../../control-plane/webhook/server.ts'
-import { apply, type PatchOp } from '../../control-plane/webhook/json-patch.ts'
 import { DEFAULT_MESH } from '../../control-plane/inject/index.ts'
 import { PodRunner, type RunnerPod } from '../helpers/pod-runner.ts'
+import { KubeApiServer } from '../helpers/kube-api-server.ts'
+import { manifests } from '../../install/manifests.ts'
 
 const WEFT = fileURLToPath(new URL('../../cli/weft.ts', import.meta.url))
 const NODE = process.execPath
@@ -126,23 +128,28 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   writeFileSync(join(res, 'route.yaml'), split(100, 0))
   const cp = spawn('ip', ['netns', 'exec', node, NODE, WEFT, 'control-plane', '--local', res, '--listen', '10.0.1.1:15010', '--admin', '10.0.1.1:15011'], { stdio: 'ignore', env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
   children.push(cp)
-  children.push(spawn('ip', ['netns', 'exec', node, NODE, '-e', HTTP_APP, 'outside', '8080'], { stdio: 'ignore' }))
+  const outside = spawn('ip', ['netns', 'exec', node, NODE, '-e', HTTP_APP + `.on('listening', () => console.log('listening'))`, 'outside', '8080'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.push(outside)
+  await new Promise<void>((resolve) => outside.stdout!.once('data', () => resolve()))
 
-  // the webhook (in this process: the test plays kube-apiserver), and admission over HTTPS
+  // the webhook, and the test API server that calls it when a Pod is created (AdmissionReview over
+  // HTTPS, trusting the caBundle, as kube-apiserver does), with the install manifests'
+  // MutatingWebhookConfiguration (its Service reference resolved to the webhook's address)
   const cert = await createServingCert({ dnsNames: ['localhost'], ips: ['127.0.0.1'] })
   const mesh = { ...DEFAULT_MESH, image: 'weft:test', controlPlaneAddress: '10.0.1.1:15010' }
   const wh = await startWebhookServer({ certPem: cert.certPem, keyPem: cert.keyPem, mesh })
   t.teardown(() => wh.close())
-  const agent = new Agent({ connect: { ca: cert.caPem } })
-  t.teardown(() => agent.close())
+  const api = await KubeApiServer.start({ resolveService: () => `https://127.0.0.1:${wh.port}` })
+  t.teardown(() => api.stop())
+  const mwc = manifests().flatMap(([, objs]) => objs).find((o) => o.kind === 'MutatingWebhookConfiguration')! as { metadata: { name: string }; webhooks: { clientConfig: Record<string, unknown> }[] }
+  mwc.webhooks[0]!.clientConfig.caBundle = Buffer.from(cert.caPem).toString('base64')
+  api.cluster.put('MutatingWebhookConfiguration', mwc as never)
+  api.namespaceLabels.set('shop', { 'weft.io/inject': 'enabled' })
   const admit = async (pod: RunnerPod & { metadata: { annotations?: Record<string, string> } }): Promise<RunnerPod> => {
-    const r = await request(`https://127.0.0.1:${wh.port}/inject`, {
-      method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: `u-${pod.metadata.name}`, kind: { group: '', version: 'v1', kind: 'Pod' }, namespace: 'shop', operation: 'CREATE', object: { apiVersion: 'v1', kind: 'Pod', ...pod } } }),
-    })
-    const review = await r.body.json() as { response: { patch?: string } }
-    if (review.response.patch === undefined) return pod
-    return apply(pod, JSON.parse(Buffer.from(review.response.patch, 'base64').toString()) as PatchOp[]) as RunnerPod
+    const r = await request(`${api.url}/api/v1/namespaces/shop/pods`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...pod }) })
+    const stored = await r.body.json() as RunnerPod
+    if (r.statusCode !== 201) throw new Error(`pod ${pod.metadata.name} not created: ${r.statusCode} ${JSON.stringify(stored)}`)
+    return stored
   }
   const commands = {
     weft: [NODE, WEFT],
@@ -207,6 +214,7 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   // a pod that opted out reaches the service's pods in plain text (no kube-proxy here: by pod IP)
   const plain = await runPod('plain', '10.0.1.5', { containers: [{ name: 'app', image: 'test/sleep' }] }, { 'weft.io/inject': 'false' })
   t.equal(plain.pod.spec.initContainers, undefined, 'not injected')
+  t.same(api.admissions.map((a) => a.outcome), ['patched', 'patched', 'patched', 'allowed'], 'each pod went through the webhook')
   t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n')
 
   // outside the mesh: passed through
@@ -221,7 +229,7 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
     await new Promise((r) => setTimeout(r, 50))
     back = fe.runner.containers.get('weft-proxy')!.restarts === 1 && curl(fe.ns, 'http://10.96.0.10/r').stdout.startsWith('reviews-v2')
   }
-  t.ok(back, 'the sidecar was restarted and traffic resumed')
+  t.ok(back, `the sidecar was restarted and traffic resumed (restarts ${fe.runner.containers.get('weft-proxy')!.restarts}; ${fe.runner.containers.get('weft-proxy')!.output.slice(-400)})`)
   t.equal(fe.runner.containers.get('app')!.restarts, 0, 'the app was not restarted')
 
   // a Job-like pod: its app exits 0, the pod completes and its sidecar exits

@@ -48,6 +48,11 @@ export class ClusterObjects {
     return o === undefined ? undefined : structuredClone(o)
   }
 
+  list(kind: string): Obj[] {
+    const k = CLUSTER_KINDS.find((x) => x.kind === kind)!
+    return [...this.#objects.entries()].filter(([key]) => key.startsWith(`${k.plural}/`)).map(([, o]) => structuredClone(o))
+  }
+
   delete(kind: string, name: string): void {
     const k = CLUSTER_KINDS.find((x) => x.kind === kind)!
     this.#objects.delete(`${k.plural}/${name}`)

@@ -15,11 +15,16 @@
 //   BOOKMARK events (only with allowWatchBookmarks=true) carry just metadata.resourceVersion;
 //   DELETED carries the object's last state with the resourceVersion of the deletion;
 //   timeoutSeconds ends the stream as the server would;
-// - errors are Status objects (NotFound, Unauthorized, BadRequest, ...), with the HTTP status as code.
+// - errors are Status objects (NotFound, Unauthorized, BadRequest, ...), with the HTTP status as code;
+// - POST of a Pod runs the mutating admission webhooks (MutatingWebhookConfigurations in `cluster`)
+//   over HTTPS, as kube-apiserver does, then stores it.
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { ClusterObjects } from './kube-api-objects.ts'
+// RFC 6902, as kube-apiserver applies a webhook's patch (the product's implementation, tested on its own)
+import { apply as applyJsonPatch, type PatchOp } from '../../control-plane/webhook/json-patch.ts'
 
 export type KubeKind = 'Service' | 'Pod' | 'EndpointSlice' | 'HTTPRoute' | 'TrafficPolicy'
 
@@ -107,6 +112,11 @@ export interface KubeApiServerOptions {
   notInstalled?: KubeKind[]
   /** require "Authorization: Bearer <token>" (401 otherwise) */
   token?: string
+  /**
+   * Admission: where a webhook's `clientConfig.service` is reached (kube-apiserver resolves the
+   * Service; here the test says where its server listens). Without it only `clientConfig.url` works.
+   */
+  resolveService?: (namespace: string, name: string, port: number) => string
 }
 
 export interface ListPage {
@@ -125,9 +135,15 @@ export class KubeApiServer {
   #rv = 0
   #historyLimit: number
   #token: string | undefined
+  #resolveService: KubeApiServerOptions['resolveService']
+  /** namespaces' labels, for webhooks' namespaceSelector (kubernetes.io/metadata.name is added) */
+  readonly namespaceLabels = new Map<string, Record<string, string>>()
+  /** admission calls made on Pod creation: webhook name and the outcome */
+  readonly admissions: { webhook: string; namespace: string; outcome: string }[] = []
 
   private constructor(server: Server, opts: KubeApiServerOptions) {
     this.server = server
+    this.#resolveService = opts.resolveService
     this.#historyLimit = opts.historyLimit ?? 1000
     this.#token = opts.token
     for (const type of TYPES) {
@@ -319,6 +335,54 @@ export class KubeApiServer {
     return clone(obj)
   }
 
+  /**
+   * Create a Pod as kube-apiserver does: the mutating admission webhooks whose rules take pods on
+   * CREATE and whose namespaceSelector selects the namespace are called over HTTPS (AdmissionReview
+   * v1, trusting the caBundle), their JSON Patches applied in order; failurePolicy Fail refuses the
+   * pod when a webhook cannot be called, Ignore creates it unmutated. 201 with the stored Pod.
+   */
+  async #createPod(req: IncomingMessage, res: ServerResponse, namespace: string): Promise<void> {
+    let text = ''
+    for await (const c of req as AsyncIterable<Buffer>) text += c.toString('utf8')
+    let pod: KubeObject
+    try { pod = JSON.parse(text) as KubeObject } catch { return reply(res, status(400, 'BadRequest', 'the body is not JSON')) }
+    pod.metadata = { ...pod.metadata, namespace }
+    const labels = { ...this.namespaceLabels.get(namespace), 'kubernetes.io/metadata.name': namespace }
+    for (const mwc of this.cluster.list('MutatingWebhookConfiguration')) {
+      for (const w of (mwc.webhooks ?? []) as { name: string; clientConfig: { url?: string; caBundle?: string; service?: { namespace: string; name: string; port?: number; path?: string } }; rules?: { operations: string[]; resources: string[] }[]; namespaceSelector?: Parameters<typeof selects>[0]; failurePolicy?: string; timeoutSeconds?: number }[]) {
+        if (!(w.rules ?? []).some((r) => r.operations.includes('CREATE') && r.resources.includes('pods'))) continue
+        if (!selects(w.namespaceSelector, labels)) continue
+        const svc = w.clientConfig.service
+        const url = w.clientConfig.url ?? (svc !== undefined && this.#resolveService !== undefined ? this.#resolveService(svc.namespace, svc.name, svc.port ?? 443) + (svc.path ?? '') : undefined)
+        try {
+          if (url === undefined) throw new Error('no URL for the webhook (clientConfig.service and no resolveService)')
+          if (w.clientConfig.caBundle === undefined) throw new Error('no caBundle')
+          const out = await callWebhook(url, Buffer.from(w.clientConfig.caBundle, 'base64').toString('utf8'), {
+            apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+            request: { uid: randomUUID(), kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace, operation: 'CREATE', object: pod },
+          }, (w.timeoutSeconds ?? 10) * 1000)
+          if (out.response?.allowed !== true) {
+            this.admissions.push({ webhook: w.name, namespace, outcome: 'denied' })
+            return reply(res, status(403, 'Forbidden', `admission webhook "${w.name}" denied the request: ${out.response?.status?.message ?? ''}`))
+          }
+          if (out.response.patch !== undefined) pod = applyJsonPatch(pod, JSON.parse(Buffer.from(out.response.patch, 'base64').toString('utf8')) as PatchOp[]) as KubeObject
+          this.admissions.push({ webhook: w.name, namespace, outcome: out.response.patch === undefined ? 'allowed' : 'patched' })
+        } catch (err) {
+          this.admissions.push({ webhook: w.name, namespace, outcome: `error: ${(err as Error).message}` })
+          if (w.failurePolicy !== 'Ignore') return reply(res, status(500, 'InternalError', `Internal error occurred: failed calling webhook "${w.name}": ${(err as Error).message}`))
+        }
+      }
+    }
+    try {
+      const stored = this.create('Pod', pod)
+      res.statusCode = 201
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify(stored))
+    } catch (err) {
+      reply(res, status(409, 'AlreadyExists', (err as Error).message))
+    }
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (this.#token !== undefined && req.headers.authorization !== `Bearer ${this.#token}`) {
@@ -331,8 +395,12 @@ export class KubeApiServer {
       reply(res, status(404, 'NotFound', 'the server could not find the requested resource'))
       return
     }
+    if (req.method === 'POST' && route.store.type.kind === 'Pod' && route.namespace !== undefined) {
+      void this.#createPod(req, res, route.namespace)
+      return
+    }
     if (req.method !== 'GET') {
-      reply(res, status(405, 'MethodNotAllowed', `the test API server only serves list and watch, not ${req.method}`))
+      reply(res, status(405, 'MethodNotAllowed', `the test API server only serves list and watch, and creates pods, not ${req.method}`))
       return
     }
     const query = Object.fromEntries(url.searchParams)
@@ -469,6 +537,40 @@ function clone<T>(v: T): T {
 }
 
 /** A metav1.Status, as the API server writes errors. */
+/** Does a label selector (matchLabels, matchExpressions: In, NotIn, Exists, DoesNotExist) select these labels? */
+function selects(sel: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values?: string[] }[] } | undefined, labels: Record<string, string>): boolean {
+  if (sel === undefined) return true
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false
+  for (const e of sel.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, e.key)
+    const v = labels[e.key]
+    if (e.operator === 'In' && !(has && (e.values ?? []).includes(v!))) return false
+    if (e.operator === 'NotIn' && has && (e.values ?? []).includes(v!)) return false
+    if (e.operator === 'Exists' && !has) return false
+    if (e.operator === 'DoesNotExist' && has) return false
+  }
+  return true
+}
+
+/** POST an AdmissionReview over HTTPS, trusting only the webhook's caBundle. */
+function callWebhook(url: string, caPem: string, review: unknown, timeoutMs: number): Promise<{ response?: { allowed?: boolean; patch?: string; status?: { message?: string } } }> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(review)
+    const r = httpsRequest(url, { method: 'POST', ca: caPem, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { text += c })
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`webhook answered ${res.statusCode}: ${text.slice(0, 200)}`))
+        try { resolve(JSON.parse(text)) } catch (err) { reject(err as Error) }
+      })
+    })
+    r.on('timeout', () => r.destroy(new Error('webhook timed out')))
+    r.on('error', reject)
+    r.end(body)
+  })
+}
+
 export function status(code: number, reason: string, message: string): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code }
 }
