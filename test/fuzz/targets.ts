@@ -5,11 +5,15 @@
 import fc from 'fast-check'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
+import { xdsDecoder } from './xds-target.ts'
+import { admissionWebhook } from './webhook-target.ts'
 import { parseRequestHead, parseResponseHead, HttpError } from '../../proxy/http1/head.ts'
 import { ChunkedDecoder } from '../../proxy/http1/chunked.ts'
 import { classify, DETECT_UNDECIDED, DETECT_TCP, DETECT_HTTP2 } from '../../proxy/listener/detect.ts'
 import { makeConfig, cluster, routeTo, startTestSidecar, tempDir, writeConfig, freePort, spawnWeft, waitReady, type TestSidecar, type ChildSidecar } from '../helpers/sidecar.ts'
 import { RawClient } from '../helpers/raw.ts'
+import { parseFrames } from '../helpers/h2frames.ts'
 import { checkStream } from './strict.ts'
 import { pieces, type FuzzInput, type Target } from './engine.ts'
 
@@ -174,7 +178,7 @@ export const detect: Target = {
 }
 
 // ---- sidecar targets ----------------------------------------------------------------------------
-interface StrictUpstream {
+export interface StrictUpstream {
   server: Server
   port: number
   violations: string[]
@@ -182,7 +186,7 @@ interface StrictUpstream {
 }
 
 /** A raw upstream that checks every byte it receives and answers each complete request with 200. */
-async function strictUpstream(): Promise<StrictUpstream> {
+export async function strictUpstream(): Promise<StrictUpstream> {
   const u: StrictUpstream = { server: null as unknown as Server, port: 0, violations: [], sockets: new Set() }
   u.server = createServer((sock) => {
     u.sockets.add(sock)
@@ -206,7 +210,7 @@ async function strictUpstream(): Promise<StrictUpstream> {
   return u
 }
 
-async function closeServer(s: Server, sockets: Set<Socket>): Promise<void> {
+export async function closeServer(s: Server, sockets: Set<Socket>): Promise<void> {
   for (const x of sockets) x.destroy()
   await new Promise<void>((res) => s.close(() => res()))
 }
@@ -225,7 +229,7 @@ async function rawExchange(port: number, input: FuzzInput, waitMs: number): Prom
   return c
 }
 
-async function probeHttp(url: string): Promise<string | null> {
+export async function probeHttp(url: string): Promise<string | null> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(3000) })
     const body = await res.text()
@@ -235,7 +239,7 @@ async function probeHttp(url: string): Promise<string | null> {
   }
 }
 
-function heapCheck(base: number): string | null {
+export function heapCheck(base: number): string | null {
   const g = globalThis as { gc?: () => void }
   if (!g.gc) return null
   g.gc()
@@ -244,7 +248,7 @@ function heapCheck(base: number): string | null {
   return now - base > 64 * 1024 * 1024 ? `heap grew from ${(base / 1e6).toFixed(0)} to ${(now / 1e6).toFixed(0)} MB` : null
 }
 
-function heapBase(): number {
+export function heapBase(): number {
   const g = globalThis as { gc?: () => void }
   g.gc?.()
   return process.memoryUsage().heapUsed
@@ -535,12 +539,137 @@ export const h2Server: Target<ChildCtx> = {
   },
 }
 
-export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server]
+// ---- HTTP/2 client side (frames from an upstream HTTP/2 server), against a child sidecar ----------
+// A raw-socket fake upstream (cluster `fz`, protocol http2) reads the proxy's preface and request,
+// answers with the input's bytes (its cuts are the writes) and closes. The client asks through an
+// HTTP/1 listener: whatever the upstream sent, the client gets a well-formed HTTP/1 response (or a
+// close), the good cluster keeps answering, and the sidecar stays up.
+const rsp = (id: number, fields: [string, string][], endStream: boolean) => h2frame(1, 0x4 | (endStream ? 1 : 0), id, hpack([[':status', '200'], ...fields]))
+const H2C_CORPUS = [
+  Buffer.concat([SETTINGS, SETTINGS_ACK, rsp(1, [['content-length', '2']], false), h2frame(0, 1, 1, B('ok'))]),
+  Buffer.concat([SETTINGS, rsp(1, [], true)]),
+  Buffer.concat([SETTINGS, SETTINGS_ACK, h2frame(1, 0x4, 1, hpack([[':status', '103'], ['link', '</a>']])), rsp(1, [['x-a', '1']], false), h2frame(0, 0, 1, B('abc')), h2frame(1, 5, 1, hpack([['x-trailer', 'v']]))]),
+  Buffer.concat([SETTINGS, rsp(1, [], false), h2frame(0, 0, 1, B('a')), h2frame(3, 0, 1, Buffer.from([0, 0, 0, 2]))]),
+  Buffer.concat([SETTINGS, h2frame(7, 0, 0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])), rsp(1, [], true)]),
+  Buffer.concat([SETTINGS, h2frame(8, 0, 0, Buffer.from([0, 1, 0, 0])), rsp(1, [['content-type', 'text/plain']], false), h2frame(0, 1, 1, B('x'.repeat(100)))]),
+]
+const H2C_TOKENS = [
+  h2frame(1, 4, 1, hpack([[':status', '200'], ['x-bad', 'a\r\nSet-Cookie: injected=1']])), h2frame(1, 4, 1, hpack([[':status', '200'], ['X-Upper', 'v']])),
+  h2frame(1, 4, 1, hpack([[':status', '200'], ['transfer-encoding', 'chunked']])), h2frame(1, 4, 1, hpack([[':status', '2000']])), h2frame(1, 4, 1, hpack([[':status', 'abc']])),
+  h2frame(1, 4, 1, hpack([['x-no-status', '1']])), h2frame(1, 4, 1, hpack([[':status', '200'], [':path', '/x']])), h2frame(1, 4, 1, hpack([[':status', '200'], ['content-length', '99']])),
+  h2frame(1, 4, 1, hpack([[':status', '100']])), h2frame(1, 4, 1, hpack([[':status', '101']])), h2frame(1, 4, 1, hpack([[':status', '200'], ['x\0', 'v']])),
+  h2frame(5, 4, 1, Buffer.concat([Buffer.from([0, 0, 0, 2]), hpack([[':method', 'GET'], [':path', '/p'], [':scheme', 'http'], [':authority', 'a']])])),
+  h2frame(0, 0, 1, B('0123456789')), h2frame(0, 1, 3, B('x')), h2frame(3, 0, 1, Buffer.from([0, 0, 0, 8])), h2frame(7, 0, 0, Buffer.from([0, 0, 0, 1, 0, 0, 0, 2])),
+  h2frame(8, 0, 1, Buffer.from([0x7f, 0xff, 0xff, 0xff])), h2frame(4, 0, 0, Buffer.from([0, 4, 0x7f, 0xff, 0xff, 0xff])), h2frame(4, 0, 0, Buffer.from([0, 5, 0, 0, 0, 1])),
+  h2frame(9, 4, 1, hpack([['x-c', '1']])), h2frame(6, 0, 0, Buffer.alloc(8)), h2frame(2, 0, 1, Buffer.from([0, 0, 0, 1, 16])), SETTINGS,
+].map((b) => b.toString('latin1'))
+const genH2c = fc
+  .array(fc.record({ type: fc.nat(10), flags: fc.constantFrom(0, 1, 4, 5, 8, 0x20, 0xff), id: fc.constantFrom(0, 1, 1, 1, 3, 2, 0x7fffffff), payload: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 8 })
+  .map((fs) => Buffer.concat([SETTINGS, ...fs.map((f) => h2frame(f.type, f.flags, f.id, Buffer.from(f.payload)))]))
 
-/**
- * Readers of peer bytes without a target yet (not built in this branch; see the report):
- * - h2-client: frames from an upstream HTTP/2 server controlled at the byte level (an `http2` cluster).
- * - xds-decoder: mutated protobuf messages into proxy/xds/ (bad batches NACK, never crash).
- * - admission-webhook: the webhook from branch `inject`, once it exists.
- */
-export const PLANNED = ['h2-client', 'xds-decoder', 'admission-webhook']
+interface H2ClientCtx extends ChildCtx {
+  /** the client's answers by status (what the run exercised) */
+  answers: Map<string, number>
+  fuzzUp: { server: Server; port: number; sockets: Set<Socket>; current: FuzzInput | null }
+}
+
+export const h2Client: Target<H2ClientCtx> = {
+  name: 'h2-client',
+  corpus: H2C_CORPUS,
+  tokens: H2C_TOKENS,
+  generated: genH2c,
+  async setup() {
+    const up = await strictUpstream()
+    const fuzzUp = { server: null as unknown as Server, port: 0, sockets: new Set<Socket>(), current: null as FuzzInput | null }
+    fuzzUp.server = createServer((sock) => {
+      fuzzUp.sockets.add(sock)
+      sock.on('error', () => {})
+      sock.on('close', () => fuzzUp.sockets.delete(sock))
+      const input = fuzzUp.current
+      if (!input) return sock.destroy()
+      const send = () => {
+        for (const p of pieces(input)) sock.write(p)
+        setTimeout(() => sock.end(), 20)
+      }
+      // an input whose first cut is odd is the whole server side from the first byte (its preface
+      // fuzzed too); any other: a clean SETTINGS (the proxy opens streams only after the server's
+      // SETTINGS), then the input once the client's request (a HEADERS frame) is in
+      sock.resume() // read (and drop) what the proxy sends, so its FIN is seen
+      if (input.cuts.length > 0 && input.cuts[0]! % 2 === 1) return send()
+      sock.write(SETTINGS)
+      let got = Buffer.alloc(0)
+      let sent = false
+      sock.on('data', (b: Buffer) => {
+        if (sent) return
+        got = Buffer.concat([got, b])
+        if (got.length < 24 || !parseFrames(got.subarray(24)).frames.some((f) => f.type === 1)) return
+        sent = true
+        send()
+      })
+    })
+    await new Promise<void>((res) => fuzzUp.server.listen(0, '127.0.0.1', res))
+    fuzzUp.port = (fuzzUp.server.address() as AddressInfo).port
+    const closers: (() => unknown)[] = []
+    const dir = tempDir({ teardown: (fn) => closers.push(fn) })
+    const port = await freePort()
+    const adminPort = await freePort()
+    const config = makeConfig({
+      port, adminPort,
+      routes: [routeTo('good', { match: { path: { prefix: '/probe' } } }), routeTo('fz')],
+      clusters: [cluster('good', [up.port]), cluster('fz', [fuzzUp.port], { protocol: 'http2' })],
+    })
+    const file = writeConfig(dir, config)
+    const c: H2ClientCtx = { dir, file, port, adminPort, up, child: null as unknown as ChildSidecar, closers, crashes: 0, fuzzUp, answers: new Map() }
+    await spawnChild(c)
+    return c
+  },
+  async teardown(c) {
+    if (process.env.WEFT_FUZZ_DEBUG) console.log('h2-client answers:', JSON.stringify(Object.fromEntries(c.answers)))
+    for (const f of c.closers.reverse()) await f()
+    await closeServer(c.up.server, c.up.sockets)
+    await closeServer(c.fuzzUp.server, c.fuzzUp.sockets)
+  },
+  async check(c, input) {
+    c.fuzzUp.current = input
+    const cl = await rawExchange(c.port, { bytes: B('GET /f HTTP/1.1\r\nHost: app.test\r\n\r\n'), cuts: [] }, 400)
+    await new Promise((r) => setTimeout(r, 5))
+    const gone = childGone(c)
+    if (gone) {
+      c.crashes++
+      if (c.crashes < 20) await spawnChild(c)
+      return gone
+    }
+    if (!cl) return 'could not connect to the sidecar'
+    const r = checkStream(cl.data, 'response', { final: false })
+    if (r.violations.length > 0) return `client received: ${r.violations.join('; ')}`
+    if (r.messages === 0 && cl.data.length > 0) return `client received a partial head ${JSON.stringify(cl.text().slice(0, 80))}`
+    if (/injected=1|x-upper|\0/i.test(cl.text().split('\r\n\r\n')[0]!)) return `a malformed upstream field reached the client: ${JSON.stringify(cl.text().slice(0, 200))}`
+    if (c.up.violations.length > 0) return c.up.violations.splice(0).join('; ')
+    // the fake upstream ended its side: the proxy closes its connection to it (no half-open socket
+    // left behind), so the next input meets a fresh session
+    const end = Date.now() + 1000
+    while (c.fuzzUp.sockets.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 2))
+    if (c.fuzzUp.sockets.size > 0) return `${c.fuzzUp.sockets.size} upstream connection(s) still open 1 s after the upstream's FIN`
+    const status = /^HTTP\/1\.1 (\d{3})/.exec(cl.text())?.[1] ?? (cl.data.length === 0 ? 'closed' : 'other')
+    c.answers.set(status, (c.answers.get(status) ?? 0) + 1)
+    return null
+  },
+  async probe(c) {
+    return childGone(c) ?? (await probeHttp(`http://127.0.0.1:${c.port}/probe`)) ?? (await childRssCheck(c))
+  },
+}
+
+/** The child's RSS after the batch, against 3x its level after start (a leak per input passes it). */
+async function childRssCheck(c: ChildCtx & { rss0?: number }): Promise<string | null> {
+  const pid = c.child.child.pid
+  if (pid === undefined) return null
+  let rss = 0
+  try { rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024 } catch { return null }
+  if (c.rss0 === undefined) { c.rss0 = rss; return null }
+  return rss > c.rss0 * 3 && rss - c.rss0 > 200e6 ? `sidecar RSS grew from ${(c.rss0 / 1e6).toFixed(0)} to ${(rss / 1e6).toFixed(0)} MB` : null
+}
+
+export const TARGETS: Target<any>[] = [http1Head, http1Chunked, detect, http1Requests, http1UpstreamResponses, admin, tcpTunnel, h2Server, h2Client, xdsDecoder, admissionWebhook]
+
+/** Readers of peer bytes without a target yet. */
+export const PLANNED: string[] = []
