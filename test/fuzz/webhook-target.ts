@@ -10,7 +10,7 @@ import { Agent, request } from 'undici'
 import { createServingCert } from '../../control-plane/webhook/certs.ts'
 import { startWebhookServer, type WebhookServer } from '../../control-plane/webhook/server.ts'
 import { DEFAULT_MESH } from '../../control-plane/inject/index.ts'
-import { heapBase, heapCheck } from './targets.ts'
+import { heapBase, heapCheck } from './kit.ts'
 import type { FuzzInput, Target } from './engine.ts'
 
 const pod = (extra: Record<string, unknown> = {}) => ({

@@ -10,7 +10,7 @@ import pino from 'pino'
 import { Server as GrpcServer, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js'
 import { configDiscoveryService, TYPE, type ConfigResponse } from '../../protos/api.ts'
 import { startXdsSidecar, type XdsSidecar } from '../../proxy/xds/sidecar.ts'
-import { heapBase, heapCheck, probeHttp, strictUpstream, closeServer, type StrictUpstream } from './targets.ts'
+import { heapBase, heapCheck, probeHttp, strictUpstream, closeServer, type StrictUpstream } from './kit.ts'
 import { pieces, type FuzzInput, type Target } from './engine.ts'
 
 const codec = configDiscoveryService().StreamConfig
