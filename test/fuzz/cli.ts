@@ -15,7 +15,7 @@ if (targets.length === 0) {
   process.exit(2)
 }
 const perTargetMs = Math.max(1000, (Number(values.minutes) * 60_000) / targets.length)
-console.log(`fuzz: seed ${seed}, ${targets.length} targets, ${(perTargetMs / 1000).toFixed(0)} s each; not built yet: ${PLANNED.join(', ')}`)
+console.log(`fuzz: seed ${seed}, ${targets.length} targets, ${(perTargetMs / 1000).toFixed(0)} s each${PLANNED.length > 0 ? `; not built yet: ${PLANNED.join(', ')}` : ''}`)
 let failed = 0
 for (const t of targets) {
   const r = await runTarget(t, { seed, numRuns: Number.MAX_SAFE_INTEGER, timeMs: perTargetMs, save: true, batch: 200 })

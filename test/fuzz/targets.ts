@@ -491,6 +491,9 @@ const H2C_CORPUS = [
   Buffer.concat([SETTINGS, rsp(1, [], false), h2frame(0, 0, 1, B('a')), h2frame(3, 0, 1, Buffer.from([0, 0, 0, 2]))]),
   Buffer.concat([SETTINGS, h2frame(7, 0, 0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])), rsp(1, [], true)]),
   Buffer.concat([SETTINGS, h2frame(8, 0, 0, Buffer.from([0, 1, 0, 0])), rsp(1, [['content-type', 'text/plain']], false), h2frame(0, 1, 1, B('x'.repeat(100)))]),
+  Buffer.concat([SETTINGS, rsp(1, [['content-length', '5']], false), h2frame(0, 0, 1, B('hel')), h2frame(0, 1, 1, B('lo'))]),
+  Buffer.concat([SETTINGS, rsp(1, [['content-type', 'application/grpc']], false), h2frame(0, 0, 1, Buffer.from([0, 0, 0, 0, 1, 0x41])), h2frame(1, 5, 1, hpack([['grpc-status', '0']]))]),
+  Buffer.concat([SETTINGS, h2frame(7, 0, 0, Buffer.from([0, 0, 0, 1, 0, 0, 0, 0]))]),
 ]
 const H2C_TOKENS = [
   h2frame(1, 4, 1, hpack([[':status', '200'], ['x-bad', 'a\r\nSet-Cookie: injected=1']])), h2frame(1, 4, 1, hpack([[':status', '200'], ['X-Upper', 'v']])),
@@ -501,6 +504,8 @@ const H2C_TOKENS = [
   h2frame(0, 0, 1, B('0123456789')), h2frame(0, 1, 3, B('x')), h2frame(3, 0, 1, Buffer.from([0, 0, 0, 8])), h2frame(7, 0, 0, Buffer.from([0, 0, 0, 1, 0, 0, 0, 2])),
   h2frame(8, 0, 1, Buffer.from([0x7f, 0xff, 0xff, 0xff])), h2frame(4, 0, 0, Buffer.from([0, 4, 0x7f, 0xff, 0xff, 0xff])), h2frame(4, 0, 0, Buffer.from([0, 5, 0, 0, 0, 1])),
   h2frame(9, 4, 1, hpack([['x-c', '1']])), h2frame(6, 0, 0, Buffer.alloc(8)), h2frame(2, 0, 1, Buffer.from([0, 0, 0, 1, 16])), SETTINGS,
+  h2frame(7, 0, 0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 11])), h2frame(8, 0, 1, Buffer.from([0, 0, 0, 0])), h2frame(1, 4, 1, hpack([['content-length', '-1'], [':status', '200']])),
+  h2frame(1, 5, 3, hpack([[':status', '200']])), h2frame(0, 1, 1, Buffer.alloc(70000)), h2frame(4, 0, 0, Buffer.from([0, 4, 0, 0, 0, 0])), h2frame(0, 0, 0, B('x')),
 ].map((b) => b.toString('latin1'))
 const genH2c = fc
   .array(fc.record({ type: fc.nat(10), flags: fc.constantFrom(0, 1, 4, 5, 8, 0x20, 0xff), id: fc.constantFrom(0, 1, 1, 1, 3, 2, 0x7fffffff), payload: fc.uint8Array({ maxLength: 40 }) }), { maxLength: 8 })
@@ -554,7 +559,7 @@ export const h2Client: Target<H2ClientCtx> = {
     const adminPort = await freePort()
     const config = makeConfig({
       port, adminPort,
-      routes: [routeTo('good', { match: { path: { prefix: '/probe' } } }), routeTo('fz')],
+      routes: [routeTo('good', { match: { path: { prefix: '/probe' } } }), routeTo('fz', { timeout: '2s' })],
       clusters: [cluster('good', [up.port]), cluster('fz', [fuzzUp.port], { protocol: 'http2' })],
     })
     const file = writeConfig(dir, config)
@@ -570,7 +575,7 @@ export const h2Client: Target<H2ClientCtx> = {
   },
   async check(c, input) {
     c.fuzzUp.current = input
-    const cl = await rawExchange(c.port, { bytes: B('GET /f HTTP/1.1\r\nHost: app.test\r\n\r\n'), cuts: [] }, 400)
+    const cl = await rawExchange(c.port, { bytes: B('GET /f HTTP/1.1\r\nHost: app.test\r\n\r\n'), cuts: [] }, 2500)
     await new Promise((r) => setTimeout(r, 5))
     const gone = childGone(c)
     if (gone) {
@@ -582,6 +587,7 @@ export const h2Client: Target<H2ClientCtx> = {
     const r = checkStream(cl.data, 'response', { final: false })
     if (r.violations.length > 0) return `client received: ${r.violations.join('; ')}`
     if (r.messages === 0 && cl.data.length > 0) return `client received a partial head ${JSON.stringify(cl.text().slice(0, 80))}`
+    if (cl.data.length === 0 && !cl.closed && !cl.ended) return 'no response and no close within 2.5 s (the route timeout is 2 s)'
     if (/injected=1|x-upper|\0/i.test(cl.text().split('\r\n\r\n')[0]!)) return `a malformed upstream field reached the client: ${JSON.stringify(cl.text().slice(0, 200))}`
     if (c.up.violations.length > 0) return c.up.violations.splice(0).join('; ')
     // the fake upstream ended its side: the proxy closes its connection to it (no half-open socket

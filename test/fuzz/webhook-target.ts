@@ -30,9 +30,11 @@ const CORPUS = [
   J(review(pod({ metadata: { name: 'p', annotations: { 'weft.io/status': '{"x":1}', 'weft.io/inject': 'maybe' } } }))),
   J(review({ kind: 'Service', metadata: { name: 's' } }, { kind: { group: '', version: 'v1', kind: 'Service' } })),
   J({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'x', object: pod() } }),
+  J(review(pod({ metadata: { name: 'p', annotations: { 'weft.io/inject': 'true', 'weft.io/sidecar-mode': 'classic', 'weft.io/exclude-outbound-ports': '1,2,x' } } }))),
+  J(review(pod({ spec: { containers: [{ name: 'app', image: 'a', ports: [{ containerPort: 8080, name: 'http' }], livenessProbe: { httpGet: { path: '/l', port: 'http' } } }] } }))),
 ]
 const TOKENS = ['{', '}', '[', ']', '"', ',', ':', 'null', 'true', '0', '-1e999', '"\\u0000"', '\\ud800', '"kind":"Pod"', '"uid":{}', '"object":[]', '"spec":null',
-  '"containers":"x"', '"__proto__":{"polluted":1},', '"constructor":{"prototype":{"x":1}},', '\xff\xfe', '"metadata":{"annotations":{"weft.io/inject":1}}', '"initContainers":[null]', '[[[[[[[[[[[[[[[[[[[[']
+  '"containers":"x"', '"weft.io/sidecar-mode"', '"classic"', '"port"', '"httpGet"', '"initContainers"', '1e999', '"__proto__":{"polluted":1},', '"constructor":{"prototype":{"x":1}},', '\xff\xfe', '"metadata":{"annotations":{"weft.io/inject":1}}', '"initContainers":[null]', '[[[[[[[[[[[[[[[[[[[[']
 
 const jsonish: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   v: fc.oneof({ depthSize: 'small', withCrossShrink: true },
