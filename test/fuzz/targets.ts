@@ -591,10 +591,11 @@ export const h2Client: Target<H2ClientCtx> = {
     if (/injected=1|x-upper|\0/i.test(cl.text().split('\r\n\r\n')[0]!)) return `a malformed upstream field reached the client: ${JSON.stringify(cl.text().slice(0, 200))}`
     if (c.up.violations.length > 0) return c.up.violations.splice(0).join('; ')
     // the fake upstream ended its side: the proxy closes its connection to it (no half-open socket
-    // left behind), so the next input meets a fresh session
-    const end = Date.now() + 1000
+    // left behind; a cancelled stream stuck on a session going away: within STUCK_CANCEL_MS), so
+    // the next input meets a fresh session
+    const end = Date.now() + 2000
     while (c.fuzzUp.sockets.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 2))
-    if (c.fuzzUp.sockets.size > 0) return `${c.fuzzUp.sockets.size} upstream connection(s) still open 1 s after the upstream's FIN`
+    if (c.fuzzUp.sockets.size > 0) return `${c.fuzzUp.sockets.size} upstream connection(s) still open 2 s after the client's answer (the upstream sent FIN)`
     const status = /^HTTP\/1\.1 (\d{3})/.exec(cl.text())?.[1] ?? (cl.data.length === 0 ? 'closed' : 'other')
     c.answers.set(status, (c.answers.get(status) ?? 0) + 1)
     return null
