@@ -124,4 +124,11 @@ t.test('a hostile HTTP/2 upstream (GOAWAY, a response HEADERS with a bad block, 
     await until('the upstream connection closed', () => sockets.size === 0, 3000)
     t.ok(Date.now() - answered <= 2000, `request ${i}: upstream connection closed ${Date.now() - answered} ms after the answer (<= 2000)`)
   }
+  // the same through an HTTP/2 client (the exchange's cancel path)
+  for (let i = 0; i < 2; i++) {
+    t.equal(await h2get(s.port), 504, `HTTP/2 request ${i}: 504 at the route timeout`)
+    const answered = Date.now()
+    await until('the upstream connection closed', () => sockets.size === 0, 3000)
+    t.ok(Date.now() - answered <= 2000, `HTTP/2 request ${i}: upstream connection closed ${Date.now() - answered} ms after the answer (<= 2000)`)
+  }
 })

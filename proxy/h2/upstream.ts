@@ -183,11 +183,13 @@ export const STUCK_CANCEL_MS = 1000
  * read, and the socket would sit in CLOSE-WAIT until the idle timeout. Such a session is destroyed
  * when its cancelled stream has not closed within STUCK_CANCEL_MS.
  */
-export function cancelStream(st: { close(code?: number): void; readonly destroyed: boolean; readonly session?: Http2Session | null }): void {
+export function cancelStream(st: { close(code?: number): void }): void {
   st.close(NGHTTP2_CANCEL)
-  const s = st.session
+  // an HTTP/2 stream has its session; the HTTP/1 adapter of exchange.ts has none
+  const h2 = st as { readonly destroyed?: boolean; readonly session?: Http2Session | null }
+  const s = h2.session
   if (s === undefined || s === null || !s.closed || s.destroyed) return
   setTimeout(() => {
-    if (!st.destroyed && !s.destroyed) s.destroy()
+    if (h2.destroyed !== true && !s.destroyed) s.destroy()
   }, STUCK_CANCEL_MS).unref()
 }
