@@ -4,10 +4,8 @@
 // person can act on. Nothing here mutates the config: defaults are applied later, by the compiler.
 import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
-import { Ajv } from 'ajv'
 import { LineCounter, parseDocument } from 'yaml'
 import type { Document } from 'yaml'
-import { Bootstrap } from './schema.ts'
 import type { Bootstrap as BootstrapConfig } from './schema.ts'
 import { ConfigErrorCode, formatPath } from './errors.ts'
 import type { ConfigError } from './errors.ts'
@@ -28,9 +26,8 @@ import type { Position, SchemaMessages, Seg, Target } from './yaml-errors.ts'
 
 export type LoadResult = { ok: true; config: BootstrapConfig } | { ok: false; errors: ConfigError[] }
 
-// Compiled once. No useDefaults: the loader never mutates the config.
-const ajv = new Ajv({ allErrors: true, strict: false, verbose: true })
-const validate = ajv.compile(Bootstrap)
+// Precompiled by the build, or compiled on first use (./validator.ts).
+import { bootstrapValidator } from './validator.ts'
 
 const MESSAGES: SchemaMessages = { root: 'the config must be a mapping with listeners, routeTables and clusters' }
 
@@ -94,6 +91,7 @@ export function checkBootstrapConfig(config: unknown, file: string): LoadResult 
 
 function checkData(data: unknown, file: string, locate: (segs: Seg[], target?: Target) => Position, external?: ExternalNames): LoadResult {
   // 2. Schema.
+  const validate = bootstrapValidator()
   if (!validate(data)) {
     const errors = schemaProblems(validate.errors ?? [], data, MESSAGES).map((d): ConfigError => ({
       code: ConfigErrorCode.SCHEMA, file, ...locate(d.segs, d.target), path: formatPath(d.segs), message: d.message,

@@ -352,14 +352,19 @@ export const Listener = Type.Object(
     ),
     // The listener receives connections that iptables redirected to it (`weft init`), and each
     // connection's original destination (SO_ORIGINAL_DST) decides where it goes:
-    //   outbound: a destination the route table names (an IP literal, "10.96.0.10" or
-    //     "10.96.0.10:80", among its virtual hosts' domains: a Service's ClusterIP) takes the
+    //   outbound: a destination the route table names (an IP literal among its virtual hosts'
+    //     domains, "10.96.0.10:8080", or "10.96.0.10" for port 80: a Service's ClusterIP) takes the
     //     listener's normal path (detection, routing by Host); any other destination is passed
     //     through to itself as opaque TCP (decision `passthrough`), as Istio's PassthroughCluster;
     //   inbound: every redirected connection goes to 127.0.0.1:<its original port>, the app's port.
     // A connection made to the listener's own address (not redirected) takes the normal path.
     // Linux only (netfilter); the proxy must run as the uid `weft init --proxy-uid` excludes.
     interception: Type.Optional(Type.Union([Type.Literal('outbound'), Type.Literal('inbound')])),
+    // false: the listener does not listen; an intercepting listener of the same direction hands it
+    // the redirected connections whose original destination is its port (and its address, unless
+    // that is 0.0.0.0 or ::), as Envoy's bind_to_port: false. How an injected pod's inbound traffic
+    // to one app port gets its own route table, policies and reporter=destination telemetry.
+    bindToPort: Type.Optional(Type.Boolean({ default: true })),
     // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
     tcp: Type.Optional(
       Type.Object(

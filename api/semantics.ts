@@ -1,6 +1,6 @@
 // What the schema cannot say about a bootstrap: references, duplicates, conflicting fields,
 // regexes, durations that a timer cannot hold. Runs only once the schema passed, so shapes are known.
-import { Bootstrap } from './schema.ts'
+import { bootstrapSchema } from './validator.ts'
 import type { Bootstrap as BootstrapConfig, HeaderMatch, Listener, QueryMatch, Route, RouteMatch, VirtualHost } from './schema.ts'
 import { ConfigErrorCode } from './errors.ts'
 import type { ConfigError } from './errors.ts'
@@ -157,7 +157,7 @@ export function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (seg
   })
 
   // Durations, wherever the schema has one.
-  checkDurations(Bootstrap, cfg, [], invalid)
+  checkDurations(bootstrapSchema(), cfg, [], invalid)
   return errors
 }
 

@@ -48,6 +48,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        the same keep-alive wrk load through the tunnels; last stdout line is a JSON summary
   --grpc               gRPC unary with h2load: direct (an h2c upstream), weft (h2c → http2 cluster), haproxy
                        (proto h2 both ways); options --clients, --streams, --duration, --warmup, --repeat, --quick
+  --footprint          idle RSS, RSS after load, ready time, RSS with 10k idle connections: Weft, HAProxy, nginx
+                       (bench/footprint.ts; --footprint --help for its options); last stdout line is JSON
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -402,7 +404,8 @@ async function main(): Promise<number> {
 let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
-  if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
+  if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
   else exitCode = await main()
 } catch (err) {
   console.error(`[bench] fatal: ${(err as Error).stack ?? err}`)

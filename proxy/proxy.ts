@@ -9,7 +9,7 @@ import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'
 import { bindMetricsSources } from './telemetry/sources.ts'
 import { TapHub } from './telemetry/tap.ts'
-import { ZipkinReporter } from './telemetry/tracing/reporter.ts'
+import type { ZipkinReporter } from './telemetry/tracing/reporter.ts'
 import { Tracer } from './telemetry/tracing/tracer.ts'
 import type { FormatName } from './telemetry/tracing/inject.ts'
 import type { RequestSink } from './telemetry/types.ts'
@@ -42,6 +42,8 @@ interface PendingConfig {
 }
 
 const sameAddress = (a: Listener, b: Listener): boolean => a.port === b.port && (a.address ?? '127.0.0.1') === (b.address ?? '127.0.0.1')
+
+let reporterModule: typeof import('./telemetry/tracing/reporter.ts') | undefined
 
 export class Proxy {
   readonly log: Logger
@@ -114,6 +116,8 @@ export class Proxy {
   /** Compile p's config and bind the listeners that are new (or moved). */
   private async prepare(p: PendingConfig): Promise<void> {
     const b = p.source
+    // loaded when tracing is first on: zipkin and its HTTP transport
+    if (b.telemetry?.tracing?.enabled === true) reporterModule ??= await import('./telemetry/tracing/reporter.ts')
     this.configureMetrics(b)
     const tracing = this.configureTracing(b.telemetry?.tracing)
     const compiled = compileConfig(b, this.version + 1, this.pools, {
@@ -141,9 +145,21 @@ export class Proxy {
       const existing = this.listeners.get(spec.name)
       if (existing !== undefined && sameAddress(existing.spec, spec)) continue
       const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
+      l.handoff = (direction, port, address) => this.virtualListener(direction, port, address)
       await l.listen()
       p.opened.push(l)
     }
+  }
+
+  /** The `bindToPort: false` listener of this direction for a redirected connection's original destination. */
+  private virtualListener(direction: string, port: number, address: string): ProxyListener | undefined {
+    for (const l of this.listeners.values()) {
+      const s = l.spec
+      if (s.bindToPort !== false || s.port !== port || s.direction !== direction) continue
+      const a = s.address ?? '127.0.0.1'
+      if (a === '0.0.0.0' || a === '::' || a === address) return l
+    }
+    return undefined
   }
 
   /** Undo what prepare made: its listeners, pool settings and breakers, logs, reporter, metrics. */
@@ -258,7 +274,7 @@ export class Proxy {
     }
     const key = JSON.stringify(opts)
     if (this.reporter === null || key !== this.reporterKey) {
-      this.reporter = new ZipkinReporter(opts)
+      this.reporter = new reporterModule!.ZipkinReporter(opts)
       this.reporterKey = key
     }
     return { sampling: t.sampling ?? 1, serviceName: t.serviceName, propagation: t.propagation }

@@ -6,7 +6,8 @@
 // The table comes from the WEFT_APP_PROBES env the injector sets (JSON, read once at start);
 // its shape is the injector's AppProbe (control-plane/inject/types.ts), restated here because
 // the proxy does not import the control plane.
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { request as httpRequest } from '../net/node-http.ts'
 import { request as httpsRequest } from 'node:https'
 
 interface ProbeTarget {

@@ -1,7 +1,8 @@
 // The admin listener: health, the active config and the clusters' state. Not on the request
 // path, so it uses node:http. Later issues add /metrics and more.
 import { versionInfo } from '../../protos/version.ts'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createServer } from '../net/node-http.ts'
 import type { H2Upstream } from '../h2/upstream.ts'
 import type { Proxy } from '../proxy.ts'
 import { handleTapRequest } from '../telemetry/tap.ts'

@@ -147,7 +147,7 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
 
 /**
  * The destinations an outbound intercepting listener serves itself: the IP literals among its
- * route table's domains, with or without a port ("10.96.0.10", "10.96.0.10:80", "[fd00::a]:80").
+ * route table's domains, as "ip:port" ("10.96.0.10" is port 80, "10.96.0.10:8080", "[fd00::a]:80").
  */
 function serviceAddresses(t: RouteTable | undefined): ReadonlySet<string> {
   const out = new Set<string>()
@@ -157,7 +157,8 @@ function serviceAddresses(t: RouteTable | undefined): ReadonlySet<string> {
       const m = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(d) ?? /^(\d+\.\d+\.\d+\.\d+)(?::(\d+))?$/.exec(d)
       if (m === null || isIP(m[1]) === 0) continue
       const ip = m[1].toLowerCase()
-      out.add(m[2] === undefined ? ip : `${isIP(ip) === 6 ? `[${ip}]` : ip}:${m[2]}`)
+      // a Host without a port names port 80
+      out.add(`${isIP(ip) === 6 ? `[${ip}]` : ip}:${m[2] ?? '80'}`)
     }
   }
   return out

@@ -5,7 +5,8 @@
 // pause, resume, close). Off the benchmarked path: the HTTP/1 pool and codec stay for HTTP/1
 // clients; this is the simple way across, with node:http's parser.
 import { EventEmitter } from 'node:events'
-import { Agent, request, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders as H1Headers } from 'node:http'
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders as H1Headers } from 'node:http'
+import { Agent, request } from '../net/node-http.ts'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { EndpointPool } from '../cluster/pool.ts'
 import { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } from './upstream.ts'

@@ -11,7 +11,7 @@ import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
 import { newFilterCounters } from '../filters/index.ts'
 import { passthroughTcp, proxyTcp, type TcpCounters } from '../tcp/connect.ts'
-import { originalDst } from '../intercept/original-dst.ts'
+import { originalDst, type OriginalDestination } from '../intercept/original-dst.ts'
 import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../tcp/tunnel.ts'
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import type { Filter } from '../filters/filter.ts'
@@ -93,7 +93,16 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (s: Socket) => this.onConnection(s))
   }
 
+  /**
+   * For an intercepting listener: the listener that takes a redirected connection to this original
+   * destination (a `bindToPort: false` listener of the same direction), set by the proxy.
+   */
+  handoff: ((direction: string, port: number, address: string) => ProxyListener | undefined) | null = null
+  /** intercepted connections on the normal path, by socket: where opaque TCP among them goes */
+  private readonly originalDsts = new WeakMap<Socket, OriginalDestination>()
+
   listen(): Promise<number> {
+    if (this.spec.bindToPort === false) return Promise.resolve(this.spec.port)
     return new Promise((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen({ host: this.spec.address ?? '127.0.0.1', port: this.spec.port }, () => {
@@ -105,8 +114,14 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   }
 
   get port(): number {
+    if (this.spec.bindToPort === false) return this.spec.port
     const a = this.server.address()
     return typeof a === 'object' && a !== null ? a.port : 0
+  }
+
+  /** A connection an intercepting listener hands over (this listener does not bind its port). */
+  adopt(s: Socket): void {
+    this.onConnection(s)
   }
 
   get connections(): number {
@@ -118,13 +133,14 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   }
 
   private onConnection(s: Socket): void {
+    const ic = this.config.protocol.interception
+    if (ic !== null && this.intercepted(s, ic)) return
     this.counters.cxTotal++
     this.counters.cxActive++
     const config = this.config
     const m = config.telemetry.metrics
     if (m !== null) m.tcp.opened++
     const p = config.protocol
-    if (p.interception !== null && this.intercepted(s, p.interception)) return
     if (p.mode === PROTOCOL_HTTP) {
       this.track(new DownstreamConnection(s, this))
     } else if (p.mode === PROTOCOL_HTTP2) {
@@ -138,23 +154,39 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       const fast = readIntoBuffer(s, rb, () => {}) // the tunnel takes the reads over
       this.track(proxyTcp(this, s, fast ? rb : null, null, false, p.tcp, this.counters.tunnels.tcp, this.counters))
     } else {
-      this.track(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
+      // a silent client is tunnelled after detectTimeout when there is somewhere to tunnel it: the
+      // TCP target, or an intercepted connection's original destination (server-speaks-first)
+      this.track(new Detector(s, this, this.clock(), p.tcp === null && !this.originalDsts.has(s) ? 0 : p.detectTimeoutMs))
     }
   }
 
   /**
-   * An intercepting listener: a redirected connection that the normal path does not serve is
+   * An intercepting listener: a redirected connection goes to the `bindToPort: false` listener of
+   * its original destination if there is one; else, when the normal path does not serve it, it is
    * passed through (outbound: to its original destination; inbound: to the app on loopback).
-   * true: taken here.
+   * true: taken here (and counted here only when passed through).
    */
   private intercepted(s: Socket, ic: Interception): boolean {
     const dst = originalDst(s)
     // not readable, or not redirected (made to the listener's own address): the normal path
     if (dst === null || (dst.port === s.localPort && sameIp(dst.address, s.localAddress))) return false
+    const v = this.handoff?.(this.spec.direction, dst.port, dst.address)
+    if (v !== undefined && v !== this) {
+      v.adopt(s)
+      return true
+    }
     if (!ic.inbound) {
       const host = dst.family === 6 ? `[${dst.address}]` : dst.address
-      if (ic.services.has(dst.address) || ic.services.has(`${host}:${dst.port}`)) return false
+      if (ic.services.has(`${host}:${dst.port}`)) {
+        // the normal path; if detection finds opaque TCP, it goes on to this destination
+        this.originalDsts.set(s, dst)
+        return false
+      }
     }
+    this.counters.cxTotal++
+    this.counters.cxActive++
+    const m = this.config.telemetry.metrics
+    if (m !== null) m.tcp.opened++
     s.setNoDelay(true)
     const to = ic.inbound ? (dst.family === 6 ? '::1' : '127.0.0.1') : dst.address
     this.track(passthroughTcp(this, s, to, dst.port, ic.idleTimeoutMs, ic.connectTimeoutMs, this.counters.tunnels.tcp, this.counters))
@@ -179,10 +211,20 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     } else if (protocol === DETECT_TCP) {
       if (first === null) c.tcpServerFirst++
       else c.tcp++
-      const target = this.config.protocol.tcp
+      const p = this.config.protocol
+      const target = p.tcp
       if (target !== null) {
         this.conns.delete(d)
         this.track(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
+        return
+      }
+      // Intercepted, to a Service address, and not HTTP: on to the original destination (in a
+      // cluster, kube-proxy balances the ClusterIP), as Istio's outbound TCP to a Service without
+      // a TCP route.
+      const dst = this.originalDsts.get(s)
+      if (dst !== undefined && p.interception !== null) {
+        this.conns.delete(d)
+        this.track(passthroughTcp(this, s, dst.address, dst.port, p.interception.idleTimeoutMs, p.interception.connectTimeoutMs, this.counters.tunnels.tcp, this.counters, rb, first, ended))
         return
       }
       // No TCP target: the HTTP/1 codec answers it (400), as before detection existed.

@@ -22,7 +22,7 @@ export interface ListenerProtocol {
 /** An intercepting listener's decision table, compiled from its route table's IP-literal domains. */
 export interface Interception {
   readonly inbound: boolean
-  /** outbound: destinations served by the normal path: "ip" (any port) and "ip:port" ([v6]:port) */
+  /** outbound: destinations served by the normal path, "ip:port" ("[v6]:port") */
   readonly services: ReadonlySet<string>
   /** passed-through tunnels: idle timeout and connect timeout */
   readonly idleTimeoutMs: number

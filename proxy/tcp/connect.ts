@@ -118,10 +118,14 @@ export function passthroughTcp(
   connectTimeoutMs: number,
   stats: TunnelStats,
   counters: TcpCounters,
+  clientRb: ReadBuffer | null = null,
+  first: Buffer | null = null,
+  clientEnded = false,
 ): Tunnel {
   client.pause()
   counters.passthrough++
-  const t = new Tunnel(owner, client, null, stats, idleTimeoutMs, false)
+  const t = new Tunnel(owner, client, clientRb, stats, idleTimeoutMs, clientEnded)
+  if (first !== null) t.queue(first)
   const rb = new ReadBuffer()
   let settled = false
   const upstream = connect({ host, port, noDelay: true, allowHalfOpen: true, onread: onreadOptions(rb, () => {}) })

@@ -4,7 +4,8 @@
 // combination is a Series object of plain numbers, found per request by an array index (status
 // code) on an object bound when the config was compiled; prom-client reads the Series at scrape
 // time through collectors that implement its metric interface.
-import { Counter, Gauge, Registry, type Metric } from 'prom-client'
+import { createRequire } from 'node:module'
+import type { Counter, Gauge, Metric, Registry } from 'prom-client'
 import type { PeerLabels, RequestRecord } from './types.ts'
 
 /** Request duration buckets in ms: fine below 1 ms, where a sidecar's own cost lives. */
@@ -140,9 +141,19 @@ export interface ListenerProtocolView {
   tunnels: readonly { kind: string; counters: TunnelCountersView }[]
 }
 
+let prom: typeof import('prom-client') | undefined
+/**
+ * prom-client (and the @opentelemetry/api it loads: ~80 modules, ~14 MB), loaded when the first
+ * metrics are made: a proxy with metrics off never loads it.
+ */
+export function promClient(): typeof import('prom-client') {
+  prom ??= createRequire(import.meta.url)('prom-client') as typeof import('prom-client')
+  return prom
+}
+
 /** The proxy's metrics: one registry, series kept across config swaps so counters never reset. */
 export class ProxyMetrics {
-  readonly registry = new Registry()
+  readonly registry: Registry = new (promClient().Registry)()
   readonly naming: Naming
   /** weft: seconds (weft_request_duration_seconds); istio: milliseconds (istio_request_duration_milliseconds) */
   readonly durationScale: number
@@ -209,6 +220,7 @@ export class ProxyMetrics {
     reg(new Collected('weft_tracing_spans_dropped_total', 'Spans dropped: reporter queue full or collector unreachable or failing.', 'counter', tel((c) => c.spansDropped)))
     reg(new Collected('weft_access_log_dropped_total', 'Access log lines dropped because the destination could not keep up.', 'counter', tel((c) => c.accessLogDropped)))
     reg(new Collected('weft_tap_dropped_total', 'Tap lines dropped because a tap client could not keep up.', 'counter', tel((c) => c.tapDropped)))
+    const { Counter, Gauge } = promClient()
     this.configVersion = new Gauge({ name: 'weft_config_version', help: 'Version of the active config (increments on every accepted config).', registers: [this.registry] })
     this.configRejected = new Counter({ name: 'weft_config_rejected_total', help: 'Configs rejected (invalid); the last good config kept serving.', registers: [this.registry] })
   }

@@ -16,7 +16,7 @@
 //                     name the control plane also sends is the control plane's.
 import { TYPE, type ConfigResponse__Output, type Resource__Output, type TypeUrl, type WireEndpoint__Output } from '../../protos/api.ts'
 import { checkBootstrapConfig } from '../../api/load.ts'
-import { Cluster as ClusterSchema, Listener as ListenerSchema, RouteTable as RouteTableSchema } from '../../api/schema.ts'
+import { bootstrapSchema } from '../../api/validator.ts'
 import type { Bootstrap, Cluster, ClusterSpec, Endpoint, Listener, RouteTable } from '../../api/schema.ts'
 import { fromMessage } from '../../api/wire.ts'
 
@@ -33,6 +33,11 @@ export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 
   /** looked up for the proxy's own listeners only: their route tables, and those tables' clusters */
   routeTables?: readonly RouteTable[]
   clusters?: readonly Cluster[]
+  /**
+   * An injected pod's own IP (POD_IP) when its inbound traffic is intercepted: every port at which
+   * the control plane's endpoints list this IP gets an inbound hop of its own (see podInbound).
+   */
+  podIp?: string
 }
 
 /** What the proxy accepted from the control plane. Immutable: a batch builds a new one. */
@@ -116,7 +121,9 @@ function decodeResource(type: TypeUrl, res: Resource__Output): unknown {
     return ce.endpoints.filter((e) => e.ready).map(toEndpoint)
   }
   const body = type === TYPE.listener ? res.listener : type === TYPE.routeTable ? res.routeTable : res.cluster
-  const schema: object = type === TYPE.listener ? ListenerSchema : type === TYPE.routeTable ? RouteTableSchema : ClusterSchema
+  // the item schemas of the bootstrap's lists (as data: a sidecar from dist/ does not load typebox)
+  const lists = (bootstrapSchema() as { properties: Record<string, { items: object }> }).properties
+  const schema = lists[type === TYPE.listener ? 'listeners' : type === TYPE.routeTable ? 'routeTables' : 'clusters'].items
   if (body == null) return `expected a ${type === TYPE.listener ? 'listener' : type === TYPE.routeTable ? 'route_table' : 'cluster'} body`
   // the model's fields only; the schema checks the values later, with the whole config
   const o = fromMessage(schema, body) as Record<string, unknown>
@@ -134,6 +141,7 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
   const byName = <T extends { name: string }>(m: ReadonlyMap<string, T>): T[] => [...m.values()].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
   const overrides = new Map((local.listeners ?? []).map((l) => [l.name, l]))
   const own = ownResources(local, a)
+  if (local.podIp !== undefined) podInbound(local.podIp, a, own, local)
   const b: Bootstrap = {
     listeners: byName(
       new Map([
@@ -192,6 +200,27 @@ function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[
     }
   }
   return { listeners, routeTables: [...ownTables.values()], clusters: [...ownClusters.values()] }
+}
+
+/**
+ * An injected pod's inbound hops, derived at config time from what the control plane sent: for each
+ * port at which some Service's endpoints list the pod's own IP (the Service's target port on this
+ * pod), a listener `inbound|<port>` that binds nothing (the intercepting inbound listener hands it
+ * the connections redirected to that port), with a route table and a cluster `inbound|<port>` to
+ * the app on 127.0.0.1:<port>. A port the bootstrap already has a listener for is left to it.
+ */
+function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; routeTables: RouteTable[]; clusters: Cluster[] }, local: LocalSettings): void {
+  const ports = new Set<number>()
+  for (const eps of a.endpoints.values()) for (const e of eps) if (e.address === podIp) ports.add(e.port)
+  const taken = new Set((local.listeners ?? []).filter((l) => l.direction === 'inbound').map((l) => l.port))
+  for (const port of [...ports].sort((x, y) => x - y)) {
+    if (taken.has(port)) continue
+    const name = `inbound|${port}`
+    if (a.listeners.has(name) || a.routeTables.has(name) || a.clusters.has(name)) continue
+    own.listeners.push({ name, direction: 'inbound', address: '0.0.0.0', port, bindToPort: false, routeTable: name })
+    own.routeTables.push({ name, virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: name }] }] }] })
+    own.clusters.push({ name, endpoints: [{ address: '127.0.0.1', port }] })
+  }
 }
 
 /**

@@ -4,7 +4,8 @@
 // before the control plane answers. Otherwise the proxy serves nothing, and /ready says 503,
 // until its first config.
 import { readFile } from 'node:fs/promises'
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
+import { createServer } from '../net/node-http.ts'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
 import { parse } from 'yaml'
@@ -96,7 +97,7 @@ export async function loadLocalBootstrap(file: string): Promise<{ bootstrap: Boo
  * the proxy's own inbound listener on WEFT_INBOUND_PORT (all addresses, intercepting: each
  * connection to 127.0.0.1:<its original port>). A bootstrap that names these listeners wins.
  */
-export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEnv): Bootstrap | undefined {
+export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEnv): (Bootstrap & { podIp?: string }) | undefined {
   const port = (v: string | undefined): number | undefined => {
     const n = Number(v)
     return v !== undefined && v !== '' && Number.isInteger(n) && n > 0 && n < 65536 ? n : undefined
@@ -105,7 +106,7 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   const inb = port(env.WEFT_INBOUND_PORT)
   const adm = port(env.WEFT_ADMIN_PORT)
   if (out === undefined && inb === undefined && adm === undefined) return b
-  const r: Bootstrap = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
+  const r: Bootstrap & { podIp?: string } = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
   const has = (name: string) => r.listeners.some((l) => l.name === name)
   if (out !== undefined && !has('outbound')) {
     r.listeners.push({ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: out, routeTable: 'outbound', interception: 'outbound' })
@@ -122,6 +123,8 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   }
   // kubelet probes the pod's IP (the startupProbe on /ready, the rewritten app probes)
   if (adm !== undefined && r.admin === undefined) r.admin = { address: '0.0.0.0', port: adm }
+  // the app ports the control plane's endpoints place on this pod get inbound hops (assemble.ts)
+  if (inb !== undefined && env.POD_IP !== undefined && env.POD_IP !== '') return { ...r, podIp: env.POD_IP }
   return r
 }
 
@@ -135,7 +138,9 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     ;({ bootstrap, complete } = await loadLocalBootstrap(opts.configFile))
     if (!complete) log.info({ file: opts.configFile }, 'bootstrap names route tables it does not define: settings only, nothing served before the control plane answers')
   }
-  bootstrap = withPodListeners(bootstrap, opts.env ?? process.env)
+  // the pod's listeners are local settings for the control plane's config; the bootstrap served
+  // before the first answer stays the file's (the outbound listener needs the control plane's table)
+  const local = withPodListeners(bootstrap, opts.env ?? process.env)
   const proxy = new Proxy(log)
   const node = nodeIdentity(opts.node, bootstrap)
   // The admin listener is bound first, so the hello can tell the control plane where it is
@@ -153,7 +158,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     }
     base.emit('request', req, res)
   })
-  const a = bootstrap?.admin
+  const a = local?.admin
   const adminHost = a?.address ?? '127.0.0.1'
   try {
     await new Promise<void>((resolve, reject) => {
@@ -171,7 +176,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     client = await startConfigClient(proxy, {
       address: opts.controlPlane,
       node,
-      local: bootstrap,
+      local,
       staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
       backoff: opts.backoff,
       log,
