@@ -78,6 +78,26 @@ t.test('hostNetwork and bad annotations: admitted unchanged with a warning', asy
   t.equal(wh.stats.decisions.get('skipped:host-network'), 1)
 })
 
+t.test('a pod whose fields have the wrong JSON types (found by the fuzz target): admitted unchanged with a warning, never a 500', async (t) => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ spec: null }, /spec is not an object/],
+    [{ spec: { containers: [null] } }, /spec.containers\[0\] is not an object with a name/],
+    [{ spec: { containers: [] } }, /spec.containers is not a non-empty array/],
+    [{ spec: { containers: [{ name: 'a', readinessProbe: { httpGet: null } }] } }, /readinessProbe.httpGet has no port/],
+    [{ spec: { containers: [{ name: 'a', ports: 'x' }] } }, /ports is not an array of objects/],
+    [{ metadata: { name: 'p', annotations: { 'weft.io/inject': 1 } } }, /metadata.annotations is not a map of strings/],
+  ]
+  for (const [over, msg] of cases) {
+    const r = await post(review({ ...pod(), ...over }))
+    t.equal(r.status, 200, String(msg))
+    const res = JSON.parse(r.text).response
+    t.match(res, { uid: 'u-1', allowed: true }, String(msg))
+    t.notOk(res.patch, 'no patch')
+    t.match(res.warnings, [msg])
+  }
+  t.ok((wh.stats.decisions.get('skipped:invalid-pod') ?? 0) >= cases.length, 'counted as skipped:invalid-pod')
+})
+
 t.test('a body that is not an AdmissionReview: 400 with a message', async (t) => {
   const cases: [unknown, RegExp][] = [
     ['{not json', /body is not JSON .*expected an AdmissionReview/],

@@ -59,6 +59,9 @@ export function admit(body: unknown, o: AdmitOptions): AdmissionOutcome | { erro
     const labels = o.namespaceLabels?.(ns)
     if (podSays === 'false' || (labels !== undefined && labels[NAMESPACE_LABEL] !== 'enabled')) return reply('skipped:disabled')
   }
+  // a pod of the wrong shape (the API server refuses it after admission anyway): unchanged, with a warning
+  const shape = podShapeError(obj)
+  if (shape !== null) return reply('skipped:invalid-pod', { warnings: [`weft: pod not injected: ${shape}`] })
   // the API server's object may lack kind/apiVersion on some paths: inject() recognises pods by kind
   const pod: KubeObject = { ...obj, kind: 'Pod', apiVersion: obj.apiVersion ?? 'v1' }
   const r = inject(pod, o.mesh)
@@ -66,4 +69,42 @@ export function admit(body: unknown, o: AdmitOptions): AdmissionOutcome | { erro
   if (!r.injected) return reply(`skipped:${r.skipped}`, warnings)
   const ops = diff(pod, r.workload)
   return reply('injected', { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64'), ...warnings })
+}
+
+const isObj = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x)
+const PROBE_KINDS = ['livenessProbe', 'readinessProbe', 'startupProbe'] as const
+
+/** What inject() reads of a pod, checked for its JSON types: null when it may go on, else what is wrong. */
+export function podShapeError(obj: Record<string, unknown>): string | null {
+  const meta = obj.metadata
+  if (meta !== undefined) {
+    if (!isObj(meta)) return 'metadata is not an object'
+    for (const k of ['name', 'generateName', 'namespace'] as const) if (meta[k] !== undefined && typeof meta[k] !== 'string') return `metadata.${k} is not a string`
+    for (const k of ['annotations', 'labels'] as const) {
+      const m = meta[k]
+      if (m === undefined) continue
+      if (!isObj(m) || !Object.values(m).every((v) => typeof v === 'string')) return `metadata.${k} is not a map of strings`
+    }
+  }
+  const spec = obj.spec
+  if (!isObj(spec)) return 'spec is not an object'
+  const list = (key: string, required: boolean): string | null => {
+    const l = spec[key]
+    if (l === undefined && !required) return null
+    if (!Array.isArray(l) || (required && l.length === 0)) return `spec.${key} is not ${required ? 'a non-empty' : 'an'} array`
+    for (const [i, c] of l.entries()) {
+      if (!isObj(c) || typeof c.name !== 'string') return `spec.${key}[${i}] is not an object with a name`
+      if (key === 'volumes') continue
+      if (c.ports !== undefined && (!Array.isArray(c.ports) || !c.ports.every(isObj))) return `spec.${key}[${i}].ports is not an array of objects`
+      for (const p of PROBE_KINDS) {
+        const probe = c[p]
+        if (probe === undefined) continue
+        if (!isObj(probe)) return `spec.${key}[${i}].${p} is not an object`
+        const g = probe.httpGet
+        if (g !== undefined && (!isObj(g) || (typeof g.port !== 'number' && typeof g.port !== 'string'))) return `spec.${key}[${i}].${p}.httpGet has no port`
+      }
+    }
+    return null
+  }
+  return list('containers', true) ?? list('initContainers', false) ?? list('volumes', false)
 }

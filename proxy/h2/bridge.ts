@@ -15,7 +15,7 @@ import type { EndpointPool, PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import { ChunkedDecoder } from '../http1/chunked.ts'
 import { HttpError, reasonPhrase, type ResponseHead } from '../http1/head.ts'
-import { h2Upstream, NGHTTP2_CANCEL, type H2Waiter } from './upstream.ts'
+import { cancelStream, h2Upstream, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'expect', 'http2-settings'])
@@ -105,7 +105,7 @@ export class H2Bridge {
     this.handler = null
     const st = this.stream
     // A stream whose response ended and whose request was sent closes by itself: no RST_STREAM.
-    if (st !== null && !st.closed && !(this.respEnded && st.writableEnded)) st.close(NGHTTP2_CANCEL)
+    if (st !== null && !st.closed && !(this.respEnded && st.writableEnded)) cancelStream(st)
   }
 
   private respEnded = false

@@ -36,7 +36,7 @@ import type { RequestRecord } from '../telemetry/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
 import { H1UpStream, type UpStream } from './http1-upstream.ts'
-import { h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
+import { cancelStream, h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
 /** the proxy failed inside the exchange (an exception): the stream was answered 502 or reset */
@@ -642,7 +642,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     const up = this.up
     this.up = null
     if (up !== null) {
-      if (!up.closed) up.close(NGHTTP2_CANCEL)
+      if (!up.closed) cancelStream(up)
     } else if (ep !== undefined && ep.pool.h2 !== null) h2Upstream(ep.pool).cancel(this)
     if (this.waitTimer !== null) {
       clearTimeout(this.waitTimer)

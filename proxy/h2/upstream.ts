@@ -11,7 +11,7 @@
 // - Idle: a session without activity for pool.idleTimeout is closed (GOAWAY, then the socket).
 // - The connection window is raised to CONNECTION_WINDOW so that one stream whose reader is slow
 //   (its stream window full) cannot take the whole connection's window from the others.
-import { connect, constants, type ClientHttp2Session } from 'node:http2'
+import { connect, constants, type ClientHttp2Session, type Http2Session } from 'node:http2'
 import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
 import { HttpError } from '../http1/head.ts'
 
@@ -172,3 +172,24 @@ export function h2Upstream(pool: EndpointPool): H2Upstream {
 }
 
 export const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = constants
+
+/** how long a cancelled stream of a session that is going away may take to close */
+export const STUCK_CANCEL_MS = 1000
+
+/**
+ * Cancel an upstream stream (RST_STREAM CANCEL). On a session that is going away (the upstream's
+ * GOAWAY) nghttp2 can stop reading and writing while a stream is still open (a GOAWAY, then a
+ * response HEADERS it drops as malformed): the stream never closes, the upstream's FIN is never
+ * read, and the socket would sit in CLOSE-WAIT until the idle timeout. Such a session is destroyed
+ * when its cancelled stream has not closed within STUCK_CANCEL_MS.
+ */
+export function cancelStream(st: { close(code?: number): void }): void {
+  st.close(NGHTTP2_CANCEL)
+  // an HTTP/2 stream has its session; the HTTP/1 adapter of exchange.ts has none
+  const h2 = st as { readonly destroyed?: boolean; readonly session?: Http2Session | null }
+  const s = h2.session
+  if (s === undefined || s === null || !s.closed || s.destroyed) return
+  setTimeout(() => {
+    if (h2.destroyed !== true && !s.destroyed) s.destroy()
+  }, STUCK_CANCEL_MS).unref()
+}
