@@ -196,7 +196,7 @@ async function rawExchange(port: number, input: FuzzInput, waitMs: number): Prom
 interface SidecarCtx {
   sc: TestSidecar
   up: StrictUpstream
-  fuzzUp?: { server: Server; port: number; sockets: Set<Socket>; current: FuzzInput | null }
+  fuzzUp?: FuzzServer
   closers: (() => unknown)[]
   heap: number
 }
@@ -242,6 +242,22 @@ export const http1Requests: Target<SidecarCtx> = {
   },
 }
 
+/** A raw upstream on 127.0.0.1 that a target drives: its sockets tracked, `current` the input to answer with. */
+interface FuzzServer { server: Server; port: number; sockets: Set<Socket>; current: FuzzInput | null }
+
+async function fuzzServer(onSocket: (sock: Socket, input: FuzzInput | null) => void): Promise<FuzzServer> {
+  const fz: FuzzServer = { server: null as unknown as Server, port: 0, sockets: new Set(), current: null }
+  fz.server = createServer((sock) => {
+    fz.sockets.add(sock)
+    sock.on('error', () => {})
+    sock.on('close', () => fz.sockets.delete(sock))
+    onSocket(sock, fz.current)
+  })
+  await new Promise<void>((res) => fz.server.listen(0, '127.0.0.1', res))
+  fz.port = (fz.server.address() as AddressInfo).port
+  return fz
+}
+
 export const http1UpstreamResponses: Target<SidecarCtx> = {
   name: 'http1-upstream-responses',
   corpus: RESPONSES,
@@ -249,12 +265,7 @@ export const http1UpstreamResponses: Target<SidecarCtx> = {
   generated: genResponse,
   async setup() {
     const up = await strictUpstream()
-    const fuzzUp = { server: null as unknown as Server, port: 0, sockets: new Set<Socket>(), current: null as FuzzInput | null }
-    fuzzUp.server = createServer((sock) => {
-      fuzzUp.sockets.add(sock)
-      sock.on('error', () => {})
-      sock.on('close', () => fuzzUp.sockets.delete(sock))
-      const input = fuzzUp.current
+    const fuzzUp = await fuzzServer((sock, input) => {
       // an input whose first cut is at an odd offset is sent before any request (a response to no request)
       const early = input !== null && input.cuts.length > 0 && input.cuts[0]! % 2 === 1
       const send = () => {
@@ -265,8 +276,6 @@ export const http1UpstreamResponses: Target<SidecarCtx> = {
       if (early) send()
       else sock.once('data', send)
     })
-    await new Promise<void>((res) => fuzzUp.server.listen(0, '127.0.0.1', res))
-    fuzzUp.port = (fuzzUp.server.address() as AddressInfo).port
     const config = makeConfig({
       routes: [routeTo('good', { match: { path: { prefix: '/probe' } } }), routeTo('fz')],
       clusters: [cluster('good', [up.port]), cluster('fz', [fuzzUp.port])],
@@ -514,7 +523,7 @@ const genH2c = fc
 interface H2ClientCtx extends ChildCtx {
   /** the client's answers by status (what the run exercised) */
   answers: Map<string, number>
-  fuzzUp: { server: Server; port: number; sockets: Set<Socket>; current: FuzzInput | null }
+  fuzzUp: FuzzServer
 }
 
 export const h2Client: Target<H2ClientCtx> = {
@@ -524,12 +533,7 @@ export const h2Client: Target<H2ClientCtx> = {
   generated: genH2c,
   async setup() {
     const up = await strictUpstream()
-    const fuzzUp = { server: null as unknown as Server, port: 0, sockets: new Set<Socket>(), current: null as FuzzInput | null }
-    fuzzUp.server = createServer((sock) => {
-      fuzzUp.sockets.add(sock)
-      sock.on('error', () => {})
-      sock.on('close', () => fuzzUp.sockets.delete(sock))
-      const input = fuzzUp.current
+    const fuzzUp = await fuzzServer((sock, input) => {
       if (!input) return sock.destroy()
       const send = () => {
         for (const p of pieces(input)) sock.write(p)
@@ -551,8 +555,6 @@ export const h2Client: Target<H2ClientCtx> = {
         send()
       })
     })
-    await new Promise<void>((res) => fuzzUp.server.listen(0, '127.0.0.1', res))
-    fuzzUp.port = (fuzzUp.server.address() as AddressInfo).port
     const closers: (() => unknown)[] = []
     const dir = tempDir({ teardown: (fn) => closers.push(fn) })
     const port = await freePort()
