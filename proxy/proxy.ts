@@ -158,14 +158,17 @@ export class Proxy {
 
   /** The `bindToPort: false` listener of this direction for a redirected connection's original destination. */
   private virtualListener(direction: string, port: number, address: string): ProxyListener | undefined {
-    for (const l of this.listeners.values()) {
-      const s = l.spec
-      if (s.bindToPort !== false || s.port !== port || s.direction !== direction) continue
-      const a = s.address ?? '127.0.0.1'
+    const candidates = this.virtuals.get(`${direction}|${port}`)
+    if (candidates === undefined) return undefined
+    for (const l of candidates) {
+      const a = l.spec.address ?? '127.0.0.1'
       if (a === '0.0.0.0' || a === '::' || a === address) return l
     }
     return undefined
   }
+
+  /** `bindToPort: false` listeners by "direction|port", rebuilt at each commit (read per redirected connection) */
+  private virtuals = new Map<string, ProxyListener[]>()
 
   /** Undo what prepare made: its listeners, pool settings and breakers, logs, reporter, metrics. */
   private rollback(p: PendingConfig): void {
@@ -202,6 +205,12 @@ export class Proxy {
       this.log.info({ listener: l.name, direction: l.spec.direction, address: l.spec.address ?? '127.0.0.1', port: l.port }, 'listening')
     }
     this.current = compiled
+    this.virtuals = new Map()
+    for (const l of this.listeners.values()) {
+      if (l.spec.bindToPort !== false) continue
+      const key = `${l.spec.direction}|${l.spec.port}`
+      this.virtuals.set(key, [...(this.virtuals.get(key) ?? []), l])
+    }
     this.metrics?.configVersion.set(compiled.version)
     if (p.prevReporter !== null && p.prevReporter !== this.reporter) this.retire(p.prevReporter, compiled.drainTimeoutMs)
     // Access logs no longer used, or replaced, close once requests of the old config are done.
