@@ -30,16 +30,26 @@ export interface WebhookServerOptions extends AdmitOptions {
   host?: string
   port?: number
   onDecision?: (decision: string, uid: string | undefined) => void
+  /** SO_REUSEPORT: several processes serve the same port (the kernel spreads connections) */
+  reusePort?: boolean
 }
 
 export async function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
   const stats: WebhookStats = { decisions: new Map() }
   const count = (d: string) => stats.decisions.set(d, (stats.decisions.get(d) ?? 0) + 1)
   const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2', noDelay: true }, (req, res) => {
-    handle(req, res).catch((err: unknown) => text(res, 500, `weft webhook: ${String(err)}`))
+    try {
+      handle(req, res)
+    } catch (err) {
+      text(res, 500, `weft webhook: ${String(err)}`)
+    }
   })
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]
+  // Plain 'data'/'end' events, no async iteration: this runs once per pod created in the cluster,
+  // and a burst of pod creations is a burst of reviews (see bench/webhook.ts).
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
     if (path === '/healthz') return text(res, 200, 'ok')
     if (path !== WEBHOOK_PATH) return text(res, 404, `weft webhook: no ${path}; POST AdmissionReviews to ${WEBHOOK_PATH}`)
     if (req.method !== 'POST') {
@@ -48,18 +58,33 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     }
     const chunks: Buffer[] = []
     let size = 0
-    for await (const c of req as AsyncIterable<Buffer>) {
+    let over = false
+    req.on('data', (c: Buffer) => {
+      if (over) return
       size += c.length
       if (size > MAX_BODY) {
+        over = true
         count('bad-request')
         res.setHeader('connection', 'close')
-        return text(res, 413, `weft webhook: body over ${MAX_BODY} bytes`)
+        text(res, 413, `weft webhook: body over ${MAX_BODY} bytes`)
+        return
       }
       chunks.push(c)
-    }
+    })
+    req.on('end', () => {
+      if (over) return
+      try {
+        answer(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res)
+      } catch (err) {
+        text(res, 500, `weft webhook: ${String(err)}`)
+      }
+    })
+    req.on('error', () => { if (!res.headersSent) res.destroy() })
+  }
+  function answer(raw: Buffer, res: ServerResponse): void {
     let body: unknown
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      body = JSON.parse(raw.toString('utf8'))
     } catch (err) {
       count('bad-request')
       return text(res, 400, `weft webhook: body is not JSON (${(err as Error).message}); expected an AdmissionReview (admission.k8s.io/v1)`)
@@ -80,7 +105,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
   server.keepAliveTimeout = 120_000
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => { server.off('error', reject); resolve() })
+    server.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1', reusePort: o.reusePort === true }, () => { server.off('error', reject); resolve() })
   })
   return {
     server,
