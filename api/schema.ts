@@ -445,6 +445,20 @@ export const Telemetry = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // decision traces of single requests (admin /explain, weft explain --admin, weft tap --explain)
+    explain: Type.Optional(
+      Type.Object(
+        {
+          // honour `x-weft-explain: 1` from this pod's application (outbound listeners); default true
+          header: Type.Optional(Type.Boolean({ default: true })),
+          // percent of all requests traced; default 0
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 0 })),
+          // traces kept, the oldest dropped first; default 256
+          keep: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, default: 256 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 )

@@ -5,15 +5,15 @@
 // one-line text message.
 //
 // HTTP/1.1 on TLS sockets with the proxy's own strict head parser and chunked decoder
-// (proxy/http1/), not node:https: every pod created in the cluster is one review, a scale-up is a
+// (api/http1/), not node:https: every pod created in the cluster is one review, a scale-up is a
 // burst of them, and the API server waits on each (bench/webhook.ts: at 100 concurrent reviews
 // node:https spent about twice the CPU per review, and its p99 was 1.5-2x this server's).
 // kube-apiserver calls admission webhooks over HTTP/1.1 with kept-alive connections
 // (kubernetes#82090), so there is no HTTP/2 here.
 import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import { HttpError, parseRequestHead, reasonPhrase, type RequestHead } from '../../proxy/http1/head.ts'
-import { ChunkedDecoder, type ChunkSink } from '../../proxy/http1/chunked.ts'
+import { HttpError, parseRequestHead, reasonPhrase, type RequestHead } from '../../api/http1/head.ts'
+import { ChunkedDecoder, type ChunkSink } from '../../api/http1/chunked.ts'
 import { admit, type AdmitOptions } from './admission.ts'
 
 export const WEBHOOK_PATH = '/inject'

@@ -93,7 +93,7 @@ export class ClusterRuntime {
   readonly outlier: OutlierDetector | null
   readonly counters: ClusterCounters
 
-  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry'>) {
+  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch'>) {
     this.name = o.name
     this.endpoints = o.endpoints
     this.balancer = o.balancer
@@ -135,6 +135,35 @@ export class ClusterRuntime {
     this.active++
     ep.counters.rqTotal++
     return DISPATCHED
+  }
+
+  /**
+   * The `dispatch` step of a traced request (proxy/telemetry/explain.ts): what the cluster's limits,
+   * breaker and balancer said to try number `tryNo` (0-based). Called right after dispatch().
+   */
+  explainDispatch(d: number, t: ClusterTry, hashKey: string | undefined, tryNo: number): Record<string, unknown> {
+    const limits = {
+      try: tryNo + 1,
+      cluster: this.name,
+      inFlight: d === DISPATCHED ? this.active - 1 : this.active,
+      maxRequests: Number.isFinite(this.maxRequests) ? this.maxRequests : null,
+      breaker: this.breaker === null ? null : this.breaker.state,
+    }
+    if (d !== DISPATCHED) {
+      const r = REJECTIONS[d]!
+      return { ...limits, refused: r.message, flag: r.flag }
+    }
+    const ep = t.endpoint!
+    const ejected: string[] = []
+    for (const e of this.endpoints) if (!e.healthy) ejected.push(e.key)
+    return {
+      ...limits,
+      endpoint: ep.key,
+      balancer: this.policy,
+      ...(this.balancer.explain?.(ep, hashKey) ?? {}),
+      ...(t.lastEndpoint !== undefined ? { avoided: t.lastEndpoint.key } : {}),
+      ejected,
+    }
   }
 
   /**

@@ -13,8 +13,8 @@
 import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { EndpointPool, PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
-import { ChunkedDecoder } from '../http1/chunked.ts'
-import { HttpError, reasonPhrase, type ResponseHead } from '../http1/head.ts'
+import { ChunkedDecoder } from '../../api/http1/chunked.ts'
+import { HttpError, reasonPhrase, type ResponseHead } from '../../api/http1/head.ts'
 import { cancelStream, h2Upstream, type H2Waiter } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants

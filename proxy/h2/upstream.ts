@@ -13,7 +13,7 @@
 //   (its stream window full) cannot take the whole connection's window from the others.
 import { connect, constants, type ClientHttp2Session, type Http2Session } from 'node:http2'
 import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
-import { HttpError } from '../http1/head.ts'
+import { HttpError } from '../../api/http1/head.ts'
 
 /** connection-level receive window of every session (both directions of the proxy) */
 export const CONNECTION_WINDOW = 16 * 1024 * 1024
