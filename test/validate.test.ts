@@ -785,6 +785,17 @@ t.test('weft validate: errors on stderr, exit 1; usage errors exit 2', async (t)
   t.equal(missing.stderr, `${join(dir, 'nope.yaml')}:0:0: cannot read the resource file: it does not exist\nweft validate: 1 error\n`)
   t.equal(missing.code, 1)
 
+  // -o json: the same errors as data on stdout, the same exit code
+  const j = await weft(['validate', '-o', 'json', dir])
+  t.equal(j.code, 1)
+  const doc = JSON.parse(j.stdout)
+  t.equal(doc.valid, false)
+  t.match(doc.errors, [{ line: 7, column: 29, text: /HTTPRoute shop\/reviews: spec\.rules\[0\]\.backendRefs\[0\]\.name: unknown Service/ }])
+  const y = await weft(['validate', '-o', 'yaml', 'examples/mesh/resources'])
+  t.equal(y.code, 0)
+  t.match(y.stdout, /^valid: true\nsummary: /)
+  t.equal((await weft(['validate', '-o', 'xml', dir])).code, 2, 'a bad -o is a usage error')
+
   const usage = await weft(['validate'])
   t.equal(usage.code, 2)
   t.match(usage.stderr, /error: missing required argument 'paths'/)
