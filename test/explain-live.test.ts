@@ -165,3 +165,17 @@ t.test('weft tap --explain: while it runs every request is traced and its line c
   t.equal((await s.adminJson('/explain')).recorded, after, 'not traced after the tap left')
   t.ok(after >= before + 1)
 })
+
+t.test('the rate limit filter notes its decision; a refusal ends in its local reply', async (t) => {
+  const up = await flaky(t)
+  up.reset()
+  const s = await startTestSidecar(t, makeConfig({ routes: [{ ...routeTo('app'), name: 'limited', rateLimit: { requests: 1, interval: '1m' } }], clusters: [cluster('app', up.ports)] }))
+  const c = client(t, s.port)
+  const ids: string[] = []
+  for (let i = 0; i < 2; i++) ids.push((await c.request('/x', { headers: { 'x-weft-explain': '1' } })).get('x-weft-explain-id')!)
+  const [first, second] = await Promise.all(ids.map((id) => s.adminJson(`/explain/${encodeURIComponent(id)}`)))
+  t.match(first.steps.find((x: Step) => x.stage === 'rate-limit'), { key: 'route', allowed: true })
+  t.match(second.steps.find((x: Step) => x.stage === 'rate-limit'), { key: 'route', allowed: false })
+  t.match(second.steps.find((x: Step) => x.stage === 'local-reply'), { status: 429, flag: 'RL', code: 'WEFT_ERR_RATE_LIMITED' })
+  t.equal(second.status, 429)
+})

@@ -31,6 +31,8 @@ export interface FilterExchange {
   delay(ms: number, flag: string): void
   /** the listener's decision counters (weft_proxy_decisions_total) */
   readonly counters: FilterCounters
+  /** the request's decision trace when it has one (telemetry/explain.ts): a filter notes its decision there */
+  readonly explain: { note(stage: string, fields: Record<string, unknown>): void } | null
 }
 
 export interface Filter {
