@@ -258,6 +258,25 @@ export const LoadBalancer = Type.Object(
   { additionalProperties: false },
 )
 
+export const AdaptiveConcurrency = Type.Object(
+  {
+    // how often the limit is recomputed from the latencies of the requests finished since; default 100ms
+    sampleWindow: Type.Optional(Duration),
+    // the latency of a window (and of the minRTT measurement) is this percentile of its samples; default 50
+    percentile: Type.Optional(Type.Number({ minimum: 1, maximum: 100, default: 50 })),
+    // latency above minRTT tolerated before the limit shrinks, percent of minRTT; default 25
+    buffer: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, default: 25 })),
+    // how often minRTT is measured again (the limit pinned to minConcurrency meanwhile); default 60s
+    minRttInterval: Type.Optional(Duration),
+    // requests the minRTT measurement takes; default 50
+    minRttRequests: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, default: 50 })),
+    minConcurrency: Type.Optional(Type.Integer({ minimum: 1, default: 3 })),
+    maxConcurrency: Type.Optional(Type.Integer({ minimum: 1, default: 1000 })),
+  },
+  { additionalProperties: false },
+)
+export type AdaptiveConcurrency = Type.Static<typeof AdaptiveConcurrency>
+
 export const Cluster = Type.Object(
   {
     name: Name,
@@ -305,6 +324,9 @@ export const Cluster = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // a limit on the requests in flight that follows the cluster's latency (Envoy's
+    // adaptive_concurrency gradient controller, proxy/cluster/adaptive.ts); over it: 503, flag UO
+    adaptiveConcurrency: Type.Optional(AdaptiveConcurrency),
     // per endpoint: consecutive failures eject it for baseEjectionTime x its ejection count
     // (at most maxEjectionTime), never more than maxEjectionPercent of the cluster at once
     outlierDetection: Type.Optional(

@@ -357,7 +357,7 @@ export const ConnectionPool = Type.Object(
 )
 
 /** The blocks that shape a Service's clusters; only valid with Service targets. */
-export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection'] as const
+export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency'] as const
 /** The blocks that shape routes: every route of a Service, of an HTTPRoute, or of one of its rules. */
 export const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'fault'] as const
 export type ServiceBlock = (typeof SERVICE_BLOCKS)[number]
@@ -376,6 +376,7 @@ export const TrafficPolicy = Type.Object(
         connectionPool: Type.Optional(ConnectionPool),
         circuitBreaker: Type.Optional(Cluster.properties.circuitBreaker),
         outlierDetection: Type.Optional(Cluster.properties.outlierDetection),
+        adaptiveConcurrency: Type.Optional(Cluster.properties.adaptiveConcurrency),
         retry: Type.Optional(RetryPolicy),
         timeout: Type.Optional(Duration),
         rateLimit: Type.Optional(RateLimitPolicy),

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from './weft/config/v1alpha1/AdaptiveConcurrency.ts';
 import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBreaker__Output as _weft_config_v1alpha1_CircuitBreaker__Output } from './weft/config/v1alpha1/CircuitBreaker.ts';
 import type { Cluster as _weft_config_v1alpha1_Cluster, Cluster__Output as _weft_config_v1alpha1_Cluster__Output } from './weft/config/v1alpha1/Cluster.ts';
 import type { ClusterDestination as _weft_config_v1alpha1_ClusterDestination, ClusterDestination__Output as _weft_config_v1alpha1_ClusterDestination__Output } from './weft/config/v1alpha1/ClusterDestination.ts';
@@ -49,6 +50,7 @@ export interface ProtoGrpcType {
   weft: {
     config: {
       v1alpha1: {
+        AdaptiveConcurrency: MessageTypeDefinition<_weft_config_v1alpha1_AdaptiveConcurrency, _weft_config_v1alpha1_AdaptiveConcurrency__Output>
         CircuitBreaker: MessageTypeDefinition<_weft_config_v1alpha1_CircuitBreaker, _weft_config_v1alpha1_CircuitBreaker__Output>
         Cluster: MessageTypeDefinition<_weft_config_v1alpha1_Cluster, _weft_config_v1alpha1_Cluster__Output>
         ClusterDestination: MessageTypeDefinition<_weft_config_v1alpha1_ClusterDestination, _weft_config_v1alpha1_ClusterDestination__Output>

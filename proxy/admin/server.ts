@@ -23,6 +23,7 @@ export function clustersView(p: Proxy): unknown {
       overflows: cl.counters.overflow,
       circuitBreaker:
         cl.breaker === null ? undefined : { state: cl.breaker.state, rejected: cl.counters.circuitOpen },
+      adaptiveConcurrency: cl.adaptive === null ? undefined : cl.adaptive.view(),
       outlierDetection:
         cl.outlier === null
           ? undefined

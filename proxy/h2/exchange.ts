@@ -68,6 +68,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   private policy: RoutePolicy | null = null
   private retry: CompiledRetry | null = null
   ticket: BreakerTicket | null = null
+  acStart = -1
   private outcome = OUTCOME_OK
   private tries = 0
   private refused = false

@@ -102,6 +102,8 @@ export interface ExchangeCounters extends FilterCounters {
   perTryTimeouts: number
   circuitOpen: number
   overflow: number
+  /** refused over a cluster's adaptive concurrency limit */
+  concurrencyLimited: number
   mirrored: number
   mirrorFailed: number
   mirrorAbandoned: number
@@ -157,6 +159,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
   private outcome = OUTCOME_OK
   ticket: BreakerTicket | null = null
+  acStart = -1
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
