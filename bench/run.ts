@@ -2,6 +2,7 @@
 // HAProxy, nginx, fast-proxy and http-proxy, all single-threaded, in one run. See bench/README.md.
 //
 //   node bench/run.ts [--quick | --telemetry | --policy | --tcp] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
+//   node bench/run.ts --overload [--quick] [--seconds S]   (bench/overload.ts: adaptive concurrency at 2x an upstream's capacity)
 //   node bench/run.ts --grpc [--quick] [--duration 10] [--repeat N] [--clients 10] [--streams 10]   (bench/grpc.ts)
 import fs from 'node:fs'
 import os from 'node:os'
@@ -407,6 +408,7 @@ let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))
   else if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
   else exitCode = await main()
 } catch (err) {
