@@ -147,6 +147,45 @@ export const RateLimitPolicy = Type.Object(
   { additionalProperties: false },
 )
 
+// A limit shared by every sidecar: the rate limit service (Envoy's RLS protocol,
+// envoy.service.ratelimit.v3; `weft ratelimit-server` or any other) decides per request.
+export const GlobalRateLimitPolicy = Type.Object(
+  {
+    // the rate limit service, host:port (plaintext gRPC)
+    service: Type.String({ minLength: 3 }),
+    // the limits' namespace in the service's config
+    domain: Type.String({ minLength: 1 }),
+    // each descriptor is checked on its own; one over its limit: 429. A descriptor with an entry
+    // whose header is missing is not sent (as Envoy).
+    descriptors: Type.Array(
+      Type.Object(
+        {
+          entries: Type.Array(
+            Type.Object(
+              {
+                key: Type.String({ minLength: 1 }),
+                // the entry's value: fixed (value), a request header's, the client's address, the route's name
+                from: Type.Union([Type.Literal('value'), Type.Literal('header'), Type.Literal('remoteAddress'), Type.Literal('route')]),
+                header: Type.Optional(HeaderName),
+                value: Type.Optional(Type.String()),
+              },
+              { additionalProperties: false },
+            ),
+            { minItems: 1, maxItems: 16 },
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 16 },
+    ),
+    // the service cannot be asked (down, too slow): allow (default) lets the request go, deny answers 500 (flag RLSE)
+    failureMode: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'allow' })),
+    // how long a request waits for the service's answer; default 20ms
+    timeout: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+)
+
 export const MirrorPolicy = Type.Object(
   {
     cluster: Name,
@@ -192,6 +231,7 @@ export const Route = Type.Object(
     retry: Type.Optional(RetryPolicy),
     fault: Type.Optional(FaultPolicy),
     rateLimit: Type.Optional(RateLimitPolicy),
+    globalRateLimit: Type.Optional(GlobalRateLimitPolicy),
     mirror: Type.Optional(MirrorPolicy),
   },
   { additionalProperties: false },
@@ -532,6 +572,7 @@ export type Bootstrap = Type.Static<typeof Bootstrap>
 export type RetryPolicy = Type.Static<typeof RetryPolicy>
 export type FaultPolicy = Type.Static<typeof FaultPolicy>
 export type RateLimitPolicy = Type.Static<typeof RateLimitPolicy>
+export type GlobalRateLimitPolicy = Type.Static<typeof GlobalRateLimitPolicy>
 export type MirrorPolicy = Type.Static<typeof MirrorPolicy>
 export type RedirectPolicy = Type.Static<typeof RedirectPolicy>
 /** A cluster as the config stream carries it: its endpoints travel apart (ClusterEndpoints), so that

@@ -29,6 +29,12 @@ export interface FilterExchange {
   redirect(status: number, location: string): void
   /** Hold the request for ms before its first try; `flag` marks the response unless another does. */
   delay(ms: number, flag: string): void
+  /**
+   * Hold the request until an asynchronous decision (a rate limit service): the filter returns
+   * CONTINUE, and later either calls the returned function (the request goes on to its first try)
+   * or answers with localReply. Never call the function synchronously.
+   */
+  hold(): () => void
   /** the listener's decision counters (weft_proxy_decisions_total) */
   readonly counters: FilterCounters
   /** the request's decision trace when it has one (telemetry/explain.ts): a filter notes its decision there */
@@ -43,6 +49,8 @@ export interface Filter {
 export interface RouteContext {
   /** the route's path prefix, "/" when it has none (for prefix rewrites) */
   readonly matchedPrefix: string
+  /** the route's name (for descriptors that name it); "" for listener filters */
+  readonly routeName?: string
 }
 
 /**

@@ -304,6 +304,13 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.writeLocal(status, [['location', location], ...blockPairs(this.route?.responseHeaders.append ?? '')], EMPTY)
   }
 
+  hold(): () => void {
+    this.delayed = true
+    return this.guard(() => {
+      if (!this.done) this.dispatch()
+    })
+  }
+
   delay(ms: number, flag: string): void {
     if (this.explain !== null) this.explain.note('fault-delay', { ms, flag })
     this.delayed = true

@@ -225,7 +225,7 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     rewrite: r.rewrite?.pathPrefix === undefined ? null : { from: prefix ?? '/', to: r.rewrite.pathPrefix },
     rewritePathTo: r.rewrite?.path ?? null,
     rewriteHost: r.rewrite?.host ?? null,
-    filters: compileFilters(r, { matchedPrefix: prefix ?? '/' }),
+    filters: compileFilters(r, { matchedPrefix: prefix ?? '/', routeName: r.name ?? `${vhost}/${index}` }),
     policy: compilePolicy(r),
   }
 }

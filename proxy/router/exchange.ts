@@ -310,6 +310,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + (this.route?.responseHeaders.append ?? ''), EMPTY)
   }
 
+  hold(): () => void {
+    this.delayed = true
+    return () => {
+      if (!this.done) this.dispatch()
+    }
+  }
+
   delay(ms: number, flag: string): void {
     if (this.explain !== null) this.explain.note('fault-delay', { ms, flag })
     this.delayed = true

@@ -1,0 +1,198 @@
+// The global rate limit filter (issue 17): a limit shared by every sidecar and every replica,
+// decided by a rate limit service that speaks Envoy's protocol (envoy.service.ratelimit.v3
+// ShouldRateLimit; `weft ratelimit-server`, or Envoy's own ratelimit service).
+//
+// Per request: the route's descriptors are built (each entry's value fixed, from a request header,
+// the client's address or the route's name; a descriptor whose header is missing is not sent, as
+// Envoy does) and the request is held (FilterExchange.hold) until the service answers:
+//   OK          the request goes on; the service's request_headers_to_add are not applied (the
+//               head is already built), its response headers neither (a relayed response);
+//   OVER_LIMIT  429, flag RL, WEFT_ERR_RATE_LIMITED, with x-ratelimit-limit / -remaining / -reset
+//               (Envoy's DRAFT_VERSION_03 headers) and the service's response_headers_to_add;
+//   no answer   (down, refused, over `timeout`): failureMode allow (default) lets the request go,
+//               counted as rate_limit_service_failed_open; deny answers 500, flag RLSE,
+//               WEFT_ERR_RATE_LIMIT_SERVICE, counted as rate_limit_service_error.
+// Batching keeps the service's load and the added latency low: while a call for a descriptor set is
+// in flight, requests with the same set wait for the next call, which carries them all
+// (hits_addend = their number) and whose answer they share. One gRPC channel per service address,
+// shared by the proxy's routes and kept across configs. The gRPC client loads on first use.
+import type { GlobalRateLimitPolicy } from '../../../api/schema.ts'
+import { parseDuration } from '../../../api/duration.ts'
+import { CONTINUE, type Filter, type FilterExchange, type FilterFactory, type FilterStatus, type RouteContext } from '../filter.ts'
+import type { Client } from '@grpc/grpc-js'
+import type { RlsEntry, RlsResponse, RlsStatus } from '../../../protos/ratelimit.ts'
+
+const DEFAULT_TIMEOUT_MS = 20
+
+type Rls = { client: Client; call: (req: unknown, deadline: number, cb: (err: Error | null, res?: RlsResponse) => void) => void }
+const channels = new Map<string, Rls>()
+let grpcModule: typeof import('@grpc/grpc-js') | null = null
+let rlsModule: typeof import('../../../protos/ratelimit.ts') | null = null
+let loading: Promise<void> | null = null
+
+function loadGrpc(): Promise<void> {
+  loading ??= Promise.all([import('@grpc/grpc-js'), import('../../../protos/ratelimit.ts')]).then(([g, r]) => {
+    grpcModule = g
+    rlsModule = r
+  })
+  return loading
+}
+
+function channel(address: string): Rls {
+  let c = channels.get(address)
+  if (c === undefined) {
+    const { Client: C } = rlsModule!.rateLimitService()
+    const client = new C(address, grpcModule!.credentials.createInsecure(), { 'grpc.service_config_disable_resolution': 1 })
+    const fn = (client as unknown as Record<string, (req: unknown, md: unknown, opts: unknown, cb: unknown) => void>).ShouldRateLimit!.bind(client)
+    c = { client, call: (req, deadline, cb) => fn(req, new grpcModule!.Metadata(), { deadline }, cb) }
+    channels.set(address, c)
+  }
+  return c
+}
+
+interface Waiter { x: FilterExchange; resume: () => void; done: boolean; timer: NodeJS.Timeout | null }
+
+class GlobalRateLimitFilter implements Filter {
+  private readonly p: GlobalRateLimitPolicy
+  private readonly route: string
+  private readonly timeoutMs: number
+  private readonly deny: boolean
+  /** per descriptor-set key: a call in flight, and the requests waiting for the next one */
+  private readonly batches = new Map<string, { inFlight: boolean; next: Waiter[]; descriptors: { entries: RlsEntry[] }[] }>()
+
+  constructor(p: GlobalRateLimitPolicy, ctx: RouteContext) {
+    this.p = p
+    this.route = ctx.routeName ?? ''
+    this.timeoutMs = p.timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(p.timeout)
+    this.deny = p.failureMode === 'deny'
+  }
+
+  onRequest(x: FilterExchange): FilterStatus {
+    const descriptors: { entries: RlsEntry[] }[] = []
+    let key = ''
+    for (const d of this.p.descriptors) {
+      const entries: RlsEntry[] = []
+      let skip = false
+      for (const e of d.entries) {
+        let value: string | undefined
+        if (e.from === 'value') value = e.value ?? ''
+        else if (e.from === 'header') value = x.header(e.header!.toLowerCase())
+        else if (e.from === 'remoteAddress') value = x.downstreamAddress
+        else value = this.route
+        if (value === undefined) {
+          skip = true
+          break
+        }
+        entries.push({ key: e.key, value })
+      }
+      if (skip) continue
+      descriptors.push({ entries })
+      for (const e of entries) key += e.key + '\u0000' + e.value + '\u0000'
+      key += '\u0001'
+    }
+    if (descriptors.length === 0) return CONTINUE // nothing to ask about (every descriptor missed a header)
+    const w: Waiter = { x, resume: x.hold(), done: false, timer: null }
+    // the request waits at most `timeout` for its answer, whatever batch it is in
+    w.timer = setTimeout(() => this.failed(w, 'timeout'), this.timeoutMs)
+    let b = this.batches.get(key)
+    if (b === undefined) {
+      b = { inFlight: false, next: [], descriptors }
+      this.batches.set(key, b)
+    }
+    b.next.push(w)
+    if (!b.inFlight) this.send(key, b)
+    return CONTINUE
+  }
+
+  private send(key: string, b: { inFlight: boolean; next: Waiter[]; descriptors: { entries: RlsEntry[] }[] }): void {
+    const waiters = b.next.filter((w) => !w.done)
+    b.next = []
+    if (waiters.length === 0) {
+      this.batches.delete(key)
+      return
+    }
+    b.inFlight = true
+    const go = () => {
+      channel(this.p.service).call({ domain: this.p.domain, descriptors: b.descriptors, hitsAddend: waiters.length }, Date.now() + this.timeoutMs, (err, res) => {
+        b.inFlight = false
+        for (const w of waiters) {
+          if (err !== null || res === undefined) this.failed(w, err?.message ?? 'no answer')
+          else this.answer(w, res)
+        }
+        this.send(key, b)
+      })
+    }
+    if (grpcModule === null) {
+      loadGrpc().then(go, (err: Error) => {
+        b.inFlight = false
+        for (const w of waiters) this.failed(w, err.message)
+      })
+    } else go()
+  }
+
+  private settle(w: Waiter): boolean {
+    if (w.done) return false
+    w.done = true
+    if (w.timer !== null) clearTimeout(w.timer)
+    return true
+  }
+
+  private answer(w: Waiter, res: RlsResponse): void {
+    if (!this.settle(w)) return
+    const x = w.x
+    const over = res.overallCode === 'OVER_LIMIT'
+    x.explain?.note('global-rate-limit', { domain: this.p.domain, code: res.overallCode, statuses: res.statuses.map(statusView) })
+    if (!over) {
+      x.counters.globalRateLimitAllowed++
+      return w.resume()
+    }
+    x.counters.globalRateLimited++
+    x.localReply(429, 'RL', 'WEFT_ERR_RATE_LIMITED', 'global rate limit exceeded', limitHeaders(res))
+  }
+
+  private failed(w: Waiter, why: string): void {
+    if (!this.settle(w)) return
+    const x = w.x
+    x.explain?.note('global-rate-limit', { domain: this.p.domain, error: why, failureMode: this.deny ? 'deny' : 'allow' })
+    if (!this.deny) {
+      x.counters.rateLimitServiceFailedOpen++
+      return w.resume()
+    }
+    x.counters.rateLimitServiceError++
+    x.localReply(500, 'RLSE', 'WEFT_ERR_RATE_LIMIT_SERVICE', `rate limit service ${this.p.service} did not answer: ${why}`)
+  }
+}
+
+function statusView(s: RlsStatus): Record<string, unknown> {
+  return { code: s.code, limit: s.currentLimit ? `${s.currentLimit.requestsPerUnit}/${s.currentLimit.unit.toLowerCase()}` : null, remaining: s.limitRemaining }
+}
+
+const UNIT_SECONDS: Record<string, number> = { SECOND: 1, MINUTE: 60, HOUR: 3600, DAY: 86400, MONTH: 2592000, YEAR: 31536000 }
+
+/** x-ratelimit-* of the most restrictive status over its limit (Envoy's DRAFT_VERSION_03), and the service's own headers. */
+function limitHeaders(res: RlsResponse): string {
+  let h = ''
+  const s = res.statuses.find((x) => x.code === 'OVER_LIMIT' && x.currentLimit) ?? res.statuses.find((x) => x.currentLimit)
+  if (s?.currentLimit) {
+    const window = UNIT_SECONDS[s.currentLimit.unit] ?? 1
+    const reset = s.durationUntilReset ? Math.ceil(Number(s.durationUntilReset.seconds) + s.durationUntilReset.nanos / 1e9) : window
+    h += `x-ratelimit-limit: ${s.currentLimit.requestsPerUnit}, ${s.currentLimit.requestsPerUnit};w=${window}\r\n`
+    h += `x-ratelimit-remaining: ${s.limitRemaining}\r\nx-ratelimit-reset: ${reset}\r\n`
+  }
+  for (const a of res.responseHeadersToAdd ?? []) {
+    if (/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(a.key) && !/[\r\n\0]/.test(a.value)) h += `${a.key.toLowerCase()}: ${a.value}\r\n`
+  }
+  return h
+}
+
+export const globalRateLimit = {
+  name: 'globalRateLimit',
+  flags: { RateLimitServiceError: 'RLSE' },
+  counters: {
+    globalRateLimitAllowed: 'global_rate_limit_allowed',
+    globalRateLimited: 'global_rate_limited',
+    rateLimitServiceFailedOpen: 'rate_limit_service_failed_open',
+    rateLimitServiceError: 'rate_limit_service_error',
+  },
+  compile: (config, ctx) => new GlobalRateLimitFilter(config, ctx),
+} as const satisfies FilterFactory<'globalRateLimit'>
