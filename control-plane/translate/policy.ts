@@ -11,10 +11,10 @@ import type { Cluster, Route } from '../../api/schema.ts'
 import { namespaceOf } from '../resources/model.ts'
 import type { TrafficPolicy } from '../resources/schema.ts'
 
-export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'fault'>
+export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'globalRateLimit' | 'fault'>
 export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection' | 'adaptiveConcurrency'>
 
-const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'fault'] as const
+const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 const NONE: readonly TrafficPolicy[] = []
 
 /** Policies indexed by what they target: "Service ns/name", "HTTPRoute ns/name", "HTTPRoute ns/name#rule". */
