@@ -12,9 +12,10 @@
 //   no answer   (down, refused, over `timeout`): failureMode allow (default) lets the request go,
 //               counted as rate_limit_service_failed_open; deny answers 500, flag RLSE,
 //               WEFT_ERR_RATE_LIMIT_SERVICE, counted as rate_limit_service_error.
-// Batching keeps the service's load and the added latency low: while a call for a descriptor set is
-// in flight, requests with the same set wait for the next call, which carries them all
-// (hits_addend = their number) and whose answer they share. One gRPC channel per service address,
+// Batching keeps the service's load low without adding latency: the requests with the same
+// descriptor set that arrive in one turn of the event loop (often many under load) go in one call,
+// sent at the end of that turn, which carries them all (hits_addend = their number) and whose
+// answer they share; calls of successive turns may be in flight together. One gRPC channel per service address,
 // shared by the proxy's routes and kept across configs. The gRPC client loads on first use.
 import type { GlobalRateLimitPolicy } from '../../../api/schema.ts'
 import { parseDuration } from '../../../api/duration.ts'
@@ -57,8 +58,9 @@ class GlobalRateLimitFilter implements Filter {
   private readonly route: string
   private readonly timeoutMs: number
   private readonly deny: boolean
-  /** per descriptor-set key: a call in flight, and the requests waiting for the next one */
-  private readonly batches = new Map<string, { inFlight: boolean; next: Waiter[]; descriptors: { entries: RlsEntry[] }[] }>()
+  /** per descriptor-set key: the requests of this turn of the event loop, sent together at its end */
+  private readonly batches = new Map<string, { waiters: Waiter[]; descriptors: { entries: RlsEntry[] }[] }>()
+  private flushing = false
 
   constructor(p: GlobalRateLimitPolicy, ctx: RouteContext) {
     this.p = p
@@ -96,36 +98,37 @@ class GlobalRateLimitFilter implements Filter {
     w.timer = setTimeout(() => this.failed(w, 'timeout'), this.timeoutMs)
     let b = this.batches.get(key)
     if (b === undefined) {
-      b = { inFlight: false, next: [], descriptors }
+      b = { waiters: [], descriptors }
       this.batches.set(key, b)
     }
-    b.next.push(w)
-    if (!b.inFlight) this.send(key, b)
+    b.waiters.push(w)
+    if (!this.flushing) {
+      this.flushing = true
+      setImmediate(() => this.flush())
+    }
     return CONTINUE
   }
 
-  private send(key: string, b: { inFlight: boolean; next: Waiter[]; descriptors: { entries: RlsEntry[] }[] }): void {
-    const waiters = b.next.filter((w) => !w.done)
-    b.next = []
-    if (waiters.length === 0) {
-      this.batches.delete(key)
-      return
-    }
-    b.inFlight = true
+  /** End of the turn: one call per descriptor set. */
+  private flush(): void {
+    this.flushing = false
+    const batches = [...this.batches.values()]
+    this.batches.clear()
     const go = () => {
-      channel(this.p.service).call({ domain: this.p.domain, descriptors: b.descriptors, hitsAddend: waiters.length }, Date.now() + this.timeoutMs, (err, res) => {
-        b.inFlight = false
-        for (const w of waiters) {
-          if (err !== null || res === undefined) this.failed(w, err?.message ?? 'no answer')
-          else this.answer(w, res)
-        }
-        this.send(key, b)
-      })
+      for (const b of batches) {
+        const waiters = b.waiters.filter((w) => !w.done)
+        if (waiters.length === 0) continue
+        channel(this.p.service).call({ domain: this.p.domain, descriptors: b.descriptors, hitsAddend: waiters.length }, Date.now() + this.timeoutMs, (err, res) => {
+          for (const w of waiters) {
+            if (err !== null || res === undefined) this.failed(w, err?.message ?? 'no answer')
+            else this.answer(w, res)
+          }
+        })
+      }
     }
     if (grpcModule === null) {
       loadGrpc().then(go, (err: Error) => {
-        b.inFlight = false
-        for (const w of waiters) this.failed(w, err.message)
+        for (const b of batches) for (const w of b.waiters) this.failed(w, err.message)
       })
     } else go()
   }
