@@ -31,6 +31,9 @@ descriptors:
   - key: route
     value: free
     unlimited: true
+  - key: route
+    value: big
+    rate_limit: { unit: minute, requests_per_unit: 1000000 }
 `
 function domains(text = LIMITS): Map<string, Domain> {
   const m = new Map<string, Domain>()
@@ -164,4 +167,28 @@ t.test('counters in Redis: shared, kept when the server restarts; Redis down: th
   redis = null
   t.equal((await c.request('/x')).status, 200, 'failureMode allow: the request goes')
   t.ok(s.stats.errors >= 1, 'the server counted the failed call')
+})
+
+t.test('far from the limit requests go ahead of the answer (their hits counted in the next call); near it each waits', async (t) => {
+  const s = await startRateLimitServer({ address: '127.0.0.1:0', domains: domains(), store: new MemoryStore(() => NOW), now: () => NOW })
+  t.teardown(() => s.close())
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const sc = await startTestSidecar(t, makeConfig({ routes: [{ ...routeTo('app'), name: 'big', globalRateLimit: policy(s.port) }], clusters: [cluster('app', [up.port])] }))
+  const c = client(t, sc.port)
+  const notes: any[] = []
+  for (let i = 0; i < 5; i++) {
+    const r = await c.request('/x', { headers: { 'x-weft-explain': '1' } })
+    t.equal(r.status, 200)
+    const e = await sc.adminJson(`/explain/${encodeURIComponent(r.get('x-weft-explain-id')!)}`)
+    notes.push(e.steps.find((x: any) => x.stage === 'global-rate-limit'))
+  }
+  t.notOk(notes[0].ahead, 'the first request waits: nothing is known yet')
+  t.ok(notes.slice(1).every((n) => n.ahead === true), 'then they go at once')
+  await until('every hit reached the service', async () => {
+    const { Client: C } = rateLimitService()
+    const cl = new C(`127.0.0.1:${s.port}`, credentials.createInsecure())
+    const r = await call(cl, { domain: 'weft', descriptors: [{ entries: [{ key: 'route', value: 'big' }] }] })
+    cl.close()
+    return r.statuses[0]!.limitRemaining <= 1_000_000 - 6
+  })
 })

@@ -12,10 +12,12 @@
 //   no answer   (down, refused, over `timeout`): failureMode allow (default) lets the request go,
 //               counted as rate_limit_service_failed_open; deny answers 500, flag RLSE,
 //               WEFT_ERR_RATE_LIMIT_SERVICE, counted as rate_limit_service_error.
-// Batching keeps the service's load low without adding latency: the requests with the same
-// descriptor set that arrive in one turn of the event loop (often many under load) go in one call,
-// sent at the end of that turn, which carries them all (hits_addend = their number) and whose
-// answer they share; calls of successive turns may be in flight together. One gRPC channel per service address,
+// Batching keeps the service's load low: the requests with the same descriptor set that arrive in
+// one turn of the event loop (often many under load) go in one call, sent at the end of that turn,
+// which carries them all (hits_addend = their number) and whose answer they share; calls of
+// successive turns may be in flight together. And the last answer is cached until its window resets
+// (at most 1 s): while it said OK with more than headroom() requests remaining, requests go on at
+// once and their hits ride in the next call; nearer the limit, each request waits for its answer. One gRPC channel per service address,
 // shared by the proxy's routes and kept across configs. The gRPC client loads on first use.
 import type { GlobalRateLimitPolicy } from '../../../api/schema.ts'
 import { parseDuration } from '../../../api/duration.ts'
@@ -52,6 +54,18 @@ function channel(address: string): Rls {
 }
 
 interface Waiter { x: FilterExchange; resume: () => void; done: boolean; timer: NodeJS.Timeout | null }
+interface Batch { key: string; waiters: Waiter[]; /** hits of requests let go ahead this turn */ ahead: number; descriptors: { entries: RlsEntry[] }[] }
+interface Known { ok: boolean; remaining: number; limit: number; resetAt: number; /** hits let go ahead, not yet answered */ pending: number }
+
+/**
+ * How far from its limit a descriptor set must be for requests to go ahead of the service's answer
+ * (their hits still counted, in the next call): a tenth of the limit, at least 100. Nearer, every
+ * request waits for its answer, so the limit is exact where it matters; far from it, the most the
+ * sidecars can overshoot is what they let go ahead within one round trip to the service.
+ */
+function headroom(limit: number): number {
+  return Math.max(100, limit / 10)
+}
 
 class GlobalRateLimitFilter implements Filter {
   private readonly p: GlobalRateLimitPolicy
@@ -59,8 +73,11 @@ class GlobalRateLimitFilter implements Filter {
   private readonly timeoutMs: number
   private readonly deny: boolean
   /** per descriptor-set key: the requests of this turn of the event loop, sent together at its end */
-  private readonly batches = new Map<string, { waiters: Waiter[]; descriptors: { entries: RlsEntry[] }[] }>()
+  private readonly batches = new Map<string, Batch>()
   private flushing = false
+  /** per descriptor-set key: what the service said last (for requests far from the limit) */
+  private readonly known = new Map<string, Known>()
+  private readonly now: () => number = Date.now
 
   constructor(p: GlobalRateLimitPolicy, ctx: RouteContext) {
     this.p = p
@@ -93,15 +110,24 @@ class GlobalRateLimitFilter implements Filter {
       key += '\u0001'
     }
     if (descriptors.length === 0) return CONTINUE // nothing to ask about (every descriptor missed a header)
-    const w: Waiter = { x, resume: x.hold(), done: false, timer: null }
-    // the request waits at most `timeout` for its answer, whatever batch it is in
-    w.timer = setTimeout(() => this.failed(w, 'timeout'), this.timeoutMs)
     let b = this.batches.get(key)
     if (b === undefined) {
-      b = { waiters: [], descriptors }
+      b = { key, waiters: [], ahead: 0, descriptors }
       this.batches.set(key, b)
     }
-    b.waiters.push(w)
+    const k = this.known.get(key)
+    if (k !== undefined && k.ok && this.now() < k.resetAt && k.remaining - k.pending > headroom(k.limit)) {
+      // far from the limit: the request goes now, its hit is counted in this turn's call
+      k.pending++
+      b.ahead++
+      x.counters.globalRateLimitAllowed++
+      x.explain?.note('global-rate-limit', { domain: this.p.domain, code: 'OK', ahead: true, remaining: k.remaining - k.pending })
+    } else {
+      const w: Waiter = { x, resume: x.hold(), done: false, timer: null }
+      // the request waits at most `timeout` for its answer, whatever batch it is in
+      w.timer = setTimeout(() => this.failed(w, 'timeout'), this.timeoutMs)
+      b.waiters.push(w)
+    }
     if (!this.flushing) {
       this.flushing = true
       setImmediate(() => this.flush())
@@ -117,8 +143,13 @@ class GlobalRateLimitFilter implements Filter {
     const go = () => {
       for (const b of batches) {
         const waiters = b.waiters.filter((w) => !w.done)
-        if (waiters.length === 0) continue
-        channel(this.p.service).call({ domain: this.p.domain, descriptors: b.descriptors, hitsAddend: waiters.length }, Date.now() + this.timeoutMs, (err, res) => {
+        const hits = waiters.length + b.ahead
+        if (hits === 0) continue
+        channel(this.p.service).call({ domain: this.p.domain, descriptors: b.descriptors, hitsAddend: hits }, Date.now() + this.timeoutMs, (err, res) => {
+          const k = this.known.get(b.key)
+          if (k !== undefined) k.pending = Math.max(0, k.pending - b.ahead)
+          if (err === null && res !== undefined) this.learn(b.key, res)
+          else this.known.delete(b.key) // ask again before letting requests go ahead
           for (const w of waiters) {
             if (err !== null || res === undefined) this.failed(w, err?.message ?? 'no answer')
             else this.answer(w, res)
@@ -131,6 +162,24 @@ class GlobalRateLimitFilter implements Filter {
         for (const b of batches) for (const w of b.waiters) this.failed(w, err.message)
       })
     } else go()
+  }
+
+  /** Remember the tightest limit of the answer (none: unlimited) until its window resets. */
+  private learn(key: string, res: RlsResponse): void {
+    let remaining = Infinity
+    let limit = Infinity
+    let resetMs = 1000
+    for (const st of res.statuses) {
+      if (!st.currentLimit) continue
+      if (st.limitRemaining < remaining) {
+        remaining = st.limitRemaining
+        limit = st.currentLimit.requestsPerUnit
+        resetMs = st.durationUntilReset ? Number(st.durationUntilReset.seconds) * 1000 + st.durationUntilReset.nanos / 1e6 : 1000
+      }
+    }
+    const prev = this.known.get(key)
+    this.known.set(key, { ok: res.overallCode === 'OK', remaining, limit, resetAt: this.now() + Math.min(resetMs, 1000), pending: prev?.pending ?? 0 })
+    if (this.known.size > 10_000) this.known.delete(this.known.keys().next().value!)
   }
 
   private settle(w: Waiter): boolean {
