@@ -17,7 +17,8 @@
 // which carries them all (hits_addend = their number) and whose answer they share; calls of
 // successive turns may be in flight together. And the last answer is cached until its window resets
 // (at most 1 s): while it said OK with more than headroom() requests remaining, requests go on at
-// once and their hits ride in the next call; nearer the limit, each request waits for its answer. One gRPC channel per service address,
+// once and their hits are reported in one call every 50 ms (sooner past a quarter of the headroom);
+// nearer the limit, each request waits for its answer. One gRPC channel per service address,
 // shared by the proxy's routes and kept across configs. The gRPC client loads on first use.
 import type { GlobalRateLimitPolicy } from '../../../api/schema.ts'
 import { parseDuration } from '../../../api/duration.ts'
@@ -54,7 +55,9 @@ function channel(address: string): Rls {
 }
 
 interface Waiter { x: FilterExchange; resume: () => void; done: boolean; timer: NodeJS.Timeout | null }
-interface Batch { key: string; waiters: Waiter[]; /** hits of requests let go ahead this turn */ ahead: number; descriptors: { entries: RlsEntry[] }[] }
+interface Batch { key: string; waiters: Waiter[]; /** hits of requests let go ahead, not yet sent */ ahead: number; since: number; descriptors: { entries: RlsEntry[] }[] }
+/** how long the hits of requests that went ahead may wait before they are reported */
+const AHEAD_FLUSH_MS = 50
 interface Known { ok: boolean; remaining: number; limit: number; resetAt: number; /** hits let go ahead, not yet answered */ pending: number }
 
 /**
@@ -75,6 +78,7 @@ class GlobalRateLimitFilter implements Filter {
   /** per descriptor-set key: the requests of this turn of the event loop, sent together at its end */
   private readonly batches = new Map<string, Batch>()
   private flushing = false
+  private timerPending = false
   /** per descriptor-set key: what the service said last (for requests far from the limit) */
   private readonly known = new Map<string, Known>()
   private readonly now: () => number = Date.now
@@ -112,7 +116,7 @@ class GlobalRateLimitFilter implements Filter {
     if (descriptors.length === 0) return CONTINUE // nothing to ask about (every descriptor missed a header)
     let b = this.batches.get(key)
     if (b === undefined) {
-      b = { key, waiters: [], ahead: 0, descriptors }
+      b = { key, waiters: [], ahead: 0, since: this.now(), descriptors }
       this.batches.set(key, b)
     }
     const k = this.known.get(key)
@@ -135,11 +139,31 @@ class GlobalRateLimitFilter implements Filter {
     return CONTINUE
   }
 
-  /** End of the turn: one call per descriptor set. */
+  /**
+   * End of the turn: one call per descriptor set with requests waiting. A set whose requests all
+   * went ahead is reported less often: when its hits reach a quarter of the headroom, else after
+   * AHEAD_FLUSH_MS (the service's load then no longer grows with the request rate).
+   */
   private flush(): void {
     this.flushing = false
-    const batches = [...this.batches.values()]
-    this.batches.clear()
+    const batches: Batch[] = []
+    let later = false
+    for (const b of this.batches.values()) {
+      const k = this.known.get(b.key)
+      if (b.waiters.length === 0 && k !== undefined && b.ahead < headroom(k.limit) / 4 && this.now() - b.since < AHEAD_FLUSH_MS) {
+        later = true
+        continue
+      }
+      batches.push(b)
+      this.batches.delete(b.key)
+    }
+    if (later && !this.timerPending) {
+      this.timerPending = true
+      setTimeout(() => {
+        this.timerPending = false
+        this.flush()
+      }, AHEAD_FLUSH_MS).unref()
+    }
     const go = () => {
       for (const b of batches) {
         const waiters = b.waiters.filter((w) => !w.done)
