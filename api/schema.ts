@@ -164,8 +164,9 @@ export const GlobalRateLimitPolicy = Type.Object(
             Type.Object(
               {
                 key: Type.String({ minLength: 1 }),
-                // the entry's value: fixed (value), a request header's, the client's address, the route's name
-                from: Type.Union([Type.Literal('value'), Type.Literal('header'), Type.Literal('remoteAddress'), Type.Literal('route')]),
+                // the entry's value: fixed (value), a request header's, the client's address, the
+                // route's name, the calling workload as the proxy knows it (source: "namespace/workload")
+                from: Type.Union([Type.Literal('value'), Type.Literal('header'), Type.Literal('remoteAddress'), Type.Literal('route'), Type.Literal('source')]),
                 header: Type.Optional(HeaderName),
                 value: Type.Optional(Type.String()),
               },

@@ -34,6 +34,9 @@ descriptors:
   - key: route
     value: big
     rate_limit: { unit: minute, requests_per_unit: 1000000 }
+  - key: source
+    value: shop/frontend
+    rate_limit: { unit: minute, requests_per_unit: 2 }
 `
 function domains(text = LIMITS): Map<string, Domain> {
   const m = new Map<string, Domain>()
@@ -191,4 +194,14 @@ t.test('far from the limit requests go ahead of the answer (their hits counted i
     cl.close()
     return r.statuses[0]!.limitRemaining <= 1_000_000 - 6
   })
+})
+
+t.test('a descriptor from the calling workload (source): the pod\'s own on an outbound listener', async (t) => {
+  const s = await startRateLimitServer({ address: '127.0.0.1:0', domains: domains(), store: new MemoryStore(() => NOW), now: () => NOW })
+  t.teardown(() => s.close())
+  const up = await startHttpUpstream(t, { name: 'app' })
+  const config = makeConfig({ routes: [{ ...routeTo('app'), name: 'any', globalRateLimit: policy(s.port, { descriptors: [{ entries: [{ key: 'source', from: 'source' }] }] }) }], clusters: [cluster('app', [up.port])] })
+  const sc = await startTestSidecar(t, { ...config, node: { workload: 'frontend', namespace: 'shop' } })
+  const c = client(t, sc.port)
+  t.same([(await c.request('/x')).status, (await c.request('/x')).status, (await c.request('/x')).status], [200, 200, 429], 'shop/frontend may make 2 a minute')
 })

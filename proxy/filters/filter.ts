@@ -17,6 +17,12 @@ export interface FilterExchange {
   /** the path with its query, as received */
   readonly path: string
   readonly downstreamAddress: string
+  /**
+   * The calling workload as this proxy knows it, "namespace/workload": on an outbound listener the
+   * pod's own (the bootstrap's node); on an inbound one "unknown/unknown" until the caller is
+   * authenticated (mutual TLS, issue 13).
+   */
+  readonly sourceIdentity: string
   /** a request header's value (lower-case name), the first when repeated */
   header(name: string): string | undefined
   /**

@@ -121,6 +121,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   readonly authority: string
   readonly path: string
   readonly downstreamAddress: string
+  get sourceIdentity(): string {
+    const p = this.config.telemetry.peer
+    return p.sourceNamespace + '/' + p.sourceWorkload
+  }
   get startTime(): number {
     return performance.timeOrigin + this.t0
   }

@@ -210,6 +210,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   get downstreamAddress(): string {
     return this.down.remoteAddress
   }
+  get sourceIdentity(): string {
+    const p = this.config.telemetry.peer
+    return p.sourceNamespace + '/' + p.sourceWorkload
+  }
   private endpointKey = ''
 
   constructor(down: Downstream, req: RequestHead, config: RouterConfig, counters: ExchangeCounters) {

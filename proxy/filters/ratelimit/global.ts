@@ -101,6 +101,7 @@ class GlobalRateLimitFilter implements Filter {
         if (e.from === 'value') value = e.value ?? ''
         else if (e.from === 'header') value = x.header(e.header!.toLowerCase())
         else if (e.from === 'remoteAddress') value = x.downstreamAddress
+        else if (e.from === 'source') value = x.sourceIdentity
         else value = this.route
         if (value === undefined) {
           skip = true

@@ -4,7 +4,7 @@
 export interface GlobalRateLimitEntry {
   'key'?: (string);
   /**
-   * "value", "header", "remoteAddress", "route"
+   * "value", "header", "remoteAddress", "route", "source"
    */
   'from'?: (string);
   'header'?: (string);
@@ -16,7 +16,7 @@ export interface GlobalRateLimitEntry {
 export interface GlobalRateLimitEntry__Output {
   'key': (string);
   /**
-   * "value", "header", "remoteAddress", "route"
+   * "value", "header", "remoteAddress", "route", "source"
    */
   'from': (string);
   'header'?: (string);
