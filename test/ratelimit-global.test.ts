@@ -163,7 +163,16 @@ t.test('counters in Redis: shared, kept when the server restarts; Redis down: th
   await s.close()
   s = await start()
   t.teardown(() => s.close())
-  t.same([(await c.request('/x')).status, (await c.request('/x')).status], [200, 429], `the third passes, the fourth is over the limit of 3 (server: ${JSON.stringify(s.stats)})`)
+  t.equal((await c.request('/x')).status, 200, `the third passes: the count survived the restart (server: ${JSON.stringify(s.stats)})`)
+  // a second replica of the server on the same Redis, and a second sidecar that asks it: one limit
+  const rlsPort2 = await freePort()
+  const s2 = await startRateLimitServer({ address: `127.0.0.1:${rlsPort2}`, domains: domains(), store: await redisStore(url), now: () => NOW })
+  t.teardown(() => s2.close())
+  const sc2 = await startTestSidecar(t, makeConfig({ routes: [{ ...routeTo('app'), name: 'small', globalRateLimit: policy(rlsPort2) }], clusters: [cluster('app', [up.port])] }))
+  const c2 = client(t, sc2.port)
+  t.equal((await c2.request('/x')).status, 429, 'the fourth, through another sidecar and another replica of the server, is over the limit of 3')
+  t.same(s2.stats, { calls: 1, overLimit: 1, errors: 0 }, 'the replica answered it from the counter in Redis')
+  t.equal((await c.request('/x')).status, 429, 'and the first sidecar\'s next one too')
   // Redis goes away: the server answers UNAVAILABLE at once, the sidecar fails open
   redis.kill('SIGKILL')
   await new Promise((r) => redis!.once('exit', r))
