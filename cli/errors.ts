@@ -25,17 +25,27 @@ function portOf(addr: string): string {
   return m === null ? '?' : m[1]
 }
 
+/** What to try when the admin API at `addr` does not answer. */
+export function nextStep(addr: string, kind: AdminKind): string {
+  const port = portOf(addr)
+  return kind === 'proxy'
+    ? `is the proxy running, and is its admin port ${port}? see \`weft proxy --help\``
+    : `is the control plane running, and is its admin port ${port} (not its gRPC port)? see \`weft control-plane --help\``
+}
+
+/** An admin address given as HOST:PORT (as every command takes it) or as a URL, as a base URL without a trailing slash. */
+export function adminBaseUrl(addr: string): string {
+  const a = addr.trim().replace(/\/+$/, '')
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : `http://${a}`
+}
+
 /** One sentence about a failed request to an admin API at `addr`. */
 export function describeAdminError(addr: string, kind: AdminKind, e: unknown): string {
   let code = codeOf(e)
   const message = (e as Error)?.message ?? ''
   if (code === '' && /HTTP\/1\.1 protocol|Expected HTTP\//.test(message)) code = 'HPE_INVALID_CONSTANT' // e.g. an HTTP/2-only gRPC port
   const what = kind === 'proxy' ? 'Weft proxy admin API' : 'Weft control plane admin API'
-  const port = portOf(addr)
-  const next =
-    kind === 'proxy'
-      ? `is the proxy running, and is its admin port ${port}? see \`weft proxy --help\``
-      : `is the control plane running, and is its admin port ${port} (not its gRPC port)? see \`weft control-plane --help\``
+  const next = nextStep(addr, kind)
   switch (code) {
     case 'ECONNREFUSED':
       return `no ${what} answers at ${addr} (connection refused): ${next}`

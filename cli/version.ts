@@ -2,6 +2,7 @@
 // plane (--control-plane-admin, its admin address) when they answer on their admin /version.
 import type { Command } from 'commander'
 import { WEFT_VERSION, type VersionInfo } from '../protos/version.ts'
+import { nextStep } from './errors.ts'
 
 export interface VersionLine {
   what: string
@@ -9,6 +10,8 @@ export interface VersionLine {
   version?: string
   node?: string
   error?: string
+  /** with error: what to try next */
+  whatToDo?: string
 }
 
 async function fetchVersion(address: string, timeoutMs: number): Promise<VersionInfo | string> {
@@ -24,11 +27,11 @@ async function fetchVersion(address: string, timeoutMs: number): Promise<Version
 
 export async function versions(o: { admin?: string; controlPlane?: string; timeoutMs?: number }): Promise<VersionLine[]> {
   const lines: VersionLine[] = [{ what: 'client', version: WEFT_VERSION, node: process.version }]
-  const remote: [string, string | undefined][] = [['proxy', o.admin], ['control plane', o.controlPlane]]
-  for (const [what, address] of remote) {
+  const remote: [string, string | undefined, 'proxy' | 'control-plane'][] = [['proxy', o.admin, 'proxy'], ['control plane', o.controlPlane, 'control-plane']]
+  for (const [what, address, kind] of remote) {
     if (address === undefined) continue
     const v = await fetchVersion(address, o.timeoutMs ?? 2000)
-    lines.push(typeof v === 'string' ? { what, address, error: v } : { what, address, version: v.version, node: v.node })
+    lines.push(typeof v === 'string' ? { what, address, error: v, whatToDo: nextStep(address, kind) } : { what, address, version: v.version, node: v.node })
   }
   return lines
 }
@@ -37,7 +40,7 @@ export function formatVersions(lines: VersionLine[]): string {
   return lines
     .map((l) => {
       const where = l.address === undefined ? l.what : `${l.what} ${l.address}`
-      return l.error !== undefined ? `${where}: unreachable (${l.error})` : `${where}: weft ${l.version} (node ${l.node})`
+      return l.error !== undefined ? `${where}: unreachable (${l.error})${l.whatToDo !== undefined ? `: ${l.whatToDo}` : ''}` : `${where}: weft ${l.version} (node ${l.node})`
     })
     .join('\n') + '\n'
 }
