@@ -9,7 +9,7 @@
 // --control-plane-admin (by default the ports of `kubectl -n weft-system port-forward
 // deploy/weft-control-plane 8443 15011`).
 import { emit, type OutputFormat } from './output.ts'
-import { adminBaseUrl, describeAdminError } from './errors.ts'
+import { adminBaseUrl, describeAdminError, describeKubeApiError } from './errors.ts'
 import { isDeepStrictEqual } from 'node:util'
 import { HttpMethod, type KubeConfig } from '@kubernetes/client-node'
 import { Agent, request } from 'undici'
@@ -42,10 +42,14 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
   section('kubernetes-api')
   try {
     const r = await kubeCall(o.kube, HttpMethod.GET, '/apis/apiextensions.k8s.io/v1/customresourcedefinitions')
-    if (r.status === 401 || r.status === 403) throw new Error(`${r.status} ${r.body?.message ?? ''}`)
+    if (r.status === 401 || r.status === 403) throw Object.assign(new Error(`${r.status} ${r.body?.message ?? ''}`), { statusCode: r.status })
     pass('can reach the Kubernetes API', o.kube.getCurrentCluster()?.server)
   } catch (err) {
-    fail('can reach the Kubernetes API', (err as Error).message, 'check the current context of your kubeconfig (kubectl config current-context) and your credentials')
+    const c = o.kube.getCurrentCluster()
+    const where = { context: o.kube.getCurrentContext(), cluster: c?.name ?? '', server: c?.server ?? '' }
+    const why = describeKubeApiError(where, err)
+    const cut = why.lastIndexOf('): ')
+    fail('can reach the Kubernetes API', cut < 0 ? why : why.slice(0, cut + 1), cut < 0 ? 'check the current context of your kubeconfig (kubectl config current-context) and your credentials' : why.slice(cut + 3))
     return report(results, out, o.output)
   }
 

@@ -73,3 +73,22 @@ export class AdminHttpError extends Error {
     this.status = status
   }
 }
+
+/**
+ * One sentence about a Kubernetes API request that got no HTTP answer (or a 401/403), naming the
+ * server, context and cluster tried and what to do: `fetch failed` alone says neither.
+ */
+export function describeKubeApiError(where: { context: string; cluster: string; server: string }, e: unknown): string {
+  const at = `the Kubernetes API at ${where.server || '(no server)'} (context "${where.context}", cluster "${where.cluster}")`
+  const status = (e as { statusCode?: unknown })?.statusCode
+  if (status === 401 || status === 403) {
+    return `${at} refused the credentials (HTTP ${status}): check the user of context "${where.context}" (kubectl config view --minify), or choose another with --context NAME`
+  }
+  const code = codeOf(e)
+  const cause = (e as Error)?.cause instanceof Error ? ((e as Error).cause as Error).message : ''
+  const why = code !== '' ? code : cause !== '' ? cause : ((e as Error)?.message ?? String(e))
+  const next = `is the cluster running and reachable from here, and is "${where.context}" the context you meant? choose another with --context NAME or --kubeconfig FILE`
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the host of ${at} (${code}): ${next}`
+  if (code.includes('CERT') || code.includes('VERIFY') || code.includes('SELF_SIGNED')) return `${at}: its certificate is not trusted (${code}): check certificate-authority-data of cluster "${where.cluster}" in the kubeconfig`
+  return `${at} did not answer (${why}): ${next}`
+}

@@ -182,6 +182,27 @@ t.test('weft control-plane --kubernetes without a usable kubeconfig: says what w
   t.match(missing.stderr, /nope \(--kubeconfig\): no such file/)
 })
 
+t.test('a Kubernetes API that does not answer: analyze and check name the server, context and cluster, and what to do', async (t) => {
+  const home = tempDir(t)
+  const port = await freePort()
+  const kc = join(home, 'kc.yaml')
+  writeFileSync(kc, stringify({
+    apiVersion: 'v1', kind: 'Config', 'current-context': 'dev',
+    clusters: [{ name: 'prod-cluster', cluster: { server: `https://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
+    contexts: [{ name: 'dev', context: { cluster: 'prod-cluster', user: 'u' } }],
+    users: [{ name: 'u', user: { token: 'x' } }],
+  }))
+  const at = `the Kubernetes API at https://127.0.0.1:${port} (context "dev", cluster "prod-cluster") did not answer (ECONNREFUSED)`
+  const next = 'is the cluster running and reachable from here, and is "dev" the context you meant? choose another with --context NAME or --kubeconfig FILE'
+  const a = await weft(['analyze', '--kubernetes', '--kubeconfig', kc])
+  t.equal(a.code, 3)
+  t.match(a.stderr, `weft analyze: ${at}: ${next}`)
+  t.notMatch(a.stderr, /fetch failed/)
+  const c = await weft(['check', '--kubeconfig', kc, '-o', 'json'])
+  t.equal(c.code, 1)
+  t.match(JSON.parse(c.stdout), { ok: false, checks: [{ section: 'kubernetes-api', ok: false, title: 'can reach the Kubernetes API', detail: at, whatToDo: next }] })
+})
+
 t.test('weft explain --config: the route, the routes passed over and why, the backends; a real sidecar agrees', async (t) => {
   const a = await startHttpUpstream(t, { name: 'a' })
   const b = await startHttpUpstream(t, { name: 'b' })
