@@ -9,7 +9,8 @@
 // --control-plane-admin (by default the ports of `kubectl -n weft-system port-forward
 // deploy/weft-control-plane 8443 15011`).
 import { emit, type OutputFormat } from './output.ts'
-import { adminBaseUrl, describeAdminError, describeKubeApiError } from './errors.ts'
+import { describeAdminError, describeKubeApiError } from './errors.ts'
+import { adminBase } from './tap.ts'
 import { isDeepStrictEqual } from 'node:util'
 import { HttpMethod, type KubeConfig } from '@kubernetes/client-node'
 import { Agent, request } from 'undici'
@@ -101,8 +102,8 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
   }
 
   section('weft-control-plane')
-  const cpAdmin = adminBaseUrl(o.controlPlaneAdmin)
   try {
+    const cpAdmin = adminBase(o.controlPlaneAdmin)
     const ready = await request(`${cpAdmin}/ready`, { headersTimeout: 5000 })
     const text = (await ready.body.text()).trim()
     if (ready.statusCode === 200) pass('the control plane is ready')

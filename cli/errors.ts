@@ -33,12 +33,6 @@ export function nextStep(addr: string, kind: AdminKind): string {
     : `is the control plane running, and is its admin port ${port} (not its gRPC port)? see \`weft control-plane --help\``
 }
 
-/** An admin address given as HOST:PORT (as every command takes it) or as a URL, as a base URL without a trailing slash. */
-export function adminBaseUrl(addr: string): string {
-  const a = addr.trim().replace(/\/+$/, '')
-  return /^[a-z][a-z0-9+.-]*:\/\//i.test(a) ? a : `http://${a}`
-}
-
 /** One sentence about a failed request to an admin API at `addr`. */
 export function describeAdminError(addr: string, kind: AdminKind, e: unknown): string {
   let code = codeOf(e)

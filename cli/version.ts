@@ -3,6 +3,7 @@
 import type { Command } from 'commander'
 import { WEFT_VERSION, type VersionInfo } from '../protos/version.ts'
 import { nextStep } from './errors.ts'
+import { adminBase } from './tap.ts'
 
 export interface VersionLine {
   what: string
@@ -16,7 +17,7 @@ export interface VersionLine {
 
 async function fetchVersion(address: string, timeoutMs: number): Promise<VersionInfo | string> {
   try {
-    const r = await fetch(`http://${address}/version`, { signal: AbortSignal.timeout(timeoutMs) })
+    const r = await fetch(`${adminBase(address)}/version`, { signal: AbortSignal.timeout(timeoutMs) })
     if (r.status !== 200) return `HTTP ${r.status} on /version (a Weft older than ${WEFT_VERSION}?)`
     return (await r.json()) as VersionInfo
   } catch (err) {
@@ -63,6 +64,16 @@ export function registerVersion(program: Command): void {
         process.stderr.write(`weft version: ${(e as Error).message}\n`)
         process.exitCode = 2
         return
+      }
+      for (const a of [opts.admin, opts.controlPlaneAdmin ?? opts.controlPlane]) {
+        if (a === undefined) continue
+        try {
+          adminBase(a)
+        } catch (e) {
+          process.stderr.write(`weft version: ${(e as Error).message}\n`)
+          process.exitCode = 2
+          return
+        }
       }
       if (opts.controlPlane !== undefined) process.stderr.write('weft version: --control-plane is deprecated here (it means the gRPC address elsewhere); use --control-plane-admin\n')
       const lines = await versions({ admin: opts.admin, controlPlane: opts.controlPlaneAdmin ?? opts.controlPlane })
