@@ -47,6 +47,30 @@ export function controlPlanePorts(base: number): { grpc: number; admin: number }
   return { grpc: base, admin: base + 1 }
 }
 
+/** --ratelimit: redis-server and weft ratelimit-server, at the top of the range */
+export function rateLimitPorts(base: number): { redis: number; rls: number } {
+  return { redis: base + 96, rls: base + 97 }
+}
+
+/** --ratelimit: the limits of weft ratelimit-server, and the TrafficPolicy that asks it (catalogue, 5/s) */
+export function rateLimitFiles(base: number): { limits: string; policy: string } {
+  return {
+    limits: 'domain: demo\ndescriptors:\n  - key: service\n    value: catalogue\n    rate_limit: { unit: second, requests_per_unit: 5 }\n',
+    policy: `# npm start -- --ratelimit: every caller of catalogue together may make 5 calls a second
+apiVersion: policy.weft.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: catalogue-global-limit, namespace: demo }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: catalogue }]
+  globalRateLimit:
+    service: 127.0.0.1:${rateLimitPorts(base).rls}
+    domain: demo
+    descriptors: [{ entries: [{ key: service, from: value, value: catalogue }] }]
+    timeout: 100ms
+`,
+  }
+}
+
 export function portsOf(w: Workload, base: number): Ports {
   const p = base + w.slot * 10
   return { app: p, inbound: p + 1, outbound: p + 2, admin: p + 3 }
@@ -121,7 +145,7 @@ export function shiftPorts(text: string, base: number): string {
  * written (to a dot-file, then renamed over: the control plane never reads half a file), files
  * gone from `src` are removed. Idempotent; called again on every change of `src`.
  */
-export async function renderResources(src: string, dst: string, base: number): Promise<void> {
+export async function renderResources(src: string, dst: string, base: number, extra: Readonly<Record<string, string>> = {}): Promise<void> {
   const names = (await readdir(src)).filter((f) => !f.startsWith('.') && RESOURCE_FILE.test(f))
   for (const name of names) {
     let text: string
@@ -135,7 +159,10 @@ export async function renderResources(src: string, dst: string, base: number): P
     await writeFile(join(dst, `.${name}.tmp`), text)
     await rename(join(dst, `.${name}.tmp`), join(dst, name))
   }
+  for (const [name, text] of Object.entries(extra)) {
+    if ((await readFile(join(dst, name), 'utf8').catch(() => null)) !== text) await writeFile(join(dst, name), text)
+  }
   for (const name of await readdir(dst)) {
-    if (!name.startsWith('.') && !names.includes(name)) await rm(join(dst, name), { force: true })
+    if (!name.startsWith('.') && !names.includes(name) && !(name in extra)) await rm(join(dst, name), { force: true })
   }
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { watchDirectory, type FileWatcher } from '../../../api/watch.ts'
-import { DEFAULT_BASE_PORT, WORKLOADS, controlPlanePorts, portsOf, renderResources, writeBootstrap, type Workload } from './layout.ts'
+import { DEFAULT_BASE_PORT, WORKLOADS, controlPlanePorts, portsOf, rateLimitFiles, rateLimitPorts, renderResources, writeBootstrap, type Workload } from './layout.ts'
 import type { DemoOptions } from './options.ts'
 import { Supervisor, type Child, type Exit } from './processes.ts'
 import { LiveStats, formatPlain, formatTable } from './summary.ts'
@@ -18,6 +18,12 @@ import { LiveStats, formatPlain, formatTable } from './summary.ts'
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const WEFT = join(ROOT, 'bin', 'weft.js')
 const APPS = fileURLToPath(new URL('../apps/', import.meta.url))
+/** `node -e REDIS_PARENT ARGS`: redis-server ARGS, killed when this parent ends */
+const REDIS_PARENT = `const c = require('node:child_process').spawn('redis-server', process.argv.slice(1), { stdio: 'inherit' })
+const kill = () => c.kill('SIGKILL')
+process.on('exit', kill)
+for (const s of ['SIGTERM', 'SIGINT']) process.on(s, () => process.exit(0))
+c.on('exit', (code) => process.exit(code ?? 1))`
 const STOP_TIMEOUT_MS = 5000
 const START_TIMEOUT_MS = 30_000
 const MAX_EVENTS = 4
@@ -88,7 +94,7 @@ class Demo {
     const bootAt = performance.now()
     // A port in use would show as a crash of whichever process binds it, or worse, pass a
     // readiness check answered by someone else's process (another demo): check them all first.
-    const busy = await portsInUse([controlPlanePorts(o.basePort).grpc, controlPlanePorts(o.basePort).admin, ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, o.basePort)))])
+    const busy = await portsInUse([controlPlanePorts(o.basePort).grpc, controlPlanePorts(o.basePort).admin, ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, o.basePort))), ...(o.ratelimit ? Object.values(rateLimitPorts(o.basePort)) : [])])
     if (busy.length > 0) {
       throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} of 127.0.0.1 in use: another demo running? --base-port N (or $WEFT_DEMO_BASE_PORT) moves the range`)
     }
@@ -98,13 +104,16 @@ class Demo {
     await mkdir(logDir)
     const source = resolve(o.resources)
     let resources = source
-    if (o.basePort !== DEFAULT_BASE_PORT) {
+    const rl = o.ratelimit ? rateLimitFiles(o.basePort) : null
+    const extra: Record<string, string> = rl === null ? {} : { 'zz-global-ratelimit.yaml': rl.policy }
+    if (o.basePort !== DEFAULT_BASE_PORT || rl !== null) {
       // The YAML is written for the default range; the control plane gets a copy with the ports
-      // moved, kept in step with every edit of the original.
+      // moved (and with --ratelimit, the policy that asks the rate limit server), kept in step with
+      // every edit of the original.
       resources = this.renderedDir = join(this.workdir, 'resources')
       await mkdir(resources)
-      await renderResources(source, resources, o.basePort)
-      this.watcher = watchDirectory(source, () => void renderResources(source, resources, o.basePort).catch(() => {}), { debounceMs: 20, persistent: false })
+      await renderResources(source, resources, o.basePort, extra)
+      this.watcher = watchDirectory(source, () => void renderResources(source, resources, o.basePort, extra).catch(() => {}), { debounceMs: 20, persistent: false })
     }
     if (this.isStopping()) throw new Aborted()
     const sup = (this.supervisor = new Supervisor({
@@ -115,6 +124,18 @@ class Demo {
       },
     }))
 
+    if (rl !== null) {
+      // the rate limit server, its counters in redis-server when it is installed
+      const { writeFile } = await import('node:fs/promises')
+      const { spawnSync } = await import('node:child_process')
+      const rp = rateLimitPorts(o.basePort)
+      await writeFile(join(this.workdir, 'limits.yaml'), rl.limits)
+      const redis = spawnSync('redis-server', ['--version']).status === 0
+      // redis-server under a small Node parent, so the supervisor (and its orphan guard) own it like every other process
+      if (redis) sup.start('redis', ['-e', REDIS_PARENT, '--', '--port', String(rp.redis), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.workdir])
+      sup.start('ratelimit-server', [WEFT, 'ratelimit-server', '-c', join(this.workdir, 'limits.yaml'), '--listen', `127.0.0.1:${rp.rls}`, ...(redis ? ['--redis', `redis://127.0.0.1:${rp.redis}`] : [])])
+      this.out.write(`global rate limit: catalogue 5/s for all callers together (weft ratelimit-server on 127.0.0.1:${rp.rls}, counters ${redis ? `in redis-server on ${rp.redis}` : 'in memory: redis-server is not installed'})\n`)
+    }
     const cp = controlPlanePorts(o.basePort)
     const cpChild = sup.start('control-plane', [WEFT, 'control-plane', '--local', resources, '--listen', `127.0.0.1:${cp.grpc}`, '--admin', `127.0.0.1:${cp.admin}`])
     // Everything else starts at once (11 Node processes on what may be 2 cores): the sidecars
@@ -274,6 +295,8 @@ ${rows.join('\n')}
       await stage(WORKLOADS.map((w) => `${w.name}-sidecar`)) // drain
       await stage(apps)
       await stage(['control-plane'])
+      await stage(['ratelimit-server'])
+      await stage(['redis'])
       const stopped = sup.list()
       this.out.write(`stopped ${stopped.length} processes (${stopped.map((c) => `${c.name} ${c.pid}`).join(', ')})\n`)
     }

@@ -17,6 +17,8 @@ export interface DemoOptions {
   windowMs: number
   /** redraw the summary in place (a terminal) or print plain lines */
   redraw: boolean
+  /** a global rate limit on catalogue: weft ratelimit-server (counters in redis-server when installed) */
+  ratelimit: boolean
 }
 
 export const USAGE = `usage: npm start -- [options]     (or: node examples/start.ts [options])
@@ -27,6 +29,8 @@ export const USAGE = `usage: npm start -- [options]     (or: node examples/start
   --rps N           requests per second of the traffic generator (default 20)
   --window D        the summary's window, e.g. 2s, 5s (default 2s, at least 1s)
   --plain           print plain summary lines even in a terminal
+  --ratelimit       a global rate limit on catalogue (5 calls a second across all callers): starts
+                    weft ratelimit-server, its counters in redis-server when installed (else in memory)
   -h, --help        this text
 `
 
@@ -46,6 +50,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, is
         rps: { type: 'string' },
         window: { type: 'string' },
         plain: { type: 'boolean' },
+        ratelimit: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values
@@ -68,5 +73,5 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, is
     return { error: `--window: ${(e as Error).message}` }
   }
   if (windowMs < 1000) return { error: '--window: at least 1s (the summary scrapes once a second)' }
-  return { basePort, resources: v.resources ?? DEFAULT_RESOURCES, durationSeconds, rps, windowMs, redraw: isTty && v.plain !== true }
+  return { basePort, resources: v.resources ?? DEFAULT_RESOURCES, durationSeconds, rps, windowMs, redraw: isTty && v.plain !== true, ratelimit: v.ratelimit === true }
 }
