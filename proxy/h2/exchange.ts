@@ -17,7 +17,8 @@
 // response can be retried (retry.on: unavailable, …); grpc-status goes to metrics, the access log and
 // outlier detection (as the HTTP status it stands for).
 import { randomUUID } from 'node:crypto'
-import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { DownStream } from './codec/down-stream.ts'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
@@ -50,7 +51,7 @@ const MAX_TIMER_MS = 2_147_483_647
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
 export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange {
-  private readonly down: ServerHttp2Stream
+  private readonly down: DownStream
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
   private readonly values: string[] = []
@@ -132,7 +133,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   }
   upstreamHost = ''
 
-  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
+  constructor(down: DownStream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
     this.down = down
     this.headers = headers
     this.config = config

@@ -113,7 +113,8 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
       host = v
     } else if (n === 'content-length') {
       if (!isDecimal(v)) return 'content-length is not a decimal'
-      if (contentLength !== '' && contentLength !== v) return 'two different content-length fields'
+      // one field, as nghttp2 and HAProxy want it (RFC 9110 §8.6 lets a recipient refuse a list)
+      if (contentLength !== '') return 'two content-length fields'
       contentLength = v
     }
   }
