@@ -197,7 +197,7 @@ for (let i = 0; i < STATIC_LEN; i++) {
 }
 
 /** fields never put in the dynamic table: values that change every message or must not be kept */
-const NOT_INDEXED = new Set(['content-length', 'date', 'etag', 'last-modified', 'set-cookie', 'authorization', 'cookie', ':path', 'grpc-message', 'x-request-id', 'traceparent', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'age', 'expires'])
+const NOT_INDEXED = new Set(['etag', 'set-cookie', 'authorization', 'proxy-authorization', 'cookie', ':path', 'grpc-message', 'x-request-id', 'traceparent', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'age'])
 
 const SCRATCH_MIN = 16 * 1024
 

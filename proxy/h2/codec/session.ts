@@ -507,14 +507,17 @@ export class ServerSession extends EventEmitter {
 
   // ---- writing ------------------------------------------------------------------------------------
 
-  /** Frames written in one tick leave in one write (cork until the next tick). */
+  /**
+   * Frames written in one turn of the event loop leave in one write: corked until the check phase
+   * (a response's HEADERS, DATA and trailers come from separate upstream events of one read).
+   */
   private out(b: Buffer): void {
     if (this.destroyed) return
     const s = this.socket
     if (!this.corked) {
       this.corked = true
       s.cork()
-      process.nextTick(uncork, this)
+      setImmediate(uncork, this)
     }
     if (!s.write(b) && s.writableLength > SOCKET_HIGH && !this.socketBlocked) {
       this.socketBlocked = true
