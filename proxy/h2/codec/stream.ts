@@ -1,12 +1,13 @@
-// One client stream of the proxy's own HTTP/2 server codec (session.ts), shaped like the part of
-// node:http2's ServerHttp2Stream that the exchange uses (proxy/h2/exchange.ts): 'data', 'end',
-// 'trailers', 'close', 'drain', 'wantTrailers'; write / end / pause / resume; respond,
-// sendTrailers, close(code); closed, destroyed, rstCode. Both directions are flow controlled
-// (RFC 9113 §5.2): the client's window is credited as the exchange consumes the bytes (a paused
-// stream holds at most its window), and DATA waits for the client's windows.
+// One stream of the proxy's own HTTP/2 codec (connection.ts), shaped like the part of node:http2's
+// streams that the exchanges use (proxy/h2/exchange.ts, bridge.ts): 'data', 'end', 'trailers',
+// 'close', 'drain', 'wantTrailers'; write / end / pause / resume; sendTrailers, close(code);
+// closed, destroyed, rstCode. ServerStream (a client's request) adds respond(); ClientStream (the
+// proxy's request to an upstream, client.ts) adds 'response'. Both directions are flow controlled
+// (RFC 9113 §5.2): the peer's window is credited as the exchange consumes the bytes (a paused
+// stream holds at most its window), and DATA waits for the peer's windows.
 import { EventEmitter } from 'node:events'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
-import type { ServerSession } from './session.ts'
+import type { H2Conn } from './connection.ts'
 
 /** a stream's write() says "wait for drain" above this many queued bytes (node's default) */
 const HIGH_WATER = 16384
@@ -16,9 +17,9 @@ export interface RespondOptions {
   waitForTrailers?: boolean
 }
 
-export class ServerStream extends EventEmitter {
+export class H2Stream extends EventEmitter {
   readonly id: number
-  readonly session: ServerSession
+  readonly session: H2Conn
   closed = false
   destroyed = false
   rstCode: number | undefined = undefined
@@ -52,7 +53,7 @@ export class ServerStream extends EventEmitter {
   outQueued = 0
   needDrain = false
 
-  constructor(session: ServerSession, id: number, recvWindow: number, sendWindow: number) {
+  constructor(session: H2Conn, id: number, recvWindow: number, sendWindow: number) {
     super()
     this.session = session
     this.id = id
@@ -132,22 +133,6 @@ export class ServerStream extends EventEmitter {
 
   // ---- send side
 
-  respond(headers: OutgoingHttpHeaders, opts?: RespondOptions): void {
-    if (this.closed) return
-    if (this.headersSent) throw new Error('WEFT_ERR_H2_HEADERS_SENT: response headers already sent')
-    const status = Number(headers[':status'] ?? 200)
-    if (!(status >= 100 && status <= 599) || !Number.isInteger(status)) throw new RangeError(`invalid :status ${headers[':status']}`)
-    this.headersSent = true
-    const end = opts?.endStream === true
-    this.waitTrailers = opts?.waitForTrailers === true
-    this.session.sendHeaders(this, fieldsOf(headers, String(status)), end)
-    if (end) {
-      this.localEnded = true
-      this.ending = true
-      if (this.remoteEnded) this.session.streamDone(this, 0)
-    }
-  }
-
   write(b: Buffer | string): boolean {
     if (this.closed || this.ending) return false
     const buf = typeof b === 'string' ? Buffer.from(b) : b
@@ -175,10 +160,13 @@ export class ServerStream extends EventEmitter {
       }
     }
     this.ending = true
-    if (!this.headersSent) this.respond({ ':status': 200 })
+    if (!this.headersSent) this.defaultHead()
     this.session.flushStream(this)
     return this
   }
+
+  /** end() before any head: the server answers 200 (a client stream has sent its HEADERS) */
+  protected defaultHead(): void {}
 
   /** the queue is sent and end() was called: trailers, or END_STREAM */
   outDone(): void {
@@ -221,24 +209,48 @@ export class ServerStream extends EventEmitter {
   }
 }
 
-function deliverLater(s: ServerStream): void {
+/** A client's request on the proxy's server side (session.ts). */
+export class ServerStream extends H2Stream {
+  respond(headers: OutgoingHttpHeaders, opts?: RespondOptions): void {
+    if (this.closed) return
+    if (this.headersSent) throw new Error('WEFT_ERR_H2_HEADERS_SENT: response headers already sent')
+    const status = Number(headers[':status'] ?? 200)
+    if (!(status >= 100 && status <= 599) || !Number.isInteger(status)) throw new RangeError(`invalid :status ${headers[':status']}`)
+    this.headersSent = true
+    const end = opts?.endStream === true
+    this.waitTrailers = opts?.waitForTrailers === true
+    this.session.sendHeaders(this, fieldsOf(headers, String(status)), end)
+    if (end) {
+      this.localEnded = true
+      this.ending = true
+      if (this.remoteEnded) this.session.streamDone(this, 0)
+    }
+  }
+
+
+  protected override defaultHead(): void {
+    this.respond({ ':status': 200 })
+  }
+}
+
+function deliverLater(s: H2Stream): void {
   if (!s.closed) s.deliver()
 }
 
-function wantTrailersLater(s: ServerStream): void {
+function wantTrailersLater(s: H2Stream): void {
   if (s.closed || s.localEnded) return
   if (s.listenerCount('wantTrailers') > 0) s.emit('wantTrailers')
   else s.sendTrailers({})
 }
 
-function closeLater(s: ServerStream): void {
+function closeLater(s: H2Stream): void {
   s.emit('close')
 }
 
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
 
 /** [name, value, …] of an outgoing head: :status first ('' for trailers), names lowercased, connection fields left out. */
-function fieldsOf(h: OutgoingHttpHeaders, status: string): string[] {
+export function fieldsOf(h: OutgoingHttpHeaders, status: string): string[] {
   const out: string[] = status === '' ? [] : [':status', status]
   for (const k in h) {
     if (k.charCodeAt(0) === 0x3a) continue
