@@ -20,15 +20,17 @@ import {
   S_MAX_FRAME_SIZE, S_MAX_HEADER_LIST_SIZE, SETTINGS_ACK, T_CONTINUATION, T_DATA, T_GOAWAY, T_HEADERS, T_PING, T_PRIORITY,
   T_PUSH_PROMISE, T_RST_STREAM, T_SETTINGS, T_WINDOW_UPDATE, frame, frameHeader, goawayFrame, settingsFrame, u32Frame,
 } from './frames.ts'
+import { checkTrailers } from '../validate.ts'
 import { headersObject, type H2Stream } from './stream.ts'
 
 export interface ConnOptions {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS this end advertises */
   readonly maxConcurrentStreams: number
   /** SETTINGS_MAX_HEADER_LIST_SIZE: name + value + 32 per field */
   readonly maxHeaderListSize: number
   /** fields of a head, pseudo-headers included */
   readonly maxHeaderFields: number
-  /** SETTINGS_MAX_CONCURRENT_STREAMS this end advertises */
+  /** SETTINGS_INITIAL_WINDOW_SIZE this end advertises */
   readonly initialWindowSize: number
   /** the connection's receive window (raised from 65,535 by a WINDOW_UPDATE at once) */
   readonly connectionWindow: number
@@ -89,6 +91,8 @@ export abstract class H2Conn extends EventEmitter {
   protected connSendWindow = DEFAULT_WINDOW
   protected peerInitialWindow = DEFAULT_WINDOW
   protected peerMaxFrame = DEFAULT_MAX_FRAME
+  /** the peer's SETTINGS_MAX_CONCURRENT_STREAMS (unbounded until it says; node's client assumed 1000) */
+  protected peerMaxStreams = 1000
   private readonly blocked = new Set<H2Stream>()
   private readonly drainWaiters = new Set<H2Stream>()
   socketBlocked = false
@@ -349,7 +353,7 @@ export abstract class H2Conn extends EventEmitter {
   protected trailers(st: H2Stream, raw: string[], r: number, endStream: boolean, flags: number): void {
     if (st.remoteEnded) return this.streamError(st, E_STREAM_CLOSED)
     if (!endStream || r !== DECODE_OK) return this.streamError(st, E_PROTOCOL_ERROR)
-    for (let i = 0; i < raw.length; i += 2) if (raw[i].charCodeAt(0) === 0x3a) return this.streamError(st, E_PROTOCOL_ERROR)
+    if (checkTrailers(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     if (st.contentLength >= 0 && st.received !== st.contentLength) return this.streamError(st, E_PROTOCOL_ERROR)
     st.emit('trailers', headersObject(raw), flags)
     if (!st.closed) st.pushEnd()
@@ -391,6 +395,8 @@ export abstract class H2Conn extends EventEmitter {
           if (st.sendWindow > MAX_WINDOW) return this.connError(E_FLOW_CONTROL_ERROR, null)
         }
         if (delta > 0) grew = true
+      } else if (k === S_MAX_CONCURRENT_STREAMS) {
+        this.peerMaxStreams = v
       } else if (k === S_MAX_FRAME_SIZE) {
         if (v < DEFAULT_MAX_FRAME || v > 16_777_215) return this.connError(E_PROTOCOL_ERROR, null)
         this.peerMaxFrame = Math.min(v, MAX_DATA_FRAME)
@@ -398,7 +404,11 @@ export abstract class H2Conn extends EventEmitter {
     }
     this.out(SETTINGS_ACK)
     if (grew) for (const st of this.streams.values()) if (st.outQueued > 0) this.flushStream(st)
+    this.onRemoteSettings()
   }
+
+  /** A SETTINGS frame of the peer was applied (and acknowledged). */
+  protected onRemoteSettings(): void {}
 
   private onPing(b: Buffer, flags: number, id: number, start: number, end: number): void {
     if (id !== 0) return this.connError(E_PROTOCOL_ERROR, null)
@@ -522,7 +532,8 @@ export abstract class H2Conn extends EventEmitter {
 
   /** Send what the windows allow of st's queue; END_STREAM with its last bytes when it is ending. */
   flushStream(st: H2Stream): void {
-    if (st.closed || this.destroyed) return
+    // a client stream still waiting for a stream slot has sent no HEADERS yet
+    if (st.closed || this.destroyed || !st.headersSent) return
     while (st.outQueue.length > 0) {
       const avail = Math.min(st.sendWindow, this.connSendWindow, this.peerMaxFrame)
       if (avail <= 0) {
@@ -549,7 +560,7 @@ export abstract class H2Conn extends EventEmitter {
     if (st.outQueue.length === 0) {
       this.blocked.delete(st)
       if (st.ending && !st.localEnded) st.outDone()
-      else if (st.localEnded && st.remoteEnded) this.streamDone(st, E_NO_ERROR)
+      else if (st.localEnded && st.inputDone) this.streamDone(st, E_NO_ERROR)
     }
     if (st.needDrain && st.outQueued < HIGH_WATER && !this.socketBlocked && !st.closed) {
       st.needDrain = false

@@ -18,7 +18,8 @@ export interface RespondOptions {
 }
 
 export class H2Stream extends EventEmitter {
-  readonly id: number
+  /** 0 until a client stream gets its slot (client.ts) */
+  id: number
   readonly session: H2Conn
   closed = false
   destroyed = false
@@ -84,7 +85,15 @@ export class H2Stream extends EventEmitter {
     this.inQueued += b.length
   }
 
-  /** END_STREAM (or trailers) from the client. */
+  /**
+   * The peer ended and every byte of it was handed on (a paused stream keeps what it holds: it
+   * closes once resumed and drained).
+   */
+  get inputDone(): boolean {
+    return this.remoteEnded && this.inQueue.length === 0
+  }
+
+  /** END_STREAM (or trailers) from the peer. */
   pushEnd(): void {
     this.remoteEnded = true
     this.deliver()
@@ -101,7 +110,7 @@ export class H2Stream extends EventEmitter {
       this.endEmitted = true
       this.emit('end')
     }
-    if (this.remoteEnded && this.localEnded && !this.closed) this.session.streamDone(this, 0)
+    if (this.inputDone && this.localEnded && !this.closed) this.session.streamDone(this, 0)
   }
 
   private consumed(n: number): void {
@@ -180,7 +189,7 @@ export class H2Stream extends EventEmitter {
     }
     this.localEnded = true
     this.session.sendEndStream(this)
-    if (this.remoteEnded) this.session.streamDone(this, 0)
+    if (this.inputDone) this.session.streamDone(this, 0)
   }
 
   sendTrailers(t: OutgoingHttpHeaders): void {
@@ -189,7 +198,7 @@ export class H2Stream extends EventEmitter {
     const f = fieldsOf(t, '')
     if (f.length === 0) this.session.sendEndStream(this)
     else this.session.sendHeaders(this, f, true)
-    if (this.remoteEnded) this.session.streamDone(this, 0)
+    if (this.inputDone) this.session.streamDone(this, 0)
   }
 
   /** RST_STREAM with code (NO_ERROR by default), as node's stream.close(). */
@@ -223,7 +232,7 @@ export class ServerStream extends H2Stream {
     if (end) {
       this.localEnded = true
       this.ending = true
-      if (this.remoteEnded) this.session.streamDone(this, 0)
+      if (this.inputDone) this.session.streamDone(this, 0)
     }
   }
 
