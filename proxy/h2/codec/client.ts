@@ -76,6 +76,10 @@ export class ClientSession extends H2Conn {
     if (this.listenerCount('error') > 0) this.emit('error', err)
   }
 
+  protected override dataAllowed(st: H2Stream): boolean {
+    return (st as ClientStream).responded
+  }
+
   protected override onRemoteSettings(): void {
     if (!this.remoteSettingsSeen) {
       this.remoteSettingsSeen = true

@@ -287,6 +287,10 @@ export abstract class H2Conn extends EventEmitter {
       this.consumed(null, len)
       return this.streamError(st, E_STREAM_CLOSED)
     }
+    if (!this.dataAllowed(st)) {
+      this.consumed(null, len)
+      return this.streamError(st, E_PROTOCOL_ERROR)
+    }
     st.recvWindow -= len
     if (st.recvWindow < 0) {
       this.consumed(null, len)
@@ -405,6 +409,12 @@ export abstract class H2Conn extends EventEmitter {
     this.out(SETTINGS_ACK)
     if (grew) for (const st of this.streams.values()) if (st.outQueued > 0) this.flushStream(st)
     this.onRemoteSettings()
+  }
+
+  /** DATA may come on st now (a response's DATA only after its head, RFC 9113 §8.1) */
+  protected dataAllowed(st: H2Stream): boolean {
+    void st
+    return true
   }
 
   /** A SETTINGS frame of the peer was applied (and acknowledged). */
