@@ -262,8 +262,10 @@ export class HpackEncoder {
     }
     if (indexed) p = writeInt(out, p, 6, 0x40, ni)
     else p = writeInt(out, p, 4, 0x00, ni)
-    if (ni === 0) p = writeString(out, p, name)
-    p = writeString(out, p, value)
+    if (ni === 0) p = writeString(out, p, name, true)
+    // a value that is not kept (a request id, a path) is sent as it is: Huffman would cost CPU on
+    // every message for a quarter of its bytes
+    p = writeString(out, p, value, indexed)
     if (indexed) this.add(name, value, entry)
     return p
   }
@@ -310,8 +312,8 @@ function writeInt(out: Buffer, p: number, n: number, flags: number, v: number): 
   return p
 }
 
-function writeString(out: Buffer, p: number, s: string): number {
-  const h = s.length > 4 ? huffmanLength(s) : s.length
+function writeString(out: Buffer, p: number, s: string, huffman: boolean): number {
+  const h = huffman && s.length > 4 ? huffmanLength(s) : s.length
   if (h < s.length) {
     p = writeInt(out, p, 7, 0x80, h)
     return huffmanEncode(s, out, p)
