@@ -147,6 +147,46 @@ export const RateLimitPolicy = Type.Object(
   { additionalProperties: false },
 )
 
+// A limit shared by every sidecar: the rate limit service (Envoy's RLS protocol,
+// envoy.service.ratelimit.v3; `weft ratelimit-server` or any other) decides per request.
+export const GlobalRateLimitPolicy = Type.Object(
+  {
+    // the rate limit service, host:port (plaintext gRPC)
+    service: Type.String({ minLength: 3 }),
+    // the limits' namespace in the service's config
+    domain: Type.String({ minLength: 1 }),
+    // each descriptor is checked on its own; one over its limit: 429. A descriptor with an entry
+    // whose header is missing is not sent (as Envoy).
+    descriptors: Type.Array(
+      Type.Object(
+        {
+          entries: Type.Array(
+            Type.Object(
+              {
+                key: Type.String({ minLength: 1 }),
+                // the entry's value: fixed (value), a request header's, the client's address, the
+                // route's name, the calling workload as the proxy knows it (source: "namespace/workload")
+                from: Type.Union([Type.Literal('value'), Type.Literal('header'), Type.Literal('remoteAddress'), Type.Literal('route'), Type.Literal('source')]),
+                header: Type.Optional(HeaderName),
+                value: Type.Optional(Type.String()),
+              },
+              { additionalProperties: false },
+            ),
+            { minItems: 1, maxItems: 16 },
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 16 },
+    ),
+    // the service cannot be asked (down, too slow): allow (default) lets the request go, deny answers 500 (flag RLSE)
+    failureMode: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'allow' })),
+    // how long a request waits for the service's answer; default 20ms
+    timeout: Type.Optional(Duration),
+  },
+  { additionalProperties: false },
+)
+
 export const MirrorPolicy = Type.Object(
   {
     cluster: Name,
@@ -192,6 +232,7 @@ export const Route = Type.Object(
     retry: Type.Optional(RetryPolicy),
     fault: Type.Optional(FaultPolicy),
     rateLimit: Type.Optional(RateLimitPolicy),
+    globalRateLimit: Type.Optional(GlobalRateLimitPolicy),
     mirror: Type.Optional(MirrorPolicy),
   },
   { additionalProperties: false },
@@ -258,6 +299,25 @@ export const LoadBalancer = Type.Object(
   { additionalProperties: false },
 )
 
+export const AdaptiveConcurrency = Type.Object(
+  {
+    // how often the limit is recomputed from the latencies of the requests finished since; default 100ms
+    sampleWindow: Type.Optional(Duration),
+    // the latency of a window (and of the minRTT measurement) is this percentile of its samples; default 50
+    percentile: Type.Optional(Type.Number({ minimum: 1, maximum: 100, default: 50 })),
+    // latency above minRTT tolerated before the limit shrinks, percent of minRTT; default 25
+    buffer: Type.Optional(Type.Number({ minimum: 0, maximum: 1000, default: 25 })),
+    // how often minRTT is measured again (the limit pinned to minConcurrency meanwhile); default 60s
+    minRttInterval: Type.Optional(Duration),
+    // requests the minRTT measurement takes; default 50
+    minRttRequests: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, default: 50 })),
+    minConcurrency: Type.Optional(Type.Integer({ minimum: 1, default: 3 })),
+    maxConcurrency: Type.Optional(Type.Integer({ minimum: 1, default: 1000 })),
+  },
+  { additionalProperties: false },
+)
+export type AdaptiveConcurrency = Type.Static<typeof AdaptiveConcurrency>
+
 export const Cluster = Type.Object(
   {
     name: Name,
@@ -305,6 +365,9 @@ export const Cluster = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // a limit on the requests in flight that follows the cluster's latency (Envoy's
+    // adaptive_concurrency gradient controller, proxy/cluster/adaptive.ts); over it: 503, flag UO
+    adaptiveConcurrency: Type.Optional(AdaptiveConcurrency),
     // per endpoint: consecutive failures eject it for baseEjectionTime x its ejection count
     // (at most maxEjectionTime), never more than maxEjectionPercent of the cluster at once
     outlierDetection: Type.Optional(
@@ -445,6 +508,20 @@ export const Telemetry = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // decision traces of single requests (admin /explain, weft explain --admin, weft tap --explain)
+    explain: Type.Optional(
+      Type.Object(
+        {
+          // honour `x-weft-explain: 1` from this pod's application (outbound listeners); default true
+          header: Type.Optional(Type.Boolean({ default: true })),
+          // percent of all requests traced; default 0
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 0 })),
+          // traces kept, the oldest dropped first; default 256
+          keep: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, default: 256 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 )
@@ -496,6 +573,7 @@ export type Bootstrap = Type.Static<typeof Bootstrap>
 export type RetryPolicy = Type.Static<typeof RetryPolicy>
 export type FaultPolicy = Type.Static<typeof FaultPolicy>
 export type RateLimitPolicy = Type.Static<typeof RateLimitPolicy>
+export type GlobalRateLimitPolicy = Type.Static<typeof GlobalRateLimitPolicy>
 export type MirrorPolicy = Type.Static<typeof MirrorPolicy>
 export type RedirectPolicy = Type.Static<typeof RedirectPolicy>
 /** A cluster as the config stream carries it: its endpoints travel apart (ClusterEndpoints), so that

@@ -4,7 +4,9 @@
 // redirected), alternating, in a network namespace this bench creates and removes (root only).
 // Reported: requests/s and the sidecar's CPU per request (utime+stime from /proc) of each row, and
 // their ratio. `node bench/intercept.ts [--seconds 5] [--rounds 3] [--connections 50]`; the last
-// line is JSON (intercept_cpu_ratio: redirected over direct CPU per request).
+// line is JSON (intercept_cpu_ratio: redirected over direct CPU per request). First, `weft init`'s
+// start-up: --init-runs times (default 10) `bin/weft.js init` (the compiled CLI, as the image runs it)
+// then `init --cleanup`, wall time of each init from exec to exit (init_p50_ms, init_max_ms; target 200).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,7 +16,7 @@ import { fileURLToPath } from 'node:url'
 import { parseWrk } from './wrk.ts'
 import { readCpuSeconds } from './proc.ts'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '50' } } })
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' }, connections: { type: 'string', default: '50' }, 'init-runs': { type: 'string', default: '10' } } })
 const SECONDS = Number(values.seconds)
 const ROUNDS = Number(values.rounds)
 const CONNS = Number(values.connections)
@@ -69,7 +71,17 @@ clusters:
   - { name: reviews, endpoints: [{ address: 127.0.0.1, port: 18080 }] }
 telemetry: { metrics: { enabled: false } }
 `)
-sh([process.execPath, WEFT, 'init', '--proxy-uid', '1337', '--exclude-inbound-ports', '15000'])
+// weft init's start-up, as the init container runs it: the compiled CLI (bin/weft.js -> dist/)
+const BIN = fileURLToPath(new URL('../bin/weft.js', import.meta.url))
+const INIT = [process.execPath, BIN, 'init', '--proxy-uid', '1337', '--exclude-inbound-ports', '15000']
+const initMs: number[] = []
+for (let i = 0; i < Number(values['init-runs']); i++) {
+  const t0 = performance.now()
+  sh(INIT)
+  initMs.push(performance.now() - t0)
+  sh([process.execPath, BIN, 'init', '--cleanup'])
+}
+sh(INIT)
 const sidecar = spawn('ip', ['netns', 'exec', ns, 'setpriv', '--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, WEFT, 'proxy', '--config', join(dir, 'sidecar.yaml')],
   { stdio: 'ignore', env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
 children.push(sidecar)
@@ -110,11 +122,14 @@ for (const row of ['redirected', 'direct'] as Row[]) {
   console.log(`${row.padEnd(11)} ${median(results[row].rps).toFixed(0).padStart(7)} rps  ${median(results[row].cpuUs).toFixed(1).padStart(6)} µs CPU/req  (rps ${results[row].rps.map((x) => x.toFixed(0)).join(', ')})`)
 }
 const ratio = median(results.redirected.cpuUs) / median(results.direct.cpuUs)
+const initSorted = [...initMs].sort((a, b) => a - b)
+if (initSorted.length > 0) console.log(`weft init (bin/weft.js, both nat tables, wall from exec to exit incl. 'ip netns exec'): p50 ${median(initSorted).toFixed(0)} ms, max ${initSorted.at(-1)!.toFixed(0)} ms over ${initSorted.length} runs (target 200 ms)`)
 console.log(JSON.stringify({
   intercept_redirected_rps: Math.round(median(results.redirected.rps)),
   intercept_direct_rps: Math.round(median(results.direct.rps)),
   intercept_redirected_cpu_us: Number(median(results.redirected.cpuUs).toFixed(2)),
   intercept_direct_cpu_us: Number(median(results.direct.cpuUs).toFixed(2)),
   intercept_cpu_ratio: Number(ratio.toFixed(3)),
+  ...(initSorted.length > 0 ? { init_p50_ms: Math.round(median(initSorted)), init_max_ms: Math.round(initSorted.at(-1)!) } : {}),
 }))
 process.exit(0)

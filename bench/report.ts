@@ -2,12 +2,12 @@
 import type { MemStats } from './proc.ts'
 import { wrkErrorCount, type WrkResult } from './wrk.ts'
 
-export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy', 'weft-tcp', 'haproxy-tcp'] as const
+export const ROW_NAMES = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+explain', 'weft+policy', 'haproxy', 'nginx', 'fast-proxy', 'http-proxy', 'weft-tcp', 'haproxy-tcp'] as const
 export type RowName = (typeof ROW_NAMES)[number]
 /** Weft with one telemetry feature on, compared with the plain `weft` row (column "vs weft"). */
-export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+policy'] as const satisfies readonly RowName[]
+export const WEFT_VARIANT_ROWS = ['weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+explain', 'weft+policy'] as const satisfies readonly RowName[]
 /** Rows of --telemetry: the telemetry variants between the baseline and HAProxy. */
-export const TELEMETRY_ROWS = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'haproxy'] as const satisfies readonly RowName[]
+export const TELEMETRY_ROWS = ['direct', 'weft', 'weft+metrics', 'weft+tracing', 'weft+accesslog', 'weft+explain', 'haproxy'] as const satisfies readonly RowName[]
 /** Rows of --tcp: TCP pass-through (Weft `protocol: tcp`, HAProxy `mode tcp`); `rps/haproxy` is against haproxy-tcp. */
 export const TCP_ROWS = ['direct', 'weft-tcp', 'haproxy-tcp'] as const satisfies readonly RowName[]
 /** Rows of --policy: the policy row against plain weft. */

@@ -2,6 +2,7 @@
 // HAProxy, nginx, fast-proxy and http-proxy, all single-threaded, in one run. See bench/README.md.
 //
 //   node bench/run.ts [--quick | --telemetry | --policy | --tcp] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
+//   node bench/run.ts --overload [--quick] [--seconds S]   (bench/overload.ts: adaptive concurrency at 2x an upstream's capacity)
 //   node bench/run.ts --grpc [--quick] [--duration 10] [--repeat N] [--clients 10] [--streams 10]   (bench/grpc.ts)
 import fs from 'node:fs'
 import os from 'node:os'
@@ -40,7 +41,7 @@ const RESULTS_DIR = path.join(here, 'results')
 
 const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [options])
   --quick              direct, weft, haproxy only; 4 s runs, 1 s warm-up; < 60 s; last stdout line is a JSON summary
-  --telemetry          direct, weft, weft+metrics, weft+tracing, weft+accesslog, haproxy: the cost of each
+  --telemetry          direct, weft, weft+metrics, weft+tracing, weft+accesslog, weft+explain, haproxy: the cost of each
                        telemetry feature against plain weft (column "vs weft"); last stdout line is a JSON summary
   --policy             direct, weft, weft+policy, haproxy: the cost of the traffic policy (route match,
                        weighted split, retries, a rate limit that never triggers, circuit breaker)
@@ -171,6 +172,7 @@ const STARTERS: Record<Exclude<RowName, 'direct'>, (ctx: PeerContext) => Promise
   'weft+metrics': startWeft,
   'weft+tracing': startWeft,
   'weft+accesslog': startWeft,
+  'weft+explain': startWeft,
   'weft+policy': startWeft,
   'weft-tcp': startWeft,
   haproxy: startHaproxy,
@@ -350,6 +352,7 @@ async function main(): Promise<number> {
       'weft+metrics': 'telemetry.metrics.enabled: true (GET /metrics on the admin port; not scraped during the runs)',
       'weft+tracing': `telemetry.tracing: enabled, sampling ${TRACING_SAMPLING_PERCENT} %, Zipkin v2 to a sink in the harness that discards the spans`,
       'weft+accesslog': 'telemetry.accessLog: enabled, every request, to a file in the temp dir',
+      'weft+explain': 'telemetry.explain.sampling: 1 (the decision trace of 1 % of the requests, kept in the ring, read by nobody)',
       'weft+policy': 'telemetry off; the default route split 90/10 over two clusters, retries 2 (budget on), a rate limit of 1e8/s, circuit breakers on both clusters',
       'weft-tcp': 'telemetry off; the listener is protocol: tcp (opaque, no detection) to a roundRobin cluster over both upstream ports',
     },
@@ -405,6 +408,7 @@ let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))
   else if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
   else exitCode = await main()
 } catch (err) {

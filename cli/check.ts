@@ -8,6 +8,7 @@
 // The webhook and the control plane's admin are reached at --webhook-url and
 // --control-plane-admin (by default the ports of `kubectl -n weft-system port-forward
 // deploy/weft-control-plane 8443 15011`).
+import { emit, type OutputFormat } from './output.ts'
 import { isDeepStrictEqual } from 'node:util'
 import { HttpMethod, type KubeConfig } from '@kubernetes/client-node'
 import { Agent, request } from 'undici'
@@ -18,6 +19,8 @@ import { serviceDnsNames } from '../control-plane/webhook/certs.ts'
 
 export interface CheckOptions {
   kube: KubeConfig
+  /** table (√/× lines, the default), json or yaml: {ok, checks: [{section, ok, title, detail?, hint?}]} */
+  output?: OutputFormat
   pre: boolean
   namespace: string
   webhookUrl: string
@@ -42,7 +45,7 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
     pass('can reach the Kubernetes API', o.kube.getCurrentCluster()?.server)
   } catch (err) {
     fail('can reach the Kubernetes API', (err as Error).message, 'check the current context of your kubeconfig (kubectl config current-context) and your credentials')
-    return report(results, out)
+    return report(results, out, o.output)
   }
 
   section(o.pre ? 'pre-install' : 'weft-install')
@@ -60,7 +63,7 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
     if (isDeepStrictEqual(schemaOf(r.body), schemaOf(want))) pass(`CRD ${name} is ${o.pre ? 'already installed and ' : ''}current`)
     else fail(`CRD ${name} is current`, 'its schema differs from this weft\'s', 'upgrade it: weft install | kubectl apply -f -')
   }
-  if (o.pre) return report(results, out)
+  if (o.pre) return report(results, out, o.output)
 
   const mwc = await kubeCall(o.kube, HttpMethod.GET, `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${WEBHOOK_CONFIG_NAME}`)
   let bundle = ''
@@ -106,10 +109,21 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
   } catch (err) {
     fail('the control plane\'s admin is reachable', `${o.controlPlaneAdmin}: ${(err as Error).message}`, `reach it first: ${port} (or pass --control-plane-admin)`)
   }
-  return report(results, out)
+  return report(results, out, o.output)
 }
 
-function report(results: Result[], out: Out): number {
+function report(results: Result[], out: Out, output: OutputFormat = 'table'): number {
+  if (output !== 'table') {
+    let section = ''
+    const checks: Record<string, unknown>[] = []
+    for (const r of results) {
+      if (r.title.startsWith('\n')) { section = r.title.trim().split('\n')[0]!; continue }
+      checks.push({ section, ok: r.ok, title: r.title, ...(r.detail !== undefined ? { detail: r.detail } : {}), ...(!r.ok && r.hint !== undefined ? { whatToDo: r.hint } : {}) })
+    }
+    const ok = checks.every((c) => c.ok === true)
+    emit(out, output, { ok, failed: checks.filter((c) => c.ok !== true).length, checks })
+    return ok ? 0 : 1
+  }
   let failed = 0
   for (const r of results) {
     if (r.title.startsWith('\n')) { out.write(r.title + '\n'); continue }

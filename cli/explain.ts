@@ -1,7 +1,10 @@
-// `weft explain` (offline): which listener, virtual host, route, backends and policies a request
-// would get from a config, without traffic. The config is compiled by the proxy's own
-// compileConfig and the route found by the proxy's own lookup and matchRoute; for each route
-// before the chosen one, the first condition that did not match (proxy/route/explain.ts).
+// `weft explain`, two ways:
+// - offline (--config / --resources): which listener, virtual host, route, backends and policies a
+//   request would get from a config, without traffic. The config is compiled by the proxy's own
+//   compileConfig and the route found by the proxy's own lookup and matchRoute; for each route
+//   before the chosen one, the first condition that did not match (proxy/route/explain.ts);
+// - live (--admin HOST:PORT <x-request-id>): the decision trace a proxy recorded for one request
+//   it handled (proxy/telemetry/explain.ts, admin /explain/<id>); without an id, the recent ones.
 import type { Command } from 'commander'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +16,10 @@ import { loadBootstrapFile, type LoadResult } from '../api/load.ts'
 import type { Bootstrap, Listener } from '../api/schema.ts'
 import { whyNotMatched } from '../proxy/route/explain.ts'
 import { matchRoute, type MatchInput } from '../proxy/route/table.ts'
-import { EXIT } from './errors.ts'
+import { describeAdminError, EXIT } from './errors.ts'
+import { adminBase } from './tap.ts'
+import { formatTrace, type LiveTrace } from './trace-format.ts'
+import { request as httpRequest, Agent } from 'undici'
 import { emit, outputOption, type OutputFormat } from './output.ts'
 import type { Out } from './tap.ts'
 
@@ -196,6 +202,43 @@ export async function loadForExplain(config: string | undefined, resources: stri
   }
 }
 
+/** `weft explain --admin HOST:PORT [id]`: one recorded trace, or the list of recent ones. */
+export async function runLiveExplain(admin: string, id: string | undefined, output: OutputFormat, out: Out, err: Out): Promise<number> {
+  let url: string
+  try {
+    url = adminBase(admin) + '/explain' + (id === undefined ? '' : '/' + encodeURIComponent(id))
+  } catch (e) {
+    err.write(`weft explain: ${(e as Error).message}\n`)
+    return EXIT.USAGE
+  }
+  const agent = new Agent({ headersTimeout: 10_000, bodyTimeout: 10_000, connections: 1 })
+  try {
+    const res = await httpRequest(url, { dispatcher: agent })
+    const text = await res.body.text()
+    if (res.statusCode === 404) {
+      err.write(`weft explain: ${text.trim()}\n  what to do: send the request again with the header x-weft-explain: 1 (from the app in the proxy's pod), or run weft tap --admin ${admin} --explain while it happens; weft explain --admin ${admin} lists the traces kept\n`)
+      return EXIT.FAILED
+    }
+    if (res.statusCode !== 200) {
+      err.write(`weft explain: ${url}: HTTP ${res.statusCode}: ${text.trim()}\n`)
+      return EXIT.UNREACHABLE
+    }
+    const body = JSON.parse(text) as LiveTrace | { kept: number; recorded: number; traces: Omit<LiveTrace, 'steps'>[] }
+    if (output !== 'table') emit(out, output, body)
+    else if ('steps' in body) out.write(formatTrace(body))
+    else {
+      out.write(`${body.kept} traces kept (${body.recorded} recorded since start), newest first\n`)
+      for (const t of body.traces) out.write(`${t.requestId}  ${t.time}  ${t.listener}  ${t.status}  ${t.flags}  ${t.durationMs} ms  (${t.selectedBy})\n`)
+    }
+    return EXIT.OK
+  } catch (e) {
+    err.write(`weft explain: ${describeAdminError(admin, 'proxy', e)}\n`)
+    return EXIT.UNREACHABLE
+  } finally {
+    agent.destroy().catch(() => {})
+  }
+}
+
 export interface ExplainCliOptions {
   config?: string
   resources?: string[]
@@ -212,7 +255,7 @@ export async function runExplain(spec: string, o: ExplainCliOptions, out: Out, e
     return EXIT.USAGE
   }
   if (o.config === undefined && (o.resources ?? []).length === 0) {
-    err.write('weft explain: give --config FILE (a proxy bootstrap) and/or --resources DIR (Services, HTTPRoutes, TrafficPolicies); the live per-request trace (--admin) is not built yet\n')
+    err.write('weft explain: give --config FILE (a proxy bootstrap) and/or --resources DIR (Services, HTTPRoutes, TrafficPolicies), or --admin HOST:PORT <x-request-id> for a request a proxy handled\n')
     return EXIT.USAGE
   }
   const loaded = await loadForExplain(o.config, o.resources ?? [])
@@ -236,15 +279,30 @@ export async function runExplain(spec: string, o: ExplainCliOptions, out: Out, e
 export function registerExplain(program: Command): void {
   program
     .command('explain')
-    .description("which listener, virtual host, route, backends and policies a request would get, from a config, without traffic (e.g. 'GET http://reviews.demo/api -H x-canary:1')")
-    .argument('<request>', "'[METHOD] URL [-H name:value]...' as one argument")
+    .description("why a request got its answer: live, the decision trace a proxy recorded (--admin HOST:PORT <x-request-id>); offline, which listener, route, backends and policies a request would get from a config (e.g. 'GET http://reviews.demo/api -H x-canary:1')")
+    .argument('[request]', "offline: '[METHOD] URL [-H name:value]...' as one argument; with --admin: the request's x-request-id (none: list the traces kept)")
+    .option('--admin <host:port>', 'live: the admin address of the proxy that handled the request')
     .option('-c, --config <file>', 'a proxy bootstrap file (with --resources: the bootstrap of static mode)')
     .option('-r, --resources <path>', 'a Service, EndpointSlice, HTTPRoute and TrafficPolicy file or folder, translated as the control plane does (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--listener <name>', 'the listener the request arrives on (default: the first outbound listener)')
     .option('-o, --output <format>', 'table, json or yaml', 'table')
-    .action(async (spec: string, opts: { config?: string; resources?: string[]; listener?: string; output: string }) => {
+    .action(async (spec: string | undefined, opts: { admin?: string; config?: string; resources?: string[]; listener?: string; output: string }) => {
       const output = outputOption('explain', opts.output)
       if (output === null) return
+      if (opts.admin !== undefined) {
+        if (opts.config !== undefined || (opts.resources ?? []).length > 0) {
+          process.stderr.write('weft explain: --admin (a request a proxy handled) and --config/--resources (a request against a config) do not go together\n')
+          process.exitCode = EXIT.USAGE
+          return
+        }
+        process.exitCode = await runLiveExplain(opts.admin, spec, output, process.stdout, process.stderr)
+        return
+      }
+      if (spec === undefined) {
+        process.stderr.write("weft explain: which request? e.g. weft explain --config proxy.yaml 'GET http://reviews.demo/api', or weft explain --admin 127.0.0.1:15000 <x-request-id>\n")
+        process.exitCode = EXIT.USAGE
+        return
+      }
       process.exitCode = await runExplain(spec, { config: opts.config, resources: opts.resources, listener: opts.listener, output }, process.stdout, process.stderr)
       // compiled clusters may hold timers: this command is done
       process.exit()

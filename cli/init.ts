@@ -40,7 +40,7 @@ export function registerInit(program: Command): void {
         process.exitCode = 2
         return
       }
-      const r = runInit(opts, { dryRun: o.dryRun === true, cleanup: o.cleanup === true })
+      const r = await runInit(opts, { dryRun: o.dryRun === true, cleanup: o.cleanup === true })
       const ms = Number(process.hrtime.bigint() - started) / 1e6
       if (o.json === true) {
         process.stdout.write(JSON.stringify({ ...r, ms }) + '\n')

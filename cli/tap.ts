@@ -6,6 +6,7 @@ import { stringify } from 'yaml'
 import { parseStatusFilter } from '../proxy/telemetry/tap.ts'
 import { describeAdminError, EXIT } from './errors.ts'
 import { parseOutput } from './output.ts'
+import { formatStep } from './trace-format.ts'
 
 export interface TapCliOptions {
   /** admin address, host:port (or an http:// URL) */
@@ -18,6 +19,8 @@ export interface TapCliOptions {
   json?: boolean
   /** one YAML document per request */
   yaml?: boolean
+  /** each request with its decision trace */
+  explain?: boolean
 }
 
 export interface Out {
@@ -45,6 +48,7 @@ export function tapUrl(o: TapCliOptions): string {
   if (o.pathPrefix) q.set('path', o.pathPrefix)
   if (o.status) q.set('status', o.status)
   if (o.authority) q.set('authority', o.authority)
+  if (o.explain) q.set('explain', '1')
   const qs = q.toString()
   return adminBase(o.admin) + '/tap' + (qs === '' ? '' : '?' + qs)
 }
@@ -105,6 +109,14 @@ function render(o: TapCliOptions, line: string): string {
       return line + '\n'
     }
   }
+  if (o.explain) {
+    try {
+      const steps = (JSON.parse(line) as { explain?: Record<string, unknown>[] | null }).explain
+      if (Array.isArray(steps)) return formatTapLine(line) + '\n' + steps.map((s) => '  ' + formatStep(s) + '\n').join('')
+    } catch {
+      // not JSON: printed as it came
+    }
+  }
   return formatTapLine(line) + '\n'
 }
 
@@ -161,6 +173,7 @@ export function registerTap(program: Command): void {
     .option('--authority <authority>', 'only this exact authority (host[:port])')
     .option('-o, --output <format>', 'table (one line per request), json (NDJSON, one object per line) or yaml (one document per request)', 'table')
     .option('--json', 'same as -o json')
+    .option('--explain', "each request's decision trace too (route tried, split, balancer pick, retries; while it runs the proxy traces every request)")
     .action(async (opts: TapCliOptions & { output: string }) => {
       try {
         const f = parseOutput(opts.output)

@@ -1,5 +1,5 @@
 // `weft version`: this client's version, and the versions of a proxy (--admin) and of a control
-// plane (--control-plane, its admin address) when they answer on their admin /version.
+// plane (--control-plane-admin, its admin address) when they answer on their admin /version.
 import type { Command } from 'commander'
 import { WEFT_VERSION, type VersionInfo } from '../protos/version.ts'
 
@@ -47,11 +47,25 @@ export function registerVersion(program: Command): void {
     .command('version')
     .description('print this client\'s version, and the versions of a proxy and a control plane that answer on their admin /version')
     .option('--admin <host:port>', 'admin address of a proxy')
-    .option('--control-plane <host:port>', 'admin address of a control plane')
-    .option('--json', 'print the lines as JSON')
-    .action(async (opts: { admin?: string; controlPlane?: string; json?: boolean }) => {
-      const lines = await versions(opts)
-      process.stdout.write(opts.json === true ? JSON.stringify(lines) + '\n' : formatVersions(lines))
+    .option('--control-plane-admin <host:port>', 'admin address of a control plane (not its gRPC address)')
+    .option('--control-plane <host:port>', 'deprecated spelling of --control-plane-admin (elsewhere --control-plane is the gRPC address)')
+    .option('-o, --output <format>', 'table, json or yaml', 'table')
+    .option('--json', 'same as -o json')
+    .action(async (opts: { admin?: string; controlPlaneAdmin?: string; controlPlane?: string; json?: boolean; output: string }) => {
+      const { parseOutput, emit } = await import('./output.ts')
+      let output
+      try {
+        output = opts.json === true ? 'json' as const : parseOutput(opts.output)
+      } catch (e) {
+        process.stderr.write(`weft version: ${(e as Error).message}\n`)
+        process.exitCode = 2
+        return
+      }
+      if (opts.controlPlane !== undefined) process.stderr.write('weft version: --control-plane is deprecated here (it means the gRPC address elsewhere); use --control-plane-admin\n')
+      const lines = await versions({ admin: opts.admin, controlPlane: opts.controlPlaneAdmin ?? opts.controlPlane })
+      if (output === 'table') process.stdout.write(formatVersions(lines))
+      else if (opts.json === true) process.stdout.write(JSON.stringify(lines) + '\n')
+      else emit(process.stdout, output, lines)
       // a remote that was asked for and did not answer
       if (lines.some((l) => l.error !== undefined)) process.exitCode = 1
     })

@@ -62,6 +62,7 @@ const COMMANDS: Record<string, () => Promise<Registrar>> = {
   'proxy-status': () => import('./inspect.ts').then((m) => m.registerInspect),
   tap: () => import('./tap.ts').then((m) => m.registerTap),
   validate: () => import('./validate.ts').then((m) => m.registerValidate),
+  'ratelimit-server': () => import('./ratelimit-server.ts').then((m) => m.registerRateLimitServer),
   version: () => import('./version.ts').then((m) => m.registerVersion),
   'wait-ready': () => import('./wait-ready.ts').then((m) => m.registerWaitReady),
 }

@@ -10,6 +10,7 @@ import { listenerPeer, NO_TELEMETRY } from './telemetry/listener.ts'
 import { ProxyMetrics } from './telemetry/metrics.ts'
 import { bindMetricsSources } from './telemetry/sources.ts'
 import { TapHub } from './telemetry/tap.ts'
+import { ExplainRecorder } from './telemetry/explain.ts'
 import type { ZipkinReporter } from './telemetry/tracing/reporter.ts'
 import { Tracer } from './telemetry/tracing/tracer.ts'
 import type { FormatName } from './telemetry/tracing/inject.ts'
@@ -58,6 +59,8 @@ export class Proxy {
   metrics: ProxyMetrics | null = null
   /** `weft tap` subscribers; costs one boolean check per request while nobody taps */
   readonly tap = new TapHub()
+  /** decision traces of the requests someone asked about (telemetry/explain.ts): admin /explain */
+  readonly explain = new ExplainRecorder()
   /** span reporter, shared by every listener's tracer; null when tracing is off */
   reporter: ZipkinReporter | null = null
   private reporterKey = ''
@@ -120,10 +123,12 @@ export class Proxy {
     // loaded when tracing is first on: zipkin and its HTTP transport
     if (b.telemetry?.tracing?.enabled === true) reporterModule ??= await import('./telemetry/tracing/reporter.ts')
     this.configureMetrics(b)
+    this.explain.configure(b.telemetry?.explain)
     const tracing = this.configureTracing(b.telemetry?.tracing)
     const compiled = compileConfig(b, this.version + 1, this.pools, {
       metrics: this.metrics,
       tap: this.tap,
+      explain: this.explain,
       sinks: (l): RequestSink[] => {
         const al = b.telemetry?.accessLog
         if (al?.enabled !== true) return []

@@ -67,6 +67,20 @@ t.test('installed, control plane running: every check passes; a stale CRD and a 
   t.match(ok.out, /√ the control plane is ready/)
   t.match(ok.out, /√ 0 proxies connected/)
   t.match(ok.out, /Status check results are √/)
+  // the same as data, with the kubeconfig given by flag instead of $KUBECONFIG
+  const j = await new Promise<{ code: number | null; out: string }>((resolve) => {
+    const env = { ...process.env }
+    delete env.KUBECONFIG
+    const p = spawn(process.execPath, [weft, 'check', ...args, '-o', 'json', '--kubeconfig', kubeconfig, '--context', kc.getCurrentContext()], { env })
+    let out = ''
+    p.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
+    p.on('close', (code) => resolve({ code, out }))
+  })
+  t.equal(j.code, 0, j.out)
+  const doc = JSON.parse(j.out)
+  t.equal(doc.ok, true)
+  t.equal(doc.failed, 0)
+  t.ok(doc.checks.some((c: any) => c.section === 'kubernetes-api' && c.title === 'can reach the Kubernetes API' && c.ok === true))
 
   const pre = await check(['--pre'])
   t.match(pre.out, /√ CRD trafficpolicies.policy.weft.io is already installed and current/)

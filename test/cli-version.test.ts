@@ -26,7 +26,7 @@ t.test('the version is package.json\'s', async (t) => {
   t.equal(r.out, `${pkg.version}\n`)
 })
 
-t.test('weft version --admin --control-plane', async (t) => {
+t.test('weft version --admin --control-plane-admin (and the deprecated --control-plane), -o json|yaml', async (t) => {
   const s = await startTestSidecar(t, makeConfig({ virtualHosts: [] }))
   const cp = await startConfigServer({ cache: new SnapshotCache(), address: '127.0.0.1:0', log: pino({ level: 'silent' }) })
   t.teardown(() => cp.stop())
@@ -34,8 +34,15 @@ t.test('weft version --admin --control-plane', async (t) => {
   const cpAdmin = await listenAdmin(admin, '127.0.0.1:0')
   t.teardown(() => admin.close())
 
-  const r = await weft(['version', '--admin', `127.0.0.1:${s.adminPort}`, '--control-plane', `127.0.0.1:${cpAdmin}`])
+  const r = await weft(['version', '--admin', `127.0.0.1:${s.adminPort}`, '--control-plane-admin', `127.0.0.1:${cpAdmin}`])
   t.equal(r.code, 0)
+  const old = await weft(['version', '--control-plane', `127.0.0.1:${cpAdmin}`])
+  t.equal(old.code, 0)
+  t.match(old.out, new RegExp(`control plane 127\\.0\\.0\\.1:${cpAdmin}: weft `), 'the old spelling still works')
+  const y = await weft(['version', '--control-plane-admin', `127.0.0.1:${cpAdmin}`, '-o', 'yaml'])
+  t.match(y.out, /^- what: client\n  version: /)
+  t.same(JSON.parse((await weft(['version', '-o', 'json'])).out).map((l: { what: string }) => l.what), ['client'])
+  t.equal((await weft(['version', '-o', 'xml'])).code, 2, 'a bad -o is a usage error')
   t.equal(r.out, [
     `client: weft ${WEFT_VERSION} (node ${process.version})`,
     `proxy 127.0.0.1:${s.adminPort}: weft ${WEFT_VERSION} (node ${process.version})`,

@@ -6,7 +6,7 @@ import { buildCluster, DISPATCHED, PoolRegistry, REJECT_CIRCUIT_OPEN, REJECT_NO_
 import { OUTCOME_5XX, OUTCOME_OK } from '../proxy/cluster/outlier.ts'
 
 const LIMITS = { maxHeaderBytes: 65536, maxHeaders: 100 }
-const newTry = (): ClusterTry => ({ endpoint: undefined, lastEndpoint: undefined, ticket: null })
+const newTry = (): ClusterTry => ({ endpoint: undefined, lastEndpoint: undefined, ticket: null, acStart: -1 })
 
 t.test('admission, pick, accounting and release', async (t) => {
   const registry = new PoolRegistry()

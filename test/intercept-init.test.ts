@@ -39,9 +39,34 @@ t.test('a failing iptables-restore is a value, not a throw', async (t) => {
   const run: Runner = (cmd) => cmd === 'iptables-save'
     ? { status: 0, stdout: '*nat\nCOMMIT\n', stderr: '' }
     : { status: 1, stdout: '', stderr: 'iptables-restore: line 9 failed' }
-  const r = runInit(OPTS, {}, run)
+  const r = await runInit(OPTS, {}, run)
   t.equal(r.ok, false)
   if (!r.ok) { t.equal(r.code, 'WEFT_ERR_INIT_IPTABLES'); t.match(r.message, /line 9/) }
+})
+
+t.test('the two families run at once, and a failure in one undoes the other', async (t) => {
+  // IPv4's commit fails while IPv6's succeeds: IPv6's rules are removed again (all or nothing)
+  const calls: string[] = []
+  const saved: Record<string, string> = { 'iptables-save': '*nat\nCOMMIT\n', 'ip6tables-save': '*nat\nCOMMIT\n' }
+  let inFlight = 0
+  let most = 0
+  const run: Runner = async (cmd, _args, input) => {
+    calls.push(`${cmd}${input !== undefined && input.includes('-D ') ? ' (removal)' : ''}`)
+    inFlight++
+    most = Math.max(most, inFlight)
+    await new Promise((r) => setImmediate(r))
+    inFlight--
+    if (cmd.endsWith('-save')) return { status: 0, stdout: saved[cmd] ?? '', stderr: '' }
+    if (cmd === 'iptables-restore') return { status: 1, stdout: '', stderr: 'iptables-restore: line 3 failed' }
+    // ip6tables-restore: applied; the table now has Weft's lines
+    saved['ip6tables-save'] = ['*nat', ':WEFT_OUTBOUND - [0:0]', '-A OUTPUT -p tcp -j WEFT_OUTBOUND', 'COMMIT', ''].join('\n')
+    return { status: 0, stdout: '', stderr: '' }
+  }
+  const r = await runInit(OPTS, {}, run)
+  t.equal(r.ok, false)
+  if (!r.ok) { t.equal(r.code, 'WEFT_ERR_INIT_IPTABLES'); t.match(r.message, /line 3 failed.*IPv6 rules were removed again/) }
+  t.equal(most, 2, 'both tables were read at the same time')
+  t.same(calls.filter((c) => c.startsWith('ip6tables-restore')), ['ip6tables-restore', 'ip6tables-restore (removal)'])
 })
 
 const isRoot = process.getuid?.() === 0

@@ -423,7 +423,7 @@ t.test('WEFT_ERR_CONFIG_INVALID: TrafficPolicy targets: the group of the kind, a
     'r.yaml:15:16: TrafficPolicy shop/p: spec.targetRefs[1].group: the group of an HTTPRoute is "gateway.networking.k8s.io"',
     'r.yaml:16:7: TrafficPolicy shop/p: spec.targetRefs[2]: the same target as targetRefs[0]',
     'r.yaml:17:88: TrafficPolicy shop/p: spec.targetRefs[3].sectionName: HTTPRoute shop/reviews has no rule named "first" (its rules have no names)',
-    'r.yaml:24:3: TrafficPolicy shop/empty: spec: the policy sets nothing: add at least one of loadBalancer, connectionPool, circuitBreaker, outlierDetection, retry, timeout, rateLimit, fault',
+    'r.yaml:24:3: TrafficPolicy shop/empty: spec: the policy sets nothing: add at least one of loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, retry, timeout, rateLimit, globalRateLimit, fault',
   ])
 })
 
@@ -570,7 +570,7 @@ t.test('WEFT_ERR_CONFIG_SCHEMA: what each kind of schema error says', async (t) 
   t.same(codesOf(text), Array(13).fill('WEFT_ERR_CONFIG_SCHEMA'))
   t.same(errorsOf(text), [
     // no close name: the list of fields
-    'r.yaml:6:3: TrafficPolicy shop/p: spec.retries: unknown field "retries" (expected one of targetRefs, loadBalancer, connectionPool, circuitBreaker, outlierDetection, retry, timeout, rateLimit, fault)',
+    'r.yaml:6:3: TrafficPolicy shop/p: spec.retries: unknown field "retries" (expected one of targetRefs, loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, retry, timeout, rateLimit, globalRateLimit, fault)',
     'r.yaml:7:21: TrafficPolicy shop/p: spec.connectionPool.colour: unknown field "colour" (expected one of maxConnections, maxPendingRequests, maxRequests, connectTimeout, idleTimeout)',
     'r.yaml:7:51: TrafficPolicy shop/p: spec.connectionPool.maxConnections: must be an integer of at least 1',
     'r.yaml:8:27: TrafficPolicy shop/p: spec.loadBalancer.policy: must be one of roundRobin, leastRequest, peakEwma, ringHash, maglev',
@@ -784,6 +784,17 @@ t.test('weft validate: errors on stderr, exit 1; usage errors exit 2', async (t)
   const missing = await weft(['validate', join(dir, 'svc.yaml'), join(dir, 'nope.yaml')])
   t.equal(missing.stderr, `${join(dir, 'nope.yaml')}:0:0: cannot read the resource file: it does not exist\nweft validate: 1 error\n`)
   t.equal(missing.code, 1)
+
+  // -o json: the same errors as data on stdout, the same exit code
+  const j = await weft(['validate', '-o', 'json', dir])
+  t.equal(j.code, 1)
+  const doc = JSON.parse(j.stdout)
+  t.equal(doc.valid, false)
+  t.match(doc.errors, [{ line: 7, column: 29, text: /HTTPRoute shop\/reviews: spec\.rules\[0\]\.backendRefs\[0\]\.name: unknown Service/ }])
+  const y = await weft(['validate', '-o', 'yaml', 'examples/mesh/resources'])
+  t.equal(y.code, 0)
+  t.match(y.stdout, /^valid: true\nsummary: /)
+  t.equal((await weft(['validate', '-o', 'xml', dir])).code, 2, 'a bad -o is a usage error')
 
   const usage = await weft(['validate'])
   t.equal(usage.code, 2)

@@ -117,6 +117,42 @@ t.test('a body that is not an AdmissionReview: 400 with a message', async (t) =>
   await get.body.dump()
 })
 
+t.test('HTTP/1.1 on the wire: chunked and pipelined reviews, Expect: 100-continue, and malformed requests refused with 400 and a closed connection', async (t) => {
+  const { connect } = await import('node:tls')
+  /** send raw bytes, read until the server closes or `until` matches */
+  const raw = (bytes: string, until?: RegExp) => new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: wh.port, ca: cert.caPem, servername: 'localhost' }, () => s.write(bytes))
+    let text = ''
+    s.setEncoding('latin1')
+    s.on('data', (d: string) => { text += d; if (until?.test(text)) { s.destroy(); resolve({ text, closed: false }) } })
+    s.on('end', () => resolve({ text, closed: true }))
+    s.on('error', reject)
+  })
+  const body = JSON.stringify(review(pod(undefined)))
+  const chunked = `POST /inject HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n${(20).toString(16)}\r\n${body.slice(0, 20)}\r\n${(body.length - 20).toString(16)}\r\n${body.slice(20)}\r\n0\r\n\r\n`
+  const plain = `POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  // two reviews in one write (pipelined), the first chunked: two answers, in order, with patches
+  const two = await raw(chunked + plain, /("patchType":"JSONPatch"[\s\S]*){2}/)
+  t.equal(two.text.match(/HTTP\/1\.1 200 OK\r\n/g)?.length, 2)
+  const expect = await raw(`POST /inject HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, /"patchType"/)
+  t.match(expect.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/)
+  // malformed: each answered 400 with a message, and the connection closed
+  for (const bad of [
+    'POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello',
+    'POST /inject HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n',
+    'POST /inject HTTP/1.1\r\nho st: x\r\n\r\n',
+    'GARBAGE\r\n\r\n',
+  ]) {
+    const r = await raw(bad)
+    t.match(r.text, /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*connection: close\r\n\r\nweft webhook: /, JSON.stringify(bad))
+    t.equal(r.closed, true)
+  }
+  // a body over 4 MiB announced: 413 at once, nothing read
+  const big = await raw(`POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: ${(4 << 20) + 1}\r\n\r\n`)
+  t.match(big.text, /^HTTP\/1\.1 413 [\s\S]*weft webhook: body over 4194304 bytes/)
+  t.equal(big.closed, true)
+})
+
 t.test('curl --cacert with the generated CA verifies the Service name and 127.0.0.1; without it, curl refuses', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'weft-wh-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))

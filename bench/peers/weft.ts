@@ -25,7 +25,7 @@ export const WEFT_BIN = path.resolve(here, '../../bin/weft.js')
  * Which telemetry a Weft row runs with ('policy': telemetry off, the bench policy on; 'tcp':
  * telemetry off, an opaque TCP listener instead of the HTTP routes).
  */
-export type WeftVariant = 'plain' | 'metrics' | 'tracing' | 'accesslog' | 'policy' | 'tcp'
+export type WeftVariant = 'plain' | 'metrics' | 'tracing' | 'accesslog' | 'explain' | 'policy' | 'tcp'
 
 /** Bench rows that are Weft, and the telemetry each runs with. */
 export const WEFT_ROWS = {
@@ -33,6 +33,7 @@ export const WEFT_ROWS = {
   'weft+metrics': 'metrics',
   'weft+tracing': 'tracing',
   'weft+accesslog': 'accesslog',
+  'weft+explain': 'explain',
   'weft+policy': 'policy',
   'weft-tcp': 'tcp',
 } as const satisfies Record<string, WeftVariant>
@@ -41,6 +42,9 @@ export type WeftRow = keyof typeof WEFT_ROWS
 export function isWeftRow(name: string): name is WeftRow {
   return Object.hasOwn(WEFT_ROWS, name)
 }
+
+/** weft+explain records the decision trace of 1 % of the requests (telemetry.explain.sampling). */
+export const EXPLAIN_SAMPLING_PERCENT = 1
 
 /** Tracing samples 1 % of new traces (Istio's default), reported to the harness's Zipkin sink. */
 export const TRACING_SAMPLING_PERCENT = 1
@@ -59,6 +63,9 @@ export function variantTelemetry(variant: WeftVariant, opts: { zipkinUrl?: strin
     if (!opts.zipkinUrl) throw new Error('the tracing variant needs a zipkinUrl')
     t.tracing = { enabled: true, zipkinUrl: opts.zipkinUrl, sampling: TRACING_SAMPLING_PERCENT }
   }
+  // decision traces of 1 % of the requests (issue 16's cost target: <= 5 %); the plain row has the
+  // default (the x-weft-explain header honoured, nothing sampled)
+  if (variant === 'explain') t.explain = { sampling: EXPLAIN_SAMPLING_PERCENT }
   if (variant === 'accesslog') {
     if (!opts.accessLogPath) throw new Error('the accesslog variant needs an access log path')
     t.accessLog = { enabled: true, path: opts.accessLogPath }

@@ -9,7 +9,7 @@
 // classic (weft.io/sidecar-mode: classic, clusters before 1.29): weft-proxy is containers[0] with a
 // postStart hook that waits for /ready (the kubelet starts the next container only after it).
 import { A, podOptions, type PodOptions } from './annotations.ts'
-import { podTemplate } from './template.ts'
+import { copyToTemplate, podTemplate } from './template.ts'
 import type { AppProbe, Container, InjectResult, InjectStatus, KubeObject, MeshConfig, PodSpec, Probe } from './types.ts'
 
 export const INIT_NAME = 'weft-init'
@@ -30,9 +30,11 @@ export function isInjected(spec: PodSpec, annotations: Record<string, string> | 
 }
 
 export function inject(workload: KubeObject, mesh: MeshConfig): InjectResult {
-  const out = structuredClone(workload)
-  const t = podTemplate(out)
-  if (t === undefined) return { workload: out, injected: false, skipped: 'not-a-workload', warnings: [] }
+  // copy on write: only what changes is copied (the input is never modified); the rest is shared
+  // with the input, which keeps the webhook's JSON diff short (it stops at identical references)
+  const t = copyToTemplate(workload)
+  if (t === undefined) return { workload: structuredClone(workload), injected: false, skipped: 'not-a-workload', warnings: [] }
+  const out = t.out
   const meta = t.holder.metadata
   const spec = t.holder.spec!
   const annotations = meta?.annotations
@@ -49,11 +51,12 @@ export function inject(workload: KubeObject, mesh: MeshConfig): InjectResult {
   const created: string[] = []
   const warnings: string[] = []
 
+  spec.containers = [...spec.containers]
   const appProbes = opts.rewriteProbes ? rewriteProbes(spec.containers, mesh, warnings) : []
   const proxy = proxyContainer(mesh, opts, appProbes)
   const init = initContainer(mesh, opts)
 
-  if (spec.initContainers === undefined) { spec.initContainers = []; created.push('spec.initContainers') }
+  if (spec.initContainers === undefined) { spec.initContainers = []; created.push('spec.initContainers') } else spec.initContainers = [...spec.initContainers]
   if (opts.mode === 'native') {
     proxy.restartPolicy = 'Always'
     proxy.startupProbe = { httpGet: { path: '/ready', port: mesh.ports.admin }, periodSeconds: 1, failureThreshold: 120 }
@@ -64,12 +67,12 @@ export function inject(workload: KubeObject, mesh: MeshConfig): InjectResult {
     spec.initContainers.unshift(init)
     spec.containers.unshift(proxy)
   }
-  if (spec.volumes === undefined) { spec.volumes = []; created.push('spec.volumes') }
+  if (spec.volumes === undefined) { spec.volumes = []; created.push('spec.volumes') } else spec.volumes = [...spec.volumes]
   spec.volumes.push({ name: TMP_VOLUME, emptyDir: { medium: 'Memory' } })
 
   if (t.holder.metadata === undefined) { t.holder.metadata = {}; created.push('metadata') }
   const m = t.holder.metadata
-  if (m.annotations === undefined) { m.annotations = {}; created.push('metadata.annotations') }
+  if (m.annotations === undefined) { m.annotations = {}; created.push('metadata.annotations') } else m.annotations = { ...m.annotations }
   const status: InjectStatus = { version: 1, mode: opts.mode, created }
   m.annotations[A.status] = JSON.stringify(status)
   return { workload: out, injected: true, warnings }
@@ -80,9 +83,12 @@ function describe(w: KubeObject): string {
   return `${w.kind ?? 'object'} ${w.metadata?.namespace !== undefined ? `${w.metadata.namespace}/` : ''}${name}`
 }
 
+/** Rewrites the HTTP probes of `containers` (a copy the caller owns), copying each container it changes. */
 function rewriteProbes(containers: Container[], mesh: MeshConfig, warnings: string[]): AppProbe[] {
   const probes: AppProbe[] = []
-  for (const c of containers) {
+  for (let i = 0; i < containers.length; i++) {
+    const c = containers[i]!
+    let copy: Container | undefined
     for (const kind of PROBES) {
       const p: Probe | undefined = c[kind]
       if (p?.httpGet === undefined) continue
@@ -92,7 +98,8 @@ function rewriteProbes(containers: Container[], mesh: MeshConfig, warnings: stri
         continue
       }
       probes.push({ container: c.name, probe: kind, port, httpGet: p.httpGet })
-      p.httpGet = { path: appHealthPath(c.name, kind), port: mesh.ports.admin, scheme: 'HTTP' }
+      copy ??= containers[i] = { ...c }
+      copy[kind] = { ...p, httpGet: { path: appHealthPath(c.name, kind), port: mesh.ports.admin, scheme: 'HTTP' } }
     }
   }
   return probes

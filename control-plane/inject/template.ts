@@ -24,3 +24,30 @@ export function podTemplate(obj: KubeObject): PodTemplate | undefined {
 function field(o: unknown, k: string): unknown {
   return o !== null && typeof o === 'object' && !Array.isArray(o) ? (o as Record<string, unknown>)[k] : undefined
 }
+
+/**
+ * A shallow copy of a workload along the path to its pod template, with the template's own
+ * `metadata` and `spec` copied one level: a caller may replace any field of those two (and any
+ * field of the objects above them) without touching `obj`, and everything it leaves alone is
+ * shared with `obj` (so a JSON diff of the two stops at the first identical reference). Undefined
+ * when `obj` has no pod template (see podTemplate).
+ */
+export function copyToTemplate(obj: KubeObject): { out: KubeObject; holder: PodTemplate['holder'] } | undefined {
+  if (podTemplate(obj) === undefined) return undefined
+  const copy = <T>(o: T): T => ({ ...(o as object) }) as T
+  const out = copy(obj) as KubeObject & { spec?: Record<string, unknown> }
+  let holder: { metadata?: ObjectMeta; spec?: PodSpec }
+  if (out.kind === 'Pod') holder = out as typeof holder
+  else if (out.kind === 'CronJob') {
+    const spec = out.spec = copy(out.spec!)
+    const jt = spec.jobTemplate = copy(spec.jobTemplate as Record<string, unknown>)
+    const jspec = jt.spec = copy(jt.spec as Record<string, unknown>)
+    holder = jspec.template = copy(jspec.template as typeof holder)
+  } else {
+    const spec = out.spec = copy(out.spec!)
+    holder = spec.template = copy(spec.template as typeof holder)
+  }
+  if (holder.metadata !== undefined) holder.metadata = copy(holder.metadata)
+  holder.spec = copy(holder.spec!)
+  return { out, holder }
+}

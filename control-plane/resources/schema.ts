@@ -8,7 +8,7 @@
 // means the same thing, with the same name and limits, in both places.
 import Type from 'typebox'
 import type { TSchema } from 'typebox'
-import { Cluster, FaultPolicy, LoadBalancer, RateLimitPolicy, RetryPolicy } from '../../api/schema.ts'
+import { Cluster, FaultPolicy, GlobalRateLimitPolicy, LoadBalancer, RateLimitPolicy, RetryPolicy } from '../../api/schema.ts'
 
 // ---- patterns (their messages are in ./load.ts) ----------------------------------------------
 
@@ -357,9 +357,9 @@ export const ConnectionPool = Type.Object(
 )
 
 /** The blocks that shape a Service's clusters; only valid with Service targets. */
-export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection'] as const
+export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency'] as const
 /** The blocks that shape routes: every route of a Service, of an HTTPRoute, or of one of its rules. */
-export const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'fault'] as const
+export const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 export type ServiceBlock = (typeof SERVICE_BLOCKS)[number]
 export type RouteBlock = (typeof ROUTE_BLOCKS)[number]
 
@@ -376,9 +376,11 @@ export const TrafficPolicy = Type.Object(
         connectionPool: Type.Optional(ConnectionPool),
         circuitBreaker: Type.Optional(Cluster.properties.circuitBreaker),
         outlierDetection: Type.Optional(Cluster.properties.outlierDetection),
+        adaptiveConcurrency: Type.Optional(Cluster.properties.adaptiveConcurrency),
         retry: Type.Optional(RetryPolicy),
         timeout: Type.Optional(Duration),
         rateLimit: Type.Optional(RateLimitPolicy),
+        globalRateLimit: Type.Optional(GlobalRateLimitPolicy),
         fault: Type.Optional(FaultPolicy),
       },
       { additionalProperties: false },

@@ -1,6 +1,7 @@
 // TrafficPolicy blocks, resolved for one cluster or one route. Blocks are not merged field by
 // field: the most specific policy that sets a block gives the whole block.
-//   cluster blocks (loadBalancer, connectionPool, circuitBreaker, outlierDetection): the policy
+//   cluster blocks (loadBalancer, connectionPool, circuitBreaker, outlierDetection,
+//     adaptiveConcurrency): the policy
 //     targeting the Service;
 //   route blocks (retry, timeout, rateLimit, fault): HTTPRoute rule (sectionName) > HTTPRoute >
 //     the Service the route is attached to. The rule's own timeouts and retry beat all of them
@@ -10,10 +11,10 @@ import type { Cluster, Route } from '../../api/schema.ts'
 import { namespaceOf } from '../resources/model.ts'
 import type { TrafficPolicy } from '../resources/schema.ts'
 
-export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'fault'>
-export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection'>
+export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'globalRateLimit' | 'fault'>
+export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection' | 'adaptiveConcurrency'>
 
-const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'fault'] as const
+const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 const NONE: readonly TrafficPolicy[] = []
 
 /** Policies indexed by what they target: "Service ns/name", "HTTPRoute ns/name", "HTTPRoute ns/name#rule". */
@@ -60,6 +61,7 @@ export class PolicyIndex {
       }
       if (out.circuitBreaker === undefined && s.circuitBreaker !== undefined) out.circuitBreaker = structuredClone(s.circuitBreaker)
       if (out.outlierDetection === undefined && s.outlierDetection !== undefined) out.outlierDetection = structuredClone(s.outlierDetection)
+      if (out.adaptiveConcurrency === undefined && s.adaptiveConcurrency !== undefined) out.adaptiveConcurrency = structuredClone(s.adaptiveConcurrency)
     }
     return out
   }

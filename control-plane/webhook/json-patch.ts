@@ -82,5 +82,5 @@ function same(a: unknown, b: unknown): boolean {
   }
   return false
 }
-const escape = (k: string) => k.replace(/~/g, '~0').replace(/\//g, '~1')
+const escape = (k: string) => (k.includes('~') || k.includes('/') ? k.replace(/~/g, '~0').replace(/\//g, '~1') : k)
 const unescape = (k: string) => k.replace(/~1/g, '/').replace(/~0/g, '~')

@@ -1,14 +1,27 @@
 // The mutating admission webhook over HTTPS: POST /inject with an AdmissionReview, the answer
 // from ./admission.ts. GET /healthz answers 200 (weft check, the Deployment's probes).
 // Errors: 405 for other methods, 404 for other paths, 413 over 4 MiB, 400 for a body that is not
-// JSON or not an AdmissionReview, each with a one-line text message.
-import { createServer, type Server } from 'node:https'
+// JSON or not an AdmissionReview, or for a request that is not strict HTTP/1.1, each with a
+// one-line text message.
+//
+// HTTP/1.1 on TLS sockets with the proxy's own strict head parser and chunked decoder
+// (api/http1/), not node:https: every pod created in the cluster is one review, a scale-up is a
+// burst of them, and the API server waits on each (bench/webhook.ts: at 100 concurrent reviews
+// node:https spent about twice the CPU per review, and its p99 was 1.5-2x this server's).
+// kube-apiserver calls admission webhooks over HTTP/1.1 with kept-alive connections
+// (kubernetes#82090), so there is no HTTP/2 here.
+import { createServer, type Server, type TLSSocket } from 'node:tls'
 import type { AddressInfo } from 'node:net'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { HttpError, parseRequestHead, reasonPhrase, type RequestHead } from '../../api/http1/head.ts'
+import { ChunkedDecoder, type ChunkSink } from '../../api/http1/chunked.ts'
 import { admit, type AdmitOptions } from './admission.ts'
 
 export const WEBHOOK_PATH = '/inject'
 const MAX_BODY = 4 << 20
+const MAX_HEAD = 64 * 1024
+const MAX_HEADERS = 100
+/** The API server keeps its connections to a webhook in a pool (Go's idle timeout: 90 s). */
+const IDLE_TIMEOUT_MS = 120_000
 
 export interface WebhookStats {
   /** decisions by name: injected, skipped:<reason>, not-a-pod, bad-request */
@@ -30,68 +43,153 @@ export interface WebhookServerOptions extends AdmitOptions {
   host?: string
   port?: number
   onDecision?: (decision: string, uid: string | undefined) => void
+  /** SO_REUSEPORT: several processes serve the same port (the kernel spreads connections) */
+  reusePort?: boolean
 }
+
+interface Answer {
+  status: number
+  type: string
+  body: string
+  /** extra header lines, each ending in CRLF */
+  extra?: string
+  close?: boolean
+}
+
+const text = (status: number, msg: string, extra?: string, close?: boolean): Answer =>
+  ({ status, type: 'text/plain; charset=utf-8', body: msg + '\n', extra, close })
 
 export async function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
   const stats: WebhookStats = { decisions: new Map() }
   const count = (d: string) => stats.decisions.set(d, (stats.decisions.get(d) ?? 0) + 1)
-  const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2', noDelay: true }, (req, res) => {
-    handle(req, res).catch((err: unknown) => text(res, 500, `weft webhook: ${String(err)}`))
-  })
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]
-    if (path === '/healthz') return text(res, 200, 'ok')
-    if (path !== WEBHOOK_PATH) return text(res, 404, `weft webhook: no ${path}; POST AdmissionReviews to ${WEBHOOK_PATH}`)
-    if (req.method !== 'POST') {
-      res.setHeader('allow', 'POST')
-      return text(res, 405, `weft webhook: ${req.method} not allowed; POST an AdmissionReview`)
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const c of req as AsyncIterable<Buffer>) {
-      size += c.length
-      if (size > MAX_BODY) {
-        count('bad-request')
-        res.setHeader('connection', 'close')
-        return text(res, 413, `weft webhook: body over ${MAX_BODY} bytes`)
-      }
-      chunks.push(c)
-    }
-    let body: unknown
+  const sockets = new Set<TLSSocket>()
+
+  /** The answer to one complete request. */
+  function answer(head: RequestHead, body: Buffer): Answer {
+    const q = head.path.indexOf('?')
+    const path = q < 0 ? head.path : head.path.slice(0, q)
+    if (path === '/healthz') return text(200, 'ok')
+    if (path !== WEBHOOK_PATH) return text(404, `weft webhook: no ${path}; POST AdmissionReviews to ${WEBHOOK_PATH}`)
+    if (head.method !== 'POST') return text(405, `weft webhook: ${head.method} not allowed; POST an AdmissionReview`, 'allow: POST\r\n')
+    let review: unknown
     try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      review = JSON.parse(body.toString('utf8'))
     } catch (err) {
       count('bad-request')
-      return text(res, 400, `weft webhook: body is not JSON (${(err as Error).message}); expected an AdmissionReview (admission.k8s.io/v1)`)
+      return text(400, `weft webhook: body is not JSON (${(err as Error).message}); expected an AdmissionReview (admission.k8s.io/v1)`)
     }
-    const out = admit(body, o)
+    const out = admit(review, o)
     if ('error' in out) {
       count('bad-request')
-      return text(res, 400, `weft webhook: ${out.error}`)
+      return text(400, `weft webhook: ${out.error}`)
     }
     count(out.decision)
     o.onDecision?.(out.decision, out.review.response.uid)
-    const json = JSON.stringify(out.review)
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) })
-    res.end(json)
+    return { status: 200, type: 'application/json', body: JSON.stringify(out.review) }
   }
-  // The API server keeps its connections to a webhook in a pool (Go's idle timeout: 90 s). Node's
-  // default (close after 5 s idle) makes a burst of pod creations pay a TLS handshake per connection.
-  server.keepAliveTimeout = 120_000
+
+  const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2' }, (sock) => {
+    sockets.add(sock)
+    sock.setNoDelay(true)
+    sock.setTimeout(IDLE_TIMEOUT_MS, () => sock.destroy())
+    sock.on('error', () => {}) // a peer that resets: the socket closes, nothing else to do
+    sock.on('close', () => sockets.delete(sock))
+    let pending: Buffer[] = []
+    let pendingLen = 0
+    let head: RequestHead | undefined
+    let chunked: ChunkedDecoder | undefined
+    let body: Buffer[] = []
+    let bodyLen = 0
+    let chunkedDone = false
+    let closing = false
+    const sink: ChunkSink = {
+      onChunkData: (b, s, e) => { body.push(b.subarray(s, e)); bodyLen += e - s },
+      onChunkedEnd: () => { chunkedDone = true },
+    }
+    const send = (a: Answer) => {
+      const close = a.close === true || head?.keepAlive === false
+      sock.write(`HTTP/1.1 ${a.status} ${reasonPhrase(a.status)}\r\ncontent-type: ${a.type}\r\ncontent-length: ${Buffer.byteLength(a.body)}\r\n${a.extra ?? ''}${close ? 'connection: close\r\n' : ''}\r\n${a.body}`)
+      if (close) {
+        closing = true
+        sock.end()
+      }
+    }
+    const fail = (a: Answer) => {
+      if (a.status === 400 || a.status === 413) count('bad-request')
+      send({ ...a, close: true })
+    }
+    sock.on('data', (d: Buffer) => {
+      if (closing) return
+      let buf = pendingLen === 0 ? d : Buffer.concat([...pending, d])
+      pending = []
+      pendingLen = 0
+      let at = 0
+      while (at < buf.length && !closing) {
+        if (head === undefined) {
+          const end = buf.indexOf('\r\n\r\n', at)
+          if (end < 0) {
+            if (buf.length - at > MAX_HEAD) return fail(text(400, `weft webhook: request head over ${MAX_HEAD} bytes`))
+            break
+          }
+          let from = at
+          while (buf[from] === 0x0d && buf[from + 1] === 0x0a) from += 2 // leading blank lines (RFC 9112 2.2)
+          const h = parseRequestHead(buf.latin1Slice(from, end), MAX_HEADERS)
+          if (h instanceof HttpError) return fail(text(h.status === 431 ? 431 : 400, `weft webhook: bad request (${h.message})`))
+          at = end + 4
+          if (h.upgrade !== '') return fail(text(400, 'weft webhook: no protocol upgrades here'))
+          if (h.contentLength > MAX_BODY) return fail(text(413, `weft webhook: body over ${MAX_BODY} bytes`))
+          head = h
+          body = []
+          bodyLen = 0
+          chunked = h.chunked ? new ChunkedDecoder() : undefined
+          chunkedDone = false
+          if (h.expectContinue && (h.chunked || h.contentLength > 0)) sock.write('HTTP/1.1 100 Continue\r\n\r\n')
+        }
+        // the body
+        if (chunked !== undefined) {
+          const next = chunked.push(buf, at, buf.length, sink)
+          if (next < 0) return fail(text(400, `weft webhook: bad chunked body (${chunked.error})`))
+          at = next
+          if (bodyLen > MAX_BODY) return fail(text(413, `weft webhook: body over ${MAX_BODY} bytes`))
+          if (!chunkedDone) break
+        } else {
+          const need = Math.max(0, head.contentLength) - bodyLen
+          const take = Math.min(need, buf.length - at)
+          if (take > 0) { body.push(buf.subarray(at, at + take)); bodyLen += take; at += take }
+          if (bodyLen < Math.max(0, head.contentLength)) break
+        }
+        let a: Answer
+        try {
+          a = answer(head, body.length === 1 ? body[0]! : Buffer.concat(body, bodyLen))
+        } catch (err) {
+          a = text(500, `weft webhook: ${String(err)}`)
+        }
+        send(a)
+        head = undefined
+        chunked = undefined
+        body = []
+        bodyLen = 0
+      }
+      if (at < buf.length && !closing) {
+        buf = buf.subarray(at)
+        pending = [buf]
+        pendingLen = buf.length
+      }
+    })
+  })
+  server.on('tlsClientError', () => {}) // a failed handshake concerns that client only
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => { server.off('error', reject); resolve() })
+    server.listen({ port: o.port ?? 0, host: o.host ?? '127.0.0.1', reusePort: o.reusePort === true }, () => { server.off('error', reject); resolve() })
   })
   return {
     server,
     port: (server.address() as AddressInfo).port,
     stats,
-    setCertificate: (cert, key) => server.setSecureContext({ cert, key }),
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }),
+    setCertificate: (cert, key) => server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' }),
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      for (const s of sockets) s.destroy()
+    }),
   }
-}
-
-function text(res: ServerResponse, status: number, msg: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' })
-  res.end(msg + '\n')
 }

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from './weft/config/v1alpha1/AdaptiveConcurrency.ts';
 import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBreaker__Output as _weft_config_v1alpha1_CircuitBreaker__Output } from './weft/config/v1alpha1/CircuitBreaker.ts';
 import type { Cluster as _weft_config_v1alpha1_Cluster, Cluster__Output as _weft_config_v1alpha1_Cluster__Output } from './weft/config/v1alpha1/Cluster.ts';
 import type { ClusterDestination as _weft_config_v1alpha1_ClusterDestination, ClusterDestination__Output as _weft_config_v1alpha1_ClusterDestination__Output } from './weft/config/v1alpha1/ClusterDestination.ts';
@@ -14,6 +15,9 @@ import type { Endpoint as _weft_config_v1alpha1_Endpoint, Endpoint__Output as _w
 import type { FaultAbort as _weft_config_v1alpha1_FaultAbort, FaultAbort__Output as _weft_config_v1alpha1_FaultAbort__Output } from './weft/config/v1alpha1/FaultAbort.ts';
 import type { FaultDelay as _weft_config_v1alpha1_FaultDelay, FaultDelay__Output as _weft_config_v1alpha1_FaultDelay__Output } from './weft/config/v1alpha1/FaultDelay.ts';
 import type { FaultPolicy as _weft_config_v1alpha1_FaultPolicy, FaultPolicy__Output as _weft_config_v1alpha1_FaultPolicy__Output } from './weft/config/v1alpha1/FaultPolicy.ts';
+import type { GlobalRateLimitDescriptor as _weft_config_v1alpha1_GlobalRateLimitDescriptor, GlobalRateLimitDescriptor__Output as _weft_config_v1alpha1_GlobalRateLimitDescriptor__Output } from './weft/config/v1alpha1/GlobalRateLimitDescriptor.ts';
+import type { GlobalRateLimitEntry as _weft_config_v1alpha1_GlobalRateLimitEntry, GlobalRateLimitEntry__Output as _weft_config_v1alpha1_GlobalRateLimitEntry__Output } from './weft/config/v1alpha1/GlobalRateLimitEntry.ts';
+import type { GlobalRateLimitPolicy as _weft_config_v1alpha1_GlobalRateLimitPolicy, GlobalRateLimitPolicy__Output as _weft_config_v1alpha1_GlobalRateLimitPolicy__Output } from './weft/config/v1alpha1/GlobalRateLimitPolicy.ts';
 import type { HeaderMatch as _weft_config_v1alpha1_HeaderMatch, HeaderMatch__Output as _weft_config_v1alpha1_HeaderMatch__Output } from './weft/config/v1alpha1/HeaderMatch.ts';
 import type { HeaderMutation as _weft_config_v1alpha1_HeaderMutation, HeaderMutation__Output as _weft_config_v1alpha1_HeaderMutation__Output } from './weft/config/v1alpha1/HeaderMutation.ts';
 import type { Listener as _weft_config_v1alpha1_Listener, Listener__Output as _weft_config_v1alpha1_Listener__Output } from './weft/config/v1alpha1/Listener.ts';
@@ -49,6 +53,7 @@ export interface ProtoGrpcType {
   weft: {
     config: {
       v1alpha1: {
+        AdaptiveConcurrency: MessageTypeDefinition<_weft_config_v1alpha1_AdaptiveConcurrency, _weft_config_v1alpha1_AdaptiveConcurrency__Output>
         CircuitBreaker: MessageTypeDefinition<_weft_config_v1alpha1_CircuitBreaker, _weft_config_v1alpha1_CircuitBreaker__Output>
         Cluster: MessageTypeDefinition<_weft_config_v1alpha1_Cluster, _weft_config_v1alpha1_Cluster__Output>
         ClusterDestination: MessageTypeDefinition<_weft_config_v1alpha1_ClusterDestination, _weft_config_v1alpha1_ClusterDestination__Output>
@@ -62,6 +67,9 @@ export interface ProtoGrpcType {
         FaultAbort: MessageTypeDefinition<_weft_config_v1alpha1_FaultAbort, _weft_config_v1alpha1_FaultAbort__Output>
         FaultDelay: MessageTypeDefinition<_weft_config_v1alpha1_FaultDelay, _weft_config_v1alpha1_FaultDelay__Output>
         FaultPolicy: MessageTypeDefinition<_weft_config_v1alpha1_FaultPolicy, _weft_config_v1alpha1_FaultPolicy__Output>
+        GlobalRateLimitDescriptor: MessageTypeDefinition<_weft_config_v1alpha1_GlobalRateLimitDescriptor, _weft_config_v1alpha1_GlobalRateLimitDescriptor__Output>
+        GlobalRateLimitEntry: MessageTypeDefinition<_weft_config_v1alpha1_GlobalRateLimitEntry, _weft_config_v1alpha1_GlobalRateLimitEntry__Output>
+        GlobalRateLimitPolicy: MessageTypeDefinition<_weft_config_v1alpha1_GlobalRateLimitPolicy, _weft_config_v1alpha1_GlobalRateLimitPolicy__Output>
         HeaderMatch: MessageTypeDefinition<_weft_config_v1alpha1_HeaderMatch, _weft_config_v1alpha1_HeaderMatch__Output>
         HeaderMutation: MessageTypeDefinition<_weft_config_v1alpha1_HeaderMutation, _weft_config_v1alpha1_HeaderMutation__Output>
         Listener: MessageTypeDefinition<_weft_config_v1alpha1_Listener, _weft_config_v1alpha1_Listener__Output>

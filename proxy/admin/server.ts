@@ -23,6 +23,7 @@ export function clustersView(p: Proxy): unknown {
       overflows: cl.counters.overflow,
       circuitBreaker:
         cl.breaker === null ? undefined : { state: cl.breaker.state, rejected: cl.counters.circuitOpen },
+      adaptiveConcurrency: cl.adaptive === null ? undefined : cl.adaptive.view(),
       outlierDetection:
         cl.outlier === null
           ? undefined
@@ -90,7 +91,17 @@ export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}
     const path = (req.url ?? '/').split('?')[0]!
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed\n')
     if (appHealth.handle(path, req, res)) return
+    if (path.startsWith('/explain/')) {
+      // one request's decision trace, by its x-request-id (telemetry/explain.ts)
+      const id = decodeURIComponent(path.slice('/explain/'.length))
+      const e = p.explain.get(id)
+      return e === undefined
+        ? text(res, 404, `no trace for request ${JSON.stringify(id)}: traces are kept for requests sent with x-weft-explain: 1 (from this pod's app), sampled (telemetry.explain.sampling), or seen while weft tap --explain runs; the last ${p.explain.size} are kept\n`)
+        : json(res, 200, e)
+    }
     switch (path) {
+      case '/explain':
+        return json(res, 200, { kept: p.explain.size, recorded: p.explain.recorded, traces: p.explain.list() })
       case '/ready':
         return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
       case '/live':
@@ -104,7 +115,7 @@ export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}
       case '/stats':
         return json(res, 200, statsView(p))
       case '/tap':
-        return handleTapRequest(req, res, p.tap)
+        return handleTapRequest(req, res, p.tap, p.explain)
       case '/metrics': {
         const m = p.metrics
         if (m === null) return text(res, 404, 'metrics are disabled (telemetry.metrics.enabled: false)\n')
@@ -118,7 +129,7 @@ export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}
         return
       }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap\n')
+        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap /explain /explain/<x-request-id>\n')
       default:
         return text(res, 404, 'not found\n')
     }

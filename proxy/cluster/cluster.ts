@@ -1,6 +1,7 @@
 // Clusters at run time: the endpoints of one logical backend with their pools, counters and the
 // load balancer built over them. Built when a config is compiled; pools are looked up in the
 // PoolRegistry so that unchanged endpoints keep their warm connections across config swaps.
+import { AdaptiveLimiter, adaptiveSettings } from './adaptive.ts'
 import type { Cluster } from '../../api/schema.ts'
 import { parseDuration } from '../../api/duration.ts'
 import { createBalancer } from '../lb/index.ts'
@@ -49,6 +50,8 @@ export interface ClusterCounters {
   /** endpoints ejected by outlier detection, and ejections refused by maxEjectionPercent */
   ejections: number
   ejectionsOverflow: number
+  /** requests refused over the adaptive concurrency limit (503, UO) */
+  concurrencyLimited: number
 }
 
 /**
@@ -60,6 +63,8 @@ export interface ClusterTry {
   endpoint: EndpointState | undefined
   lastEndpoint: EndpointState | undefined
   ticket: BreakerTicket | null
+  /** when the adaptive concurrency limiter admitted the try (its clock); -1: not admitted by one */
+  acStart: number
 }
 
 /** dispatch's answers: the try holds an endpoint, or why the cluster refused it. */
@@ -67,6 +72,7 @@ export const DISPATCHED = 0
 export const REJECT_OVERFLOW = 1
 export const REJECT_CIRCUIT_OPEN = 2
 export const REJECT_NO_ENDPOINT = 3
+export const REJECT_CONCURRENCY_LIMIT = 4
 
 /** The local reply and decision counter of each refusal (the same for every codec). */
 export const REJECTIONS = [
@@ -74,6 +80,7 @@ export const REJECTIONS = [
   { status: 503, flag: 'UO', code: 'WEFT_ERR_UPSTREAM_OVERFLOW', message: 'cluster max requests reached', counter: 'overflow' },
   { status: 503, flag: 'UO', code: 'WEFT_ERR_CIRCUIT_OPEN', message: 'circuit breaker open', counter: 'circuitOpen' },
   { status: 503, flag: 'UH', code: 'WEFT_ERR_NO_HEALTHY_UPSTREAM', message: 'no healthy upstream', counter: null },
+  { status: 503, flag: 'UO', code: 'WEFT_ERR_CONCURRENCY_LIMIT', message: 'adaptive concurrency limit reached', counter: 'concurrencyLimited' },
 ] as const
 
 /** A concrete backend at run time: its endpoints, balancer, limits, breaker and outlier detection. */
@@ -91,9 +98,11 @@ export class ClusterRuntime {
   readonly maxRequests: number
   readonly breaker: ClusterBreaker | null
   readonly outlier: OutlierDetector | null
+  /** adaptive concurrency (./adaptive.ts), null when off; kept across configs with the same settings */
+  readonly adaptive: AdaptiveLimiter | null
   readonly counters: ClusterCounters
 
-  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry'>) {
+  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch'>) {
     this.name = o.name
     this.endpoints = o.endpoints
     this.balancer = o.balancer
@@ -103,6 +112,7 @@ export class ClusterRuntime {
     this.maxRequests = o.maxRequests
     this.breaker = o.breaker
     this.outlier = o.outlier
+    this.adaptive = o.adaptive
     this.counters = o.counters
   }
 
@@ -116,25 +126,63 @@ export class ClusterRuntime {
       this.counters.overflow++
       return REJECT_OVERFLOW
     }
+    const ac = this.adaptive
+    if (ac !== null && !ac.admit()) {
+      this.counters.concurrencyLimited++
+      return REJECT_CONCURRENCY_LIMIT
+    }
     let ticket: BreakerTicket | null = null
     if (this.breaker !== null) {
       ticket = this.breaker.admit()
       if (ticket === null) {
+        if (ac !== null) ac.finish(0, false)
         this.counters.circuitOpen++
         return REJECT_CIRCUIT_OPEN
       }
     }
     const ep = this.balancer.pick(hashKey, t.lastEndpoint)
     if (ep === undefined) {
+      if (ac !== null) ac.finish(0, false)
       ticket?.(null)
       return REJECT_NO_ENDPOINT
     }
+    if (ac !== null) t.acStart = ac.clock()
     t.ticket = ticket
     t.endpoint = ep
     ep.active++
     this.active++
     ep.counters.rqTotal++
     return DISPATCHED
+  }
+
+  /**
+   * The `dispatch` step of a traced request (proxy/telemetry/explain.ts): what the cluster's limits,
+   * breaker and balancer said to try number `tryNo` (0-based). Called right after dispatch().
+   */
+  explainDispatch(d: number, t: ClusterTry, hashKey: string | undefined, tryNo: number): Record<string, unknown> {
+    const limits = {
+      try: tryNo + 1,
+      cluster: this.name,
+      inFlight: d === DISPATCHED ? this.active - 1 : this.active,
+      maxRequests: Number.isFinite(this.maxRequests) ? this.maxRequests : null,
+      breaker: this.breaker === null ? null : this.breaker.state,
+      ...(this.adaptive !== null ? { adaptiveConcurrency: this.adaptive.view() } : {}),
+    }
+    if (d !== DISPATCHED) {
+      const r = REJECTIONS[d]!
+      return { ...limits, refused: r.message, flag: r.flag }
+    }
+    const ep = t.endpoint!
+    const ejected: string[] = []
+    for (const e of this.endpoints) if (!e.healthy) ejected.push(e.key)
+    return {
+      ...limits,
+      endpoint: ep.key,
+      balancer: this.policy,
+      ...(this.balancer.explain?.(ep, hashKey) ?? {}),
+      ...(t.lastEndpoint !== undefined ? { avoided: t.lastEndpoint.key } : {}),
+      ejected,
+    }
   }
 
   /**
@@ -150,6 +198,11 @@ export class ClusterRuntime {
     this.active--
     if (outcome !== OUTCOME_OK) ep.counters.rqError++
     if (!neutral && this.outlier !== null) this.outlier.report(ep, outcome)
+    if (t.acStart >= 0) {
+      const ac = this.adaptive!
+      ac.finish(ac.clock() - t.acStart, !neutral && outcome === OUTCOME_OK)
+      t.acStart = -1
+    }
     const ticket = t.ticket
     if (ticket !== null) {
       t.ticket = null
@@ -175,6 +228,7 @@ interface PoolEntry {
 
 interface ClusterEntry {
   breaker: ClusterBreaker | null
+  adaptive: { key: string; limiter: AdaptiveLimiter } | null
   counters: ClusterCounters
 }
 
@@ -191,6 +245,8 @@ export class PoolRegistry {
    */
   private replacedBreakers: { e: ClusterEntry; old: ClusterBreaker | null }[] = []
   private changedSettings: { pool: EndpointPool; old: PoolSettings }[] = []
+  /** the adaptive concurrency limiters' clock (ms); tests inject one */
+  clock: () => number = () => performance.now()
 
   get(key: string, host: string, port: number, settings: PoolSettings): PoolEntry {
     this.marked.add(key)
@@ -206,13 +262,16 @@ export class PoolRegistry {
   }
 
   /** The cluster's breaker and counters, kept across configs (a changed breaker config starts afresh). */
-  cluster(name: string, breaker: Cluster['circuitBreaker']): ClusterEntry {
+  cluster(name: string, breaker: Cluster['circuitBreaker'], adaptive?: Cluster['adaptiveConcurrency']): ClusterEntry {
     this.markedClusters.add(name)
     let e = this.clusters.get(name)
     if (e === undefined) {
-      e = { breaker: null, counters: { overflow: 0, circuitOpen: 0, ejections: 0, ejectionsOverflow: 0 } }
+      e = { breaker: null, adaptive: null, counters: { overflow: 0, circuitOpen: 0, ejections: 0, ejectionsOverflow: 0, concurrencyLimited: 0 } }
       this.clusters.set(name, e)
     }
+    // the limiter keeps what it learned (minRTT, limit, requests in flight) while its settings stay
+    const acKey = adaptive === undefined ? '' : JSON.stringify(adaptive)
+    if ((e.adaptive?.key ?? '') !== acKey) e.adaptive = adaptive === undefined ? null : { key: acKey, limiter: new AdaptiveLimiter(adaptiveSettings(adaptive), this.clock) }
     const key = breaker === undefined ? '' : JSON.stringify(breaker)
     if ((e.breaker?.key ?? '') !== key) {
       this.replacedBreakers.push({ e, old: e.breaker })
@@ -298,7 +357,7 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
   const balancer = createBalancer<EndpointState>(policy, endpoints, {
     decayMs: c.lb?.decay === undefined ? undefined : parseDuration(c.lb.decay),
   })
-  const shared = registry.cluster(c.name, c.circuitBreaker)
+  const shared = registry.cluster(c.name, c.circuitBreaker, c.adaptiveConcurrency)
   return new ClusterRuntime({
     name: c.name,
     endpoints,
@@ -309,6 +368,7 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
     maxRequests: c.pool?.maxRequests ?? Infinity,
     breaker: shared.breaker,
     outlier: c.outlierDetection === undefined ? null : new OutlierDetector(c.outlierDetection, endpoints, shared.counters),
+    adaptive: shared.adaptive?.limiter ?? null,
     counters: shared.counters,
   })
 }

@@ -1,7 +1,7 @@
 // Connection pool of one endpoint: idle keep-alive connections (used LIFO, so warm ones stay
 // warm), a cap on open connections and a bounded queue of requests waiting for one.
 import { connect } from 'node:net'
-import { HttpError } from '../http1/head.ts'
+import { HttpError } from '../../api/http1/head.ts'
 import { ReadBuffer, onreadOptions } from '../net/read-buffer.ts'
 import { UpstreamConn, type PoolHooks } from './upstream.ts'
 

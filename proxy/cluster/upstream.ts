@@ -1,8 +1,8 @@
 // One HTTP/1.1 connection to an endpoint: writes requests given to it, parses responses strictly
 // and hands them to the bound handler. Owned by an EndpointPool; bound to one exchange at a time.
 import type { Socket } from 'node:net'
-import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
-import { HttpError, parseResponseHead, type ResponseHead } from '../http1/head.ts'
+import { ChunkedDecoder, type ChunkSink } from '../../api/http1/chunked.ts'
+import { HttpError, parseResponseHead, type ResponseHead } from '../../api/http1/head.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 
 export interface UpstreamHandler {

@@ -10,6 +10,7 @@ import { CompiledRouteTable } from '../route/table.ts'
 import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
 import type { ProxyMetrics } from '../telemetry/metrics.ts'
 import type { TapHub } from '../telemetry/tap.ts'
+import type { ExplainRecorder } from '../telemetry/explain.ts'
 import type { Tracer } from '../telemetry/tracing/tracer.ts'
 import type { RequestSink } from '../telemetry/types.ts'
 import { parseDuration } from '../../api/duration.ts'
@@ -46,6 +47,8 @@ export interface TelemetryDeps {
   tap: TapHub | null
   /** the tracer of a listener, null when tracing is off */
   tracer(listener: Listener): Tracer | null
+  /** the proxy's decision-trace recorder (telemetry/explain.ts) */
+  explain?: ExplainRecorder | null
 }
 
 export const DEFAULTS = {
@@ -107,6 +110,8 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
       tracer: deps ? deps.tracer(l) : null,
       spanKind: l.direction === 'outbound' ? 'CLIENT' : 'SERVER',
       peer: listenerPeer(b, l),
+      // the header is honoured from this pod's own application only: outbound listeners
+      explain: deps?.explain ? deps.explain.forListener(l.name, l.direction === 'outbound') : null,
     })
   }
   const filters = new Map<string, readonly Filter[] | null>()

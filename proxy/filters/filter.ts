@@ -17,6 +17,12 @@ export interface FilterExchange {
   /** the path with its query, as received */
   readonly path: string
   readonly downstreamAddress: string
+  /**
+   * The calling workload as this proxy knows it, "namespace/workload": on an outbound listener the
+   * pod's own (the bootstrap's node); on an inbound one "unknown/unknown" until the caller is
+   * authenticated (mutual TLS, issue 13).
+   */
+  readonly sourceIdentity: string
   /** a request header's value (lower-case name), the first when repeated */
   header(name: string): string | undefined
   /**
@@ -29,8 +35,16 @@ export interface FilterExchange {
   redirect(status: number, location: string): void
   /** Hold the request for ms before its first try; `flag` marks the response unless another does. */
   delay(ms: number, flag: string): void
+  /**
+   * Hold the request until an asynchronous decision (a rate limit service): the filter returns
+   * CONTINUE, and later either calls the returned function (the request goes on to its first try)
+   * or answers with localReply. Never call the function synchronously.
+   */
+  hold(): () => void
   /** the listener's decision counters (weft_proxy_decisions_total) */
   readonly counters: FilterCounters
+  /** the request's decision trace when it has one (telemetry/explain.ts): a filter notes its decision there */
+  readonly explain: { note(stage: string, fields: Record<string, unknown>): void } | null
 }
 
 export interface Filter {
@@ -41,6 +55,8 @@ export interface Filter {
 export interface RouteContext {
   /** the route's path prefix, "/" when it has none (for prefix rewrites) */
   readonly matchedPrefix: string
+  /** the route's name (for descriptors that name it); "" for listener filters */
+  readonly routeName?: string
 }
 
 /**

@@ -6,9 +6,10 @@ import type { Route } from '../../api/schema.ts'
 import type { Filter, RouteContext } from './filter.ts'
 import { fault } from './fault/filter.ts'
 import { rateLimit } from './ratelimit/filter.ts'
+import { globalRateLimit } from './ratelimit/global.ts'
 import { redirect } from './redirect/filter.ts'
 
-export const FILTERS = [rateLimit, redirect, fault] as const
+export const FILTERS = [rateLimit, globalRateLimit, redirect, fault] as const
 
 type Registered = (typeof FILTERS)[number]
 type UnionToIntersection<U> = (U extends unknown ? (k: U) => void : never) extends (k: infer I) => void ? I : never

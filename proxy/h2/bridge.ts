@@ -14,8 +14,8 @@ import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type Outgo
 import type { ClientStream } from './codec/client.ts'
 import type { EndpointPool, PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
-import { ChunkedDecoder } from '../http1/chunked.ts'
-import { HttpError, reasonPhrase, type ResponseHead } from '../http1/head.ts'
+import { ChunkedDecoder } from '../../api/http1/chunked.ts'
+import { HttpError, reasonPhrase, type ResponseHead } from '../../api/http1/head.ts'
 import { cancelStream, h2Upstream, type H2Waiter, type UpSession } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants

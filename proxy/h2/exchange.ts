@@ -22,13 +22,15 @@ import type { DownStream } from './codec/down-stream.ts'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
-import { HttpError } from '../http1/head.ts'
+import { HttpError } from '../../api/http1/head.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { chunkHeader } from '../http1/chunked.ts'
+import { chunkHeader } from '../../api/http1/chunked.ts'
 import { mirrorHead } from './mirror-head.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
-import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type MatchInput, type RoutePolicy } from '../route/table.ts'
+import { EXPLAIN_ID_HEADER, type ExplainSource, type ExplainTrace } from '../telemetry/explain.ts'
+import { routeStep, splitStep } from '../route/explain.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
 import { recordRequestAs } from '../telemetry/listener.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
@@ -67,6 +69,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   private policy: RoutePolicy | null = null
   private retry: CompiledRetry | null = null
   ticket: BreakerTicket | null = null
+  acStart = -1
   private outcome = OUTCOME_OK
   private tries = 0
   private refused = false
@@ -111,11 +114,18 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   bytesIn = 0
   bytesOut = 0
   requestId = ''
+  /** the decision trace, when this request was selected for one (telemetry/explain.ts) */
+  explain: ExplainTrace | null = null
+  private explainSource: ExplainSource | null = null
   traceId = ''
   readonly method: string
   readonly authority: string
   readonly path: string
   readonly downstreamAddress: string
+  get sourceIdentity(): string {
+    const p = this.config.telemetry.peer
+    return p.sourceNamespace + '/' + p.sourceWorkload
+  }
   get startTime(): number {
     return performance.timeOrigin + this.t0
   }
@@ -159,18 +169,28 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
       this.trace = tracer.begin(this.names, this.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const ex = this.config.telemetry.explain
+    if (ex !== null && ex.on) {
+      const x = (this.explain = ex.begin(this.names, this.values))
+      if (x !== null) {
+        this.explainSource = ex
+        x.note('request', { direction: this.config.telemetry.spanKind === 'CLIENT' ? 'outbound' : 'inbound', protocol: this.grpc ? 'gRPC' : 'HTTP/2', method: this.method, authority: this.authority, path: this.path, selectedBy: x.selectedBy })
+      }
+    }
     const lf = this.config.filters
     if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(this.authority)
     const p = this.path
     const q = p.indexOf('?')
-    const route = vh === undefined ? undefined : matchRoute(vh, {
+    const mi: MatchInput = {
       method: this.method,
       pathOnly: q === -1 ? p : p.slice(0, q),
       query: q === -1 ? '' : p.slice(q + 1),
       names: this.names,
       values: this.values,
-    })
+    }
+    const route = vh === undefined ? undefined : matchRoute(vh, mi)
+    if (this.explain !== null) this.explain.note('route', routeStep(vh, mi, route))
     if (route === undefined) {
       this.counters.noRoute++
       return this.localReply(404, Flags.NoRoute, 'WEFT_ERR_NO_ROUTE', 'no route matched')
@@ -199,6 +219,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
+    if (this.explain !== null && route.backends.length > 1) this.explain.note('split', splitStep(route, bi))
     const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
@@ -288,7 +309,15 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.writeLocal(status, [['location', location], ...blockPairs(this.route?.responseHeaders.append ?? '')], EMPTY)
   }
 
+  hold(): () => void {
+    this.delayed = true
+    return this.guard(() => {
+      if (!this.done) this.dispatch()
+    })
+  }
+
   delay(ms: number, flag: string): void {
+    if (this.explain !== null) this.explain.note('fault-delay', { ms, flag })
     this.delayed = true
     this.delayFlag = flag
     this.waitTimer = setTimeout(this.guard(() => {
@@ -300,7 +329,9 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   /** One try: the cluster's limits, an endpoint, a stream on its session. */
   private dispatch(): void {
     const cluster = this.cluster!
-    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader]))
+    const hashKey = cluster.hashHeader === '' ? undefined : str(this.headers[cluster.hashHeader])
+    const d = cluster.dispatch(this, hashKey)
+    if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(d, this, hashKey, this.tries))
     if (d !== DISPATCHED) return this.rejected(d)
     const ep = this.endpoint!
     this.outcome = OUTCOME_OK
@@ -506,8 +537,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
       this.tryTimer = null
     }
     this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    if (this.explain !== null) this.explain.note('response', { try: this.tries + 1, status, ...(grpcCode >= 0 ? { grpcStatus: grpcCode } : {}), endpoint: ep.key, ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000 })
     const r = this.retry
     if (r !== null && (r.retriableStatus(status) || (grpcCode > 0 && r.retriableGrpc(grpcCode))) && this.mayRetry()) {
+      if (this.explain !== null) this.explain.note('retry', { reason: grpcCode > 0 ? `grpc-status ${grpcCode} is retriable` : `status ${status} is retriable`, nextTry: this.tries + 2 })
       this.up = null
       // trailers-only: the stream closes by itself (the request was sent whole: mayRetry)
       if (!endStream && !up.closed) up.close(NGHTTP2_CANCEL)
@@ -519,6 +552,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.status = status
     if (gs !== undefined) this.grpcStatus = str(gs)
     const out = responseHeadersOut(headers, this.route!.responseHeaders)
+    if (this.explain !== null && this.explain.selectedBy === 'header') out[EXPLAIN_ID_HEADER] = this.requestId
     if (this.down.destroyed || this.down.closed) return
     // node:http2 throws on what it will not send (a :status outside 200-599, a field it only
     // takes once): this runs in the upstream stream's listener, where a throw would end the
@@ -610,6 +644,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
       return this.dispatch()
     }
     this.counters.upstreamErrors++
+    if (this.explain !== null) this.explain.note('upstream-error', { try: this.tries + 1, code: 'WEFT_ERR_UPSTREAM_RESET', message: `upstream reset the stream (code ${rst})`, responseStarted: started })
     this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
     if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
     if (started) {
@@ -681,9 +716,27 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   }
 
   private retryAfter(kind: number): boolean {
-    if (!this.retry!.retriableFailure(kind) || !this.mayRetry()) return false
+    if (!this.retry!.retriableFailure(kind)) {
+      if (this.explain !== null) this.explain.note('no-retry', { reason: 'the retry policy does not retry this failure' })
+      return false
+    }
+    if (!this.mayRetry()) {
+      if (this.explain !== null) this.explain.note('no-retry', { reason: this.noRetryReason() })
+      return false
+    }
+    if (this.explain !== null) this.explain.note('retry', { reason: 'retriable failure', nextTry: this.tries + 2 })
     this.retryNow()
     return true
+  }
+
+  /** Why mayRetry() said no, for the trace (read right after it). */
+  private noRetryReason(): string {
+    const r = this.retry!
+    if (r.attempts === 0) return 'the policy allows no retries (per-try timeout only)'
+    if (this.respStarted || this.done) return 'the response has started'
+    if (!this.reqEnded || this.retained === null) return 'the request body is not kept whole'
+    if (this.tries >= r.attempts) return `all ${r.attempts} retries used`
+    return 'the retry budget is exhausted'
   }
 
   private retryFlag(flag: string): string {
@@ -698,6 +751,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.queuedBytes = 0
     this.grpcStatus = ''
     const ms = this.retry!.backoffMs(this.tries)
+    if (this.explain !== null) this.explain.note('backoff', { ms: Math.round(ms * 1000) / 1000 })
     if (ms < 1) return this.dispatch()
     this.waitTimer = setTimeout(this.guard(() => {
       this.waitTimer = null
@@ -709,6 +763,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     this.tryTimer = null
     if (this.done || this.respStarted) return
     this.counters.perTryTimeouts++
+    if (this.explain !== null) this.explain.note('try-timeout', { try: this.tries + 1, ms: this.retry?.perTryTimeoutMs })
     const ep = this.endpoint
     this.endTry(OUTCOME_RESET, false)
     this.cancelTry(ep)
@@ -744,6 +799,13 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   /** The proxy's own answer: gRPC-shaped (trailers-only) for gRPC requests, text/plain otherwise. */
   localReply(status: number, flag: string, code: string, message: string, extra = ''): void {
     if (this.done) return
+    if (this.explain !== null) {
+      this.explain.note('local-reply', { status, flag, code, message })
+      if (this.explain.selectedBy === 'header') {
+        if (this.requestId === '') this.requestId = randomUUID()
+        extra += EXPLAIN_ID_HEADER + ': ' + this.requestId + '\r\n'
+      }
+    }
     this.flags = flag
     this.counters.localReplies++
     if (this.grpc) {
@@ -799,12 +861,15 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     if (this.delayed && this.flags === '') this.flags = this.delayFlag
     if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
     this.retained = null
+    const x = this.explain
+    if (x !== null) x.note('done', { status: this.status, ...(this.grpcStatus !== '' ? { grpcStatus: Number(this.grpcStatus) } : {}), flags: this.flags === '' ? '-' : this.flags, durationMs: Math.round(this.durationMs * 1000) / 1000 })
     const t = this.config.telemetry
     if (t.metrics !== null) recordRequestAs(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this.grpc ? 'grpc' : 'http2', this)
     const sinks = t.sinks
     for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
     if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
     if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
+    if (x !== null) this.explainSource!.finish(x, this)
   }
 }
 

@@ -15,7 +15,7 @@ import { connect, constants, type ClientHttp2Session, type Http2Session } from '
 import type { EventEmitter } from 'node:events'
 import { ClientSession } from './codec/client.ts'
 import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
-import { HttpError } from '../http1/head.ts'
+import { HttpError } from '../../api/http1/head.ts'
 
 /** connection-level receive window of every session (both directions of the proxy) */
 export const CONNECTION_WINDOW = 16 * 1024 * 1024

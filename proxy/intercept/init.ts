@@ -9,9 +9,10 @@
 // a second run with the same flags changes nothing; `--cleanup` removes exactly those; the rules go
 // in with one `iptables-restore --noflush` (one atomic commit of the table), so a failure leaves
 // nothing half-applied. The same rules go into the IPv6 nat table (ip6tables) when the pod has one
-// (`ip6tables-restore` present): each CIDR goes to its family's table; if the IPv6 commit fails
-// after the IPv4 one, the IPv4 rules are removed again.
-import { spawnSync } from 'node:child_process'
+// (`ip6tables-restore` present): each CIDR goes to its family's table. The two tables are worked on
+// at the same time (start-up of every pod waits on this); if one family's commit fails, the other
+// family's change is undone: all or nothing.
+import { spawn } from 'node:child_process'
 import { isIPv4, isIPv6 } from 'node:net'
 
 export interface InitOptions {
@@ -68,8 +69,8 @@ function restoreInput(body: readonly string[]): string {
 }
 
 /** What Weft currently has in the nat table (iptables-save lines mentioning WEFT_ chains). */
-function currentWeftLines(run: Runner, family: Family): { ok: true; lines: string[]; chains: Set<string> } | { ok: false; message: string } {
-  const r = run(bin(family, 'save'), ['-t', 'nat'])
+async function currentWeftLines(run: Runner, family: Family): Promise<{ ok: true; lines: string[]; chains: Set<string> } | { ok: false; message: string }> {
+  const r = await run(bin(family, 'save'), ['-t', 'nat'])
   if (r.status !== 0) return { ok: false, message: r.stderr || 'iptables-save failed' }
   const all = r.stdout.split('\n')
   const chains = new Set(all.filter((l) => l.startsWith(':WEFT_')).map((l) => l.slice(1).split(' ')[0] ?? ''))
@@ -87,44 +88,63 @@ function removalLines(current: readonly string[]): string[] {
 
 const bin = (family: Family, what: 'save' | 'restore'): string => `${family === 4 ? 'iptables' : 'ip6tables'}-${what}`
 
+export interface RunResult { status: number | null; stdout: string; stderr: string }
+/** Runs one iptables command; status null: it could not be started (not installed). */
 export interface Runner {
-  (cmd: string, args: readonly string[], input?: string): { status: number | null; stdout: string; stderr: string }
+  (cmd: string, args: readonly string[], input?: string): RunResult | Promise<RunResult>
 }
 
-export const spawnRunner: Runner = (cmd, args, input) => {
-  const r = spawnSync(cmd, args, { input, encoding: 'utf8' })
-  if (r.error !== undefined) return { status: null, stdout: '', stderr: r.error.message }
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+export const spawnRunner: Runner = (cmd, args, input) => new Promise<RunResult>((resolve) => {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d })
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+  child.stdin.on('error', () => {}) // a command that exits without reading its input: its status says what happened
+  child.on('error', (err) => resolve({ status: null, stdout: '', stderr: err.message }))
+  child.on('close', (status) => resolve({ status, stdout, stderr }))
+  child.stdin.end(input ?? '')
+})
 
 const sameSet = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && [...a].sort().join('\n') === [...b].sort().join('\n')
 
 /**
- * Apply (or with cleanup, remove) the rules in the IPv4 table, then in the IPv6 table when the pod
- * has ip6tables. An IPv6 failure after an IPv4 change undoes the IPv4 change: all or nothing.
+ * Apply (or with cleanup, remove) the rules in the IPv4 table and, when the pod has ip6tables, in
+ * the IPv6 table, both at once. A failure in one family undoes the other family's change: all or
+ * nothing.
  */
-export function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, run: Runner = spawnRunner): InitResult {
-  const v4 = runFamily(o, mode, 4, run)
-  if (!v4.ok) return v4
-  // the IPv6 table's state, read once: also the probe of whether the pod has one
-  const probe = run(bin(6, 'save'), ['-t', 'nat'])
-  if (probe.status !== 0) {
-    const reason = probe.status === null ? `${bin(6, 'save')} not found` : `no IPv6 nat table (${probe.stderr.trim().split('\n')[0] ?? ''})`
-    return { ...v4, ipv6: { action: 'skipped', reason } }
+export async function runInit(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, run: Runner = spawnRunner): Promise<InitResult> {
+  const six = async (): Promise<InitResult | { skipped: string }> => {
+    // the IPv6 table's state, read once: also the probe of whether the pod has one
+    const probe = await run(bin(6, 'save'), ['-t', 'nat'])
+    if (probe.status !== 0) {
+      return { skipped: probe.status === null ? `${bin(6, 'save')} not found` : `no IPv6 nat table (${probe.stderr.trim().split('\n')[0] ?? ''})` }
+    }
+    return runFamily(o, mode, 6, (cmd, args, input) => (cmd === bin(6, 'save') ? probe : run(cmd, args, input)))
   }
-  const v6 = runFamily(o, mode, 6, (cmd, args, input) => (cmd === bin(6, 'save') ? probe : run(cmd, args, input)))
+  const [v4, v6] = await Promise.all([runFamily(o, mode, 4, run), six()])
+  const undo = async (r: InitResult, family: Family): Promise<boolean> => {
+    if (!r.ok || r.action !== 'applied' || mode.cleanup === true) return false
+    await runFamily(o, { cleanup: true }, family, run)
+    return true
+  }
+  if (!v4.ok) {
+    const undone = 'skipped' in v6 ? false : await undo(v6, 6)
+    return undone ? { ...v4, message: `${v4.message} (the IPv6 rules were removed again)` } : v4
+  }
+  if ('skipped' in v6) return { ...v4, ipv6: { action: 'skipped', reason: v6.skipped } }
   if (!v6.ok) {
-    if (v4.action === 'applied' && mode.cleanup !== true) runFamily(o, { cleanup: true }, 4, run)
-    return { ...v6, message: `IPv6: ${v6.message}${v4.action === 'applied' && mode.cleanup !== true ? ' (the IPv4 rules were removed again)' : ''}` }
+    const undone = await undo(v4, 4)
+    return { ...v6, message: `IPv6: ${v6.message}${undone ? ' (the IPv4 rules were removed again)' : ''}` }
   }
   return { ...v4, warnings: [...new Set([...v4.warnings, ...v6.warnings])], ipv6: { action: v6.action, rules: v6.rules } }
 }
 
-function runFamily(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, family: Family, run: Runner): InitResult {
+async function runFamily(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }, family: Family, run: Runner): Promise<InitResult> {
   const { rules, warnings } = planRules(o, family)
   if (mode.dryRun === true && mode.cleanup !== true) return { ok: true, action: 'dry-run', rules, warnings }
-  const cur = currentWeftLines(run, family)
+  const cur = await currentWeftLines(run, family)
   if (!cur.ok) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: cur.message, rules: [] }
   const present = cur.chains
   if (mode.cleanup === true) {
@@ -132,7 +152,7 @@ function runFamily(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }
     const mine = CHAINS.filter((c) => present.has(c))
     const lines = [...mine.map((c) => `:${c} - [0:0]`), ...removalLines(cur.lines), ...mine.map((c) => `-X ${c}`)]
     if (mode.dryRun === true) return { ok: true, action: 'dry-run', rules: lines, warnings }
-    const r = run(bin(family, 'restore'), ['--noflush'], restoreInput(lines))
+    const r = await run(bin(family, 'restore'), ['--noflush'], restoreInput(lines))
     if (r.status !== 0) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: r.stderr.trim(), rules: lines }
     return { ok: true, action: 'removed', rules: cur.lines, warnings }
   }
@@ -143,7 +163,7 @@ function runFamily(o: InitOptions, mode: { dryRun?: boolean; cleanup?: boolean }
     ...cur.lines.filter((l) => !(l.split(' ')[1] ?? '').startsWith('WEFT_')).map((l) => l.replace(/^-A /, '-D ')),
     ...rules,
   ]
-  const r = run(bin(family, 'restore'), ['--noflush'], restoreInput(body))
+  const r = await run(bin(family, 'restore'), ['--noflush'], restoreInput(body))
   if (r.status !== 0) return { ok: false, code: 'WEFT_ERR_INIT_IPTABLES', message: r.stderr.trim(), rules }
   return { ok: true, action: 'applied', rules, warnings }
 }

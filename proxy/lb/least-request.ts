@@ -29,4 +29,14 @@ export class LeastRequestBalancer<E extends LbEndpoint = LbEndpoint> implements 
   }
 
   observe(_e: E, _latencyMs: number): void {}
+
+  explain(picked: E): Record<string, unknown> {
+    const eps = this.endpoints
+    if (eps.length <= 1) return { candidates: eps.map((e) => ({ endpoint: e.key, active: e.active })) }
+    const a = eps[this.sampler.first]!
+    const b = eps[this.sampler.second]!
+    // the picked one's count was raised by the dispatch: show what the comparison saw
+    const seen = (e: E) => (e === picked ? e.active - 1 : e.active)
+    return { rule: 'two random choices, fewer requests in flight wins', candidates: (a === b ? [a] : [a, b]).map((e) => ({ endpoint: e.key, active: seen(e) })) }
+  }
 }

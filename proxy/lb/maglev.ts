@@ -111,4 +111,9 @@ export class MaglevBalancer<E extends LbEndpoint = LbEndpoint> implements Balanc
   }
 
   observe(_e: E, _latencyMs: number): void {}
+
+  explain(picked: E, hashKey: string | undefined): Record<string, unknown> {
+    if (hashKey === undefined || hashKey === '') return { rule: 'no hash key on the request: a weighted random endpoint' }
+    return { rule: 'the maglev table owner of the hash of the key (the next healthy one when it is ejected or was just tried)', hashKey, hash: hash32(hashKey), endpoint: picked.key }
+  }
 }

@@ -99,6 +99,24 @@ export class PeakEwmaBalancer<E extends LbEndpoint = LbEndpoint> implements Bala
     this.updatedAt[i] = now
   }
 
+  explain(picked: E): Record<string, unknown> {
+    const eps = this.endpoints
+    const now = this.now()
+    const one = (i: number) => {
+      const e = eps[i]!
+      // the picked one's count was raised by the dispatch: score it as the comparison did
+      const active = e === picked ? e.active - 1 : e.active
+      e.active = active
+      const cost = this.cost(i, now)
+      e.active = e === picked ? active + 1 : active
+      return { endpoint: e.key, active, rttMs: Math.round((this.estimate(e) ?? this.defaultRttMs) * 1000) / 1000, cost: Math.round(cost * 1000) / 1000 }
+    }
+    if (eps.length <= 1) return { candidates: eps.map((_, i) => one(i)) }
+    const a = this.sampler.first
+    const b = this.sampler.second
+    return { rule: 'two random choices, lower cost wins (decayed peak RTT x (requests in flight + 1))', candidates: (a === b ? [a] : [a, b]).map(one) }
+  }
+
   /** Current RTT estimate of an endpoint in ms (decayed to now), or undefined if never observed. For metrics/debugging. */
   estimate(e: E): number | undefined {
     const i = this.index.get(e)

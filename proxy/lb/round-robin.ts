@@ -116,4 +116,8 @@ export class RoundRobinBalancer<E extends LbEndpoint = LbEndpoint> implements Ba
   }
 
   observe(_e: E, _latencyMs: number): void {}
+
+  explain(): Record<string, unknown> {
+    return { rule: 'smooth weighted round robin', weights: this.endpoints.map((e) => ({ endpoint: e.key, weight: e.weight })) }
+  }
 }

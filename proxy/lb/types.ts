@@ -23,6 +23,11 @@ export interface Balancer<E extends LbEndpoint = LbEndpoint> {
   pick(hashKey?: string, avoid?: E): E | undefined
   /** Report the latency of a finished request to e (ms), used by peakEwma; others ignore it. */
   observe(e: E, latencyMs: number): void
+  /**
+   * Why the last pick() chose `picked`, for a request's decision trace (proxy/telemetry/explain.ts):
+   * the candidates and their scores, or the hash. Called only right after pick() of a traced request.
+   */
+  explain?(picked: E, hashKey: string | undefined): Record<string, unknown>
 }
 
 export type { Clock }

@@ -3,8 +3,8 @@
 // head/idle timeouts through the listener's sweeper. Anything ambiguous is answered 400 and the
 // connection closed before a byte goes upstream.
 import type { Socket } from 'node:net'
-import { ChunkedDecoder, type ChunkSink } from '../http1/chunked.ts'
-import { HttpError, parseRequestHead, reasonPhrase } from '../http1/head.ts'
+import { ChunkedDecoder, type ChunkSink } from '../../api/http1/chunked.ts'
+import { HttpError, parseRequestHead, reasonPhrase } from '../../api/http1/head.ts'
 import { ReadBuffer, readIntoBuffer, retargetReads } from '../net/read-buffer.ts'
 import { Exchange, type Downstream, type ExchangeCounters, type RouterConfig } from '../router/exchange.ts'
 

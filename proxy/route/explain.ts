@@ -2,7 +2,7 @@
 // condition of a route's match that fails, in the order the compiled matcher tries them (path,
 // method, headers, query parameters), using the same predicates as proxy/route/table.ts.
 import type { RouteMatch } from '../../api/schema.ts'
-import { headerValue, queryValue, stringPred, type MatchInput } from './table.ts'
+import { headerValue, queryValue, stringPred, type CompiledRoute, type CompiledVirtualHost, type MatchInput } from './table.ts'
 
 function describeString(m: { exact?: string; prefix?: string; segmentPrefix?: string; regex?: string }): string {
   if (m.exact !== undefined) return `exact ${JSON.stringify(m.exact)}`
@@ -40,4 +40,23 @@ export function whyNotMatched(m: RouteMatch | undefined, x: MatchInput): string 
     else if (test !== undefined && !test(v)) return `query parameter ${q.name}: ${JSON.stringify(v)} is not ${describeString(q)}`
   }
   return null
+}
+
+/**
+ * The `route` and `split` steps of a live decision trace (proxy/telemetry/explain.ts): which virtual
+ * host and route took the request, and for each route tried before it, the first condition it
+ * failed. Called only for a traced request.
+ */
+export function routeStep(vh: CompiledVirtualHost | undefined, x: MatchInput, route: CompiledRoute | undefined): Record<string, unknown> {
+  if (vh === undefined) return { virtualHost: null, route: null, reason: 'no virtual host has this authority among its domains' }
+  const skipped: { route: string; reason: string }[] = []
+  for (const r of vh.routes) {
+    if (r === route) break
+    skipped.push({ route: r.name, reason: whyNotMatched(r.match, x) ?? 'matched (not expected)' })
+  }
+  return { virtualHost: vh.name, route: route?.name ?? null, skipped, ...(route === undefined ? { reason: 'no route of the virtual host matched' } : {}) }
+}
+
+export function splitStep(route: CompiledRoute, picked: number): Record<string, unknown> {
+  return { backends: route.backends.map((b) => ({ cluster: b.cluster, weight: b.weight })), picked: picked < 0 ? null : route.backends[picked]!.cluster }
 }

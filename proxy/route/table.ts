@@ -49,6 +49,8 @@ export interface CompiledRoute {
   readonly name: string
   readonly vhost: string
   readonly matches: (m: MatchInput) => boolean
+  /** the match as configured, for explain (./explain.ts: why a route did not match); never read per request */
+  readonly match: RouteMatch | undefined
   /** weighted backends; cumulative weights for the split; empty for a direct reply */
   readonly backends: readonly BackendRef[]
   readonly cumulative: readonly number[]
@@ -213,6 +215,7 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     name: r.name ?? `${vhost}/${index}`,
     vhost,
     matches: compileMatch(r.match),
+    match: r.match,
     backends,
     cumulative,
     totalWeight: total,
@@ -222,7 +225,7 @@ function compileRoute(r: Route, vhost: string, index: number, id: number): Compi
     rewrite: r.rewrite?.pathPrefix === undefined ? null : { from: prefix ?? '/', to: r.rewrite.pathPrefix },
     rewritePathTo: r.rewrite?.path ?? null,
     rewriteHost: r.rewrite?.host ?? null,
-    filters: compileFilters(r, { matchedPrefix: prefix ?? '/' }),
+    filters: compileFilters(r, { matchedPrefix: prefix ?? '/', routeName: r.name ?? `${vhost}/${index}` }),
     policy: compilePolicy(r),
   }
 }

@@ -11,14 +11,16 @@ import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESE
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import { acquireH2 } from '../h2/bridge.ts'
-import { chunkHeader } from '../http1/chunked.ts'
-import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../http1/head.ts'
+import { chunkHeader } from '../../api/http1/chunked.ts'
+import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../../api/http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
 import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
-import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type RoutePolicy } from '../route/table.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type MatchInput, type RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
 import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
+import { EXPLAIN_ID_HEADER, type ExplainSource, type ExplainTrace } from '../telemetry/explain.ts'
+import { routeStep, splitStep } from '../route/explain.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
@@ -100,6 +102,8 @@ export interface ExchangeCounters extends FilterCounters {
   perTryTimeouts: number
   circuitOpen: number
   overflow: number
+  /** refused over a cluster's adaptive concurrency limit */
+  concurrencyLimited: number
   mirrored: number
   mirrorFailed: number
   mirrorAbandoned: number
@@ -155,6 +159,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
   private outcome = OUTCOME_OK
   ticket: BreakerTicket | null = null
+  acStart = -1
   private timer: ReturnType<typeof setTimeout> | null = null
   private tryTimer: ReturnType<typeof setTimeout> | null = null
   private waitTimer: ReturnType<typeof setTimeout> | null = null
@@ -172,6 +177,8 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   bytesIn = 0
   bytesOut = 0
   requestId = ''
+  /** the decision trace, when this request was selected for one (telemetry/explain.ts) */
+  explain: ExplainTrace | null = null
   traceId = ''
   get startTime(): number {
     return performance.timeOrigin + this.t0
@@ -203,6 +210,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   get downstreamAddress(): string {
     return this.down.remoteAddress
   }
+  get sourceIdentity(): string {
+    const p = this.config.telemetry.peer
+    return p.sourceNamespace + '/' + p.sourceWorkload
+  }
   private endpointKey = ''
 
   constructor(down: Downstream, req: RequestHead, config: RouterConfig, counters: ExchangeCounters) {
@@ -227,20 +238,21 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       this.trace = tracer.begin(req.names, req.values, this.config.telemetry.spanKind)
       this.traceId = this.trace.traceId
     }
+    const ex = this.config.telemetry.explain
+    if (ex !== null && ex.on) this.beginExplain(ex)
     const lf = this.config.filters
     if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
     const vh = this.config.table.lookup(req.authority)
     const q = req.path.indexOf('?')
-    const route =
-      vh === undefined
-        ? undefined
-        : matchRoute(vh, {
-            method: req.method,
-            pathOnly: q === -1 ? req.path : req.path.slice(0, q),
-            query: q === -1 ? '' : req.path.slice(q + 1),
-            names: req.names,
-            values: req.values,
-          })
+    const mi: MatchInput = {
+      method: req.method,
+      pathOnly: q === -1 ? req.path : req.path.slice(0, q),
+      query: q === -1 ? '' : req.path.slice(q + 1),
+      names: req.names,
+      values: req.values,
+    }
+    const route = vh === undefined ? undefined : matchRoute(vh, mi)
+    if (this.explain !== null) this.explain.note('route', routeStep(vh, mi, route))
     if (route === undefined) {
       this.counters.noRoute++
       return this.localReply(404, Flags.NoRoute, 'WEFT_ERR_NO_ROUTE', 'no route matched')
@@ -257,6 +269,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     }
     const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
     if (bi > 0) this.backendIndex = bi
+    if (this.explain !== null && route.backends.length > 1) this.explain.note('split', splitStep(route, bi))
     const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
@@ -265,6 +278,18 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     if (this.delayed) return // the fault delay's timer dispatches
     this.dispatch()
   }
+
+  /** The trace starts: this request was selected (x-weft-explain, sampling, or a tap asking). */
+  private beginExplain(ex: ExplainSource): void {
+    const req = this.req
+    const x = ex.begin(req.names, req.values)
+    if (x === null) return
+    this.explain = x
+    this.explainSource = ex
+    x.note('request', { direction: this.config.telemetry.spanKind === 'CLIENT' ? 'outbound' : 'inbound', protocol: this.protocol, method: req.method, authority: req.authority, path: req.path, selectedBy: x.selectedBy })
+  }
+
+  private explainSource: ExplainSource | null = null
 
   /** The route's timers and retry policy, once its filters let the request go on. */
   private armPolicy(pol: RoutePolicy): void {
@@ -289,7 +314,15 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + (this.route?.responseHeaders.append ?? ''), EMPTY)
   }
 
+  hold(): () => void {
+    this.delayed = true
+    return () => {
+      if (!this.done) this.dispatch()
+    }
+  }
+
   delay(ms: number, flag: string): void {
+    if (this.explain !== null) this.explain.note('fault-delay', { ms, flag })
     this.delayed = true
     this.delayFlag = flag
     this.waitTimer = setTimeout(() => {
@@ -302,7 +335,9 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   private dispatch(): void {
     const cluster = this.cluster!
     const req = this.req
-    const d = cluster.dispatch(this, cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader))
+    const hashKey = cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader)
+    const d = cluster.dispatch(this, hashKey)
+    if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(d, this, hashKey, this.tries))
     if (d !== DISPATCHED) return this.rejected(d)
     const ep = this.endpoint!
     this.outcome = OUTCOME_OK
@@ -524,19 +559,23 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       this.tryTimer = null
     }
     this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
+    if (this.explain !== null) this.explain.note('response', { try: this.tries + 1, status, endpoint: ep.key, ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000 })
     const r = this.retry
     if (r !== null && r.retriableStatus(status)) {
       if (this.mayRetry()) {
         // read this response to its end and throw it away; the retry follows (onUpstreamEnd)
+        if (this.explain !== null) this.explain.note('retry', { reason: `status ${status} is retriable`, nextTry: this.tries + 2, backoff: 'after the response is read' })
         this.discarding = true
         return
       }
+      if (this.explain !== null) this.explain.note('no-retry', { reason: this.noRetryReason() })
     }
     this.respStarted = true
     this.status = status
     const mut = this.route!.responseHeaders
     let h = serializeHead(head, 'HTTP/1.1 ' + head.status + ' ' + head.reason + CRLF, mut)
     h += mut.append
+    if (this.explain !== null && this.explain.selectedBy === 'header') h += EXPLAIN_ID_HEADER + ': ' + this.requestId + CRLF
     // An answer before the request body is in: the connection closes after it (the rest of the
     // body is not read), so say so now.
     let close = !this.req.keepAlive || this.down.draining || !this.reqEnded
@@ -675,6 +714,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       return
     }
     this.counters.upstreamErrors++
+    if (this.explain !== null) this.explain.note('upstream-error', { try: this.tries + 1, code: err.code, message: err.message, responseStarted })
     if (this.discarding) {
       // the response we were throwing away broke off: retry all the same
       this.discarding = false
@@ -743,9 +783,27 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
 
   /** A try failed this way (FAIL_*): start another if the policy wants and allows it. */
   private retryAfter(kind: number): boolean {
-    if (!this.retry!.retriableFailure(kind) || !this.mayRetry()) return false
+    if (!this.retry!.retriableFailure(kind)) {
+      if (this.explain !== null) this.explain.note('no-retry', { reason: 'the retry policy does not retry this failure' })
+      return false
+    }
+    if (!this.mayRetry()) {
+      if (this.explain !== null) this.explain.note('no-retry', { reason: this.noRetryReason() })
+      return false
+    }
+    if (this.explain !== null) this.explain.note('retry', { reason: 'retriable failure', nextTry: this.tries + 2 })
     this.retryNow()
     return true
+  }
+
+  /** Why mayRetry() said no, for the trace (read right after it). */
+  private noRetryReason(): string {
+    const r = this.retry!
+    if (r.attempts === 0) return 'the policy allows no retries (per-try timeout only)'
+    if (this.respStarted || this.done) return 'the response has started'
+    if (this.hasBody && (!this.reqEnded || this.retained === null)) return 'the request body is not kept whole'
+    if (this.tries >= r.attempts) return `all ${r.attempts} retries used`
+    return 'the retry budget is exhausted'
   }
 
   private retryFlag(flag: string): string {
@@ -762,6 +820,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.reqSent = false
     this.upstreamPaused = false
     const ms = this.retry!.backoffMs(this.tries)
+    if (this.explain !== null) this.explain.note('backoff', { ms: Math.round(ms * 1000) / 1000 })
     if (ms < 1) return this.dispatch()
     this.waitTimer = setTimeout(() => {
       this.waitTimer = null
@@ -774,6 +833,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.tryTimer = null
     if (this.done || this.respStarted) return
     this.counters.perTryTimeouts++
+    if (this.explain !== null) this.explain.note('try-timeout', { try: this.tries + 1, ms: this.retry?.perTryTimeoutMs })
     this.dropTry()
     this.endTry(OUTCOME_RESET, false)
     if (this.retryAfter(FAIL_TIMEOUT)) return
@@ -839,12 +899,15 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.completed = true
     this.durationMs = performance.now() - this.t0
     if (this.policy !== null || this.delayed) this.endPolicy()
+    const x = this.explain
+    if (x !== null) x.note('done', { status: this.status, flags: this.flags === '' ? '-' : this.flags, durationMs: Math.round(this.durationMs * 1000) / 1000 })
     const t = this.config.telemetry
     if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
     const sinks = t.sinks
     for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
     if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
     if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
+    if (x !== null) this.explainSource!.finish(x, this)
   }
 
   private endPolicy(): void {
@@ -868,6 +931,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   /** A response generated by the proxy, with the flag and error code as headers. */
   localReply(status: number, flag: string, code: string, message: string, extra = ''): void {
     if (this.done) return
+    if (this.explain !== null) {
+      this.explain.note('local-reply', { status, flag, code, message })
+      if (this.explain.selectedBy === 'header') {
+        if (this.requestId === '') this.requestId = randomUUID()
+        extra += EXPLAIN_ID_HEADER + ': ' + this.requestId + CRLF
+      }
+    }
     this.flags = flag
     this.counters.localReplies++
     this.forwarding = false

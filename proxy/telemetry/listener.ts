@@ -5,6 +5,7 @@ import type { CompiledRouteTable, CompiledVirtualHost } from '../route/table.ts'
 import { BoundRequestMetrics, type ProxyMetrics, type TcpSeries } from './metrics.ts'
 import type { SpanKind, Tracer } from './tracing/tracer.ts'
 import type { PeerLabels, RequestRecord, RequestSink } from './types.ts'
+import type { ExplainSource } from './explain.ts'
 
 const UNKNOWN = 'unknown'
 
@@ -27,6 +28,8 @@ export interface ListenerTelemetry {
   /** CLIENT on outbound listeners (the caller's side), SERVER on inbound */
   readonly spanKind: SpanKind
   readonly peer: PeerLabels
+  /** decision traces (./explain.ts); null when the proxy has no recorder (tests, tools) */
+  readonly explain: ExplainSource | null
 }
 
 export const NO_TELEMETRY: ListenerTelemetry = {
@@ -35,6 +38,7 @@ export const NO_TELEMETRY: ListenerTelemetry = {
   tap: null,
   tracer: null,
   spanKind: 'CLIENT',
+  explain: null,
   peer: {
     reporter: 'source', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN,
     destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN,

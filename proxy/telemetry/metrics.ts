@@ -117,6 +117,9 @@ export interface ClusterMetricsView {
   circuitOpen: number
   ejections: number
   ejectionsOverflow: number
+  concurrencyLimited: number
+  /** the adaptive concurrency limit; null: off */
+  concurrencyLimit: number | null
   /** null: no breaker */
   breakerOpen: boolean | null
   /** null: no outlier detection */
@@ -189,15 +192,18 @@ export class ProxyMetrics {
     reg(new Collected(p + 'tcp_connections_closed_total', 'Client connections closed.', 'counter', tcp('closed')))
     reg(new Collected(p + 'tcp_received_bytes_total', 'Bytes received from clients (closed connections).', 'counter', tcp('received')))
     reg(new Collected(p + 'tcp_sent_bytes_total', 'Bytes sent to clients (closed connections).', 'counter', tcp('sent')))
-    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout, retry, retry_limit_exceeded, retry_budget_exhausted, request_timeout, per_try_timeout, rate_limited, circuit_open, overflow, fault_delay, fault_abort, mirror, mirror_failed, mirror_abandoned, tcp_connect_failure, tcp_no_endpoint, passthrough, http2_refused, h2_malformed, h2_codec_reset, h2_refused_stream, h2_stream_idle_timeout, h2_reset_flood, h2_internal_error).', 'counter', () =>
+    reg(new Collected('weft_proxy_decisions_total', 'Decisions the proxy took on its own, by listener and kind (no_route, local_reply, upstream_error, stale_retry, downstream_protocol_error, timeout, retry, retry_limit_exceeded, retry_budget_exhausted, request_timeout, per_try_timeout, rate_limited, circuit_open, overflow, concurrency_limited, fault_delay, fault_abort, mirror, mirror_failed, mirror_abandoned, tcp_connect_failure, tcp_no_endpoint, passthrough, http2_refused, h2_malformed, h2_codec_reset, h2_refused_stream, h2_stream_idle_timeout, h2_reset_flood, h2_internal_error).', 'counter', () =>
       this.decisionsSource().map((d) => ({ labels: { listener: d.listener, decision: d.decision }, value: d.value }))))
-    reg(new Collected('weft_cluster_decisions_total', 'Decisions per cluster: overflow (maxRequests), circuit_open (failed fast), ejection (outlier detection), ejection_overflow (refused by maxEjectionPercent).', 'counter', () =>
+    reg(new Collected('weft_cluster_decisions_total', 'Decisions per cluster: overflow (maxRequests), circuit_open (failed fast), ejection (outlier detection), ejection_overflow (refused by maxEjectionPercent), concurrency_limited (over the adaptive concurrency limit).', 'counter', () =>
       this.clustersSource().flatMap((c) => [
         { labels: { cluster: c.cluster, decision: 'overflow' }, value: c.overflow },
         { labels: { cluster: c.cluster, decision: 'circuit_open' }, value: c.circuitOpen },
         { labels: { cluster: c.cluster, decision: 'ejection' }, value: c.ejections },
         { labels: { cluster: c.cluster, decision: 'ejection_overflow' }, value: c.ejectionsOverflow },
+        { labels: { cluster: c.cluster, decision: 'concurrency_limited' }, value: c.concurrencyLimited },
       ])))
+    reg(new Collected('weft_cluster_concurrency_limit', 'The adaptive concurrency limit per cluster that has one (requests in flight).', 'gauge', () =>
+      this.clustersSource().filter((c) => c.concurrencyLimit !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.concurrencyLimit! }))))
     reg(new Collected('weft_circuit_breaker_open', 'Circuit breaker state per cluster with a breaker: 1 open or half-open, 0 closed.', 'gauge', () =>
       this.clustersSource().filter((c) => c.breakerOpen !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.breakerOpen ? 1 : 0 }))))
     reg(new Collected('weft_outlier_ejected_endpoints', 'Endpoints ejected right now, per cluster with outlier detection.', 'gauge', () =>

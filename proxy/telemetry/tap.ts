@@ -20,12 +20,14 @@
 // | `cluster`   | string | cluster, `""` when none |
 // | `upstream`  | string | endpoint `address:port`, `""` when none |
 // | `requestId` | string | `x-request-id` sent upstream, `""` when none |
+// | `explain`   | array  | with `?explain=1` only: the request's decision trace steps (telemetry/explain.ts) |
 //
 // A slow reader cannot grow the proxy's memory: once its response holds TAP_MAX_QUEUED_BYTES not
 // yet sent (write() has returned false long before), lines for it are dropped until it drains;
 // then one line `{"dropped":N}` tells the reader how many it missed. `hub.dropped` counts them all.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { RequestRecord, RequestSink } from './types.ts'
+import type { ExplainRecorder } from './explain.ts'
 
 export interface TapFilter {
   /** host part of the authority (no port, case-insensitive), or the virtual host's name */
@@ -36,6 +38,8 @@ export interface TapFilter {
   status?: string
   /** the authority as received, case-insensitive (with port when it has one) */
   authority?: string
+  /** each line also carries the request's decision trace (`explain`: its steps; telemetry/explain.ts) */
+  explain?: boolean
 }
 
 /** A filter compiled for matching: lowercased strings, a status range. */
@@ -45,6 +49,7 @@ interface Subscription {
   readonly authority: string | null
   readonly statusMin: number
   readonly statusMax: number
+  readonly explain: boolean
   readonly write: (line: string) => boolean
   readonly onEnd: (() => void) | null
   dropped: number
@@ -84,8 +89,8 @@ function matches(s: Subscription, r: RequestRecord): boolean {
   return true
 }
 
-/** The NDJSON line of a request (with its trailing newline). */
-export function tapLine(r: RequestRecord, listener?: string): string {
+/** The NDJSON line of a request (with its trailing newline); with `explain`, its trace's steps too. */
+export function tapLine(r: RequestRecord, listener?: string, explain = false): string {
   return (
     JSON.stringify({
       time: new Date(r.startTime).toISOString(),
@@ -100,6 +105,7 @@ export function tapLine(r: RequestRecord, listener?: string): string {
       cluster: r.clusterName,
       upstream: r.upstreamHost,
       requestId: r.requestId,
+      ...(explain ? { explain: r.explain?.steps ?? null } : {}),
     }) + '\n'
   )
 }
@@ -142,6 +148,7 @@ export class TapHub implements RequestSink {
       authority: filter.authority ? filter.authority.toLowerCase() : null,
       statusMin: min,
       statusMax: max,
+      explain: filter.explain === true,
       write,
       onEnd: onEnd ?? null,
       dropped: 0,
@@ -185,11 +192,14 @@ export class TapHub implements RequestSink {
   private publish(r: RequestRecord, listener: string | undefined): void {
     const subs = this.subs
     let line: string | null = null
+    let explained: string | null = null
     for (let i = 0; i < subs.length; i++) {
       const s = subs[i]
       if (!matches(s, r)) continue
-      if (line === null) line = tapLine(r, listener)
-      if (!s.write(line)) {
+      let l: string
+      if (s.explain) l = explained ??= tapLine(r, listener, true)
+      else l = line ??= tapLine(r, listener)
+      if (!s.write(l)) {
         s.dropped++
         this.droppedTotal++
       }
@@ -211,6 +221,8 @@ export function tapFilterFromQuery(q: URLSearchParams): TapFilter {
     f.status = status
   }
   if (authority) f.authority = authority
+  const explain = q.get('explain')
+  if (explain === '1' || explain === 'true') f.explain = true
   return f
 }
 
@@ -225,7 +237,7 @@ export const TAP_MAX_QUEUED_BYTES = 256 * 1024
  * `GET /tap?service=&path=&status=&authority=` on the admin server: a chunked NDJSON stream of
  * matching requests that lasts until the client disconnects (or hub.closeAll()).
  */
-export function handleTapRequest(req: IncomingMessage, res: ServerResponse, hub: TapHub): void {
+export function handleTapRequest(req: IncomingMessage, res: ServerResponse, hub: TapHub, explain?: ExplainRecorder): void {
   let filter: TapFilter
   try {
     filter = tapFilterFromQuery(new URL(req.url ?? '/', 'http://admin').searchParams)
@@ -271,7 +283,11 @@ export function handleTapRequest(req: IncomingMessage, res: ServerResponse, hub:
   }
   res.on('drain', onDrain)
   const unsubscribe = hub.subscribe(filter, write, () => res.end())
+  // while a tap asks for traces, every request is traced (its filters choose what it prints)
+  const traced = filter.explain === true && explain !== undefined
+  if (traced) explain.tapInterest(1)
   res.once('close', () => {
+    if (traced) explain.tapInterest(-1)
     unsubscribe()
     res.off('drain', onDrain)
   })

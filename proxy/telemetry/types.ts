@@ -1,6 +1,7 @@
 // What telemetry sees of a request, and the sinks that consume it. The router's Exchange object
 // itself implements RequestRecord (no extra allocation per request); sinks read it once, when the
 // exchange completes, and must not keep it.
+import type { ExplainTrace } from './explain.ts'
 
 /** One completed (or failed) request, as seen by one proxy listener. */
 export interface RequestRecord {
@@ -39,6 +40,8 @@ export interface RequestRecord {
   readonly traceId: string
   /** client address */
   readonly downstreamAddress: string
+  /** the decision trace when this request was selected for one (./explain.ts), else null */
+  readonly explain?: ExplainTrace | null
 }
 
 /** Labels that describe the two sides of the traffic, Istio's convention. */

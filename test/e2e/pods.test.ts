@@ -1,8 +1,10 @@
 // Issue 11's acceptance test: a mesh of real pods without a cluster. A "node" network namespace
-// holds a bridge (10.0.1.1) and the control plane (local mode); each pod is a namespace of its own
-// with an IP on that bridge. Every pod is created through the test API server, which calls the
-// webhook of the install manifests' MutatingWebhookConfiguration over HTTPS (an AdmissionReview, the
-// JSON Patch applied, as kube-apiserver does), and the stored (mutated) spec is
+// holds a bridge (10.0.1.1) and the control plane in Kubernetes mode (watching the test API server,
+// serving the injection webhook, keeping its caBundle); each pod is a namespace of its own with an
+// IP on that bridge and the control plane's Service name in its hosts file. Every pod is created
+// through the test API server, which calls the webhook of the install manifests'
+// MutatingWebhookConfiguration over HTTPS at its Service name (an AdmissionReview, the JSON Patch
+// applied, as kube-apiserver does), and the stored (mutated) spec is
 // executed by a minimal pod runner (test/helpers/pod-runner.ts): `weft init` with real iptables,
 // the native sidecar until its startupProbe passes, then the app containers. No kube-proxy: a
 // ClusterIP is reachable only through the sidecars. Root only; everything is removed at the end.
@@ -14,9 +16,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { createServingCert } from '../../control-plane/webhook/certs.ts'
-import { startWebhookServer } from '../../control-plane/webhook/server.ts'
-import { DEFAULT_MESH } from '../../control-plane/inject/index.ts'
+import { parse, parseAllDocuments } from 'yaml'
 import { PodRunner, type RunnerPod } from '../helpers/pod-runner.ts'
 import { KubeApiServer } from '../helpers/kube-api-server.ts'
 import { manifests } from '../../install/manifests.ts'
@@ -71,6 +71,21 @@ addressType: IPv4
 ports: [{ name: http, port: 9080 }]
 endpoints: [{ addresses: [10.0.1.3] }, { addresses: [10.0.1.4] }]
 `
+const KUBECONFIG = `apiVersion: v1
+kind: Config
+clusters: [{ name: test, cluster: { server: "http://10.0.1.1:6443", insecure-skip-tls-verify: true } }]
+users: [{ name: nobody, user: {} }]
+contexts: [{ name: test, context: { cluster: test, user: nobody } }]
+current-context: test
+`
+/** In the node namespace: 10.0.1.1:6443 -> the API server's Unix socket; the webhook's Unix socket -> 10.0.1.1:15017. */
+const FORWARDER = `const net = require('node:net'); const [api, wh] = process.argv.slice(1)
+const pipe = (a, b) => { a.pipe(b).pipe(a); a.on('error', () => b.destroy()); b.on('error', () => a.destroy()) }
+let n = 0; const up = () => { if (++n === 2) console.log('ready') }
+net.createServer((c) => pipe(c, net.connect(api))).listen(6443, '10.0.1.1', up)
+require('node:fs').rmSync(wh, { force: true })
+net.createServer((c) => pipe(c, net.connect(15017, '10.0.1.1'))).listen(wh, up)`
+
 const split = (v1: number, v2: number) => `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: reviews, namespace: shop }
@@ -93,7 +108,10 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.teardown(async () => {
     for (const r of runners) await r.stop()
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    for (const ns of [...namespaces, node]) spawnSync('ip', ['netns', 'del', ns])
+    for (const ns of [...namespaces, node]) {
+      spawnSync('ip', ['netns', 'del', ns])
+      rmSync(`/etc/netns/${ns}`, { recursive: true, force: true })
+    }
     rmSync(dir, { recursive: true, force: true })
   })
   const ip = (...a: string[]) => {
@@ -117,34 +135,51 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
     ip('-n', ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0')
     ip('-n', ns, 'link', 'set', 'eth0', 'up')
     ip('-n', ns, 'route', 'add', 'default', 'via', '10.0.1.1')
+    // the cluster's DNS for the pod: `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts
+    mkdirSync(`/etc/netns/${ns}`, { recursive: true })
+    writeFileSync(`/etc/netns/${ns}/hosts`, '127.0.0.1 localhost\n10.0.1.1 weft-control-plane.weft-system.svc weft-control-plane.weft-system.svc.cluster.local\n')
     return ns
   }
   const curl = (ns: string, url: string) => spawnSync('ip', ['netns', 'exec', ns, 'curl', '-sS', '--max-time', '5', url], { encoding: 'utf8' })
 
-  // the control plane in the node namespace, and a server outside the mesh
-  const res = join(dir, 'resources')
-  mkdirSync(res)
-  writeFileSync(join(res, 'services.yaml'), RESOURCES)
-  writeFileSync(join(res, 'route.yaml'), split(100, 0))
-  const cp = spawn('ip', ['netns', 'exec', node, NODE, WEFT, 'control-plane', '--local', res, '--listen', '10.0.1.1:15010', '--admin', '10.0.1.1:15011'], { stdio: 'ignore', env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
+  // the test API server: in this process, and on a Unix socket so that the node namespace reaches
+  // it through a forwarder (10.0.1.1:6443); it calls the webhook of the MutatingWebhookConfiguration
+  // at its Service name through another forwarder into the node namespace, verifying that name in
+  // the certificate against the caBundle, as kube-apiserver does
+  const apiSock = join(dir, 'api.sock')
+  const whSock = join(dir, 'webhook.sock')
+  const api = await KubeApiServer.start({ unixSocket: apiSock, resolveService: (ns, name, port) => ({ url: `https://${name}.${ns}.svc:${port}`, socketPath: whSock }) })
+  t.teardown(() => api.stop())
+  const fwd = spawn('ip', ['netns', 'exec', node, NODE, '-e', FORWARDER, apiSock, whSock], { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.push(fwd)
+  await new Promise<void>((resolve) => fwd.stdout!.once('data', () => resolve()))
+  for (const doc of parseAllDocuments(RESOURCES)) {
+    const o = doc.toJS() as { kind: 'Service' | 'EndpointSlice' } & Parameters<typeof api.create>[1]
+    api.create(o.kind, o)
+  }
+  api.create('HTTPRoute', parse(split(100, 0)))
+  api.namespaceLabels.set('shop', { 'weft.io/inject': 'enabled' })
+  const mwc = manifests().flatMap(([, objs]) => objs).find((o) => o.kind === 'MutatingWebhookConfiguration')! as { metadata: { name: string }; webhooks: { clientConfig: Record<string, unknown> }[] }
+  api.cluster.put('MutatingWebhookConfiguration', mwc as never) // as `kubectl apply -f install/`: no caBundle yet
+  writeFileSync(join(dir, 'kubeconfig'), KUBECONFIG)
+
+  // the control plane in the node namespace, in Kubernetes mode, serving the webhook (it makes its
+  // serving certificate and writes its CA into the webhook configuration's caBundle)
+  const cp = spawn('ip', ['netns', 'exec', node, NODE, WEFT, 'control-plane', '--kubernetes', '--kubeconfig', join(dir, 'kubeconfig'),
+    '--listen', '10.0.1.1:15010', '--admin', '10.0.1.1:15011', '--webhook-listen', '10.0.1.1:15017', '--proxy-image', 'weft:test'],
+  { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
   children.push(cp)
+  let cpErr = ''
+  cp.stderr!.on('data', (d: Buffer) => { cpErr = (cpErr + d.toString()).slice(-2000) })
+  const caBundle = () => (api.cluster.get('MutatingWebhookConfiguration', mwc.metadata.name) as { webhooks: { clientConfig: { caBundle?: string } }[] } | undefined)?.webhooks[0]?.clientConfig.caBundle
+  for (let i = 0; i < 400 && caBundle() === undefined; i++) await new Promise((r) => setTimeout(r, 25))
+  t.ok(caBundle(), `the control plane wrote its CA into the webhook configuration (${cpErr.trim()})`)
+
+  // a server outside the mesh
   const outside = spawn('ip', ['netns', 'exec', node, NODE, '-e', HTTP_APP + `.on('listening', () => console.log('listening'))`, 'outside', '8080'], { stdio: ['ignore', 'pipe', 'inherit'] })
   children.push(outside)
   await new Promise<void>((resolve) => outside.stdout!.once('data', () => resolve()))
 
-  // the webhook, and the test API server that calls it when a Pod is created (AdmissionReview over
-  // HTTPS, trusting the caBundle, as kube-apiserver does), with the install manifests'
-  // MutatingWebhookConfiguration (its Service reference resolved to the webhook's address)
-  const cert = await createServingCert({ dnsNames: ['localhost'], ips: ['127.0.0.1'] })
-  const mesh = { ...DEFAULT_MESH, image: 'weft:test', controlPlaneAddress: '10.0.1.1:15010' }
-  const wh = await startWebhookServer({ certPem: cert.certPem, keyPem: cert.keyPem, mesh })
-  t.teardown(() => wh.close())
-  const api = await KubeApiServer.start({ resolveService: () => `https://127.0.0.1:${wh.port}` })
-  t.teardown(() => api.stop())
-  const mwc = manifests().flatMap(([, objs]) => objs).find((o) => o.kind === 'MutatingWebhookConfiguration')! as { metadata: { name: string }; webhooks: { clientConfig: Record<string, unknown> }[] }
-  mwc.webhooks[0]!.clientConfig.caBundle = Buffer.from(cert.caPem).toString('base64')
-  api.cluster.put('MutatingWebhookConfiguration', mwc as never)
-  api.namespaceLabels.set('shop', { 'weft.io/inject': 'enabled' })
   const admit = async (pod: RunnerPod & { metadata: { annotations?: Record<string, string> } }): Promise<RunnerPod> => {
     const r = await request(`${api.url}/api/v1/namespaces/shop/pods`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...pod }) })
     const stored = await r.body.json() as RunnerPod
@@ -195,7 +230,7 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.same(counts(10), { 'reviews-v1': 10 })
 
   // editing the route moves the traffic
-  writeFileSync(join(res, 'route.yaml'), split(0, 100))
+  api.update('HTTPRoute', parse(split(0, 100)))
   let moved = false
   for (let i = 0; i < 100 && !moved; i++) {
     moved = curl(fe.ns, 'http://10.96.0.10/r').stdout.startsWith('reviews-v2')
@@ -237,5 +272,5 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.equal(await job.runner.completion(5000), 'Succeeded')
   const sidecar = job.runner.containers.get('weft-proxy')!
   for (let i = 0; i < 400 && sidecar.proc.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25))
-  t.equal(sidecar.proc.exitCode, 0, 'the sidecar drained and exited 0 after the app')
+  t.equal(sidecar.proc.exitCode, 0, `the sidecar drained and exited 0 after the app (${sidecar.output.slice(-600)})`)
 })

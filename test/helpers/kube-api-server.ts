@@ -115,8 +115,12 @@ export interface KubeApiServerOptions {
   /**
    * Admission: where a webhook's `clientConfig.service` is reached (kube-apiserver resolves the
    * Service; here the test says where its server listens). Without it only `clientConfig.url` works.
+   * With `socketPath`, the HTTPS connection goes through that Unix socket (e.g. a forwarder into a
+   * network namespace the test made) while the URL's host is still the name the certificate must hold.
    */
-  resolveService?: (namespace: string, name: string, port: number) => string
+  resolveService?: (namespace: string, name: string, port: number) => string | { url: string; socketPath: string }
+  /** also serve on this Unix socket (reachable from other network namespaces, unlike 127.0.0.1) */
+  unixSocket?: string
 }
 
 export interface ListPage {
@@ -167,8 +171,15 @@ export class KubeApiServer {
     const api = new KubeApiServer(server, opts)
     server.on('request', (req, res) => api.#handle(req, res))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    if (opts.unixSocket !== undefined) {
+      const unix = createServer((req, res) => api.#handle(req, res))
+      api.#unix = unix
+      await new Promise<void>((resolve) => unix.listen(opts.unixSocket, resolve))
+    }
     return api
   }
+
+  #unix: Server | undefined
 
   get port(): number {
     return (this.server.address() as AddressInfo).port
@@ -307,7 +318,8 @@ export class KubeApiServer {
   async stop(): Promise<void> {
     for (const s of this.#stores.values()) for (const w of [...s.watchers]) endWatch(s, w)
     this.server.closeAllConnections()
-    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+    this.#unix?.closeAllConnections()
+    await Promise.all([this.server, ...(this.#unix !== undefined ? [this.#unix] : [])].map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))))
   }
 
   // ---- the server's side -------------------------------------------------------------------
@@ -353,11 +365,14 @@ export class KubeApiServer {
         if (!(w.rules ?? []).some((r) => r.operations.includes('CREATE') && r.resources.includes('pods'))) continue
         if (!selects(w.namespaceSelector, labels)) continue
         const svc = w.clientConfig.service
-        const url = w.clientConfig.url ?? (svc !== undefined && this.#resolveService !== undefined ? this.#resolveService(svc.namespace, svc.name, svc.port ?? 443) + (svc.path ?? '') : undefined)
+        const resolved = w.clientConfig.url ?? (svc !== undefined && this.#resolveService !== undefined ? this.#resolveService(svc.namespace, svc.name, svc.port ?? 443) : undefined)
+        const base = typeof resolved === 'object' ? resolved.url : resolved
+        const url = base === undefined ? undefined : w.clientConfig.url !== undefined ? base : base + (svc?.path ?? '')
+        const socketPath = typeof resolved === 'object' ? resolved.socketPath : undefined
         try {
           if (url === undefined) throw new Error('no URL for the webhook (clientConfig.service and no resolveService)')
           if (w.clientConfig.caBundle === undefined) throw new Error('no caBundle')
-          const out = await callWebhook(url, Buffer.from(w.clientConfig.caBundle, 'base64').toString('utf8'), {
+          const out = await callWebhook(url, socketPath, Buffer.from(w.clientConfig.caBundle, 'base64').toString('utf8'), {
             apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
             request: { uid: randomUUID(), kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace, operation: 'CREATE', object: pod },
           }, (w.timeoutSeconds ?? 10) * 1000)
@@ -553,10 +568,12 @@ function selects(sel: { matchLabels?: Record<string, string>; matchExpressions?:
 }
 
 /** POST an AdmissionReview over HTTPS, trusting only the webhook's caBundle. */
-function callWebhook(url: string, caPem: string, review: unknown, timeoutMs: number): Promise<{ response?: { allowed?: boolean; patch?: string; status?: { message?: string } } }> {
+function callWebhook(url: string, socketPath: string | undefined, caPem: string, review: unknown, timeoutMs: number): Promise<{ response?: { allowed?: boolean; patch?: string; status?: { message?: string } } }> {
   return new Promise((resolve, reject) => {
     const body = JSON.stringify(review)
-    const r = httpsRequest(url, { method: 'POST', ca: caPem, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
+    // through a Unix socket: still verified against the URL's host name (servername), as over TCP
+    const via = socketPath === undefined ? {} : { socketPath, servername: new URL(url).hostname }
+    const r = httpsRequest(url, { method: 'POST', ...via, ca: caPem, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (c: string) => { text += c })

@@ -6,7 +6,7 @@
 import type { ClusterRuntime, EndpointState } from '../../cluster/cluster.ts'
 import type { PoolWaiter } from '../../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../../cluster/upstream.ts'
-import type { HttpError, ResponseHead } from '../../http1/head.ts'
+import type { HttpError, ResponseHead } from '../../../api/http1/head.ts'
 
 /** copies of a mirrored body held (waiting for a connection, or not yet taken by the socket) */
 const MIRROR_BUFFER_LIMIT = 256 * 1024

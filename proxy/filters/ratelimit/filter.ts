@@ -13,6 +13,7 @@ class RateLimitFilter implements Filter {
     const rl = this.limiter
     const key = rl.keyFrom === KEY_HEADER ? (x.header(rl.keyHeader) ?? '') : rl.keyFrom === KEY_CLIENT ? x.downstreamAddress : ''
     const wait = rl.take(key)
+    if (x.explain !== null) x.explain.note('rate-limit', { key: rl.keyFrom === KEY_HEADER ? `header ${rl.keyHeader}: ${key}` : rl.keyFrom === KEY_CLIENT ? `client ${key}` : 'route', allowed: wait === 0, ...(wait > 0 ? { retryAfterMs: Math.ceil(wait) } : {}) })
     if (wait === 0) return CONTINUE
     x.counters.rateLimited++
     x.localReply(429, 'RL', 'WEFT_ERR_RATE_LIMITED', 'local rate limit exceeded', rl.rejectFields(wait))

@@ -5,6 +5,7 @@ import type { LoadBalancer as _weft_config_v1alpha1_LoadBalancer, LoadBalancer__
 import type { ClusterPool as _weft_config_v1alpha1_ClusterPool, ClusterPool__Output as _weft_config_v1alpha1_ClusterPool__Output } from '../../../weft/config/v1alpha1/ClusterPool.ts';
 import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBreaker__Output as _weft_config_v1alpha1_CircuitBreaker__Output } from '../../../weft/config/v1alpha1/CircuitBreaker.ts';
 import type { OutlierDetection as _weft_config_v1alpha1_OutlierDetection, OutlierDetection__Output as _weft_config_v1alpha1_OutlierDetection__Output } from '../../../weft/config/v1alpha1/OutlierDetection.ts';
+import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from '../../../weft/config/v1alpha1/AdaptiveConcurrency.ts';
 
 /**
  * A cluster without its endpoints (they come as ClusterEndpoints).
@@ -23,6 +24,7 @@ export interface Cluster {
   'pool'?: (_weft_config_v1alpha1_ClusterPool | null);
   'circuitBreaker'?: (_weft_config_v1alpha1_CircuitBreaker | null);
   'outlierDetection'?: (_weft_config_v1alpha1_OutlierDetection | null);
+  'adaptiveConcurrency'?: (_weft_config_v1alpha1_AdaptiveConcurrency | null);
   '_protocol'?: "protocol";
 }
 
@@ -43,5 +45,6 @@ export interface Cluster__Output {
   'pool': (_weft_config_v1alpha1_ClusterPool__Output | null);
   'circuitBreaker': (_weft_config_v1alpha1_CircuitBreaker__Output | null);
   'outlierDetection': (_weft_config_v1alpha1_OutlierDetection__Output | null);
+  'adaptiveConcurrency': (_weft_config_v1alpha1_AdaptiveConcurrency__Output | null);
   '_protocol'?: "protocol";
 }

@@ -10,6 +10,7 @@ import type { RetryPolicy as _weft_config_v1alpha1_RetryPolicy, RetryPolicy__Out
 import type { FaultPolicy as _weft_config_v1alpha1_FaultPolicy, FaultPolicy__Output as _weft_config_v1alpha1_FaultPolicy__Output } from '../../../weft/config/v1alpha1/FaultPolicy.ts';
 import type { RateLimitPolicy as _weft_config_v1alpha1_RateLimitPolicy, RateLimitPolicy__Output as _weft_config_v1alpha1_RateLimitPolicy__Output } from '../../../weft/config/v1alpha1/RateLimitPolicy.ts';
 import type { MirrorPolicy as _weft_config_v1alpha1_MirrorPolicy, MirrorPolicy__Output as _weft_config_v1alpha1_MirrorPolicy__Output } from '../../../weft/config/v1alpha1/MirrorPolicy.ts';
+import type { GlobalRateLimitPolicy as _weft_config_v1alpha1_GlobalRateLimitPolicy, GlobalRateLimitPolicy__Output as _weft_config_v1alpha1_GlobalRateLimitPolicy__Output } from '../../../weft/config/v1alpha1/GlobalRateLimitPolicy.ts';
 
 export interface Route {
   'name'?: (string);
@@ -31,6 +32,7 @@ export interface Route {
   'fault'?: (_weft_config_v1alpha1_FaultPolicy | null);
   'rateLimit'?: (_weft_config_v1alpha1_RateLimitPolicy | null);
   'mirror'?: (_weft_config_v1alpha1_MirrorPolicy | null);
+  'globalRateLimit'?: (_weft_config_v1alpha1_GlobalRateLimitPolicy | null);
   '_name'?: "name";
   '_timeout'?: "timeout";
 }
@@ -55,6 +57,7 @@ export interface Route__Output {
   'fault': (_weft_config_v1alpha1_FaultPolicy__Output | null);
   'rateLimit': (_weft_config_v1alpha1_RateLimitPolicy__Output | null);
   'mirror': (_weft_config_v1alpha1_MirrorPolicy__Output | null);
+  'globalRateLimit': (_weft_config_v1alpha1_GlobalRateLimitPolicy__Output | null);
   '_name'?: "name";
   '_timeout'?: "timeout";
 }
