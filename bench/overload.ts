@@ -95,6 +95,19 @@ async function openLoop(url: string, rate: number, seconds: number, countFrom: n
   return { p50: q(0.5), p99: q(0.99), ok, refused, failed, okPerSec: okInWindow / span, refusedPerSec: refused / span }
 }
 
+/** A sidecar with `config` (written to `file`), once its admin says ready. */
+async function startProxy(file: string, config: Bootstrap, adminPort: number, children: ChildProcess[]): Promise<ChildProcess> {
+  writeFileSync(file, stringify(config))
+  const weft = spawn(process.execPath, [WEFT_BIN, 'proxy', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
+  children.push(weft)
+  for (let i = 0; i < 200; i++) {
+    const r = await fetch(`http://127.0.0.1:${adminPort}/ready`).catch(() => null)
+    if (r?.status === 200) break
+    await sleep(25)
+  }
+  return weft
+}
+
 const FAST_UPSTREAM = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(200, { 'content-length': '3' }); s.end('ok\\n') }) }).listen(Number(process.argv[1]), '127.0.0.1', () => console.log('ready'))`
 
 /** The global rate limit on vs off at the headline load (wrk -c50), and the RLS p99. */
@@ -134,15 +147,7 @@ async function rlsRows(dir: string, children: ChildProcess[], seconds: number): 
         clusters: [{ name: 'app', endpoints: [{ address: '127.0.0.1', port: upPort! }] }],
         telemetry: { metrics: { enabled: false } },
       }
-      const file = join(dir, `rls-${row}.yaml`)
-      writeFileSync(file, stringify(config))
-      const weft = spawn(process.execPath, [WEFT_BIN, 'proxy', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
-      children.push(weft)
-      for (let i = 0; i < 200; i++) {
-        const r = await fetch(`http://127.0.0.1:${adminPort}/ready`).catch(() => null)
-        if (r?.status === 200) break
-        await sleep(25)
-      }
+      const weft = await startProxy(join(dir, `rls-${row}.yaml`), config, adminPort!, children)
       const url = `http://127.0.0.1:${weftPort}/`
       const wrk = (secs: number) => new Promise<string>((resolve) => {
         const p = spawn('wrk', ['-t1', '-c50', `-d${secs}s`, url], { stdio: ['ignore', 'pipe', 'ignore'] })
@@ -200,15 +205,7 @@ export async function runOverloadBench(argv: string[]): Promise<number> {
         clusters: [{ name: 'app', endpoints: [{ address: '127.0.0.1', port: upPort! }], ...(row === 'adaptive' ? { adaptiveConcurrency: {} } : {}) }],
         telemetry: { metrics: { enabled: false } },
       }
-      const file = join(dir, `${row}.yaml`)
-      writeFileSync(file, stringify(config))
-      const weft = spawn(process.execPath, [WEFT_BIN, 'proxy', '--config', file], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
-      children.push(weft)
-      for (let i = 0; i < 200; i++) {
-        const r = await fetch(`http://127.0.0.1:${adminPort}/ready`).catch(() => null)
-        if (r?.status === 200) break
-        await sleep(25)
-      }
+      const weft = await startProxy(join(dir, `${row}.yaml`), config, adminPort!, children)
       const url = `http://127.0.0.1:${weftPort}`
       const unloaded = await openLoop(url, CAPACITY / 4, 4, 1)
       const overload = await openLoop(url, CAPACITY * 2, seconds, 1)

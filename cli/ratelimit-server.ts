@@ -20,7 +20,7 @@ export function registerRateLimitServer(program: Command): void {
       const { startRateLimitServer, MemoryStore, redisStore } = await import('../control-plane/ratelimit/server.ts')
       const { formatConfigError } = await import('../api/errors.ts')
       const { watch } = await import('node:fs')
-      const log = createLogger(process.env.WEFT_LOG_LEVEL ?? 'info').child({ name: 'weft-ratelimit' })
+      const log = createLogger(process.env.WEFT_LOG_LEVEL ?? 'info').child({ component: 'ratelimit-server' })
       const first = await loadLimits(opts.config)
       if (!first.ok) {
         for (const e of first.errors) process.stderr.write(formatConfigError(e) + '\n')

@@ -731,12 +731,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
 
   /** Why mayRetry() said no, for the trace (read right after it). */
   private noRetryReason(): string {
-    const r = this.retry!
-    if (r.attempts === 0) return 'the policy allows no retries (per-try timeout only)'
-    if (this.respStarted || this.done) return 'the response has started'
-    if (!this.reqEnded || this.retained === null) return 'the request body is not kept whole'
-    if (this.tries >= r.attempts) return `all ${r.attempts} retries used`
-    return 'the retry budget is exhausted'
+    return this.retry!.refusal(this.tries, this.respStarted || this.done, this.reqEnded && this.retained !== null)
   }
 
   private retryFlag(flag: string): string {

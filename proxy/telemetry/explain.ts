@@ -124,11 +124,11 @@ export class ExplainRecorder {
         const s = rec.settings
         if (rec.tapWanted > 0) return new ExplainTrace('tap')
         if (trusted && s.header) {
-          for (let i = 0; i < names.length; i++) {
-            if (names[i] === EXPLAIN_HEADER) {
-              const v = values[i]!.trim().toLowerCase()
-              if (v === '1' || v === 'true' || v === 'on') return new ExplainTrace('header')
-            }
+          // indexOf: the engine's own search, cheaper than a loop here (every request of an outbound listener)
+          const i = names.indexOf(EXPLAIN_HEADER)
+          if (i >= 0) {
+            const v = values[i]!.trim().toLowerCase()
+            if (v === '1' || v === 'true' || v === 'on') return new ExplainTrace('header')
           }
         }
         if (s.sampling > 0 && rec.random() * 100 < s.sampling) return new ExplainTrace('sampling')

@@ -53,6 +53,15 @@ export class CompiledRetry {
    * May another try go after `tries`? The attempts left, then the budget (which this takes from).
    * A refusal is counted in `counters` (retryLimitExceeded / retryBudgetExhausted).
    */
+  /** Why no further try may go (for a request's decision trace), once mayRetry said no. */
+  refusal(tries: number, responseStarted: boolean, bodyKept: boolean): string {
+    if (this.attempts === 0) return 'the policy allows no retries (per-try timeout only)'
+    if (responseStarted) return 'the response has started'
+    if (!bodyKept) return 'the request body is not kept whole'
+    if (tries >= this.attempts) return `all ${this.attempts} retries used`
+    return 'the retry budget is exhausted'
+  }
+
   allowAnother(tries: number, counters: { retryLimitExceeded: number; retryBudgetExhausted: number }): boolean {
     if (tries >= this.attempts) {
       counters.retryLimitExceeded++
