@@ -11,6 +11,9 @@ import { RawClient } from './helpers/raw.ts'
 import { cluster, makeConfig, routeTo, startTestSidecar, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 
+// the client side of the codec is opt-in (proxy/h2/upstream.ts): these tests are about it
+process.env.WEFT_H2_UPSTREAM_CODEC = 'own'
+
 async function sidecar(t: Teardown): Promise<TestSidecar> {
   const up = await startHttpUpstream(t, { name: 'app' })
   return startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))

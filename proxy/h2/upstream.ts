@@ -32,10 +32,14 @@ const CLIENT_OPTIONS = {
 }
 
 /**
- * The client codec of the upstream sessions: the proxy's own (proxy/h2/codec/client.ts, the
- * default), or node:http2 with WEFT_H2_UPSTREAM_CODEC=node (kept to compare the two).
+ * The client codec of the upstream sessions: node:http2 (the default), or the proxy's own
+ * (proxy/h2/codec/client.ts) with WEFT_H2_UPSTREAM_CODEC=own. Not the default yet: the whole
+ * suite passes on it but test/e2e/pods.test.ts ("outside the mesh: passed through" times out).
+ * Read when a session opens.
  */
-const NODE_CLIENT = process.env.WEFT_H2_UPSTREAM_CODEC === 'node'
+function ownClient(): boolean {
+  return process.env.WEFT_H2_UPSTREAM_CODEC === 'own'
+}
 
 /** An upstream session of either codec. */
 export type UpSession = ClientHttp2Session | ClientSession
@@ -99,9 +103,9 @@ export class H2Upstream implements PoolAttachment {
     this.stats.sessions++
     this.connected = false
     const host = this.pool.host.includes(':') ? `[${this.pool.host}]` : this.pool.host
-    const s: UpSession = NODE_CLIENT
-      ? connect(`http://${host}:${this.pool.port}`, { settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
-      : ClientSession.connect(this.pool.host, this.pool.port, CLIENT_OPTIONS)
+    const s: UpSession = ownClient()
+      ? ClientSession.connect(this.pool.host, this.pool.port, CLIENT_OPTIONS)
+      : connect(`http://${host}:${this.pool.port}`, { settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
     this.session = s
     const ev: EventEmitter = s
     let settled = false
