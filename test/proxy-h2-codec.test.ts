@@ -4,9 +4,8 @@
 // before its head, CR/LF in a field value, an uppercase name): 502 to the client, none of its
 // bytes relayed. Real sockets: raw HTTP/2 clients and raw upstreams on 127.0.0.1.
 import t from 'tap'
-import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
-import { continuation, data, E, errorCode, H2RawClient, headers, hpack, parseFrames, ping, PREFACE, requestFields, settings, statusOf, T } from './helpers/h2frames.ts'
+import { continuation, data, E, errorCode, H2RawClient, headers, hpack, parseFrames, ping, PREFACE, requestFields, settings, statusOf, T, h2status } from './helpers/h2frames.ts'
 import { RawClient } from './helpers/raw.ts'
 import { cluster, makeConfig, routeTo, startTestSidecar, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
@@ -19,22 +18,7 @@ async function sidecar(t: Teardown): Promise<TestSidecar> {
   return startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
 }
 
-async function h2get(port: number): Promise<number> {
-  const c = h2connect(`http://127.0.0.1:${port}`)
-  c.on('error', () => {})
-  try {
-    return await new Promise((resolve, reject) => {
-      const st = c.request({ ':path': '/ok', ':authority': 'app.test' })
-      let h: IncomingHttpHeaders = {}
-      st.on('response', (x) => (h = x))
-      st.on('data', () => {})
-      st.on('end', () => resolve(Number(h[':status'])))
-      st.on('error', reject)
-    })
-  } finally {
-    c.destroy()
-  }
-}
+const h2get = h2status
 
 t.test('CONTINUATION flood (CVE-2024-27316): GOAWAY ENHANCE_YOUR_CALM, closed, others served', async (t) => {
   const s = await sidecar(t)
