@@ -58,7 +58,10 @@ export async function analyzeKubernetes(kubeconfig: string | undefined, context:
       items = (await listAll(kc, k.path, { signal })).items
     } catch (e) {
       if (e instanceof KubeApiError && e.statusCode === 404 && k.custom) continue
-      throw e
+      // an HTTP error of the API server says what it is; no answer at all gets the server, context and next step
+      if (e instanceof KubeApiError && e.statusCode !== 401 && e.statusCode !== 403) throw e
+      const { describeKubeApiError } = await import('./errors.ts')
+      throw new Error(describeKubeApiError(where, e))
     }
     const docs = items.map((o) => stringify(trimObject(k, o as Record<string, unknown>)))
     files.push({ file: `kubernetes:${where.context}/${k.kind}`, text: docs.join('---\n') })

@@ -1,5 +1,6 @@
 // `weft check`'s options (commander); the implementation (./check.ts) loads when it runs.
 import type { Command } from 'commander'
+import { DEFAULT_CP_ADMIN } from '../control-plane/xds/defaults.ts'
 
 export function registerCheck(program: Command): void {
   program
@@ -8,7 +9,7 @@ export function registerCheck(program: Command): void {
     .option('--pre', 'before installing: the API is reachable and Weft\'s CRDs are not there yet (or current)')
     .option('--namespace <ns>', 'the control plane\'s namespace', 'weft-system')
     .option('--webhook-url <url>', 'where the webhook answers (e.g. after kubectl -n weft-system port-forward deploy/weft-control-plane 8443 15011)', 'https://127.0.0.1:8443')
-    .option('--control-plane-admin <url>', 'the control plane\'s admin address', 'http://127.0.0.1:15011')
+    .option('--control-plane-admin <host:port>', 'the control plane\'s admin address, HOST:PORT as in every command (a URL works too)', DEFAULT_CP_ADMIN)
     .option('--kubeconfig <file>', 'this kubeconfig file (default $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'this kubeconfig context (default its current-context)')
     .option('-o, --output <format>', 'table (√/× lines), json or yaml', 'table')

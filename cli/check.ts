@@ -9,6 +9,8 @@
 // --control-plane-admin (by default the ports of `kubectl -n weft-system port-forward
 // deploy/weft-control-plane 8443 15011`).
 import { emit, type OutputFormat } from './output.ts'
+import { describeAdminError, describeKubeApiError } from './errors.ts'
+import { adminBase } from './tap.ts'
 import { isDeepStrictEqual } from 'node:util'
 import { HttpMethod, type KubeConfig } from '@kubernetes/client-node'
 import { Agent, request } from 'undici'
@@ -41,10 +43,14 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
   section('kubernetes-api')
   try {
     const r = await kubeCall(o.kube, HttpMethod.GET, '/apis/apiextensions.k8s.io/v1/customresourcedefinitions')
-    if (r.status === 401 || r.status === 403) throw new Error(`${r.status} ${r.body?.message ?? ''}`)
+    if (r.status === 401 || r.status === 403) throw Object.assign(new Error(`${r.status} ${r.body?.message ?? ''}`), { statusCode: r.status })
     pass('can reach the Kubernetes API', o.kube.getCurrentCluster()?.server)
   } catch (err) {
-    fail('can reach the Kubernetes API', (err as Error).message, 'check the current context of your kubeconfig (kubectl config current-context) and your credentials')
+    const c = o.kube.getCurrentCluster()
+    const where = { context: o.kube.getCurrentContext(), cluster: c?.name ?? '', server: c?.server ?? '' }
+    const why = describeKubeApiError(where, err)
+    const cut = why.lastIndexOf('): ')
+    fail('can reach the Kubernetes API', cut < 0 ? why : why.slice(0, cut + 1), cut < 0 ? 'check the current context of your kubeconfig (kubectl config current-context) and your credentials' : why.slice(cut + 3))
     return report(results, out, o.output)
   }
 
@@ -97,17 +103,18 @@ export async function runCheck(o: CheckOptions, out: Out): Promise<number> {
 
   section('weft-control-plane')
   try {
-    const ready = await request(`${o.controlPlaneAdmin.replace(/\/$/, '')}/ready`, { headersTimeout: 5000 })
+    const cpAdmin = adminBase(o.controlPlaneAdmin)
+    const ready = await request(`${cpAdmin}/ready`, { headersTimeout: 5000 })
     const text = (await ready.body.text()).trim()
     if (ready.statusCode === 200) pass('the control plane is ready')
     else fail('the control plane is ready', text, `it has not synced from the Kubernetes API yet: look at its log (kubectl -n ${o.namespace} logs deploy/weft-control-plane)`)
-    const p = await request(`${o.controlPlaneAdmin.replace(/\/$/, '')}/debug/proxies`, { headersTimeout: 5000 })
+    const p = await request(`${cpAdmin}/debug/proxies`, { headersTimeout: 5000 })
     const v = await p.body.json() as { connected: number; proxies: { node: { id: string; proxyVersion: string } }[] }
     const versions = new Map<string, number>()
     for (const s of v.proxies) versions.set(s.node.proxyVersion || 'unknown', (versions.get(s.node.proxyVersion || 'unknown') ?? 0) + 1)
     pass(`${v.connected} ${v.connected === 1 ? 'proxy' : 'proxies'} connected`, [...versions].map(([ver, n]) => `${n} at ${ver}`).join(', ') || undefined)
   } catch (err) {
-    fail('the control plane\'s admin is reachable', `${o.controlPlaneAdmin}: ${(err as Error).message}`, `reach it first: ${port} (or pass --control-plane-admin)`)
+    fail('the control plane\'s admin is reachable', describeAdminError(o.controlPlaneAdmin, 'control-plane', err), `reach it first: ${port} (or pass --control-plane-admin)`)
   }
   return report(results, out, o.output)
 }

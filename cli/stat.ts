@@ -395,6 +395,11 @@ export function registerStat(program: Command): void {
       let admin: string[]
       if (cpAdmin !== undefined) {
         try {
+          adminBase(cpAdmin)
+        } catch (e) {
+          return fail((e as Error).message)
+        }
+        try {
           admin = await discoverProxies(cpAdmin, opts.namespace)
         } catch (e) {
           return fail(describeAdminError(cpAdmin, 'control-plane', e), EXIT.UNREACHABLE)

@@ -27,10 +27,13 @@ export interface Out {
   write(s: string): unknown
 }
 
-/** "127.0.0.1:15000", "[::1]:15000" or "http://host:port" → "http://host:port" (no trailing slash). */
+/** "127.0.0.1:15000", "[::1]:15000" or "http://host:port" → "http://host:port" (no trailing slash); anything else throws a RangeError (a usage error, exit 2). */
 export function adminBase(addr: string): string {
   const s = addr.trim()
-  const withScheme = /^https?:\/\//i.test(s) ? s : 'http://' + s
+  const hasScheme = /^https?:\/\//i.test(s)
+  // a bare port or host ("15000", "localhost"): the port is not guessed (URL would read 15000 as an IPv4 address)
+  if (!hasScheme && !/:\d+\/?$/.test(s)) throw new RangeError(`invalid admin address ${JSON.stringify(addr)}: expected HOST:PORT, e.g. 127.0.0.1:15000`)
+  const withScheme = hasScheme ? s : 'http://' + s
   let u: URL
   try {
     u = new URL(withScheme)

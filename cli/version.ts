@@ -2,6 +2,8 @@
 // plane (--control-plane-admin, its admin address) when they answer on their admin /version.
 import type { Command } from 'commander'
 import { WEFT_VERSION, type VersionInfo } from '../protos/version.ts'
+import { nextStep } from './errors.ts'
+import { adminBase } from './tap.ts'
 
 export interface VersionLine {
   what: string
@@ -9,11 +11,13 @@ export interface VersionLine {
   version?: string
   node?: string
   error?: string
+  /** with error: what to try next */
+  whatToDo?: string
 }
 
 async function fetchVersion(address: string, timeoutMs: number): Promise<VersionInfo | string> {
   try {
-    const r = await fetch(`http://${address}/version`, { signal: AbortSignal.timeout(timeoutMs) })
+    const r = await fetch(`${adminBase(address)}/version`, { signal: AbortSignal.timeout(timeoutMs) })
     if (r.status !== 200) return `HTTP ${r.status} on /version (a Weft older than ${WEFT_VERSION}?)`
     return (await r.json()) as VersionInfo
   } catch (err) {
@@ -24,11 +28,11 @@ async function fetchVersion(address: string, timeoutMs: number): Promise<Version
 
 export async function versions(o: { admin?: string; controlPlane?: string; timeoutMs?: number }): Promise<VersionLine[]> {
   const lines: VersionLine[] = [{ what: 'client', version: WEFT_VERSION, node: process.version }]
-  const remote: [string, string | undefined][] = [['proxy', o.admin], ['control plane', o.controlPlane]]
-  for (const [what, address] of remote) {
+  const remote: [string, string | undefined, 'proxy' | 'control-plane'][] = [['proxy', o.admin, 'proxy'], ['control plane', o.controlPlane, 'control-plane']]
+  for (const [what, address, kind] of remote) {
     if (address === undefined) continue
     const v = await fetchVersion(address, o.timeoutMs ?? 2000)
-    lines.push(typeof v === 'string' ? { what, address, error: v } : { what, address, version: v.version, node: v.node })
+    lines.push(typeof v === 'string' ? { what, address, error: v, whatToDo: nextStep(address, kind) } : { what, address, version: v.version, node: v.node })
   }
   return lines
 }
@@ -37,7 +41,7 @@ export function formatVersions(lines: VersionLine[]): string {
   return lines
     .map((l) => {
       const where = l.address === undefined ? l.what : `${l.what} ${l.address}`
-      return l.error !== undefined ? `${where}: unreachable (${l.error})` : `${where}: weft ${l.version} (node ${l.node})`
+      return l.error !== undefined ? `${where}: unreachable (${l.error})${l.whatToDo !== undefined ? `: ${l.whatToDo}` : ''}` : `${where}: weft ${l.version} (node ${l.node})`
     })
     .join('\n') + '\n'
 }
@@ -60,6 +64,16 @@ export function registerVersion(program: Command): void {
         process.stderr.write(`weft version: ${(e as Error).message}\n`)
         process.exitCode = 2
         return
+      }
+      for (const a of [opts.admin, opts.controlPlaneAdmin ?? opts.controlPlane]) {
+        if (a === undefined) continue
+        try {
+          adminBase(a)
+        } catch (e) {
+          process.stderr.write(`weft version: ${(e as Error).message}\n`)
+          process.exitCode = 2
+          return
+        }
       }
       if (opts.controlPlane !== undefined) process.stderr.write('weft version: --control-plane is deprecated here (it means the gRPC address elsewhere); use --control-plane-admin\n')
       const lines = await versions({ admin: opts.admin, controlPlane: opts.controlPlaneAdmin ?? opts.controlPlane })

@@ -12,13 +12,28 @@ import { cluster, makeConfig, routeTo, startTestSidecar } from './helpers/sideca
 import { client } from './helpers/policy.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 
+/** What the simulation needs of a limiter: the adaptive one, or a static limit (as maxRequests is). */
+interface Limiter { readonly limit: number; admit(): boolean; finish(latencyMs: number, ok: boolean): void }
+
+class StaticLimit implements Limiter {
+  inFlight = 0
+  readonly limit: number
+  constructor(limit: number) { this.limit = limit }
+  admit(): boolean {
+    if (this.inFlight >= this.limit) return false
+    this.inFlight++
+    return true
+  }
+  finish(): void { this.inFlight-- }
+}
+
 interface Run { p99: number; p50: number; goodputPerMs: number; rejected: number; admitted: number; limits: number[] }
 
 /**
  * Simulate `ms` of virtual time from `from`: arrivals every `gap` ms; `serviceMs(t)` per request;
  * C servers. `limiter` null: every request goes (a static limit that never binds).
  */
-function simulate(limiter: AdaptiveLimiter | null, clock: { now: number }, o: { servers: number; serviceMs: (t: number) => number; gap: number; from: number; ms: number; measureFrom: number }): Run {
+function simulate(limiter: Limiter | null, clock: { now: number }, o: { servers: number; serviceMs: (t: number) => number; gap: number; from: number; ms: number; measureFrom: number }): Run {
   const free = new Array<number>(o.servers).fill(o.from)
   const done: { at: number; latency: number }[] = [] // pending completions, sorted by `at`
   const lat: number[] = []
@@ -83,6 +98,13 @@ t.test('at twice the capacity: the limit settles near the knee, p99 within 2x un
   // the same load without the limiter: the queue grows for the whole run
   const none = simulate(null, { now: 0 }, { servers: C, serviceMs: () => S, gap: 1 / (2 * CAPACITY), from: 0, ms: 20_000, measureFrom: 5_000 })
   t.ok(none.p99 > 100 * S, `without it, p99 ${none.p99.toFixed(0)} ms explodes`)
+
+  // a static limit set by guess above the knee (256 in flight, 32x the 8 workers) binds, but only
+  // once a queue of 248 waits at the upstream: every admitted request waits through it
+  const fixed = simulate(new StaticLimit(256), { now: 0 }, { servers: C, serviceMs: () => S, gap: 1 / (2 * CAPACITY), from: 0, ms: 20_000, measureFrom: 5_000 })
+  t.ok(fixed.rejected > 0, 'the static limit binds too')
+  t.ok(fixed.p99 > 10 * r.p99, `a static limit of 256: p99 ${fixed.p99.toFixed(0)} ms, over 10x the adaptive ${r.p99.toFixed(1)} ms`)
+  t.ok(fixed.p99 >= 0.9 * (256 / C) * S, `it sits at the queue the limit allows (256/${C} x ${S} ms)`)
 })
 
 t.test('the upstream speeds up: the limit grows and the refusals stop', async (t) => {
@@ -166,6 +188,13 @@ t.test('the proxy: over the limit a request gets 503 UO WEFT_ERR_CONCURRENCY_LIM
   const m = (await s.admin('/metrics')).body
   t.match(m, new RegExp(`weft_cluster_decisions_total\\{cluster="slow",decision="concurrency_limited"\\} ${statuses.get(503)}\\b`))
   t.match(m, /weft_cluster_concurrency_limit\{cluster="slow"\} \d+/)
+  // its inputs: minRTT near the upstream's 30 ms, the last window's sampleRTT, the gradient in 0.5..2
+  const gauge = (name: string) => Number(new RegExp(`${name}\\{cluster="slow"\\} ([0-9.e+-]+)`).exec(m)?.[1])
+  t.ok(gauge('weft_cluster_concurrency_min_rtt_seconds') >= 0.025, `min_rtt_seconds ${gauge('weft_cluster_concurrency_min_rtt_seconds')}`)
+  t.ok(gauge('weft_cluster_concurrency_sample_rtt_seconds') >= 0.025, `sample_rtt_seconds ${gauge('weft_cluster_concurrency_sample_rtt_seconds')}`)
+  const g = gauge('weft_cluster_concurrency_gradient')
+  t.ok(g >= 0.5 && g <= 2, `gradient ${g}`)
+  t.ok(Math.abs(gauge('weft_cluster_concurrency_min_rtt_seconds') * 1000 - view.minRttMs) < 0.01, 'the metric and /clusters agree (/clusters rounds to the microsecond)')
   t.match(m, /weft_proxy_decisions_total\{listener="out",decision="concurrency_limited"\} [1-9]/)
   // explain: the dispatch step carries the limiter's state
   const r = await c.request('/x', { headers: { 'x-weft-explain': '1' } })

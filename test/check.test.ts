@@ -82,6 +82,15 @@ t.test('installed, control plane running: every check passes; a stale CRD and a 
   t.equal(doc.failed, 0)
   t.ok(doc.checks.some((c: any) => c.section === 'kubernetes-api' && c.title === 'can reach the Kubernetes API' && c.ok === true))
 
+  // --control-plane-admin as HOST:PORT, as every other command takes it (it used to need http://)
+  const hp = await check(['--webhook-url', `https://127.0.0.1:${cp.webhook!.server.port}`, '--control-plane-admin', `127.0.0.1:${cp.adminPort}`])
+  t.equal(hp.code, 0, hp.out)
+  t.match(hp.out, /√ the control plane is ready/)
+  // its gRPC address given instead: the cause and the next step
+  const grpc = await check(['--webhook-url', `https://127.0.0.1:${cp.webhook!.server.port}`, '--control-plane-admin', `127.0.0.1:${cp.server.port}`])
+  t.equal(grpc.code, 1)
+  t.match(grpc.out, new RegExp(`× the control plane's admin is reachable \\(127\\.0\\.0\\.1:${cp.server.port} .*is its admin port ${cp.server.port} \\(not its gRPC port\\)`))
+
   const pre = await check(['--pre'])
   t.match(pre.out, /√ CRD trafficpolicies.policy.weft.io is already installed and current/)
 

@@ -54,5 +54,7 @@ t.test('weft version --admin --control-plane-admin (and the deprecated --control
   const gone = await freePort()
   const u = await weft(['version', '--admin', `127.0.0.1:${gone}`])
   t.equal(u.code, 1, 'exit 1 when an address asked for does not answer')
-  t.equal(u.out, `client: weft ${WEFT_VERSION} (node ${process.version})\nproxy 127.0.0.1:${gone}: unreachable (ECONNREFUSED)\n`)
+  t.equal(u.out, `client: weft ${WEFT_VERSION} (node ${process.version})\nproxy 127.0.0.1:${gone}: unreachable (ECONNREFUSED): is the proxy running, and is its admin port ${gone}? see \`weft proxy --help\`\n`)
+  const uj = JSON.parse((await weft(['version', '--control-plane-admin', `127.0.0.1:${gone}`, '-o', 'json'])).out)
+  t.match(uj[1], { what: 'control plane', error: 'ECONNREFUSED', whatToDo: `is the control plane running, and is its admin port ${gone} (not its gRPC port)? see \`weft control-plane --help\`` })
 })

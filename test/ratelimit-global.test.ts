@@ -139,7 +139,7 @@ t.test('the service away: failureMode allow lets requests go (counted), deny ans
 })
 
 const hasRedis = spawnSync('redis-server', ['--version']).status === 0
-t.test('counters in Redis: shared, kept when the server restarts; Redis down: the failure mode', { skip: hasRedis ? false : 'redis-server not installed (apt-get install -y redis-server)' }, async (t) => {
+t.test('counters in Redis: shared by two server replicas, kept when the server restarts; Redis down: each sidecar\'s failure mode', { skip: hasRedis ? false : 'redis-server not installed (apt-get install -y redis-server)' }, async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-redis-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const rport = await freePort()
@@ -163,12 +163,28 @@ t.test('counters in Redis: shared, kept when the server restarts; Redis down: th
   await s.close()
   s = await start()
   t.teardown(() => s.close())
-  t.same([(await c.request('/x')).status, (await c.request('/x')).status], [200, 429], `the third passes, the fourth is over the limit of 3 (server: ${JSON.stringify(s.stats)})`)
+  t.equal((await c.request('/x')).status, 200, `the third passes: the count survived the restart (server: ${JSON.stringify(s.stats)})`)
+  // a second replica of the server on the same Redis, and a second sidecar that asks it: one limit
+  const rlsPort2 = await freePort()
+  const s2 = await startRateLimitServer({ address: `127.0.0.1:${rlsPort2}`, domains: domains(), store: await redisStore(url), now: () => NOW })
+  t.teardown(() => s2.close())
+  const sc2 = await startTestSidecar(t, makeConfig({ routes: [{ ...routeTo('app'), name: 'small', globalRateLimit: policy(rlsPort2) }], clusters: [cluster('app', [up.port])] }))
+  const c2 = client(t, sc2.port)
+  t.equal((await c2.request('/x')).status, 429, 'the fourth, through another sidecar and another replica of the server, is over the limit of 3')
+  t.same(s2.stats, { calls: 1, overLimit: 1, errors: 0 }, 'the replica answered it from the counter in Redis')
+  t.equal((await c.request('/x')).status, 429, 'and the first sidecar\'s next one too')
+  // a sidecar whose route fails closed, on the same server
+  const sc3 = await startTestSidecar(t, makeConfig({ routes: [{ ...routeTo('app'), name: 'small', globalRateLimit: policy(rlsPort, { failureMode: 'deny' }) }], clusters: [cluster('app', [up.port])] }))
+  const c3 = client(t, sc3.port)
   // Redis goes away: the server answers UNAVAILABLE at once, the sidecar fails open
   redis.kill('SIGKILL')
   await new Promise((r) => redis!.once('exit', r))
   redis = null
   t.equal((await c.request('/x')).status, 200, 'failureMode allow: the request goes')
+  const closed = await c3.request('/x')
+  t.same([closed.status, closed.get('x-weft-response-flags'), closed.get('x-weft-error')], [500, 'RLSE', 'WEFT_ERR_RATE_LIMIT_SERVICE'], 'failureMode deny: refused')
+  t.match((await sc3.admin('/metrics')).body, /decision="rate_limit_service_error"\} 1\b/, 'and counted')
+  t.match((await sc.admin('/metrics')).body, /decision="rate_limit_service_failed_open"\} 1\b/, 'the failed-open one counted too')
   t.ok(s.stats.errors >= 1, 'the server counted the failed call')
 })
 

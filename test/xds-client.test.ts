@@ -43,6 +43,8 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
   let clock = 1_000_000
   const proxy = new Proxy(silent)
   t.teardown(() => proxy.close())
+  const logs: { level: number; code?: string; msg: string }[] = []
+  const log = pino({ level: 'debug' }, { write: (l: string) => void logs.push(JSON.parse(l)) })
   const client = await startConfigClient(proxy, {
     address: `127.0.0.1:${port}`,
     node: { id: 'p1' },
@@ -50,7 +52,7 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
     random: () => 0.5,
     timers,
     now: () => clock,
-    log: silent,
+    log,
   })
   t.teardown(() => client.close())
   const delays: number[] = []
@@ -60,6 +62,10 @@ t.test('the client reconnects on the backoff schedule, resets it after a config,
     if (i < 4) scheduled[i].fn()
   }
   t.same(delays, [50, 100, 200, 200, 200], 'random 0.5 of 100, 200, 400, then the 400 cap')
+  // a new user sees at once (warn, not debug) that nothing connects, and what to check
+  const warned = logs.filter((l) => l.code === 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE')
+  t.equal(warned.length, 1, 'the first failure is a warning; the next nine are debug')
+  t.match(warned[0], { level: 40, msg: new RegExp(`control plane 127\\.0\\.0\\.1:${port} unreachable .*gRPC address \\(weft control-plane --listen`) })
   clock += 7_500
   t.match(client.status(), { connected: false, source: 'none', reconnects: 5, staleSeconds: 7.5 }, 'never connected: stale since start')
   t.equal(proxy.ready, false, 'no config, not ready')

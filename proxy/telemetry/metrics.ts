@@ -120,6 +120,8 @@ export interface ClusterMetricsView {
   concurrencyLimited: number
   /** the adaptive concurrency limit; null: off */
   concurrencyLimit: number | null
+  /** the limiter's inputs (latencies in ms); null: off */
+  concurrencyInputs: { minRttMs: number; sampleRttMs: number; gradient: number } | null
   /** null: no breaker */
   breakerOpen: boolean | null
   /** null: no outlier detection */
@@ -204,6 +206,14 @@ export class ProxyMetrics {
       ])))
     reg(new Collected('weft_cluster_concurrency_limit', 'The adaptive concurrency limit per cluster that has one (requests in flight).', 'gauge', () =>
       this.clustersSource().filter((c) => c.concurrencyLimit !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.concurrencyLimit! }))))
+    // the limit's inputs, so a dashboard shows why it moved: minRTT (no queue), the last window's
+    // sampleRTT, and the gradient between them (< 1: a queue is growing, the limit shrinks)
+    reg(new Collected('weft_cluster_concurrency_min_rtt_seconds', 'Adaptive concurrency: the latency measured with no queue (minRTT), per cluster that has a limit.', 'gauge', () =>
+      this.clustersSource().filter((c) => c.concurrencyInputs !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.concurrencyInputs!.minRttMs / 1000 }))))
+    reg(new Collected('weft_cluster_concurrency_sample_rtt_seconds', 'Adaptive concurrency: the latency of the last sample window (sampleRTT), per cluster that has a limit.', 'gauge', () =>
+      this.clustersSource().filter((c) => c.concurrencyInputs !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.concurrencyInputs!.sampleRttMs / 1000 }))))
+    reg(new Collected('weft_cluster_concurrency_gradient', 'Adaptive concurrency: minRTT(1 + buffer) / sampleRTT clamped to 0.5..2, per cluster that has a limit.', 'gauge', () =>
+      this.clustersSource().filter((c) => c.concurrencyInputs !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.concurrencyInputs!.gradient }))))
     reg(new Collected('weft_circuit_breaker_open', 'Circuit breaker state per cluster with a breaker: 1 open or half-open, 0 closed.', 'gauge', () =>
       this.clustersSource().filter((c) => c.breakerOpen !== null).map((c) => ({ labels: { cluster: c.cluster }, value: c.breakerOpen ? 1 : 0 }))))
     reg(new Collected('weft_outlier_ejected_endpoints', 'Endpoints ejected right now, per cluster with outlier detection.', 'gauge', () =>

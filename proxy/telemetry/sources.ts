@@ -93,6 +93,7 @@ export function bindMetricsSources(metrics: ProxyMetrics, v: MetricsView): void 
       ejectionsOverflow: c.counters.ejectionsOverflow,
       concurrencyLimited: c.counters.concurrencyLimited,
       concurrencyLimit: c.adaptive === null ? null : Math.floor(c.adaptive.limit),
+      concurrencyInputs: c.adaptive === null ? null : { minRttMs: c.adaptive.minRttMs, sampleRttMs: c.adaptive.sampleRttMs, gradient: c.adaptive.gradient },
       breakerOpen: c.breaker === null ? null : c.breaker.state !== 'closed',
       ejected: c.outlier === null ? null : c.outlier.ejectedCount(),
     })),

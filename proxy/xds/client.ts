@@ -100,6 +100,8 @@ class XdsClient implements ConfigClient {
   private stream: Stream | null = null
   private timer: unknown = null
   private attempt = 0
+  /** attempts that never reached the control plane, in a row (reset when a stream comes up) */
+  private failedInARow = 0
   private closed = false
   private source: XdsStatus['source'] = 'none'
   private readonly startedAt: number
@@ -183,6 +185,7 @@ class XdsClient implements ConfigClient {
     call.on('metadata', () => {
       if (s.down || s.up) return
       s.up = true
+      this.failedInARow = 0
       s.upAt = this.now()
       this.changedAt = s.upAt
       this.log.info({ node: this.o.node.id }, 'connected to the control plane')
@@ -223,7 +226,10 @@ class XdsClient implements ConfigClient {
     const delay = backoffDelay(this.attempt++, this.backoff, this.o.random ?? Math.random)
     const fields = { code: st?.code, details: st?.details, retryInMs: delay }
     if (s.up) this.log.warn(fields, 'control plane stream lost; serving the last config')
-    else this.log.debug(fields, 'control plane unreachable')
+    else if (this.failedInARow++ % 10 === 0) {
+      // the first failure and every tenth after it: a new user must see that nothing connects
+      this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
+    } else this.log.debug(fields, 'control plane unreachable')
     this.reconnects++
     this.metrics.reconnects.inc()
     this.timer = this.timers.setTimeout(() => this.connect(), delay)

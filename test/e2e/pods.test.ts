@@ -253,7 +253,10 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n')
 
   // outside the mesh: passed through
-  const out = curl(fe.ns, 'http://10.0.1.1:8080/out')
+  // (tried again while the machine is too loaded to answer within curl's 5 s: a broken
+  // pass-through fails every attempt)
+  let out = curl(fe.ns, 'http://10.0.1.1:8080/out')
+  for (let i = 0; i < 3 && out.stdout !== 'outside /out\n'; i++) out = curl(fe.ns, 'http://10.0.1.1:8080/out')
   t.equal(out.stdout, 'outside /out\n', `passed through (curl: ${out.stderr.trim()}; sidecar: ${fe.runner.containers.get('weft-proxy')!.output.slice(-300)})`)
 
   // kill -9 of the frontend's sidecar: restarted, traffic resumes, the app container is untouched
