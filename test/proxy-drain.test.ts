@@ -209,7 +209,7 @@ t.test('HTTP/2: GOAWAY in two steps (2^31-1, then the last stream id); the strea
   t.same(await drained, { timedOut: false })
 })
 
-t.test('HTTP/2: a stream the client starts after the first GOAWAY is reported unprocessed by the second (never lost silently)', async (t) => {
+t.test('HTTP/2: a stream the client starts between the two GOAWAYs is served, and the second GOAWAY counts it (never lost silently)', async (t) => {
   const up = await startHttpUpstream(t, { name: 'app' })
   const s = await startTestSidecar(t, makeConfig({ drainPeriod: '200ms', routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
   const lit = (n: string, v: string) => Buffer.concat([Buffer.from([0, n.length]), Buffer.from(n), Buffer.from([v.length]), Buffer.from(v)])
@@ -239,8 +239,13 @@ t.test('HTTP/2: a stream the client starts after the first GOAWAY is reported un
   await until('the first response', () => seen.includes('HEADERS 1'), 2000, 2)
   const drained = s.sidecar.drain(3000)
   await until('two GOAWAYs', () => seen.filter((x) => x.startsWith('GOAWAY')).length >= 2, 2000, 2)
-  t.same(seen.slice(0, 4), ['HEADERS 1', 'GOAWAY 2147483647', 'PING', 'GOAWAY 1'], 'GOAWAY first, then the PING; the second GOAWAY says stream 3 was not processed')
-  t.same(up.requests.map((r) => r.url), ['/first'], '/late never went upstream: safe for the client to retry')
+  await until('the answer to /late', () => seen.includes('HEADERS 3'), 2000, 2)
+  // RFC 9113 §6.8: the first GOAWAY (2^31-1) stops new streams, the PING is the round trip after
+  // which the second GOAWAY carries the last stream processed: /late came within it and is
+  // served (with WEFT_H2_CODEC=node, nghttp2 ignores it and the second GOAWAY says 1)
+  t.same(seen.slice(0, 3), ['HEADERS 1', 'GOAWAY 2147483647', 'PING'], 'GOAWAY first, then the PING')
+  t.ok(seen.includes('GOAWAY 3'), `the second GOAWAY says stream 3 was processed (${seen.join(', ')})`)
+  t.same(up.requests.map((r) => r.url), ['/first', '/late'], '/late went upstream once')
   sock.destroy()
   t.same(await drained, { timedOut: false })
 })

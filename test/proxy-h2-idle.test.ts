@@ -119,14 +119,17 @@ t.test('a hostile HTTP/2 upstream (GOAWAY, a response HEADERS with a bad block, 
     c.socket.end()
     await c.waitClose(3000)
     c.destroy()
-    t.match(c.text(), /^HTTP\/1\.1 504 /, `request ${i}: 504 at the route timeout`)
+    // the proxy's codec sees the bad block (COMPRESSION_ERROR: 502 at once); node:http2 stopped
+    // reading (WEFT_H2_UPSTREAM_CODEC=node: 504 at the route timeout)
+    t.match(c.text(), /^HTTP\/1\.1 50[24] /, `request ${i}: 502 or 504 at the route timeout`)
     const answered = Date.now()
     await until('the upstream connection closed', () => sockets.size === 0, 3000)
     t.ok(Date.now() - answered <= 2000, `request ${i}: upstream connection closed ${Date.now() - answered} ms after the answer (<= 2000)`)
   }
   // the same through an HTTP/2 client (the exchange's cancel path)
   for (let i = 0; i < 2; i++) {
-    t.equal(await h2get(s.port), 504, `HTTP/2 request ${i}: 504 at the route timeout`)
+    const st = await h2get(s.port)
+    t.ok(st === 502 || st === 504, `HTTP/2 request ${i}: 502, or 504 at the route timeout (${st})`)
     const answered = Date.now()
     await until('the upstream connection closed', () => sockets.size === 0, 3000)
     t.ok(Date.now() - answered <= 2000, `HTTP/2 request ${i}: upstream connection closed ${Date.now() - answered} ms after the answer (<= 2000)`)

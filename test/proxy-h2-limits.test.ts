@@ -7,13 +7,13 @@
 // Short configured timeouts instead of long sleeps; waits are for events or polled state.
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { connect as h2connect, createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { createServer as h2createServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net'
 import { promisify } from 'node:util'
 import { formatConfigError } from '../api/errors.ts'
 import { parseBootstrap } from '../api/load.ts'
 import type { Limits } from '../api/schema.ts'
-import { continuation, E, errorCode, H2RawClient, headers, hpack, requestFields, rstStream, S, T } from './helpers/h2frames.ts'
+import { continuation, E, errorCode, H2RawClient, headers, hpack, requestFields, rstStream, S, T, h2status } from './helpers/h2frames.ts'
 import { RawClient } from './helpers/raw.ts'
 import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, until, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
@@ -42,22 +42,7 @@ async function setup(t: Teardown, limits?: Limits, big = false): Promise<{ s: Te
   return { s, up }
 }
 
-async function h2get(port: number, path = '/ok'): Promise<number> {
-  const c = h2connect(`http://127.0.0.1:${port}`)
-  c.on('error', () => {})
-  try {
-    return await new Promise((resolve, reject) => {
-      const st = c.request({ ':path': path, ':authority': 'app.test' })
-      let h: IncomingHttpHeaders = {}
-      st.on('response', (x) => (h = x))
-      st.on('data', () => {})
-      st.on('end', () => resolve(Number(h[':status'])))
-      st.on('error', reject)
-    })
-  } finally {
-    c.destroy()
-  }
-}
+const h2get = h2status
 
 /** TCP sockets on `port` in `state` (ss -tan), either side. */
 async function socketsIn(port: number, state: string): Promise<number> {

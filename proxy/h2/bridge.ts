@@ -10,12 +10,13 @@
 //
 // Not bridged: Upgrade (the connection-specific fields are dropped; the request goes as a plain
 // one), request trailers (dropped), informational responses other than the final one.
-import { constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { ClientStream } from './codec/client.ts'
 import type { EndpointPool, PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import { ChunkedDecoder } from '../../api/http1/chunked.ts'
 import { HttpError, reasonPhrase, type ResponseHead } from '../../api/http1/head.ts'
-import { cancelStream, h2Upstream, type H2Waiter } from './upstream.ts'
+import { cancelStream, h2Upstream, type H2Waiter, type UpSession } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
 const DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'expect', 'http2-settings'])
@@ -30,7 +31,7 @@ class BridgeWaiter implements H2Waiter {
   constructor(w: PoolWaiter) {
     this.target = w
   }
-  onH2Session(s: ClientHttp2Session): void {
+  onH2Session(s: UpSession): void {
     this.target.onPoolConnection(new H2Bridge(s) as unknown as UpstreamConn)
   }
   onH2Failure(err: HttpError, flag: string): void {
@@ -64,9 +65,9 @@ class BridgeSocket {
 }
 
 export class H2Bridge {
-  private readonly session: ClientHttp2Session
+  private readonly session: UpSession
   readonly socket: BridgeSocket
-  stream: ClientHttp2Stream | null = null
+  stream: ClientHttp2Stream | ClientStream | null = null
   private handler: UpstreamHandler | null = null
   private headRequest = false
   readonly reused = false
@@ -77,7 +78,7 @@ export class H2Bridge {
   private decoder: ChunkedDecoder | null = null
   private trailers = ''
 
-  constructor(s: ClientHttp2Session) {
+  constructor(s: UpSession) {
     this.session = s
     this.socket = new BridgeSocket(this)
   }
@@ -169,7 +170,7 @@ export class H2Bridge {
       else h[n] = [String(cur), v]
     }
     const hasBody = chunked || length > 0
-    let st: ClientHttp2Stream
+    let st: ClientHttp2Stream | ClientStream
     try {
       st = this.session.request(h, { endStream: !hasBody })
     } catch {

@@ -32,6 +32,10 @@
 // All timeouts run on the listener's sweeper (the coarse clock), no timer per stream.
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
+import type { ReadBuffer } from '../net/read-buffer.ts'
+import type { DownStream } from './codec/down-stream.ts'
+import { ServerSession } from './codec/session.ts'
+import type { ServerStream } from './codec/stream.ts'
 import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import { H2Exchange } from './exchange.ts'
@@ -103,6 +107,27 @@ export interface H2Owner {
   connectionClosed(c: H2Connection): void
 }
 
+/**
+ * The server codec: the proxy's own (proxy/h2/codec/, the default), or node:http2 with
+ * WEFT_H2_CODEC=node (kept to compare the two; it drops malformed fields instead of refusing them).
+ */
+const NODE_CODEC = process.env.WEFT_H2_CODEC === 'node'
+
+/** What the connection uses of its session: node's ServerHttp2Session or the codec's ServerSession. */
+interface Session {
+  readonly closed: boolean
+  readonly destroyed: boolean
+  readonly pendingSettingsAck: boolean
+  readonly state: { lastProcStreamID?: number }
+  goaway(code?: number, lastStreamID?: number, data?: Buffer): void
+  close(): void
+  destroy(): void
+  ping(cb: (err: Error | null, duration: number, payload: Buffer) => void): boolean
+}
+
+/** A client stream, of either codec. */
+type Stream = DownStream & { readonly rstCode?: number; once(event: 'close', listener: () => void): unknown }
+
 const servers = new WeakMap<H2Owner, Http2Server>()
 
 function serverFor(owner: H2Owner): Http2Server {
@@ -132,7 +157,7 @@ function ignore(): void {}
 
 /** A stream waiting for its turn (http2MaxActiveStreams). */
 interface Queued {
-  readonly stream: ServerHttp2Stream
+  readonly stream: Stream
   readonly headers: IncomingHttpHeaders
   readonly flags: number
   readonly raw: string[]
@@ -140,7 +165,7 @@ interface Queued {
 
 /** One stream of a connection, for the idle sweep. */
 interface Tracked {
-  readonly stream: ServerHttp2Stream
+  readonly stream: Stream
   readonly x: H2Exchange
   /** bytes moved (in + out) at the last sweep that saw them change */
   moved: number
@@ -151,7 +176,9 @@ interface Tracked {
 export class H2Connection {
   readonly socket: Socket
   private readonly owner: H2Owner
-  private session: ServerHttp2Session | null = null
+  private session: Session | null = null
+  /** the proxy's own codec (not node:http2) */
+  private readonly own: boolean
   private readonly streams = new Set<Tracked>()
   private queued: Queued[] = []
   private idleSince: number
@@ -163,13 +190,21 @@ export class H2Connection {
   private calmed = false
   private goingAway = false
 
-  /** first: the bytes detection read (the preface and what came with it), put back on the socket */
-  constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number) {
+  /**
+   * first: the bytes detection read (the preface and what came with it; valid during this call);
+   * rb: the read buffer the socket reads into (detection's), null if none
+   */
+  constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number, rb: ReadBuffer | null = null) {
     this.socket = socket
     this.owner = owner
     this.idleSince = now
     this.createdAt = now
     this.resets = new ResetWindow(now)
+    this.own = !NODE_CODEC
+    if (this.own) {
+      this.startOwn(first, rb)
+      return
+    }
     const server = serverFor(owner)
     socket.pause()
     if (first !== null && first.length > 0) socket.unshift(Buffer.from(first))
@@ -208,14 +243,41 @@ export class H2Connection {
     })
   }
 
-  onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+  /** The proxy's own codec on the socket (proxy/h2/codec/session.ts). */
+  private startOwn(first: Buffer | null, rb: ReadBuffer | null): void {
+    const l = this.owner.config.limits
+    const s = new ServerSession(this.socket, {
+      maxConcurrentStreams: l.http2MaxConcurrentStreams,
+      maxHeaderListSize: l.maxHeaderBytes,
+      maxHeaderFields: l.maxHeaders + 4 /* the pseudo-headers */,
+      initialWindowSize: H2_SETTINGS.initialWindowSize,
+      connectionWindow: CONNECTION_WINDOW,
+    }, first, rb)
+    this.session = s
+    s.on('stream', (stream: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
+      stream.on('error', ignore)
+      this.onStream(stream, headers, flags, raw)
+    })
+    // content-length against DATA, flow control, a stream state error: the codec reset the stream
+    s.on('streamError', () => {
+      this.owner.counters.h2.codecResets++
+      this.owner.counters.downstreamProtocolErrors++
+    })
+    s.on('close', () => this.owner.connectionClosed(this))
+    this.socket.once('end', () => setImmediate(peerEnded, this))
+    s.start()
+  }
+
+  onStream(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const h2 = this.owner.counters.h2
     this.sawStream = true
     this.resets.opened()
     if (stream.destroyed || stream.closed) {
       // nghttp2 reset it in the read that opened it: a protocol error it found (content-length
-      // against DATA, …) or the client's own RST_STREAM in the same read
-      if (stream.rstCode !== NGHTTP2_CANCEL && stream.rstCode !== NGHTTP2_NO_ERROR) {
+      // against DATA, …) or the client's own RST_STREAM in the same read; or the proxy's codec
+      // refused it (over the list size or field count, over the concurrent streams)
+      if (stream.rstCode === NGHTTP2_REFUSED_STREAM && this.own) h2.refusedStreams++
+      else if (stream.rstCode !== NGHTTP2_CANCEL && stream.rstCode !== NGHTTP2_NO_ERROR) {
         h2.codecResets++
         this.owner.counters.downstreamProtocolErrors++
       }
@@ -247,7 +309,7 @@ export class H2Connection {
     this.begin(stream, headers, flags, raw)
   }
 
-  private begin(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+  private begin(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
     const now = this.owner.now()
     // moved -1: the first sweep that sees the stream starts its idle clock (the coarse clock can
@@ -289,7 +351,7 @@ export class H2Connection {
   }
 
   /** Refuse a stream before any exchange: RST_STREAM with `code`, one access-log record. */
-  private refuse(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, code: number, flag: string): void {
+  private refuse(stream: Stream, headers: IncomingHttpHeaders, code: number, flag: string): void {
     if (!stream.closed) stream.close(code)
     this.noteReset()
     const sinks = this.owner.config.telemetry.sinks
@@ -305,7 +367,8 @@ export class H2Connection {
   }
 
   /** Streams nghttp2 refused without emitting them count as refused ones (flood.ts). */
-  private countUnseen(s: ServerHttp2Session): void {
+  private countUnseen(s: Session): void {
+    if (this.own) return // the codec emits every stream it processed, refused ones included
     const n = this.resets.unseenSince(s.state.lastProcStreamID ?? 0)
     if (n === 0) return
     this.owner.counters.h2.codecResets += n
@@ -427,7 +490,7 @@ function peerEnded(c: H2Connection): void {
   c.onPeerEnd()
 }
 
-function destroySession(s: ServerHttp2Session): void {
+function destroySession(s: Session): void {
   if (!s.destroyed) s.destroy()
 }
 

@@ -17,7 +17,8 @@
 // response can be retried (retry.on: unavailable, …); grpc-status goes to metrics, the access log and
 // outlier detection (as the HTTP status it stands for).
 import { randomUUID } from 'node:crypto'
-import { constants, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { DownStream } from './codec/down-stream.ts'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
@@ -38,7 +39,7 @@ import type { RequestRecord } from '../telemetry/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
 import { H1UpStream, type UpStream } from './http1-upstream.ts'
-import { cancelStream, h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter } from './upstream.ts'
+import { cancelStream, h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter, type UpSession } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
 /** the proxy failed inside the exchange (an exception): the stream was answered 502 or reset */
@@ -52,7 +53,7 @@ const MAX_TIMER_MS = 2_147_483_647
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
 export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange {
-  private readonly down: ServerHttp2Stream
+  private readonly down: DownStream
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
   private readonly values: string[] = []
@@ -142,7 +143,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   }
   upstreamHost = ''
 
-  constructor(down: ServerHttp2Stream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
+  constructor(down: DownStream, headers: IncomingHttpHeaders, raw: string[], endStream: boolean, remoteAddress: string, config: RouterConfig, counters: ExchangeCounters & { readonly h2: { internalErrors: number } }) {
     this.down = down
     this.headers = headers
     this.config = config
@@ -412,7 +413,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   // ---- the upstream stream of one try ------------------------------------------------------
 
   /** The endpoint's session is there (null: the cluster speaks HTTP/1): open this try's stream. */
-  onH2Session(s: ClientHttp2Session | null): void {
+  onH2Session(s: UpSession | null): void {
     try {
       this.openTry(s)
     } catch (err) {
@@ -420,7 +421,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
   }
 
-  private openTry(s: ClientHttp2Session | null): void {
+  private openTry(s: UpSession | null): void {
     if (this.done || this.endpoint === undefined) return
     const h = this.upHeaders!
     if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())

@@ -113,7 +113,8 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
       host = v
     } else if (n === 'content-length') {
       if (!isDecimal(v)) return 'content-length is not a decimal'
-      if (contentLength !== '' && contentLength !== v) return 'two different content-length fields'
+      // one field, as nghttp2 and HAProxy want it (RFC 9110 §8.6 lets a recipient refuse a list)
+      if (contentLength !== '') return 'two content-length fields'
       contentLength = v
     }
   }
@@ -134,5 +135,38 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
   }
   void scheme
   if (host !== '' && authority !== '' && host.toLowerCase() !== authority.toLowerCase()) return 'host disagrees with :authority'
+  return ''
+}
+
+/**
+ * Check a response head from an HTTP/2 upstream ([name, value, …]): :status alone among the
+ * pseudo-headers, first, three digits; names and values as in a request; no connection-specific
+ * field. What nghttp2 refused (or dropped) for node:http2, the proxy's client codec refuses here:
+ * the stream is reset and the client gets a 502, nothing of it relayed.
+ */
+export function checkResponseHead(raw: readonly string[]): Malformed {
+  if (raw.length < 2 || raw[0] !== ':status') return 'no :status first'
+  const st = raw[1]
+  if (st.length !== 3 || !isDecimal(st)) return 'invalid :status'
+  for (let i = 2; i + 1 < raw.length; i += 2) {
+    const n = raw[i]
+    const v = raw[i + 1]
+    if (n.charCodeAt(0) === 0x3a) return `pseudo-header ${n} in a response`
+    if (badName(n)) return 'invalid field name'
+    if (badValue(v)) return `invalid character in the value of ${n}`
+    if (CONNECTION_SPECIFIC.has(n)) return `connection-specific field ${n}`
+    if (n === 'content-length' && !isDecimal(v)) return 'content-length is not a decimal'
+  }
+  return ''
+}
+
+/** Check trailers (of either direction): no pseudo-header, names and values as in a head. */
+export function checkTrailers(raw: readonly string[]): Malformed {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i]
+    if (n.charCodeAt(0) === 0x3a) return `pseudo-header ${n} in trailers`
+    if (badName(n)) return 'invalid field name'
+    if (badValue(raw[i + 1])) return `invalid character in the value of ${n}`
+  }
   return ''
 }

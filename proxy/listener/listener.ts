@@ -238,15 +238,14 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   }
 
   /**
-   * HTTP/2 with prior knowledge (h2c): the connection goes to node:http2 (proxy/h2/downstream.ts)
-   * with the bytes detection read put back on the socket (`first`, the preface and whatever
-   * followed it in the same read; copied there, as it is only valid during this call). The
-   * detector's read buffer is not used any more: the HTTP/2 session reads the socket natively.
+   * HTTP/2 with prior knowledge (h2c): the connection goes to the HTTP/2 codec
+   * (proxy/h2/downstream.ts) with the bytes detection read (`first`, the preface and whatever
+   * followed it in the same read; copied there, as it is only valid during this call) and the
+   * detector's read buffer, whose reads the codec takes over.
    */
   private serveHttp2(d: Detector, first: Buffer, rb: ReadBuffer | null): void {
-    void rb
     this.conns.delete(d)
-    this.track(new H2Connection(d.socket, this, first, this.clock()))
+    this.track(new H2Connection(d.socket, this, first, this.clock(), rb))
   }
 
   /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */

@@ -6,6 +6,7 @@
 // Huffman (6.2.2), so any byte can be sent, uppercase and CR/LF/NUL included. The decoder reads
 // only :status (what tests need), from the static table or a literal whose value is plain or
 // Huffman-coded digits.
+import { connect as h2connect, type IncomingHttpHeaders } from 'node:http2'
 import { connect, type Socket } from 'node:net'
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1')
@@ -313,5 +314,23 @@ export class H2RawClient {
 
   destroy(): void {
     this.socket.destroy()
+  }
+}
+
+/** GET /ok (authority app.test) over a fresh node:http2 connection: the response's :status. */
+export async function h2status(port: number, path = '/ok'): Promise<number> {
+  const c = h2connect(`http://127.0.0.1:${port}`)
+  c.on('error', () => {})
+  try {
+    return await new Promise((resolve, reject) => {
+      const st = c.request({ ':path': path, ':authority': 'app.test' })
+      let h: IncomingHttpHeaders = {}
+      st.on('response', (x) => (h = x))
+      st.on('data', () => {})
+      st.on('end', () => resolve(Number(h[':status'])))
+      st.on('error', reject)
+    })
+  } finally {
+    c.destroy()
   }
 }

@@ -1,0 +1,187 @@
+// The client side of the proxy's own HTTP/2 codec: one h2c connection to an upstream endpoint
+// (prior knowledge), shaped like the part of node:http2's ClientHttp2Session that
+// proxy/h2/upstream.ts, exchange.ts and bridge.ts use: request() -> a stream with 'response',
+// 'data', 'trailers', 'end', 'close', 'drain'; 'connect', 'remoteSettings', 'goaway', 'error',
+// 'close'; close, destroy, setTimeout; closed, destroyed.
+//
+// - Streams over the upstream's SETTINGS_MAX_CONCURRENT_STREAMS wait here, in order, and get
+//   their id and send their HEADERS when a slot frees (as nghttp2 queues them).
+// - A response head is checked (proxy/h2/validate.ts checkResponseHead): a malformed one (CR, LF
+//   or NUL in a value, an uppercase or bad name, a connection-specific field, a bad :status) resets
+//   the stream (PROTOCOL_ERROR) and the exchange answers 502; 1xx heads are skipped.
+// - The upstream's GOAWAY: streams above its last id, and those still waiting, close with
+//   REFUSED_STREAM (never processed: the exchange sends them again on a new session); no new
+//   stream on this one; it closes when the others end.
+import { connect, type Socket } from 'node:net'
+import type { OutgoingHttpHeaders } from 'node:http2'
+import { onreadOptions, ReadBuffer } from '../../net/read-buffer.ts'
+import { checkResponseHead } from '../validate.ts'
+import { contentLengthOf, H2Conn, type ConnOptions } from './connection.ts'
+import { E_COMPRESSION_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, F_END_STREAM } from './frames.ts'
+import { DECODE_ERROR, DECODE_OK } from './hpack.ts'
+import { fieldsOf, H2Stream, headersObject } from './stream.ts'
+
+/** The proxy's request on an upstream connection. */
+export class ClientStream extends H2Stream {
+  /** the request's fields until its HEADERS are sent */
+  fields: string[] | null = null
+  responded = false
+  /** a HEAD request: its response's content-length describes no body */
+  head = false
+
+  get writableEnded(): boolean {
+    return this.ending
+  }
+
+  /** request bytes not sent yet (flow control) */
+  get writableLength(): number {
+    return this.outQueued
+  }
+
+  override close(code = 0): void {
+    if (this.closed) return
+    if (this.id === 0) (this.session as ClientSession).unqueue(this, code)
+    else super.close(code)
+  }
+}
+
+export class ClientSession extends H2Conn {
+  private nextId = 1
+  private waiting: ClientStream[] = []
+  private readonly authority: string
+  private remoteSettingsSeen = false
+
+  constructor(socket: Socket, opts: ConnOptions, rb: ReadBuffer, authority: string) {
+    super(socket, opts, null, rb, false)
+    this.authority = authority
+    this.pendingSettingsAck = false
+    socket.setNoDelay(true)
+    socket.once('connect', () => this.emit('connect', this, socket))
+    this.startReading(true)
+  }
+
+  /** h2c with prior knowledge to host:port. */
+  static connect(host: string, port: number, opts: ConnOptions): ClientSession {
+    const rb = new ReadBuffer()
+    const socket = connect({ host, port, onread: onreadOptions(rb, ignoreBytes) })
+    return new ClientSession(socket, opts, rb, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
+  }
+
+  /** node's session.setTimeout: no byte either way for ms */
+  setTimeout(ms: number, cb: () => void): void {
+    this.socket.setTimeout(ms, cb)
+  }
+
+  protected override onSocketError(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err)
+  }
+
+  protected override dataAllowed(st: H2Stream): boolean {
+    return (st as ClientStream).responded
+  }
+
+  protected override onRemoteSettings(): void {
+    if (!this.remoteSettingsSeen) {
+      this.remoteSettingsSeen = true
+      this.emit('remoteSettings')
+    }
+    this.admit()
+  }
+
+  request(headers: OutgoingHttpHeaders, opts?: { endStream?: boolean }): ClientStream {
+    if (this.closed || this.destroyed) throw new Error('WEFT_ERR_H2_SESSION_CLOSED: the upstream session is going away')
+    const st = new ClientStream(this, 0, this.opts.initialWindowSize, this.peerInitialWindow)
+    const f: string[] = [':method', String(headers[':method'] ?? 'GET')]
+    const method = f[1]
+    if (method !== 'CONNECT') f.push(':scheme', String(headers[':scheme'] ?? 'http'))
+    f.push(':authority', String(headers[':authority'] ?? this.authority))
+    if (method !== 'CONNECT') f.push(':path', String(headers[':path'] ?? '/'))
+    const rest = fieldsOf(headers, '')
+    for (let i = 0; i < rest.length; i++) f.push(rest[i])
+    st.fields = f
+    st.head = method === 'HEAD'
+    if (opts?.endStream === true) {
+      st.ending = true
+      st.localEnded = true
+    }
+    this.waiting.push(st)
+    this.admit()
+    return st
+  }
+
+  /** Streams waiting for a slot get their id and send their HEADERS, in order. */
+  private admit(): void {
+    while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.destroyed) {
+      const st = this.waiting.shift()!
+      if (st.closed) continue
+      st.id = this.nextId
+      this.nextId += 2
+      this.streams.set(st.id, st)
+      st.headersSent = true
+      const f = st.fields!
+      st.fields = null
+      const endNow = st.localEnded
+      this.sendHeaders(st, f, endNow)
+      if (!endNow) this.flushStream(st)
+    }
+  }
+
+  /** A waiting stream given up (cancelled before it had a slot): closed, nothing sent. */
+  unqueue(st: ClientStream, code: number): void {
+    const i = this.waiting.indexOf(st)
+    if (i !== -1) this.waiting.splice(i, 1)
+    st.finished(code)
+  }
+
+  protected headerBlock(id: number, flags: number, b: Buffer, s: number, e: number): void {
+    const raw: string[] = []
+    const r = this.decoder.decode(b, s, e, raw, this.opts.maxHeaderListSize)
+    if (r === DECODE_ERROR) return this.connError(E_COMPRESSION_ERROR, null)
+    const st = this.streams.get(id) as ClientStream | undefined
+    if (st === undefined) {
+      // a server cannot open streams (no push): even ids are its error; a closed one of ours is dropped
+      if ((id & 1) === 0 || id >= this.nextId) this.connError(E_PROTOCOL_ERROR, null)
+      return
+    }
+    const endStream = (flags & F_END_STREAM) !== 0
+    if (st.responded) return this.trailers(st, raw, r, endStream, flags)
+    if (r !== DECODE_OK || checkResponseHead(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
+    const status = raw[1]
+    if (status.charCodeAt(0) === 0x31) {
+      // 1xx: informational, not relayed; 101 has no place in HTTP/2; one cannot end the stream
+      if (status === '101' || endStream) return this.streamError(st, E_PROTOCOL_ERROR)
+      return
+    }
+    st.responded = true
+    if (!st.head && status !== '204' && status !== '304') {
+      const cl = contentLengthOf(raw)
+      if (cl === -2 || (endStream && cl > 0)) return this.streamError(st, E_PROTOCOL_ERROR)
+      st.contentLength = cl
+    }
+    st.remoteEnded = endStream
+    st.emit('response', headersObject(raw), flags)
+    if (endStream && !st.closed) st.pushEnd()
+  }
+
+  /** The upstream goes away: what it did not process is refused, the rest finishes. */
+  protected onPeerGoaway(code: number, lastId: number): void {
+    this.closed = true
+    for (const st of this.waiting.splice(0)) st.finished(E_REFUSED_STREAM)
+    for (const st of [...this.streams.values()]) if (st.id > lastId) this.streamDone(st, E_REFUSED_STREAM)
+    this.emit('goaway', code, lastId)
+    if (this.streams.size === 0) this.finishClose()
+  }
+
+  protected override onSocketClose(): void {
+    for (const st of this.waiting.splice(0)) st.finished(E_REFUSED_STREAM)
+    super.onSocketClose()
+  }
+
+  /** streams closing free their slot for a waiting one */
+  override streamDone(st: H2Stream, code: number): void {
+    super.streamDone(st, code)
+    if (this.waiting.length > 0) this.admit()
+  }
+}
+
+function ignoreBytes(): void {}
