@@ -159,7 +159,8 @@ export class ClientSession extends H2Conn {
       st.contentLength = cl
     }
     st.remoteEnded = endStream
-    st.emit('response', headersObject(raw), flags)
+    if (st.sink !== null) st.sink.streamResponse(st, headersObject(raw), flags)
+    else st.emit('response', headersObject(raw), flags)
     if (endStream && !st.closed) st.pushEnd()
   }
 

@@ -359,7 +359,8 @@ export abstract class H2Conn extends EventEmitter {
     if (!endStream || r !== DECODE_OK) return this.streamError(st, E_PROTOCOL_ERROR)
     if (checkTrailers(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     if (st.contentLength >= 0 && st.received !== st.contentLength) return this.streamError(st, E_PROTOCOL_ERROR)
-    st.emit('trailers', headersObject(raw), flags)
+    if (st.sink !== null) st.sink.streamTrailers(st, headersObject(raw))
+    else st.emit('trailers', headersObject(raw), flags)
     if (!st.closed) st.pushEnd()
   }
 
@@ -705,7 +706,9 @@ function uncork(s: H2Conn): void {
 }
 
 function drainLater(st: H2Stream): void {
-  if (!st.closed) st.emit('drain')
+  if (st.closed) return
+  if (st.sink !== null) st.sink.streamDrain(st)
+  else st.emit('drain')
 }
 
 /** The request's content-length: -1 none, -2 not one decimal or two different values (malformed). */
