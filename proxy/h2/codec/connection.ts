@@ -50,6 +50,8 @@ const SOCKET_HIGH = 256 * 1024
 const MAX_DATA_FRAME = 65536
 /** payloads up to this are copied behind their frame header (one write instead of two) */
 const COPY_MAX = 2048
+/** the connection's write buffer: small frames of one turn are copied into it and leave as one write */
+const WBUF_SIZE = 16 * 1024
 const HIGH_WATER = 16384
 
 const CONTROL_FLOOD = Buffer.from('WEFT_ERR_H2_CONTROL_FLOOD')
@@ -97,6 +99,10 @@ export abstract class H2Conn extends EventEmitter {
   private readonly drainWaiters = new Set<H2Stream>()
   socketBlocked = false
   private corked = false
+  /** frames of this turn not yet handed to the socket (wbuf[0..wlen)); flushed in the check phase */
+  private wbuf: Buffer | null = null
+  private wlen = 0
+  private flushScheduled = false
   private pings: PendingPing[] = []
   private pingSeq = 0
   private controlCount = 0
@@ -485,16 +491,56 @@ export abstract class H2Conn extends EventEmitter {
   // ---- writing ------------------------------------------------------------------------------------
 
   /**
-   * Frames written in one turn of the event loop leave in one write: corked until the check phase
-   * (a response's HEADERS, DATA and trailers come from separate upstream events of one read).
+   * Frames written in one turn of the event loop leave in one write, in the check phase (a
+   * response's HEADERS, DATA and trailers come from separate upstream events of one read; the
+   * streams of one read answer together): small frames are copied into the connection's write
+   * buffer (one socket.write of one Buffer per turn, no Buffer per frame), a large payload is
+   * written as it is with the socket corked until then.
    */
   protected out(b: Buffer): void {
     if (this.destroyed) return
+    const n = b.length
+    if (n > COPY_MAX) {
+      this.flushOut()
+      this.writeSocket(b)
+      return
+    }
+    const p = this.reserve(n)
+    b.copy(this.wbuf!, p)
+  }
+
+  /** n bytes at the returned offset of wbuf, written by the caller (n <= WBUF_SIZE). */
+  private reserve(n: number): number {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(flushLater, this)
+    }
+    if (this.wbuf === null) this.wbuf = Buffer.allocUnsafe(WBUF_SIZE)
+    else if (this.wlen + n > WBUF_SIZE) this.flushOut()
+    const p = this.wlen
+    this.wlen = p + n
+    return p
+  }
+
+  /** The write buffer to the socket (a copy: the buffer is reused). */
+  private flushOut(): void {
+    const n = this.wlen
+    if (n === 0) return
+    this.wlen = 0
+    const c = Buffer.allocUnsafe(n)
+    this.wbuf!.copy(c, 0, 0, n)
+    this.writeSocket(c)
+  }
+
+  private writeSocket(b: Buffer): void {
     const s = this.socket
     if (!this.corked) {
       this.corked = true
       s.cork()
-      setImmediate(uncork, this)
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(flushLater, this)
+      }
     }
     if (!s.write(b) && s.writableLength > SOCKET_HIGH && !this.socketBlocked) {
       this.socketBlocked = true
@@ -502,7 +548,11 @@ export abstract class H2Conn extends EventEmitter {
     }
   }
 
+  /** What this turn wrote goes to the socket now. */
   uncork(): void {
+    this.flushScheduled = false
+    if (!this.socket.destroyed) this.flushOut()
+    else this.wlen = 0
     if (!this.corked) return
     this.corked = false
     this.socket.uncork()
@@ -518,9 +568,19 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   sendHeaders(st: H2Stream, fields: string[], endStream: boolean): void {
-    const block = this.encoder.encode(fields)
-    const max = this.peerMaxFrame
     const es = endStream ? F_END_STREAM : 0
+    const n = this.encoder.encodeScratch(fields)
+    const scratch = this.encoder.scratchBuffer
+    if (n <= COPY_MAX && !this.destroyed) {
+      // encoded, then copied behind its frame header in the write buffer: no Buffer of its own
+      const p = this.reserve(FRAME_HEADER + n)
+      const w = this.wbuf!
+      frameHeader(w, p, n, T_HEADERS, es | F_END_HEADERS, st.id)
+      scratch.copy(w, p + FRAME_HEADER, 0, n)
+      return
+    }
+    const block = Buffer.from(scratch.subarray(0, n))
+    const max = this.peerMaxFrame
     if (block.length <= max) {
       const f = Buffer.allocUnsafe(FRAME_HEADER + block.length)
       frameHeader(f, 0, block.length, T_HEADERS, es | F_END_HEADERS, st.id)
@@ -536,9 +596,9 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   sendEndStream(st: H2Stream): void {
-    const f = Buffer.allocUnsafe(FRAME_HEADER)
-    frameHeader(f, 0, 0, T_DATA, F_END_STREAM, st.id)
-    this.out(f)
+    if (this.destroyed) return
+    const p = this.reserve(FRAME_HEADER)
+    frameHeader(this.wbuf!, p, 0, T_DATA, F_END_STREAM, st.id)
   }
 
   /** Send what the windows allow of st's queue; END_STREAM with its last bytes when it is ending. */
@@ -584,10 +644,11 @@ export abstract class H2Conn extends EventEmitter {
     const n = chunk.length
     const flags = end ? F_END_STREAM : 0
     if (n <= COPY_MAX) {
-      const f = Buffer.allocUnsafe(FRAME_HEADER + n)
-      frameHeader(f, 0, n, T_DATA, flags, id)
-      chunk.copy(f, FRAME_HEADER)
-      this.out(f)
+      if (this.destroyed) return
+      const p = this.reserve(FRAME_HEADER + n)
+      const w = this.wbuf!
+      frameHeader(w, p, n, T_DATA, flags, id)
+      chunk.copy(w, p + FRAME_HEADER)
     } else {
       const h = Buffer.allocUnsafe(FRAME_HEADER)
       frameHeader(h, 0, n, T_DATA, flags, id)
@@ -701,7 +762,7 @@ export abstract class H2Conn extends EventEmitter {
 
 function ignore(): void {}
 
-function uncork(s: H2Conn): void {
+function flushLater(s: H2Conn): void {
   s.uncork()
 }
 
