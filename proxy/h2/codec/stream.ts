@@ -58,6 +58,8 @@ export class H2Stream extends EventEmitter {
   private inQueue: Buffer[] = []
   inQueued = 0
   private flowing = false
+  /** the consumer has read (a 'data' listener, flow() or resume()): it is owed an 'end' */
+  private reading = false
   private paused = false
   private endEmitted = false
 
@@ -86,7 +88,7 @@ export class H2Stream extends EventEmitter {
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     super.on(event, listener)
     if (event === 'data' && !this.paused && !this.flowing) {
-      this.flowing = true
+      this.flowing = this.reading = true
       if (this.inQueue.length > 0 || this.remoteEnded) process.nextTick(deliverLater, this)
     }
     return this
@@ -95,7 +97,7 @@ export class H2Stream extends EventEmitter {
   /** Start the flow of DATA to the sink (what a 'data' listener does), unless paused. */
   flow(): void {
     if (!this.paused && !this.flowing) {
-      this.flowing = true
+      this.flowing = this.reading = true
       if (this.inQueue.length > 0 || this.remoteEnded) process.nextTick(deliverLater, this)
     }
   }
@@ -136,7 +138,9 @@ export class H2Stream extends EventEmitter {
       if (this.sink !== null) this.sink.streamData(this, b)
       else this.emit('data', b)
     }
-    if (this.remoteEnded && this.inQueue.length === 0 && !this.endEmitted && this.flowing) {
+    // 'end' once every byte is handed on, also to a consumer that paused after the last one (it
+    // would otherwise see the stream close, below, without its end: a response cut short)
+    if (this.remoteEnded && this.inQueue.length === 0 && !this.endEmitted && (this.flowing || this.reading)) {
       this.endEmitted = true
       if (this.sink !== null) this.sink.streamEnd(this)
       else this.emit('end')
@@ -157,7 +161,7 @@ export class H2Stream extends EventEmitter {
   resume(): this {
     this.paused = false
     if (!this.flowing) {
-      this.flowing = true
+      this.flowing = this.reading = true
       if (this.inQueue.length > 0 || this.remoteEnded) this.deliver()
     }
     return this
