@@ -53,6 +53,8 @@ const COPY_MAX = 2048
 /** the connection's write buffer: small frames of one turn are copied into it and leave as one write */
 const WBUF_SIZE = 16 * 1024
 const HIGH_WATER = 16384
+/** a partial frame at least this long is assembled in a buffer of its own (onBytes) */
+const BIG_FRAME = 4096
 
 const CONTROL_FLOOD = Buffer.from('WEFT_ERR_H2_CONTROL_FLOOD')
 const CONTINUATION_FLOOD = Buffer.from('WEFT_ERR_H2_CONTINUATION_FLOOD')
@@ -80,6 +82,15 @@ export abstract class H2Conn extends EventEmitter {
   protected goawayLast = -1
   protected peerGoaway = false
   protected buf: Buffer | null = null
+  /**
+   * A frame longer than what is left of a read (a 16 KiB DATA frame never fits the 16 KiB read
+   * buffer): assembled here, each byte copied once, then parsed alone and its payload kept without
+   * another copy (instead of concatenating the rest with every read and copying the payload out).
+   */
+  private big: Buffer | null = null
+  private bigLen = 0
+  /** the bytes being parsed are this connection's own (a payload may be kept as a view of them) */
+  private ownedInput = false
   protected prefaceLeft = PREFACE.length
   private gotSettings = false
   private contId = 0
@@ -178,21 +189,51 @@ export abstract class H2Conn extends EventEmitter {
   private onBytes(chunk: Buffer, n: number, owned: boolean): void {
     if (this.destroyed) return
     let b = n === chunk.length ? chunk : chunk.subarray(0, n)
-    if (this.buf !== null) {
+    const big = this.big
+    if (big !== null) {
+      const k = Math.min(big.length - this.bigLen, b.length)
+      b.copy(big, this.bigLen, 0, k)
+      this.bigLen += k
+      if (this.bigLen < big.length) return
+      this.big = null
+      this.bigLen = 0
+      if (this.parseSafe(big, true) < 0 || this.destroyed || k === b.length) return
+      b = b.subarray(k)
+    } else if (this.buf !== null) {
       b = Buffer.concat([this.buf, b])
       this.buf = null
       owned = true
     }
-    let p: number
+    const p = this.parseSafe(b, owned)
+    if (p < 0 || this.destroyed || p === b.length) return
+    const rest = b.length - p
+    if (this.prefaceLeft === 0 && rest >= FRAME_HEADER) {
+      // parse() checked this frame's length against the maximum
+      const need = FRAME_HEADER + ((b[p] << 16) | (b[p + 1] << 8) | b[p + 2])
+      if (need >= BIG_FRAME) {
+        const f = Buffer.allocUnsafe(need)
+        b.copy(f, 0, p)
+        this.big = f
+        this.bigLen = rest
+        return
+      }
+    }
+    this.buf = owned ? b.subarray(p) : Buffer.from(b.subarray(p))
+  }
+
+  /** parse(b); -1 after an exception (the connection is destroyed) */
+  private parseSafe(b: Buffer, owned: boolean): number {
+    this.ownedInput = owned
     try {
-      p = this.parse(b)
+      return this.parse(b)
     } catch (err) {
       // a bug here or in a listener the codec called: this connection, never the process
       this.emit('internalError', err)
       this.destroy()
-      return
+      return -1
+    } finally {
+      this.ownedInput = false
     }
-    if (!this.destroyed && p < b.length) this.buf = owned ? b.subarray(p) : Buffer.from(b.subarray(p))
   }
 
   private parse(b: Buffer): number {
@@ -321,7 +362,8 @@ export abstract class H2Conn extends EventEmitter {
       this.consumed(null, n)
       return this.streamError(st, E_PROTOCOL_ERROR)
     }
-    if (n > 0) st.push(Buffer.from(b.subarray(s, e)))
+    // the read buffer is reused: a payload in it is copied; bytes of our own are kept as they are
+    if (n > 0) st.push(this.ownedInput ? b.subarray(s, e) : Buffer.from(b.subarray(s, e)))
     if (endStream && !st.closed) st.pushEnd()
   }
 
