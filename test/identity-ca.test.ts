@@ -26,7 +26,7 @@ writeFileSync(join(dir, 'reviews.token'), 'tok-reviews\n')
 
 async function csrFor(uri: string | null): Promise<string> {
   x509.cryptoProvider.set(crypto)
-  const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair
+  const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     keys, signingAlgorithm: ALG,
     extensions: uri === null ? [] : [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }])],

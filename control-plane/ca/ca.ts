@@ -92,9 +92,12 @@ export class CertificateAuthority {
     return new CertificateAuthority(opts, signer)
   }
 
-  /** The PEMs of every trusted root: the current one first, then those kept for a rotation's overlap. */
+  /** roots trusted before they sign: a rotation's first step */
+  private nextRoots: { signer: Signer; certPem: string; keyPem: string }[] = []
+
+  /** The PEMs of every trusted root: the signing one first, then the next and previous ones of a rotation. */
   trustBundle(): string[] {
-    return [this.signer.rootPem, ...this.previousRoots]
+    return [this.signer.rootPem, ...this.nextRoots.map((r) => r.certPem), ...this.previousRoots]
   }
 
   /** the current signing certificate and key, PEM (to keep them in a Secret) */
@@ -108,14 +111,29 @@ export class CertificateAuthority {
   }
 
   /**
-   * Root rotation, first step: a new root signs from now on; the old one stays in the trust
-   * bundle so that SVIDs it signed keep working until they are renewed. `dropPreviousRoots` ends the overlap.
+   * Root rotation without a failed handshake takes three steps, each followed by every proxy
+   * renewing (they learn the bundle with their certificate):
+   *   1. prepareRootRotation: a new root is trusted, the old one still signs;
+   *   2. activateNextRoot: the new root signs, the old one stays trusted (its SVIDs still work);
+   *   3. dropPreviousRoots: the old root is no longer trusted.
+   * A proxy that presents a new-root SVID to one that has not renewed since step 1 would be refused.
    */
-  async rotateRoot(): Promise<void> {
-    const made = await makeRoot(this.trustDomain, this.now(), this.rootDays)
+  async prepareRootRotation(): Promise<void> {
+    this.nextRoots.push(await makeRoot(this.trustDomain, this.now(), this.rootDays))
+  }
+
+  activateNextRoot(): void {
+    const next = this.nextRoots.shift()
+    if (next === undefined) throw new Error('no root prepared (prepareRootRotation first)')
     this.previousRoots = [this.signer.rootPem, ...this.previousRoots]
-    this.signer = made.signer
-    if (this.dir !== undefined) saveRoot(this.dir, made.certPem, made.keyPem)
+    this.signer = next.signer
+    if (this.dir !== undefined) saveRoot(this.dir, next.certPem, next.keyPem)
+  }
+
+  /** Steps 1 and 2 at once (only when no proxy needs to trust the new root before it signs). */
+  async rotateRoot(): Promise<void> {
+    await this.prepareRootRotation()
+    this.activateNextRoot()
   }
 
   dropPreviousRoots(): void {
@@ -189,7 +207,7 @@ export class CertificateAuthority {
 }
 
 async function makeRoot(trustDomain: string, now: Date, days: number): Promise<{ signer: Signer; certPem: string; keyPem: string }> {
-  const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair
+  const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `O=${trustDomain}, CN=weft-root-${now.toISOString().slice(0, 19)}`,

@@ -13,15 +13,12 @@ import * as x509 from '@peculiar/x509'
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import { certificateService, type CertificateResponse } from '../../protos/ca.ts'
 import type { Logger } from '../log.ts'
+import { peerSpiffeId } from './spiffe.ts'
+
+export { ALPN_H2, ALPN_HTTP1, ALPN_TCP, MESH_ALPN, peerSpiffeId } from './spiffe.ts'
 
 const crypto = webcrypto as unknown as Crypto
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
-
-/** ALPN names of what runs inside a mesh TLS connection (the client offers one) */
-export const ALPN_HTTP1 = 'http/1.1'
-export const ALPN_H2 = 'h2'
-export const ALPN_TCP = 'weft-tcp'
-export const MESH_ALPN = [ALPN_H2, ALPN_HTTP1, ALPN_TCP]
 
 export interface IdentitySettings {
   trustDomain: string
@@ -70,15 +67,6 @@ export interface IdentityStatus {
   lastError: string | null
 }
 
-/** The SPIFFE ID of a peer certificate's URI SAN ("URI:spiffe://..."), or null. */
-export function peerSpiffeId(subjectaltname: string | undefined): string | null {
-  if (subjectaltname === undefined) return null
-  for (const part of subjectaltname.split(', ')) {
-    if (part.startsWith('URI:spiffe://')) return part.slice(4)
-  }
-  return null
-}
-
 export class IdentityManager {
   readonly settings: IdentitySettings
   readonly spiffeId: string
@@ -122,6 +110,25 @@ export class IdentityManager {
     this.timer = null
     this.client?.close()
     this.client = null
+  }
+
+  /**
+   * start(), retried until it succeeds (1 s, doubling, at most 30 s), each failure logged: a proxy
+   * started before its CA is reachable gets its identity when it is.
+   */
+  run(): void {
+    x509.cryptoProvider.set(crypto)
+    const attempt = (failures: number): void => {
+      if (this.stopped) return
+      this.obtain().then((s) => this.install(s), (e: Error) => {
+        this.lastError = e.message
+        const wait = Math.min(30_000, 1000 * 2 ** Math.min(5, failures))
+        this.log?.warn({ err: e.message, retryInMs: wait }, 'WEFT_ERR_IDENTITY: no certificate yet')
+        this.timer = setTimeout(() => attempt(failures + 1), wait)
+        this.timer.unref()
+      })
+    }
+    attempt(0)
   }
 
   /** Renew now (also what the timer does at half the lifetime). */
@@ -168,7 +175,7 @@ export class IdentityManager {
       const bundle = splitPem(readFileSync(st.trustBundleFile, 'utf8'))
       return makeSvid(keyPem, chain, bundle)
     }
-    const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as CryptoKeyPair
+    const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       keys,
       signingAlgorithm: ALG,
