@@ -4,7 +4,7 @@
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
 import { request } from 'undici'
-import { startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
+import { startTestSidecar, until, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
 import { startTestCa, type TestCa } from './helpers/mesh-identity.ts'
 import { CertificateAuthority } from '../control-plane/ca/ca.ts'
