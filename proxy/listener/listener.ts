@@ -8,6 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { MTLS_DISABLE, MTLS_STRICT } from './protocol.ts'
+import { ALPN_TCP } from '../identity/spiffe.ts'
 import { AUTHZ_DENY, type PeerIdentity } from '../identity/authz.ts'
 import type { IdentityManager } from '../identity/identity.ts'
 import { acceptMeshTls, newMtlsStats, type MtlsStats, type TlsOwner } from './mesh-tls.ts'
@@ -329,14 +330,36 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
 
   /** TlsOwner: the client proved `peer`; serve what runs inside, by ALPN or by detection. */
   secured(hs: ListenerConnection, t: TLSSocket, peer: PeerIdentity, alpn: string): void {
-    this.conns.delete(hs)
     this.peers.set(t, peer)
     const ib = this.inboundDsts.get(hs.socket)
     if (ib !== undefined) this.inboundDsts.set(t, ib)
     const p = this.config.protocol
-    if (ib === undefined && p.mode !== PROTOCOL_TCP && alpn === 'h2') this.track(new H2Connection(t, this, null, this.clock()))
-    else if (ib === undefined && p.mode !== PROTOCOL_TCP && alpn === 'http/1.1') this.track(new DownstreamConnection(t, this))
-    else this.track(new Detector(t, this, this.clock(), p.tcp === null && ib === undefined ? 0 : p.detectTimeoutMs))
+    if (alpn === ALPN_TCP || p.mode === PROTOCOL_TCP) {
+      // opaque inside: no detection (a short first message would look like an HTTP method)
+      const target = p.tcp
+      if ((ib !== undefined || target !== null) && !this.tcpAllowed(t)) return this.connectionClosed(hs)
+      t.setNoDelay(true)
+      const rb = new ReadBuffer()
+      const fast = readIntoBuffer(t, rb, () => {})
+      if (ib !== undefined) {
+        const ic = p.interception
+        this.replace(hs, passthroughTcp(this, t, ib.family === 6 ? '::1' : '127.0.0.1', ib.port, ic?.idleTimeoutMs ?? 3_600_000, ic?.connectTimeoutMs ?? 5_000, this.counters.tunnels.tcp, this.counters, fast ? rb : null, null, false))
+        return
+      }
+      if (target !== null) {
+        this.replace(hs, proxyTcp(this, t, fast ? rb : null, null, false, target, this.counters.tunnels.tcp, this.counters))
+        return
+      }
+    }
+    if (ib === undefined && alpn === 'h2') this.replace(hs, new H2Connection(t, this, null, this.clock()))
+    else if (ib === undefined && alpn === 'http/1.1') this.replace(hs, new DownstreamConnection(t, this))
+    else this.replace(hs, new Detector(t, this, this.clock(), p.tcp === null && ib === undefined ? 0 : p.detectTimeoutMs))
+  }
+
+  /** `next` serves the connection `prev` held: one tracked connection, counted once */
+  private replace(prev: ListenerConnection, next: ListenerConnection): void {
+    this.conns.delete(prev)
+    this.track(next)
   }
 
   /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */
