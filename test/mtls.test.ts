@@ -157,3 +157,58 @@ t.test('a server whose SPIFFE ID the cluster does not allow is refused (secure n
   t.match(r.body, /WEFT_ERR_UPSTREAM_IDENTITY: spiffe:\/\/cluster.local\/ns\/shop\/sa\/reviews may not serve this cluster/)
   t.equal(m.app.requests.length, 0, 'nothing reached the app')
 })
+
+t.test('leaf and root rotation under load: zero failed requests, new handshakes on the new certificates', async (t) => {
+  const m = await mesh(t, { })
+  // the callee closes idle connections after 100 ms: new mesh TLS connections all along
+  await m.reviews.sidecar.proxy.apply({ ...m.reviewsConfig(), limits: { idleTimeout: '100ms', firstByteTimeout: '100ms' } })
+  const ida = m.frontend.sidecar.proxy.identity!
+  const idb = m.reviews.sidecar.proxy.identity!
+  let stop = false
+  let ok = 0
+  const failures: string[] = []
+  const worker = async (): Promise<void> => {
+    while (!stop) {
+      try {
+        const r = await get(m.frontend.port, '/rot')
+        if (r.status === 200) ok++
+        else failures.push(`${r.status} ${r.body}`)
+      } catch (e) {
+        failures.push((e as Error).message)
+      }
+      await new Promise((r) => setTimeout(r, Math.random() * 250))
+    }
+  }
+  const workers = [worker(), worker(), worker(), worker()]
+  const pause = () => new Promise((r) => setTimeout(r, 400))
+  const serials = new Set<string>([ida.current.serial, idb.current.serial])
+  const renewBoth = async () => {
+    await ida.renew()
+    await idb.renew()
+    serials.add(ida.current.serial).add(idb.current.serial)
+    await pause()
+  }
+  const accepted0 = (await decisions(m.reviews)).mtls_accepted
+  await pause()
+  await renewBoth() // leaf rotation
+  await m.ca.ca.prepareRootRotation()
+  await renewBoth() // both roots trusted everywhere
+  t.equal(ida.current.trustBundle.length, 2)
+  const oldRoot = m.ca.ca.trustBundle()[0]
+  m.ca.ca.activateNextRoot()
+  await renewBoth() // SVIDs of the new root
+  t.not(m.ca.ca.trustBundle()[0], oldRoot)
+  m.ca.ca.dropPreviousRoots()
+  await renewBoth() // the old root gone
+  t.equal(ida.current.trustBundle.length, 1)
+  t.equal(idb.current.trustBundle[0], m.ca.ca.trustBundle()[0], 'only the new root is trusted')
+  stop = true
+  await Promise.all(workers)
+  t.same(failures, [], 'no request failed')
+  t.ok(ok > 40, `requests served during the rotation (${ok})`)
+  t.equal(serials.size, 10, 'five certificates each')
+  const accepted = (await decisions(m.reviews)).mtls_accepted - accepted0
+  t.ok(accepted >= 5, `new mesh TLS connections were made along the way (${accepted})`)
+  const resumed = (await decisions(m.reviews)).mtls_resumed
+  t.ok(resumed >= 1, `sessions resumed (${resumed} of ${accepted})`)
+})

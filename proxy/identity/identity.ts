@@ -8,7 +8,7 @@
 import 'reflect-metadata'
 import { createSecureContext, type SecureContext } from 'node:tls'
 import { readFileSync } from 'node:fs'
-import { webcrypto, X509Certificate } from 'node:crypto'
+import { randomBytes, webcrypto, X509Certificate } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import { certificateService, type CertificateResponse } from '../../protos/ca.ts'
@@ -238,6 +238,13 @@ export function splitPem(text: string): string[] {
   return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((p) => (p.endsWith('\n') ? p : p + '\n')) ?? []
 }
 
+/**
+ * Session ticket keys of the proxy's server contexts: one set per process, the same across
+ * renewals, so a session resumes after the certificate changed. Set on the context as tls.Server
+ * does (a TLSSocket made around an accepted socket has no server to set them).
+ */
+const TICKET_KEYS = randomBytes(48)
+
 function makeSvid(keyPem: string, chainPem: string[], trustBundle: string[]): Svid {
   if (chainPem.length === 0) throw new Error('identity: no certificate')
   if (trustBundle.length === 0) throw new Error('identity: no trusted root')
@@ -250,6 +257,10 @@ function makeSvid(keyPem: string, chainPem: string[], trustBundle: string[]): Sv
   const ca = trustBundle.join('')
   // TLS 1.3 only between sidecars: one round trip, and every suite has forward secrecy
   const common = { key: keyPem, cert, ca, minVersion: 'TLSv1.3' as const }
+  // sessionIdContext: OpenSSL resumes a session only within the context it was made in, and
+  // refuses (internal_error) when a server that verifies clients has none (tls.Server sets one)
+  const server = createSecureContext({ ...common, sessionIdContext: 'weft-mesh' })
+  ;(server as unknown as { context: { setTicketKeys(k: Buffer): void } }).context.setTicketKeys(TICKET_KEYS)
   return {
     spiffeId: id,
     chainPem,
@@ -259,7 +270,7 @@ function makeSvid(keyPem: string, chainPem: string[], trustBundle: string[]): Sv
     // half of what is left when it arrives (the CA backdates notBefore for clock skew)
     renewAt: new Date(Date.now() + Math.max(1000, (notAfter.getTime() - Date.now()) / 2)),
     serial: leaf.serialNumber,
-    server: createSecureContext(common),
+    server,
     client: createSecureContext(common),
   }
 }

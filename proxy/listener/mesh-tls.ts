@@ -13,6 +13,8 @@ import { peerIdentity, type PeerIdentity } from '../identity/authz.ts'
 export interface MtlsStats {
   /** handshakes completed with a valid mesh identity */
   accepted: number
+  /** ... of which resumed a session (TLS 1.3 ticket: no certificate exchange) */
+  resumed: number
   /** plain text served in permissive mode */
   plaintext: number
   /** plain text refused in strict mode */
@@ -24,7 +26,7 @@ export interface MtlsStats {
 }
 
 export function newMtlsStats(): MtlsStats {
-  return { accepted: 0, plaintext: 0, plaintextRefused: 0, handshakeFailed: 0, peerRejected: 0 }
+  return { accepted: 0, resumed: 0, plaintext: 0, plaintextRefused: 0, handshakeFailed: 0, peerRejected: 0 }
 }
 
 /** What a listener's connection is to it (listener.ts ListenerConnection). */
@@ -124,6 +126,7 @@ export function acceptMeshTls(owner: TlsOwner, s: Socket, first: Buffer): void {
       return
     }
     stats.accepted++
+    if (t.isSessionReused()) stats.resumed++
     hs.secured = true
     const hash = cert.fingerprint256.replaceAll(':', '').toLowerCase()
     owner.secured(hs, t, peerIdentity(spiffe, svid.spiffeId, hash), typeof t.alpnProtocol === 'string' ? t.alpnProtocol : '')

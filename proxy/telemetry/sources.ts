@@ -48,6 +48,7 @@ const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTot
 /** Mutual TLS on accepted connections (listener/mesh-tls.ts), with their `decision` labels. */
 const MTLS_DECISIONS: readonly (readonly [keyof MtlsStats, string])[] = [
   ['accepted', 'mtls_accepted'],
+  ['resumed', 'mtls_resumed'],
   ['plaintext', 'mtls_plaintext'],
   ['plaintextRefused', 'mtls_plaintext_refused'],
   ['handshakeFailed', 'mtls_handshake_failed'],
