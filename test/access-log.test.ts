@@ -16,6 +16,9 @@ const OUTBOUND: PeerLabels = {
   destinationService: 'unknown',
   destinationWorkload: 'unknown',
   destinationNamespace: 'unknown',
+  sourcePrincipal: 'unknown',
+  destinationPrincipal: 'unknown',
+  connectionSecurityPolicy: 'unknown',
 }
 
 const START = Date.UTC(2025, 0, 31, 12, 0, 0, 123)
@@ -24,6 +27,7 @@ function rec(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: START,
     durationMs: 1.2345678,
+    peer: null,
     method: 'GET',
     authority: 'reviews:9080',
     path: '/reviews/1?x="y"',
@@ -149,6 +153,7 @@ t.test('inbound labels', async (t) => {
   const log = createAccessLog({ path: file }, {
     reporter: 'destination', sourceWorkload: 'unknown', sourceNamespace: 'unknown',
     destinationService: 'reviews', destinationWorkload: 'reviews-v1', destinationNamespace: 'shop',
+    sourcePrincipal: 'unknown', destinationPrincipal: 'unknown', connectionSecurityPolicy: 'none',
   })
   log.onRequest(rec())
   await log.close()

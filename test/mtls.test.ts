@@ -99,6 +99,10 @@ t.test('two sidecars speak mutual TLS; the app learns the caller from x-forwarde
   t.match(xfcc, new RegExp(`^By=${REVIEWS};Hash=[0-9a-f]{64};URI=${FRONTEND}$`), 'XFCC set from the verified peer; what the caller sent is dropped')
   const d = await decisions(m.reviews)
   t.equal(d.mtls_accepted, 1, 'one mesh TLS connection')
+  const inMetrics = (await m.reviews.admin('/metrics')).body
+  t.match(inMetrics, new RegExp(`weft_requests_total\\{reporter="destination"[^}]*source_principal="${FRONTEND}",destination_principal="${REVIEWS}",connection_security_policy="mutual_tls"[^}]*response_code="200"`), 'callee: who called, over mutual TLS')
+  const outMetrics = (await m.frontend.admin('/metrics')).body
+  t.match(outMetrics, new RegExp(`weft_requests_total\\{reporter="source"[^}]*source_principal="${FRONTEND}",destination_principal="${REVIEWS}",connection_security_policy="unknown"`), 'caller: both principals (Istio leaves the policy unknown on the source side)')
   const id = await m.reviews.adminJson('/identity')
   t.equal(id.spiffeId, REVIEWS)
   t.equal(id.source, 'ca')

@@ -15,6 +15,7 @@ function rec(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: Date.UTC(2025, 0, 31, 12, 0, 0, 123),
     durationMs: 2.5,
+    peer: null,
     method: 'GET',
     authority: 'reviews:9080',
     path: '/reviews/1',

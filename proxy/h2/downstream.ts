@@ -505,6 +505,6 @@ function refusedRecord(headers: IncomingHttpHeaders, flag: string, address: stri
   return {
     startTime: Date.now(), durationMs: 0, method: one(headers[':method']), authority: one(headers[':authority']),
     path: one(headers[':path']), protocol: 'HTTP/2', status: 0, grpcStatus: '', flags: flag, routeName: '', vhostName: '',
-    clusterName: '', upstreamHost: '', bytesIn: 0, bytesOut: 0, requestId: '', traceId: '', downstreamAddress: address,
+    clusterName: '', upstreamHost: '', bytesIn: 0, bytesOut: 0, requestId: '', traceId: '', downstreamAddress: address, peer: null,
   }
 }
