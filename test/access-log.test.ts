@@ -64,7 +64,7 @@ function lines(file: string): Record<string, unknown>[] {
 const FIELDS = [
   'start_time', 'reporter', 'source_workload', 'source_namespace', 'destination_workload', 'destination_namespace',
   'duration_ms', 'method', 'authority', 'path', 'protocol', 'response_code', 'response_flags', 'route_name',
-  'upstream_cluster', 'upstream_host', 'bytes_received', 'bytes_sent', 'request_id', 'trace_id', 'downstream_remote_address',
+  'upstream_cluster', 'upstream_host', 'bytes_received', 'bytes_sent', 'request_id', 'trace_id', 'downstream_remote_address', 'source_principal',
 ]
 
 t.test('every field, in order, with its type and value', async (t) => {
@@ -104,6 +104,7 @@ t.test('every field, in order, with its type and value', async (t) => {
     request_id: '0b7e1c0e-4a4b-4c5e-9a52-8d1f0c2f3a10',
     trace_id: null,
     downstream_remote_address: '127.0.0.1',
+    source_principal: null,
   })
   t.match(got[1], {
     response_code: 404, response_flags: 'NR', route_name: null, upstream_cluster: null, upstream_host: null,
