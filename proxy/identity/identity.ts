@@ -221,7 +221,7 @@ export class IdentityManager {
       nextRenewal: this.settings.caAddress === undefined ? null : s.renewAt.toISOString(),
       chain: s.chainPem.map((p) => {
         const c = new X509Certificate(p)
-        return { subject: c.subject, issuer: c.issuer, san: c.subjectAltName ?? '', notAfter: c.validToDate.toISOString() }
+        return { subject: c.subject ?? '', issuer: c.issuer ?? '', san: c.subjectAltName ?? '', notAfter: c.validToDate.toISOString() }
       }),
       trustBundle: s.trustBundle.map((p) => {
         const c = new X509Certificate(p)
