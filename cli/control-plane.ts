@@ -160,6 +160,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
         listen: c.listen,
         trustDomain: c.trustDomain ?? 'cluster.local',
         log,
+        registry: server.registry.metrics.registry,
         dir: c.dir,
         tokensFile: c.tokensFile,
         kube: o.kubernetes === undefined ? undefined : { config: loadKubeConfig(o.kubernetes), namespace: c.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system' },

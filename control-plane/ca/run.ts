@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs'
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { CertificateAuthority } from './ca.ts'
-import { FileTokens, startCaServer, TokenReviewAuthenticator, type Authenticator, type CaServer } from './server.ts'
+import type { Registry } from 'prom-client'
+import { CaMetrics, FileTokens, startCaServer, TokenReviewAuthenticator, type Authenticator, type CaServer } from './server.ts'
 
 export const ROOT_SECRET = 'weft-ca-root'
 
@@ -22,6 +23,8 @@ export interface CaRunOptions {
   tokensFile?: string
   /** Kubernetes mode */
   kube?: { config: KubeConfig; namespace: string }
+  /** where weft_ca_requests_total goes (the control plane's registry: its /metrics) */
+  registry?: Registry
   /** plugged-in signing certificate (PEM files; chain: intermediates up to the root) */
   plugin?: { certFile: string; keyFile: string; chainFile?: string }
 }
@@ -103,6 +106,6 @@ export async function startCa(o: CaRunOptions): Promise<RunningCa> {
     if (o.tokensFile === undefined) throw new Error('--ca-listen in local mode needs --ca-tokens (the workloads\' tokens file)')
     auth = new FileTokens(o.tokensFile)
   }
-  const server = await startCaServer({ ca, auth, address: o.listen, log: o.log })
+  const server = await startCaServer({ ca, auth, address: o.listen, log: o.log, metrics: new CaMetrics(o.registry) })
   return { ca, server, close: () => server.stop() }
 }
