@@ -133,3 +133,29 @@ t.test('request trailers are forwarded: one sidecar (HTTP/2 → HTTP/2) and two 
   t.equal(app.bodies.get('/empty'), '', 'no body')
   t.equal(app.trailers.get('/empty')?.['x-checksum'], 'none', 'the trailers of a request without DATA')
 })
+
+t.test("the client codec's field limit: an upstream response head over 200 fields is refused (502), one of 150 goes through", async (t) => {
+  const server = createServer()
+  server.on('stream', (s: ServerHttp2Stream, h: IncomingHttpHeaders) => {
+    const n = Number(String(h[':path']).slice(1))
+    const head: Record<string, string | number> = { ':status': 200 }
+    for (let i = 0; i < n; i++) head['x-f' + i] = 'v'
+    s.on('error', () => {})
+    s.respond(head)
+    s.end('fields ' + n)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const port = (server.address() as { port: number }).port
+  const s = await startTestSidecar(t, makeConfig({ clusters: [cluster('app', [port], { protocol: 'http2' })], routes: [routeTo('app')] }))
+  const get = async (n: number): Promise<{ status: number; body: string; fields: number }> => {
+    const r = await fetch(`http://127.0.0.1:${s.port}/${n}`)
+    return { status: r.status, body: await r.text(), fields: [...r.headers.keys()].filter((k) => k.startsWith('x-f')).length }
+  }
+  const ok = await get(150)
+  t.equal(ok.status, 200)
+  t.equal(ok.fields, 150, 'every field of a 150-field head relayed')
+  const big = await get(250)
+  t.equal(big.status, 502, 'a 250-field head (over the 200 fields the client codec takes) is refused')
+  t.match(big.body, /WEFT_ERR_UPSTREAM_RESET/)
+})
