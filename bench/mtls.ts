@@ -10,6 +10,9 @@
 //   haproxy-plain     wrk -> haproxy A -> haproxy B -> nginx
 //   haproxy-mtls      ... the A -> B hop in TLS with client certificates (the same CA's SVIDs)
 //
+// --only ROW,ROW measures those rows alone (all are still started), e.g. the authorization cost:
+// --only weft-mtls,weft-mtls-authz --repeat 6.
+//
 // Per row: a warm-up, wrk -c50 (requests/s), wrk -c1 (p50), the two proxies' CPU from /proc.
 // Then the new-connection handshake rate on B's port (openssl s_time -new, client certificate)
 // for Weft and HAProxy. Rows run in alternating order each round. The last line is JSON with
@@ -112,6 +115,8 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
       repeat: { type: 'string', default: '2' },
       connections: { type: 'string', default: '50' },
       quick: { type: 'boolean', default: false },
+      // comma-separated row names to run (default all), e.g. weft-mtls,weft-mtls-authz for the authorization cost alone
+      only: { type: 'string' },
       'no-save': { type: 'boolean', default: false },
     },
     strict: true,
@@ -185,8 +190,10 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
       }
       ;(rows as unknown as { files?: unknown }).files = files
     }
+    const only = values.only === undefined ? null : new Set(values.only.split(','))
+    const measured = only === null ? rows : rows.filter((row) => only.has(row.name))
     for (let r = 1; r <= repeat; r++) {
-      const order = r % 2 === 1 ? rows : [...rows].reverse()
+      const order = r % 2 === 1 ? measured : [...measured].reverse()
       for (const row of order) {
         const url = `http://127.0.0.1:${row.port}/`
         log(`round ${r}/${repeat}: ${row.name}`)
