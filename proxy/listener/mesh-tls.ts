@@ -109,17 +109,18 @@ export function acceptMeshTls(owner: TlsOwner, s: Socket, first: Buffer): void {
   t.once('secure', () => {
     if (hs.done) return
     hs.done = true
-    const cert = t.getPeerCertificate()
+    // the X509Certificate view: its fields are read on demand (getPeerCertificate() builds them all)
+    const cert = t.getPeerX509Certificate()
     // A TLSSocket made around an accepted socket (not by a tls.Server) is not verified by Node's
     // server code: the chain's verdict is read here, as tls.Server does; without it, refused.
     const verify = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError
     const verdict = typeof verify === 'function' ? verify.call((t as unknown as { _handle: unknown })._handle) : new Error('no verification available')
-    if (verdict !== null || cert === undefined || cert.raw === undefined) {
+    if (verdict !== null || cert === undefined) {
       stats.handshakeFailed++
       t.destroy()
       return
     }
-    const spiffe = peerSpiffeId(cert.subjectaltname)
+    const spiffe = peerSpiffeId(cert.subjectAltName)
     if (spiffe === null || !spiffe.startsWith(`spiffe://${id.settings.trustDomain}/`)) {
       stats.peerRejected++
       t.destroy()
