@@ -85,7 +85,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     }
     count(out.decision)
     o.onDecision?.(out.decision, out.review.response.uid)
-    return { status: 200, type: 'application/json', body: JSON.stringify(out.review) }
+    return { status: 200, type: 'application/json', body: out.json }
   }
 
   const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2' }, (sock) => {
