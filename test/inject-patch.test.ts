@@ -92,7 +92,7 @@ t.test('the direct patch applied to the pod is inject()\'s pod, for any pod and 
       return
     }
     injected++
-    const ops = JSON.parse(got.patch) as PatchOp[]
+    const ops = JSON.parse(Buffer.from(got.patch, 'base64').toString()) as PatchOp[]
     if (!ops.every((o) => ['add', 'replace'].includes(o.op) && o.path.startsWith('/'))) throw new Error(`unexpected op in ${got.patch}`)
     const applied = apply(p, ops)
     if (JSON.stringify(applied) !== JSON.stringify(want.workload)) throw new Error(`patched pod differs:\n${JSON.stringify(applied)}\n${JSON.stringify(want.workload)}`)
@@ -107,7 +107,7 @@ t.test('each layout and shape of the pod\'s own lists gives the operations the A
   const ops = (p: KubeObject) => {
     const r = patch(p)
     if (!r.injected) throw new Error('not injected')
-    return (JSON.parse(r.patch) as PatchOp[]).map((o) => `${o.op} ${o.path}`)
+    return (JSON.parse(Buffer.from(r.patch, 'base64').toString()) as PatchOp[]).map((o) => `${o.op} ${o.path}`)
   }
   t.same(ops(base), [
     'replace /spec/containers/0/readinessProbe/httpGet',
@@ -125,6 +125,6 @@ t.test('each layout and shape of the pod\'s own lists gives the operations the A
   ], 'classic with the pod\'s own lists: inserts, the probe patched before the proxy shifts the containers')
   const bare = { apiVersion: 'v1', kind: 'Pod', spec: { containers: [{ name: 'app' }] } }
   t.same(ops(bare), ['add /spec/initContainers', 'add /spec/volumes', 'add /metadata'], 'no metadata at all')
-  t.same(apply(bare, JSON.parse((patch(bare) as { patch: string }).patch)), inject(bare, DEFAULT_MESH).workload)
+  t.same(apply(bare, JSON.parse(Buffer.from((patch(bare) as { patch: string }).patch, 'base64').toString())), inject(bare, DEFAULT_MESH).workload)
   t.match(patch({ apiVersion: 'apps/v1', kind: 'Deployment', spec: { template: bare } }), { injected: false, skipped: 'not-a-workload' }, 'pods only: the webhook patches Pods')
 })

@@ -13,11 +13,30 @@ import { podTemplate } from './template.ts'
 import type { KubeObject, MeshConfig, SkipReason } from './types.ts'
 
 export type PodPatch =
-  | { injected: true; /** JSON text of the patch operations */ patch: string; warnings: string[] }
+  | {
+    injected: true
+    /**
+     * base64 of the patch's JSON text (what an AdmissionResponse carries). The JSON may hold runs
+     * of up to two spaces between tokens: see b64().
+     */
+    patch: string
+    warnings: string[]
+  }
   | { injected: false; skipped: SkipReason; warnings: string[] }
 
 /** A Pod in (as the API server sends it; never modified), its injection as a JSON Patch out. */
 export type PodPatcher = (pod: KubeObject) => PodPatch
+
+/**
+ * base64 of `text` (UTF-8) with spaces added at its end to make a multiple of 3 bytes: base64
+ * turns every 3 bytes into 4 characters, so such pieces concatenate into the base64 of the texts
+ * concatenated. Each piece of a patch ends between two JSON tokens (where whitespace is allowed),
+ * so the constant pieces are encoded once, at compile time, and a review encodes only what it adds.
+ */
+export function b64(text: string): string {
+  const pad = (3 - (Buffer.byteLength(text) % 3)) % 3
+  return Buffer.from(pad === 0 ? text : pad === 1 ? text + ' ' : text + '  ').toString('base64')
+}
 
 /** A JSON text with holes: text[0] + value of hole[0] + text[1] + ... */
 interface Template {
@@ -43,12 +62,6 @@ function template(value: unknown): Template {
   return { text, holes }
 }
 
-function fill(t: Template, values: string[]): string {
-  let s = t.text[0]!
-  for (let i = 0; i < t.holes.length; i++) s += values[t.holes[i]!]! + t.text[i + 1]!
-  return s
-}
-
 const ANNOTATION_PATH = `/metadata/annotations/${A.status.replace(/~/g, '~0').replace(/\//g, '~1')}`
 
 export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
@@ -65,15 +78,63 @@ export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
   const plainInit = JSON.stringify(initContainer(mesh, plain('native')))
   const volume = JSON.stringify(tmpVolume())
 
-  const proxyJson = (o: PodOptions, probesJson: string | undefined): string => {
-    if (o.cpuRequest !== undefined || o.cpuLimit !== undefined || o.memoryRequest !== undefined || o.memoryLimit !== undefined) {
-      return JSON.stringify(sidecarContainer(mesh, o, probesJson))
-    }
-    const values = [JSON.stringify(o.logLevel ?? mesh.logLevel), probesJson === undefined ? '' : JSON.stringify(probesJson)]
-    return fill(proxyTemplates[o.mode][probesJson === undefined ? 0 : 1]!, values)
+  // the proxy container, as base64 pieces: from its template (log level and WEFT_APP_PROBES spliced
+  // in), or serialised for this pod when the pod sets its own proxy resources
+  const proxyB64 = {
+    native: proxyTemplates.native.map((t) => t.text.map(b64)),
+    classic: proxyTemplates.classic.map((t) => t.text.map(b64)),
   }
-  const initJson = (o: PodOptions): string =>
-    o.excludeInboundPorts.length === 0 && o.excludeOutboundPorts.length === 0 && o.excludeOutboundCidrs.length === 0 ? plainInit : JSON.stringify(initContainer(mesh, o))
+  const logLevels = new Map<string, string>()
+  const logLevelB64 = (level: string): string => {
+    let v = logLevels.get(level)
+    if (v === undefined) logLevels.set(level, v = b64(JSON.stringify(level)))
+    return v
+  }
+  const proxy = (o: PodOptions, probesJson: string | undefined): string => {
+    if (o.cpuRequest !== undefined || o.cpuLimit !== undefined || o.memoryRequest !== undefined || o.memoryLimit !== undefined) {
+      return b64(JSON.stringify(sidecarContainer(mesh, o, probesJson)))
+    }
+    // the holes come in order: the log level (hole 0), then the probes (hole 1)
+    const p = proxyB64[o.mode][probesJson === undefined ? 0 : 1]!
+    const level = logLevelB64(o.logLevel ?? mesh.logLevel)
+    return probesJson === undefined ? p[0]! + level + p[1]! : p[0]! + level + p[1]! + b64(JSON.stringify(probesJson)) + p[2]!
+  }
+  const plainInitB64 = b64(plainInit)
+  const init = (o: PodOptions): string =>
+    o.excludeInboundPorts.length === 0 && o.excludeOutboundPorts.length === 0 && o.excludeOutboundCidrs.length === 0 ? plainInitB64 : b64(JSON.stringify(initContainer(mesh, o)))
+
+  // the operations around the two containers: [open, between, close] per layout and whether the pod has init containers
+  const around = {
+    native: [
+      ['{"op":"add","path":"/spec/initContainers/0","value":', '},{"op":"add","path":"/spec/initContainers/1","value":', '},'],
+      ['{"op":"add","path":"/spec/initContainers","value":[', ',', ']},'],
+    ].map((a) => a.map(b64)),
+    classic: [
+      ['{"op":"add","path":"/spec/initContainers/0","value":', '},{"op":"add","path":"/spec/containers/0","value":', '},'],
+      ['{"op":"add","path":"/spec/initContainers","value":[', ']},{"op":"add","path":"/spec/containers/0","value":', '},'],
+    ].map((a) => a.map(b64)),
+  }
+  // the volume and the status annotation, and the closing bracket: one text per layout and per
+  // what the pod lacks (init containers, volumes, metadata, annotations)
+  const tails = new Map<number, string>()
+  const tail = (mode: PodOptions['mode'], noInit: boolean, noVolumes: boolean, noMeta: boolean, noAnnotations: boolean): string => {
+    const key = (mode === 'native' ? 1 : 0) | (noInit ? 2 : 0) | (noVolumes ? 4 : 0) | (noMeta ? 8 : 0) | (noAnnotations ? 16 : 0)
+    let v = tails.get(key)
+    if (v !== undefined) return v
+    const created: string[] = []
+    if (noInit) created.push('spec.initContainers')
+    if (noVolumes) created.push('spec.volumes')
+    if (noMeta) created.push('metadata')
+    if (noAnnotations) created.push('metadata.annotations')
+    const status = JSON.stringify(statusAnnotation(mode, created))
+    let ops = noVolumes ? `{"op":"add","path":"/spec/volumes","value":[${volume}]},` : `{"op":"add","path":"/spec/volumes/-","value":${volume}},`
+    if (noMeta) ops += `{"op":"add","path":"/metadata","value":{"annotations":{${JSON.stringify(A.status)}:${status}}}}]`
+    else if (noAnnotations) ops += `{"op":"add","path":"/metadata/annotations","value":{${JSON.stringify(A.status)}:${status}}}]`
+    else ops += `{"op":"add","path":"${ANNOTATION_PATH}","value":${status}}]`
+    tails.set(key, v = b64(ops))
+    return v
+  }
+  const OPEN = b64('[')
 
   return (pod) => {
     const t = podTemplate(pod)
@@ -84,31 +145,16 @@ export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
     const spec = t.holder.spec!
     const meta = t.holder.metadata
     // probes first: their container indexes are the pod's own (classic inserts the proxy at 0 after)
-    let ops = '['
-    for (const r of rewrites) ops += `{"op":"replace","path":"/spec/containers/${r.index}/${r.kind}/httpGet","value":${JSON.stringify(r.httpGet)}},`
-    const proxy = proxyJson(opts, probes.length > 0 ? JSON.stringify(probes) : undefined)
-    const init = initJson(opts)
-    const created: string[] = []
-    const noInit = spec.initContainers === undefined
-    if (noInit) created.push('spec.initContainers')
-    if (opts.mode === 'native') {
-      ops += noInit
-        ? `{"op":"add","path":"/spec/initContainers","value":[${init},${proxy}]},`
-        : `{"op":"add","path":"/spec/initContainers/0","value":${init}},{"op":"add","path":"/spec/initContainers/1","value":${proxy}},`
-    } else {
-      ops += noInit ? `{"op":"add","path":"/spec/initContainers","value":[${init}]},` : `{"op":"add","path":"/spec/initContainers/0","value":${init}},`
-      ops += `{"op":"add","path":"/spec/containers/0","value":${proxy}},`
+    let patch = OPEN
+    if (rewrites.length > 0) {
+      let ops = '['
+      for (const r of rewrites) ops += `{"op":"replace","path":"/spec/containers/${r.index}/${r.kind}/httpGet","value":${JSON.stringify(r.httpGet)}},`
+      patch = b64(ops)
     }
-    if (spec.volumes === undefined) {
-      created.push('spec.volumes')
-      ops += `{"op":"add","path":"/spec/volumes","value":[${volume}]},`
-    } else ops += `{"op":"add","path":"/spec/volumes/-","value":${volume}},`
-    if (meta === undefined) created.push('metadata')
-    if (meta?.annotations === undefined) created.push('metadata.annotations')
-    const status = JSON.stringify(statusAnnotation(opts.mode, created))
-    if (meta === undefined) ops += `{"op":"add","path":"/metadata","value":{"annotations":{${JSON.stringify(A.status)}:${status}}}}]`
-    else if (meta.annotations === undefined) ops += `{"op":"add","path":"/metadata/annotations","value":{${JSON.stringify(A.status)}:${status}}}]`
-    else ops += `{"op":"add","path":"${ANNOTATION_PATH}","value":${status}}]`
-    return { injected: true, patch: ops, warnings: plan.warnings }
+    const noInit = spec.initContainers === undefined
+    const a = around[opts.mode][noInit ? 1 : 0]!
+    patch += a[0]! + init(opts) + a[1]! + proxy(opts, probes.length > 0 ? JSON.stringify(probes) : undefined) + a[2]!
+    patch += tail(opts.mode, noInit, spec.volumes === undefined, meta === undefined, meta?.annotations === undefined)
+    return { injected: true, patch, warnings: plan.warnings }
   }
 }

@@ -72,7 +72,7 @@ export function admit(body: unknown, o: AdmitOptions): AdmissionOutcome | { erro
   const r = patcherOf(o.mesh)(pod)
   const warnings = r.warnings.length > 0 ? { warnings: r.warnings } : {}
   if (!r.injected) return reply(`skipped:${r.skipped}`, warnings)
-  return reply('injected', { patchType: 'JSONPatch', patch: Buffer.from(r.patch).toString('base64'), ...warnings })
+  return reply('injected', { patchType: 'JSONPatch', patch: r.patch, ...warnings })
 }
 
 /** One compiled patcher per mesh configuration (a MeshConfig is not changed once in use). */
@@ -104,29 +104,40 @@ export function podShapeError(obj: Record<string, unknown>): string | null {
     for (const k of ['name', 'generateName', 'namespace'] as const) if (meta[k] !== undefined && typeof meta[k] !== 'string') return `metadata.${k} is not a string`
     for (const k of ['annotations', 'labels'] as const) {
       const m = meta[k]
-      if (m === undefined) continue
-      if (!isObj(m) || !Object.values(m).every((v) => typeof v === 'string')) return `metadata.${k} is not a map of strings`
+      if (m !== undefined && !isStringMap(m)) return `metadata.${k} is not a map of strings`
     }
   }
   const spec = obj.spec
   if (!isObj(spec)) return 'spec is not an object'
-  const list = (key: string, required: boolean): string | null => {
-    const l = spec[key]
-    if (l === undefined && !required) return null
-    if (!Array.isArray(l) || (required && l.length === 0)) return `spec.${key} is not ${required ? 'a non-empty' : 'an'} array`
-    for (const [i, c] of l.entries()) {
-      if (!isObj(c) || typeof c.name !== 'string') return `spec.${key}[${i}] is not an object with a name`
-      if (key === 'volumes') continue
-      if (c.ports !== undefined && (!Array.isArray(c.ports) || !c.ports.every(isObj))) return `spec.${key}[${i}].ports is not an array of objects`
-      for (const p of PROBE_KINDS) {
-        const probe = c[p]
-        if (probe === undefined) continue
-        if (!isObj(probe)) return `spec.${key}[${i}].${p} is not an object`
-        const g = probe.httpGet
-        if (g !== undefined && (!isObj(g) || (typeof g.port !== 'number' && typeof g.port !== 'string'))) return `spec.${key}[${i}].${p}.httpGet has no port`
-      }
+  return listShapeError(spec, 'containers', true) ?? listShapeError(spec, 'initContainers', false) ?? listShapeError(spec, 'volumes', false)
+}
+
+function isStringMap(m: unknown): boolean {
+  if (!isObj(m)) return false
+  for (const k in m) if (Object.hasOwn(m, k) && typeof m[k] !== 'string') return false
+  return true
+}
+
+function listShapeError(spec: Record<string, unknown>, key: string, required: boolean): string | null {
+  const l = spec[key]
+  if (l === undefined && !required) return null
+  if (!Array.isArray(l) || (required && l.length === 0)) return `spec.${key} is not ${required ? 'a non-empty' : 'an'} array`
+  for (let i = 0; i < l.length; i++) {
+    const c: unknown = l[i]
+    if (!isObj(c) || typeof c.name !== 'string') return `spec.${key}[${i}] is not an object with a name`
+    if (key === 'volumes') continue
+    const ports = c.ports
+    if (ports !== undefined) {
+      if (!Array.isArray(ports)) return `spec.${key}[${i}].ports is not an array of objects`
+      for (let j = 0; j < ports.length; j++) if (!isObj(ports[j])) return `spec.${key}[${i}].ports is not an array of objects`
     }
-    return null
+    for (const p of PROBE_KINDS) {
+      const probe = c[p]
+      if (probe === undefined) continue
+      if (!isObj(probe)) return `spec.${key}[${i}].${p} is not an object`
+      const g = probe.httpGet
+      if (g !== undefined && (!isObj(g) || (typeof g.port !== 'number' && typeof g.port !== 'string'))) return `spec.${key}[${i}].${p}.httpGet has no port`
+    }
   }
-  return list('containers', true) ?? list('initContainers', false) ?? list('volumes', false)
+  return null
 }
