@@ -5,6 +5,7 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { compilePodPatcher, DEFAULT_MESH, inject, type KubeObject, type MeshConfig } from '../control-plane/inject/index.ts'
+import { b64 } from '../control-plane/inject/patch.ts'
 import { apply, type PatchOp } from '../control-plane/webhook/json-patch.ts'
 
 const MESHES: MeshConfig[] = [
@@ -127,4 +128,14 @@ t.test('each layout and shape of the pod\'s own lists gives the operations the A
   t.same(ops(bare), ['add /spec/initContainers', 'add /spec/volumes', 'add /metadata'], 'no metadata at all')
   t.same(apply(bare, JSON.parse(Buffer.from((patch(bare) as { patch: string }).patch, 'base64').toString())), inject(bare, DEFAULT_MESH).workload)
   t.match(patch({ apiVersion: 'apps/v1', kind: 'Deployment', spec: { template: bare } }), { injected: false, skipped: 'not-a-workload' }, 'pods only: the webhook patches Pods')
+})
+
+t.test('b64: pieces padded to 3 bytes concatenate into the base64 of the padded texts (any UTF-8)', async (t) => {
+  fc.assert(fc.property(fc.array(fc.string({ unit: 'grapheme', maxLength: 12 }), { maxLength: 6 }), (texts) => {
+    const joined = Buffer.from(texts.map(b64).join(''), 'base64').toString()
+    const padded = texts.map((s) => s + ' '.repeat((3 - (Buffer.byteLength(s) % 3)) % 3)).join('')
+    if (joined !== padded) throw new Error(`${JSON.stringify(joined)} !== ${JSON.stringify(padded)}`)
+  }), { numRuns: 500, seed: 11 })
+  t.equal(b64('[{"op":"add"}'), Buffer.from('[{"op":"add"}  ').toString('base64'), 'two spaces for 13 bytes')
+  t.equal(b64('ü'), Buffer.from('ü ').toString('base64'), 'bytes, not characters: ü is 2 bytes, one space')
 })
