@@ -75,7 +75,6 @@ if (process.argv[2] === 'server') {
     await Promise.all(servers.splice(0).map((c) => new Promise((r) => { c.once('exit', r); c.disconnect() })))
   }
   const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
-  const load = loadavg()
   if (!UNDICI) {
     const dir = mkdtempSync(join(tmpdir(), 'weft-webhook-bench-'))
     const lua = join(dir, 'review.lua')
