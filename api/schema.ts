@@ -383,10 +383,79 @@ export const Cluster = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // Mutual TLS to the endpoints' sidecars with this proxy's identity: the peer must present an
+    // SVID of the trust domain, and one of `identities` when given (the service's workloads).
+    // ALPN says what is inside: http/1.1, h2 (protocol http2) or weft-tcp (tunnels).
+    tls: Type.Optional(
+      Type.Object(
+        {
+          mode: Type.Optional(Type.Union([Type.Literal('mutual'), Type.Literal('disable')], { default: 'mutual' })),
+          identities: Type.Optional(Type.Array(Type.String({ pattern: '^spiffe://' }))),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     endpoints: Type.Array(Endpoint),
   },
   { additionalProperties: false },
 )
+
+// A principal, "spiffe://<trust-domain>/ns/<ns>/sa/<sa>" or Istio's form without "spiffe://";
+// "*" any, "prefix*" and "*suffix" as Istio's string matches
+const MatchString = Type.String({ minLength: 1 })
+// An authorization policy of an inbound listener (Istio's security.istio.io/v1 AuthorizationPolicy):
+// DENY policies first (one that matches denies), then ALLOW (when the listener has any ALLOW
+// policy, a request none of them matches is denied); AUDIT only marks what it matches. A rule
+// matches when each of its from / to / when lists has an element that matches (an absent list
+// matches anything); an element matches when each of its fields does; a field matches when one of
+// its values does, and a not* field when none does.
+export const AuthorizationRule = Type.Object(
+  {
+    from: Type.Optional(Type.Array(Type.Object(
+      {
+        principals: Type.Optional(Type.Array(MatchString)),
+        notPrincipals: Type.Optional(Type.Array(MatchString)),
+        namespaces: Type.Optional(Type.Array(MatchString)),
+        notNamespaces: Type.Optional(Type.Array(MatchString)),
+      },
+      { additionalProperties: false },
+    ))),
+    to: Type.Optional(Type.Array(Type.Object(
+      {
+        ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
+        notPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
+        // HTTP only (a TCP connection: an ALLOW rule with one never matches, a DENY rule ignores it)
+        methods: Type.Optional(Type.Array(MatchString)),
+        notMethods: Type.Optional(Type.Array(MatchString)),
+        paths: Type.Optional(Type.Array(MatchString)),
+        notPaths: Type.Optional(Type.Array(MatchString)),
+      },
+      { additionalProperties: false },
+    ))),
+    // HTTP only: request headers (lower-case name); values as MatchString
+    when: Type.Optional(Type.Array(Type.Object(
+      {
+        header: HeaderName,
+        values: Type.Optional(Type.Array(Type.String())),
+        notValues: Type.Optional(Type.Array(Type.String())),
+      },
+      { additionalProperties: false },
+    ))),
+  },
+  { additionalProperties: false },
+)
+
+export const AuthorizationPolicy = Type.Object(
+  {
+    name: Name,
+    action: Type.Optional(Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY'), Type.Literal('AUDIT')], { default: 'ALLOW' })),
+    // no rules: the policy matches nothing (an ALLOW policy without rules denies everything)
+    rules: Type.Optional(Type.Array(AuthorizationRule)),
+  },
+  { additionalProperties: false },
+)
+export type AuthorizationPolicy = Type.Static<typeof AuthorizationPolicy>
+export type AuthorizationRule = Type.Static<typeof AuthorizationRule>
 
 export const Listener = Type.Object(
   {
@@ -428,6 +497,12 @@ export const Listener = Type.Object(
     // that is 0.0.0.0 or ::), as Envoy's bind_to_port: false. How an injected pod's inbound traffic
     // to one app port gets its own route table, policies and reporter=destination telemetry.
     bindToPort: Type.Optional(Type.Boolean({ default: true })),
+    // Mutual TLS on an inbound listener (needs the proxy's `identity`): permissive (the default
+    // with an identity) serves mesh TLS and plain text, told apart by the first byte; strict
+    // refuses plain text (counted); disable (the default without an identity) serves plain text only.
+    mtls: Type.Optional(Type.Union([Type.Literal('disable'), Type.Literal('permissive'), Type.Literal('strict')])),
+    // Authorization of an inbound listener's requests and TCP connections (README "Identity").
+    authorization: Type.Optional(Type.Array(AuthorizationPolicy)),
     // Where opaque TCP goes: the cluster's endpoints and balancer, its pool.connectTimeout.
     tcp: Type.Optional(
       Type.Object(
@@ -541,6 +616,36 @@ export const Bootstrap = Type.Object(
     admin: Type.Optional(
       Type.Object(
         { address: Type.Optional(Type.String()), port: Port },
+        { additionalProperties: false },
+      ),
+    ),
+    // The proxy's own identity, an X.509 SVID for spiffe://<trustDomain>/ns/<node.namespace>/sa/<serviceAccount>
+    // (README "Identity"): from the mesh CA (`ca`), or from files (certFile, keyFile, trustBundleFile).
+    identity: Type.Optional(
+      Type.Object(
+        {
+          trustDomain: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', default: 'cluster.local' })),
+          serviceAccount: Type.Optional(Type.String({ minLength: 1, default: 'default' })),
+          ca: Type.Optional(
+            Type.Object(
+              {
+                // host:port of the certificate service (`weft control-plane --ca`)
+                address: Type.String({ minLength: 1 }),
+                // the token that proves the workload (a ServiceAccount token; local mode: one of the CA's tokens file)
+                tokenFile: Type.Optional(Type.String({ minLength: 1 })),
+                // lifetime asked for; default the CA's (24h); renewed at half of it
+                ttl: Type.Optional(Duration),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          certFile: Type.Optional(Type.String({ minLength: 1 })),
+          keyFile: Type.Optional(Type.String({ minLength: 1 })),
+          trustBundleFile: Type.Optional(Type.String({ minLength: 1 })),
+          // x-forwarded-client-cert toward the app on inbound listeners: sanitizeSet (default)
+          // drops what the caller sent and sets By/Hash/URI of the mTLS peer; sanitize only drops it
+          forwardClientCert: Type.Optional(Type.Union([Type.Literal('sanitizeSet'), Type.Literal('sanitize')], { default: 'sanitizeSet' })),
+        },
         { additionalProperties: false },
       ),
     ),

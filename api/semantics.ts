@@ -72,9 +72,30 @@ export function checkSemantics(cfg: BootstrapConfig, mk: MakeError, lineOf: (seg
     if (lim.streamIdleTimeout !== undefined) positiveDuration(lim.streamIdleTimeout, ['limits', 'streamIdleTimeout'], invalid)
   }
 
+  // Identity: where the certificate comes from, and what needs one.
+  const id = cfg.identity
+  if (id !== undefined) {
+    const files = [id.certFile, id.keyFile, id.trustBundleFile].filter((f) => f !== undefined).length
+    if (id.ca !== undefined && files > 0) invalid(['identity', 'ca'], 'identity comes from the CA (ca) or from files (certFile, keyFile, trustBundleFile), not both', 'key')
+    else if (id.ca === undefined && files !== 3) invalid(['identity'], 'identity needs ca.address, or all of certFile, keyFile and trustBundleFile')
+    if (id.ca?.ttl !== undefined) positiveDuration(id.ca.ttl, ['identity', 'ca', 'ttl'], invalid)
+  }
+  cfg.clusters.forEach((c, i) => {
+    if (c.tls !== undefined && (c.tls.mode ?? 'mutual') === 'mutual' && id === undefined) {
+      invalid(['clusters', i, 'tls'], 'mutual TLS needs the proxy\'s identity: set `identity` (or tls.mode: disable)', 'key')
+    }
+  })
+
   // Listeners: route table references, ports.
   const ports = new Map<number, number>()
   cfg.listeners.forEach((l, i) => {
+    if (l.mtls !== undefined && l.mtls !== 'disable') {
+      if (l.direction !== 'inbound') invalid(['listeners', i, 'mtls'], 'mtls is for inbound listeners (outbound mesh TLS is the cluster\'s `tls`)', 'key')
+      else if (id === undefined) invalid(['listeners', i, 'mtls'], `mtls "${l.mtls}" needs the proxy's identity: set \`identity\``, 'key')
+    }
+    if (l.authorization !== undefined && l.direction !== 'inbound') {
+      invalid(['listeners', i, 'authorization'], 'authorization applies to inbound listeners (the callee decides who may call it)', 'key')
+    }
     if (!tables.has(l.routeTable)) {
       errors.push(mk(ConfigErrorCode.REF, ['listeners', i, 'routeTable'], unknownRef('route table', l.routeTable, tables.keys())))
     }

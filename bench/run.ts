@@ -47,6 +47,7 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        weighted split, retries, a rate limit that never triggers, circuit breaker)
   --tcp                TCP pass-through: direct, weft-tcp (a protocol: tcp listener), haproxy-tcp (mode tcp);
                        the same keep-alive wrk load through the tunnels; last stdout line is a JSON summary
+  --mtls               two proxies in a row, plain and with mutual TLS on the hop: Weft vs HAProxy (bench/mtls.ts)
   --grpc               gRPC unary with h2load: direct (an h2c upstream), weft (h2c → http2 cluster), haproxy
                        (proto h2 both ways); options --clients, --streams, --duration, --warmup, --repeat, --quick
   --footprint          idle RSS, RSS after load, ready time, RSS with 10k idle connections: Weft, HAProxy, nginx
@@ -408,6 +409,7 @@ let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--mtls')) exitCode = await (await import('./mtls.ts')).runMtlsBench(process.argv.slice(2).filter((a) => a !== '--mtls'))
   else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))
   else if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
   else exitCode = await main()

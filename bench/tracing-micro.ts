@@ -58,6 +58,7 @@ const SCENARIOS: Scenario[] = [
 const REC: RequestRecord = {
   startTime: Date.now(),
   durationMs: 1.234,
+  peer: null,
   method: 'GET',
   authority: 'reviews.default.svc.cluster.local:9080',
   path: '/reviews/1?foo=bar',

@@ -20,8 +20,15 @@ export function registerControlPlane(program: Command): void {
     .option('--webhook-service <name>', 'the control plane\'s Service: DNS names of the webhook certificate, address proxies are given (<name>.<namespace>.svc:15010)', 'weft-control-plane')
     .option('--namespace <ns>', 'the control plane\'s namespace (never injected); default $POD_NAMESPACE or weft-system')
     .option('--proxy-image <image>', 'image of the injected weft-init and weft-proxy containers')
+    .option('--ca-listen <host:port>', 'serve the mesh certificate service (SVIDs for proxies; istiod uses 15012) on this address')
+    .option('--trust-domain <domain>', 'with --ca-listen: the SPIFFE trust domain', 'cluster.local')
+    .option('--ca-dir <dir>', 'with --ca-listen, local mode: where the mesh root is kept (made at first start)')
+    .option('--ca-tokens <file>', 'with --ca-listen, local mode: the workloads\' tokens (tokens: [{token, namespace, serviceAccount}])')
+    .option('--ca-cert <file>', 'with --ca-listen: a plugged-in signing certificate (root or intermediate) instead of a generated root')
+    .option('--ca-key <file>', 'with --ca-cert: its PKCS#8 ECDSA P-256 key')
+    .option('--ca-chain <file>', 'with --ca-cert: the certificates above it, up to the root')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -51,6 +58,16 @@ export function registerControlPlane(program: Command): void {
           service: opts.webhookService,
           namespace: opts.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system',
           mesh: opts.proxyImage === undefined ? {} : { image: opts.proxyImage },
+        },
+        ca: opts.caListen === undefined ? undefined : {
+          listen: opts.caListen,
+          trustDomain: opts.trustDomain,
+          dir: opts.caDir,
+          tokensFile: opts.caTokens,
+          namespace: opts.namespace,
+          certFile: opts.caCert,
+          keyFile: opts.caKey,
+          chainFile: opts.caChain,
         },
       })
     })

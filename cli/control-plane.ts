@@ -21,6 +21,7 @@ import { resourcesOf } from '../control-plane/translate/translate.ts'
 import { createControlPlaneAdmin, listenAdmin } from '../control-plane/xds/admin.ts'
 import { DEFAULT_XDS_ADDRESS, startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
 import type { RunningWebhook, WebhookOptions } from '../control-plane/webhook/run.ts'
+import type { RunningCa } from '../control-plane/ca/run.ts'
 
 export { DEFAULT_CP_ADMIN } from '../control-plane/xds/defaults.ts'
 import { DEFAULT_CP_ADMIN } from '../control-plane/xds/defaults.ts'
@@ -46,6 +47,8 @@ export interface ControlPlaneOptions {
   kubeBackoff?: { initialMs?: number; maxMs?: number }
   /** serve the sidecar injection webhook over HTTPS (control-plane/webhook/) */
   webhook?: WebhookOptions
+  /** serve the mesh's certificate service (control-plane/ca/) */
+  ca?: { listen: string; trustDomain?: string; dir?: string; tokensFile?: string; namespace?: string; certFile?: string; keyFile?: string; chainFile?: string }
 }
 
 export interface RunningControlPlane {
@@ -53,6 +56,7 @@ export interface RunningControlPlane {
   readonly admin: Server
   readonly adminPort: number
   readonly webhook?: RunningWebhook
+  readonly ca?: RunningCa
   close(): Promise<void>
 }
 
@@ -147,13 +151,39 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
       throw err
     }
   }
-  log.info({ grpc: server.address, adminPort, webhookPort: webhook?.server.port }, 'control plane ready')
+  let ca: RunningCa | undefined
+  if (o.ca !== undefined) {
+    try {
+      const { startCa } = await import('../control-plane/ca/run.ts')
+      const c = o.ca
+      ca = await startCa({
+        listen: c.listen,
+        trustDomain: c.trustDomain ?? 'cluster.local',
+        log,
+        registry: server.registry.metrics.registry,
+        dir: c.dir,
+        tokensFile: c.tokensFile,
+        kube: o.kubernetes === undefined ? undefined : { config: loadKubeConfig(o.kubernetes), namespace: c.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system' },
+        plugin: c.certFile === undefined ? undefined : { certFile: c.certFile, keyFile: c.keyFile ?? '', chainFile: c.chainFile },
+      })
+    } catch (err) {
+      await webhook?.close()
+      await source?.close()
+      await server.stop()
+      admin.closeAllConnections()
+      admin.close()
+      throw err
+    }
+  }
+  log.info({ grpc: server.address, adminPort, webhookPort: webhook?.server.port, ca: ca?.server.address }, 'control plane ready')
   return {
     server,
     admin,
     adminPort,
     webhook,
+    ca,
     async close() {
+      await ca?.close()
       await webhook?.close()
       await source?.close()
       await server.stop()

@@ -57,6 +57,8 @@ const COMMANDS: Record<string, () => Promise<Registrar>> = {
   install: () => import('./install-command.ts').then((m) => m.registerInstall),
   stat: () => import('./stat.ts').then((m) => m.registerStat),
   explain: () => import('./explain.ts').then((m) => m.registerExplain),
+  identity: () => import('./identity.ts').then((m) => m.registerIdentity),
+  authz: () => import('./identity.ts').then((m) => m.registerAuthz),
   analyze: () => import('./analyze.ts').then((m) => m.registerAnalyze),
   'proxy-config': () => import('./inspect.ts').then((m) => m.registerInspect),
   'proxy-status': () => import('./inspect.ts').then((m) => m.registerInspect),

@@ -49,7 +49,26 @@ export function manifests(o: InstallOptions = DEFAULT_INSTALL): [string, Obj[]][
           ...watchedRules(),
           // the webhook's caBundle, and only its own configuration
           { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: [WEBHOOK_CONFIG_NAME], verbs: ['get', 'patch'] },
+          // the certificate service: who a proxy's ServiceAccount token belongs to
+          { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
         ],
+      },
+      {
+        // the mesh root, in the control plane's own namespace only
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: meta('weft-control-plane'),
+        rules: [
+          { apiGroups: [''], resources: ['secrets'], resourceNames: ['weft-ca-root'], verbs: ['get'] },
+          { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+        ],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: meta('weft-control-plane'),
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'weft-control-plane' },
+        subjects: [{ kind: 'ServiceAccount', name: 'weft-control-plane', namespace: ns }],
       },
       {
         apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -82,11 +101,13 @@ export function manifests(o: InstallOptions = DEFAULT_INSTALL): [string, Obj[]][
                   'control-plane', '--kubernetes', 'cluster',
                   '--listen', '0.0.0.0:15010', '--admin', '0.0.0.0:15011',
                   '--webhook-listen', `0.0.0.0:${WEBHOOK_PORT}`, '--webhook-service', SERVICE, '--proxy-image', o.image,
+                  '--ca-listen', '0.0.0.0:15012',
                 ],
                 env: [{ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }],
                 ports: [
                   { name: 'grpc', containerPort: 15010 },
                   { name: 'admin', containerPort: 15011 },
+                  { name: 'ca', containerPort: 15012 },
                   { name: 'webhook', containerPort: WEBHOOK_PORT },
                 ],
                 readinessProbe: { httpGet: { path: '/ready', port: 'admin' }, periodSeconds: 5 },
@@ -107,6 +128,7 @@ export function manifests(o: InstallOptions = DEFAULT_INSTALL): [string, Obj[]][
           ports: [
             { name: 'grpc', port: 15010, targetPort: 'grpc' },
             { name: 'admin', port: 15011, targetPort: 'admin' },
+            { name: 'ca', port: 15012, targetPort: 'ca' },
             { name: 'webhook', port: 443, targetPort: 'webhook' },
           ],
         },

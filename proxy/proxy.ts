@@ -1,5 +1,6 @@
 // The sidecar at run time: applies configs (compile, then one atomic swap), keeps listeners in
 // step with the config, runs the sweeper (timeouts, idle upstream connections) and drains.
+import type { IdentityManager } from './identity/identity.ts'
 import { originalDstSupported } from './intercept/original-dst.ts'
 import type { Bootstrap } from '../api/schema.ts'
 import { compileConfig, type CompiledConfig } from './config/compile.ts'
@@ -83,7 +84,45 @@ export class Proxy {
   readonly now = (): number => this.coarseNow
 
   get ready(): boolean {
-    return this.current !== null && !this.draining
+    return this.current !== null && !this.draining && (this.identity === null || this.identity.ready)
+  }
+
+  /** the proxy's identity (bootstrap `identity`); null: none (no mutual TLS) */
+  get identity(): IdentityManager | null {
+    return this.pools.identity.current
+  }
+  private identityKey = ''
+
+  /**
+   * A changed `identity` starts a new manager (its first certificate is asked for in the
+   * background; the proxy is not ready until it has one); the old one stops, its certificate
+   * still serving the connections made with it.
+   */
+  private async configureIdentity(b: Bootstrap): Promise<void> {
+    const id = b.identity
+    const key = id === undefined ? '' : JSON.stringify([id, b.node?.namespace])
+    if (key === this.identityKey) return
+    this.identityKey = key
+    this.pools.identity.current?.stop()
+    if (id === undefined) {
+      this.pools.identity.current = null
+      return
+    }
+    const { IdentityManager } = await import('./identity/identity.ts')
+    const m = new IdentityManager({
+      trustDomain: id.trustDomain ?? 'cluster.local',
+      namespace: b.node?.namespace ?? 'default',
+      serviceAccount: id.serviceAccount ?? 'default',
+      caAddress: id.ca?.address,
+      tokenFile: id.ca?.tokenFile,
+      ttlSeconds: id.ca?.ttl === undefined ? 0 : Math.round(parseDuration(id.ca.ttl) / 1000),
+      certFile: id.certFile,
+      keyFile: id.keyFile,
+      trustBundleFile: id.trustBundleFile,
+    }, this.log)
+    m.onRenew = (s) => this.log.info({ spiffeId: s.spiffeId, notAfter: s.notAfter.toISOString(), renewAt: s.renewAt.toISOString() }, 'identity certificate installed')
+    this.pools.identity.current = m
+    m.run()
   }
 
   /**
@@ -123,6 +162,7 @@ export class Proxy {
     // loaded when tracing is first on: zipkin and its HTTP transport
     if (b.telemetry?.tracing?.enabled === true) reporterModule ??= await import('./telemetry/tracing/reporter.ts')
     this.configureMetrics(b)
+    await this.configureIdentity(b)
     this.explain.configure(b.telemetry?.explain)
     const tracing = this.configureTracing(b.telemetry?.tracing)
     const compiled = compileConfig(b, this.version + 1, this.pools, {
@@ -151,6 +191,7 @@ export class Proxy {
       const existing = this.listeners.get(spec.name)
       if (existing !== undefined && sameAddress(existing.spec, spec)) continue
       const l = new ProxyListener(spec, this.slice(compiled, spec), this.now)
+      l.identityRef = this.pools.identity
       l.handoff = (direction, port, address) => this.virtualListener(direction, port, address)
       if (spec.interception !== undefined && !originalDstSupported()) {
         // said loudly: without it every redirected connection takes the listener's normal path
@@ -265,6 +306,7 @@ export class Proxy {
       telemetry: c.telemetry.get(spec.name) ?? NO_TELEMETRY,
       protocol: c.protocols.get(spec.name)!,
       filters: c.filters.get(spec.name) ?? null,
+      forwardClientCert: c.protocols.get(spec.name)!.forwardClientCert,
     }
   }
 
@@ -385,6 +427,7 @@ export class Proxy {
       d.f()
     }
     this.deferred.clear()
+    this.pools.identity.current?.stop()
     this.pools.drainAll()
   }
 }

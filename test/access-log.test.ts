@@ -16,6 +16,9 @@ const OUTBOUND: PeerLabels = {
   destinationService: 'unknown',
   destinationWorkload: 'unknown',
   destinationNamespace: 'unknown',
+  sourcePrincipal: 'unknown',
+  destinationPrincipal: 'unknown',
+  connectionSecurityPolicy: 'unknown',
 }
 
 const START = Date.UTC(2025, 0, 31, 12, 0, 0, 123)
@@ -24,6 +27,7 @@ function rec(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: START,
     durationMs: 1.2345678,
+    peer: null,
     method: 'GET',
     authority: 'reviews:9080',
     path: '/reviews/1?x="y"',
@@ -60,7 +64,7 @@ function lines(file: string): Record<string, unknown>[] {
 const FIELDS = [
   'start_time', 'reporter', 'source_workload', 'source_namespace', 'destination_workload', 'destination_namespace',
   'duration_ms', 'method', 'authority', 'path', 'protocol', 'response_code', 'response_flags', 'route_name',
-  'upstream_cluster', 'upstream_host', 'bytes_received', 'bytes_sent', 'request_id', 'trace_id', 'downstream_remote_address',
+  'upstream_cluster', 'upstream_host', 'bytes_received', 'bytes_sent', 'request_id', 'trace_id', 'downstream_remote_address', 'source_principal',
 ]
 
 t.test('every field, in order, with its type and value', async (t) => {
@@ -100,6 +104,7 @@ t.test('every field, in order, with its type and value', async (t) => {
     request_id: '0b7e1c0e-4a4b-4c5e-9a52-8d1f0c2f3a10',
     trace_id: null,
     downstream_remote_address: '127.0.0.1',
+    source_principal: null,
   })
   t.match(got[1], {
     response_code: 404, response_flags: 'NR', route_name: null, upstream_cluster: null, upstream_host: null,
@@ -149,6 +154,7 @@ t.test('inbound labels', async (t) => {
   const log = createAccessLog({ path: file }, {
     reporter: 'destination', sourceWorkload: 'unknown', sourceNamespace: 'unknown',
     destinationService: 'reviews', destinationWorkload: 'reviews-v1', destinationNamespace: 'shop',
+    sourcePrincipal: 'unknown', destinationPrincipal: 'unknown', connectionSecurityPolicy: 'none',
   })
   log.onRequest(rec())
   await log.close()

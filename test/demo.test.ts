@@ -186,6 +186,8 @@ t.test('npm start: a local mesh; a canary edit moves the traffic; SIGINT stops e
   for (const w of WORKLOADS) t.match(run.out.join('\n'), `admin http://127.0.0.1:${portsOf(w, base).admin}/metrics`, `says where ${w.name}'s sidecar metrics are`)
   const pids = run.pids()
   t.equal(pids.length, 11, 'the control plane, 5 sidecars, 4 apps and the traffic generator')
+  t.match(run.out.join('\n'), /mutual TLS: on \(the control plane's CA on 127\.0\.0\.1:\d+; every sidecar has an SVID/, 'mutual TLS on by default, and said')
+  await until('the summary shows the requests served over mutual TLS', () => /mTLS: 100% of the requests the sidecars served came over mutual TLS, [1-9]\d*\/[1-9]/.test(run.out.join('\n')), 10_000)
 
   const agent = new Agent()
   t.teardown(() => agent.destroy())

@@ -15,6 +15,8 @@ import { Service } from 'kubernetes-models/v1/Service'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
 import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole'
 import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding'
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role'
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding'
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget'
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration'
 import { CustomResourceDefinition } from 'kubernetes-models/apiextensions.k8s.io/v1/CustomResourceDefinition'
@@ -24,7 +26,7 @@ import { inject, DEFAULT_MESH } from '../control-plane/inject/index.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MODELS: Record<string, new (o: any) => { validate(): void }> = {
-  Namespace, ServiceAccount, Service, Deployment, ClusterRole, ClusterRoleBinding, PodDisruptionBudget, MutatingWebhookConfiguration, CustomResourceDefinition,
+  Namespace, ServiceAccount, Service, Deployment, ClusterRole, ClusterRoleBinding, Role, RoleBinding, PodDisruptionBudget, MutatingWebhookConfiguration, CustomResourceDefinition,
 }
 
 t.test('install/*.yaml are up to date (npm run install-manifests)', async (t) => {
@@ -84,7 +86,7 @@ t.test('the TrafficPolicy CRD: structural, and it accepts the example TrafficPol
   t.notOk(validate({ apiVersion: 'policy.weft.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'x' }, spec: { targetRefs: [{ group: '', kind: 'Deployment', name: 'a' }] } }), 'a kind the validator refuses is refused by the CRD')
 })
 
-t.test('RBAC: list/watch on what the control plane watches, get/patch on its own webhook configuration, nothing else', async (t) => {
+t.test('RBAC: list/watch on what the control plane watches, get/patch on its own webhook configuration, TokenReviews, its root Secret, nothing else', async (t) => {
   const role = manifests().find(([n]) => n === '02-rbac.yaml')![1][1] as any
   t.same(role.rules, [
     { apiGroups: [''], resources: ['services', 'pods'], verbs: ['list', 'watch'] },
@@ -92,6 +94,14 @@ t.test('RBAC: list/watch on what the control plane watches, get/patch on its own
     { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: ['list', 'watch'] },
     { apiGroups: ['policy.weft.io'], resources: ['trafficpolicies'], verbs: ['list', 'watch'] },
     { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['weft-sidecar-injector'], verbs: ['get', 'patch'] },
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+  ])
+  // the mesh root: its own Secret in the control plane's namespace (a Role, not cluster-wide)
+  const ns = manifests().find(([n]) => n === '02-rbac.yaml')![1].find((o: any) => o.kind === 'Role') as any
+  t.equal(ns.metadata.namespace, 'weft-system')
+  t.same(ns.rules, [
+    { apiGroups: [''], resources: ['secrets'], resourceNames: ['weft-ca-root'], verbs: ['get'] },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
   ])
 })
 

@@ -15,6 +15,7 @@ function rec(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: Date.UTC(2025, 0, 31, 12, 0, 0, 123),
     durationMs: 2.5,
+    peer: null,
     method: 'GET',
     authority: 'reviews:9080',
     path: '/reviews/1',
@@ -150,7 +151,7 @@ t.test('hub: active only while subscribed; filters; one line shared by subscribe
 
   t.same(JSON.parse(got.all[1]), {
     time: '2025-01-31T12:00:00.123Z', method: 'GET', authority: 'ratings:9080', path: '/api/x', status: 503,
-    latencyMs: 2.5, flags: 'UF', route: 'reviews/0', cluster: 'reviews-v1', upstream: '10.0.0.7:9080', requestId: 'b',
+    latencyMs: 2.5, flags: 'UF', route: 'reviews/0', cluster: 'reviews-v1', upstream: '10.0.0.7:9080', requestId: 'b', principal: '',
   })
   t.ok(got.all[0].endsWith('}\n'), 'NDJSON: one line each')
 

@@ -89,6 +89,7 @@ function begin(tr: Tracer, kind: SpanKind, ...pairs: [string, string][]): Reques
 function record(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: 1_700_000_000_123.456,
+    peer: null,
     durationMs: 2.5,
     method: 'GET',
     authority: 'reviews.default.svc:9080',

@@ -115,6 +115,7 @@ function reporter(t: Teardown, o: ConstructorParameters<typeof ZipkinReporter>[0
 function record(over: Partial<RequestRecord> = {}): RequestRecord {
   return {
     startTime: Date.now() - 3.25,
+    peer: null,
     durationMs: 3.25,
     method: 'GET',
     authority: 'reviews:9080',

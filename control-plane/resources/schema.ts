@@ -357,7 +357,7 @@ export const ConnectionPool = Type.Object(
 )
 
 /** The blocks that shape a Service's clusters; only valid with Service targets. */
-export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency'] as const
+export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency', 'tls'] as const
 /** The blocks that shape routes: every route of a Service, of an HTTPRoute, or of one of its rules. */
 export const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 export type ServiceBlock = (typeof SERVICE_BLOCKS)[number]
@@ -377,6 +377,9 @@ export const TrafficPolicy = Type.Object(
         circuitBreaker: Type.Optional(Cluster.properties.circuitBreaker),
         outlierDetection: Type.Optional(Cluster.properties.outlierDetection),
         adaptiveConcurrency: Type.Optional(Cluster.properties.adaptiveConcurrency),
+        // mutual TLS from the callers' sidecars to the Service's (its pods have sidecars with an
+        // identity): mode mutual, and the SPIFFE IDs its workloads may present (secure naming)
+        tls: Type.Optional(Cluster.properties.tls),
         retry: Type.Optional(RetryPolicy),
         timeout: Type.Optional(Duration),
         rateLimit: Type.Optional(RateLimitPolicy),

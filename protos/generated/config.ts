@@ -2,11 +2,17 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from './weft/config/v1alpha1/AdaptiveConcurrency.ts';
+import type { AuthorizationCondition as _weft_config_v1alpha1_AuthorizationCondition, AuthorizationCondition__Output as _weft_config_v1alpha1_AuthorizationCondition__Output } from './weft/config/v1alpha1/AuthorizationCondition.ts';
+import type { AuthorizationOperation as _weft_config_v1alpha1_AuthorizationOperation, AuthorizationOperation__Output as _weft_config_v1alpha1_AuthorizationOperation__Output } from './weft/config/v1alpha1/AuthorizationOperation.ts';
+import type { AuthorizationPolicy as _weft_config_v1alpha1_AuthorizationPolicy, AuthorizationPolicy__Output as _weft_config_v1alpha1_AuthorizationPolicy__Output } from './weft/config/v1alpha1/AuthorizationPolicy.ts';
+import type { AuthorizationRule as _weft_config_v1alpha1_AuthorizationRule, AuthorizationRule__Output as _weft_config_v1alpha1_AuthorizationRule__Output } from './weft/config/v1alpha1/AuthorizationRule.ts';
+import type { AuthorizationSource as _weft_config_v1alpha1_AuthorizationSource, AuthorizationSource__Output as _weft_config_v1alpha1_AuthorizationSource__Output } from './weft/config/v1alpha1/AuthorizationSource.ts';
 import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBreaker__Output as _weft_config_v1alpha1_CircuitBreaker__Output } from './weft/config/v1alpha1/CircuitBreaker.ts';
 import type { Cluster as _weft_config_v1alpha1_Cluster, Cluster__Output as _weft_config_v1alpha1_Cluster__Output } from './weft/config/v1alpha1/Cluster.ts';
 import type { ClusterDestination as _weft_config_v1alpha1_ClusterDestination, ClusterDestination__Output as _weft_config_v1alpha1_ClusterDestination__Output } from './weft/config/v1alpha1/ClusterDestination.ts';
 import type { ClusterEndpoints as _weft_config_v1alpha1_ClusterEndpoints, ClusterEndpoints__Output as _weft_config_v1alpha1_ClusterEndpoints__Output } from './weft/config/v1alpha1/ClusterEndpoints.ts';
 import type { ClusterPool as _weft_config_v1alpha1_ClusterPool, ClusterPool__Output as _weft_config_v1alpha1_ClusterPool__Output } from './weft/config/v1alpha1/ClusterPool.ts';
+import type { ClusterTls as _weft_config_v1alpha1_ClusterTls, ClusterTls__Output as _weft_config_v1alpha1_ClusterTls__Output } from './weft/config/v1alpha1/ClusterTls.ts';
 import type { ConfigDiscoveryClient as _weft_config_v1alpha1_ConfigDiscoveryClient, ConfigDiscoveryDefinition as _weft_config_v1alpha1_ConfigDiscoveryDefinition } from './weft/config/v1alpha1/ConfigDiscovery.ts';
 import type { ConfigRequest as _weft_config_v1alpha1_ConfigRequest, ConfigRequest__Output as _weft_config_v1alpha1_ConfigRequest__Output } from './weft/config/v1alpha1/ConfigRequest.ts';
 import type { ConfigResponse as _weft_config_v1alpha1_ConfigResponse, ConfigResponse__Output as _weft_config_v1alpha1_ConfigResponse__Output } from './weft/config/v1alpha1/ConfigResponse.ts';
@@ -54,11 +60,17 @@ export interface ProtoGrpcType {
     config: {
       v1alpha1: {
         AdaptiveConcurrency: MessageTypeDefinition<_weft_config_v1alpha1_AdaptiveConcurrency, _weft_config_v1alpha1_AdaptiveConcurrency__Output>
+        AuthorizationCondition: MessageTypeDefinition<_weft_config_v1alpha1_AuthorizationCondition, _weft_config_v1alpha1_AuthorizationCondition__Output>
+        AuthorizationOperation: MessageTypeDefinition<_weft_config_v1alpha1_AuthorizationOperation, _weft_config_v1alpha1_AuthorizationOperation__Output>
+        AuthorizationPolicy: MessageTypeDefinition<_weft_config_v1alpha1_AuthorizationPolicy, _weft_config_v1alpha1_AuthorizationPolicy__Output>
+        AuthorizationRule: MessageTypeDefinition<_weft_config_v1alpha1_AuthorizationRule, _weft_config_v1alpha1_AuthorizationRule__Output>
+        AuthorizationSource: MessageTypeDefinition<_weft_config_v1alpha1_AuthorizationSource, _weft_config_v1alpha1_AuthorizationSource__Output>
         CircuitBreaker: MessageTypeDefinition<_weft_config_v1alpha1_CircuitBreaker, _weft_config_v1alpha1_CircuitBreaker__Output>
         Cluster: MessageTypeDefinition<_weft_config_v1alpha1_Cluster, _weft_config_v1alpha1_Cluster__Output>
         ClusterDestination: MessageTypeDefinition<_weft_config_v1alpha1_ClusterDestination, _weft_config_v1alpha1_ClusterDestination__Output>
         ClusterEndpoints: MessageTypeDefinition<_weft_config_v1alpha1_ClusterEndpoints, _weft_config_v1alpha1_ClusterEndpoints__Output>
         ClusterPool: MessageTypeDefinition<_weft_config_v1alpha1_ClusterPool, _weft_config_v1alpha1_ClusterPool__Output>
+        ClusterTls: MessageTypeDefinition<_weft_config_v1alpha1_ClusterTls, _weft_config_v1alpha1_ClusterTls__Output>
         ConfigDiscovery: SubtypeConstructor<typeof grpc.Client, _weft_config_v1alpha1_ConfigDiscoveryClient> & { service: _weft_config_v1alpha1_ConfigDiscoveryDefinition }
         ConfigRequest: MessageTypeDefinition<_weft_config_v1alpha1_ConfigRequest, _weft_config_v1alpha1_ConfigRequest__Output>
         ConfigResponse: MessageTypeDefinition<_weft_config_v1alpha1_ConfigResponse, _weft_config_v1alpha1_ConfigResponse__Output>

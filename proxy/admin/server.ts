@@ -103,7 +103,16 @@ export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}
       case '/explain':
         return json(res, 200, { kept: p.explain.size, recorded: p.explain.recorded, traces: p.explain.list() })
       case '/ready':
-        return p.ready ? text(res, 200, 'ready\n') : text(res, 503, p.draining ? 'draining\n' : 'no config\n')
+        return p.ready
+          ? text(res, 200, 'ready\n')
+          : text(res, 503, p.draining ? 'draining\n' : p.current === null ? 'no config\n' : `no identity certificate yet${p.identity?.lastError ? `: ${p.identity.lastError}` : ''}\n`)
+      case '/identity': {
+        // the proxy's SPIFFE ID, chain, expiry, next renewal and trust bundle (`weft identity`)
+        const id = p.identity
+        if (id === null) return text(res, 404, 'this proxy has no identity (bootstrap `identity` is not set)\n')
+        const st = id.status()
+        return st === null ? json(res, 503, { spiffeId: id.spiffeId, ready: false, lastError: id.lastError }) : json(res, 200, { ready: true, ...st })
+      }
       case '/live':
         return text(res, 200, 'live\n')
       case '/version':
@@ -129,7 +138,7 @@ export function createAdminServer(p: Proxy, opts: { appHealth?: AppHealth } = {}
         return
       }
       case '/':
-        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap /explain /explain/<x-request-id>\n')
+        return text(res, 200, 'weft admin: /ready /live /version /config_dump /clusters /stats /metrics /tap /explain /explain/<x-request-id> /identity\n')
       default:
         return text(res, 404, 'not found\n')
     }

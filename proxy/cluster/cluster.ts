@@ -1,6 +1,7 @@
 // Clusters at run time: the endpoints of one logical backend with their pools, counters and the
 // load balancer built over them. Built when a config is compiled; pools are looked up in the
 // PoolRegistry so that unchanged endpoints keep their warm connections across config swaps.
+import type { IdentityManager } from '../identity/identity.ts'
 import { AdaptiveLimiter, adaptiveSettings } from './adaptive.ts'
 import type { Cluster } from '../../api/schema.ts'
 import { parseDuration } from '../../api/duration.ts'
@@ -245,6 +246,8 @@ export class PoolRegistry {
    */
   private replacedBreakers: { e: ClusterEntry; old: ClusterBreaker | null }[] = []
   private changedSettings: { pool: EndpointPool; old: PoolSettings }[] = []
+  /** the proxy's identity, read by mesh TLS connects (set by the proxy; null: none) */
+  readonly identity: { current: IdentityManager | null } = { current: null }
   /** the adaptive concurrency limiters' clock (ms); tests inject one */
   clock: () => number = () => performance.now()
 
@@ -340,6 +343,9 @@ export class PoolRegistry {
 
 export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLimits): ClusterRuntime {
   const settings: PoolSettings = {
+    tls: c.tls === undefined || c.tls.mode === 'disable'
+      ? null
+      : { identity: registry.identity, alpn: c.protocol === 'http2' ? 'h2' : 'http/1.1', allowed: c.tls.identities === undefined || c.tls.identities.length === 0 ? null : new Set(c.tls.identities) },
     maxConnections: c.pool?.maxConnections ?? 1024,
     maxPending: c.pool?.maxPending ?? 1024,
     idleTimeoutMs: c.pool?.idleTimeout === undefined ? 30_000 : parseDuration(c.pool.idleTimeout),
@@ -350,7 +356,8 @@ export function buildCluster(c: Cluster, registry: PoolRegistry, limits: ProxyLi
   const endpoints = c.endpoints.map((e) => {
     const key = `${e.address}:${e.port}`
     // Keyed by cluster and endpoint only: a settings change keeps the queue and warm connections.
-    const { pool, counters, outlier } = registry.get(`${c.name}|${key}`, e.address, e.port, settings)
+    // a cluster's plain-text and mesh-TLS connections are not the same pool
+    const { pool, counters, outlier } = registry.get(`${c.name}|${key}${settings.tls === null ? '' : '|mtls'}`, e.address, e.port, settings)
     return new EndpointState(key, e.weight ?? 1, pool, counters, outlier)
   })
   const policy = c.lb?.policy ?? 'roundRobin'

@@ -1,6 +1,7 @@
 // Connection pool of one endpoint: idle keep-alive connections (used LIFO, so warm ones stay
 // warm), a cap on open connections and a bounded queue of requests waiting for one.
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
+import { connectMeshTls, type UpstreamTls } from '../identity/upstream-tls.ts'
 import { HttpError } from '../../api/http1/head.ts'
 import { ReadBuffer, onreadOptions } from '../net/read-buffer.ts'
 import { UpstreamConn, type PoolHooks } from './upstream.ts'
@@ -12,6 +13,8 @@ export interface PoolWaiter {
 }
 
 export interface PoolSettings {
+  /** mesh TLS to the endpoint's sidecar (proxy/identity/upstream-tls.ts); null: plain text */
+  tls: UpstreamTls | null
   maxConnections: number
   maxPending: number
   idleTimeoutMs: number
@@ -53,6 +56,8 @@ export class EndpointPool implements PoolHooks {
   private draining = false
   /** the endpoint's HTTP/2 connection when its cluster speaks HTTP/2 (proxy/h2/upstream.ts) */
   h2: PoolAttachment | null = null
+  /** the last mesh TLS session with this endpoint, for resumption */
+  tlsSession: Buffer | null = null
   readonly stats: PoolStats = { cxTotal: 0, cxConnectFail: 0, cxConnectTimeout: 0, cxDestroyed: 0, rqPendingOverflow: 0 }
 
   constructor(host: string, port: number, settings: PoolSettings) {
@@ -133,12 +138,21 @@ export class EndpointPool implements PoolHooks {
     }
     const rb = new ReadBuffer()
     let conn: UpstreamConn | null = null
-    const socket = connect({
-      host: this.host,
-      port: this.port,
-      noDelay: true,
-      onread: onreadOptions(rb, (buf, n) => conn?.onBytes(buf, n)),
-    })
+    const onread = onreadOptions(rb, (buf, n) => conn?.onBytes(buf, n))
+    const tls = this.settings.tls
+    let socket: Socket
+    if (tls === null) {
+      socket = connect({ host: this.host, port: this.port, noDelay: true, onread })
+    } else {
+      try {
+        socket = connectMeshTls(this.host, this.port, tls, tls.alpn, this, onread)
+      } catch (e) {
+        this.open--
+        this.stats.cxConnectFail++
+        settle()?.onPoolFailure(new HttpError(503, 'WEFT_ERR_NO_IDENTITY', (e as Error).message), 'UF')
+        return
+      }
+    }
     let settled = false
     const timer = setTimeout(() => {
       if (settled) return
@@ -149,7 +163,7 @@ export class EndpointPool implements PoolHooks {
     }, this.settings.connectTimeoutMs)
     const c = new UpstreamConn(socket, this, rb, this.settings.maxHeaderBytes, this.settings.maxHeaders)
     conn = c
-    socket.once('connect', () => {
+    socket.once(tls === null ? 'connect' : 'secureConnect', () => {
       if (settled) return
       settled = true
       clearTimeout(timer)

@@ -4,7 +4,9 @@
 import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { buildCluster, type ClusterRuntime, type PoolRegistry } from '../cluster/cluster.ts'
-import { PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type ListenerProtocol } from '../listener/protocol.ts'
+import { MTLS_DISABLE, MTLS_PERMISSIVE, MTLS_STRICT, PROTOCOL_DETECT, PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, XFCC_KEEP, XFCC_SANITIZE, XFCC_SANITIZE_SET, type ListenerProtocol } from '../listener/protocol.ts'
+import { CompiledAuthorization } from '../identity/authz.ts'
+import { authzFilter } from '../identity/authz-filter.ts'
 import type { ConnectionLimits } from '../listener/downstream.ts'
 import { CompiledRouteTable } from '../route/table.ts'
 import { buildListenerMetrics, listenerPeer, type ListenerTelemetry } from '../telemetry/listener.ts'
@@ -115,11 +117,26 @@ export function compileConfig(b: Bootstrap, version: number, registry: PoolRegis
     })
   }
   const filters = new Map<string, readonly Filter[] | null>()
-  for (const l of b.listeners) filters.set(l.name, l.filters === undefined ? null : compileFilters(l.filters, { matchedPrefix: '/' }))
+  const authz = new Map<string, CompiledAuthorization>()
+  for (const l of b.listeners) {
+    let fs = l.filters === undefined ? null : compileFilters(l.filters, { matchedPrefix: '/' })
+    // authorization runs first, before any other filter or the route (Envoy's RBAC filter)
+    if (l.authorization !== undefined && l.authorization.length > 0) {
+      const a = new CompiledAuthorization(l.authorization)
+      authz.set(l.name, a)
+      fs = [authzFilter(a, l.port), ...(fs ?? [])]
+    }
+    filters.set(l.name, fs)
+  }
   const protocols = new Map<string, ListenerProtocol>()
   for (const l of b.listeners) {
     const cluster = l.tcp === undefined ? undefined : clusters.get(l.tcp.cluster)
+    const mtls = l.mtls ?? (l.direction === 'inbound' && b.identity !== undefined ? 'permissive' : 'disable')
+    const fcc = l.direction === 'outbound' ? XFCC_KEEP : (b.identity?.forwardClientCert ?? 'sanitizeSet') === 'sanitize' ? XFCC_SANITIZE : XFCC_SANITIZE_SET
     protocols.set(l.name, {
+      mtls: mtls === 'strict' ? MTLS_STRICT : mtls === 'permissive' ? MTLS_PERMISSIVE : MTLS_DISABLE,
+      authz: authz.get(l.name) ?? null,
+      forwardClientCert: fcc,
       mode: l.protocol === 'http' ? PROTOCOL_HTTP : l.protocol === 'tcp' ? PROTOCOL_TCP : l.protocol === 'http2' ? PROTOCOL_HTTP2 : PROTOCOL_DETECT,
       detectTimeoutMs: l.detectTimeout === undefined ? DEFAULTS.detectTimeoutMs : parseDuration(l.detectTimeout),
       tcp: cluster === undefined

@@ -5,6 +5,7 @@
 // mirror) is the exchange's, not a filter's.
 import type { Route } from '../../api/schema.ts'
 import type { FilterCounters } from './index.ts'
+import type { PeerIdentity } from '../identity/authz.ts'
 
 export const CONTINUE = 0
 export const STOP = 1
@@ -18,11 +19,13 @@ export interface FilterExchange {
   readonly path: string
   readonly downstreamAddress: string
   /**
-   * The calling workload as this proxy knows it, "namespace/workload": on an outbound listener the
-   * pod's own (the bootstrap's node); on an inbound one "unknown/unknown" until the caller is
-   * authenticated (mutual TLS, issue 13).
+   * The calling workload as this proxy knows it: on an outbound listener the pod's own
+   * "namespace/workload" (the bootstrap's node); on an inbound one the caller's SPIFFE ID when it
+   * came over mutual TLS, else "unknown/unknown".
    */
   readonly sourceIdentity: string
+  /** the caller's identity from its mutual TLS certificate; null: plain text (unauthenticated) */
+  readonly peer: PeerIdentity | null
   /** a request header's value (lower-case name), the first when repeated */
   header(name: string): string | undefined
   /**

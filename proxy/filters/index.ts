@@ -14,14 +14,17 @@ export const FILTERS = [rateLimit, globalRateLimit, redirect, fault] as const
 type Registered = (typeof FILTERS)[number]
 type UnionToIntersection<U> = (U extends unknown ? (k: U) => void : never) extends (k: infer I) => void ? I : never
 
+/** Decisions of the listener-only filters (authorization, proxy/identity/authz-filter.ts). */
+const LISTENER_ONLY = { authzDenied: 'authz_denied', authzAudited: 'authz_audit' } as const
+
 /** The decision counters of every registered filter (part of each listener's counters). */
-export type FilterCounters = { -readonly [K in keyof UnionToIntersection<Registered['counters']>]: number }
+export type FilterCounters = { -readonly [K in keyof UnionToIntersection<Registered['counters']> | keyof typeof LISTENER_ONLY]: number }
 
 /** Response flags of every registered filter, by name (merged into the Flags table). */
 export const FILTER_FLAGS = Object.assign({}, ...FILTERS.map((f) => f.flags)) as UnionToIntersection<Registered['flags']>
 
 /** [counter key, decision label] of every registered filter, for weft_proxy_decisions_total. */
-export const FILTER_DECISIONS: readonly (readonly [keyof FilterCounters, string])[] = FILTERS.flatMap((f) =>
+export const FILTER_DECISIONS: readonly (readonly [keyof FilterCounters, string])[] = [...FILTERS, { counters: LISTENER_ONLY }].flatMap((f) =>
   Object.entries(f.counters).map(([k, label]) => [k as keyof FilterCounters, label] as const))
 
 /** Every filter counter at 0. */

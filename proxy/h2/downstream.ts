@@ -30,6 +30,7 @@
 //   no WINDOW_UPDATE any more, a stream of it that stalls for PEER_GONE_STALL_MS is reset;
 // - nothing sent within firstByteTimeout (a listener with protocol http2): closed.
 // All timeouts run on the listener's sweeper (the coarse clock), no timer per stream.
+import type { PeerIdentity } from '../identity/authz.ts'
 import { constants, createServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ReadBuffer } from '../net/read-buffer.ts'
@@ -104,6 +105,8 @@ export interface H2Owner {
   readonly counters: ExchangeCounters & { downstreamProtocolErrors: number; timeouts: number; h2: H2Stats }
   /** the sweeper's coarse clock */
   now(): number
+  /** the identity a mutual TLS connection's client proved (null: plain text) */
+  peerOf(s: Socket): PeerIdentity | null
   connectionClosed(c: H2Connection): void
 }
 
@@ -175,6 +178,7 @@ interface Tracked {
 
 export class H2Connection {
   readonly socket: Socket
+  readonly peer: PeerIdentity | null
   private readonly owner: H2Owner
   private session: Session | null = null
   /** the proxy's own codec (not node:http2) */
@@ -197,6 +201,7 @@ export class H2Connection {
   constructor(socket: Socket, owner: H2Owner, first: Buffer | null, now: number, rb: ReadBuffer | null = null) {
     this.socket = socket
     this.owner = owner
+    this.peer = owner.peerOf(socket)
     this.idleSince = now
     this.createdAt = now
     this.resets = new ResetWindow(now)
@@ -311,6 +316,7 @@ export class H2Connection {
 
   private begin(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
+    x.peer = this.peer
     const now = this.owner.now()
     // moved -1: the first sweep that sees the stream starts its idle clock (the coarse clock can
     // be a tick old here, which would cut a stream that came just after others a tick short)
@@ -499,6 +505,6 @@ function refusedRecord(headers: IncomingHttpHeaders, flag: string, address: stri
   return {
     startTime: Date.now(), durationMs: 0, method: one(headers[':method']), authority: one(headers[':authority']),
     path: one(headers[':path']), protocol: 'HTTP/2', status: 0, grpcStatus: '', flags: flag, routeName: '', vhostName: '',
-    clusterName: '', upstreamHost: '', bytesIn: 0, bytesOut: 0, requestId: '', traceId: '', downstreamAddress: address,
+    clusterName: '', upstreamHost: '', bytesIn: 0, bytesOut: 0, requestId: '', traceId: '', downstreamAddress: address, peer: null,
   }
 }

@@ -16,6 +16,8 @@
 // gRPC responses (HTTP 200, grpc-status, grpc-message, grpc.ts); grpc-status of a trailers-only
 // response can be retried (retry.on: unavailable, …); grpc-status goes to metrics, the access log and
 // outlier detection (as the HTTP status it stands for).
+import type { PeerIdentity } from '../identity/authz.ts'
+import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { randomUUID } from 'node:crypto'
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { DownStream } from './codec/down-stream.ts'
@@ -122,7 +124,10 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
   readonly authority: string
   readonly path: string
   readonly downstreamAddress: string
+  /** the caller's identity (mutual TLS), set by the connection before start(); null: plain text */
+  peer: PeerIdentity | null = null
   get sourceIdentity(): string {
+    if (this.peer !== null) return this.peer.principal
     const p = this.config.telemetry.peer
     return p.sourceNamespace + '/' + p.sourceWorkload
   }
@@ -389,9 +394,11 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     let proto = false
     const names = this.names
     const values = this.values
+    const fcc = this.config.forwardClientCert
     for (let i = 0; i < names.length; i++) {
       const n = names[i]
       if (DROP_REQUEST.has(n) || (drop !== null && drop.has(n))) continue
+      if (fcc !== 0 && n === 'x-forwarded-client-cert') continue
       if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
       if (n === 'te' && values[i] !== 'trailers') continue
       if (n === 'x-forwarded-for') {
@@ -404,6 +411,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
     out['x-forwarded-for'] = xff === '' ? this.downstreamAddress : xff + ', ' + this.downstreamAddress
     if (!proto) out['x-forwarded-proto'] = 'http'
+    if (fcc === XFCC_SANITIZE_SET && this.peer !== null) out['x-forwarded-client-cert'] = this.peer.xfcc
     if (this.requestId === '') out['x-request-id'] = this.requestId = randomUUID()
     for (const [n, v] of blockPairs(mut.append)) addHeader(out, n, v)
     if (trace !== null) for (const [n, v] of blockPairs(trace.headerBlock, false)) out[n] = v

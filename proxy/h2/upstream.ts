@@ -103,9 +103,16 @@ export class H2Upstream implements PoolAttachment {
     this.stats.sessions++
     this.connected = false
     const host = this.pool.host.includes(':') ? `[${this.pool.host}]` : this.pool.host
-    const s: UpSession = ownClient()
-      ? ClientSession.connect(this.pool.host, this.pool.port, CLIENT_OPTIONS)
-      : connect(`http://${host}:${this.pool.port}`, { settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
+    let s: UpSession
+    try {
+      // mesh TLS runs on Weft's own codec only
+      s = ownClient() || settings.tls !== null
+        ? ClientSession.connect(this.pool.host, this.pool.port, CLIENT_OPTIONS, settings.tls, this.pool)
+        : connect(`http://${host}:${this.pool.port}`, { settings: H2_SETTINGS, peerMaxConcurrentStreams: 1000 })
+    } catch (e) {
+      for (const w of this.waiters.splice(0)) notify(w, null, new HttpError(503, 'WEFT_ERR_NO_IDENTITY', (e as Error).message))
+      return
+    }
     this.session = s
     const ev: EventEmitter = s
     let settled = false

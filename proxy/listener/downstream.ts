@@ -3,6 +3,7 @@
 // head/idle timeouts through the listener's sweeper. Anything ambiguous is answered 400 and the
 // connection closed before a byte goes upstream.
 import type { Socket } from 'node:net'
+import type { PeerIdentity } from '../identity/authz.ts'
 import { ChunkedDecoder, type ChunkSink } from '../../api/http1/chunked.ts'
 import { HttpError, parseRequestHead, reasonPhrase } from '../../api/http1/head.ts'
 import { ReadBuffer, readIntoBuffer, retargetReads } from '../net/read-buffer.ts'
@@ -52,6 +53,8 @@ export interface ListenerContext {
   readonly config: RouterConfig & { readonly limits: ConnectionLimits }
   readonly counters: ExchangeCounters & { downstreamProtocolErrors: number; timeouts: number }
   now(): number
+  /** the identity a mutual TLS connection's client proved (null: plain text) */
+  peerOf(s: Socket): PeerIdentity | null
   connectionClosed(c: DownstreamConnection): void
   /**
    * The connection switched protocols (101): make it a tunnel to `upstream`. rb: the client's read
@@ -74,6 +77,7 @@ export interface Handoff {
 export class DownstreamConnection implements Downstream, ChunkSink {
   readonly socket: Socket
   readonly remoteAddress: string
+  readonly peer: PeerIdentity | null
   private readonly ctx: ListenerContext
   private readonly rb: ReadBuffer
   /** the 'data' listener when the socket does not read into rb */
@@ -108,6 +112,7 @@ export class DownstreamConnection implements Downstream, ChunkSink {
     this.ctx = ctx
     this.limits = ctx.config.limits
     this.remoteAddress = socket.remoteAddress ?? ''
+    this.peer = ctx.peerOf(socket)
     this.lastActivityAt = ctx.now()
     const onBytes = (buf: Buffer, n: number): void => this.onData(buf.subarray(0, n))
     let fast: boolean

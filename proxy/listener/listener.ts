@@ -1,8 +1,17 @@
 // A listening socket of the proxy (outbound, inbound). It owns its connections and the config
 // slice they read; the proxy swaps `config` atomically on reload. Between accept and the HTTP/1
 // connection sits protocol detection (detect.ts): HTTP/1 goes to the codec, opaque TCP to a
-// tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). TLS will sit here too.
+// tunnel (proxy/tcp/), the HTTP/2 preface to serveHttp2 (proxy/h2/). With mutual TLS on (an
+// inbound listener of a proxy with an identity), a TLS ClientHello (first byte 0x16) is
+// terminated here (./mesh-tls.ts): the client's SPIFFE ID is checked and kept for the connection
+// (peerOf), and the inner protocol is served by ALPN (h2, http/1.1) or detected again inside.
 import { createServer, type Server, type Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import { MTLS_DISABLE, MTLS_STRICT } from './protocol.ts'
+import { ALPN_TCP } from '../identity/spiffe.ts'
+import { AUTHZ_DENY, type PeerIdentity } from '../identity/authz.ts'
+import type { IdentityManager } from '../identity/identity.ts'
+import { acceptMeshTls, newMtlsStats, type MtlsStats, type TlsOwner } from './mesh-tls.ts'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type Interception, type ListenerProtocol } from './protocol.ts'
 import type { Listener as ListenerConfig } from '../../api/schema.ts'
@@ -16,7 +25,7 @@ import { newTunnelStats, Tunnel, type TunnelOwner, type TunnelStats } from '../t
 import type { ListenerTelemetry } from '../telemetry/listener.ts'
 import type { Filter } from '../filters/filter.ts'
 import { H2Connection, newH2Stats, type H2Owner, type H2Stats } from '../h2/downstream.ts'
-import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, Detector, type DetectOwner } from './detect.ts'
+import { DETECT_HTTP1, DETECT_HTTP2, DETECT_TCP, DETECT_UNDECIDED, Detector, type DetectOwner } from './detect.ts'
 import { DownstreamConnection, type ConnectionLimits, type ListenerContext } from './downstream.ts'
 
 export interface ListenerConfigSlice {
@@ -27,6 +36,7 @@ export interface ListenerConfigSlice {
   readonly protocol: ListenerProtocol
   /** listener-level request filters, before routing; null: none */
   readonly filters: readonly Filter[] | null
+  readonly forwardClientCert: number
 }
 
 /** Outcomes of protocol detection (weft_proxy_protocol_detections_total). */
@@ -52,17 +62,19 @@ export interface ListenerCounters extends ExchangeCounters, TcpCounters {
   tunnels: { tcp: TunnelStats; upgrade: TunnelStats }
   /** decisions of the HTTP/2 codec (proxy/h2/downstream.ts) */
   h2: H2Stats
+  /** mutual TLS on accepted connections (./mesh-tls.ts) */
+  mtls: MtlsStats
 }
 
 /** What the listener holds per accepted connection, whatever it turned out to speak. */
-interface ListenerConnection {
+export interface ListenerConnection {
   readonly socket: Socket
   sweep(now: number): void
   /** closeIdle false: the drain's first step (finish the current exchange, then close); true: close idle ones now too */
   drain(closeIdle: boolean): void
 }
 
-export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner, H2Owner {
+export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner, H2Owner, TlsOwner {
   readonly name: string
   readonly spec: ListenerConfig
   config: ListenerConfigSlice
@@ -76,7 +88,17 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     detections: { http1: 0, http2: 0, tcp: 0, tcpServerFirst: 0, none: 0 },
     tunnels: { tcp: newTunnelStats(), upgrade: newTunnelStats() },
     h2: newH2Stats(),
+    mtls: newMtlsStats(),
   }
+  /** the proxy's identity (the proxy's holder, shared with its pools); mutual TLS needs it */
+  identityRef: { readonly current: IdentityManager | null } = { current: null }
+  get identity(): IdentityManager | null {
+    return this.identityRef.current
+  }
+  /** connections whose client proved an identity over mutual TLS: the decrypted socket -> who */
+  private readonly peers = new WeakMap<Socket, PeerIdentity>()
+  /** inbound intercepted connections passed through to the app after mTLS / detection: where to */
+  private readonly inboundDsts = new WeakMap<Socket, OriginalDestination>()
   private readonly server: Server
   private readonly conns = new Set<ListenerConnection>()
   private readonly clock: () => number
@@ -132,6 +154,10 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     return this.clock()
   }
 
+  peerOf(s: Socket): PeerIdentity | null {
+    return this.peers.get(s) ?? null
+  }
+
   private onConnection(s: Socket): void {
     const ic = this.config.protocol.interception
     if (ic !== null && this.intercepted(s, ic)) return
@@ -141,7 +167,10 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     const m = config.telemetry.metrics
     if (m !== null) m.tcp.opened++
     const p = config.protocol
-    if (p.mode === PROTOCOL_HTTP) {
+    if (p.mtls !== MTLS_DISABLE) {
+      // mesh TLS or not is told by the first byte, whatever the listener speaks inside
+      this.track(new Detector(s, this, this.clock(), p.tcp === null ? 0 : p.detectTimeoutMs))
+    } else if (p.mode === PROTOCOL_HTTP) {
       this.track(new DownstreamConnection(s, this))
     } else if (p.mode === PROTOCOL_HTTP2) {
       // HTTP/2 only (prior knowledge): straight to the session, which reads the preface itself
@@ -188,6 +217,13 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     const m = this.config.telemetry.metrics
     if (m !== null) m.tcp.opened++
     s.setNoDelay(true)
+    if (ic.inbound && this.config.protocol.mtls !== MTLS_DISABLE) {
+      // the app's port without a listener of its own: mesh TLS is terminated first, then the
+      // bytes go on to the app as they are
+      this.inboundDsts.set(s, dst)
+      this.track(new Detector(s, this, this.clock(), this.config.protocol.detectTimeoutMs))
+      return true
+    }
     const to = ic.inbound ? (dst.family === 6 ? '::1' : '127.0.0.1') : dst.address
     this.track(passthroughTcp(this, s, to, dst.port, ic.idleTimeoutMs, ic.connectTimeoutMs, this.counters.tunnels.tcp, this.counters))
     return true
@@ -202,6 +238,29 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   detected(d: Detector, protocol: number, first: Buffer | null, rb: ReadBuffer | null, ended: boolean): void {
     const c = this.counters.detections
     const s = d.socket
+    const p0 = this.config.protocol
+    if (p0.mtls !== MTLS_DISABLE && protocol !== DETECT_UNDECIDED && !this.peers.has(s)) {
+      if (protocol === DETECT_TCP && first !== null && first[0] === 0x16) {
+        this.conns.delete(d)
+        acceptMeshTls(this, s, first)
+        return
+      }
+      if (p0.mtls === MTLS_STRICT) {
+        this.counters.mtls.plaintextRefused++
+        s.destroy()
+        this.connectionClosed(d)
+        return
+      }
+      this.counters.mtls.plaintext++
+    }
+    const ib = this.inboundDsts.get(s)
+    if (ib !== undefined && protocol !== DETECT_UNDECIDED) {
+      const ic = p0.interception
+      if (!this.tcpAllowed(s)) return this.connectionClosed(d)
+      this.conns.delete(d)
+      this.track(passthroughTcp(this, s, ib.family === 6 ? '::1' : '127.0.0.1', ib.port, ic?.idleTimeoutMs ?? 3_600_000, ic?.connectTimeoutMs ?? 5_000, this.counters.tunnels.tcp, this.counters, rb, first, ended))
+      return
+    }
     if (protocol === DETECT_HTTP1) {
       c.http1++
     } else if (protocol === DETECT_HTTP2) {
@@ -213,6 +272,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       else c.tcp++
       const p = this.config.protocol
       const target = p.tcp
+      if ((target !== null || this.originalDsts.has(s)) && !this.tcpAllowed(s)) return this.connectionClosed(d)
       if (target !== null) {
         this.conns.delete(d)
         this.track(proxyTcp(this, s, rb, first, ended, target, this.counters.tunnels.tcp, this.counters))
@@ -246,6 +306,60 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
   private serveHttp2(d: Detector, first: Buffer, rb: ReadBuffer | null): void {
     this.conns.delete(d)
     this.track(new H2Connection(d.socket, this, first, this.clock(), rb))
+  }
+
+  /**
+   * Authorization of an opaque TCP connection (only its source and port are known): a denied one
+   * is closed and counted (authz_denied). true: it may go on.
+   */
+  private tcpAllowed(s: Socket): boolean {
+    const a = this.config.protocol.authz
+    if (a === null) return true
+    const d = a.decide({ peer: this.peers.get(s) ?? null, port: this.inboundDsts.get(s)?.port ?? this.spec.port, http: false, method: '', path: '', header: () => undefined })
+    if (d.audited.length > 0) this.counters.authzAudited++
+    if (d.verdict !== AUTHZ_DENY) return true
+    this.counters.authzDenied++
+    s.destroy()
+    return false
+  }
+
+  /** TlsOwner: a handshake in progress is a connection of the listener (swept, drained). */
+  trackHandshake(c: ListenerConnection): void {
+    this.track(c)
+  }
+
+  /** TlsOwner: the client proved `peer`; serve what runs inside, by ALPN or by detection. */
+  secured(hs: ListenerConnection, t: TLSSocket, peer: PeerIdentity, alpn: string): void {
+    this.peers.set(t, peer)
+    const ib = this.inboundDsts.get(hs.socket)
+    if (ib !== undefined) this.inboundDsts.set(t, ib)
+    const p = this.config.protocol
+    if (alpn === ALPN_TCP || p.mode === PROTOCOL_TCP) {
+      // opaque inside: no detection (a short first message would look like an HTTP method)
+      const target = p.tcp
+      if ((ib !== undefined || target !== null) && !this.tcpAllowed(t)) return this.connectionClosed(hs)
+      t.setNoDelay(true)
+      const rb = new ReadBuffer()
+      const fast = readIntoBuffer(t, rb, () => {})
+      if (ib !== undefined) {
+        const ic = p.interception
+        this.replace(hs, passthroughTcp(this, t, ib.family === 6 ? '::1' : '127.0.0.1', ib.port, ic?.idleTimeoutMs ?? 3_600_000, ic?.connectTimeoutMs ?? 5_000, this.counters.tunnels.tcp, this.counters, fast ? rb : null, null, false))
+        return
+      }
+      if (target !== null) {
+        this.replace(hs, proxyTcp(this, t, fast ? rb : null, null, false, target, this.counters.tunnels.tcp, this.counters))
+        return
+      }
+    }
+    if (ib === undefined && alpn === 'h2') this.replace(hs, new H2Connection(t, this, null, this.clock()))
+    else if (ib === undefined && alpn === 'http/1.1') this.replace(hs, new DownstreamConnection(t, this))
+    else this.replace(hs, new Detector(t, this, this.clock(), p.tcp === null && ib === undefined ? 0 : p.detectTimeoutMs))
+  }
+
+  /** `next` serves the connection `prev` held: one tracked connection, counted once */
+  private replace(prev: ListenerConnection, next: ListenerConnection): void {
+    this.conns.delete(prev)
+    this.track(next)
   }
 
   /** An upgraded HTTP connection (101) becomes a tunnel, with the HTTP idle timeout. */

@@ -25,11 +25,15 @@ import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation }
 import type { RequestRecord } from '../telemetry/types.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 import { STOP, type Filter, type FilterExchange } from '../filters/filter.ts'
+import type { PeerIdentity } from '../identity/authz.ts'
+import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { FILTER_FLAGS, type FilterCounters } from '../filters/index.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
   readonly remoteAddress: string
+  /** the caller's identity (mutual TLS); null: plain text */
+  readonly peer: PeerIdentity | null
   readonly draining: boolean
   write(data: string | Buffer): boolean
   cork(): void
@@ -56,6 +60,8 @@ export interface RouterConfig {
   readonly telemetry: ListenerTelemetry
   /** the listener's request filters, run before routing (null: none) */
   readonly filters: readonly Filter[] | null
+  /** x-forwarded-client-cert toward the upstream: XFCC_KEEP, XFCC_SANITIZE, XFCC_SANITIZE_SET (listener/protocol.ts) */
+  readonly forwardClientCert: number
 }
 
 /** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
@@ -211,8 +217,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     return this.down.remoteAddress
   }
   get sourceIdentity(): string {
+    const peer = this.down.peer
+    if (peer !== null) return peer.principal
     const p = this.config.telemetry.peer
     return p.sourceNamespace + '/' + p.sourceWorkload
+  }
+  get peer(): PeerIdentity | null {
+    return this.down.peer
   }
   private endpointKey = ''
 
@@ -383,9 +394,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     let proto = false
     let rid = false
     const trace = this.trace
+    const fcc = this.config.forwardClientCert
     for (let i = 0; i < names.length; i++) {
       const n = names[i]
       if (drop !== null && drop.has(n)) continue
+      // what a caller says of its own certificate is not believed (inbound listeners)
+      if (fcc !== 0 && n === 'x-forwarded-client-cert') continue
       // The trace context goes upstream as our span's (added below), not the caller's.
       if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
       if (n === 'x-forwarded-for') {
@@ -401,6 +415,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       h += n + ': ' + values[i] + CRLF
     }
     h += 'x-forwarded-for: ' + (xff === '' ? this.down.remoteAddress : xff + ', ' + this.down.remoteAddress) + CRLF
+    if (fcc === XFCC_SANITIZE_SET && this.down.peer !== null) h += 'x-forwarded-client-cert: ' + this.down.peer.xfcc + CRLF
     if (!proto) h += 'x-forwarded-proto: http\r\n'
     if (!rid) {
       this.requestId = randomUUID()

@@ -4,6 +4,8 @@
 // counts for outlier detection like an HTTP connect failure, and closes the client: a tunnel has
 // no way to answer with an error, and nothing was sent upstream that a retry could repeat safely
 // (Envoy's tcp_proxy closes the same way).
+import { connectMeshTls } from '../identity/upstream-tls.ts'
+import { ALPN_TCP } from '../identity/spiffe.ts'
 import { connect, type Socket } from 'node:net'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { OUTCOME_CONNECT, OUTCOME_OK } from '../cluster/outlier.ts'
@@ -60,14 +62,21 @@ export function proxyTcp(
     released = true
     ep.active--
   }
-  const upstream = connect({
-    host: pool.host,
-    port: pool.port,
-    noDelay: true,
-    allowHalfOpen: true,
-    // The tunnel takes the reads over in attach() (retargetReads); none arrive before 'connect'.
-    onread: onreadOptions(rb, () => {}),
-  })
+  // The tunnel takes the reads over in attach() (retargetReads); none arrive before 'connect'.
+  const onread = onreadOptions(rb, () => {})
+  const tls = pool.settings.tls
+  let upstream: Socket
+  try {
+    upstream = tls === null
+      ? connect({ host: pool.host, port: pool.port, noDelay: true, allowHalfOpen: true, onread })
+      // mesh TLS, ALPN weft-tcp: the peer sidecar tunnels what is inside
+      : connectMeshTls(pool.host, pool.port, tls, ALPN_TCP, pool, onread)
+  } catch {
+    counters.tcpConnectFailures++
+    release()
+    t.fail()
+    return t
+  }
   const failed = (timeout: boolean): void => {
     if (connected) return
     connected = true
@@ -83,7 +92,7 @@ export function proxyTcp(
   }
   const timer = setTimeout(() => failed(true), pool.settings.connectTimeoutMs)
   upstream.once('error', () => failed(false))
-  upstream.once('connect', () => {
+  upstream.once(tls === null ? 'connect' : 'secureConnect', () => {
     if (connected) return
     connected = true
     clearTimeout(timer)

@@ -41,6 +41,7 @@
 // | `request_id`                | string \| null | `x-request-id` sent upstream (generated when absent); null for replies before routing |
 // | `trace_id`                  | string \| null | trace id when tracing is on; null otherwise |
 // | `downstream_remote_address` | string         | the client's address |
+// | `source_principal`          | string \| null | the caller's SPIFFE ID when it came over mutual TLS (inbound); null otherwise |
 //
 // Status classes: `1xx` … `5xx` select by the first digit of `response_code`. A `response_code` of
 // 0 (the client went away before any response; flag `DC`) is its own class, `0xx`: it is logged
@@ -223,6 +224,7 @@ export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): Acc
       ',"request_id":' + qn(r.requestId) +
       ',"trace_id":' + qn(r.traceId) +
       ',"downstream_remote_address":' + q(r.downstreamAddress) +
+      ',"source_principal":' + (r.peer === null ? 'null' : q(r.peer.principal)) +
       '}\n'
     batch += line
     if (batch.length >= BATCH_BYTES) writeBatch()

@@ -42,6 +42,7 @@ export const NO_TELEMETRY: ListenerTelemetry = {
   peer: {
     reporter: 'source', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN,
     destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN,
+    sourcePrincipal: UNKNOWN, destinationPrincipal: UNKNOWN, connectionSecurityPolicy: UNKNOWN,
   },
 }
 
@@ -50,15 +51,34 @@ export function listenerPeer(b: Bootstrap, l: Listener): PeerLabels {
   const workload = b.node?.workload ?? UNKNOWN
   const namespace = b.node?.namespace ?? UNKNOWN
   return l.direction === 'outbound'
-    ? { reporter: 'source', sourceWorkload: workload, sourceNamespace: namespace, destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN }
-    : { reporter: 'destination', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN, destinationService: workload, destinationWorkload: workload, destinationNamespace: namespace }
+    ? {
+        reporter: 'source', sourceWorkload: workload, sourceNamespace: namespace, destinationService: UNKNOWN, destinationWorkload: UNKNOWN, destinationNamespace: UNKNOWN,
+        sourcePrincipal: UNKNOWN, destinationPrincipal: UNKNOWN, connectionSecurityPolicy: UNKNOWN,
+      }
+    : {
+        reporter: 'destination', sourceWorkload: UNKNOWN, sourceNamespace: UNKNOWN, destinationService: workload, destinationWorkload: workload, destinationNamespace: namespace,
+        // a plain-text caller's series; callers over mutual TLS get their own (BoundRequestMetrics.forPeer)
+        sourcePrincipal: UNKNOWN, destinationPrincipal: ownPrincipal(b), connectionSecurityPolicy: 'none',
+      }
+}
+
+/** This proxy's SPIFFE ID as its config names it, "unknown" without an identity. */
+export function ownPrincipal(b: Bootstrap): string {
+  const id = b.identity
+  return id === undefined ? UNKNOWN : `spiffe://${id.trustDomain ?? 'cluster.local'}/ns/${b.node?.namespace ?? 'default'}/sa/${id.serviceAccount ?? 'default'}`
 }
 
 function routePeer(base: PeerLabels, b: Bootstrap, vh: CompiledVirtualHost, cluster: string | undefined): PeerLabels {
-  const dest = cluster === undefined ? undefined : b.clusters.find((c) => c.name === cluster)?.destination
+  const c = cluster === undefined ? undefined : b.clusters.find((x) => x.name === cluster)
+  const dest = c?.destination
   if (base.reporter === 'source') {
+    // over mesh TLS this proxy is the source principal; the destination is known when the
+    // cluster allows exactly one identity (secure naming)
+    const tls = c?.tls !== undefined && (c.tls.mode ?? 'mutual') === 'mutual'
     return {
       ...base,
+      sourcePrincipal: tls ? ownPrincipal(b) : UNKNOWN,
+      destinationPrincipal: tls && c!.tls!.identities?.length === 1 ? c!.tls!.identities[0] : UNKNOWN,
       destinationService: dest?.service ?? (vh.serviceFqdn || vh.name),
       destinationWorkload: dest?.workload ?? cluster ?? UNKNOWN,
       destinationNamespace: dest?.namespace ?? (vh.serviceNamespace || UNKNOWN),
@@ -83,11 +103,13 @@ export function buildListenerMetrics(m: ProxyMetrics, b: Bootstrap, l: Listener,
 /** Record a finished request on its bound series. */
 export function recordRequest(lm: ListenerMetrics, routeId: number, backend: number, r: RequestRecord): void {
   const bound = routeId < 0 ? lm.noRoute : lm.byRoute[routeId][backend]
-  bound.record(r)
+  if (r.peer === null) bound.record(r)
+  else bound.forPeer(r.peer.principal).record(r)
 }
 
 /** Record a finished request of another protocol (http2, grpc: the request_protocol label). */
 export function recordRequestAs(lm: ListenerMetrics, routeId: number, backend: number, protocol: string, r: RequestRecord): void {
   const bound = routeId < 0 ? lm.noRoute : lm.byRoute[routeId][backend]
-  bound.forProtocol(protocol).record(r)
+  if (r.peer === null) bound.forProtocol(protocol).record(r)
+  else bound.forProtocol(protocol).forPeer(r.peer.principal).record(r)
 }

@@ -307,12 +307,16 @@ export class BoundRequestMetrics {
   private readonly route: string
   /** the same series with another request_protocol (http2, grpc), made on first use */
   private variants: Map<string, BoundRequestMetrics> | null = null
+  /** the same series for a caller over mutual TLS, by its SPIFFE ID, made on first use */
+  private peers: Map<string, BoundRequestMetrics> | null = null
+  private readonly protocol: string
 
   constructor(metrics: ProxyMetrics, peer: PeerLabels, route: string, protocol = 'http') {
     this.metrics = metrics
     this.scale = metrics.durationScale
     this.peer = peer
     this.route = route
+    this.protocol = protocol
     this.base = metrics.naming === 'istio' ? istioLabels(peer, route, protocol) : {
       reporter: peer.reporter,
       source_workload: peer.sourceWorkload,
@@ -320,9 +324,23 @@ export class BoundRequestMetrics {
       destination_service: peer.destinationService,
       destination_workload: peer.destinationWorkload,
       destination_namespace: peer.destinationNamespace,
+      source_principal: peer.sourcePrincipal,
+      destination_principal: peer.destinationPrincipal,
+      connection_security_policy: peer.connectionSecurityPolicy,
       request_protocol: protocol,
       route,
     }
+  }
+
+  /** These series for a caller that proved `principal` over mutual TLS (inbound listeners). */
+  forPeer(principal: string): BoundRequestMetrics {
+    this.peers ??= new Map()
+    let v = this.peers.get(principal)
+    if (v === undefined) {
+      v = new BoundRequestMetrics(this.metrics, { ...this.peer, sourcePrincipal: principal, connectionSecurityPolicy: 'mutual_tls' }, this.route, this.protocol)
+      this.peers.set(principal, v)
+    }
+    return v
   }
 
   /** These series for requests of another protocol (the HTTP/2 path; HTTP/1 records on this object itself). */
@@ -366,8 +384,8 @@ export class BoundRequestMetrics {
 /**
  * Istio's standard label set (istio.io "Istio Standard Metrics"), so that Istio's dashboards and
  * Kiali find the series: the namespace labels are *_workload_namespace / destination_service_*,
- * and canonical service, app and version labels are present. Identity (principal) and
- * connection_security_policy are "unknown" until mutual TLS.
+ * and canonical service, app and version labels are present; principals and
+ * connection_security_policy come from mutual TLS (PeerLabels).
  */
 function istioLabels(peer: PeerLabels, route: string, protocol: string): Labels {
   const svc = peer.destinationService
@@ -376,7 +394,7 @@ function istioLabels(peer: PeerLabels, route: string, protocol: string): Labels 
     reporter: peer.reporter,
     source_workload: peer.sourceWorkload,
     source_workload_namespace: peer.sourceNamespace,
-    source_principal: 'unknown',
+    source_principal: peer.sourcePrincipal,
     source_app: peer.sourceWorkload,
     source_version: 'unknown',
     source_canonical_service: peer.sourceWorkload,
@@ -384,7 +402,7 @@ function istioLabels(peer: PeerLabels, route: string, protocol: string): Labels 
     source_cluster: 'Kubernetes',
     destination_workload: peer.destinationWorkload,
     destination_workload_namespace: peer.destinationNamespace,
-    destination_principal: 'unknown',
+    destination_principal: peer.destinationPrincipal,
     destination_app: peer.destinationWorkload,
     destination_version: 'unknown',
     destination_service: svc,
@@ -394,7 +412,7 @@ function istioLabels(peer: PeerLabels, route: string, protocol: string): Labels 
     destination_canonical_revision: 'latest',
     destination_cluster: 'Kubernetes',
     request_protocol: protocol,
-    connection_security_policy: 'unknown',
+    connection_security_policy: peer.connectionSecurityPolicy,
     route,
   }
 }

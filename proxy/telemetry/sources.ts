@@ -1,6 +1,7 @@
 // What /metrics reads from the running proxy at scrape time: the listeners' decision, detection
 // and tunnel counters, the clusters' decisions and breaker/outlier state, and the telemetry
 // pipeline's own drops. The decision labels of the filters come from their registry.
+import type { MtlsStats } from '../listener/mesh-tls.ts'
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { FILTER_DECISIONS } from '../filters/index.ts'
 import type { H2Stats } from '../h2/downstream.ts'
@@ -20,7 +21,7 @@ export interface MetricsView {
 }
 
 /** The listener counters that are not a filter's, with their `decision` labels. */
-const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTotal' | 'cxActive' | 'detections' | 'tunnels' | 'h2' | (typeof FILTER_DECISIONS)[number][0]>, string])[] = [
+const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTotal' | 'cxActive' | 'detections' | 'tunnels' | 'h2' | 'mtls' | (typeof FILTER_DECISIONS)[number][0]>, string])[] = [
   ['noRoute', 'no_route'],
   ['localReplies', 'local_reply'],
   ['upstreamErrors', 'upstream_error'],
@@ -44,6 +45,16 @@ const CORE_DECISIONS: readonly (readonly [Exclude<keyof ListenerCounters, 'cxTot
   ['http2Refused', 'http2_refused'],
 ]
 
+/** Mutual TLS on accepted connections (listener/mesh-tls.ts), with their `decision` labels. */
+const MTLS_DECISIONS: readonly (readonly [keyof MtlsStats, string])[] = [
+  ['accepted', 'mtls_accepted'],
+  ['resumed', 'mtls_resumed'],
+  ['plaintext', 'mtls_plaintext'],
+  ['plaintextRefused', 'mtls_plaintext_refused'],
+  ['handshakeFailed', 'mtls_handshake_failed'],
+  ['peerRejected', 'mtls_peer_rejected'],
+]
+
 /** The HTTP/2 codec's decisions (proxy/h2/downstream.ts), with their `decision` labels. */
 const H2_DECISIONS: readonly (readonly [keyof H2Stats, string])[] = [
   ['malformed', 'h2_malformed'],
@@ -62,6 +73,7 @@ export function bindMetricsSources(metrics: ProxyMetrics, v: MetricsView): void 
       for (const [key, decision] of CORE_DECISIONS) out.push({ listener: l.name, decision, value: c[key] })
       for (const [key, decision] of FILTER_DECISIONS) out.push({ listener: l.name, decision, value: c[key] })
       for (const [key, decision] of H2_DECISIONS) out.push({ listener: l.name, decision, value: c.h2[key] })
+      for (const [key, decision] of MTLS_DECISIONS) out.push({ listener: l.name, decision, value: c.mtls[key] })
     }
     return out
   })

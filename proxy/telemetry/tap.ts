@@ -20,6 +20,7 @@
 // | `cluster`   | string | cluster, `""` when none |
 // | `upstream`  | string | endpoint `address:port`, `""` when none |
 // | `requestId` | string | `x-request-id` sent upstream, `""` when none |
+// | `principal` | string | the caller's SPIFFE ID over mutual TLS (inbound), `""` when none |
 // | `explain`   | array  | with `?explain=1` only: the request's decision trace steps (telemetry/explain.ts) |
 //
 // A slow reader cannot grow the proxy's memory: once its response holds TAP_MAX_QUEUED_BYTES not
@@ -105,6 +106,7 @@ export function tapLine(r: RequestRecord, listener?: string, explain = false): s
       cluster: r.clusterName,
       upstream: r.upstreamHost,
       requestId: r.requestId,
+      principal: r.peer?.principal ?? '',
       ...(explain ? { explain: r.explain?.steps ?? null } : {}),
     }) + '\n'
   )

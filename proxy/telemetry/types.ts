@@ -1,6 +1,7 @@
 // What telemetry sees of a request, and the sinks that consume it. The router's Exchange object
 // itself implements RequestRecord (no extra allocation per request); sinks read it once, when the
 // exchange completes, and must not keep it.
+import type { PeerIdentity } from '../identity/authz.ts'
 import type { ExplainTrace } from './explain.ts'
 
 /** One completed (or failed) request, as seen by one proxy listener. */
@@ -40,6 +41,8 @@ export interface RequestRecord {
   readonly traceId: string
   /** client address */
   readonly downstreamAddress: string
+  /** the caller's identity when it came over mutual TLS (inbound listeners), else null */
+  readonly peer: PeerIdentity | null
   /** the decision trace when this request was selected for one (./explain.ts), else null */
   readonly explain?: ExplainTrace | null
 }
@@ -52,6 +55,11 @@ export interface PeerLabels {
   readonly destinationService: string
   readonly destinationWorkload: string
   readonly destinationNamespace: string
+  /** SPIFFE IDs (Istio's source_principal / destination_principal), "unknown" when not known */
+  readonly sourcePrincipal: string
+  readonly destinationPrincipal: string
+  /** Istio's connection_security_policy: mutual_tls or none (reporter=destination), unknown (reporter=source) */
+  readonly connectionSecurityPolicy: string
 }
 
 export interface RequestSink {

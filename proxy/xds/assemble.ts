@@ -5,7 +5,7 @@
 //
 // Where each part of the applied config comes from:
 //   control plane:    listeners, routeTables, clusters, endpoints
-//   local bootstrap:  node, admin, drainTimeout, limits, telemetry (the process's own settings),
+//   local bootstrap:  node, admin, drainTimeout, limits, telemetry, identity (the process's own settings),
 //                     and, per listener name, address and port: several sidecars on one machine
 //                     (the local mode) get the same listeners from the control plane but must
 //                     bind distinct ports;
@@ -22,7 +22,7 @@ import { fromMessage } from '../../api/wire.ts'
 
 
 /** The parts of the config that the proxy's own bootstrap provides. */
-export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'drainPeriod' | 'limits' | 'telemetry'> & {
+export type LocalSettings = Pick<Bootstrap, 'node' | 'admin' | 'drainTimeout' | 'drainPeriod' | 'limits' | 'telemetry' | 'identity'> & {
   /**
    * by listener name: a listener the control plane sends takes only address, port and
    * interception (the pod's iptables are the pod's business, not the control plane's) from here
@@ -167,6 +167,7 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
   if (local.drainPeriod !== undefined) b.drainPeriod = local.drainPeriod
   if (local.limits !== undefined) b.limits = local.limits
   if (local.telemetry !== undefined) b.telemetry = local.telemetry
+  if (local.identity !== undefined) b.identity = local.identity
   return b
 }
 

@@ -105,7 +105,7 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   const out = port(env.WEFT_OUTBOUND_PORT)
   const inb = port(env.WEFT_INBOUND_PORT)
   const adm = port(env.WEFT_ADMIN_PORT)
-  if (out === undefined && inb === undefined && adm === undefined) return b
+  if (out === undefined && inb === undefined && adm === undefined && !env.WEFT_CA_ADDRESS) return b
   const r: Bootstrap & { podIp?: string } = b === undefined ? { listeners: [], routeTables: [], clusters: [] } : { ...b, listeners: [...b.listeners], routeTables: [...b.routeTables] }
   const has = (name: string) => r.listeners.some((l) => l.name === name)
   if (out !== undefined && !has('outbound')) {
@@ -123,6 +123,15 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   }
   // kubelet probes the pod's IP (the startupProbe on /ready, the rewritten app probes)
   if (adm !== undefined && r.admin === undefined) r.admin = { address: '0.0.0.0', port: adm }
+  // the mesh CA (injected with mutual TLS on): the pod's identity from its ServiceAccount token
+  if (env.WEFT_CA_ADDRESS !== undefined && env.WEFT_CA_ADDRESS !== '' && r.identity === undefined) {
+    r.identity = {
+      serviceAccount: env.SERVICE_ACCOUNT || 'default',
+      ...(env.WEFT_TRUST_DOMAIN ? { trustDomain: env.WEFT_TRUST_DOMAIN } : {}),
+      ca: { address: env.WEFT_CA_ADDRESS, tokenFile: env.WEFT_TOKEN_FILE || '/var/run/secrets/kubernetes.io/serviceaccount/token' },
+    }
+    if (r.node?.namespace === undefined && env.POD_NAMESPACE) r.node = { ...r.node, namespace: env.POD_NAMESPACE }
+  }
   // the app ports the control plane's endpoints place on this pod get inbound hops (assemble.ts)
   if (inb !== undefined && env.POD_IP !== undefined && env.POD_IP !== '') return { ...r, podIp: env.POD_IP }
   return r

@@ -17,7 +17,10 @@
 //   timeoutSeconds ends the stream as the server would;
 // - errors are Status objects (NotFound, Unauthorized, BadRequest, ...), with the HTTP status as code;
 // - POST of a Pod runs the mutating admission webhooks (MutatingWebhookConfigurations in `cluster`)
-//   over HTTPS, as kube-apiserver does, then stores it.
+//   over HTTPS, as kube-apiserver does, then stores it;
+// - TokenReview (authentication.k8s.io/v1, POST): a token made by serviceAccountToken() is
+//   authenticated as system:serviceaccount:<ns>:<sa>, any other is not (status.authenticated false);
+// - Secrets, one at a time: GET and POST (create; 409 AlreadyExists) in a namespace.
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { request as httpsRequest } from 'node:https'
@@ -144,6 +147,72 @@ export class KubeApiServer {
   readonly namespaceLabels = new Map<string, Record<string, string>>()
   /** admission calls made on Pod creation: webhook name and the outcome */
   readonly admissions: { webhook: string; namespace: string; outcome: string }[] = []
+  /** ServiceAccount tokens TokenReview knows: token -> who */
+  readonly #saTokens = new Map<string, { namespace: string; serviceAccount: string }>()
+  /** TokenReviews answered: the user they named, or "" when not authenticated */
+  readonly tokenReviews: string[] = []
+  /** Secrets by "namespace/name" */
+  readonly secrets = new Map<string, KubeObject>()
+
+  /** A token TokenReview will authenticate as the ServiceAccount (what kubelet projects into a pod). */
+  serviceAccountToken(namespace: string, serviceAccount: string): string {
+    const token = `sa.${namespace}.${serviceAccount}.${randomUUID()}`
+    this.#saTokens.set(token, { namespace, serviceAccount })
+    return token
+  }
+
+  /** TokenReview and Secrets; true when the request was one of them. */
+  #auth(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    const body = (): Promise<any> => new Promise((resolve) => {
+      const parts: Buffer[] = []
+      req.on('data', (b: Buffer) => parts.push(b))
+      req.on('end', () => {
+        try { resolve(JSON.parse(Buffer.concat(parts).toString('utf8'))) } catch { resolve(undefined) }
+      })
+    })
+    const json = (code: number, obj: unknown): void => {
+      res.statusCode = code
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify(obj))
+    }
+    if (path === '/apis/authentication.k8s.io/v1/tokenreviews' && req.method === 'POST') {
+      void body().then((review) => {
+        const token = review?.spec?.token
+        if (review?.kind !== 'TokenReview' || typeof token !== 'string') return reply(res, status(400, 'BadRequest', 'not a TokenReview with spec.token'))
+        const who = this.#saTokens.get(token)
+        this.tokenReviews.push(who === undefined ? '' : `system:serviceaccount:${who.namespace}:${who.serviceAccount}`)
+        json(201, {
+          apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec: review.spec,
+          status: who === undefined
+            ? { authenticated: false, error: '[invalid bearer token, service account token has been invalidated]' }
+            : { authenticated: true, user: { username: `system:serviceaccount:${who.namespace}:${who.serviceAccount}`, groups: ['system:serviceaccounts', `system:serviceaccounts:${who.namespace}`, 'system:authenticated'] }, audiences: review.spec.audiences ?? ['https://kubernetes.default.svc'] },
+        })
+      })
+      return true
+    }
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/secrets(?:\/([^/]+))?$/.exec(path)
+    if (m === null) return false
+    const ns = m[1]
+    if (req.method === 'GET' && m[2] !== undefined) {
+      const s = this.secrets.get(`${ns}/${m[2]}`)
+      if (s === undefined) reply(res, status(404, 'NotFound', `secrets "${m[2]}" not found`))
+      else json(200, s)
+      return true
+    }
+    if (req.method === 'POST' && m[2] === undefined) {
+      void body().then((s) => {
+        const name = s?.metadata?.name
+        if (typeof name !== 'string') return reply(res, status(400, 'BadRequest', 'a Secret needs metadata.name'))
+        if (this.secrets.has(`${ns}/${name}`)) return reply(res, status(409, 'AlreadyExists', `secrets "${name}" already exists`))
+        const stored = { ...s, apiVersion: 'v1', kind: 'Secret', metadata: { ...s.metadata, namespace: ns, uid: randomUUID(), resourceVersion: String(++this.#rv) } }
+        this.secrets.set(`${ns}/${name}`, stored)
+        json(201, stored)
+      })
+      return true
+    }
+    reply(res, status(405, 'MethodNotAllowed', `the test API server serves GET and POST of secrets, not ${req.method}`))
+    return true
+  }
 
   private constructor(server: Server, opts: KubeApiServerOptions) {
     this.server = server
@@ -405,6 +474,7 @@ export class KubeApiServer {
       return
     }
     if (this.cluster.handle(req, res, url.pathname, reply, status)) return
+    if (this.#auth(req, res, url.pathname)) return
     const route = this.#route(url.pathname)
     if (route === undefined) {
       reply(res, status(404, 'NotFound', 'the server could not find the requested resource'))

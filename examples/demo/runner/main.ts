@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { watchDirectory, type FileWatcher } from '../../../api/watch.ts'
-import { DEFAULT_BASE_PORT, WORKLOADS, controlPlanePorts, portsOf, rateLimitFiles, rateLimitPorts, renderResources, writeBootstrap, type Workload } from './layout.ts'
+import { DEFAULT_BASE_PORT, NAMESPACE, WORKLOADS, controlPlanePorts, mtlsFiles, portsOf, rateLimitFiles, rateLimitPorts, renderResources, writeBootstrap, type Workload } from './layout.ts'
 import type { DemoOptions } from './options.ts'
 import { Supervisor, type Child, type Exit } from './processes.ts'
 import { LiveStats, formatPlain, formatTable } from './summary.ts'
@@ -94,7 +94,7 @@ class Demo {
     const bootAt = performance.now()
     // A port in use would show as a crash of whichever process binds it, or worse, pass a
     // readiness check answered by someone else's process (another demo): check them all first.
-    const busy = await portsInUse([controlPlanePorts(o.basePort).grpc, controlPlanePorts(o.basePort).admin, ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, o.basePort))), ...(o.ratelimit ? Object.values(rateLimitPorts(o.basePort)) : [])])
+    const busy = await portsInUse([controlPlanePorts(o.basePort).grpc, controlPlanePorts(o.basePort).admin, ...(o.mtls ? [controlPlanePorts(o.basePort).ca] : []), ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, o.basePort))), ...(o.ratelimit ? Object.values(rateLimitPorts(o.basePort)) : [])])
     if (busy.length > 0) {
       throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} of 127.0.0.1 in use: another demo running? --base-port N (or $WEFT_DEMO_BASE_PORT) moves the range`)
     }
@@ -106,7 +106,14 @@ class Demo {
     let resources = source
     const rl = o.ratelimit ? rateLimitFiles(o.basePort) : null
     const extra: Record<string, string> = rl === null ? {} : { 'zz-global-ratelimit.yaml': rl.policy }
-    if (o.basePort !== DEFAULT_BASE_PORT || rl !== null) {
+    const mt = o.mtls ? mtlsFiles() : null
+    if (mt !== null) {
+      extra['zz-mtls.yaml'] = mt.policies
+      const { writeFile } = await import('node:fs/promises')
+      await writeFile(join(this.workdir, 'tokens.yaml'), mt.tokens)
+      for (const w of WORKLOADS) await writeFile(join(this.workdir, `${w.name}.token`), `demo-token-${w.name}\n`)
+    }
+    if (o.basePort !== DEFAULT_BASE_PORT || rl !== null || mt !== null) {
       // The YAML is written for the default range; the control plane gets a copy with the ports
       // moved (and with --ratelimit, the policy that asks the rate limit server), kept in step with
       // every edit of the original.
@@ -137,13 +144,18 @@ class Demo {
       this.out.write(`global rate limit: catalogue 5/s for all callers together (weft ratelimit-server on 127.0.0.1:${rp.rls}, counters ${redis ? `in redis-server on ${rp.redis}` : 'in memory: redis-server is not installed'})\n`)
     }
     const cp = controlPlanePorts(o.basePort)
-    const cpChild = sup.start('control-plane', [WEFT, 'control-plane', '--local', resources, '--listen', `127.0.0.1:${cp.grpc}`, '--admin', `127.0.0.1:${cp.admin}`])
+    const caArgs = mt === null ? [] : ['--ca-listen', `127.0.0.1:${cp.ca}`, '--ca-dir', join(this.workdir, 'ca'), '--ca-tokens', join(this.workdir, 'tokens.yaml')]
+    const cpChild = sup.start('control-plane', [WEFT, 'control-plane', '--local', resources, '--listen', `127.0.0.1:${cp.grpc}`, '--admin', `127.0.0.1:${cp.admin}`, ...caArgs])
+    if (mt !== null) {
+      const fe = portsOf(WORKLOADS[0], o.basePort)
+      this.out.write(`mutual TLS: on (the control plane's CA on 127.0.0.1:${cp.ca}; every sidecar has an SVID spiffe://cluster.local/ns/${NAMESPACE}/sa/<workload>, inbound listeners are strict; weft identity --admin 127.0.0.1:${fe.admin}). --plaintext turns it off.\n`)
+    }
     // Everything else starts at once (11 Node processes on what may be 2 cores): the sidecars
     // retry until the control plane listens (backoff from 250 ms).
     const pids = new Map<string, { app?: Child; sidecar: Child }>()
     for (const w of WORKLOADS) {
       const p = portsOf(w, o.basePort)
-      const bootstrap = await writeBootstrap(this.workdir, w, o.basePort)
+      const bootstrap = await writeBootstrap(this.workdir, w, o.basePort, mt !== null)
       if (this.isStopping()) throw new Aborted() // shutdown() stops what was started
       const sidecar = sup.start(`${w.name}-sidecar`, [WEFT, 'proxy', '--control-plane', `127.0.0.1:${cp.grpc}`, '--config', bootstrap])
       const app = w.service === undefined ? undefined : sup.start(w.name, [join(APPS, w.app), '--port', String(p.app), '--outbound', `127.0.0.1:${p.outbound}`, ...(w.args ?? [])])

@@ -19,6 +19,8 @@ export interface DemoOptions {
   redraw: boolean
   /** a global rate limit on catalogue: weft ratelimit-server (counters in redis-server when installed) */
   ratelimit: boolean
+  /** mutual TLS between the sidecars (the control plane's CA); off with --plaintext */
+  mtls: boolean
 }
 
 export const USAGE = `usage: npm start -- [options]     (or: node examples/start.ts [options])
@@ -31,6 +33,8 @@ export const USAGE = `usage: npm start -- [options]     (or: node examples/start
   --plain           print plain summary lines even in a terminal
   --ratelimit       a global rate limit on catalogue (5 calls a second across all callers): starts
                     weft ratelimit-server, its counters in redis-server when installed (else in memory)
+  --plaintext       no mutual TLS between the sidecars (by default the control plane runs the
+                    mesh CA, every sidecar gets an SVID, and inbound listeners are strict)
   -h, --help        this text
 `
 
@@ -51,6 +55,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, is
         window: { type: 'string' },
         plain: { type: 'boolean' },
         ratelimit: { type: 'boolean' },
+        plaintext: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values
@@ -73,5 +78,5 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, is
     return { error: `--window: ${(e as Error).message}` }
   }
   if (windowMs < 1000) return { error: '--window: at least 1s (the summary scrapes once a second)' }
-  return { basePort, resources: v.resources ?? DEFAULT_RESOURCES, durationSeconds, rps, windowMs, redraw: isTty && v.plain !== true, ratelimit: v.ratelimit === true }
+  return { basePort, resources: v.resources ?? DEFAULT_RESOURCES, durationSeconds, rps, windowMs, redraw: isTty && v.plain !== true, ratelimit: v.ratelimit === true, mtls: v.plaintext !== true }
 }

@@ -21,6 +21,8 @@ export interface View {
   readonly services: readonly ServiceStats[]
   /** share of the callers' reviews requests per version, 0–1; null without any */
   readonly split: { readonly v1: number; readonly v2: number } | null
+  /** requests the sidecars served in the window, by connection_security_policy (mutual_tls, none) */
+  readonly security: Readonly<Record<string, number>>
 }
 
 interface Tick {
@@ -94,7 +96,16 @@ export class LiveStats {
     const services = [...byName].map(([name, e]) => ({ name, ...e })).sort((a, b) => rank(a.name) - rank(b.name) || a.name.localeCompare(b.name))
     const v1 = byName.get('reviews-v1')?.callers?.requests ?? 0
     const v2 = byName.get('reviews-v2')?.callers?.requests ?? 0
-    return { windowSeconds, services, split: v1 + v2 > 0 ? { v1: v1 / (v1 + v2), v2: v2 / (v1 + v2) } : null }
+    // what the serving sidecars saw: over mutual TLS or in plain text (connection_security_policy)
+    const security: Record<string, number> = {}
+    const key = (s: { labels: Readonly<Record<string, string>> }) => `${s.labels.instance}|${Object.entries(s.labels).filter(([k]) => k !== 'instance').map(([k, v]) => `${k}=${v}`).join(',')}`
+    const was = new Map(before.filter((s) => s.name === 'weft_requests_total' && s.labels.reporter === 'destination').map((s) => [key(s), s.value]))
+    for (const s of after) {
+      if (s.name !== 'weft_requests_total' || s.labels.reporter !== 'destination') continue
+      const d = s.value - (was.get(key(s)) ?? 0)
+      if (d > 0) security[s.labels.connection_security_policy ?? 'unknown'] = (security[s.labels.connection_security_policy ?? 'unknown'] ?? 0) + d
+    }
+    return { windowSeconds, services, split: v1 + v2 > 0 ? { v1: v1 / (v1 + v2), v2: v2 / (v1 + v2) } : null, security }
   }
 
   close(): void {
@@ -109,6 +120,14 @@ const cells = (r: StatRow | null): [string, string, string] =>
 
 const percent = (x: number) => `${Math.round(x * 100)}%`
 
+/** "mTLS: 100% of the requests the sidecars served came over mutual TLS, 412/412" */
+export function securityLine(v: View): string {
+  const total = Object.values(v.security).reduce((a, b) => a + b, 0)
+  if (total === 0) return 'mTLS: no requests served in the window'
+  const m = v.security.mutual_tls ?? 0
+  return `mTLS: ${percent(m / total)} of the requests the sidecars served came over mutual TLS, ${Math.round(m)}/${Math.round(total)}`
+}
+
 export function splitLine(v: View): string {
   return v.split === null ? 'canary: no reviews traffic yet' : `canary: reviews-v1 ${percent(v.split.v1)} / reviews-v2 ${percent(v.split.v2)} (reviews-canary.yaml)`
 }
@@ -122,7 +141,7 @@ export function formatTable(v: View): string[] {
   const pad = (row: string[], from: number, to: number) => row.slice(from, to).map((c, i) => (from + i === 0 ? c.padEnd(w[0]) : c.padStart(w[from + i]))).join('   ')
   const line = (row: string[]) => `${pad(row, 0, 4)}   │ ${pad(row, 4, 6)}`
   const left = w[0] + w[1] + w[2] + w[3] + 9
-  return [`${'as its callers see it'.padStart(left)}   │ at its own sidecar`, ...all.map(line), splitLine(v)]
+  return [`${'as its callers see it'.padStart(left)}   │ at its own sidecar`, ...all.map(line), splitLine(v), securityLine(v)]
 }
 
 /** Plain lines, one per Service, for a log or CI (stdout not a terminal). */
@@ -134,5 +153,5 @@ export function formatPlain(v: View, elapsedSeconds: number): string[] {
     const d = cells(s.served)
     return `${t} ${s.name.padEnd(nameWidth)} ${c[0].padStart(8)}  success ${c[1].padStart(7)}  p99 ${c[2].padStart(6)}  (own sidecar: success ${d[1]}, p99 ${d[2]})`
   })
-  return [...lines, `${t} ${splitLine(v)}`]
+  return [...lines, `${t} ${splitLine(v)}`, `${t} ${securityLine(v)}`]
 }

@@ -12,6 +12,7 @@
 // - The upstream's GOAWAY: streams above its last id, and those still waiting, close with
 //   REFUSED_STREAM (never processed: the exchange sends them again on a new session); no new
 //   stream on this one; it closes when the others end.
+import { connectMeshTls, type SessionCache, type UpstreamTls } from '../../identity/upstream-tls.ts'
 import { connect, type Socket } from 'node:net'
 import type { OutgoingHttpHeaders } from 'node:http2'
 import { onreadOptions, ReadBuffer } from '../../net/read-buffer.ts'
@@ -61,9 +62,11 @@ export class ClientSession extends H2Conn {
   }
 
   /** h2c with prior knowledge to host:port. */
-  static connect(host: string, port: number, opts: ConnOptions): ClientSession {
+  static connect(host: string, port: number, opts: ConnOptions, tls: UpstreamTls | null = null, cache: SessionCache | null = null): ClientSession {
     const rb = new ReadBuffer()
-    const socket = connect({ host, port, onread: onreadOptions(rb, ignoreBytes) })
+    const onread = onreadOptions(rb, ignoreBytes)
+    // mesh TLS (ALPN h2): frames written before the handshake wait in the TLS socket
+    const socket = tls === null ? connect({ host, port, onread }) : connectMeshTls(host, port, tls, 'h2', cache ?? { tlsSession: null }, onread)
     return new ClientSession(socket, opts, rb, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
   }
 

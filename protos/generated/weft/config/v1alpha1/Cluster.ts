@@ -6,6 +6,7 @@ import type { ClusterPool as _weft_config_v1alpha1_ClusterPool, ClusterPool__Out
 import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBreaker__Output as _weft_config_v1alpha1_CircuitBreaker__Output } from '../../../weft/config/v1alpha1/CircuitBreaker.ts';
 import type { OutlierDetection as _weft_config_v1alpha1_OutlierDetection, OutlierDetection__Output as _weft_config_v1alpha1_OutlierDetection__Output } from '../../../weft/config/v1alpha1/OutlierDetection.ts';
 import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from '../../../weft/config/v1alpha1/AdaptiveConcurrency.ts';
+import type { ClusterTls as _weft_config_v1alpha1_ClusterTls, ClusterTls__Output as _weft_config_v1alpha1_ClusterTls__Output } from '../../../weft/config/v1alpha1/ClusterTls.ts';
 
 /**
  * A cluster without its endpoints (they come as ClusterEndpoints).
@@ -25,6 +26,10 @@ export interface Cluster {
   'circuitBreaker'?: (_weft_config_v1alpha1_CircuitBreaker | null);
   'outlierDetection'?: (_weft_config_v1alpha1_OutlierDetection | null);
   'adaptiveConcurrency'?: (_weft_config_v1alpha1_AdaptiveConcurrency | null);
+  /**
+   * mutual TLS to the endpoints' sidecars
+   */
+  'tls'?: (_weft_config_v1alpha1_ClusterTls | null);
   '_protocol'?: "protocol";
 }
 
@@ -46,5 +51,9 @@ export interface Cluster__Output {
   'circuitBreaker': (_weft_config_v1alpha1_CircuitBreaker__Output | null);
   'outlierDetection': (_weft_config_v1alpha1_OutlierDetection__Output | null);
   'adaptiveConcurrency': (_weft_config_v1alpha1_AdaptiveConcurrency__Output | null);
+  /**
+   * mutual TLS to the endpoints' sidecars
+   */
+  'tls': (_weft_config_v1alpha1_ClusterTls__Output | null);
   '_protocol'?: "protocol";
 }

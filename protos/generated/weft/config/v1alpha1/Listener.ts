@@ -2,6 +2,7 @@
 
 import type { ListenerTcp as _weft_config_v1alpha1_ListenerTcp, ListenerTcp__Output as _weft_config_v1alpha1_ListenerTcp__Output } from '../../../weft/config/v1alpha1/ListenerTcp.ts';
 import type { ListenerFilters as _weft_config_v1alpha1_ListenerFilters, ListenerFilters__Output as _weft_config_v1alpha1_ListenerFilters__Output } from '../../../weft/config/v1alpha1/ListenerFilters.ts';
+import type { AuthorizationPolicy as _weft_config_v1alpha1_AuthorizationPolicy, AuthorizationPolicy__Output as _weft_config_v1alpha1_AuthorizationPolicy__Output } from '../../../weft/config/v1alpha1/AuthorizationPolicy.ts';
 
 export interface Listener {
   'name'?: (string);
@@ -41,11 +42,20 @@ export interface Listener {
    * connections redirected to its port (default true)
    */
   'bindToPort'?: (boolean);
+  /**
+   * inbound: "permissive" (mesh TLS and plain text), "strict" (mesh TLS only), "disable"
+   */
+  'mtls'?: (string);
+  /**
+   * inbound: authorization policies (Istio's AuthorizationPolicy semantics)
+   */
+  'authorization'?: (_weft_config_v1alpha1_AuthorizationPolicy)[];
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
   '_interception'?: "interception";
   '_bindToPort'?: "bindToPort";
+  '_mtls'?: "mtls";
 }
 
 export interface Listener__Output {
@@ -86,9 +96,18 @@ export interface Listener__Output {
    * connections redirected to its port (default true)
    */
   'bindToPort'?: (boolean);
+  /**
+   * inbound: "permissive" (mesh TLS and plain text), "strict" (mesh TLS only), "disable"
+   */
+  'mtls'?: (string);
+  /**
+   * inbound: authorization policies (Istio's AuthorizationPolicy semantics)
+   */
+  'authorization': (_weft_config_v1alpha1_AuthorizationPolicy__Output)[];
   '_address'?: "address";
   '_protocol'?: "protocol";
   '_detectTimeout'?: "detectTimeout";
   '_interception'?: "interception";
   '_bindToPort'?: "bindToPort";
+  '_mtls'?: "mtls";
 }
