@@ -1,10 +1,11 @@
-// The webhook's injection as a JSON Patch (RFC 6902) text, written directly: the same decision as
+// The webhook's injection as a JSON Patch (RFC 6902), written directly: the same decision as
 // inject() (planInjection, shared), the same containers (initContainer/sidecarContainer, shared),
 // but no copy of the pod, no diff of two trees, and no serialisation of the sidecar per review.
-// At compile time (once per MeshConfig) the init container, the volume and the proxy container of
-// each layout are serialised with holes for what varies per pod (log level, WEFT_APP_PROBES); a
-// review splices its values into those texts. Pods with per-pod resources or excluded ports/CIDRs
-// serialise their own containers (still no diff).
+// At compile time (once per MeshConfig) the init container, the volume, the operations around them
+// and the proxy container of each layout are serialised (the proxy with holes for what varies per
+// pod: log level, WEFT_APP_PROBES) and base64-encoded in pieces that concatenate (see b64()); a
+// review encodes only its probe operations and WEFT_APP_PROBES. Pods with their own proxy
+// resources or excluded ports/CIDRs serialise those containers per review (still no diff).
 //
 // The patch applied to the pod gives inject()'s pod, key order included (test/inject-patch.test.ts).
 import { A, type PodOptions } from './annotations.ts'
@@ -84,6 +85,7 @@ export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
     native: proxyTemplates.native.map((t) => t.text.map(b64)),
     classic: proxyTemplates.classic.map((t) => t.text.map(b64)),
   }
+  // podOptions admits a fixed set of log levels: a small memo
   const logLevels = new Map<string, string>()
   const logLevelB64 = (level: string): string => {
     let v = logLevels.get(level)
