@@ -215,3 +215,22 @@ t.test('idle connections: closed after idleTimeoutMs without a request (up to a 
   const busyClosed = await busy.closedAt
   t.ok(busyClosed - t0 >= 1290, 'and closes once it has been idle for the timeout')
 })
+
+t.test('the answer\'s JSON, written by hand, is JSON.stringify of the review for every kind of answer', async (t) => {
+  const { admit } = await import('../control-plane/webhook/admission.ts')
+  const o = { mesh: DEFAULT_MESH }
+  const bodies = [
+    review(pod()),
+    { ...review(pod({ 'weft.io/inject': 'true' })), request: { ...review(pod()).request, uid: 'ü "quoted" \\ \u2028' } },
+    review(pod(undefined, { hostNetwork: true })),
+    review(pod({ 'weft.io/exclude-outbound-ports': 'all' })),
+    review({ kind: 'Service' }, { kind: { group: '', version: 'v1', kind: 'Service' } }),
+    review({ ...pod(), spec: null }),
+    review(pod(), { operation: 'DELETE' }),
+  ]
+  for (const b of bodies) {
+    const out = admit(JSON.parse(JSON.stringify(b)), o)
+    if ('error' in out) { t.fail(out.error); continue }
+    t.equal(out.json, JSON.stringify(out.review), out.decision)
+  }
+})

@@ -4,8 +4,9 @@
 // unchanged, with a warning where the user should know.
 //
 // The patch is written directly (compilePodPatcher, compiled once per MeshConfig: the sidecar's
-// JSON is serialised at compile time), and so is the answer's JSON: a review costs one JSON.parse
-// of the request and a base64 of the patch, not a copy, a diff and two serialisations of the pod.
+// JSON is serialised and base64-encoded at compile time), and so is the answer's JSON: a review
+// costs one JSON.parse of the request and the encoding of what varies per pod, not a copy, a diff
+// and two serialisations of the pod.
 import { compilePodPatcher, NAMESPACE_LABEL, ANNOTATIONS, type KubeObject, type MeshConfig, type PodPatcher } from '../inject/index.ts'
 
 export interface AdmissionRequest {
