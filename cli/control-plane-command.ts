@@ -51,13 +51,19 @@ export function registerControlPlane(program: Command): void {
         return
       }
       const { runControlPlane } = await import('./control-plane.ts')
+      const cpNamespace = opts.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system'
+      // with the CA on, injected sidecars ask it for their SVID at the control plane's Service
+      const caPort = opts.caListen === undefined ? undefined : opts.caListen.slice(opts.caListen.lastIndexOf(':') + 1)
       process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes,
         outboundPort: port,
         webhook: opts.webhookListen === undefined ? undefined : {
           listen: opts.webhookListen,
           service: opts.webhookService,
-          namespace: opts.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system',
-          mesh: opts.proxyImage === undefined ? {} : { image: opts.proxyImage },
+          namespace: cpNamespace,
+          mesh: {
+            ...(opts.proxyImage === undefined ? {} : { image: opts.proxyImage }),
+            ...(caPort === undefined ? {} : { caAddress: `${opts.webhookService}.${cpNamespace}.svc:${caPort}` }),
+          },
         },
         ca: opts.caListen === undefined ? undefined : {
           listen: opts.caListen,

@@ -29,7 +29,11 @@ program
       // loaded on use: a static sidecar does not carry gRPC and the protobuf loader
       const { runXdsSidecar } = await import('../proxy/xds/sidecar.ts')
       process.exitCode = await runXdsSidecar({ controlPlane: opts.controlPlane, configFile: opts.config })
-      return
+      // Drained (or never started): exit now rather than when the event loop empties. In a pod's
+      // network namespace an injected sidecar with an identity was seen staying alive after its
+      // drain with only its stdio pipes referenced, and a Job whose sidecar never exits never
+      // completes (the logs are written synchronously: nothing is lost).
+      process.exit()
     }
     if (opts.config === undefined) {
       process.stderr.write('weft: proxy needs --config FILE (static mode) or --control-plane HOST:PORT\n')
@@ -41,6 +45,7 @@ program
     // static mode loads the control plane's translation only when there are resources
     const source = resources.length === 0 ? undefined : (await import('./proxy-static.ts')).staticSource(opts.config, resources)
     process.exitCode = await runSidecar(opts.config, source)
+    process.exit()
   })
 
 // Each command's module, by command name. A process registers only the command it runs (a

@@ -12,8 +12,8 @@ import type { Route } from '../api/schema.ts'
 
 t.test('the tables are derived from the registered filters', async (t) => {
   t.same(FILTERS.map((f) => f.name), ['rateLimit', 'globalRateLimit', 'redirect', 'fault'], 'Envoy order: local rate limit, global rate limit, redirect, fault')
-  t.same(FILTER_DECISIONS, [['rateLimited', 'rate_limited'], ['globalRateLimitAllowed', 'global_rate_limit_allowed'], ['globalRateLimited', 'global_rate_limited'], ['rateLimitServiceFailedOpen', 'rate_limit_service_failed_open'], ['rateLimitServiceError', 'rate_limit_service_error'], ['faultAborts', 'fault_abort'], ['faultDelays', 'fault_delay']])
-  t.same(newFilterCounters(), { rateLimited: 0, globalRateLimitAllowed: 0, globalRateLimited: 0, rateLimitServiceFailedOpen: 0, rateLimitServiceError: 0, faultAborts: 0, faultDelays: 0 })
+  t.same(FILTER_DECISIONS, [['rateLimited', 'rate_limited'], ['globalRateLimitAllowed', 'global_rate_limit_allowed'], ['globalRateLimited', 'global_rate_limited'], ['rateLimitServiceFailedOpen', 'rate_limit_service_failed_open'], ['rateLimitServiceError', 'rate_limit_service_error'], ['faultAborts', 'fault_abort'], ['faultDelays', 'fault_delay'], ['authzDenied', 'authz_denied'], ['authzAudited', 'authz_audit']], 'the route filters, then the listener-only authorization filter')
+  t.same(newFilterCounters(), { rateLimited: 0, globalRateLimitAllowed: 0, globalRateLimited: 0, rateLimitServiceFailedOpen: 0, rateLimitServiceError: 0, faultAborts: 0, faultDelays: 0, authzDenied: 0, authzAudited: 0 })
   t.equal(Flags.RateLimitServiceError, 'RLSE')
   t.equal(Flags.RateLimited, 'RL')
   t.equal(Flags.FaultInjected, 'FI')

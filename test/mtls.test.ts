@@ -164,8 +164,8 @@ t.test('a server whose SPIFFE ID the cluster does not allow is refused (secure n
 
 t.test('leaf and root rotation under load: zero failed requests, new handshakes on the new certificates', async (t) => {
   const m = await mesh(t, { })
-  // the callee closes idle connections after 100 ms: new mesh TLS connections all along
-  await m.reviews.sidecar.proxy.apply({ ...m.reviewsConfig(), limits: { idleTimeout: '100ms', firstByteTimeout: '100ms' } })
+  // the callee closes idle connections after 250 ms: new mesh TLS connections all along
+  await m.reviews.sidecar.proxy.apply({ ...m.reviewsConfig(), limits: { idleTimeout: '250ms', firstByteTimeout: '250ms' } })
   const ida = m.frontend.sidecar.proxy.identity!
   const idb = m.reviews.sidecar.proxy.identity!
   let stop = false
@@ -199,6 +199,8 @@ t.test('leaf and root rotation under load: zero failed requests, new handshakes 
   await renewBoth() // both roots trusted everywhere
   t.equal(ida.current.trustBundle.length, 2)
   const oldRoot = m.ca.ca.trustBundle()[0]
+  const oldRootSvid = await m.ca.svid('ops', 'admin') // signed by the root about to go
+  t.equal((await curlTls(m.inPort, '/y', oldRootSvid)).status, 200, 'an SVID of the old root is served while it is trusted')
   m.ca.ca.activateNextRoot()
   await renewBoth() // SVIDs of the new root
   t.not(m.ca.ca.trustBundle()[0], oldRoot)
@@ -206,6 +208,7 @@ t.test('leaf and root rotation under load: zero failed requests, new handshakes 
   await renewBoth() // the old root gone
   t.equal(ida.current.trustBundle.length, 1)
   t.equal(idb.current.trustBundle[0], m.ca.ca.trustBundle()[0], 'only the new root is trusted')
+  t.not((await curlTls(m.inPort, '/y', oldRootSvid)).status, 200, 'revoked by the rotation: an SVID of the dropped root is refused')
   stop = true
   await Promise.all(workers)
   t.same(failures, [], 'no request failed')

@@ -63,6 +63,8 @@ export interface MeshConfig {
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never'
   /** host:port the proxies dial (the control plane's Service) */
   controlPlaneAddress: string
+  /** host:port of the mesh CA (the control plane's certificate service): the proxies get an SVID and speak mutual TLS; unset: no identity */
+  caAddress?: string
   /** the control plane's own namespace: never injected */
   controlPlaneNamespace: string
   /** uid (and gid) the proxy runs as; its traffic is not intercepted */

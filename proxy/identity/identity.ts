@@ -196,6 +196,9 @@ export class IdentityManager {
   }
 
   private call(csr: string, token: string): Promise<CertificateResponse> {
+    // a manager stopped meanwhile (its proxy drained, or a new identity replaced it) makes no
+    // channel: one made now would never be closed and would keep the process alive
+    if (this.stopped) return Promise.reject(new Error('identity manager stopped'))
     const { Client } = certificateService()
     this.client ??= new Client(this.settings.caAddress!, credentials.createInsecure())
     const md = new Metadata()

@@ -8,6 +8,10 @@
 // executed by a minimal pod runner (test/helpers/pod-runner.ts): `weft init` with real iptables,
 // the native sidecar until its startupProbe passes, then the app containers. No kube-proxy: a
 // ClusterIP is reachable only through the sidecars. Root only; everything is removed at the end.
+// With mutual TLS (issue 13): the control plane also runs the mesh CA (--ca-listen), the injector
+// points every sidecar at it, each pod's ServiceAccount token is "projected" by the runner (a file
+// per pod, as kubelet mounts one) and checked by the API server's TokenReview, and a TrafficPolicy
+// makes the reviews Services' clusters mutual TLS served only by the reviews ServiceAccount.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -70,6 +74,13 @@ metadata: { name: reviews-1, namespace: shop, labels: { kubernetes.io/service-na
 addressType: IPv4
 ports: [{ name: http, port: 9080 }]
 endpoints: [{ addresses: [10.0.1.3] }, { addresses: [10.0.1.4] }]
+---
+apiVersion: policy.weft.io/v1alpha1
+kind: TrafficPolicy
+metadata: { name: reviews-mtls, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: reviews }, { group: "", kind: Service, name: reviews-v1 }, { group: "", kind: Service, name: reviews-v2 }]
+  tls: { identities: ["spiffe://cluster.local/ns/shop/sa/reviews"] }
 `
 const KUBECONFIG = `apiVersion: v1
 kind: Config
@@ -154,7 +165,7 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   children.push(fwd)
   await new Promise<void>((resolve) => fwd.stdout!.once('data', () => resolve()))
   for (const doc of parseAllDocuments(RESOURCES)) {
-    const o = doc.toJS() as { kind: 'Service' | 'EndpointSlice' } & Parameters<typeof api.create>[1]
+    const o = doc.toJS() as { kind: 'Service' | 'EndpointSlice' | 'TrafficPolicy' } & Parameters<typeof api.create>[1]
     api.create(o.kind, o)
   }
   api.create('HTTPRoute', parse(split(100, 0)))
@@ -166,7 +177,8 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   // the control plane in the node namespace, in Kubernetes mode, serving the webhook (it makes its
   // serving certificate and writes its CA into the webhook configuration's caBundle)
   const cp = spawn('ip', ['netns', 'exec', node, NODE, WEFT, 'control-plane', '--kubernetes', '--kubeconfig', join(dir, 'kubeconfig'),
-    '--listen', '10.0.1.1:15010', '--admin', '10.0.1.1:15011', '--webhook-listen', '10.0.1.1:15017', '--proxy-image', 'weft:test'],
+    '--listen', '10.0.1.1:15010', '--admin', '10.0.1.1:15011', '--webhook-listen', '10.0.1.1:15017', '--proxy-image', 'weft:test',
+    '--ca-listen', '10.0.1.1:15012'],
   { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WEFT_LOG_LEVEL: 'warn' } })
   children.push(cp)
   let cpErr = ''
@@ -195,17 +207,21 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   const runPod = async (name: string, addr: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}) => {
     const ns = podNetns(name, addr)
     const pod = await admit({ metadata: { name, namespace: 'shop', annotations }, spec } as unknown as RunnerPod)
-    const runner = new PodRunner(pod, { netns: ns, podIp: addr, commands })
+    // the pod's ServiceAccount token, where kubelet would mount it (WEFT_TOKEN_FILE stands for the mount)
+    const token = join(dir, `${name}.token`)
+    writeFileSync(token, api.serviceAccountToken('shop', (spec.serviceAccountName as string | undefined) ?? 'default'))
+    const runner = new PodRunner(pod, { netns: ns, podIp: addr, commands, env: { WEFT_TOKEN_FILE: token } })
     runners.push(runner)
     await runner.start()
     return { ns, runner, pod }
   }
   const reviewsSpec = (version: string) => ({
+    serviceAccountName: 'reviews',
     containers: [{ name: 'app', image: 'test/http', args: [`reviews-${version}`, '9080'], ports: [{ name: 'http', containerPort: 9080 }], readinessProbe: { httpGet: { path: '/ready', port: 'http' } } }],
   })
   const v1 = await runPod('reviews-v1', '10.0.1.3', reviewsSpec('v1'))
   await runPod('reviews-v2', '10.0.1.4', reviewsSpec('v2'))
-  const fe = await runPod('frontend', '10.0.1.2', { containers: [{ name: 'app', image: 'test/sleep' }] })
+  const fe = await runPod('frontend', '10.0.1.2', { serviceAccountName: 'frontend', containers: [{ name: 'app', image: 'test/sleep' }] })
 
   // the injected spec is what ran: a native sidecar and the init step
   t.same((fe.pod.spec.initContainers ?? []).map((c) => [c.name, c.restartPolicy ?? null]), [['weft-init', null], ['weft-proxy', 'Always']])
@@ -246,11 +262,18 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.ok(requests(fe.ns, 'source') >= 21, 'reporter=source on the frontend')
   t.ok(requests(v1.ns, 'destination') >= 11, 'reporter=destination on reviews v1')
 
+  // mutual TLS between the sidecars: the callee knows the caller, and each has its SVID
+  const mtlsLines = curl(v1.ns, 'http://127.0.0.1:15000/metrics').stdout.split('\n').filter((l) => l.startsWith('weft_requests_total{') && l.includes('reporter="destination"'))
+  t.ok(mtlsLines.some((l) => l.includes('source_principal="spiffe://cluster.local/ns/shop/sa/frontend"') && l.includes('destination_principal="spiffe://cluster.local/ns/shop/sa/reviews"') && l.includes('connection_security_policy="mutual_tls"')), `reviews v1 served the frontend over mutual TLS (${mtlsLines.join(' | ').slice(0, 600)})`)
+  const feId = JSON.parse(curl(fe.ns, 'http://127.0.0.1:15000/identity').stdout || '{}')
+  t.match(feId, { ready: true, spiffeId: 'spiffe://cluster.local/ns/shop/sa/frontend', source: 'ca' }, "the frontend's SVID, from the control plane's CA")
+  t.ok(api.tokenReviews.includes('system:serviceaccount:shop:frontend') && api.tokenReviews.includes('system:serviceaccount:shop:reviews'), 'proven by their ServiceAccount tokens (TokenReview)')
+
   // a pod that opted out reaches the service's pods in plain text (no kube-proxy here: by pod IP)
   const plain = await runPod('plain', '10.0.1.5', { containers: [{ name: 'app', image: 'test/sleep' }] }, { 'weft.io/inject': 'false' })
   t.equal(plain.pod.spec.initContainers, undefined, 'not injected')
   t.same(api.admissions.map((a) => a.outcome), ['patched', 'patched', 'patched', 'allowed'], 'each pod went through the webhook')
-  t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n')
+  t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n', 'plain text to a meshed pod (permissive)')
 
   // outside the mesh: passed through
   // (tried again while the machine is too loaded to answer within curl's 5 s: a broken
@@ -275,5 +298,5 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.equal(await job.runner.completion(5000), 'Succeeded')
   const sidecar = job.runner.containers.get('weft-proxy')!
   for (let i = 0; i < 400 && sidecar.proc.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25))
-  t.equal(sidecar.proc.exitCode, 0, `the sidecar drained and exited 0 after the app (${sidecar.output.slice(-600)})`)
+  t.equal(sidecar.proc.exitCode, 0, `the sidecar drained and exited 0 after the app (exit ${sidecar.proc.exitCode} ${sidecar.proc.signalCode}; ${sidecar.output.slice(-3000)})`)
 })
