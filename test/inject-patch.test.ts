@@ -14,7 +14,7 @@ const MESHES: MeshConfig[] = [
     image: 'reg.example/weft:"dev"', controlPlaneAddress: 'cp.mesh-ns.svc:15010', controlPlaneNamespace: 'mesh-ns', proxyUid: 2102,
     ports: { outbound: 16001, inbound: 16006, admin: 16000 }, resources: {}, logLevel: 'warn',
   },
-  { ...DEFAULT_MESH, imagePullPolicy: 'Always', resources: { cpuLimit: '2' } },
+  { ...DEFAULT_MESH, imagePullPolicy: 'Always', resources: { cpuLimit: '2' }, caAddress: 'weft-control-plane.weft-system.svc:15012' },
 ]
 
 /** mostly one of `good`, now and then one of `bad` (which makes inject() skip the pod) */
