@@ -161,6 +161,9 @@ t.test('opaque TCP over mutual TLS (ALPN weft-tcp): allowed by source, a denied 
     s.write('ping')
   })
   t.equal(await talk((await tcpCaller('shop', 'frontend')).port), 'ping', 'shop may connect: bytes go both ways')
+  // permissive: plain text straight to the opaque listener is TCP too (not taken for an HTTP method), and has no identity
+  const plainDb = await callee(t, ca, echo.port, { protocol: 'tcp', tcp: { cluster: 'app' } })
+  t.equal(await talk(plainDb.port), 'ping', 'plain text on a permissive tcp listener is tunnelled as it is')
   t.equal(await talk((await tcpCaller('other', 'intruder')).port), '', 'another namespace: closed, nothing echoed')
   const d = await decisions(db)
   t.equal(d.authz_denied, 1)

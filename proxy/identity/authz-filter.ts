@@ -4,26 +4,37 @@
 import { CONTINUE, STOP, type Filter, type FilterExchange, type FilterStatus } from '../filters/filter.ts'
 import { AUTHZ_DENY, type AuthzRequest, type CompiledAuthorization } from './authz.ts'
 
+/** The request being decided: one per filter, filled per request (decide() is synchronous, nothing keeps it). */
+class Scratch implements AuthzRequest {
+  peer: AuthzRequest['peer'] = null
+  port = 0
+  readonly http = true
+  method = ''
+  path = ''
+  x: FilterExchange | null = null
+  header(name: string): string | undefined {
+    return this.x!.header(name)
+  }
+}
+
 class AuthzFilter implements Filter {
   private readonly authz: CompiledAuthorization
-  private readonly port: number
+  private readonly q = new Scratch()
   constructor(authz: CompiledAuthorization, port: number) {
     this.authz = authz
-    this.port = port
+    this.q.port = port
   }
 
   onRequest(x: FilterExchange): FilterStatus {
     const p = x.path
-    const q = p.indexOf('?')
-    const req: AuthzRequest = {
-      peer: x.peer,
-      port: this.port,
-      http: true,
-      method: x.method,
-      path: q === -1 ? p : p.slice(0, q),
-      header: (n) => x.header(n),
-    }
+    const i = p.indexOf('?')
+    const req = this.q
+    req.peer = x.peer
+    req.method = x.method
+    req.path = i === -1 ? p : p.slice(0, i)
+    req.x = x
     const d = this.authz.decide(req)
+    req.x = null
     if (d.audited.length > 0) x.counters.authzAudited++
     if (x.explain !== null) x.explain.note('authorization', { verdict: d.verdict === AUTHZ_DENY ? 'deny' : 'allow', policy: d.policy, rule: d.rule, reason: d.reason, principal: x.peer?.principal ?? null, audited: d.audited })
     if (d.verdict !== AUTHZ_DENY) return CONTINUE

@@ -52,6 +52,8 @@ interface CompiledPolicy {
   readonly action: 'ALLOW' | 'DENY' | 'AUDIT'
   /** per rule: matches(request) */
   readonly rules: readonly Pred[]
+  /** per rule: the decision it makes (made once here, not per request) */
+  readonly decisions: readonly AuthzDecision[]
 }
 
 /** Istio's string match: "*", "prefix*", "*suffix", or exact. */
@@ -149,29 +151,43 @@ export class CompiledAuthorization {
   private readonly audit: CompiledPolicy[] = []
   readonly policies: readonly AuthorizationPolicy[]
 
+  private readonly noAllow: AuthzDecision
+  private readonly noneMatch: AuthzDecision
+
   constructor(policies: readonly AuthorizationPolicy[]) {
     this.policies = policies
     for (const p of policies) {
       const action = p.action ?? 'ALLOW'
-      const c: CompiledPolicy = { name: p.name, action, rules: (p.rules ?? []).map((r) => compileRule(r, action === 'DENY')) }
+      const rules = (p.rules ?? []).map((r) => compileRule(r, action === 'DENY'))
+      const decisions = rules.map((_, i): AuthzDecision => ({
+        verdict: action === 'DENY' ? AUTHZ_DENY : AUTHZ_ALLOW, policy: p.name, rule: i, reason: `${action} policy ${p.name} rule ${i} matches`, audited: NONE,
+      }))
+      const c: CompiledPolicy = { name: p.name, action, rules, decisions }
       ;(action === 'DENY' ? this.deny : action === 'AUDIT' ? this.audit : this.allow).push(c)
     }
+    this.noAllow = { verdict: AUTHZ_ALLOW, policy: '', rule: -1, reason: 'no ALLOW policy on this listener', audited: NONE }
+    this.noneMatch = { verdict: AUTHZ_DENY, policy: '', rule: -1, reason: `no ALLOW policy matches (${this.allow.map((p) => p.name).join(', ')})`, audited: NONE }
   }
 
+  /** The decision for q: one of the objects made at config time (a new one only when AUDIT policies match). */
   decide(q: AuthzRequest): AuthzDecision {
     let audited: string[] | null = null
     for (const p of this.audit) if (firstMatch(p, q) >= 0) (audited ??= []).push(p.name)
-    const aud = audited ?? NONE
+    const d = this.verdict(q)
+    return audited === null ? d : { ...d, audited }
+  }
+
+  private verdict(q: AuthzRequest): AuthzDecision {
     for (const p of this.deny) {
       const i = firstMatch(p, q)
-      if (i >= 0) return { verdict: AUTHZ_DENY, policy: p.name, rule: i, reason: `DENY policy ${p.name} rule ${i} matches`, audited: aud }
+      if (i >= 0) return p.decisions[i]
     }
-    if (this.allow.length === 0) return { verdict: AUTHZ_ALLOW, policy: '', rule: -1, reason: 'no ALLOW policy on this listener', audited: aud }
+    if (this.allow.length === 0) return this.noAllow
     for (const p of this.allow) {
       const i = firstMatch(p, q)
-      if (i >= 0) return { verdict: AUTHZ_ALLOW, policy: p.name, rule: i, reason: `ALLOW policy ${p.name} rule ${i} matches`, audited: aud }
+      if (i >= 0) return p.decisions[i]
     }
-    return { verdict: AUTHZ_DENY, policy: '', rule: -1, reason: `no ALLOW policy matches (${this.allow.map((p) => p.name).join(', ')})`, audited: aud }
+    return this.noneMatch
   }
 }
 

@@ -252,6 +252,13 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
         return
       }
       this.counters.mtls.plaintext++
+      if (p0.mode === PROTOCOL_TCP && p0.tcp !== null && protocol !== DETECT_UNDECIDED) {
+        // an opaque listener detected only to tell TLS apart: plain text goes on as TCP, whatever it looks like
+        if (!this.tcpAllowed(s)) return this.connectionClosed(d)
+        this.conns.delete(d)
+        this.track(proxyTcp(this, s, rb, first, ended, p0.tcp, this.counters.tunnels.tcp, this.counters))
+        return
+      }
     }
     const ib = this.inboundDsts.get(s)
     if (ib !== undefined && protocol !== DETECT_UNDECIDED) {

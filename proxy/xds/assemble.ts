@@ -214,11 +214,18 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
   const ports = new Set<number>()
   for (const eps of a.endpoints.values()) for (const e of eps) if (e.address === podIp) ports.add(e.port)
   const taken = new Set((local.listeners ?? []).filter((l) => l.direction === 'inbound').map((l) => l.port))
+  // the pod's inbound policy (mutual TLS mode, authorization) is its intercepting inbound
+  // listener's: every hop it hands connections to gets the same, or the hop would be a way around it
+  const pod = (local.listeners ?? []).find((l) => l.direction === 'inbound' && l.interception === 'inbound')
+  const policy: Partial<Listener> = {
+    ...(pod?.mtls !== undefined ? { mtls: pod.mtls } : {}),
+    ...(pod?.authorization !== undefined ? { authorization: pod.authorization } : {}),
+  }
   for (const port of [...ports].sort((x, y) => x - y)) {
     if (taken.has(port)) continue
     const name = `inbound|${port}`
     if (a.listeners.has(name) || a.routeTables.has(name) || a.clusters.has(name)) continue
-    own.listeners.push({ name, direction: 'inbound', address: '0.0.0.0', port, bindToPort: false, routeTable: name })
+    own.listeners.push({ name, direction: 'inbound', address: '0.0.0.0', port, bindToPort: false, routeTable: name, ...policy })
     own.routeTables.push({ name, virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: name }] }] }] })
     own.clusters.push({ name, endpoints: [{ address: '127.0.0.1', port }] })
   }

@@ -113,7 +113,10 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
   }
   if (inb !== undefined && !has('inbound')) {
     // Connections made to the port itself (not redirected) are answered 404 by this table.
-    r.listeners.push({ name: 'inbound', direction: 'inbound', address: '0.0.0.0', port: inb, routeTable: POD_INBOUND_TABLE, interception: 'inbound' })
+    // WEFT_INBOUND_MTLS (the pod's weft.io/inbound-mtls annotation): its mutual TLS mode, and its inbound hops'
+    const mode = env.WEFT_INBOUND_MTLS
+    const mtls = mode === 'strict' || mode === 'permissive' || mode === 'disable' ? { mtls: mode as 'strict' | 'permissive' | 'disable' } : {}
+    r.listeners.push({ name: 'inbound', direction: 'inbound', address: '0.0.0.0', port: inb, routeTable: POD_INBOUND_TABLE, interception: 'inbound', ...mtls })
     if (!r.routeTables.some((t) => t.name === POD_INBOUND_TABLE)) {
       r.routeTables.push({
         name: POD_INBOUND_TABLE,
