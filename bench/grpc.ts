@@ -11,6 +11,11 @@
 // Load per row: a warm-up, a throughput run at -c CLIENTS -m STREAMS (every client one HTTP/2
 // connection with STREAMS calls in flight), and a latency run at -c1 -m1 (h2load prints the mean
 // and sd of the request time, not percentiles). Proxy CPU from /proc during the two runs.
+//
+// Server-streaming rows: the same rows, h2load on /weft.bench.Echo/Stream, where the upstream
+// answers each call with STREAM_MESSAGES messages of 1 KiB (then grpc-status 0): messages/s is
+// h2load's calls/s times STREAM_MESSAGES (every call must come back whole: h2load counts a call
+// whose stream was reset as failed), CPU per message from /proc.
 import fs from 'node:fs'
 import { connect } from 'node:http2'
 import os from 'node:os'
@@ -27,6 +32,10 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const WEFT_BIN = path.resolve(here, '../bin/weft.js')
 const RESULTS_DIR = path.join(here, 'results')
 export const GRPC_PATH = '/weft.bench.Echo/Unary'
+export const GRPC_STREAM_PATH = '/weft.bench.Echo/Stream'
+/** what bench/peers/grpc-upstream.ts sends per streaming call */
+export const STREAM_MESSAGES = 100
+export const STREAM_MESSAGE_BYTES = 1024
 
 export interface H2loadResult {
   rps: number
@@ -71,13 +80,13 @@ async function h2load(url: string, body: string, clients: number, streams: numbe
   return res
 }
 
-/** One gRPC call by node:http2: the proxy must pass headers, message and grpc-status 0 through. */
-async function check(port: number): Promise<void> {
+/** One gRPC call by node:http2: the proxy must pass headers, message(s) and grpc-status 0 through. */
+async function check(port: number, grpcPath = GRPC_PATH, wantBytes = 17): Promise<void> {
   const s = connect(`http://127.0.0.1:${port}`)
   s.on('error', () => {})
   try {
     const r = await new Promise<{ status: string; grpc: string; n: number }>((resolve, reject) => {
-      const st = s.request({ ':method': 'POST', ':path': GRPC_PATH, 'content-type': 'application/grpc', te: 'trailers' })
+      const st = s.request({ ':method': 'POST', ':path': grpcPath, 'content-type': 'application/grpc', te: 'trailers' })
       let status = ''
       let grpc = ''
       let n = 0
@@ -89,7 +98,7 @@ async function check(port: number): Promise<void> {
       st.end(message())
       setTimeout(() => reject(new Error('no answer in 2 s')), 2000).unref()
     })
-    if (r.status !== '200' || r.grpc !== '0' || r.n !== 17) throw new Error(`gRPC check through port ${port}: ${JSON.stringify(r)}`)
+    if (r.status !== '200' || r.grpc !== '0' || r.n !== wantBytes) throw new Error(`gRPC check of ${grpcPath} through port ${port}: ${JSON.stringify(r)}`)
   } finally {
     s.destroy()
   }
@@ -102,6 +111,7 @@ async function ready(port: number, proc: Proc): Promise<void> {
     if (dead !== null) throw new Error(dead)
     try {
       await check(port)
+      await check(port, GRPC_STREAM_PATH, STREAM_MESSAGES * (5 + STREAM_MESSAGE_BYTES))
       return
     } catch (err) {
       if (Date.now() > deadline) throw err
@@ -173,7 +183,7 @@ interface Row {
   pid: number
   port: number
   error?: string
-  samples: { throughput: H2loadResult; latency: H2loadResult; cpuSec: number; rssMB: number }[]
+  samples: { throughput: H2loadResult; latency: H2loadResult; cpuSec: number; rssMB: number; stream: H2loadResult; streamCpuSec: number }[]
 }
 
 const median = (xs: number[]): number => {
@@ -247,9 +257,14 @@ export async function runGrpcBench(argv: string[]): Promise<number> {
         const throughput = await h2load(url, body, clients, streams, durationSec)
         const latency = await h2load(url, body, 1, 1, durationSec)
         const c1 = readCpuSeconds(row.pid)
+        const streamUrl = `http://127.0.0.1:${row.port}${GRPC_STREAM_PATH}`
+        if (warmupSec > 0) await h2load(streamUrl, body, clients, streams, warmupSec)
+        const c2 = readCpuSeconds(row.pid)
+        const stream = await h2load(streamUrl, body, clients, streams, durationSec)
+        const c3 = readCpuSeconds(row.pid)
         const rssMB = readMem(row.pid).rssBytes / 1024 / 1024
-        row.samples.push({ throughput, latency, cpuSec: Math.round((c1 - c0) * 100) / 100, rssMB })
-        log(`  ${row.name}: ${throughput.rps.toFixed(0)} calls/s, mean ${latency.meanUs} µs @1, failed ${throughput.failed + throughput.errored}`)
+        row.samples.push({ throughput, latency, cpuSec: Math.round((c1 - c0) * 100) / 100, rssMB, stream, streamCpuSec: Math.round((c3 - c2) * 100) / 100 })
+        log(`  ${row.name}: ${throughput.rps.toFixed(0)} calls/s, mean ${latency.meanUs} µs @1, failed ${throughput.failed + throughput.errored}; streaming ${(stream.rps * STREAM_MESSAGES).toFixed(0)} messages/s, failed ${stream.failed + stream.errored}`)
       }
     }
   } finally {
@@ -278,6 +293,20 @@ export async function runGrpcBench(argv: string[]): Promise<number> {
       failed: r.samples.reduce((a, s) => a + s.throughput.failed + s.throughput.errored + s.latency.failed + s.latency.errored, 0),
     }
   })
+  const haMsgs = ha === undefined ? NaN : median(ha.samples.map((s) => s.stream.rps)) * STREAM_MESSAGES
+  const streaming = rows.map((r) => {
+    const msgs = median(r.samples.map((s) => s.stream.rps)) * STREAM_MESSAGES
+    const cpu = median(r.samples.map((s) => s.streamCpuSec / Math.max(1, s.stream.succeeded * STREAM_MESSAGES)))
+    return {
+      name: r.name,
+      error: r.error ?? null,
+      messagesPerSec: Math.round(msgs),
+      msgsVsHaproxy: Math.round((msgs / haMsgs) * 100) / 100,
+      mbPerSec: Math.round((msgs * (5 + STREAM_MESSAGE_BYTES)) / 1e5) / 10,
+      cpuUsPerMessage: r.name === 'direct' ? null : Math.round(cpu * 1e7) / 10,
+      failed: r.samples.reduce((a, s) => a + s.stream.failed + s.stream.errored, 0),
+    }
+  })
   console.log('')
   console.log(`Weft gRPC unary bench: h2load -t1, -c${clients} -m${streams} -D${durationSec} (calls/s) and -c1 -m1 (mean latency); ${repeat} round(s); ${h2Ver.stdout.trim()}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
   console.log('| row | calls/s | ×HAProxy | mean µs @1 | added µs | ×HAProxy | CPU µs/call | RSS MB | failed |')
@@ -289,12 +318,20 @@ export async function runGrpcBench(argv: string[]): Promise<number> {
     }
     console.log(`| ${s.name} | ${s.rps} | ${s.rpsVsHaproxy} | ${s.meanUs} | ${s.addedMeanUs ?? '–'} | ${s.addedVsHaproxy ?? '–'} | ${s.cpuUsPerCall ?? '–'} | ${s.rssMB} | ${s.failed} |`)
   }
+  console.log('')
+  console.log(`gRPC server-streaming: ${STREAM_MESSAGES} messages of ${STREAM_MESSAGE_BYTES} B per call, h2load -c${clients} -m${streams} -D${durationSec}`)
+  console.log('| row | messages/s | ×HAProxy | MB/s | CPU µs/message | failed |')
+  console.log('|---|---|---|---|---|---|')
+  for (const s of streaming) {
+    if (s.error !== null) continue
+    console.log(`| ${s.name} | ${s.messagesPerSec} | ${s.msgsVsHaproxy} | ${s.mbPerSec} | ${s.cpuUsPerMessage ?? '–'} | ${s.failed} |`)
+  }
   if (!values['no-save']) {
     fs.mkdirSync(RESULTS_DIR, { recursive: true })
     const file = path.join(RESULTS_DIR, `grpc-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-    fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), mode: 'grpc', clients, streams, durationSec, repeat, summary, rows: rows.map((r) => ({ ...r, samples: r.samples.map((s) => ({ ...s, throughput: { ...s.throughput, raw: undefined }, latency: { ...s.latency, raw: undefined } })) })) }, null, 2) + '\n')
+    fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), mode: 'grpc', clients, streams, durationSec, repeat, summary, streaming, rows: rows.map((r) => ({ ...r, samples: r.samples.map((s) => ({ ...s, throughput: { ...s.throughput, raw: undefined }, latency: { ...s.latency, raw: undefined }, stream: { ...s.stream, raw: undefined } })) })) }, null, 2) + '\n')
     console.log(`results: ${path.relative(process.cwd(), file)}`)
   }
-  console.log(JSON.stringify({ mode: 'grpc', summary }))
-  return summary.some((s) => s.error !== null || s.failed > 0) ? 2 : 0
+  console.log(JSON.stringify({ mode: 'grpc', summary, streaming }))
+  return summary.some((s) => s.error !== null || s.failed > 0) || streaming.some((s) => s.failed > 0) ? 2 : 0
 }

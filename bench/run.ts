@@ -48,8 +48,11 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
   --tcp                TCP pass-through: direct, weft-tcp (a protocol: tcp listener), haproxy-tcp (mode tcp);
                        the same keep-alive wrk load through the tunnels; last stdout line is a JSON summary
   --mtls               two proxies in a row, plain and with mutual TLS on the hop: Weft vs HAProxy (bench/mtls.ts)
-  --grpc               gRPC unary with h2load: direct (an h2c upstream), weft (h2c → http2 cluster), haproxy
-                       (proto h2 both ways); options --clients, --streams, --duration, --warmup, --repeat, --quick
+  --grpc               gRPC unary and server-streaming (100 x 1 KiB messages a call) with h2load: direct (an h2c
+                       upstream), weft (h2c → http2 cluster), haproxy (proto h2 both ways); options --clients,
+                       --streams, --duration, --warmup, --repeat, --quick
+  --h2-hop             HTTP/1.1 client through two sidecars: HTTP/2 hop vs HTTP/1.1 hop between them (bench/h2hop.ts;
+                       options --connections, --duration, --warmup, --repeat, --quick); last stdout line is JSON
   --footprint          idle RSS, RSS after load, ready time, RSS with 10k idle connections: Weft, HAProxy, nginx
                        (bench/footprint.ts; --footprint --help for its options); last stdout line is JSON
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
@@ -411,6 +414,7 @@ try {
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
   else if (process.argv.includes('--mtls')) exitCode = await (await import('./mtls.ts')).runMtlsBench(process.argv.slice(2).filter((a) => a !== '--mtls'))
   else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))
+  else if (process.argv.includes('--h2-hop')) exitCode = await (await import('./h2hop.ts')).runH2HopBench(process.argv.slice(2).filter((a) => a !== '--h2-hop'))
   else if (process.argv.includes('--grpc')) exitCode = await (await import('./grpc.ts')).runGrpcBench(process.argv.slice(2).filter((a) => a !== '--grpc'))
   else exitCode = await main()
 } catch (err) {

@@ -21,6 +21,7 @@ import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { randomUUID } from 'node:crypto'
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { DownStream } from './codec/down-stream.ts'
+import { H2Stream, type StreamSink } from './codec/stream.ts'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
@@ -54,8 +55,12 @@ const MAX_TIMER_MS = 2_147_483_647
 /** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
 const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
-export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange {
+export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterExchange, StreamSink {
   private readonly down: DownStream
+  /** the client stream is the proxy's codec's: this exchange is its sink (no listeners) */
+  private readonly ownDown: boolean
+  /** the request's trailers (HTTP/2 HEADERS after its DATA), sent on with the request's end */
+  private reqTrailers: OutgoingHttpHeaders | null = null
   private readonly headers: IncomingHttpHeaders
   private readonly names: string[] = []
   private readonly values: string[] = []
@@ -164,8 +169,12 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
       this.values.push(raw[i + 1])
     }
     this.grpc = isGrpc(headers['content-type'])
-    down.on('error', () => {})
-    down.on('close', this.guard(() => this.onDownClose()))
+    this.ownDown = down instanceof H2Stream
+    if (this.ownDown) (down as unknown as H2Stream).sink = this
+    else {
+      down.on('error', () => {})
+      down.on('close', this.guard(() => this.onDownClose()))
+    }
   }
 
   start(): void {
@@ -229,8 +238,12 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
     this.cluster = cluster
     if (!this.reqEnded) {
-      this.down.on('data', this.guard((b: Buffer) => this.onDownData(b)))
-      this.down.on('end', this.guard(() => this.onDownEnd()))
+      if (this.ownDown) (this.down as unknown as H2Stream).flow()
+      else {
+        this.down.on('data', this.guard((b: Buffer) => this.onDownData(b)))
+        this.down.on('trailers', this.guard((t: IncomingHttpHeaders) => this.onDownTrailers(t)))
+        this.down.on('end', this.guard(() => this.onDownEnd()))
+      }
     }
     if (this.delayed) return
     // A request with a body: its first DATA frame usually came in the same read as its HEADERS
@@ -434,7 +447,7 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     const h = this.upHeaders!
     if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
     else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
-    const endStream = this.reqEnded && this.queued.length === 0
+    const endStream = this.reqEnded && this.queued.length === 0 && this.reqTrailers === null
     let up: UpStream
     if (s === null) {
       const h1 = new H1UpStream(this.endpoint.pool, h, endStream)
@@ -454,6 +467,23 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     }
     this.up = up
     this.startedAt = performance.now()
+    if (up instanceof H2Stream) {
+      up.sink = this
+      up.flow()
+    } else this.listenUp(up)
+    if (!endStream) {
+      let ok = true
+      for (const b of this.queued) ok = up.write(b)
+      this.queued = []
+      this.queuedBytes = 0
+      if (this.reqEnded) this.endUp(up)
+      else if (ok) this.down.resume()
+      else this.down.pause()
+    }
+  }
+
+  /** The events of an upstream stream that is not the proxy's codec's (node:http2, HTTP/1). */
+  private listenUp(up: UpStream): void {
     up.on('response', this.guard((headers: IncomingHttpHeaders, flags: number) => {
       if (this.up === up) this.onUpResponse(up, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
     }))
@@ -475,14 +505,81 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     up.on('drain', this.guard(() => {
       if (this.up === up) this.down.resume()
     }))
-    if (!endStream) {
-      let ok = true
-      for (const b of this.queued) ok = up.write(b)
-      this.queued = []
-      this.queuedBytes = 0
-      if (this.reqEnded) up.end()
-      else if (ok) this.down.resume()
-      else this.down.pause()
+  }
+
+  /** The request is whole: the upstream stream ends, with the request's trailers when it had some. */
+  private endUp(up: UpStream): void {
+    // trailers go on over the proxy's codec (node:http2's client and HTTP/1 upstreams drop them)
+    if (this.reqTrailers !== null && up instanceof H2Stream) up.waitTrailers = true
+    up.end()
+  }
+
+  // ---- StreamSink: the events of the proxy's codec's streams (down and this try's up) ---------
+
+  streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void {
+    if ((st as unknown) !== this.up) return
+    try {
+      this.onUpResponse(st as unknown as UpStream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamData(st: H2Stream, b: Buffer): void {
+    try {
+      if ((st as unknown) === this.down) this.onDownData(b)
+      else if ((st as unknown) === this.up) {
+        this.bytesOut += b.length
+        if (!this.down.write(b)) st.pause()
+      }
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamEnd(st: H2Stream): void {
+    try {
+      if ((st as unknown) === this.down) this.onDownEnd()
+      else if ((st as unknown) === this.up) this.onUpEnd()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamTrailers(st: H2Stream, t: IncomingHttpHeaders): void {
+    try {
+      if ((st as unknown) === this.down) this.onDownTrailers(t)
+      else if ((st as unknown) === this.up) this.onUpTrailers(t)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamWantTrailers(st: H2Stream): void {
+    try {
+      if ((st as unknown) === this.down) this.sendDownTrailers()
+      else if ((st as unknown) === this.up) st.sendTrailers(this.reqTrailers ?? {})
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamDrain(st: H2Stream): void {
+    try {
+      if ((st as unknown) === this.down) {
+        if (this.up !== null) this.up.resume()
+      } else if ((st as unknown) === this.up) this.down.resume()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamClose(st: H2Stream): void {
+    try {
+      if ((st as unknown) === this.down) this.onDownClose()
+      else if ((st as unknown) === this.up) this.onUpReset(st as unknown as UpStream, st.rstCode ?? NGHTTP2_NO_ERROR)
+    } catch (err) {
+      this.abort(err)
     }
   }
 
@@ -522,10 +619,16 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     if (this.queuedBytes > QUEUE_LIMIT) this.down.pause()
   }
 
+  private onDownTrailers(t: IncomingHttpHeaders): void {
+    const out: OutgoingHttpHeaders = Object.create(null)
+    for (const n in t) if (n.charCodeAt(0) !== 0x3a) out[n] = t[n]
+    this.reqTrailers = out
+  }
+
   private onDownEnd(): void {
     this.reqEnded = true
     if (this.mirror !== null) this.mirrorEnd()
-    if (!this.done && this.up !== null && !this.up.writableEnded) this.up.end()
+    if (!this.done && this.up !== null && !this.up.writableEnded) this.endUp(this.up)
   }
 
   private onUpResponse(up: UpStream, headers: IncomingHttpHeaders, endStream: boolean): void {
@@ -576,17 +679,20 @@ export class H2Exchange implements RequestRecord, H2Waiter, ClusterTry, FilterEx
     } catch (err) {
       return this.badResponse(up, (err as Error).message)
     }
-    this.down.on('wantTrailers', this.guard(() => {
-      try {
-        this.down.sendTrailers(this.trailers ?? {})
-      } catch {
-        // trailers node will not send: the stream cannot end cleanly, so it is reset
-        if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
-      }
-    }))
+    if (this.ownDown) return
+    this.down.on('wantTrailers', this.guard(() => this.sendDownTrailers()))
     this.down.on('drain', this.guard(() => {
       if (this.up !== null) this.up.resume()
     }))
+  }
+
+  private sendDownTrailers(): void {
+    try {
+      this.down.sendTrailers(this.trailers ?? {})
+    } catch {
+      // trailers node will not send: the stream cannot end cleanly, so it is reset
+      if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
+    }
   }
 
   private onUpTrailers(t: IncomingHttpHeaders): void {

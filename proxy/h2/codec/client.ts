@@ -148,7 +148,8 @@ export class ClientSession extends H2Conn {
     }
     const endStream = (flags & F_END_STREAM) !== 0
     if (st.responded) return this.trailers(st, raw, r, endStream, flags)
-    if (r !== DECODE_OK || checkResponseHead(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
+    // over the list size or the field count (opts.maxHeaderFields): refused, the exchange answers 502
+    if (r !== DECODE_OK || raw.length > 2 * this.opts.maxHeaderFields || checkResponseHead(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     const status = raw[1]
     if (status.charCodeAt(0) === 0x31) {
       // 1xx: informational, not relayed; 101 has no place in HTTP/2; one cannot end the stream
@@ -162,7 +163,8 @@ export class ClientSession extends H2Conn {
       st.contentLength = cl
     }
     st.remoteEnded = endStream
-    st.emit('response', headersObject(raw), flags)
+    if (st.sink !== null) st.sink.streamResponse(st, headersObject(raw), flags)
+    else st.emit('response', headersObject(raw), flags)
     if (endStream && !st.closed) st.pushEnd()
   }
 

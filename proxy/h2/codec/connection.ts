@@ -50,7 +50,11 @@ const SOCKET_HIGH = 256 * 1024
 const MAX_DATA_FRAME = 65536
 /** payloads up to this are copied behind their frame header (one write instead of two) */
 const COPY_MAX = 2048
+/** the connection's write buffer: small frames of one turn are copied into it and leave as one write */
+const WBUF_SIZE = 16 * 1024
 const HIGH_WATER = 16384
+/** a partial frame at least this long is assembled in a buffer of its own (onBytes) */
+const BIG_FRAME = 4096
 
 const CONTROL_FLOOD = Buffer.from('WEFT_ERR_H2_CONTROL_FLOOD')
 const CONTINUATION_FLOOD = Buffer.from('WEFT_ERR_H2_CONTINUATION_FLOOD')
@@ -78,6 +82,15 @@ export abstract class H2Conn extends EventEmitter {
   protected goawayLast = -1
   protected peerGoaway = false
   protected buf: Buffer | null = null
+  /**
+   * A frame longer than what is left of a read (a 16 KiB DATA frame never fits the 16 KiB read
+   * buffer): assembled here, each byte copied once, then parsed alone and its payload kept without
+   * another copy (instead of concatenating the rest with every read and copying the payload out).
+   */
+  private big: Buffer | null = null
+  private bigLen = 0
+  /** the bytes being parsed are this connection's own (a payload may be kept as a view of them) */
+  private ownedInput = false
   protected prefaceLeft = PREFACE.length
   private gotSettings = false
   private contId = 0
@@ -97,6 +110,10 @@ export abstract class H2Conn extends EventEmitter {
   private readonly drainWaiters = new Set<H2Stream>()
   socketBlocked = false
   private corked = false
+  /** frames of this turn not yet handed to the socket (wbuf[0..wlen)); flushed in the check phase */
+  private wbuf: Buffer | null = null
+  private wlen = 0
+  private flushScheduled = false
   private pings: PendingPing[] = []
   private pingSeq = 0
   private controlCount = 0
@@ -172,21 +189,51 @@ export abstract class H2Conn extends EventEmitter {
   private onBytes(chunk: Buffer, n: number, owned: boolean): void {
     if (this.destroyed) return
     let b = n === chunk.length ? chunk : chunk.subarray(0, n)
-    if (this.buf !== null) {
+    const big = this.big
+    if (big !== null) {
+      const k = Math.min(big.length - this.bigLen, b.length)
+      b.copy(big, this.bigLen, 0, k)
+      this.bigLen += k
+      if (this.bigLen < big.length) return
+      this.big = null
+      this.bigLen = 0
+      if (this.parseSafe(big, true) < 0 || this.destroyed || k === b.length) return
+      b = b.subarray(k)
+    } else if (this.buf !== null) {
       b = Buffer.concat([this.buf, b])
       this.buf = null
       owned = true
     }
-    let p: number
+    const p = this.parseSafe(b, owned)
+    if (p < 0 || this.destroyed || p === b.length) return
+    const rest = b.length - p
+    if (this.prefaceLeft === 0 && rest >= FRAME_HEADER) {
+      // parse() checked this frame's length against the maximum
+      const need = FRAME_HEADER + ((b[p] << 16) | (b[p + 1] << 8) | b[p + 2])
+      if (need >= BIG_FRAME) {
+        const f = Buffer.allocUnsafe(need)
+        b.copy(f, 0, p)
+        this.big = f
+        this.bigLen = rest
+        return
+      }
+    }
+    this.buf = owned ? b.subarray(p) : Buffer.from(b.subarray(p))
+  }
+
+  /** parse(b); -1 after an exception (the connection is destroyed) */
+  private parseSafe(b: Buffer, owned: boolean): number {
+    this.ownedInput = owned
     try {
-      p = this.parse(b)
+      return this.parse(b)
     } catch (err) {
       // a bug here or in a listener the codec called: this connection, never the process
       this.emit('internalError', err)
       this.destroy()
-      return
+      return -1
+    } finally {
+      this.ownedInput = false
     }
-    if (!this.destroyed && p < b.length) this.buf = owned ? b.subarray(p) : Buffer.from(b.subarray(p))
   }
 
   private parse(b: Buffer): number {
@@ -315,7 +362,8 @@ export abstract class H2Conn extends EventEmitter {
       this.consumed(null, n)
       return this.streamError(st, E_PROTOCOL_ERROR)
     }
-    if (n > 0) st.push(Buffer.from(b.subarray(s, e)))
+    // the read buffer is reused: a payload in it is copied; bytes of our own are kept as they are
+    if (n > 0) st.push(this.ownedInput ? b.subarray(s, e) : Buffer.from(b.subarray(s, e)))
     if (endStream && !st.closed) st.pushEnd()
   }
 
@@ -356,10 +404,11 @@ export abstract class H2Conn extends EventEmitter {
 
   protected trailers(st: H2Stream, raw: string[], r: number, endStream: boolean, flags: number): void {
     if (st.remoteEnded) return this.streamError(st, E_STREAM_CLOSED)
-    if (!endStream || r !== DECODE_OK) return this.streamError(st, E_PROTOCOL_ERROR)
+    if (!endStream || r !== DECODE_OK || raw.length > 2 * this.opts.maxHeaderFields) return this.streamError(st, E_PROTOCOL_ERROR)
     if (checkTrailers(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     if (st.contentLength >= 0 && st.received !== st.contentLength) return this.streamError(st, E_PROTOCOL_ERROR)
-    st.emit('trailers', headersObject(raw), flags)
+    if (st.sink !== null) st.sink.streamTrailers(st, headersObject(raw))
+    else st.emit('trailers', headersObject(raw), flags)
     if (!st.closed) st.pushEnd()
   }
 
@@ -484,16 +533,56 @@ export abstract class H2Conn extends EventEmitter {
   // ---- writing ------------------------------------------------------------------------------------
 
   /**
-   * Frames written in one turn of the event loop leave in one write: corked until the check phase
-   * (a response's HEADERS, DATA and trailers come from separate upstream events of one read).
+   * Frames written in one turn of the event loop leave in one write, in the check phase (a
+   * response's HEADERS, DATA and trailers come from separate upstream events of one read; the
+   * streams of one read answer together): small frames are copied into the connection's write
+   * buffer (one socket.write of one Buffer per turn, no Buffer per frame), a large payload is
+   * written as it is with the socket corked until then.
    */
   protected out(b: Buffer): void {
     if (this.destroyed) return
+    const n = b.length
+    if (n > COPY_MAX) {
+      this.flushOut()
+      this.writeSocket(b)
+      return
+    }
+    const p = this.reserve(n)
+    b.copy(this.wbuf!, p)
+  }
+
+  /** n bytes at the returned offset of wbuf, written by the caller (n <= WBUF_SIZE). */
+  private reserve(n: number): number {
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(flushLater, this)
+    }
+    if (this.wbuf === null) this.wbuf = Buffer.allocUnsafe(WBUF_SIZE)
+    else if (this.wlen + n > WBUF_SIZE) this.flushOut()
+    const p = this.wlen
+    this.wlen = p + n
+    return p
+  }
+
+  /** The write buffer to the socket (a copy: the buffer is reused). */
+  private flushOut(): void {
+    const n = this.wlen
+    if (n === 0) return
+    this.wlen = 0
+    const c = Buffer.allocUnsafe(n)
+    this.wbuf!.copy(c, 0, 0, n)
+    this.writeSocket(c)
+  }
+
+  private writeSocket(b: Buffer): void {
     const s = this.socket
     if (!this.corked) {
       this.corked = true
       s.cork()
-      setImmediate(uncork, this)
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(flushLater, this)
+      }
     }
     if (!s.write(b) && s.writableLength > SOCKET_HIGH && !this.socketBlocked) {
       this.socketBlocked = true
@@ -501,7 +590,11 @@ export abstract class H2Conn extends EventEmitter {
     }
   }
 
+  /** What this turn wrote goes to the socket now. */
   uncork(): void {
+    this.flushScheduled = false
+    if (!this.socket.destroyed) this.flushOut()
+    else this.wlen = 0
     if (!this.corked) return
     this.corked = false
     this.socket.uncork()
@@ -517,9 +610,19 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   sendHeaders(st: H2Stream, fields: string[], endStream: boolean): void {
-    const block = this.encoder.encode(fields)
-    const max = this.peerMaxFrame
     const es = endStream ? F_END_STREAM : 0
+    const n = this.encoder.encodeScratch(fields)
+    const scratch = this.encoder.scratchBuffer
+    if (n <= COPY_MAX && !this.destroyed) {
+      // encoded, then copied behind its frame header in the write buffer: no Buffer of its own
+      const p = this.reserve(FRAME_HEADER + n)
+      const w = this.wbuf!
+      frameHeader(w, p, n, T_HEADERS, es | F_END_HEADERS, st.id)
+      scratch.copy(w, p + FRAME_HEADER, 0, n)
+      return
+    }
+    const block = Buffer.from(scratch.subarray(0, n))
+    const max = this.peerMaxFrame
     if (block.length <= max) {
       const f = Buffer.allocUnsafe(FRAME_HEADER + block.length)
       frameHeader(f, 0, block.length, T_HEADERS, es | F_END_HEADERS, st.id)
@@ -535,9 +638,9 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   sendEndStream(st: H2Stream): void {
-    const f = Buffer.allocUnsafe(FRAME_HEADER)
-    frameHeader(f, 0, 0, T_DATA, F_END_STREAM, st.id)
-    this.out(f)
+    if (this.destroyed) return
+    const p = this.reserve(FRAME_HEADER)
+    frameHeader(this.wbuf!, p, 0, T_DATA, F_END_STREAM, st.id)
   }
 
   /** Send what the windows allow of st's queue; END_STREAM with its last bytes when it is ending. */
@@ -583,10 +686,11 @@ export abstract class H2Conn extends EventEmitter {
     const n = chunk.length
     const flags = end ? F_END_STREAM : 0
     if (n <= COPY_MAX) {
-      const f = Buffer.allocUnsafe(FRAME_HEADER + n)
-      frameHeader(f, 0, n, T_DATA, flags, id)
-      chunk.copy(f, FRAME_HEADER)
-      this.out(f)
+      if (this.destroyed) return
+      const p = this.reserve(FRAME_HEADER + n)
+      const w = this.wbuf!
+      frameHeader(w, p, n, T_DATA, flags, id)
+      chunk.copy(w, p + FRAME_HEADER)
     } else {
       const h = Buffer.allocUnsafe(FRAME_HEADER)
       frameHeader(h, 0, n, T_DATA, flags, id)
@@ -700,12 +804,14 @@ export abstract class H2Conn extends EventEmitter {
 
 function ignore(): void {}
 
-function uncork(s: H2Conn): void {
+function flushLater(s: H2Conn): void {
   s.uncork()
 }
 
 function drainLater(st: H2Stream): void {
-  if (!st.closed) st.emit('drain')
+  if (st.closed) return
+  if (st.sink !== null) st.sink.streamDrain(st)
+  else st.emit('drain')
 }
 
 /** The request's content-length: -1 none, -2 not one decimal or two different values (malformed). */

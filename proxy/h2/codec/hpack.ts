@@ -225,6 +225,12 @@ export class HpackEncoder {
 
   /** Encode [name, value, …] (names lowercase) into a new Buffer. */
   encode(fields: readonly string[]): Buffer {
+    const n = this.encodeScratch(fields)
+    return Buffer.from(this.scratch.subarray(0, n))
+  }
+
+  /** Encode into the encoder's own buffer (`scratch`, valid until the next call); its length. */
+  encodeScratch(fields: readonly string[]): number {
     let need = 16
     for (let i = 0; i < fields.length; i++) need += fields[i].length + 6
     if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(need)
@@ -236,7 +242,11 @@ export class HpackEncoder {
       this.pendingUpdate = -1
     }
     for (let i = 0; i + 1 < fields.length; i += 2) p = this.field(out, p, fields[i], fields[i + 1])
-    return Buffer.from(out.subarray(0, p))
+    return p
+  }
+
+  get scratchBuffer(): Buffer {
+    return this.scratch
   }
 
   private field(out: Buffer, p: number, name: string, value: string): number {

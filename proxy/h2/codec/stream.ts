@@ -12,6 +12,24 @@ import type { H2Conn } from './connection.ts'
 /** a stream's write() says "wait for drain" above this many queued bytes (node's default) */
 const HIGH_WATER = 16384
 
+/**
+ * The owner of a stream called directly, instead of by events: an exchange (proxy/h2/exchange.ts)
+ * that handles every event of its two streams in one object pays no closure, listener list or
+ * emit per event and call. A stream with a sink still emits 'close' (after the sink's call) for
+ * other listeners; the other events go to the sink only.
+ */
+export interface StreamSink {
+  /** a response head (client streams) */
+  streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void
+  streamData(st: H2Stream, b: Buffer): void
+  streamEnd(st: H2Stream): void
+  streamTrailers(st: H2Stream, headers: IncomingHttpHeaders): void
+  /** end() was called with waitTrailers and the body is sent: sendTrailers() now */
+  streamWantTrailers(st: H2Stream): void
+  streamDrain(st: H2Stream): void
+  streamClose(st: H2Stream): void
+}
+
 export interface RespondOptions {
   endStream?: boolean
   waitForTrailers?: boolean
@@ -24,6 +42,8 @@ export class H2Stream extends EventEmitter {
   closed = false
   destroyed = false
   rstCode: number | undefined = undefined
+  /** called instead of the events (see StreamSink); null: events */
+  sink: StreamSink | null = null
 
   // ---- receive side (client -> proxy)
   /** END_STREAM received */
@@ -38,6 +58,8 @@ export class H2Stream extends EventEmitter {
   private inQueue: Buffer[] = []
   inQueued = 0
   private flowing = false
+  /** the consumer has read (a 'data' listener, flow() or resume()): it is owed an 'end' */
+  private reading = false
   private paused = false
   private endEmitted = false
 
@@ -66,10 +88,18 @@ export class H2Stream extends EventEmitter {
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     super.on(event, listener)
     if (event === 'data' && !this.paused && !this.flowing) {
-      this.flowing = true
+      this.flowing = this.reading = true
       if (this.inQueue.length > 0 || this.remoteEnded) process.nextTick(deliverLater, this)
     }
     return this
+  }
+
+  /** Start the flow of DATA to the sink (what a 'data' listener does), unless paused. */
+  flow(): void {
+    if (!this.paused && !this.flowing) {
+      this.flowing = this.reading = true
+      if (this.inQueue.length > 0 || this.remoteEnded) process.nextTick(deliverLater, this)
+    }
   }
 
   // ---- receive side
@@ -78,7 +108,8 @@ export class H2Stream extends EventEmitter {
   push(b: Buffer): void {
     if (this.flowing && this.inQueue.length === 0) {
       this.consumed(b.length)
-      this.emit('data', b)
+      if (this.sink !== null) this.sink.streamData(this, b)
+      else this.emit('data', b)
       return
     }
     this.inQueue.push(b)
@@ -104,11 +135,15 @@ export class H2Stream extends EventEmitter {
       const b = this.inQueue.shift()!
       this.inQueued -= b.length
       this.consumed(b.length)
-      this.emit('data', b)
+      if (this.sink !== null) this.sink.streamData(this, b)
+      else this.emit('data', b)
     }
-    if (this.remoteEnded && this.inQueue.length === 0 && !this.endEmitted && this.flowing) {
+    // 'end' once every byte is handed on, also to a consumer that paused after the last one (it
+    // would otherwise see the stream close, below, without its end: a response cut short)
+    if (this.remoteEnded && this.inQueue.length === 0 && !this.endEmitted && (this.flowing || this.reading)) {
       this.endEmitted = true
-      this.emit('end')
+      if (this.sink !== null) this.sink.streamEnd(this)
+      else this.emit('end')
     }
     if (this.inputDone && this.localEnded && !this.closed) this.session.streamDone(this, 0)
   }
@@ -126,7 +161,7 @@ export class H2Stream extends EventEmitter {
   resume(): this {
     this.paused = false
     if (!this.flowing) {
-      this.flowing = true
+      this.flowing = this.reading = true
       if (this.inQueue.length > 0 || this.remoteEnded) this.deliver()
     }
     return this
@@ -248,11 +283,13 @@ function deliverLater(s: H2Stream): void {
 
 function wantTrailersLater(s: H2Stream): void {
   if (s.closed || s.localEnded) return
-  if (s.listenerCount('wantTrailers') > 0) s.emit('wantTrailers')
+  if (s.sink !== null) s.sink.streamWantTrailers(s)
+  else if (s.listenerCount('wantTrailers') > 0) s.emit('wantTrailers')
   else s.sendTrailers({})
 }
 
 function closeLater(s: H2Stream): void {
+  if (s.sink !== null) s.sink.streamClose(s)
   s.emit('close')
 }
 
