@@ -11,7 +11,7 @@
 // over 100 connections, measured from each scheduled send) or bursts of 100 at the same instant with
 // a pause between bursts (no coordinated omission). --client undici: the closed loop with undici.
 import { fork, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -65,15 +65,21 @@ if (process.argv[2] === 'server') {
     }
     return port
   }
+  /** CPU seconds (user + system) the server processes have used so far (Linux /proc, clock ticks of 10 ms) */
+  const serverCpu = (): number => servers.reduce((sum, c) => {
+    const stat = readFileSync(`/proc/${c.pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields from the 3rd: utime is the 14th, stime the 15th
+    return sum + (Number(f[11]) + Number(f[12])) / 100
+  }, 0)
   const stop = async () => {
     await Promise.all(servers.splice(0).map((c) => new Promise((r) => { c.once('exit', r); c.disconnect() })))
   }
-  const load = spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ')
+  const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
   if (!UNDICI) {
     const dir = mkdtempSync(join(tmpdir(), 'weft-webhook-bench-'))
     const lua = join(dir, 'review.lua')
     writeFileSync(lua, `wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = [==[${review(1)}]==]\n`)
-    const rows: Record<string, { rps: number; p50: number; p99: number }> = {}
+    const rows: Record<string, { rps: number; p50: number; p99: number; cpuUs: number }> = {}
     for (const n of [...new Set([1, REPLICAS])]) {
       const port = await start(n)
       const url = `https://127.0.0.1:${port}/inject`
@@ -85,15 +91,18 @@ if (process.argv[2] === 'server') {
       if (r.statusCode !== 200 || out.response?.patch === undefined) throw new Error(`unexpected answer ${r.statusCode}`)
       const wrk = (secs: number) => spawnSync('wrk', ['-t1', `-c${CONCURRENCY}`, `-d${secs}s`, '--latency', '-s', lua, url], { encoding: 'utf8' })
       wrk(2) // warm-up: opens the connections, lets the JIT settle
+      const cpu0 = serverCpu()
       const w = parseWrk(wrk(SECONDS).stdout)
+      // the servers' CPU per review (all replicas): what the throughput and, at saturation, the latency follow
+      const cpuUs = (serverCpu() - cpu0) * 1e6 / w.requests
       if (w.non2xx3xx > 0 || w.errors.connect + w.errors.read + w.errors.write + w.errors.timeout > 0) throw new Error(`wrk saw errors: ${JSON.stringify(w.errors)}, non-2xx ${w.non2xx3xx}`)
-      rows[n] = { rps: w.rps, p50: w.percentilesUs['50']! / 1000, p99: w.percentilesUs['99']! / 1000 }
-      console.log(`webhook: ${n} replica${n > 1 ? 's' : ''}, ${CONCURRENCY} concurrent AdmissionReviews (wrk closed loop, HTTPS, ${SECONDS} s): ${w.rps.toFixed(0)} reviews/s, p50 ${rows[n].p50.toFixed(2)} ms, p99 ${rows[n].p99.toFixed(2)} ms (target p99 < 10 ms; load average ${load})`)
+      rows[n] = { rps: w.rps, p50: w.percentilesUs['50']! / 1000, p99: w.percentilesUs['99']! / 1000, cpuUs }
+      console.log(`webhook: ${n} replica${n > 1 ? 's' : ''}, ${CONCURRENCY} concurrent AdmissionReviews (wrk closed loop, HTTPS, ${SECONDS} s): ${w.rps.toFixed(0)} reviews/s, p50 ${rows[n].p50.toFixed(2)} ms, p99 ${rows[n].p99.toFixed(2)} ms, server CPU ${cpuUs.toFixed(0)} us/review (target p99 < 10 ms; load average ${loadavg()})`)
       await stop()
     }
     rmSync(dir, { recursive: true, force: true })
     const main = rows[REPLICAS]!
-    console.log(JSON.stringify({ webhook_concurrency: CONCURRENCY, webhook_replicas: REPLICAS, webhook_rps: Math.round(main.rps), webhook_p50_ms: Number(main.p50.toFixed(2)), webhook_p99_ms: Number(main.p99.toFixed(2)), webhook_1replica_rps: Math.round(rows[1]!.rps), webhook_1replica_p99_ms: Number(rows[1]!.p99.toFixed(2)) }))
+    console.log(JSON.stringify({ webhook_concurrency: CONCURRENCY, webhook_replicas: REPLICAS, webhook_rps: Math.round(main.rps), webhook_p50_ms: Number(main.p50.toFixed(2)), webhook_p99_ms: Number(main.p99.toFixed(2)), webhook_server_cpu_us: Math.round(main.cpuUs), webhook_1replica_rps: Math.round(rows[1]!.rps), webhook_1replica_p99_ms: Number(rows[1]!.p99.toFixed(2)), webhook_1replica_server_cpu_us: Math.round(rows[1]!.cpuUs) }))
     process.exit(0)
   }
   const argN = process.argv.indexOf('--requests')

@@ -183,3 +183,54 @@ t.test('weft control-plane --webhook-listen: the control plane serves the webhoo
   const mine = await request(`https://127.0.0.1:${cp.webhook!.server.port}/inject`, { method: 'POST', dispatcher: a, body: JSON.stringify(review(pod({ 'weft.io/inject': 'true' }), { namespace: 'mesh-ns' })) })
   t.same((await mine.body.json() as any).response, { uid: 'u-1', allowed: true }, 'its own namespace is never injected')
 })
+
+t.test('idle connections: closed after idleTimeoutMs without a request (up to a quarter later), kept while reviews come', async (t) => {
+  const { connect } = await import('node:tls')
+  const idle = await startWebhookServer({ certPem: cert.certPem, keyPem: cert.keyPem, mesh: DEFAULT_MESH, idleTimeoutMs: 400 })
+  t.teardown(() => idle.close())
+  const body = JSON.stringify(review(pod()))
+  const req = `POST /inject HTTP/1.1\r\nhost: x\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  const open = () => new Promise<{ s: import('node:tls').TLSSocket; answers: () => number; closedAt: Promise<number> }>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: idle.port, ca: cert.caPem, servername: 'localhost' }, () => resolve({ s, answers: () => n, closedAt }))
+    let n = 0
+    s.setEncoding('latin1')
+    s.on('data', (d: string) => { n += d.match(/HTTP\/1\.1 200 OK/g)?.length ?? 0 })
+    const closedAt = new Promise<number>((r) => s.once('close', () => r(performance.now())))
+    s.on('error', reject)
+  })
+  const quiet = await open()
+  const busy = await open()
+  const t0 = performance.now()
+  quiet.s.write(req)
+  // the busy connection sends a review every 100 ms for 1 s
+  for (let i = 0; i < 10; i++) {
+    busy.s.write(req)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const quietClosed = await quiet.closedAt
+  t.ok(quietClosed - t0 >= 390 && quietClosed - t0 < 1000, `the quiet connection was closed ${Math.round(quietClosed - t0)} ms after its review (400-500 expected)`)
+  t.equal(quiet.answers(), 1)
+  t.equal(busy.s.destroyed, false, 'the busy connection is still open after 1 s')
+  t.equal(busy.answers(), 10)
+  const busyClosed = await busy.closedAt
+  t.ok(busyClosed - t0 >= 1290, 'and closes once it has been idle for the timeout')
+})
+
+t.test('the answer\'s JSON, written by hand, is JSON.stringify of the review for every kind of answer', async (t) => {
+  const { admit } = await import('../control-plane/webhook/admission.ts')
+  const o = { mesh: DEFAULT_MESH }
+  const bodies = [
+    review(pod()),
+    { ...review(pod({ 'weft.io/inject': 'true' })), request: { ...review(pod()).request, uid: 'ü "quoted" \\ \u2028' } },
+    review(pod(undefined, { hostNetwork: true })),
+    review(pod({ 'weft.io/exclude-outbound-ports': 'all' })),
+    review({ kind: 'Service' }, { kind: { group: '', version: 'v1', kind: 'Service' } }),
+    review({ ...pod(), spec: null }),
+    review(pod(), { operation: 'DELETE' }),
+  ]
+  for (const b of bodies) {
+    const out = admit(JSON.parse(JSON.stringify(b)), o)
+    if ('error' in out) { t.fail(out.error); continue }
+    t.equal(out.json, JSON.stringify(out.review), out.decision)
+  }
+})

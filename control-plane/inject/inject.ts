@@ -9,8 +9,8 @@
 // classic (weft.io/sidecar-mode: classic, clusters before 1.29): weft-proxy is containers[0] with a
 // postStart hook that waits for /ready (the kubelet starts the next container only after it).
 import { A, podOptions, type PodOptions } from './annotations.ts'
-import { copyToTemplate, podTemplate } from './template.ts'
-import type { AppProbe, Container, InjectResult, InjectStatus, KubeObject, MeshConfig, PodSpec, Probe } from './types.ts'
+import { copyToTemplate, podTemplate, type PodTemplate } from './template.ts'
+import type { AppProbe, Container, HttpGetAction, InjectResult, InjectStatus, KubeObject, MeshConfig, PodSpec, Probe, SkipReason } from './types.ts'
 
 export const INIT_NAME = 'weft-init'
 export const PROXY_NAME = 'weft-proxy'
@@ -26,56 +26,97 @@ export function appHealthPath(container: string, probe: AppProbe['probe']): stri
 
 export function isInjected(spec: PodSpec, annotations: Record<string, string> | undefined): boolean {
   if (annotations?.[A.status] !== undefined) return true
-  return [...(spec.initContainers ?? []), ...spec.containers].some((c) => c.name === PROXY_NAME)
+  const proxyIn = (cs: Container[] | undefined) => cs !== undefined && cs.some((c) => c.name === PROXY_NAME)
+  return proxyIn(spec.initContainers) || proxyIn(spec.containers)
+}
+
+/** One HTTP probe to rewrite: containers[index][kind].httpGet becomes `httpGet`. */
+export interface ProbeRewrite {
+  index: number
+  kind: AppProbe['probe']
+  /** the container's probe as it is */
+  probe: Probe
+  /** what its httpGet becomes (the proxy's admin port) */
+  httpGet: HttpGetAction
+}
+
+/**
+ * What inject() does to one pod (template), decided before anything is built: shared by inject()
+ * (which builds the new objects) and the webhook's JSON Patch path (./patch.ts, which writes the
+ * same changes as patch operations), so the two cannot disagree.
+ */
+export type InjectPlan =
+  | { ok: false; skipped: SkipReason; warnings: string[] }
+  | { ok: true; opts: PodOptions; rewrites: ProbeRewrite[]; probes: AppProbe[]; warnings: string[] }
+
+export function planInjection(holder: PodTemplate['holder'], workload: KubeObject, mesh: MeshConfig): InjectPlan {
+  const meta = holder.metadata
+  const spec = holder.spec!
+  const annotations = meta?.annotations
+  if (annotations?.[A.inject] === 'false') return { ok: false, skipped: 'disabled', warnings: [] }
+  if (isInjected(spec, annotations)) return { ok: false, skipped: 'already-injected', warnings: [] }
+  if (spec.hostNetwork === true) {
+    return { ok: false, skipped: 'host-network', warnings: [`weft: ${describe(workload)} not injected: hostNetwork pods share the node's network namespace, which the proxy must not intercept`] }
+  }
+  const parsed = podOptions(meta)
+  if (!parsed.ok) {
+    return { ok: false, skipped: 'invalid-annotation', warnings: parsed.errors.map((e) => `weft: ${describe(workload)} not injected: ${e}`) }
+  }
+  const opts = parsed.options
+  const warnings: string[] = []
+  const rewrites: ProbeRewrite[] = []
+  const probes: AppProbe[] = []
+  if (opts.rewriteProbes) planProbes(spec.containers, mesh, rewrites, probes, warnings)
+  return { ok: true, opts, rewrites, probes, warnings }
 }
 
 export function inject(workload: KubeObject, mesh: MeshConfig): InjectResult {
   // copy on write: only what changes is copied (the input is never modified); the rest is shared
-  // with the input, which keeps the webhook's JSON diff short (it stops at identical references)
+  // with the input
   const t = copyToTemplate(workload)
   if (t === undefined) return { workload: structuredClone(workload), injected: false, skipped: 'not-a-workload', warnings: [] }
   const out = t.out
-  const meta = t.holder.metadata
   const spec = t.holder.spec!
-  const annotations = meta?.annotations
-  if (annotations?.[A.inject] === 'false') return { workload: out, injected: false, skipped: 'disabled', warnings: [] }
-  if (isInjected(spec, annotations)) return { workload: out, injected: false, skipped: 'already-injected', warnings: [] }
-  if (spec.hostNetwork === true) {
-    return { workload: out, injected: false, skipped: 'host-network', warnings: [`weft: ${describe(workload)} not injected: hostNetwork pods share the node's network namespace, which the proxy must not intercept`] }
-  }
-  const parsed = podOptions(meta)
-  if (!parsed.ok) {
-    return { workload: out, injected: false, skipped: 'invalid-annotation', warnings: parsed.errors.map((e) => `weft: ${describe(workload)} not injected: ${e}`) }
-  }
-  const opts = parsed.options
+  const plan = planInjection(t.holder, workload, mesh)
+  if (!plan.ok) return { workload: out, injected: false, skipped: plan.skipped, warnings: plan.warnings }
+  const { opts, rewrites, probes, warnings } = plan
   const created: string[] = []
-  const warnings: string[] = []
 
-  spec.containers = [...spec.containers]
-  const appProbes = opts.rewriteProbes ? rewriteProbes(spec.containers, mesh, warnings) : []
-  const proxy = proxyContainer(mesh, opts, appProbes)
+  const own = spec.containers
+  spec.containers = [...own]
+  for (const r of rewrites) {
+    // copy each container the first time one of its probes changes
+    const c = spec.containers[r.index] === own[r.index] ? spec.containers[r.index] = { ...own[r.index]! } : spec.containers[r.index]!
+    c[r.kind] = { ...r.probe, httpGet: r.httpGet }
+  }
+  const proxy = sidecarContainer(mesh, opts, probes.length > 0 ? JSON.stringify(probes) : undefined)
   const init = initContainer(mesh, opts)
 
   if (spec.initContainers === undefined) { spec.initContainers = []; created.push('spec.initContainers') } else spec.initContainers = [...spec.initContainers]
-  if (opts.mode === 'native') {
-    proxy.restartPolicy = 'Always'
-    proxy.startupProbe = { httpGet: { path: '/ready', port: mesh.ports.admin }, periodSeconds: 1, failureThreshold: 120 }
-    spec.initContainers.unshift(init, proxy)
-  } else {
-    // the kubelet runs postStart to completion before it starts the next container
-    proxy.lifecycle = { postStart: { exec: { command: ['weft', 'wait-ready', '--port', String(mesh.ports.admin), '--timeout', '120'] } } }
+  if (opts.mode === 'native') spec.initContainers.unshift(init, proxy)
+  else {
     spec.initContainers.unshift(init)
     spec.containers.unshift(proxy)
   }
   if (spec.volumes === undefined) { spec.volumes = []; created.push('spec.volumes') } else spec.volumes = [...spec.volumes]
-  spec.volumes.push({ name: TMP_VOLUME, emptyDir: { medium: 'Memory' } })
+  spec.volumes.push(tmpVolume())
 
   if (t.holder.metadata === undefined) { t.holder.metadata = {}; created.push('metadata') }
   const m = t.holder.metadata
   if (m.annotations === undefined) { m.annotations = {}; created.push('metadata.annotations') } else m.annotations = { ...m.annotations }
-  const status: InjectStatus = { version: 1, mode: opts.mode, created }
-  m.annotations[A.status] = JSON.stringify(status)
+  m.annotations[A.status] = statusAnnotation(opts.mode, created)
   return { workload: out, injected: true, warnings }
+}
+
+/** The value of the weft.io/status annotation. */
+export function statusAnnotation(mode: PodOptions['mode'], created: string[]): string {
+  const status: InjectStatus = { version: 1, mode, created }
+  return JSON.stringify(status)
+}
+
+/** The proxy's /tmp (the root filesystem is read-only). */
+export function tmpVolume(): Record<string, unknown> {
+  return { name: TMP_VOLUME, emptyDir: { medium: 'Memory' } }
 }
 
 function describe(w: KubeObject): string {
@@ -83,12 +124,10 @@ function describe(w: KubeObject): string {
   return `${w.kind ?? 'object'} ${w.metadata?.namespace !== undefined ? `${w.metadata.namespace}/` : ''}${name}`
 }
 
-/** Rewrites the HTTP probes of `containers` (a copy the caller owns), copying each container it changes. */
-function rewriteProbes(containers: Container[], mesh: MeshConfig, warnings: string[]): AppProbe[] {
-  const probes: AppProbe[] = []
+/** The HTTP probes of `containers` to rewrite, and their originals for WEFT_APP_PROBES. */
+function planProbes(containers: Container[], mesh: MeshConfig, rewrites: ProbeRewrite[], probes: AppProbe[], warnings: string[]): void {
   for (let i = 0; i < containers.length; i++) {
     const c = containers[i]!
-    let copy: Container | undefined
     for (const kind of PROBES) {
       const p: Probe | undefined = c[kind]
       if (p?.httpGet === undefined) continue
@@ -98,11 +137,9 @@ function rewriteProbes(containers: Container[], mesh: MeshConfig, warnings: stri
         continue
       }
       probes.push({ container: c.name, probe: kind, port, httpGet: p.httpGet })
-      copy ??= containers[i] = { ...c }
-      copy[kind] = { ...p, httpGet: { path: appHealthPath(c.name, kind), port: mesh.ports.admin, scheme: 'HTTP' } }
+      rewrites.push({ index: i, kind, probe: p, httpGet: { path: appHealthPath(c.name, kind), port: mesh.ports.admin, scheme: 'HTTP' } })
     }
   }
-  return probes
 }
 
 function resolvePort(c: Container, port: number | string): number | undefined {
@@ -111,7 +148,8 @@ function resolvePort(c: Container, port: number | string): number | undefined {
   return c.ports?.find((p) => p.name === port)?.containerPort
 }
 
-function initContainer(mesh: MeshConfig, o: PodOptions): Container {
+/** The init container that programs the interception (`weft init`). */
+export function initContainer(mesh: MeshConfig, o: PodOptions): Container {
   const args = [
     'init',
     '--proxy-uid', String(mesh.proxyUid),
@@ -141,7 +179,24 @@ function initContainer(mesh: MeshConfig, o: PodOptions): Container {
   }
 }
 
-function proxyContainer(mesh: MeshConfig, o: PodOptions, probes: AppProbe[]): Container {
+/**
+ * The proxy container in the pod's layout (native: a restartable init container with a startup
+ * probe; classic: a container whose postStart waits for /ready). `probesJson`: the WEFT_APP_PROBES
+ * value (JSON of the rewritten probes' originals), undefined when none were rewritten.
+ */
+export function sidecarContainer(mesh: MeshConfig, o: PodOptions, probesJson: string | undefined): Container {
+  const proxy = proxyContainer(mesh, o, probesJson)
+  if (o.mode === 'native') {
+    proxy.restartPolicy = 'Always'
+    proxy.startupProbe = { httpGet: { path: '/ready', port: mesh.ports.admin }, periodSeconds: 1, failureThreshold: 120 }
+  } else {
+    // the kubelet runs postStart to completion before it starts the next container
+    proxy.lifecycle = { postStart: { exec: { command: ['weft', 'wait-ready', '--port', String(mesh.ports.admin), '--timeout', '120'] } } }
+  }
+  return proxy
+}
+
+function proxyContainer(mesh: MeshConfig, o: PodOptions, probesJson: string | undefined): Container {
   const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { fieldPath } } })
   const env: Record<string, unknown>[] = [
     fieldEnv('POD_NAME', 'metadata.name'),
@@ -156,7 +211,7 @@ function proxyContainer(mesh: MeshConfig, o: PodOptions, probes: AppProbe[]): Co
     { name: 'WEFT_INBOUND_PORT', value: String(mesh.ports.inbound) },
     { name: 'WEFT_OUTBOUND_PORT', value: String(mesh.ports.outbound) },
   ]
-  if (probes.length > 0) env.push({ name: APP_PROBES_ENV, value: JSON.stringify(probes) })
+  if (probesJson !== undefined) env.push({ name: APP_PROBES_ENV, value: probesJson })
   const requests: Record<string, string> = {}
   const limits: Record<string, string> = {}
   const r = mesh.resources

@@ -1,7 +1,7 @@
 // An RFC 6902 JSON Patch from one JSON value to another: add/remove/replace only, with arrays
 // that grew at the front or the end patched by index (the injector prepends init containers and
-// appends volumes; uninject removes them), anything else replaced whole. Good enough for admission responses, which are
-// applied once to the object they were computed from.
+// appends volumes; uninject removes them), anything else replaced whole. Used for `weft inject`'s
+// edits of YAML documents; the webhook writes its patch directly (control-plane/inject/patch.ts).
 export type PatchOp =
   | { op: 'add'; path: string; value: unknown }
   | { op: 'replace'; path: string; value: unknown }

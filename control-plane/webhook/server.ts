@@ -45,6 +45,8 @@ export interface WebhookServerOptions extends AdmitOptions {
   onDecision?: (decision: string, uid: string | undefined) => void
   /** SO_REUSEPORT: several processes serve the same port (the kernel spreads connections) */
   reusePort?: boolean
+  /** a connection without a request for this long is closed (default 120 s; it may stay up to a quarter more) */
+  idleTimeoutMs?: number
 }
 
 interface Answer {
@@ -62,7 +64,16 @@ const text = (status: number, msg: string, extra?: string, close?: boolean): Ans
 export async function startWebhookServer(o: WebhookServerOptions): Promise<WebhookServer> {
   const stats: WebhookStats = { decisions: new Map() }
   const count = (d: string) => stats.decisions.set(d, (stats.decisions.get(d) ?? 0) + 1)
-  const sockets = new Set<TLSSocket>()
+  // idle connections are found by a sweep every quarter of the timeout, not by a timer refreshed
+  // on every read and write: open connections -> the sweep count at their last request bytes
+  const sockets = new Map<TLSSocket, { seen: number }>()
+  const idleMs = o.idleTimeoutMs ?? IDLE_TIMEOUT_MS
+  let sweeps = 0
+  const sweep = setInterval(() => {
+    sweeps++
+    // seen at count k: idle since somewhere in the quarter that ended at sweep k + 1
+    for (const [sock, c] of sockets) if (sweeps - c.seen - 1 >= 4) sock.destroy()
+  }, idleMs / 4).unref()
 
   /** The answer to one complete request. */
   function answer(head: RequestHead, body: Buffer): Answer {
@@ -85,13 +96,13 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     }
     count(out.decision)
     o.onDecision?.(out.decision, out.review.response.uid)
-    return { status: 200, type: 'application/json', body: JSON.stringify(out.review) }
+    return { status: 200, type: 'application/json', body: out.json }
   }
 
   const server = createServer({ cert: o.certPem, key: o.keyPem, minVersion: 'TLSv1.2' }, (sock) => {
-    sockets.add(sock)
+    const conn = { seen: sweeps }
+    sockets.set(sock, conn)
     sock.setNoDelay(true)
-    sock.setTimeout(IDLE_TIMEOUT_MS, () => sock.destroy())
     sock.on('error', () => {}) // a peer that resets: the socket closes, nothing else to do
     sock.on('close', () => sockets.delete(sock))
     let pending: Buffer[] = []
@@ -120,6 +131,7 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     }
     sock.on('data', (d: Buffer) => {
       if (closing) return
+      conn.seen = sweeps
       let buf = pendingLen === 0 ? d : Buffer.concat([...pending, d])
       pending = []
       pendingLen = 0
@@ -188,8 +200,9 @@ export async function startWebhookServer(o: WebhookServerOptions): Promise<Webho
     stats,
     setCertificate: (cert, key) => server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' }),
     close: () => new Promise<void>((resolve) => {
+      clearInterval(sweep)
       server.close(() => resolve())
-      for (const s of sockets) s.destroy()
+      for (const s of sockets.keys()) s.destroy()
     }),
   }
 }
