@@ -51,6 +51,7 @@ const annotations = fc.record({
   'weft.io/proxy-memory-limit': fc.constantFrom('512Mi'),
   'weft.io/log-level': mostly(['debug', 'info'], ['loud']),
   'weft.io/rewrite-probes': fc.constantFrom('true', 'false'),
+  'weft.io/inbound-mtls': mostly(['strict', 'permissive', 'disable'], ['tight']),
   'a/b~c': fc.constant('x'),
   keep: fc.constant('me'),
 }, { requiredKeys: [] })

@@ -15,6 +15,7 @@ export const A = {
   proxyMemoryLimit: 'weft.io/proxy-memory-limit',
   logLevel: 'weft.io/log-level',
   rewriteProbes: 'weft.io/rewrite-probes',
+  inboundMtls: 'weft.io/inbound-mtls',
 } as const
 
 /** The namespace label that opts a namespace in. */
@@ -31,6 +32,8 @@ export interface PodOptions {
   memoryLimit?: string
   logLevel?: string
   rewriteProbes: boolean
+  /** the pod's inbound mutual TLS mode (the proxy's default: permissive when it has an identity) */
+  inboundMtls?: 'strict' | 'permissive' | 'disable'
 }
 
 const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
@@ -85,6 +88,8 @@ export function podOptions(meta: ObjectMeta | undefined): { ok: true; options: P
   if (modeRaw !== 'native' && modeRaw !== 'classic') errors.push(`${A.sidecarMode}: "${modeRaw}" is not native or classic`)
   const logLevel = a[A.logLevel]
   if (logLevel !== undefined && !LOG_LEVELS.has(logLevel)) errors.push(`${A.logLevel}: "${logLevel}" is not one of ${[...LOG_LEVELS].join(', ')}`)
+  const mtls = a[A.inboundMtls]
+  if (mtls !== undefined && mtls !== 'strict' && mtls !== 'permissive' && mtls !== 'disable') errors.push(`${A.inboundMtls}: "${mtls}" is not strict, permissive or disable`)
   const rewrite = a[A.rewriteProbes] ?? 'true'
   if (rewrite !== 'true' && rewrite !== 'false') errors.push(`${A.rewriteProbes}: "${rewrite}" is not true or false`)
   const options: PodOptions = {
@@ -98,6 +103,7 @@ export function podOptions(meta: ObjectMeta | undefined): { ok: true; options: P
     memoryLimit: quantity(A.proxyMemoryLimit),
     logLevel,
     rewriteProbes: rewrite !== 'false',
+    ...(mtls === 'strict' || mtls === 'permissive' || mtls === 'disable' ? { inboundMtls: mtls } : {}),
   }
   return errors.length > 0 ? { ok: false, errors } : { ok: true, options }
 }

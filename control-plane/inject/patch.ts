@@ -80,7 +80,7 @@ export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
   const volume = JSON.stringify(tmpVolume())
 
   // the proxy container, as base64 pieces: from its template (log level and WEFT_APP_PROBES spliced
-  // in), or serialised for this pod when the pod sets its own proxy resources
+  // in), or serialised for this pod when the pod sets its own proxy resources or inbound mTLS mode
   const proxyB64 = {
     native: proxyTemplates.native.map((t) => t.text.map(b64)),
     classic: proxyTemplates.classic.map((t) => t.text.map(b64)),
@@ -93,7 +93,7 @@ export function compilePodPatcher(mesh: MeshConfig): PodPatcher {
     return v
   }
   const proxy = (o: PodOptions, probesJson: string | undefined): string => {
-    if (o.cpuRequest !== undefined || o.cpuLimit !== undefined || o.memoryRequest !== undefined || o.memoryLimit !== undefined) {
+    if (o.cpuRequest !== undefined || o.cpuLimit !== undefined || o.memoryRequest !== undefined || o.memoryLimit !== undefined || o.inboundMtls !== undefined) {
       return b64(JSON.stringify(sidecarContainer(mesh, o, probesJson)))
     }
     // the holes come in order: the log level (hole 0), then the probes (hole 1)
