@@ -578,7 +578,7 @@ export const Telemetry = Type.Object(
           // only these status classes (e.g. ["4xx", "5xx"]; 0xx: the client left before a response); default all
           statusClasses: Type.Optional(Type.Array(Type.Union([Type.Literal('0xx'), Type.Literal('1xx'), Type.Literal('2xx'), Type.Literal('3xx'), Type.Literal('4xx'), Type.Literal('5xx')]))),
           // percent of requests logged; default 100
-          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 1000 })),
+          sampling: Type.Optional(Type.Number({ minimum: 0, maximum: 100, default: 100 })),
         },
         { additionalProperties: false },
       ),
