@@ -318,6 +318,63 @@ export const AdaptiveConcurrency = Type.Object(
 )
 export type AdaptiveConcurrency = Type.Static<typeof AdaptiveConcurrency>
 
+// A principal, "spiffe://<trust-domain>/ns/<ns>/sa/<sa>" or Istio's form without "spiffe://";
+// "*" any, "prefix*" and "*suffix" as Istio's string matches
+const MatchString = Type.String({ minLength: 1 })
+// An authorization policy of an inbound listener (Istio's security.istio.io/v1 AuthorizationPolicy):
+// DENY policies first (one that matches denies), then ALLOW (when the listener has any ALLOW
+// policy, a request none of them matches is denied); AUDIT only marks what it matches. A rule
+// matches when each of its from / to / when lists has an element that matches (an absent list
+// matches anything); an element matches when each of its fields does; a field matches when one of
+// its values does, and a not* field when none does.
+export const AuthorizationRule = Type.Object(
+  {
+    from: Type.Optional(Type.Array(Type.Object(
+      {
+        principals: Type.Optional(Type.Array(MatchString)),
+        notPrincipals: Type.Optional(Type.Array(MatchString)),
+        namespaces: Type.Optional(Type.Array(MatchString)),
+        notNamespaces: Type.Optional(Type.Array(MatchString)),
+      },
+      { additionalProperties: false },
+    ))),
+    to: Type.Optional(Type.Array(Type.Object(
+      {
+        ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
+        notPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
+        // HTTP only (a TCP connection: an ALLOW rule with one never matches, a DENY rule ignores it)
+        methods: Type.Optional(Type.Array(MatchString)),
+        notMethods: Type.Optional(Type.Array(MatchString)),
+        paths: Type.Optional(Type.Array(MatchString)),
+        notPaths: Type.Optional(Type.Array(MatchString)),
+      },
+      { additionalProperties: false },
+    ))),
+    // HTTP only: request headers (lower-case name); values as MatchString
+    when: Type.Optional(Type.Array(Type.Object(
+      {
+        header: HeaderName,
+        values: Type.Optional(Type.Array(Type.String())),
+        notValues: Type.Optional(Type.Array(Type.String())),
+      },
+      { additionalProperties: false },
+    ))),
+  },
+  { additionalProperties: false },
+)
+
+export const AuthorizationPolicy = Type.Object(
+  {
+    name: Name,
+    action: Type.Optional(Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY'), Type.Literal('AUDIT')], { default: 'ALLOW' })),
+    // no rules: the policy matches nothing (an ALLOW policy without rules denies everything)
+    rules: Type.Optional(Type.Array(AuthorizationRule)),
+  },
+  { additionalProperties: false },
+)
+export type AuthorizationPolicy = Type.Static<typeof AuthorizationPolicy>
+export type AuthorizationRule = Type.Static<typeof AuthorizationRule>
+
 export const Cluster = Type.Object(
   {
     name: Name,
@@ -395,67 +452,23 @@ export const Cluster = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    // What the Service's own sidecars apply to the calls they receive for it (a TrafficPolicy
+    // `inbound` block): an injected pod whose IP is among the cluster's endpoints gives its
+    // inbound hop for that port this mutual TLS mode and these authorization policies.
+    inbound: Type.Optional(
+      Type.Object(
+        {
+          mtls: Type.Optional(Type.Union([Type.Literal('disable'), Type.Literal('permissive'), Type.Literal('strict')])),
+          authorization: Type.Optional(Type.Array(AuthorizationPolicy)),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     endpoints: Type.Array(Endpoint),
   },
   { additionalProperties: false },
 )
 
-// A principal, "spiffe://<trust-domain>/ns/<ns>/sa/<sa>" or Istio's form without "spiffe://";
-// "*" any, "prefix*" and "*suffix" as Istio's string matches
-const MatchString = Type.String({ minLength: 1 })
-// An authorization policy of an inbound listener (Istio's security.istio.io/v1 AuthorizationPolicy):
-// DENY policies first (one that matches denies), then ALLOW (when the listener has any ALLOW
-// policy, a request none of them matches is denied); AUDIT only marks what it matches. A rule
-// matches when each of its from / to / when lists has an element that matches (an absent list
-// matches anything); an element matches when each of its fields does; a field matches when one of
-// its values does, and a not* field when none does.
-export const AuthorizationRule = Type.Object(
-  {
-    from: Type.Optional(Type.Array(Type.Object(
-      {
-        principals: Type.Optional(Type.Array(MatchString)),
-        notPrincipals: Type.Optional(Type.Array(MatchString)),
-        namespaces: Type.Optional(Type.Array(MatchString)),
-        notNamespaces: Type.Optional(Type.Array(MatchString)),
-      },
-      { additionalProperties: false },
-    ))),
-    to: Type.Optional(Type.Array(Type.Object(
-      {
-        ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
-        notPorts: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }))),
-        // HTTP only (a TCP connection: an ALLOW rule with one never matches, a DENY rule ignores it)
-        methods: Type.Optional(Type.Array(MatchString)),
-        notMethods: Type.Optional(Type.Array(MatchString)),
-        paths: Type.Optional(Type.Array(MatchString)),
-        notPaths: Type.Optional(Type.Array(MatchString)),
-      },
-      { additionalProperties: false },
-    ))),
-    // HTTP only: request headers (lower-case name); values as MatchString
-    when: Type.Optional(Type.Array(Type.Object(
-      {
-        header: HeaderName,
-        values: Type.Optional(Type.Array(Type.String())),
-        notValues: Type.Optional(Type.Array(Type.String())),
-      },
-      { additionalProperties: false },
-    ))),
-  },
-  { additionalProperties: false },
-)
-
-export const AuthorizationPolicy = Type.Object(
-  {
-    name: Name,
-    action: Type.Optional(Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY'), Type.Literal('AUDIT')], { default: 'ALLOW' })),
-    // no rules: the policy matches nothing (an ALLOW policy without rules denies everything)
-    rules: Type.Optional(Type.Array(AuthorizationRule)),
-  },
-  { additionalProperties: false },
-)
-export type AuthorizationPolicy = Type.Static<typeof AuthorizationPolicy>
-export type AuthorizationRule = Type.Static<typeof AuthorizationRule>
 
 export const Listener = Type.Object(
   {

@@ -423,7 +423,7 @@ t.test('WEFT_ERR_CONFIG_INVALID: TrafficPolicy targets: the group of the kind, a
     'r.yaml:15:16: TrafficPolicy shop/p: spec.targetRefs[1].group: the group of an HTTPRoute is "gateway.networking.k8s.io"',
     'r.yaml:16:7: TrafficPolicy shop/p: spec.targetRefs[2]: the same target as targetRefs[0]',
     'r.yaml:17:88: TrafficPolicy shop/p: spec.targetRefs[3].sectionName: HTTPRoute shop/reviews has no rule named "first" (its rules have no names)',
-    'r.yaml:24:3: TrafficPolicy shop/empty: spec: the policy sets nothing: add at least one of loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, tls, retry, timeout, rateLimit, globalRateLimit, fault',
+    'r.yaml:24:3: TrafficPolicy shop/empty: spec: the policy sets nothing: add at least one of loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, tls, inbound, retry, timeout, rateLimit, globalRateLimit, fault',
   ])
 })
 
@@ -570,7 +570,7 @@ t.test('WEFT_ERR_CONFIG_SCHEMA: what each kind of schema error says', async (t) 
   t.same(codesOf(text), Array(13).fill('WEFT_ERR_CONFIG_SCHEMA'))
   t.same(errorsOf(text), [
     // no close name: the list of fields
-    'r.yaml:6:3: TrafficPolicy shop/p: spec.retries: unknown field "retries" (expected one of targetRefs, loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, tls, retry, timeout, rateLimit, globalRateLimit, fault)',
+    'r.yaml:6:3: TrafficPolicy shop/p: spec.retries: unknown field "retries" (expected one of targetRefs, loadBalancer, connectionPool, circuitBreaker, outlierDetection, adaptiveConcurrency, tls, inbound, retry, timeout, rateLimit, globalRateLimit, fault)',
     'r.yaml:7:21: TrafficPolicy shop/p: spec.connectionPool.colour: unknown field "colour" (expected one of maxConnections, maxPendingRequests, maxRequests, connectTimeout, idleTimeout)',
     'r.yaml:7:51: TrafficPolicy shop/p: spec.connectionPool.maxConnections: must be an integer of at least 1',
     'r.yaml:8:27: TrafficPolicy shop/p: spec.loadBalancer.policy: must be one of roundRobin, leastRequest, peakEwma, ringHash, maglev',

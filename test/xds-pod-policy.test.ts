@@ -30,6 +30,22 @@ t.test("the pod's inbound listener's policy goes to every inbound hop", async (t
   t.same(b.identity, local.identity, 'the identity is the proxy\'s own setting, kept in the assembled config')
   t.equal(checkAssembled(b).ok, true, 'and the whole is a valid config')
 
+  // a Service's own inbound policy (TrafficPolicy `inbound`, on its cluster) wins for its port
+  const withSvc = assemble(local, {
+    ...NOTHING_ACCEPTED,
+    listeners: new Map([['outbound', { name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: 15001, routeTable: 'outbound' }]]),
+    routeTables: new Map([['outbound', { name: 'outbound', virtualHosts: [] }]]),
+    clusters: new Map([
+      ['reviews', { name: 'reviews', inbound: { mtls: 'permissive', authorization: [{ name: 'svc-policy', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'] }] }] }] } }],
+      ['metrics', { name: 'metrics' }],
+    ]),
+    endpoints: new Map([['reviews', [{ address: '10.0.1.3', port: 9080 }]], ['metrics', [{ address: '10.0.1.3', port: 9090 }]]]),
+  })
+  t.match(withSvc.listeners.find((l) => l.name === 'inbound|9080'), { mtls: 'permissive', authorization: [{ name: 'svc-policy' }] }, "the Service's inbound policy for its port")
+  t.match(withSvc.listeners.find((l) => l.name === 'inbound|9090'), { mtls: 'strict', authorization: [{ name: 'frontend-only' }] }, "another port keeps the pod's")
+  t.equal(withSvc.clusters.find((c) => c.name === 'reviews')!.inbound, undefined, "the callers' cluster does not carry it")
+  t.equal(checkAssembled(withSvc).ok, true)
+
   const none = withPodListeners(undefined, { ...env, WEFT_INBOUND_MTLS: 'bogus' })!
   t.equal(none.listeners.find((l) => l.name === 'inbound')!.mtls, undefined, 'an unknown mode: the default (permissive with an identity)')
 })

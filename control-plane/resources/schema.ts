@@ -357,7 +357,7 @@ export const ConnectionPool = Type.Object(
 )
 
 /** The blocks that shape a Service's clusters; only valid with Service targets. */
-export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency', 'tls'] as const
+export const SERVICE_BLOCKS = ['loadBalancer', 'connectionPool', 'circuitBreaker', 'outlierDetection', 'adaptiveConcurrency', 'tls', 'inbound'] as const
 /** The blocks that shape routes: every route of a Service, of an HTTPRoute, or of one of its rules. */
 export const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 export type ServiceBlock = (typeof SERVICE_BLOCKS)[number]
@@ -380,6 +380,10 @@ export const TrafficPolicy = Type.Object(
         // mutual TLS from the callers' sidecars to the Service's (its pods have sidecars with an
         // identity): mode mutual, and the SPIFFE IDs its workloads may present (secure naming)
         tls: Type.Optional(Cluster.properties.tls),
+        // what the Service's own pods' sidecars apply to the calls they receive for it: their
+        // mutual TLS mode and authorization policies (Istio's PeerAuthentication and
+        // AuthorizationPolicy, scoped to the Service's pods)
+        inbound: Type.Optional(Cluster.properties.inbound),
         retry: Type.Optional(RetryPolicy),
         timeout: Type.Optional(Duration),
         rateLimit: Type.Optional(RateLimitPolicy),

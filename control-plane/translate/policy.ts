@@ -1,7 +1,7 @@
 // TrafficPolicy blocks, resolved for one cluster or one route. Blocks are not merged field by
 // field: the most specific policy that sets a block gives the whole block.
 //   cluster blocks (loadBalancer, connectionPool, circuitBreaker, outlierDetection,
-//     adaptiveConcurrency, tls): the policy
+//     adaptiveConcurrency, tls, inbound): the policy
 //     targeting the Service;
 //   route blocks (retry, timeout, rateLimit, fault): HTTPRoute rule (sectionName) > HTTPRoute >
 //     the Service the route is attached to. The rule's own timeouts and retry beat all of them
@@ -12,7 +12,7 @@ import { namespaceOf } from '../resources/model.ts'
 import type { TrafficPolicy } from '../resources/schema.ts'
 
 export type RouteBlocks = Pick<Route, 'retry' | 'timeout' | 'rateLimit' | 'globalRateLimit' | 'fault'>
-export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection' | 'adaptiveConcurrency' | 'tls'>
+export type ClusterBlocks = Pick<Cluster, 'lb' | 'pool' | 'circuitBreaker' | 'outlierDetection' | 'adaptiveConcurrency' | 'tls' | 'inbound'>
 
 const ROUTE_BLOCKS = ['retry', 'timeout', 'rateLimit', 'globalRateLimit', 'fault'] as const
 const NONE: readonly TrafficPolicy[] = []
@@ -63,6 +63,7 @@ export class PolicyIndex {
       if (out.outlierDetection === undefined && s.outlierDetection !== undefined) out.outlierDetection = structuredClone(s.outlierDetection)
       if (out.adaptiveConcurrency === undefined && s.adaptiveConcurrency !== undefined) out.adaptiveConcurrency = structuredClone(s.adaptiveConcurrency)
       if (out.tls === undefined && s.tls !== undefined) out.tls = structuredClone(s.tls)
+      if (out.inbound === undefined && s.inbound !== undefined) out.inbound = structuredClone(s.inbound)
     }
     return out
   }

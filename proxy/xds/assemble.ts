@@ -157,7 +157,8 @@ export function assemble(local: LocalSettings, a: Accepted): Bootstrap {
     ),
     routeTables: byName(new Map([...a.routeTables, ...own.routeTables.map((t): [string, RouteTable] => [t.name, t])])),
     clusters: [
-      ...[...a.clusters.values()].map((c) => ({ ...c, endpoints: a.endpoints.get(c.name) ?? [] })),
+      // `inbound` is for the Service's own pods (podInbound), not the callers' clusters
+      ...[...a.clusters.values()].map(({ inbound: _inbound, ...c }) => ({ ...c, endpoints: a.endpoints.get(c.name) ?? [] })),
       ...own.clusters,
     ].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)),
   }
@@ -221,11 +222,25 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
     ...(pod?.mtls !== undefined ? { mtls: pod.mtls } : {}),
     ...(pod?.authorization !== undefined ? { authorization: pod.authorization } : {}),
   }
+  // a Service's own inbound policy (its TrafficPolicy `inbound` block, on its clusters) for the
+  // port at which its endpoints list this pod: it wins over the pod's; the first cluster by name
+  // that has one decides when several Services share the port
+  const byPort = new Map<number, NonNullable<ClusterSpec['inbound']>>()
+  for (const name of [...a.clusters.keys()].sort()) {
+    const inb = a.clusters.get(name)!.inbound
+    if (inb === undefined) continue
+    for (const e of a.endpoints.get(name) ?? []) if (e.address === podIp && !byPort.has(e.port)) byPort.set(e.port, inb)
+  }
   for (const port of [...ports].sort((x, y) => x - y)) {
     if (taken.has(port)) continue
     const name = `inbound|${port}`
     if (a.listeners.has(name) || a.routeTables.has(name) || a.clusters.has(name)) continue
-    own.listeners.push({ name, direction: 'inbound', address: '0.0.0.0', port, bindToPort: false, routeTable: name, ...policy })
+    const svc = byPort.get(port)
+    own.listeners.push({
+      name, direction: 'inbound', address: '0.0.0.0', port, bindToPort: false, routeTable: name, ...policy,
+      ...(svc?.mtls !== undefined ? { mtls: svc.mtls } : {}),
+      ...(svc?.authorization !== undefined ? { authorization: svc.authorization } : {}),
+    })
     own.routeTables.push({ name, virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: name }] }] }] })
     own.clusters.push({ name, endpoints: [{ address: '127.0.0.1', port }] })
   }

@@ -81,6 +81,10 @@ metadata: { name: reviews-mtls, namespace: shop }
 spec:
   targetRefs: [{ group: "", kind: Service, name: reviews }, { group: "", kind: Service, name: reviews-v1 }, { group: "", kind: Service, name: reviews-v2 }]
   tls: { identities: ["spiffe://cluster.local/ns/shop/sa/reviews"] }
+  # the reviews pods' own sidecars: /private only for the frontend's ServiceAccount
+  inbound:
+    authorization:
+      - { name: private-for-frontend, action: DENY, rules: [{ from: [{ notPrincipals: ["cluster.local/ns/shop/sa/frontend"] }], to: [{ paths: ["/private*"] }] }] }
 `
 const KUBECONFIG = `apiVersion: v1
 kind: Config
@@ -268,12 +272,15 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   const feId = JSON.parse(curl(fe.ns, 'http://127.0.0.1:15000/identity').stdout || '{}')
   t.match(feId, { ready: true, spiffeId: 'spiffe://cluster.local/ns/shop/sa/frontend', source: 'ca' }, "the frontend's SVID, from the control plane's CA")
   t.ok(api.tokenReviews.includes('system:serviceaccount:shop:frontend') && api.tokenReviews.includes('system:serviceaccount:shop:reviews'), 'proven by their ServiceAccount tokens (TokenReview)')
+  t.equal(curl(fe.ns, 'http://10.96.0.10/private/x').stdout, 'reviews-v2 /private/x\n', "the Service's inbound authorization lets the frontend in")
 
   // a pod that opted out reaches the service's pods in plain text (no kube-proxy here: by pod IP)
   const plain = await runPod('plain', '10.0.1.5', { containers: [{ name: 'app', image: 'test/sleep' }] }, { 'weft.io/inject': 'false' })
   t.equal(plain.pod.spec.initContainers, undefined, 'not injected')
   t.same(api.admissions.map((a) => a.outcome), ['patched', 'patched', 'patched', 'allowed'], 'each pod went through the webhook')
   t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n', 'plain text to a meshed pod (permissive)')
+  const denied = spawnSync('ip', ['netns', 'exec', plain.ns, 'curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', 'http://10.0.1.3:9080/private/x'], { encoding: 'utf8' }).stdout
+  t.equal(denied, '403', "and its inbound authorization keeps an unauthenticated caller out of /private (TrafficPolicy inbound)")
 
   // outside the mesh: passed through
   // (tried again while the machine is too loaded to answer within curl's 5 s: a broken

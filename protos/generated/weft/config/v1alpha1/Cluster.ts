@@ -7,6 +7,7 @@ import type { CircuitBreaker as _weft_config_v1alpha1_CircuitBreaker, CircuitBre
 import type { OutlierDetection as _weft_config_v1alpha1_OutlierDetection, OutlierDetection__Output as _weft_config_v1alpha1_OutlierDetection__Output } from '../../../weft/config/v1alpha1/OutlierDetection.ts';
 import type { AdaptiveConcurrency as _weft_config_v1alpha1_AdaptiveConcurrency, AdaptiveConcurrency__Output as _weft_config_v1alpha1_AdaptiveConcurrency__Output } from '../../../weft/config/v1alpha1/AdaptiveConcurrency.ts';
 import type { ClusterTls as _weft_config_v1alpha1_ClusterTls, ClusterTls__Output as _weft_config_v1alpha1_ClusterTls__Output } from '../../../weft/config/v1alpha1/ClusterTls.ts';
+import type { ClusterInbound as _weft_config_v1alpha1_ClusterInbound, ClusterInbound__Output as _weft_config_v1alpha1_ClusterInbound__Output } from '../../../weft/config/v1alpha1/ClusterInbound.ts';
 
 /**
  * A cluster without its endpoints (they come as ClusterEndpoints).
@@ -30,6 +31,10 @@ export interface Cluster {
    * mutual TLS to the endpoints' sidecars
    */
   'tls'?: (_weft_config_v1alpha1_ClusterTls | null);
+  /**
+   * what the Service's own sidecars apply to the calls they receive for it
+   */
+  'inbound'?: (_weft_config_v1alpha1_ClusterInbound | null);
   '_protocol'?: "protocol";
 }
 
@@ -55,5 +60,9 @@ export interface Cluster__Output {
    * mutual TLS to the endpoints' sidecars
    */
   'tls': (_weft_config_v1alpha1_ClusterTls__Output | null);
+  /**
+   * what the Service's own sidecars apply to the calls they receive for it
+   */
+  'inbound': (_weft_config_v1alpha1_ClusterInbound__Output | null);
   '_protocol'?: "protocol";
 }
