@@ -216,6 +216,24 @@ t.test('leaf and root rotation under load: zero failed requests, new handshakes 
   t.equal(serials.size, 10, 'five certificates each')
   const accepted = (await decisions(m.reviews)).mtls_accepted - accepted0
   t.ok(accepted >= 5, `new mesh TLS connections were made along the way (${accepted})`)
-  const resumed = (await decisions(m.reviews)).mtls_resumed
-  t.ok(resumed >= 1, `sessions resumed (${resumed} of ${accepted})`)
+  t.comment(`sessions resumed during the rotation: ${(await decisions(m.reviews)).mtls_resumed} of ${accepted}`)
+})
+
+t.test('a new connection resumes the TLS session of the last one (TLS 1.3 ticket)', async (t) => {
+  const m = await mesh(t)
+  // the callee closes idle connections after 250 ms: the next request needs a new connection
+  await m.reviews.sidecar.proxy.apply({ ...m.reviewsConfig(), limits: { idleTimeout: '250ms', firstByteTimeout: '250ms' } })
+  const closedAfter = async (n: number) => until(`connection ${n} closed by the callee`, async () => (await m.reviews.admin('/metrics')).body.match(/weft_tcp_connections_closed_total\{[^}]*listener="in"[^}]*\} (\d+)/)?.[1] === String(n), 3000)
+  t.equal((await get(m.frontend.port)).status, 200)
+  await closedAfter(1)
+  t.equal((await get(m.frontend.port)).status, 200)
+  let d = await decisions(m.reviews)
+  t.same([d.mtls_accepted, d.mtls_resumed], [2, 1], 'the second connection resumed the first one\'s session')
+  // after the callee renewed its certificate
+  await closedAfter(2)
+  await m.reviews.sidecar.proxy.identity!.renew()
+  t.equal((await get(m.frontend.port)).status, 200)
+  d = await decisions(m.reviews)
+  t.equal(d.mtls_accepted, 3)
+  t.equal(d.mtls_resumed, 2, "and after the callee renewed its certificate (its ticket keys stay)")
 })
