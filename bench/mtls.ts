@@ -26,7 +26,7 @@ import { webcrypto } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
 import type { AuthorizationPolicy, Bootstrap } from '../api/schema.ts'
-import { freePorts, sleep, waitForHttp } from './net.ts'
+import { freePorts, waitForHttp } from './net.ts'
 import { readCpuSeconds } from './proc.ts'
 import { cleanupAll, runCapture, spawnGroup, trackTempDir, type Proc } from './spawn.ts'
 import { runWrk, type WrkResult } from './wrk.ts'
@@ -135,7 +135,9 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
   const take = (): number => ports[next++]
   const rows: Row[] = []
   const procs: Proc[] = []
-  const handshakes: Record<string, number> = {}
+  // B's port of each mTLS pair (the handshake rate is measured there), and the rates
+  const bPorts: { weft?: number; haproxy?: number } = {}
+  const handshakes: { weft?: number; haproxy?: number } = {}
   // the CA: SVIDs for the Weft sidecars (by token) and, as files, for HAProxy
   const ca = await CertificateAuthority.create({ trustDomain: 'cluster.local', dir: path.join(tmp, 'ca') })
   const tokens = path.join(tmp, 'tokens')
@@ -161,16 +163,17 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
       }
       await waitForHttp({ port: aPort, timeoutMs: 5000 })
       rows.push({ name, port: aPort, pids, samples: [] })
-      if (mtls && !authz) handshakes.weftPort = bPort
+      if (mtls && !authz) bPorts.weft = bPort
       return aPort
     }
     await startWeft('weft-plain', false, false)
     await startWeft('weft-mtls', true, false)
     await startWeft('weft-mtls-authz', true, true)
     // HAProxy pair, plain and mTLS
+    // SVIDs as files: HAProxy's certificates and openssl's client certificate
+    const files = await svidFiles(ca, tmp)
     const haVer = await runCapture('haproxy', ['-v'])
     if (!haVer.error) {
-      const files = await svidFiles(ca, tmp)
       for (const mtls of [false, true]) {
         const name: RowName = mtls ? 'haproxy-mtls' : 'haproxy-plain'
         const [aPort, bPort] = [take(), take()]
@@ -186,9 +189,8 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
         }
         await waitForHttp({ port: aPort, timeoutMs: 5000, alive: () => procs.at(-1)!.deadReason() })
         rows.push({ name, port: aPort, pids, samples: [] })
-        if (mtls) handshakes.haproxyPort = bPort
+        if (mtls) bPorts.haproxy = bPort
       }
-      ;(rows as unknown as { files?: unknown }).files = files
     }
     const only = values.only === undefined ? null : new Set(values.only.split(','))
     const measured = only === null ? rows : rows.filter((row) => only.has(row.name))
@@ -210,18 +212,14 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
       }
     }
     // new-connection handshakes straight to B (a client certificate each time)
-    const hs: Record<string, number> = {}
-    const files = (rows as unknown as { files?: { frontend: string; bundle: string } }).files ?? await svidFiles(ca, tmp)
-    for (const [name, port] of [['weft', handshakes.weftPort], ['haproxy', handshakes.haproxyPort]] as const) {
+    for (const [name, port] of [['weft', bPorts.weft], ['haproxy', bPorts.haproxy]] as const) {
       if (port === undefined) continue
       const r = await runCapture('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-new', '-time', String(quick ? 3 : 5), '-cert', files.frontend, '-key', files.frontend, '-CAfile', files.bundle])
       const m = /(\d+) connections in [\d.]+ real seconds/.exec(r.stdout) ?? /([\d.]+) connections\/user sec/.exec(r.stdout)
       const real = /(\d+) connections in ([\d.]+) real seconds/.exec(r.stdout)
-      hs[name] = real !== null ? Math.round(Number(real[1]) / Number(real[2])) : m !== null ? Number(m[1]) : NaN
-      log(`  handshakes ${name}: ${hs[name]}/s`)
+      handshakes[name] = real !== null ? Math.round(Number(real[1]) / Number(real[2])) : m !== null ? Number(m[1]) : NaN
+      log(`  handshakes ${name}: ${handshakes[name]}/s`)
     }
-    Object.assign(handshakes, { weftPerSec: hs.weft, haproxyPerSec: hs.haproxy })
-    void sleep
   } finally {
     await cleanupAll()
     await caServer.stop()
@@ -249,7 +247,7 @@ export async function runMtlsBench(argv: string[]): Promise<number> {
     mtls_cost_haproxy: ratio(m('haproxy-mtls', (s) => s.rps), m('haproxy-plain', (s) => s.rps)),
     authz_ratio: ratio(m('weft-mtls-authz', (s) => s.rps), m('weft-mtls', (s) => s.rps)),
     cpu_ratio: ratio(m('weft-mtls', (s) => s.cpuUsPerReq), m('haproxy-mtls', (s) => s.cpuUsPerReq)),
-    handshakes_per_sec: { weft: handshakes.weftPerSec ?? null, haproxy: handshakes.haproxyPerSec ?? null },
+    handshakes_per_sec: { weft: handshakes.weft ?? null, haproxy: handshakes.haproxy ?? null },
     summary,
   }
   console.log('')

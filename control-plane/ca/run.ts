@@ -36,21 +36,8 @@ export interface RunningCa {
 }
 
 async function kubeJson(kc: KubeConfig, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const { HttpMethod, IsomorphicFetchHttpLibrary, RequestContext } = await import('@kubernetes/client-node')
-  const server = kc.getCurrentCluster()?.server
-  if (server === undefined) throw new Error('Kubernetes config: no current cluster')
-  const ctx = new RequestContext(server + path, method === 'GET' ? HttpMethod.GET : HttpMethod.POST)
-  ctx.setHeaderParam('Accept', 'application/json')
-  if (body !== undefined) {
-    ctx.setHeaderParam('Content-Type', 'application/json')
-    ctx.setBody(JSON.stringify(body))
-  }
-  await kc.applySecurityAuthentication(ctx)
-  const res = await new IsomorphicFetchHttpLibrary().send(ctx).toPromise()
-  const text = await res.body.text()
-  let parsed: unknown
-  try { parsed = JSON.parse(text) } catch { parsed = { message: text.slice(0, 200) } }
-  return { status: res.httpStatusCode, body: parsed }
+  const [{ HttpMethod }, { kubeCall }] = await Promise.all([import('@kubernetes/client-node'), import('../webhook/ca-bundle.ts')])
+  return kubeCall(kc, method === 'GET' ? HttpMethod.GET : HttpMethod.POST, path, body, 'application/json')
 }
 
 /** The mesh root shared by every replica: read from its Secret, or made and stored (a lost race reads the winner's). */

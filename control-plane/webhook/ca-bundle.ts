@@ -16,13 +16,14 @@ export interface CaBundleResult {
   cas: number
 }
 
-export async function kubeCall(kc: KubeConfig, method: HttpMethod, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+/** One call to the API server with the config's credentials; a body goes as a JSON Patch unless contentType says otherwise. */
+export async function kubeCall(kc: KubeConfig, method: HttpMethod, path: string, body?: unknown, contentType = 'application/json-patch+json'): Promise<{ status: number; body: any }> {
   const server = kc.getCurrentCluster()?.server
   if (server === undefined) throw new Error('Kubernetes config: no current cluster')
   const ctx = new RequestContext(server + path, method)
   ctx.setHeaderParam('Accept', 'application/json')
   if (body !== undefined) {
-    ctx.setHeaderParam('Content-Type', 'application/json-patch+json')
+    ctx.setHeaderParam('Content-Type', contentType)
     ctx.setBody(JSON.stringify(body))
   }
   await kc.applySecurityAuthentication(ctx)

@@ -79,6 +79,14 @@ function anyOf(values: readonly string[] | undefined, norm: (v: string) => strin
   }
 }
 
+/** one of the alternatives matches (a loop: no closure per request) */
+function anyAlt(alts: readonly Pred[]): Pred {
+  return (q) => {
+    for (let i = 0; i < alts.length; i++) if (alts[i](q)) return true
+    return false
+  }
+}
+
 const shortPrincipal = (v: string): string => (v.startsWith('spiffe://') ? v.slice(9) : v)
 
 /** for DENY rules a TCP connection meets HTTP-only conditions (stricter); for ALLOW it does not */
@@ -100,7 +108,7 @@ function compileRule(r: AuthorizationRule, deny: boolean): Pred {
         return true
       }
     })
-    preds.push((q) => alts.some((a) => a(q)))
+    preds.push(anyAlt(alts))
   }
   if (r.to !== undefined) {
     const alts = r.to.map((t) => {
@@ -122,7 +130,7 @@ function compileRule(r: AuthorizationRule, deny: boolean): Pred {
         return true
       }
     })
-    preds.push((q) => alts.some((a) => a(q)))
+    preds.push(anyAlt(alts))
   }
   if (r.when !== undefined) {
     const conds = r.when.map((w) => {
@@ -137,7 +145,10 @@ function compileRule(r: AuthorizationRule, deny: boolean): Pred {
         return true
       }
     })
-    preds.push((q) => conds.every((c) => c(q)))
+    preds.push((q) => {
+      for (let i = 0; i < conds.length; i++) if (!conds[i](q)) return false
+      return true
+    })
   }
   return (q) => {
     for (let i = 0; i < preds.length; i++) if (!preds[i](q)) return false

@@ -262,10 +262,9 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     }
     const ib = this.inboundDsts.get(s)
     if (ib !== undefined && protocol !== DETECT_UNDECIDED) {
-      const ic = p0.interception
       if (!this.tcpAllowed(s)) return this.connectionClosed(d)
       this.conns.delete(d)
-      this.track(passthroughTcp(this, s, ib.family === 6 ? '::1' : '127.0.0.1', ib.port, ic?.idleTimeoutMs ?? 3_600_000, ic?.connectTimeoutMs ?? 5_000, this.counters.tunnels.tcp, this.counters, rb, first, ended))
+      this.track(this.toApp(s, ib, rb, first, ended))
       return
     }
     if (protocol === DETECT_HTTP1) {
@@ -349,8 +348,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
       const rb = new ReadBuffer()
       const fast = readIntoBuffer(t, rb, () => {})
       if (ib !== undefined) {
-        const ic = p.interception
-        this.replace(hs, passthroughTcp(this, t, ib.family === 6 ? '::1' : '127.0.0.1', ib.port, ic?.idleTimeoutMs ?? 3_600_000, ic?.connectTimeoutMs ?? 5_000, this.counters.tunnels.tcp, this.counters, fast ? rb : null, null, false))
+        this.replace(hs, this.toApp(t, ib, fast ? rb : null, null, false))
         return
       }
       if (target !== null) {
@@ -361,6 +359,12 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     if (ib === undefined && alpn === 'h2') this.replace(hs, new H2Connection(t, this, null, this.clock()))
     else if (ib === undefined && alpn === 'http/1.1') this.replace(hs, new DownstreamConnection(t, this))
     else this.replace(hs, new Detector(t, this, this.clock(), p.tcp === null && ib === undefined ? 0 : p.detectTimeoutMs))
+  }
+
+  /** An intercepted inbound connection, after mesh TLS and detection, on to the app's own port on loopback. */
+  private toApp(s: Socket, dst: OriginalDestination, rb: ReadBuffer | null, first: Buffer | null, ended: boolean): Tunnel {
+    const ic = this.config.protocol.interception
+    return passthroughTcp(this, s, dst.family === 6 ? '::1' : '127.0.0.1', dst.port, ic?.idleTimeoutMs ?? DEFAULT_TUNNEL_IDLE_MS, ic?.connectTimeoutMs ?? DEFAULT_PASSTHROUGH_CONNECT_MS, this.counters.tunnels.tcp, this.counters, rb, first, ended)
   }
 
   /** `next` serves the connection `prev` held: one tracked connection, counted once */
@@ -428,6 +432,10 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     for (const c of this.conns) c.socket.destroy()
   }
 }
+
+/** without an interception (never for an inbound intercepted connection): Envoy's tcp_proxy idle, the passthrough connect timeout */
+const DEFAULT_TUNNEL_IDLE_MS = 3_600_000
+const DEFAULT_PASSTHROUGH_CONNECT_MS = 5_000
 
 /** The same IP, an IPv4 address and its IPv4-mapped IPv6 form alike. */
 function sameIp(a: string, b: string | undefined): boolean {
