@@ -15,9 +15,8 @@
 import { connectMeshTls, type SessionCache, type UpstreamTls } from '../../identity/upstream-tls.ts'
 import { connect, type Socket } from 'node:net'
 import type { OutgoingHttpHeaders } from 'node:http2'
-import { onreadOptions, ReadBuffer } from '../../net/read-buffer.ts'
 import { checkResponseHead } from '../validate.ts'
-import { contentLengthOf, H2Conn, type ConnOptions } from './connection.ts'
+import { contentLengthOf, H2Conn, SlabReader, type ConnOptions } from './connection.ts'
 import { E_COMPRESSION_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, F_END_STREAM } from './frames.ts'
 import { DECODE_ERROR, DECODE_OK } from './hpack.ts'
 import { fieldsOf, H2Stream, headersObject } from './stream.ts'
@@ -52,8 +51,8 @@ export class ClientSession extends H2Conn {
   private readonly authority: string
   private remoteSettingsSeen = false
 
-  constructor(socket: Socket, opts: ConnOptions, rb: ReadBuffer, authority: string) {
-    super(socket, opts, null, rb, false)
+  constructor(socket: Socket, opts: ConnOptions, reads: SlabReader, authority: string) {
+    super(socket, opts, null, reads, false)
     this.authority = authority
     this.pendingSettingsAck = false
     socket.setNoDelay(true)
@@ -63,11 +62,11 @@ export class ClientSession extends H2Conn {
 
   /** h2c with prior knowledge to host:port. */
   static connect(host: string, port: number, opts: ConnOptions, tls: UpstreamTls | null = null, cache: SessionCache | null = null): ClientSession {
-    const rb = new ReadBuffer()
-    const onread = onreadOptions(rb, ignoreBytes)
+    const reads = new SlabReader()
+    const onread = { buffer: reads.next, callback: reads.callback }
     // mesh TLS (ALPN h2): frames written before the handshake wait in the TLS socket
     const socket = tls === null ? connect({ host, port, onread }) : connectMeshTls(host, port, tls, 'h2', cache ?? { tlsSession: null }, onread)
-    return new ClientSession(socket, opts, rb, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
+    return new ClientSession(socket, opts, reads, host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`)
   }
 
   /** node's session.setTimeout: no byte either way for ms */
@@ -189,4 +188,3 @@ export class ClientSession extends H2Conn {
   }
 }
 
-function ignoreBytes(): void {}

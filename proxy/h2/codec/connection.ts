@@ -56,6 +56,16 @@ const HIGH_WATER = 16384
 /** a partial frame at least this long is assembled in a buffer of its own (onBytes) */
 const BIG_FRAME = 4096
 
+/** a DATA payload this long is kept as a view of the bytes read instead of a copy (connection.payload) */
+const VIEW_MIN = 4096
+/** SlabReader: the client side reads into slabs this large ... */
+const SLAB_SIZE = 64 * 1024
+/** ... with at least this much room per read (a whole frame of the largest size we accept fits) */
+const SLAB_ROOM = FRAME_HEADER + DEFAULT_MAX_FRAME + 1
+const INPUT_OWNED = 0
+const INPUT_RB = 1
+const INPUT_SLAB = 2
+
 const CONTROL_FLOOD = Buffer.from('WEFT_ERR_H2_CONTROL_FLOOD')
 const CONTINUATION_FLOOD = Buffer.from('WEFT_ERR_H2_CONTINUATION_FLOOD')
 
@@ -89,8 +99,16 @@ export abstract class H2Conn extends EventEmitter {
    */
   private big: Buffer | null = null
   private bigLen = 0
-  /** the bytes being parsed are this connection's own (a payload may be kept as a view of them) */
-  private ownedInput = false
+  /**
+   * Where the bytes being parsed live, which decides whether a DATA payload may be kept as a view
+   * of them (no copy): INPUT_OWNED (this connection's own: always), INPUT_RB (the socket's reused
+   * read buffer: a large payload is kept and the buffer marked retained, so the next read gets a
+   * fresh one), INPUT_SLAB (the client side's slab, see SlabReader: the same, the slab is left to
+   * the views).
+   */
+  private input = INPUT_RB
+  /** the client side's reads (null: the socket's ReadBuffer, or 'data' events) */
+  private readonly slab: SlabReader | null
   protected prefaceLeft = PREFACE.length
   private gotSettings = false
   private contId = 0
@@ -110,9 +128,19 @@ export abstract class H2Conn extends EventEmitter {
   private readonly drainWaiters = new Set<H2Stream>()
   socketBlocked = false
   private corked = false
-  /** frames of this turn not yet handed to the socket (wbuf[0..wlen)); flushed in the check phase */
+  /**
+   * The write buffer: frames of this turn are copied into wbuf[wstart..wlen) and handed to the
+   * socket as one view of it (flushOut, at the latest in the check phase). What was handed on
+   * before (wbuf[0..wstart)) is not written over until the socket has taken it: the buffer is
+   * reused after a flush only when the socket's writes completed at once (writableLength 0), else
+   * the next frame goes into a new one.
+   */
   private wbuf: Buffer | null = null
+  private wstart = 0
   private wlen = 0
+  /** where the last DATA frame in wbuf[wstart..wlen) starts, and its stream (sendEndStream) */
+  private lastDataAt = -1
+  private lastDataId = 0
   private flushScheduled = false
   private pings: PendingPing[] = []
   private pingSeq = 0
@@ -126,11 +154,12 @@ export abstract class H2Conn extends EventEmitter {
    * it; valid during this call only). rb: the read buffer the socket already reads into (then the
    * reads are taken over), or null. preface: the client's preface is expected first (server side).
    */
-  constructor(socket: Socket, opts: ConnOptions, first: Buffer | null, rb: ReadBuffer | null, preface: boolean) {
+  constructor(socket: Socket, opts: ConnOptions, first: Buffer | null, rb: ReadBuffer | SlabReader | null, preface: boolean) {
     super()
     this.socket = socket
     this.opts = opts
-    this.rb = rb
+    this.rb = rb instanceof ReadBuffer ? rb : null
+    this.slab = rb instanceof SlabReader ? rb : null
     this.prefaceLeft = preface ? PREFACE.length : 0
     this.decoder = new HpackDecoder(4096)
     this.maxBlock = Math.max(MAX_BLOCK_MIN, 2 * opts.maxHeaderListSize)
@@ -146,7 +175,8 @@ export abstract class H2Conn extends EventEmitter {
     const s = this.socket
     const onBytes = (buf: Buffer, n: number): void => this.onBytes(buf, n, false)
     let fast = false
-    if (this.rb !== null) fast = retargetReads(s, onBytes)
+    if (this.slab !== null) fast = this.slab.attach(this)
+    else if (this.rb !== null) fast = retargetReads(s, onBytes)
     else if (!s.destroyed && !s.connecting) fast = readIntoBuffer(s, new ReadBuffer(), onBytes)
     if (!fast) s.on('data', (b: Buffer) => this.onBytes(b, b.length, true))
     s.resume()
@@ -197,14 +227,14 @@ export abstract class H2Conn extends EventEmitter {
       if (this.bigLen < big.length) return
       this.big = null
       this.bigLen = 0
-      if (this.parseSafe(big, true) < 0 || this.destroyed || k === b.length) return
+      if (this.parseSafe(big, 0, big.length, INPUT_OWNED) < 0 || this.destroyed || k === b.length) return
       b = b.subarray(k)
     } else if (this.buf !== null) {
       b = Buffer.concat([this.buf, b])
       this.buf = null
       owned = true
     }
-    const p = this.parseSafe(b, owned)
+    const p = this.parseSafe(b, 0, b.length, owned || this.rb === null ? INPUT_OWNED : INPUT_RB)
     if (p < 0 || this.destroyed || p === b.length) return
     const rest = b.length - p
     if (this.prefaceLeft === 0 && rest >= FRAME_HEADER) {
@@ -221,41 +251,51 @@ export abstract class H2Conn extends EventEmitter {
     this.buf = owned ? b.subarray(p) : Buffer.from(b.subarray(p))
   }
 
-  /** parse(b); -1 after an exception (the connection is destroyed) */
-  private parseSafe(b: Buffer, owned: boolean): number {
-    this.ownedInput = owned
+  /** The client side's read of n bytes (SlabReader): the frames of the slab's unparsed bytes. */
+  onSlabRead(r: SlabReader): void {
+    if (this.destroyed) {
+      r.start = r.end
+      return
+    }
+    const p = this.parseSafe(r.slab, r.start, r.end, INPUT_SLAB)
+    r.start = p < 0 ? r.end : p
+  }
+
+  /** parse(b, p, end); -1 after an exception (the connection is destroyed) */
+  private parseSafe(b: Buffer, p: number, end: number, input: number): number {
+    this.input = input
     try {
-      return this.parse(b)
+      return this.parse(b, p, end)
     } catch (err) {
       // a bug here or in a listener the codec called: this connection, never the process
       this.emit('internalError', err)
       this.destroy()
       return -1
     } finally {
-      this.ownedInput = false
+      this.input = INPUT_RB
     }
   }
 
-  private parse(b: Buffer): number {
-    let p = 0
+  /** The frames of b[p..end); returns where the first incomplete one starts (end: none). */
+  private parse(b: Buffer, p: number, end: number): number {
     if (this.prefaceLeft > 0) {
       const off = PREFACE.length - this.prefaceLeft
-      const n = Math.min(this.prefaceLeft, b.length)
-      if (PREFACE.compare(b, 0, n, off, off + n) !== 0) {
+      const n = Math.min(this.prefaceLeft, end - p)
+      if (PREFACE.compare(b, p, p + n, off, off + n) !== 0) {
         this.connError(E_PROTOCOL_ERROR, null)
-        return b.length
+        return end
       }
       this.prefaceLeft -= n
-      p = n
+      p += n
       if (this.prefaceLeft > 0) return p
     }
-    while (b.length - p >= FRAME_HEADER && !this.destroyed) {
+    while (end - p >= FRAME_HEADER && !this.destroyed) {
       const len = (b[p] << 16) | (b[p + 1] << 8) | b[p + 2]
       if (len > DEFAULT_MAX_FRAME) {
         this.connError(E_FRAME_SIZE_ERROR, null)
-        return b.length
+        return end
       }
-      if (b.length - p - FRAME_HEADER < len) break
+      if (end - p - FRAME_HEADER < len) break
       const type = b[p + 3]
       const flags = b[p + 4]
       const id = b.readUInt32BE(p + 5) & 0x7fffffff
@@ -302,6 +342,30 @@ export abstract class H2Conn extends EventEmitter {
       default:
         return // unknown frame types are ignored (RFC 9113 §4.1)
     }
+  }
+
+  /**
+   * A DATA payload the stream may keep. Bytes of our own are kept as they are. In a reused read
+   * buffer, a small payload is copied (a gRPC message of a few bytes would otherwise hold a whole
+   * read buffer), a large one is kept as a view and the buffer left to it (no copy of bulk data:
+   * the next read goes elsewhere).
+   */
+  private payload(b: Buffer, s: number, e: number): Buffer {
+    const input = this.input
+    if (input === INPUT_OWNED) return b.subarray(s, e)
+    if (e - s >= VIEW_MIN) {
+      if (input === INPUT_SLAB) {
+        this.slab!.kept = true
+        return b.subarray(s, e)
+      }
+      if (this.rb !== null) {
+        this.rb.retained = true
+        return b.subarray(s, e)
+      }
+    }
+    const c = Buffer.allocUnsafe(e - s)
+    b.copy(c, 0, s, e)
+    return c
   }
 
   /** PING, SETTINGS, empty frames: a client that sends floods of them is told to calm down. */
@@ -362,8 +426,7 @@ export abstract class H2Conn extends EventEmitter {
       this.consumed(null, n)
       return this.streamError(st, E_PROTOCOL_ERROR)
     }
-    // the read buffer is reused: a payload in it is copied; bytes of our own are kept as they are
-    if (n > 0) st.push(this.ownedInput ? b.subarray(s, e) : Buffer.from(b.subarray(s, e)))
+    if (n > 0) st.push(this.payload(b, s, e))
     if (endStream && !st.closed) st.pushEnd()
   }
 
@@ -557,21 +620,26 @@ export abstract class H2Conn extends EventEmitter {
       this.flushScheduled = true
       setImmediate(flushLater, this)
     }
-    if (this.wbuf === null) this.wbuf = Buffer.allocUnsafe(WBUF_SIZE)
-    else if (this.wlen + n > WBUF_SIZE) this.flushOut()
+    if (this.wbuf === null) this.wbuf = Buffer.allocUnsafeSlow(WBUF_SIZE)
+    else if (this.wlen + n > WBUF_SIZE) {
+      // full: what it holds goes to the socket, the next frames into a new buffer
+      this.flushOut()
+      this.wbuf = Buffer.allocUnsafeSlow(WBUF_SIZE)
+      this.wstart = this.wlen = 0
+    }
     const p = this.wlen
     this.wlen = p + n
     return p
   }
 
-  /** The write buffer to the socket (a copy: the buffer is reused). */
+  /** The frames copied into the write buffer since the last flush go to the socket (a view, no copy). */
   private flushOut(): void {
-    const n = this.wlen
+    const n = this.wlen - this.wstart
     if (n === 0) return
-    this.wlen = 0
-    const c = Buffer.allocUnsafe(n)
-    this.wbuf!.copy(c, 0, 0, n)
-    this.writeSocket(c)
+    const b = this.wbuf!.subarray(this.wstart, this.wlen)
+    this.wstart = this.wlen
+    this.lastDataAt = -1
+    this.writeSocket(b)
   }
 
   private writeSocket(b: Buffer): void {
@@ -593,11 +661,26 @@ export abstract class H2Conn extends EventEmitter {
   /** What this turn wrote goes to the socket now. */
   uncork(): void {
     this.flushScheduled = false
-    if (!this.socket.destroyed) this.flushOut()
-    else this.wlen = 0
-    if (!this.corked) return
-    this.corked = false
-    this.socket.uncork()
+    const s = this.socket
+    if (!s.destroyed) this.flushOut()
+    else {
+      this.wbuf = null
+      this.wstart = this.wlen = 0
+    }
+    if (this.corked) {
+      this.corked = false
+      s.uncork()
+    }
+    // the socket wrote everything at once: the write buffer is free again; else it holds on to
+    // views of it until they are written, and the next turn starts a new one
+    if (this.wbuf !== null && this.wlen > 0) {
+      if (s.writableLength === 0) this.wstart = this.wlen = 0
+      else {
+        this.wbuf = null
+        this.wstart = this.wlen = 0
+      }
+    }
+    this.lastDataAt = -1
   }
 
   private onSocketDrain(): void {
@@ -639,6 +722,12 @@ export abstract class H2Conn extends EventEmitter {
 
   sendEndStream(st: H2Stream): void {
     if (this.destroyed) return
+    if (this.lastDataId === st.id && this.lastDataAt >= this.wstart) {
+      // the stream's last DATA frame is still in the write buffer (write() then end() in one
+      // turn): END_STREAM goes on it instead of on a frame of its own
+      this.wbuf![this.lastDataAt + 4] |= F_END_STREAM
+      return
+    }
     const p = this.reserve(FRAME_HEADER)
     frameHeader(this.wbuf!, p, 0, T_DATA, F_END_STREAM, st.id)
   }
@@ -683,19 +772,22 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   private writeData(id: number, chunk: Buffer, end: boolean): void {
+    if (this.destroyed) return
     const n = chunk.length
     const flags = end ? F_END_STREAM : 0
     if (n <= COPY_MAX) {
-      if (this.destroyed) return
       const p = this.reserve(FRAME_HEADER + n)
       const w = this.wbuf!
       frameHeader(w, p, n, T_DATA, flags, id)
       chunk.copy(w, p + FRAME_HEADER)
+      this.lastDataAt = p
+      this.lastDataId = id
     } else {
-      const h = Buffer.allocUnsafe(FRAME_HEADER)
-      frameHeader(h, 0, n, T_DATA, flags, id)
-      this.out(h)
-      this.out(chunk)
+      // the frame header in the write buffer, the payload written as it is behind it
+      const p = this.reserve(FRAME_HEADER)
+      frameHeader(this.wbuf!, p, n, T_DATA, flags, id)
+      this.flushOut()
+      this.writeSocket(chunk)
     }
   }
 
@@ -831,4 +923,53 @@ export function contentLengthOf(raw: readonly string[]): number {
     cl = n
   }
   return cl
+}
+
+/**
+ * The client side's reads (an upstream connection, net.connect's onread): into a 64 KiB slab,
+ * each read after the bytes of the one before, so a frame cut by the end of a read is completed
+ * in place by the next read instead of being assembled in a buffer of its own, and a 16 KiB DATA
+ * frame does not take two reads. A large DATA payload is handed on as a view of the slab (no copy):
+ * the slab is then "kept" and never written over; the next read goes after it, or into a new slab
+ * that starts with the cut frame's bytes (at most one frame is copied per slab).
+ */
+export class SlabReader {
+  slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE)
+  /** slab[start..end): read, not parsed yet (the start of a frame cut by the end of the read) */
+  start = 0
+  end = 0
+  /** a payload view into the slab was handed on */
+  kept = false
+  private conn: H2Conn | null = null
+
+  attach(c: H2Conn): boolean {
+    this.conn = c
+    return true
+  }
+
+  /** the buffer of the next read (net.connect's onread.buffer, called after each read) */
+  readonly next = (): Buffer => {
+    const rest = this.end - this.start
+    if (this.slab.length - this.end >= SLAB_ROOM) {
+      if (rest === 0 && !this.kept) this.start = this.end = 0
+      return this.slab.subarray(this.end)
+    }
+    if (this.kept) {
+      const s = Buffer.allocUnsafeSlow(SLAB_SIZE)
+      this.slab.copy(s, 0, this.start, this.end)
+      this.slab = s
+      this.kept = false
+    } else if (rest > 0) this.slab.copyWithin(0, this.start, this.end)
+    this.start = 0
+    this.end = rest
+    return this.slab.subarray(rest)
+  }
+
+  /** n bytes were read into the buffer next() gave (onread.callback) */
+  readonly callback = (n: number): boolean => {
+    this.end += n
+    if (this.conn !== null) this.conn.onSlabRead(this)
+    else this.start = this.end
+    return true
+  }
 }
