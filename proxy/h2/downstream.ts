@@ -36,7 +36,7 @@ import type { Socket } from 'node:net'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 import type { DownStream } from './codec/down-stream.ts'
 import { ServerSession } from './codec/session.ts'
-import type { ServerStream } from './codec/stream.ts'
+import { H2Stream, type ServerStream, type StreamCloseHook } from './codec/stream.ts'
 import type { ExchangeCounters, RouterConfig } from '../router/exchange.ts'
 import type { RequestRecord } from '../telemetry/types.ts'
 import { H2Exchange } from './exchange.ts'
@@ -166,19 +166,35 @@ interface Queued {
   readonly raw: string[]
 }
 
-/** One stream of a connection, for the idle sweep. */
-interface Tracked {
+/** One stream of a connection, for the idle sweep; told when its stream closes (no closure per stream). */
+class Tracked implements StreamCloseHook {
+  readonly conn: H2Connection
   readonly stream: Stream
   readonly x: H2Exchange
   /** bytes moved (in + out) at the last sweep that saw them change */
   moved: number
   lastActive: number
   readonly openedAt: number
+
+  constructor(conn: H2Connection, stream: Stream, x: H2Exchange, moved: number, now: number) {
+    this.conn = conn
+    this.stream = stream
+    this.x = x
+    this.moved = moved
+    this.lastActive = now
+    this.openedAt = now
+  }
+
+  streamClosed(): void {
+    this.conn.onStreamClose(this)
+  }
 }
 
 export class H2Connection {
   readonly socket: Socket
   readonly peer: PeerIdentity | null
+  /** the client's address (socket.remoteAddress asks the kernel each time) */
+  private readonly address: string
   private readonly owner: H2Owner
   private session: Session | null = null
   /** the proxy's own codec (not node:http2) */
@@ -202,6 +218,7 @@ export class H2Connection {
     this.socket = socket
     this.owner = owner
     this.peer = owner.peerOf(socket)
+    this.address = socket.remoteAddress ?? ''
     this.idleSince = now
     this.createdAt = now
     this.resets = new ResetWindow(now)
@@ -259,10 +276,8 @@ export class H2Connection {
       connectionWindow: CONNECTION_WINDOW,
     }, first, rb)
     this.session = s
-    s.on('stream', (stream: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
-      stream.on('error', ignore)
-      this.onStream(stream, headers, flags, raw)
-    })
+    // the codec's streams emit no 'error'
+    s.onStream = (stream: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, flags, raw)
     // content-length against DATA, flow control, a stream state error: the codec reset the stream
     s.on('streamError', () => {
       this.owner.counters.h2.codecResets++
@@ -315,14 +330,14 @@ export class H2Connection {
   }
 
   private begin(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-    const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.socket.remoteAddress ?? '', this.owner.config, this.owner.counters)
+    const x = new H2Exchange(stream, headers, raw, (flags & 1) !== 0, this.address, this.owner.config, this.owner.counters)
     x.peer = this.peer
-    const now = this.owner.now()
     // moved -1: the first sweep that sees the stream starts its idle clock (the coarse clock can
     // be a tick old here, which would cut a stream that came just after others a tick short)
-    const tr: Tracked = { stream, x, moved: -1, lastActive: now, openedAt: now }
+    const tr = new Tracked(this, stream, x, -1, this.owner.now())
     this.streams.add(tr)
-    stream.once('close', () => this.onStreamClose(tr))
+    if (stream instanceof H2Stream) stream.closeHook = tr
+    else stream.once('close', () => this.onStreamClose(tr))
     try {
       x.start()
     } catch (err) {
@@ -330,7 +345,7 @@ export class H2Connection {
     }
   }
 
-  private onStreamClose(tr: Tracked): void {
+  onStreamClose(tr: Tracked): void {
     this.streams.delete(tr)
     const code = tr.stream.rstCode
     if (code !== undefined && code !== NGHTTP2_NO_ERROR && this.owner.now() - tr.openedAt <= PREMATURE_MS) this.noteReset()
@@ -362,7 +377,7 @@ export class H2Connection {
     this.noteReset()
     const sinks = this.owner.config.telemetry.sinks
     if (sinks.length > 0) {
-      const r = refusedRecord(headers, flag, this.socket.remoteAddress ?? '')
+      const r = refusedRecord(headers, flag, this.address)
       for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(r)
     }
   }

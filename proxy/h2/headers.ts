@@ -2,9 +2,9 @@
 // for the HTTP/1 writer) and node:http2's header objects.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { CompiledMutation } from '../route/headers.ts'
+import { HeaderFields } from './codec/stream.ts'
 
-/** Response fields that are connection-specific in HTTP/2 (RFC 9113 8.2.2): never relayed. */
-const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'te'])
+/** Response fields that are connection-specific in HTTP/2 (RFC 9113 8.2.2), never relayed: dropResponse(). */
 
 /**
  * Fields node:http2 refuses to send more than once (it throws ERR_HTTP2_HEADER_SINGLE_VALUE):
@@ -44,23 +44,53 @@ const NONE: [string, string][] = []
 
 /** The upstream's response head for the client: its fields minus connection ones, the route's mutations applied. */
 export function responseHeadersOut(h: IncomingHttpHeaders, mut: CompiledMutation): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null)
+  const out = new HeaderFields() as OutgoingHttpHeaders
   out[':status'] = h[':status']
   const drop = mut.drop
+  let lists = false
   for (const n in h) {
-    if (n.charCodeAt(0) === 0x3a || DROP_RESPONSE.has(n) || (drop !== null && drop.has(n))) continue
-    out[n] = h[n]
+    if (n.charCodeAt(0) === 0x3a || dropResponse(n) || (drop !== null && drop.has(n))) continue
+    const v = h[n]
+    if (typeof v !== 'string') lists = true
+    out[n] = v
   }
-  for (const [n, v] of blockPairs(mut.append)) {
-    const cur = out[n]
-    if (cur === undefined || SINGLE_VALUE.has(n)) out[n] = v
-    else if (Array.isArray(cur)) out[n] = [...cur, v]
-    else out[n] = [String(cur), v]
+  if (mut.append !== '') {
+    for (const [n, v] of blockPairs(mut.append)) {
+      const cur = out[n]
+      if (cur === undefined || SINGLE_VALUE.has(n)) out[n] = v
+      else {
+        lists = true
+        if (Array.isArray(cur)) out[n] = [...cur, v]
+        else out[n] = [String(cur), v]
+      }
+    }
   }
   // a single-value field the upstream sent as a list (an HTTP/1 upstream repeating it): the last
-  for (const n in out) {
-    const v = out[n]
-    if (Array.isArray(v) && SINGLE_VALUE.has(n)) out[n] = v[v.length - 1]
+  if (lists) {
+    for (const n in out) {
+      const v = out[n]
+      if (Array.isArray(v) && SINGLE_VALUE.has(n)) out[n] = v[v.length - 1]
+    }
   }
   return out
+}
+
+/** a response field never relayed (connection-specific), by length then name: no hash of n */
+function dropResponse(n: string): boolean {
+  switch (n.length) {
+    case 2:
+      return n === 'te'
+    case 7:
+      return n === 'upgrade'
+    case 10:
+      return n === 'connection' || n === 'keep-alive'
+    case 14:
+      return n === 'http2-settings'
+    case 16:
+      return n === 'proxy-connection'
+    case 17:
+      return n === 'transfer-encoding'
+    default:
+      return false
+  }
 }

@@ -19,7 +19,7 @@ import { checkResponseHead } from '../validate.ts'
 import { contentLengthOf, H2Conn, SlabReader, type ConnOptions } from './connection.ts'
 import { E_COMPRESSION_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, F_END_STREAM } from './frames.ts'
 import { DECODE_ERROR, DECODE_OK } from './hpack.ts'
-import { fieldsOf, H2Stream, headersObject } from './stream.ts'
+import { addFields, fieldsOf, H2Stream, headersObject } from './stream.ts'
 
 /** The proxy's request on an upstream connection. */
 export class ClientStream extends H2Stream {
@@ -93,22 +93,45 @@ export class ClientSession extends H2Conn {
   request(headers: OutgoingHttpHeaders, opts?: { endStream?: boolean }): ClientStream {
     if (this.closed || this.destroyed) throw new Error('WEFT_ERR_H2_SESSION_CLOSED: the upstream session is going away')
     const st = new ClientStream(this, 0, this.opts.initialWindowSize, this.peerInitialWindow)
-    const f: string[] = [':method', String(headers[':method'] ?? 'GET')]
-    const method = f[1]
-    if (method !== 'CONNECT') f.push(':scheme', String(headers[':scheme'] ?? 'http'))
-    f.push(':authority', String(headers[':authority'] ?? this.authority))
-    if (method !== 'CONNECT') f.push(':path', String(headers[':path'] ?? '/'))
-    const rest = fieldsOf(headers, '')
-    for (let i = 0; i < rest.length; i++) f.push(rest[i])
-    st.fields = f
+    const m = headers[':method']
+    const method = m === undefined ? 'GET' : String(m)
+    const a = headers[':authority']
+    const authority = a === undefined ? this.authority : String(a)
     st.head = method === 'HEAD'
-    if (opts?.endStream === true) {
+    const endStream = opts?.endStream === true
+    if (endStream) {
       st.ending = true
       st.localEnded = true
     }
+    if (this.waiting.length === 0 && this.streams.size < this.peerMaxStreams) {
+      // a slot now (the usual case): the head is encoded from the object, no list of its fields
+      this.open(st)
+      const e = this.encoder
+      let p = e.add(e.begin(), ':method', method)
+      if (method !== 'CONNECT') p = e.add(p, ':scheme', str(headers[':scheme'], 'http'))
+      p = e.add(p, ':authority', authority)
+      if (method !== 'CONNECT') p = e.add(p, ':path', str(headers[':path'], '/'))
+      this.sendBlock(st, addFields(e, p, headers), endStream)
+      return st
+    }
+    const f: string[] = [':method', method]
+    if (method !== 'CONNECT') f.push(':scheme', str(headers[':scheme'], 'http'))
+    f.push(':authority', authority)
+    if (method !== 'CONNECT') f.push(':path', str(headers[':path'], '/'))
+    const rest = fieldsOf(headers, '')
+    for (let i = 0; i < rest.length; i++) f.push(rest[i])
+    st.fields = f
     this.waiting.push(st)
     this.admit()
     return st
+  }
+
+  /** st gets its id and slot (its HEADERS are sent next) */
+  private open(st: ClientStream): void {
+    st.id = this.nextId
+    this.nextId += 2
+    this.streams.set(st.id, st)
+    st.headersSent = true
   }
 
   /** Streams waiting for a slot get their id and send their HEADERS, in order. */
@@ -116,10 +139,7 @@ export class ClientSession extends H2Conn {
     while (this.waiting.length > 0 && this.streams.size < this.peerMaxStreams && !this.destroyed) {
       const st = this.waiting.shift()!
       if (st.closed) continue
-      st.id = this.nextId
-      this.nextId += 2
-      this.streams.set(st.id, st)
-      st.headersSent = true
+      this.open(st)
       const f = st.fields!
       st.fields = null
       const endNow = st.localEnded
@@ -188,3 +208,6 @@ export class ClientSession extends H2Conn {
   }
 }
 
+function str(v: string | number | readonly string[] | undefined, dflt: string): string {
+  return v === undefined ? dflt : String(v)
+}

@@ -83,7 +83,8 @@ export abstract class H2Conn extends EventEmitter {
   destroyed = false
   pendingSettingsAck = true
   protected readonly decoder: HpackDecoder
-  protected readonly encoder = new HpackEncoder()
+  /** the HPACK encoder of what this end sends (a header block is encoded right before it is written) */
+  readonly encoder = new HpackEncoder()
   protected readonly streams = new Map<number, H2Stream>()
   /** the highest client stream id seen, and the highest handed to the proxy */
   protected lastStreamId = 0
@@ -141,13 +142,16 @@ export abstract class H2Conn extends EventEmitter {
   /** where the last DATA frame in wbuf[wstart..wlen) starts, and its stream (sendEndStream) */
   private lastDataAt = -1
   private lastDataId = 0
-  private flushScheduled = false
+  /** in the list of connections flushed in this turn's check phase (flushAll) */
+  flushScheduled = false
+  /** a stream was handed to the owner in this read (its exchange may defer work to setImmediate) */
+  protected newStream = false
   private pings: PendingPing[] = []
   private pingSeq = 0
   private controlCount = 0
   private controlSince = 0
   protected started = false
-  protected readonly rb: ReadBuffer | null
+  protected rb: ReadBuffer | null
 
   /**
    * first: bytes already read from the socket (protocol detection: the preface and what came with
@@ -177,7 +181,11 @@ export abstract class H2Conn extends EventEmitter {
     let fast = false
     if (this.slab !== null) fast = this.slab.attach(this)
     else if (this.rb !== null) fast = retargetReads(s, onBytes)
-    else if (!s.destroyed && !s.connecting) fast = readIntoBuffer(s, new ReadBuffer(), onBytes)
+    else if (!s.destroyed && !s.connecting) {
+      const rb = new ReadBuffer()
+      fast = readIntoBuffer(s, rb, onBytes)
+      if (fast) this.rb = rb
+    }
     if (!fast) s.on('data', (b: Buffer) => this.onBytes(b, b.length, true))
     s.resume()
     const o = this.opts
@@ -217,6 +225,14 @@ export abstract class H2Conn extends EventEmitter {
 
   /** owned: the bytes stay valid after this call ('data' events, or a copy) */
   private onBytes(chunk: Buffer, n: number, owned: boolean): void {
+    this.readBytes(chunk, n, owned)
+    if (this.newStream) {
+      this.newStream = false
+      flushAfterImmediates()
+    }
+  }
+
+  private readBytes(chunk: Buffer, n: number, owned: boolean): void {
     if (this.destroyed) return
     let b = n === chunk.length ? chunk : chunk.subarray(0, n)
     const big = this.big
@@ -234,7 +250,7 @@ export abstract class H2Conn extends EventEmitter {
       this.buf = null
       owned = true
     }
-    const p = this.parseSafe(b, 0, b.length, owned || this.rb === null ? INPUT_OWNED : INPUT_RB)
+    const p = this.parseSafe(b, 0, b.length, owned ? INPUT_OWNED : INPUT_RB)
     if (p < 0 || this.destroyed || p === b.length) return
     const rest = b.length - p
     if (this.prefaceLeft === 0 && rest >= FRAME_HEADER) {
@@ -259,6 +275,10 @@ export abstract class H2Conn extends EventEmitter {
     }
     const p = this.parseSafe(r.slab, r.start, r.end, INPUT_SLAB)
     r.start = p < 0 ? r.end : p
+    if (this.newStream) {
+      this.newStream = false
+      flushAfterImmediates()
+    }
   }
 
   /** parse(b, p, end); -1 after an exception (the connection is destroyed) */
@@ -616,10 +636,7 @@ export abstract class H2Conn extends EventEmitter {
 
   /** n bytes at the returned offset of wbuf, written by the caller (n <= WBUF_SIZE). */
   private reserve(n: number): number {
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      setImmediate(flushLater, this)
-    }
+    if (!this.flushScheduled) scheduleFlush(this)
     if (this.wbuf === null) this.wbuf = Buffer.allocUnsafeSlow(WBUF_SIZE)
     else if (this.wlen + n > WBUF_SIZE) {
       // full: what it holds goes to the socket, the next frames into a new buffer
@@ -647,10 +664,7 @@ export abstract class H2Conn extends EventEmitter {
     if (!this.corked) {
       this.corked = true
       s.cork()
-      if (!this.flushScheduled) {
-        this.flushScheduled = true
-        setImmediate(flushLater, this)
-      }
+      if (!this.flushScheduled) scheduleFlush(this)
     }
     if (!s.write(b) && s.writableLength > SOCKET_HIGH && !this.socketBlocked) {
       this.socketBlocked = true
@@ -693,8 +707,12 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   sendHeaders(st: H2Stream, fields: string[], endStream: boolean): void {
+    this.sendBlock(st, this.encoder.encodeScratch(fields), endStream)
+  }
+
+  /** The header block the encoder holds (scratchBuffer[0..n), begin() / add()) as st's HEADERS. */
+  sendBlock(st: H2Stream, n: number, endStream: boolean): void {
     const es = endStream ? F_END_STREAM : 0
-    const n = this.encoder.encodeScratch(fields)
     const scratch = this.encoder.scratchBuffer
     if (n <= COPY_MAX && !this.destroyed) {
       // encoded, then copied behind its frame header in the write buffer: no Buffer of its own
@@ -896,8 +914,40 @@ export abstract class H2Conn extends EventEmitter {
 
 function ignore(): void {}
 
-function flushLater(s: H2Conn): void {
-  s.uncork()
+/**
+ * Connections with frames to write in this turn, flushed together in the check phase by one
+ * immediate (not one per connection).
+ */
+const dirty: H2Conn[] = []
+let flushPending = false
+
+function scheduleFlush(c: H2Conn): void {
+  c.flushScheduled = true
+  dirty.push(c)
+  if (!flushPending) {
+    flushPending = true
+    setImmediate(flushAll)
+  }
+}
+
+/**
+ * A read that handed new streams to their exchanges: they may have deferred their upstream
+ * request to an immediate of this check phase (proxy/h2/exchange.ts, a request with a body); a
+ * flush queued behind those immediates writes what they send in this turn instead of the next.
+ */
+function flushAfterImmediates(): void {
+  flushPending = true
+  setImmediate(flushAll)
+}
+
+function flushAll(): void {
+  // a connection dirtied while flushing (the list grows) is flushed in this loop too
+  for (let i = 0; i < dirty.length; i++) {
+    const c = dirty[i]
+    if (c.flushScheduled) c.uncork()
+  }
+  dirty.length = 0
+  flushPending = false
 }
 
 function drainLater(st: H2Stream): void {

@@ -231,18 +231,35 @@ export class HpackEncoder {
 
   /** Encode into the encoder's own buffer (`scratch`, valid until the next call); its length. */
   encodeScratch(fields: readonly string[]): number {
-    let need = 16
-    for (let i = 0; i < fields.length; i++) need += fields[i].length + 6
-    if (this.scratch.length < need) this.scratch = Buffer.allocUnsafe(need)
-    const out = this.scratch
+    let p = this.begin()
+    for (let i = 0; i + 1 < fields.length; i += 2) p = this.add(p, fields[i], fields[i + 1])
+    return p
+  }
+
+  /**
+   * Start a header block in the scratch buffer (a pending table size update first); then add()
+   * each field at the position returned, and read scratchBuffer[0..the last position).
+   */
+  begin(): number {
     let p = 0
     if (this.pendingUpdate !== -1) {
-      p = writeInt(out, p, 5, 0x20, this.pendingUpdate)
-      if (this.pendingUpdate !== this.limit) p = writeInt(out, p, 5, 0x20, this.limit)
+      p = writeInt(this.scratch, p, 5, 0x20, this.pendingUpdate)
+      if (this.pendingUpdate !== this.limit) p = writeInt(this.scratch, p, 5, 0x20, this.limit)
       this.pendingUpdate = -1
     }
-    for (let i = 0; i + 1 < fields.length; i += 2) p = this.field(out, p, fields[i], fields[i + 1])
     return p
+  }
+
+  /** One field (name lowercase) at p of the block begun; returns the position after it. */
+  add(p: number, name: string, value: string): number {
+    // an index takes at most 6 octets, each length prefix at most 6: room for the worst case
+    const need = p + name.length + value.length + 18
+    if (this.scratch.length < need) {
+      const b = Buffer.allocUnsafe(Math.max(need, 2 * this.scratch.length))
+      this.scratch.copy(b, 0, 0, p)
+      this.scratch = b
+    }
+    return this.field(this.scratch, p, name, value)
   }
 
   get scratchBuffer(): Buffer {
@@ -276,11 +293,11 @@ export class HpackEncoder {
     // a value that is not kept (a request id, a path) is sent as it is: Huffman would cost CPU on
     // every message for a quarter of its bytes
     p = writeString(out, p, value, indexed)
-    if (indexed) this.add(name, value, entry)
+    if (indexed) this.insert(name, value, entry)
     return p
   }
 
-  private add(name: string, value: string, entry: number): void {
+  private insert(name: string, value: string, entry: number): void {
     this.evictTo(this.limit - entry)
     const id = this.inserted++
     this.entryNames.push(name)

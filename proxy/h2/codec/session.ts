@@ -15,6 +15,7 @@
 // - a non-zero content-length on a HEADERS with END_STREAM: the same;
 // - streams over SETTINGS_MAX_CONCURRENT_STREAMS: REFUSED_STREAM before the client acknowledged
 //   the setting, a connection error (PROTOCOL_ERROR) after (RFC 9113 §5.1.2).
+import type { IncomingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ReadBuffer } from '../../net/read-buffer.ts'
 import { contentLengthOf, H2Conn, type ConnOptions } from './connection.ts'
@@ -24,7 +25,12 @@ import { headersObject, ServerStream } from './stream.ts'
 
 export type ServerSessionOptions = ConnOptions
 
+export type StreamHandler = (st: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => void
+
 export class ServerSession extends H2Conn {
+  /** called for each new stream instead of the 'stream' event */
+  onStream: StreamHandler | null = null
+
   constructor(socket: Socket, opts: ServerSessionOptions, first: Buffer | null, rb: ReadBuffer | null) {
     super(socket, opts, first, rb, true)
   }
@@ -72,11 +78,13 @@ export class ServerSession extends H2Conn {
       else if (cl >= 0) st.contentLength = cl
     }
     this.lastEmitted = id
+    this.newStream = true
     if (refuse !== 0) {
       this.out(u32Frame(T_RST_STREAM, id, refuse))
       st.finished(refuse)
     } else this.streams.set(id, st)
-    this.emit('stream', st, headersObject(raw), flags, raw)
+    if (this.onStream !== null) this.onStream(st, headersObject(raw), flags, raw)
+    else this.emit('stream', st, headersObject(raw), flags, raw)
   }
 
   /** The client goes away: the streams in flight finish, then the connection closes. */

@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { H2Conn } from './connection.ts'
+import type { HpackEncoder } from './hpack.ts'
 
 /** a stream's write() says "wait for drain" above this many queued bytes (node's default) */
 const HIGH_WATER = 16384
@@ -30,6 +31,11 @@ export interface StreamSink {
   streamClose(st: H2Stream): void
 }
 
+/** Who else is told when a stream closes, after its sink (proxy/h2/downstream.ts: the connection's count). */
+export interface StreamCloseHook {
+  streamClosed(st: H2Stream): void
+}
+
 export interface RespondOptions {
   endStream?: boolean
   waitForTrailers?: boolean
@@ -44,6 +50,8 @@ export class H2Stream extends EventEmitter {
   rstCode: number | undefined = undefined
   /** called instead of the events (see StreamSink); null: events */
   sink: StreamSink | null = null
+  /** called on close after the sink, instead of a 'close' listener */
+  closeHook: StreamCloseHook | null = null
 
   // ---- receive side (client -> proxy)
   /** END_STREAM received */
@@ -230,10 +238,10 @@ export class H2Stream extends EventEmitter {
   sendTrailers(t: OutgoingHttpHeaders): void {
     if (this.closed || this.localEnded) return
     this.localEnded = true
-    const f = fieldsOf(t, '')
-    if (f.length === 0) this.session.sendEndStream(this)
-    else this.session.sendHeaders(this, f, true)
-    if (this.inputDone) this.session.streamDone(this, 0)
+    const c = this.session
+    if (!hasFields(t)) c.sendEndStream(this)
+    else c.sendBlock(this, addFields(c.encoder, c.encoder.begin(), t), true)
+    if (this.inputDone) c.streamDone(this, 0)
   }
 
   /** RST_STREAM with code (NO_ERROR by default), as node's stream.close(). */
@@ -263,7 +271,9 @@ export class ServerStream extends H2Stream {
     this.headersSent = true
     const end = opts?.endStream === true
     this.waitTrailers = opts?.waitForTrailers === true
-    this.session.sendHeaders(this, fieldsOf(headers, String(status)), end)
+    const c = this.session
+    const e = c.encoder
+    c.sendBlock(this, addFields(e, e.add(e.begin(), ':status', statusText(status)), headers), end)
     if (end) {
       this.localEnded = true
       this.ending = true
@@ -290,10 +300,71 @@ function wantTrailersLater(s: H2Stream): void {
 
 function closeLater(s: H2Stream): void {
   if (s.sink !== null) s.sink.streamClose(s)
+  if (s.closeHook !== null) s.closeHook.streamClosed(s)
   s.emit('close')
 }
 
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+/** connection, keep-alive, proxy-connection, transfer-encoding, upgrade (names lowercase) */
+function connectionSpecific(n: string): boolean {
+  switch (n.length) {
+    case 7:
+      return n === 'upgrade'
+    case 10:
+      return n === 'connection' || n === 'keep-alive'
+    case 16:
+      return n === 'proxy-connection'
+    case 17:
+      return n === 'transfer-encoding'
+    default:
+      return false
+  }
+}
+
+const STATUS_TEXT: string[] = []
+for (let i = 100; i < 600; i++) STATUS_TEXT[i] = String(i)
+
+function statusText(n: number): string {
+  return STATUS_TEXT[n] ?? String(n)
+}
+
+/** name in lowercase (the same string when it is already) */
+function lower(k: string): string {
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i)
+    if (c >= 0x41 && c <= 0x5a) return k.toLowerCase()
+  }
+  return k
+}
+
+/**
+ * The fields of an outgoing head or trailers, encoded one by one after p (HpackEncoder.begin /
+ * add: no list of them is made): pseudo-headers left out (the caller adds them first), names
+ * lowercased, connection-specific fields left out, a list value as one field per element.
+ */
+export function addFields(e: HpackEncoder, p: number, h: OutgoingHttpHeaders): number {
+  for (const k in h) {
+    if (k.charCodeAt(0) === 0x3a) continue
+    const v = h[k]
+    if (v === undefined) continue
+    const n = lower(k)
+    if (connectionSpecific(n)) continue
+    if (typeof v === 'string') p = e.add(p, n, v)
+    else if (Array.isArray(v)) for (let i = 0; i < v.length; i++) p = e.add(p, n, String(v[i]))
+    else p = e.add(p, n, String(v))
+  }
+  return p
+}
+
+/** addFields would add at least one field */
+export function hasFields(h: OutgoingHttpHeaders): boolean {
+  for (const k in h) {
+    if (k.charCodeAt(0) === 0x3a) continue
+    const v = h[k]
+    if (v === undefined || (Array.isArray(v) && v.length === 0)) continue
+    if (!connectionSpecific(lower(k))) return true
+  }
+  return false
+}
 
 /** [name, value, …] of an outgoing head: :status first ('' for trailers), names lowercased, connection fields left out. */
 export function fieldsOf(h: OutgoingHttpHeaders, status: string): string[] {
@@ -302,17 +373,28 @@ export function fieldsOf(h: OutgoingHttpHeaders, status: string): string[] {
     if (k.charCodeAt(0) === 0x3a) continue
     const v = h[k]
     if (v === undefined) continue
-    const n = k.toLowerCase()
-    if (CONNECTION_SPECIFIC.has(n)) continue
+    const n = lower(k)
+    if (connectionSpecific(n)) continue
     if (Array.isArray(v)) for (let i = 0; i < v.length; i++) out.push(n, String(v[i]))
     else out.push(n, String(v))
   }
   return out
 }
 
+/**
+ * A headers object: no prototype chain to speak of (any name is an own property, __proto__ and
+ * constructor included, as with Object.create(null)), but in V8's fast mode: Object.create(null)
+ * makes a dictionary, slower to fill and to read (measured: about half the time per head).
+ */
+export class HeaderFields {
+  [name: string]: string | string[] | number | undefined
+}
+Object.setPrototypeOf(HeaderFields.prototype, null)
+delete (HeaderFields.prototype as { constructor?: unknown }).constructor
+
 /** node:http2's headers object of a request: duplicates joined (cookie with '; ', set-cookie kept as a list). */
 export function headersObject(raw: readonly string[]): IncomingHttpHeaders {
-  const h: Record<string, string | string[]> = Object.create(null)
+  const h = new HeaderFields() as Record<string, string | string[]>
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const n = raw[i]
     const v = raw[i + 1]
