@@ -9,7 +9,7 @@ import { connect, type IncomingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Limits } from '../api/schema.ts'
 import { H2Exchange } from '../proxy/h2/exchange.ts'
-import { data, E, errorCode, H2RawClient, headers, requestFields, rstStream, statusOf, T } from './helpers/h2frames.ts'
+import { data, E, errorCode, H2RawClient, headers, hpack as hpackFields, requestFields, rstStream, statusOf, T } from './helpers/h2frames.ts'
 import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, tempDir, until, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
 
@@ -244,6 +244,32 @@ t.test('fields with CR, LF, NUL or a bad name: RST_STREAM PROTOCOL_ERROR, 0 byte
   }
   t.equal(x.upBytes(), 0, 'the upstream received 0 bytes')
   t.equal((await h2get(x.s.port)).status, 200, 'the proxy serves the next request')
+})
+
+/**
+ * The codec checks a field's characters once, when it enters the HPACK table, and trusts indexed
+ * references to it afterwards (proxy/h2/codec/hpack.ts, decoder.clean): an entry that failed keeps
+ * failing. A client that adds a CR LF field with incremental indexing (refused), then refers to it
+ * by index in its next request, is refused again: 0 bytes upstream.
+ */
+t.test('a bad field added to the HPACK table and then referenced by index: both requests refused', async (t) => {
+  const x = await setup(t)
+  const c = await H2RawClient.connect(x.s.port)
+  // literal with incremental indexing (0x40), new name x-a, value "a\r\nx-injected: 1"
+  const bad = Buffer.from('4003782d61' + '1061' + Buffer.from('\r\nx-injected: 1').toString('hex'), 'hex')
+  await c.send(headers(1, Buffer.concat([hpackFields(R('GET', '/public')), bad]), { endStream: true }))
+  const f1 = await c.waitReset(1)
+  t.ok(f1 !== null && f1.type === T.RST_STREAM && errorCode(f1) === E.PROTOCOL_ERROR, 'the literal: RST_STREAM PROTOCOL_ERROR')
+  // the same field by index 62 (0xbe): the newest dynamic table entry
+  await c.send(headers(3, Buffer.concat([hpackFields(R('GET', '/public')), Buffer.from([0xbe])]), { endStream: true }))
+  const f3 = await c.waitReset(3)
+  t.ok(f3 !== null && f3.type === T.RST_STREAM && errorCode(f3) === E.PROTOCOL_ERROR, 'the indexed reference: RST_STREAM PROTOCOL_ERROR')
+  // a clean request on the same connection still goes through (the table is in step)
+  await c.send(headers(5, R('GET', '/public'), { endStream: true }))
+  const ok = await c.waitResponse(5)
+  t.ok(ok !== null, 'the next request on the connection is answered')
+  c.destroy()
+  t.notOk(x.up.requests.some((r) => r.headerNames().includes('x-a') || r.headerNames().includes('x-injected')), 'nothing of the bad field upstream')
 })
 
 // ---- 1. an exception inside one exchange ----------------------------------------------------------

@@ -277,7 +277,7 @@ export class H2Connection {
     }, first, rb)
     this.session = s
     // the codec's streams emit no 'error'
-    s.onStream = (stream: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => this.onStream(stream, headers, flags, raw)
+    s.onStream = (stream: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[], clean: boolean) => this.onStream(stream, headers, flags, raw, clean)
     // content-length against DATA, flow control, a stream state error: the codec reset the stream
     s.on('streamError', () => {
       this.owner.counters.h2.codecResets++
@@ -288,7 +288,8 @@ export class H2Connection {
     s.start()
   }
 
-  onStream(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+  /** clean: the codec checked every field's characters already (validate.ts fieldClean) */
+  onStream(stream: Stream, headers: IncomingHttpHeaders, flags: number, raw: string[], clean = false): void {
     const h2 = this.owner.counters.h2
     this.sawStream = true
     this.resets.opened()
@@ -304,7 +305,7 @@ export class H2Connection {
       this.noteReset()
       return
     }
-    const why = checkRequestHead(raw)
+    const why = checkRequestHead(raw, clean)
     if (why !== '') {
       h2.malformed++
       this.owner.counters.downstreamProtocolErrors++

@@ -21,7 +21,20 @@ const TCHAR = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1
 
 /** connection-specific fields (RFC 9113 §8.2.2); te is allowed with the value "trailers" only */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+function connectionSpecific(n: string): boolean {
+  switch (n.length) {
+    case 7:
+      return n === 'upgrade'
+    case 10:
+      return n === 'connection' || n === 'keep-alive'
+    case 16:
+      return n === 'proxy-connection'
+    case 17:
+      return n === 'transfer-encoding'
+    default:
+      return false
+  }
+}
 
 function badName(n: string): boolean {
   if (n.length === 0) return true
@@ -47,6 +60,15 @@ function badValue(v: string): boolean {
   return false
 }
 
+/**
+ * A field passes the character checks below (a pseudo-header's name is checked by the head
+ * checks, its value here). The HPACK decoder asks this once per literal and keeps the answer with
+ * a table entry (hpack.ts), so indexed fields are not checked again per head.
+ */
+export function fieldClean(n: string, v: string): boolean {
+  return (n.charCodeAt(0) === 0x3a || !badName(n)) && !badValue(v)
+}
+
 function isToken(s: string): boolean {
   if (s.length === 0) return false
   for (let i = 0; i < s.length; i++) {
@@ -69,7 +91,7 @@ function isDecimal(s: string): boolean {
  * Check a request head given as node:http2's raw pairs ([name, value, …] in the order received).
  * Returns '' or what is wrong (for the access log's flag detail and tests).
  */
-export function checkRequestHead(raw: readonly string[]): Malformed {
+export function checkRequestHead(raw: readonly string[], clean = false): Malformed {
   let method = ''
   let scheme = ''
   let path = ''
@@ -100,13 +122,15 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
       else return `unknown pseudo-header ${n}`
       if ((seen & bit) !== 0) return `duplicate ${n}`
       seen |= bit
-      if (badValue(v)) return `invalid character in ${n}`
+      if (!clean && badValue(v)) return `invalid character in ${n}`
       continue
     }
     regular = true
-    if (badName(n)) return 'invalid field name'
-    if (badValue(v)) return `invalid character in the value of ${n}`
-    if (CONNECTION_SPECIFIC.has(n)) return `connection-specific field ${n}`
+    if (!clean) {
+      if (badName(n)) return 'invalid field name'
+      if (badValue(v)) return `invalid character in the value of ${n}`
+    }
+    if (connectionSpecific(n)) return `connection-specific field ${n}`
     if (n === 'te' && v !== 'trailers') return 'te other than trailers'
     if (n === 'host') {
       if (host !== '' && host !== v) return 'two different host fields'
@@ -144,7 +168,7 @@ export function checkRequestHead(raw: readonly string[]): Malformed {
  * field. What nghttp2 refused (or dropped) for node:http2, the proxy's client codec refuses here:
  * the stream is reset and the client gets a 502, nothing of it relayed.
  */
-export function checkResponseHead(raw: readonly string[]): Malformed {
+export function checkResponseHead(raw: readonly string[], clean = false): Malformed {
   if (raw.length < 2 || raw[0] !== ':status') return 'no :status first'
   const st = raw[1]
   if (st.length !== 3 || !isDecimal(st)) return 'invalid :status'
@@ -152,19 +176,22 @@ export function checkResponseHead(raw: readonly string[]): Malformed {
     const n = raw[i]
     const v = raw[i + 1]
     if (n.charCodeAt(0) === 0x3a) return `pseudo-header ${n} in a response`
-    if (badName(n)) return 'invalid field name'
-    if (badValue(v)) return `invalid character in the value of ${n}`
-    if (CONNECTION_SPECIFIC.has(n)) return `connection-specific field ${n}`
+    if (!clean) {
+      if (badName(n)) return 'invalid field name'
+      if (badValue(v)) return `invalid character in the value of ${n}`
+    }
+    if (connectionSpecific(n)) return `connection-specific field ${n}`
     if (n === 'content-length' && !isDecimal(v)) return 'content-length is not a decimal'
   }
   return ''
 }
 
 /** Check trailers (of either direction): no pseudo-header, names and values as in a head. */
-export function checkTrailers(raw: readonly string[]): Malformed {
+export function checkTrailers(raw: readonly string[], clean = false): Malformed {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const n = raw[i]
     if (n.charCodeAt(0) === 0x3a) return `pseudo-header ${n} in trailers`
+    if (clean) continue
     if (badName(n)) return 'invalid field name'
     if (badValue(raw[i + 1])) return `invalid character in the value of ${n}`
   }

@@ -168,7 +168,7 @@ export class ClientSession extends H2Conn {
     const endStream = (flags & F_END_STREAM) !== 0
     if (st.responded) return this.trailers(st, raw, r, endStream, flags)
     // over the list size or the field count (opts.maxHeaderFields): refused, the exchange answers 502
-    if (r !== DECODE_OK || raw.length > 2 * this.opts.maxHeaderFields || checkResponseHead(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
+    if (r !== DECODE_OK || raw.length > 2 * this.opts.maxHeaderFields || checkResponseHead(raw, this.decoder.clean) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     const status = raw[1]
     if (status.charCodeAt(0) === 0x31) {
       // 1xx: informational, not relayed; 101 has no place in HTTP/2; one cannot end the stream

@@ -488,7 +488,7 @@ export abstract class H2Conn extends EventEmitter {
   protected trailers(st: H2Stream, raw: string[], r: number, endStream: boolean, flags: number): void {
     if (st.remoteEnded) return this.streamError(st, E_STREAM_CLOSED)
     if (!endStream || r !== DECODE_OK || raw.length > 2 * this.opts.maxHeaderFields) return this.streamError(st, E_PROTOCOL_ERROR)
-    if (checkTrailers(raw) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
+    if (checkTrailers(raw, this.decoder.clean) !== '') return this.streamError(st, E_PROTOCOL_ERROR)
     if (st.contentLength >= 0 && st.received !== st.contentLength) return this.streamError(st, E_PROTOCOL_ERROR)
     if (st.sink !== null) st.sink.streamTrailers(st, headersObject(raw))
     else st.emit('trailers', headersObject(raw), flags)

@@ -13,6 +13,7 @@
 // - integers beyond 2^28 and strings past the end of the block are COMPRESSION_ERROR.
 import { huffmanDecode, huffmanEncode, huffmanLength } from './huffman.ts'
 import { STATIC_TABLE } from './tables.ts'
+import { fieldClean } from '../validate.ts'
 
 export const DECODE_OK = 0
 /** the list exceeded maxListSize: fields past it were not kept (the table is in step) */
@@ -28,6 +29,8 @@ const MAX_INT = 2 ** 28
 class DynamicTable {
   names: string[] = []
   values: string[] = []
+  /** the entry passes the character checks of proxy/h2/validate.ts (fieldClean) */
+  clean: boolean[] = []
   size = 0
   limit: number
 
@@ -35,12 +38,13 @@ class DynamicTable {
     this.limit = limit
   }
 
-  add(name: string, value: string): void {
+  add(name: string, value: string, clean: boolean): void {
     const s = name.length + value.length + ENTRY_OVERHEAD
     this.evictTo(this.limit - s)
     if (s > this.limit) return // larger than the table: the table is emptied, nothing added (§4.4)
     this.names.push(name)
     this.values.push(value)
+    this.clean.push(clean)
     this.size += s
   }
 
@@ -49,6 +53,7 @@ class DynamicTable {
       this.size -= this.names[0].length + this.values[0].length + ENTRY_OVERHEAD
       this.names.shift()
       this.values.shift()
+      this.clean.shift()
     }
   }
 
@@ -64,6 +69,12 @@ export class HpackDecoder {
   private readonly maxLimit: number
   /** fields decoded by the last decode() and the list size it reached */
   listSize = 0
+  /**
+   * Every field of the last block passes validate.ts's character checks (fieldClean): a field of
+   * the tables was checked once, when it was added; only literals are checked per block. The head
+   * checks then skip the characters (checkRequestHead's `clean`).
+   */
+  clean = true
 
   constructor(maxTableSize = 4096) {
     this.maxLimit = maxTableSize
@@ -85,6 +96,7 @@ export class HpackDecoder {
     let size = 0
     let fields = false
     let over = false
+    let clean = true
     while (p < end) {
       const c = b[p]
       let name: string
@@ -104,6 +116,7 @@ export class HpackDecoder {
           if (i < 0) return DECODE_ERROR
           name = t.names[i]
           value = t.values[i]
+          if (!t.clean[i]) clean = false
         }
       } else if ((c & 0xe0) === 0x20) {
         // dynamic table size update (§6.3): only before the first field of a block
@@ -134,7 +147,9 @@ export class HpackDecoder {
         if (v === null) return DECODE_ERROR
         value = v
         p = STR_END
-        if (incremental) t.add(name, value)
+        const ok = fieldClean(name, value)
+        if (!ok) clean = false
+        if (incremental) t.add(name, value, ok)
       }
       fields = true
       size += name.length + value.length + ENTRY_OVERHEAD
@@ -142,6 +157,7 @@ export class HpackDecoder {
       if (!over) out.push(name, value)
     }
     this.listSize = size
+    this.clean = clean
     return over ? DECODE_TOO_LARGE : DECODE_OK
   }
 }
@@ -200,6 +216,38 @@ for (let i = 0; i < STATIC_LEN; i++) {
 const NOT_INDEXED = new Set(['etag', 'set-cookie', 'authorization', 'proxy-authorization', 'cookie', ':path', 'grpc-message', 'x-request-id', 'traceparent', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'age'])
 
 const SCRATCH_MIN = 16 * 1024
+/** names an encoder remembers (EncName); past it a name is looked up anew and never indexed */
+const MAX_NAMES = 512
+
+/** What an encoder knows of one name: one lookup per field instead of one per table. */
+class EncName {
+  /** the first static entry of this name (1-based), 0: none */
+  readonly staticIndex: number
+  /** the static entries of this name by value */
+  readonly staticValues: Map<string, number> | null
+  /** a value of it may go into the dynamic table */
+  readonly indexable: boolean
+  /** this encoder's dynamic entries of this name: value -> insertion number */
+  dyn: Map<string, number> | null = null
+  /** the name as an HPACK string literal (used while it has no index) */
+  private literalBytes: Buffer | null = null
+  readonly name: string
+
+  constructor(name: string, indexable: boolean) {
+    this.name = name
+    this.staticIndex = STATIC_NAME.get(name) ?? 0
+    this.staticValues = STATIC_EXACT.get(name) ?? null
+    this.indexable = indexable
+  }
+
+  get literal(): Buffer {
+    if (this.literalBytes === null) {
+      const b = Buffer.allocUnsafe(this.name.length + 6)
+      this.literalBytes = b.subarray(0, writeString(b, 0, this.name, true))
+    }
+    return this.literalBytes
+  }
+}
 
 export class HpackEncoder {
   /** what the peer allows (its SETTINGS_HEADER_TABLE_SIZE), and the size this encoder uses */
@@ -211,7 +259,7 @@ export class HpackEncoder {
   private readonly entryValues: string[] = []
   private inserted = 0
   private evicted = 0
-  private readonly index = new Map<string, Map<string, number>>()
+  private readonly names = new Map<string, EncName>()
   private scratch = Buffer.allocUnsafe(SCRATCH_MIN)
 
   /** The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block starts with a size update. */
@@ -266,20 +314,33 @@ export class HpackEncoder {
     return this.scratch
   }
 
+  private nameOf(name: string): EncName {
+    let e = this.names.get(name)
+    if (e === undefined) {
+      const keep = this.names.size < MAX_NAMES
+      e = new EncName(name, keep && !NOT_INDEXED.has(name))
+      if (keep) this.names.set(name, e)
+    }
+    return e
+  }
+
   private field(out: Buffer, p: number, name: string, value: string): number {
-    const st = STATIC_EXACT.get(name)
-    const s = st === undefined ? undefined : st.get(value)
-    if (s !== undefined) return writeInt(out, p, 7, 0x80, s)
-    const dm = this.index.get(name)
-    if (dm !== undefined) {
+    const en = this.nameOf(name)
+    const sv = en.staticValues
+    if (sv !== null) {
+      const s = sv.get(value)
+      if (s !== undefined) return writeInt(out, p, 7, 0x80, s)
+    }
+    const dm = en.dyn
+    if (dm !== null) {
       const id = dm.get(value)
       if (id !== undefined && id >= this.evicted) return writeInt(out, p, 7, 0x80, STATIC_LEN + this.inserted - id)
     }
     const entry = name.length + value.length + ENTRY_OVERHEAD
-    const indexed = entry <= this.limit >>> 1 && !NOT_INDEXED.has(name)
+    const indexed = en.indexable && entry <= this.limit >>> 1
     // name: a static index, else a dynamic one of the same name, else literal
-    let ni = STATIC_NAME.get(name) ?? 0
-    if (ni === 0 && dm !== undefined) {
+    let ni = en.staticIndex
+    if (ni === 0 && dm !== null) {
       for (const id of dm.values()) {
         if (id >= this.evicted) {
           ni = STATIC_LEN + this.inserted - id
@@ -289,23 +350,26 @@ export class HpackEncoder {
     }
     if (indexed) p = writeInt(out, p, 6, 0x40, ni)
     else p = writeInt(out, p, 4, 0x00, ni)
-    if (ni === 0) p = writeString(out, p, name, true)
+    if (ni === 0) {
+      const lit = en.literal
+      lit.copy(out, p)
+      p += lit.length
+    }
     // a value that is not kept (a request id, a path) is sent as it is: Huffman would cost CPU on
     // every message for a quarter of its bytes
     p = writeString(out, p, value, indexed)
-    if (indexed) this.insert(name, value, entry)
+    if (indexed) this.insert(en, value, entry)
     return p
   }
 
-  private insert(name: string, value: string, entry: number): void {
+  private insert(en: EncName, value: string, entry: number): void {
     this.evictTo(this.limit - entry)
     const id = this.inserted++
-    this.entryNames.push(name)
+    this.entryNames.push(en.name)
     this.entryValues.push(value)
     this.size += entry
-    let m = this.index.get(name)
-    if (m === undefined) this.index.set(name, (m = new Map()))
-    m.set(value, id)
+    if (en.dyn === null) en.dyn = new Map()
+    en.dyn.set(value, id)
   }
 
   private evictTo(target: number): void {
@@ -313,11 +377,8 @@ export class HpackEncoder {
       const n = this.entryNames.shift()!
       const v = this.entryValues.shift()!
       this.size -= n.length + v.length + ENTRY_OVERHEAD
-      const m = this.index.get(n)
-      if (m !== undefined && m.get(v) === this.evicted) {
-        m.delete(v)
-        if (m.size === 0) this.index.delete(n)
-      }
+      const m = this.names.get(n)?.dyn
+      if (m != null && m.get(v) === this.evicted) m.delete(v)
       this.evicted++
     }
   }

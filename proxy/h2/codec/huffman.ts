@@ -1,33 +1,9 @@
-// HPACK's static Huffman code (RFC 7541 §5.2, Appendix B). The code is canonical: within one
-// length the codes are consecutive in symbol order, so a decoder needs, per length, the first
-// code and where its symbols start in the symbol list (checked when this module loads).
+// HPACK's static Huffman code (RFC 7541 §5.2, Appendix B): the encoder writes the codes bit by
+// bit; the decoder reads four bits at a time through a state machine built from the code's tree
+// when this module loads.
 import { HUFFMAN_CODES, HUFFMAN_LENGTHS } from './tables.ts'
 
 const EOS = 256
-const MAX_LEN = 30
-
-/** per bit length: first code, how many codes, index of the first in SYMBOLS */
-const FIRST = new Int32Array(MAX_LEN + 2)
-const COUNT = new Int32Array(MAX_LEN + 2)
-const OFFSET = new Int32Array(MAX_LEN + 2)
-const SYMBOLS = new Uint16Array(257)
-
-{
-  const order = Array.from({ length: 257 }, (_, i) => i).sort((a, b) => HUFFMAN_LENGTHS[a] - HUFFMAN_LENGTHS[b] || HUFFMAN_CODES[a] - HUFFMAN_CODES[b])
-  let k = 0
-  for (let len = 1; len <= MAX_LEN; len++) {
-    OFFSET[len] = k
-    FIRST[len] = -1
-    while (k < 257 && HUFFMAN_LENGTHS[order[k]] === len) {
-      const sym = order[k]
-      if (FIRST[len] === -1) FIRST[len] = HUFFMAN_CODES[sym]
-      else if (HUFFMAN_CODES[sym] !== FIRST[len] + COUNT[len]) throw new Error('HPACK Huffman table is not canonical')
-      SYMBOLS[k] = sym
-      COUNT[len]++
-      k++
-    }
-  }
-}
 
 /** Bytes the Huffman encoding of s[0..] (latin1) takes. */
 export function huffmanLength(s: string): number {
@@ -58,35 +34,93 @@ export function huffmanEncode(s: string, out: Uint8Array, pos: number): number {
 }
 
 /**
+ * The decoder's state machine, four bits at a time (the technique of nghttp2's decoder): a state is
+ * an inner node of the code's tree; for each state and nibble, the state after those four bits,
+ * and the symbol they completed (at most one: the shortest code has five bits). Built once here.
+ */
+const NODE_CHILD: number[][] = [[-1, -1]] // inner nodes: child per bit, >= 0 an inner node, < 0 -(symbol + 2)
+const NODE_DEPTH: number[] = [0]
+const NODE_ONES: boolean[] = [true] // reached from the root by 1-bits only (a prefix of EOS)
+for (let sym = 0; sym <= EOS; sym++) {
+  const code = HUFFMAN_CODES[sym]
+  const len = HUFFMAN_LENGTHS[sym]
+  let node = 0
+  for (let i = len - 1; i >= 0; i--) {
+    const bit = Math.floor(code / 2 ** i) & 1
+    if (i === 0) {
+      NODE_CHILD[node][bit] = -(sym + 2)
+      break
+    }
+    let next = NODE_CHILD[node][bit]
+    if (next < 0) {
+      next = NODE_CHILD.length
+      NODE_CHILD.push([-1, -1])
+      NODE_DEPTH.push(NODE_DEPTH[node] + 1)
+      NODE_ONES.push(NODE_ONES[node] && bit === 1)
+      NODE_CHILD[node][bit] = next
+    }
+    node = next
+  }
+}
+const STATES = NODE_CHILD.length
+/** next state per (state, nibble); FAIL: EOS decoded, or a path the code does not have */
+const FSM_NEXT = new Uint16Array(STATES * 16)
+/** symbol completed per (state, nibble), + 1 (0: none) */
+const FSM_EMIT = new Uint16Array(STATES * 16)
+/** the state is a valid end: fewer than 8 pending bits, all ones (RFC 7541 §5.2) */
+const FSM_ACCEPT = new Uint8Array(STATES)
+const FAIL = 0xffff
+for (let st = 0; st < STATES; st++) {
+  FSM_ACCEPT[st] = NODE_ONES[st] && NODE_DEPTH[st] < 8 ? 1 : 0
+  for (let nib = 0; nib < 16; nib++) {
+    let node = st
+    let emit = 0
+    let fail = false
+    for (let i = 3; i >= 0; i--) {
+      const c = NODE_CHILD[node][(nib >>> i) & 1]
+      if (c >= 0) {
+        node = c
+        continue
+      }
+      const sym = -c - 2
+      if (c === -1 || sym === EOS || emit !== 0) {
+        fail = true
+        break
+      }
+      emit = sym + 1
+      node = 0
+    }
+    FSM_NEXT[st * 16 + nib] = fail ? FAIL : node
+    FSM_EMIT[st * 16 + nib] = fail ? 0 : emit
+  }
+}
+
+let decodeOut = Buffer.allocUnsafe(1024)
+
+/**
  * Decode b[start..end) as Huffman. Returns the latin1 string, or null when the input is not a
  * valid encoding (RFC 7541 §5.2: EOS inside, padding longer than 7 bits or not all ones).
  */
 export function huffmanDecode(b: Uint8Array, start: number, end: number): string | null {
-  let code = 0
-  let len = 0
-  let out = ''
-  let chunk: number[] = []
+  // every symbol takes at least 5 bits
+  const max = Math.ceil(((end - start) * 8) / 5)
+  if (decodeOut.length < max) decodeOut = Buffer.allocUnsafe(Math.max(max, 2 * decodeOut.length))
+  const out = decodeOut
+  let n = 0
+  let st = 0
   for (let i = start; i < end; i++) {
     const byte = b[i]
-    for (let bit = 7; bit >= 0; bit--) {
-      code = (code << 1) | ((byte >>> bit) & 1)
-      len++
-      if (len < 5) continue
-      const f = FIRST[len]
-      if (f !== -1 && code - f < COUNT[len] && code >= f) {
-        const sym = SYMBOLS[OFFSET[len] + code - f]
-        if (sym === EOS) return null
-        chunk.push(sym)
-        if (chunk.length === 4096) {
-          out += String.fromCharCode.apply(null, chunk)
-          chunk = []
-        }
-        code = 0
-        len = 0
-      } else if (len >= MAX_LEN) return null
-    }
+    let k = st * 16 + (byte >>> 4)
+    st = FSM_NEXT[k]
+    if (st === FAIL) return null
+    let e = FSM_EMIT[k]
+    if (e !== 0) out[n++] = e - 1
+    k = st * 16 + (byte & 0xf)
+    st = FSM_NEXT[k]
+    if (st === FAIL) return null
+    e = FSM_EMIT[k]
+    if (e !== 0) out[n++] = e - 1
   }
-  // padding: fewer than 8 bits, all ones (a prefix of EOS)
-  if (len > 7 || code !== (1 << len) - 1) return null
-  return chunk.length === 0 ? out : out + String.fromCharCode.apply(null, chunk)
+  if (FSM_ACCEPT[st] === 0) return null
+  return out.latin1Slice(0, n)
 }

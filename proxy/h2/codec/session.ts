@@ -25,7 +25,8 @@ import { headersObject, ServerStream } from './stream.ts'
 
 export type ServerSessionOptions = ConnOptions
 
-export type StreamHandler = (st: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => void
+/** clean: every field passed the character checks already (HpackDecoder.clean) */
+export type StreamHandler = (st: ServerStream, headers: IncomingHttpHeaders, flags: number, raw: string[], clean: boolean) => void
 
 export class ServerSession extends H2Conn {
   /** called for each new stream instead of the 'stream' event */
@@ -83,7 +84,7 @@ export class ServerSession extends H2Conn {
       this.out(u32Frame(T_RST_STREAM, id, refuse))
       st.finished(refuse)
     } else this.streams.set(id, st)
-    if (this.onStream !== null) this.onStream(st, headersObject(raw), flags, raw)
+    if (this.onStream !== null) this.onStream(st, headersObject(raw), flags, raw, this.decoder.clean)
     else this.emit('stream', st, headersObject(raw), flags, raw)
   }
 
