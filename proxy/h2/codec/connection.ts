@@ -650,18 +650,19 @@ export abstract class H2Conn extends EventEmitter {
   }
 
   /** The frames copied into the write buffer since the last flush go to the socket (a view, no copy). */
-  private flushOut(): void {
+  private flushOut(last = false): void {
     const n = this.wlen - this.wstart
     if (n === 0) return
     const b = this.wbuf!.subarray(this.wstart, this.wlen)
     this.wstart = this.wlen
     this.lastDataAt = -1
-    this.writeSocket(b)
+    this.writeSocket(b, last)
   }
 
-  private writeSocket(b: Buffer): void {
+  /** last: the turn's final write (uncork): when nothing was written before it, no cork is needed */
+  private writeSocket(b: Buffer, last = false): void {
     const s = this.socket
-    if (!this.corked) {
+    if (!this.corked && !last) {
       this.corked = true
       s.cork()
       if (!this.flushScheduled) scheduleFlush(this)
@@ -676,7 +677,8 @@ export abstract class H2Conn extends EventEmitter {
   uncork(): void {
     this.flushScheduled = false
     const s = this.socket
-    if (!s.destroyed) this.flushOut()
+    // the turn's only write (the usual case) goes straight to the socket, without cork and uncork
+    if (!s.destroyed) this.flushOut(true)
     else {
       this.wbuf = null
       this.wstart = this.wlen = 0
