@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { CompiledMutation } from '../route/headers.ts'
 import { HeaderFields } from './codec/stream.ts'
+import { connectionSpecific } from './validate.ts'
 
 /** Response fields that are connection-specific in HTTP/2 (RFC 9113 8.2.2), never relayed: dropResponse(). */
 
@@ -75,22 +76,7 @@ export function responseHeadersOut(h: IncomingHttpHeaders, mut: CompiledMutation
   return out
 }
 
-/** a response field never relayed (connection-specific), by length then name: no hash of n */
+/** a response field never relayed: connection-specific, te, http2-settings */
 function dropResponse(n: string): boolean {
-  switch (n.length) {
-    case 2:
-      return n === 'te'
-    case 7:
-      return n === 'upgrade'
-    case 10:
-      return n === 'connection' || n === 'keep-alive'
-    case 14:
-      return n === 'http2-settings'
-    case 16:
-      return n === 'proxy-connection'
-    case 17:
-      return n === 'transfer-encoding'
-    default:
-      return false
-  }
+  return connectionSpecific(n) || n === 'te' || n === 'http2-settings'
 }

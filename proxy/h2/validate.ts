@@ -20,8 +20,11 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TCHAR_LOW
 const TCHAR = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1
 
-/** connection-specific fields (RFC 9113 §8.2.2); te is allowed with the value "trailers" only */
-function connectionSpecific(n: string): boolean {
+/**
+ * A connection-specific field (RFC 9113 §8.2.2; te is allowed with the value "trailers" only),
+ * name lowercase: by length, then the name (no hash of it).
+ */
+export function connectionSpecific(n: string): boolean {
   switch (n.length) {
     case 7:
       return n === 'upgrade'

@@ -19,12 +19,12 @@ import { checkResponseHead } from '../validate.ts'
 import { contentLengthOf, H2Conn, SlabReader, type ConnOptions } from './connection.ts'
 import { E_COMPRESSION_ERROR, E_PROTOCOL_ERROR, E_REFUSED_STREAM, F_END_STREAM } from './frames.ts'
 import { DECODE_ERROR, DECODE_OK } from './hpack.ts'
-import { addFields, fieldsOf, H2Stream, headersObject } from './stream.ts'
+import { addFields, H2Stream, HeaderFields, headersObject } from './stream.ts'
 
 /** The proxy's request on an upstream connection. */
 export class ClientStream extends H2Stream {
-  /** the request's fields until its HEADERS are sent */
-  fields: string[] | null = null
+  /** the request's head until its HEADERS are sent (a stream waiting for a slot) */
+  fields: OutgoingHttpHeaders | null = null
   responded = false
   /** a HEAD request: its response's content-length describes no body */
   head = false
@@ -106,24 +106,28 @@ export class ClientSession extends H2Conn {
     if (this.waiting.length === 0 && this.streams.size < this.peerMaxStreams) {
       // a slot now (the usual case): the head is encoded from the object, no list of its fields
       this.open(st)
-      const e = this.encoder
-      let p = e.add(e.begin(), ':method', method)
-      if (method !== 'CONNECT') p = e.add(p, ':scheme', str(headers[':scheme'], 'http'))
-      p = e.add(p, ':authority', authority)
-      if (method !== 'CONNECT') p = e.add(p, ':path', str(headers[':path'], '/'))
-      this.sendBlock(st, addFields(e, p, headers), endStream)
+      this.sendHead(st, headers, method, authority, endStream)
       return st
     }
-    const f: string[] = [':method', method]
-    if (method !== 'CONNECT') f.push(':scheme', str(headers[':scheme'], 'http'))
-    f.push(':authority', authority)
-    if (method !== 'CONNECT') f.push(':path', str(headers[':path'], '/'))
-    const rest = fieldsOf(headers, '')
-    for (let i = 0; i < rest.length; i++) f.push(rest[i])
-    st.fields = f
+    // waits for a slot: a copy of the head as it is now (the exchange may change its object for
+    // another try), encoded when the stream is admitted
+    const h = Object.assign(new HeaderFields(), headers) as OutgoingHttpHeaders
+    h[':method'] = method
+    h[':authority'] = authority
+    st.fields = h
     this.waiting.push(st)
     this.admit()
     return st
+  }
+
+  /** The request's HEADERS: the pseudo-headers, then the head object's fields (encoded from it). */
+  private sendHead(st: ClientStream, h: OutgoingHttpHeaders, method: string, authority: string, endStream: boolean): void {
+    const e = this.encoder
+    let p = e.add(e.begin(), ':method', method)
+    if (method !== 'CONNECT') p = e.add(p, ':scheme', str(h[':scheme'], 'http'))
+    p = e.add(p, ':authority', authority)
+    if (method !== 'CONNECT') p = e.add(p, ':path', str(h[':path'], '/'))
+    this.sendBlock(st, addFields(e, p, h), endStream)
   }
 
   /** st gets its id and slot (its HEADERS are sent next) */
@@ -140,10 +144,10 @@ export class ClientSession extends H2Conn {
       const st = this.waiting.shift()!
       if (st.closed) continue
       this.open(st)
-      const f = st.fields!
+      const h = st.fields!
       st.fields = null
       const endNow = st.localEnded
-      this.sendHeaders(st, f, endNow)
+      this.sendHead(st, h, String(h[':method']), String(h[':authority']), endNow)
       if (!endNow) this.flushStream(st)
     }
   }

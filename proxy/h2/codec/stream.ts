@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { H2Conn } from './connection.ts'
 import type { HpackEncoder } from './hpack.ts'
+import { connectionSpecific } from '../validate.ts'
 
 /** a stream's write() says "wait for drain" above this many queued bytes (node's default) */
 const HIGH_WATER = 16384
@@ -304,22 +305,6 @@ function closeLater(s: H2Stream): void {
   s.emit('close')
 }
 
-/** connection, keep-alive, proxy-connection, transfer-encoding, upgrade (names lowercase) */
-function connectionSpecific(n: string): boolean {
-  switch (n.length) {
-    case 7:
-      return n === 'upgrade'
-    case 10:
-      return n === 'connection' || n === 'keep-alive'
-    case 16:
-      return n === 'proxy-connection'
-    case 17:
-      return n === 'transfer-encoding'
-    default:
-      return false
-  }
-}
-
 const STATUS_TEXT: string[] = []
 for (let i = 100; i < 600; i++) STATUS_TEXT[i] = String(i)
 
@@ -364,21 +349,6 @@ export function hasFields(h: OutgoingHttpHeaders): boolean {
     if (!connectionSpecific(lower(k))) return true
   }
   return false
-}
-
-/** [name, value, …] of an outgoing head: :status first ('' for trailers), names lowercased, connection fields left out. */
-export function fieldsOf(h: OutgoingHttpHeaders, status: string): string[] {
-  const out: string[] = status === '' ? [] : [':status', status]
-  for (const k in h) {
-    if (k.charCodeAt(0) === 0x3a) continue
-    const v = h[k]
-    if (v === undefined) continue
-    const n = lower(k)
-    if (connectionSpecific(n)) continue
-    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) out.push(n, String(v[i]))
-    else out.push(n, String(v))
-  }
-  return out
 }
 
 /**
