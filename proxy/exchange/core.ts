@@ -21,7 +21,7 @@ import type { MirrorRequest } from '../filters/mirror/mirror.ts'
 import { FAIL_CONNECT, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import type { PeerIdentity } from '../identity/authz.ts'
 import { routeStep, splitStep } from '../route/explain.ts'
-import { matchRoute, pickBackend, type CompiledRoute, type MatchInput, type RoutePolicy } from '../route/table.ts'
+import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type MatchInput, type RoutePolicy } from '../route/table.ts'
 import { EXPLAIN_ID_HEADER, type ExplainSource, type ExplainTrace } from '../telemetry/explain.ts'
 import { recordRequest, recordRequestAs } from '../telemetry/listener.ts'
 import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
@@ -528,4 +528,12 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
 
 function timerFired(x: ExchangeCore<unknown>, which: number): void {
   x.timerFired(which)
+}
+
+/** The path sent upstream: the route's prefix rewrite or full-path replacement (the query kept), else the request's. */
+export function upstreamPath(route: CompiledRoute, path: string): string {
+  if (route.rewrite !== null) return rewritePath(path, route.rewrite)
+  if (route.rewritePathTo === null) return path
+  const q = path.indexOf('?')
+  return q === -1 ? route.rewritePathTo : route.rewritePathTo + path.slice(q)
 }

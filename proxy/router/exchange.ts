@@ -16,14 +16,14 @@ import { chunkHeader } from '../../api/http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../../api/http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
 import { FAIL_RESET } from '../filters/retry/policy.ts'
-import { rewritePath, type CompiledRoute, type RoutePolicy } from '../route/table.ts'
+import type { CompiledRoute, RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 import type { PeerIdentity } from '../identity/authz.ts'
 import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
-import { ExchangeCore } from '../exchange/core.ts'
+import { ExchangeCore, upstreamPath } from '../exchange/core.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 
 export { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
@@ -210,7 +210,7 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
 
   private buildUpstreamHead(route: CompiledRoute, ep: EndpointState): string {
     const req = this.req
-    const path = route.rewrite !== null ? rewritePath(req.path, route.rewrite) : route.rewritePathTo !== null ? replacePath(req.path, route.rewritePathTo) : req.path
+    const path = upstreamPath(route, req.path)
     const mut = route.requestHeaders
     const authority = mut.host ?? route.rewriteHost ?? (req.authority === '' ? ep.key : req.authority)
     let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + authority + CRLF
@@ -598,12 +598,6 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
 }
 
 const EMPTY = Buffer.alloc(0)
-
-/** URLRewrite ReplaceFullPath: the new path, the query kept. */
-function replacePath(path: string, to: string): string {
-  const q = path.indexOf('?')
-  return q === -1 ? to : to + path.slice(q)
-}
 
 function headerOf(req: RequestHead, name: string): string | undefined {
   const names = req.names
