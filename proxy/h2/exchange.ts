@@ -21,7 +21,7 @@ import type { DownStream } from './codec/down-stream.ts'
 import { H2Stream, type StreamSink } from './codec/stream.ts'
 import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
-import { HttpError } from '../../api/http1/head.ts'
+import type { HttpError } from '../../api/http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
 import { chunkHeader } from '../../api/http1/chunked.ts'
 import { mirrorHead } from './mirror-head.ts'
@@ -33,7 +33,9 @@ import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/typ
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
-import { H1UpStream, type UpStream } from './http1-upstream.ts'
+import type { PoolWaiter } from '../cluster/pool.ts'
+import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
+import type { ResponseHead } from '../../api/http1/head.ts'
 import { cancelStream, h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter, type UpSession } from './upstream.ts'
 
 const { NGHTTP2_FLAG_END_STREAM } = constants
@@ -47,7 +49,26 @@ const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 't
 
 type H2Counters = ExchangeCounters & { readonly h2: { internalErrors: number } }
 
-export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, StreamSink {
+/** What the exchange drives of an upstream HTTP/2 stream (node:http2's or the proxy's codec's). */
+interface UpStream {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- node:events listener signature
+  on(ev: string, f: (...args: any[]) => void): unknown
+  write(b: Buffer): boolean
+  end(): void
+  pause(): unknown
+  resume(): unknown
+  close(code?: number): void
+  readonly closed: boolean
+  readonly writableEnded: boolean
+  readonly rstCode: number | undefined
+}
+
+/** Request fields not sent to an HTTP/1 upstream (hop-by-hop there; the framing is the proxy's). */
+const DROP_H1 = new Set(['te', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade'])
+/** methods whose empty body is said with content-length: 0 (as node:http does) */
+const NO_LENGTH_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'])
+
+export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, StreamSink, PoolWaiter, UpstreamHandler {
   declare readonly counters: H2Counters
   private readonly down: DownStream
   /** the client stream is the proxy's codec's: this exchange is its sink (no listeners) */
@@ -59,7 +80,13 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   private readonly values: string[] = []
   private readonly grpc: boolean
   private upHeaders: OutgoingHttpHeaders | null = null
+  /** the try's upstream: a stream on an HTTP/2 session, or a connection of an HTTP/1 pool */
   private up: UpStream | null = null
+  private conn: UpstreamConn | null = null
+  /** HTTP/1 upstream: the request body goes chunk-framed (no content-length from the client) */
+  private chunked = false
+  /** HTTP/1 upstream: the request was written whole (the connection may be reused) */
+  private reqSent = false
   // ---- request body
   private queued: Buffer[] = []
   private queuedBytes = 0
@@ -213,9 +240,9 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   }
 
   protected openTry(ep: EndpointState, cluster: ClusterRuntime): void {
-    // An HTTP/1 cluster behind an HTTP/2 client: node:http on a keep-alive Agent (http1-upstream.ts).
-    if (!cluster.http2) return this.onH2Session(null)
-    h2Upstream(ep.pool).acquire(this)
+    if (cluster.http2) h2Upstream(ep.pool).acquire(this)
+    // An HTTP/1 cluster: a connection of the endpoint's pool, as for an HTTP/1 client.
+    else ep.pool.acquire(this)
   }
 
   protected resetForRetry(): void {
@@ -310,11 +337,10 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     return out
   }
 
-
   // ---- the upstream stream of one try ------------------------------------------------------
 
-  /** The endpoint's session is there (null: the cluster speaks HTTP/1): open this try's stream. */
-  onH2Session(s: UpSession | null): void {
+  /** The endpoint's session is there: open this try's stream. */
+  onH2Session(s: UpSession): void {
     try {
       this.openStream(s)
     } catch (err) {
@@ -322,28 +348,24 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     }
   }
 
-  private openStream(s: UpSession | null): void {
-    if (this.done || this.endpoint === undefined) return
+  /** The request headers of this try (grpc-timeout: the time left of the deadline). */
+  private tryHeaders(): OutgoingHttpHeaders {
     const h = this.upHeaders!
     if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
     else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
+    return h
+  }
+
+  private openStream(s: UpSession): void {
+    if (this.done || this.endpoint === undefined) return
+    const h = this.tryHeaders()
     const endStream = this.reqEnded && this.queued.length === 0 && this.reqTrailers === null
     let up: UpStream
-    if (s === null) {
-      const h1 = new H1UpStream(this.endpoint.pool, h, endStream)
-      h1.on('connectError', this.guard((err: NodeJS.ErrnoException) => {
-        if (this.up !== h1) return
-        this.up = null
-        this.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_CONNECT', `upstream connect error: ${err.code ?? err.message}`), Flags.UpstreamConnectFailure)
-      }))
-      up = h1
-    } else {
-      try {
-        up = s.request(h, { endStream })
-      } catch {
-        // the session went away between the pick and now (GOAWAY): as a refused stream
-        return this.onUpReset(null, NGHTTP2_NO_ERROR)
-      }
+    try {
+      up = s.request(h, { endStream })
+    } catch {
+      // the session went away between the pick and now (GOAWAY): as a refused stream
+      return this.onUpReset(null, NGHTTP2_NO_ERROR)
     }
     this.up = up
     this.startedAt = performance.now()
@@ -365,7 +387,7 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   /** The events of an upstream stream that is not the proxy's codec's (node:http2, HTTP/1). */
   private listenUp(up: UpStream): void {
     up.on('response', this.guard((headers: IncomingHttpHeaders, flags: number) => {
-      if (this.up === up) this.onUpResponse(up, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
+      if (this.up === up) this.onUpResponse(headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
     }))
     up.on('data', this.guard((b: Buffer) => {
       if (this.up !== up) return
@@ -389,9 +411,177 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
 
   /** The request is whole: the upstream stream ends, with the request's trailers when it had some. */
   private endUp(up: UpStream): void {
-    // trailers go on over the proxy's codec (node:http2's client and HTTP/1 upstreams drop them)
+    // trailers go on over the proxy's codec (node:http2's client drops them)
     if (this.reqTrailers !== null && up instanceof H2Stream) up.waitTrailers = true
     up.end()
+  }
+
+  // ---- an HTTP/1 upstream: a connection of the endpoint's pool (PoolWaiter, UpstreamHandler) --
+
+  onPoolConnection(conn: UpstreamConn): void {
+    try {
+      this.openConn(conn)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  onPoolFailure(err: HttpError, flag: string): void {
+    this.onH2Failure(err, flag)
+  }
+
+  /** Write the request head and what is queued of its body on the connection. */
+  private openConn(conn: UpstreamConn): void {
+    if (this.done || this.endpoint === undefined) {
+      conn.release(true)
+      return
+    }
+    this.conn = conn
+    this.reqSent = false
+    conn.bind(this, this.method === 'HEAD', false)
+    const h = this.tryHeaders()
+    const endStream = this.reqEnded && this.queued.length === 0
+    // A body on any method is framed: its length when the client gave one (the codec holds the
+    // DATA to it), else chunked, as HAProxy does; else the upstream would read it as a request.
+    this.chunked = !endStream && h['content-length'] === undefined
+    const sock = conn.socket
+    this.startedAt = performance.now()
+    sock.cork()
+    sock.write(h1Head(h, endStream, this.chunked), 'latin1')
+    let ok = true
+    for (const b of this.queued) ok = this.writeConn(conn, b)
+    this.queued = []
+    this.queuedBytes = 0
+    if (this.reqEnded) this.endConn(conn)
+    sock.uncork()
+    if (!this.reqEnded) {
+      if (ok) this.down.resume()
+      else this.down.pause()
+    }
+  }
+
+  private writeConn(conn: UpstreamConn, b: Buffer): boolean {
+    const sock = conn.socket
+    if (!this.chunked) return sock.write(b)
+    sock.write(chunkHeader(b.length), 'latin1')
+    sock.write(b)
+    return sock.write('\r\n', 'latin1')
+  }
+
+  /** The request is whole (its trailers are not sent on: an HTTP/1 upstream has no use for gRPC's). */
+  private endConn(conn: UpstreamConn): void {
+    if (this.chunked) conn.socket.write('0\r\n\r\n', 'latin1')
+    this.reqSent = true
+  }
+
+  onUpstreamInformational(_head: ResponseHead): void {
+    // 1xx are not relayed to HTTP/2 clients (the final response follows)
+  }
+
+  onUpstreamHead(head: ResponseHead, _hasBody: boolean): void {
+    try {
+      if (this.conn === null) return
+      const h: IncomingHttpHeaders = Object.create(null)
+      h[':status'] = head.status as unknown as string
+      const names = head.names
+      const values = head.values
+      for (let i = 0; i < names.length; i++) {
+        const n = names[i]
+        const cur = h[n]
+        if (cur === undefined) h[n] = n === 'set-cookie' ? [values[i]] : values[i]
+        else if (Array.isArray(cur)) cur.push(values[i])
+        else h[n] = cur + ', ' + values[i]
+      }
+      // the end comes as onUpstreamEnd (with the trailers of a chunked body), even without a body
+      this.onUpResponse(h, false)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  onUpstreamData(buf: Buffer, start: number, end: number): void {
+    try {
+      const conn = this.conn
+      if (conn === null || this.done) return
+      this.bytesOut += end - start
+      // a copy: the connection's read buffer is reused, the client stream may hold the bytes
+      if (!this.down.write(Buffer.from(buf.subarray(start, end)))) conn.socket.pause()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  onUpstreamEnd(trailers: string): void {
+    try {
+      const conn = this.conn
+      if (conn === null) return
+      this.conn = null
+      conn.release(this.reqSent)
+      if (trailers !== '') {
+        const t: IncomingHttpHeaders = Object.create(null)
+        for (const [n, v] of blockPairs(trailers, false)) t[n] = v
+        this.onUpTrailers(t)
+      }
+      this.onUpEnd()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  /** The connection failed (closed, reset, a malformed response). */
+  onUpstreamError(err: HttpError, flag: string, responseStarted: boolean): void {
+    try {
+      const conn = this.conn
+      if (this.done || conn === null) return
+      this.conn = null
+      // A reused keep-alive connection that failed before any response byte most likely raced the
+      // upstream's idle close: a request without a body goes again, once, on a fresh connection.
+      if (!responseStarted && conn.reused && !this.sentAgain && this.reqEnded && this.bytesIn === 0) {
+        this.sentAgain = true
+        this.counters.staleRetries++
+        this.annotateRetry()
+        this.endpoint!.pool.acquire(this, true)
+        return
+      }
+      this.noteUpstreamError(err.code, err.message, responseStarted)
+      const started = this.respStarted
+      this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
+      if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
+      if (started) {
+        // Mid-response: reset the client stream (a cut-off stream never looks complete).
+        this.done = true
+        this.flags = flag
+        this.complete()
+        if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
+        return
+      }
+      this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  onUpstreamDrain(): void {
+    this.down.resume()
+  }
+
+  onUpstreamFlush(): void {}
+
+  /** The client can take more: the upstream that was paused for it reads again. */
+  private resumeUp(): void {
+    if (this.up !== null) this.up.resume()
+    else if (this.conn !== null) this.conn.socket.resume()
+  }
+
+  /** The try's upstream is no longer wanted (its response is thrown away or refused). */
+  private dropUp(endStream: boolean): void {
+    const up = this.up
+    this.up = null
+    // trailers-only: the stream closes by itself
+    if (up !== null && !endStream && !up.closed) up.close(NGHTTP2_CANCEL)
+    const conn = this.conn
+    this.conn = null
+    if (conn !== null) conn.destroy()
   }
 
   // ---- StreamSink: the events of the proxy's codec's streams (down and this try's up) ---------
@@ -399,7 +589,7 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void {
     if ((st as unknown) !== this.up) return
     try {
-      this.onUpResponse(st as unknown as UpStream, headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
+      this.onUpResponse(headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
     } catch (err) {
       this.abort(err)
     }
@@ -446,9 +636,8 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
 
   streamDrain(st: H2Stream): void {
     try {
-      if ((st as unknown) === this.down) {
-        if (this.up !== null) this.up.resume()
-      } else if ((st as unknown) === this.up) this.down.resume()
+      if ((st as unknown) === this.down) this.resumeUp()
+      else if ((st as unknown) === this.up) this.down.resume()
     } catch (err) {
       this.abort(err)
     }
@@ -481,6 +670,11 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
       if (!up.write(b)) this.down.pause()
       return
     }
+    const conn = this.conn
+    if (conn !== null) {
+      if (!this.writeConn(conn, b)) this.down.pause()
+      return
+    }
     this.queued.push(b)
     this.queuedBytes += b.length
     if (this.queuedBytes > QUEUE_LIMIT) this.down.pause()
@@ -495,19 +689,20 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   private onDownEnd(): void {
     this.reqEnded = true
     if (this.mirror !== null) this.mirrorEnd()
-    if (!this.done && this.up !== null && !this.up.writableEnded) this.endUp(this.up)
+    if (this.done) return
+    if (this.up !== null && !this.up.writableEnded) this.endUp(this.up)
+    else if (this.conn !== null && !this.reqSent) this.endConn(this.conn)
   }
 
 
-  private onUpResponse(up: UpStream, headers: IncomingHttpHeaders, endStream: boolean): void {
+  private onUpResponse(headers: IncomingHttpHeaders, endStream: boolean): void {
     if (this.done) return
     const status = Number(headers[':status'])
     const gs = endStream ? headers['grpc-status'] : undefined
     const grpcCode = gs === undefined ? -1 : Number(gs)
     if (this.tryAnswered(status, grpcCode, false)) {
-      this.up = null
       // trailers-only: the stream closes by itself (the request was sent whole: mayRetry)
-      if (!endStream && !up.closed) up.close(NGHTTP2_CANCEL)
+      this.dropUp(endStream)
       this.endTry(this.outcome, false)
       this.retryNow()
       return
@@ -521,7 +716,7 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     // node:http2 throws on what it will not send (a :status outside 200-599, a field it only
     // takes once): this runs in the upstream stream's listener, where a throw would end the
     // process. Such a response is the upstream's fault: 502, as a malformed HTTP/1 one.
-    if (!(status >= 200 && status <= 599)) return this.badResponse(up, `upstream status ${status} cannot be relayed`)
+    if (!(status >= 200 && status <= 599)) return this.badResponse(`upstream status ${status} cannot be relayed`)
     try {
       if (endStream) {
         this.down.respond(out, { endStream: true })
@@ -530,13 +725,11 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
       }
       this.down.respond(out, { waitForTrailers: true })
     } catch (err) {
-      return this.badResponse(up, (err as Error).message)
+      return this.badResponse((err as Error).message)
     }
     if (this.ownDown) return
     this.down.on('wantTrailers', this.guard(() => this.sendDownTrailers()))
-    this.down.on('drain', this.guard(() => {
-      if (this.up !== null) this.up.resume()
-    }))
+    this.down.on('drain', this.guard(() => this.resumeUp()))
   }
 
   private sendDownTrailers(): void {
@@ -570,10 +763,9 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   }
 
   /** A response head node:http2 will not send: 502 UPE, the upstream stream cancelled. */
-  private badResponse(up: UpStream, why: string): void {
-    this.up = null
+  private badResponse(why: string): void {
     this.respStarted = false
-    if (!up.closed) up.close(NGHTTP2_CANCEL)
+    this.dropUp(false)
     this.endTry(OUTCOME_GATEWAY, false)
     this.localReply(502, Flags.UpstreamProtocolError, 'WEFT_ERR_UPSTREAM_PROTOCOL', why)
   }
@@ -635,16 +827,20 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   /** Abandon the current try: its upstream stream (RST_STREAM CANCEL) or its wait for a session. */
   protected cancelTry(ep: EndpointState | undefined): void {
     const up = this.up
+    const conn = this.conn
     this.up = null
+    this.conn = null
     if (up !== null) {
       if (!up.closed) cancelStream(up)
-    } else if (ep !== undefined && ep.pool.h2 !== null) h2Upstream(ep.pool).cancel(this)
+    } else if (conn !== null) conn.destroy()
+    // waiting for a session or a connection: the pool takes it out of either queue (a connect
+    // opened for it alone is given up: many streams reset at once must not leave many connections)
+    else if (ep !== undefined) ep.pool.cancel(this, true)
     if (this.waitTimer !== null) {
       clearTimeout(this.waitTimer)
       this.waitTimer = null
     }
   }
-
 
   // ---- local replies -----------------------------------------------------------------------
 
@@ -722,4 +918,24 @@ function addHeader(h: OutgoingHttpHeaders, n: string, v: string): void {
   if (cur === undefined || SINGLE_VALUE.has(n)) h[n] = v
   else if (Array.isArray(cur)) cur.push(v)
   else h[n] = [String(cur), v]
+}
+
+/**
+ * An HTTP/1.1 request head from a try's HTTP/2 request headers (the pseudo-headers become the
+ * request line and host; HTTP/1 hop-by-hop fields dropped). chunked: the body goes chunk-framed;
+ * endStream: no body (content-length: 0 where an empty body needs saying).
+ */
+function h1Head(h: OutgoingHttpHeaders, endStream: boolean, chunked: boolean): string {
+  const method = String(h[':method'])
+  let s = method + ' ' + String(h[':path']) + ' HTTP/1.1\r\nhost: ' + String(h[':authority']) + '\r\n'
+  for (const n in h) {
+    if (n.charCodeAt(0) === 0x3a || DROP_H1.has(n)) continue
+    const v = h[n]
+    if (v === undefined) continue
+    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) s += n + ': ' + v[i] + '\r\n'
+    else s += n + ': ' + v + '\r\n'
+  }
+  if (chunked) s += 'transfer-encoding: chunked\r\n'
+  else if (endStream && h['content-length'] === undefined && !NO_LENGTH_METHODS.has(method)) s += 'content-length: 0\r\n'
+  return s + '\r\n'
 }
