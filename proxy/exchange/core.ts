@@ -16,6 +16,11 @@ import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type Endp
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { HttpError } from '../../api/http1/head.ts'
 import { httpStatusOfGrpc } from '../h2/grpc.ts'
+import { blockPairs } from '../h2/headers.ts'
+import type { OutgoingHttpHeaders } from 'node:http2'
+import { addHeader, DROP_REQUEST } from './h2-try.ts'
+import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
+import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
 import type { MirrorRequest } from '../filters/mirror/mirror.ts'
 import { FAIL_CONNECT, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
@@ -476,6 +481,57 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     this.endTry(OUTCOME_OK, true)
     this.cancelTry(ep)
     if (this.mirror !== null) this.mirror.cancel()
+  }
+
+  // ---- the request toward an HTTP/2 upstream -----------------------------------------------
+
+  /**
+   * The try's request as HTTP/2 fields: the route's rewrites and header mutations, the
+   * forwarding fields (x-forwarded-for/-proto, x-request-id, x-forwarded-client-cert), the trace
+   * context; connection-specific fields dropped (and expect, when the proxy answered it).
+   */
+  protected h2RequestHeaders(route: CompiledRoute, ep: EndpointState, names: readonly string[], values: readonly string[], dropExpect: boolean): OutgoingHttpHeaders {
+    const mut = route.requestHeaders
+    const out: OutgoingHttpHeaders = Object.create(null)
+    out[':method'] = this.method
+    out[':scheme'] = 'http'
+    out[':authority'] = mut.host ?? route.rewriteHost ?? (this.authority === '' ? ep.key : this.authority)
+    out[':path'] = upstreamPath(route, this.path)
+    const drop = mut.drop
+    const trace = this.trace
+    let xff = ''
+    let proto = false
+    let rid = false
+    const fcc = this.config.forwardClientCert
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]
+      if (DROP_REQUEST.has(n) || (drop !== null && drop.has(n))) continue
+      if (fcc !== 0 && n === 'x-forwarded-client-cert') continue
+      if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
+      if (n === 'te' && values[i] !== 'trailers') continue
+      if (dropExpect && n === 'expect') continue
+      if (n === 'x-forwarded-for') {
+        xff = xff === '' ? values[i] : xff + ', ' + values[i]
+        continue
+      }
+      if (n === 'x-forwarded-proto') proto = true
+      else if (n === 'x-request-id') {
+        rid = true
+        this.requestId = values[i]
+      }
+      addHeader(out, n, values[i])
+    }
+    out['x-forwarded-for'] = xff === '' ? this.downstreamAddress : xff + ', ' + this.downstreamAddress
+    if (!proto) out['x-forwarded-proto'] = 'http'
+    if (fcc === XFCC_SANITIZE_SET && this.peer !== null) out['x-forwarded-client-cert'] = this.peer.xfcc
+    if (!rid) {
+      // one id for every try of the request
+      if (this.requestId === '') this.requestId = randomUUID()
+      out['x-request-id'] = this.requestId
+    }
+    for (const [n, v] of blockPairs(mut.append)) addHeader(out, n, v)
+    if (trace !== null) for (const [n, v] of blockPairs(trace.headerBlock, false)) out[n] = v
+    return out
   }
 
   // ---- local replies -----------------------------------------------------------------------

@@ -14,8 +14,6 @@
 // response can be retried (retry.on: unavailable, …); grpc-status goes to metrics, the access log and
 // outlier detection (as the HTTP status it stands for).
 import type { PeerIdentity } from '../identity/authz.ts'
-import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
-import { randomUUID } from 'node:crypto'
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { DownStream } from './codec/down-stream.ts'
 import { H2Stream, type StreamSink } from './codec/stream.ts'
@@ -28,11 +26,11 @@ import { mirrorHead } from './mirror-head.ts'
 import { FAIL_RESET } from '../filters/retry/policy.ts'
 import type { CompiledRoute, RoutePolicy } from '../route/table.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
-import { ExchangeCore, upstreamPath } from '../exchange/core.ts'
+import { ExchangeCore } from '../exchange/core.ts'
+import { addHeader, sinkTo, type UpStream } from '../exchange/h2-try.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
-import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
-import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
+import { blockPairs, responseHeadersOut } from './headers.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import type { ResponseHead } from '../../api/http1/head.ts'
@@ -44,24 +42,8 @@ const FLAG_INTERNAL = 'IE'
 /** request body bytes kept while no upstream stream is open; past it the client is paused */
 const QUEUE_LIMIT = 65536
 
-/** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
-const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
 type H2Counters = ExchangeCounters & { readonly h2: { internalErrors: number } }
-
-/** What the exchange drives of an upstream HTTP/2 stream (node:http2's or the proxy's codec's). */
-interface UpStream {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- node:events listener signature
-  on(ev: string, f: (...args: any[]) => void): unknown
-  write(b: Buffer): boolean
-  end(): void
-  pause(): unknown
-  resume(): unknown
-  close(code?: number): void
-  readonly closed: boolean
-  readonly writableEnded: boolean
-  readonly rstCode: number | undefined
-}
 
 /** Request fields not sent to an HTTP/1 upstream (hop-by-hop there; the framing is the proxy's). */
 const DROP_H1 = new Set(['te', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade'])
@@ -235,7 +217,7 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   // ---- a try: the headers, the mirror, a stream ----------------------------------------------
 
   protected prepareTry(ep: EndpointState, pol: RoutePolicy | null): void {
-    if (this.upHeaders === null || this.authority === '') this.upHeaders = this.buildUpstreamHeaders(this.route!, ep)
+    if (this.upHeaders === null || this.authority === '') this.upHeaders = this.h2RequestHeaders(this.route!, ep, this.names, this.values, false)
     if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
   }
 
@@ -298,45 +280,6 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     this.mirror!.bodyEnd()
   }
 
-  private buildUpstreamHeaders(route: CompiledRoute, ep: EndpointState): OutgoingHttpHeaders {
-    const p = this.path
-    const path = upstreamPath(route, p)
-    const mut = route.requestHeaders
-    const out: OutgoingHttpHeaders = Object.create(null)
-    out[':method'] = this.method
-    out[':scheme'] = 'http'
-    out[':authority'] = mut.host ?? route.rewriteHost ?? (this.authority === '' ? ep.key : this.authority)
-    out[':path'] = path
-    const drop = mut.drop
-    const trace = this.trace
-    let xff = ''
-    let proto = false
-    const names = this.names
-    const values = this.values
-    const fcc = this.config.forwardClientCert
-    for (let i = 0; i < names.length; i++) {
-      const n = names[i]
-      if (DROP_REQUEST.has(n) || (drop !== null && drop.has(n))) continue
-      if (fcc !== 0 && n === 'x-forwarded-client-cert') continue
-      if (trace !== null && TRACE_HEADER_NAMES.has(n)) continue
-      if (n === 'te' && values[i] !== 'trailers') continue
-      if (n === 'x-forwarded-for') {
-        xff = xff === '' ? values[i] : xff + ', ' + values[i]
-        continue
-      }
-      if (n === 'x-forwarded-proto') proto = true
-      else if (n === 'x-request-id') this.requestId = values[i]
-      addHeader(out, n, values[i])
-    }
-    out['x-forwarded-for'] = xff === '' ? this.downstreamAddress : xff + ', ' + this.downstreamAddress
-    if (!proto) out['x-forwarded-proto'] = 'http'
-    if (fcc === XFCC_SANITIZE_SET && this.peer !== null) out['x-forwarded-client-cert'] = this.peer.xfcc
-    if (this.requestId === '') out['x-request-id'] = this.requestId = randomUUID()
-    for (const [n, v] of blockPairs(mut.append)) addHeader(out, n, v)
-    if (trace !== null) for (const [n, v] of blockPairs(trace.headerBlock, false)) out[n] = v
-    return out
-  }
-
   // ---- the upstream stream of one try ------------------------------------------------------
 
   /** The endpoint's session is there: open this try's stream. */
@@ -369,10 +312,7 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     }
     this.up = up
     this.startedAt = performance.now()
-    if (up instanceof H2Stream) {
-      up.sink = this
-      up.flow()
-    } else this.listenUp(up)
+    sinkTo(up, this)
     if (!endStream) {
       let ok = true
       for (const b of this.queued) ok = up.write(b)
@@ -382,31 +322,6 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
       else if (ok) this.down.resume()
       else this.down.pause()
     }
-  }
-
-  /** The events of an upstream stream that is not the proxy's codec's (node:http2, HTTP/1). */
-  private listenUp(up: UpStream): void {
-    up.on('response', this.guard((headers: IncomingHttpHeaders, flags: number) => {
-      if (this.up === up) this.onUpResponse(headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
-    }))
-    up.on('data', this.guard((b: Buffer) => {
-      if (this.up !== up) return
-      this.bytesOut += b.length
-      if (!this.down.write(b)) up.pause()
-    }))
-    up.on('trailers', this.guard((t: IncomingHttpHeaders) => {
-      if (this.up === up) this.onUpTrailers(t)
-    }))
-    up.on('end', this.guard(() => {
-      if (this.up === up) this.onUpEnd()
-    }))
-    up.on('close', this.guard(() => {
-      if (this.up === up) this.onUpReset(up, up.rstCode ?? NGHTTP2_NO_ERROR)
-    }))
-    up.on('error', () => {})
-    up.on('drain', this.guard(() => {
-      if (this.up === up) this.down.resume()
-    }))
   }
 
   /** The request is whole: the upstream stream ends, with the request's trailers when it had some. */
@@ -912,13 +827,6 @@ function str(v: string | string[] | undefined): string {
   return v === undefined ? '' : typeof v === 'string' ? v : v.join(', ')
 }
 
-/** Add a field; one node:http2 takes once only (SINGLE_VALUE) is replaced instead (it would throw). */
-function addHeader(h: OutgoingHttpHeaders, n: string, v: string): void {
-  const cur = h[n]
-  if (cur === undefined || SINGLE_VALUE.has(n)) h[n] = v
-  else if (Array.isArray(cur)) cur.push(v)
-  else h[n] = [String(cur), v]
-}
 
 /**
  * An HTTP/1.1 request head from a try's HTTP/2 request headers (the pseudo-headers become the

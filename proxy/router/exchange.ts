@@ -11,7 +11,10 @@ import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
-import { acquireH2 } from '../h2/bridge.ts'
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { H2Stream, StreamSink } from '../h2/codec/stream.ts'
+import { cancelStream, h2Upstream, type H2Waiter, type UpSession } from '../h2/upstream.ts'
+import { sinkTo, type UpStream } from '../exchange/h2-try.ts'
 import { chunkHeader } from '../../api/http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../../api/http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
@@ -63,10 +66,20 @@ const RESP_NONE = 0
 const RESP_RAW = 1
 const RESP_CHUNKED = 2
 
-export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaiter, UpstreamHandler {
+export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaiter, UpstreamHandler, H2Waiter, StreamSink {
   private readonly down: Downstream
   private readonly req: RequestHead
+  /** the try's upstream: a connection of the endpoint's HTTP/1 pool, or a stream on its HTTP/2 session */
   private up: UpstreamConn | null = null
+  private stream: UpStream | null = null
+  /** the request fields of an HTTP/2 try */
+  private h2Head: OutgoingHttpHeaders | null = null
+  /** the response head of the stream came; its end came; its trailers as a "name: value\r\n" block */
+  private streamStarted = false
+  private streamEnded = false
+  private upTrailers = ''
+  /** the request body goes chunk-framed (a chunked request to an HTTP/1 upstream) */
+  private frame = false
   private upHead = ''
   /** request body bytes waiting for an upstream connection */
   private queued: (string | Buffer)[] | null = null
@@ -120,8 +133,11 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     if (!hasBody) this.reqEnded = true
     this.hasBody = hasBody
     const req = this.req
-    if (this.routeRequest(req.names, req.values) === undefined) return
+    const cluster = this.routeRequest(req.names, req.values)
+    if (cluster === undefined) return
     this.forwarding = true
+    // to an HTTP/2 upstream the body goes as DATA: de-framed
+    this.frame = req.chunked && !cluster.http2
     if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
     if (this.delayed) return // the fault delay's timer (or the held filter) dispatches
     this.dispatch()
@@ -148,17 +164,21 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
   }
 
   protected openTry(ep: EndpointState, cluster: ClusterRuntime): void {
-    // An HTTP/2 cluster: a stream on the endpoint's session, dressed as a connection (h2/bridge.ts).
-    if (cluster.http2) acquireH2(ep.pool, this)
+    // An HTTP/2 cluster: a stream on the endpoint's shared session (onH2Session).
+    if (cluster.http2) h2Upstream(ep.pool).acquire(this)
     else ep.pool.acquire(this)
   }
 
-  /** Abandon the current try's connection or place in the pool queue. */
+  /** Abandon the current try's connection or stream, or its place in the pool's (or session's) queue. */
   protected cancelTry(ep: EndpointState | undefined): void {
     const up = this.up
+    const st = this.stream
     this.up = null
+    this.stream = null
     if (up !== null) up.destroy()
-    else if (ep !== undefined) ep.pool.cancel(this)
+    else if (st !== null) {
+      if (!st.closed) cancelStream(st)
+    } else if (ep !== undefined) ep.pool.cancel(this)
     if (this.waitTimer !== null) {
       clearTimeout(this.waitTimer)
       this.waitTimer = null
@@ -201,8 +221,20 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     const e = h.indexOf('\r\n', a)
     const head = h.slice(0, e) + '-shadow' + h.slice(e)
     this.mirror = new MirrorRequest(cluster, a < 8 ? h : head, this.hasBody && !this.reqEnded, this.counters)
-    if (this.queued !== null) for (const part of this.queued) this.mirror.body(part)
-    if (this.reqEnded) this.mirror.bodyEnd()
+    const m = this.mirror
+    // what came of the body already (de-framed when the try goes to an HTTP/2 upstream: framed again)
+    const reframe = !this.frame && this.req.chunked
+    if (this.queued !== null) {
+      for (const part of this.queued) {
+        if (reframe) m.body(chunkHeader(part.length))
+        m.body(part)
+        if (reframe) m.body(CRLF)
+      }
+    }
+    if (this.reqEnded) {
+      if (reframe) m.body(LAST_CHUNK + CRLF)
+      m.bodyEnd()
+    }
   }
 
 
@@ -290,29 +322,166 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     this.tryFailed(err, flag)
   }
 
+  // ---- an HTTP/2 upstream: a stream on the endpoint's session (H2Waiter, StreamSink) --------
+
+  onH2Session(s: UpSession): void {
+    try {
+      this.openStream(s)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  onH2Failure(err: HttpError, flag: string): void {
+    this.tryFailed(err, flag)
+  }
+
+  /** Open the try's stream with the request as HTTP/2 fields, and send what is queued of its body. */
+  private openStream(s: UpSession): void {
+    const ep = this.endpoint
+    if (this.done || ep === undefined) return
+    const req = this.req
+    if (this.h2Head === null || req.authority === '') this.h2Head = this.h2RequestHeaders(this.route!, ep, req.names, req.values, true)
+    const endStream = this.reqEnded && this.queued === null
+    let st: UpStream
+    try {
+      st = s.request(this.h2Head, { endStream })
+    } catch {
+      // the session went away between the pick and now (GOAWAY)
+      process.nextTick(sessionGone, this)
+      return
+    }
+    this.stream = st
+    this.streamStarted = false
+    this.streamEnded = false
+    this.upTrailers = ''
+    this.startedAt = performance.now()
+    sinkTo(st, this)
+    if (endStream) {
+      this.reqSent = true
+      return
+    }
+    let ok = true
+    if (this.queued !== null) for (const part of this.queued) ok = st.write(typeof part === 'string' ? Buffer.from(part, 'latin1') : part)
+    this.queued = null
+    this.queuedBytes = 0
+    if (this.reqEnded) this.endStream(st)
+    else if (ok) this.down.resumeForUpstream()
+    else this.down.pauseForUpstream()
+  }
+
+  private endStream(st: UpStream): void {
+    if (!st.writableEnded) st.end()
+    this.reqSent = true
+  }
+
+  /** (nextTick) the session refused the stream: as a reset before any response */
+  sessionGone(): void {
+    this.onUpstreamError(new HttpError(502, 'WEFT_ERR_UPSTREAM_RESET', 'the HTTP/2 session went away'), Flags.UpstreamConnectionTermination, false)
+  }
+
+  /** An exception in a stream callback: this request fails (502 or a reset), not the process. */
+  private streamFailed(err: unknown): void {
+    const st = this.stream
+    try {
+      this.onUpstreamError(new HttpError(502, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`), Flags.UpstreamProtocolError, this.streamStarted)
+    } catch {}
+    if (st !== null && !st.closed) cancelStream(st)
+  }
+
+  streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.streamStarted = true
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0
+      const status = Number(headers[':status'])
+      const noBody = endStream || this.req.method === 'HEAD' || status === 204 || status === 304
+      this.onUpstreamHead(responseHeadOf(headers, status, endStream), !noBody)
+      if (endStream) {
+        // trailers-only (a gRPC error): the fields are the head's; nothing more comes
+        this.streamEnded = true
+        this.onUpstreamEnd('')
+      } else if (this.headOut !== null) {
+        // held back to leave with the first DATA of this read; written after it at the latest
+        process.nextTick(flushHead, this)
+      }
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamData(st: H2Stream, b: Buffer): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.onUpstreamData(b, 0, b.length)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamTrailers(st: H2Stream, t: IncomingHttpHeaders): void {
+    if ((st as unknown) !== this.stream) return
+    let block = ''
+    for (const n in t) if (n.charCodeAt(0) !== 0x3a) block += n + ': ' + String(t[n]) + CRLF
+    this.upTrailers = block
+  }
+
+  streamEnd(st: H2Stream): void {
+    if ((st as unknown) !== this.stream) return
+    this.streamEnded = true
+    if (!this.streamStarted) return // no response: its close says why
+    try {
+      this.onUpstreamEnd(this.upTrailers)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamWantTrailers(_st: H2Stream): void {
+    // request trailers are not sent on from an HTTP/1 client
+  }
+
+  streamDrain(st: H2Stream): void {
+    if ((st as unknown) === this.stream) this.onUpstreamDrain()
+  }
+
+  streamClose(st: H2Stream): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.onUpstreamError(new HttpError(502, 'WEFT_ERR_UPSTREAM_RESET', `upstream reset the stream (code ${st.rstCode})`), Flags.UpstreamConnectionTermination, this.streamStarted)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
   /** Request body bytes from the client (already de-framed). */
   onBody(buf: Buffer, start: number, end: number): void {
     if (this.done || end === start) return
     this.bytesIn += end - start
     const data = buf.subarray(start, end)
     if (!this.forwarding) return // discarded
-    if (this.req.chunked) {
+    if (this.frame) {
       this.send(chunkHeader(data.length))
       this.send(data)
       this.send(CRLF)
     } else {
+      if (this.mirror !== null && this.req.chunked) this.mirror.body(chunkHeader(data.length))
       this.send(data)
+      if (this.mirror !== null && this.req.chunked) this.mirror.body(CRLF)
     }
   }
 
   onBodyEnd(trailers: string): void {
     this.reqEnded = true
     if (this.done) return
-    if (this.req.chunked && this.forwarding) {
-      this.send(LAST_CHUNK + trailers + CRLF)
+    if (this.frame && this.forwarding) this.send(LAST_CHUNK + trailers + CRLF)
+    if (this.mirror !== null) {
+      // the mirror's head says chunked: its body is framed even when the try's is not
+      if (!this.frame && this.req.chunked) this.mirror.body(LAST_CHUNK + trailers + CRLF)
+      this.mirror.bodyEnd()
     }
-    if (this.mirror !== null) this.mirror.bodyEnd()
     if (this.up !== null) this.reqSent = true
+    else if (this.stream !== null && this.forwarding) this.endStream(this.stream)
     this.maybeFinish()
   }
 
@@ -330,6 +499,12 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
       const ok = typeof part === 'string' ? sock.write(part, 'latin1') : sock.write(part)
       if (typeof part !== 'string' && sock.writableLength > 0) this.down.retainRead()
       if (!ok) this.down.pauseForUpstream()
+      return
+    }
+    const st = this.stream
+    if (st !== null) {
+      // a copy: the read buffer is reused, the stream holds what it was given until it is sent
+      if (!st.write(typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part))) this.down.pauseForUpstream()
       return
     }
     // Waiting for a connection: keep a copy, the read buffer is reused.
@@ -432,9 +607,14 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     } else {
       ok = this.writeWithHead('', buf, start, end, '')
     }
-    if (!ok && this.up !== null && !this.upstreamPaused) {
-      this.upstreamPaused = true
-      this.up.socket.pause()
+    if (!ok && !this.upstreamPaused) {
+      if (this.up !== null) {
+        this.upstreamPaused = true
+        this.up.socket.pause()
+      } else if (this.stream !== null) {
+        this.upstreamPaused = true
+        this.stream.pause()
+      }
     }
   }
 
@@ -470,9 +650,13 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
   }
 
   onDownstreamDrain(): void {
-    if (this.upstreamPaused && this.up !== null) {
+    if (!this.upstreamPaused) return
+    if (this.up !== null) {
       this.upstreamPaused = false
       this.up.socket.resume()
+    } else if (this.stream !== null) {
+      this.upstreamPaused = false
+      this.stream.resume()
     }
   }
 
@@ -480,9 +664,7 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     if (this.done) return
     if (this.discarding) {
       this.discarding = false
-      const up = this.up!
-      this.up = null
-      up.release(this.reqSent)
+      this.releaseTry()
       this.endTry(this.outcome, false)
       this.retryNow()
       return
@@ -503,22 +685,33 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     if (!this.respEnded || this.done) return
     this.done = true
     this.endTry(this.outcome, false)
-    const up = this.up
-    this.up = null
-    if (up !== null) {
-      if (this.upstreamPaused) up.socket.resume()
-      up.release(this.reqSent)
-    }
+    this.releaseTry()
     this.onUpstreamFlush()
     this.complete()
     // A request body still arriving: we cannot wait for it on this connection, close after.
     this.down.exchangeDone(this.closeAfter || !this.reqEnded)
   }
 
+  /** The response was read whole: the connection goes back to its pool (if the request was sent whole), the stream is done. */
+  private releaseTry(): void {
+    const up = this.up
+    const st = this.stream
+    this.up = null
+    this.stream = null
+    if (up !== null) {
+      if (this.upstreamPaused) up.socket.resume()
+      up.release(this.reqSent)
+    } else if (st !== null && !st.closed && !(this.streamEnded && st.writableEnded)) {
+      // a stream whose response ended and whose request was sent closes by itself: no RST_STREAM
+      cancelStream(st)
+    }
+  }
+
   onUpstreamError(err: HttpError, flag: string, responseStarted: boolean): void {
     if (this.done) return
     const up = this.up
     this.up = null
+    this.stream = null
     // A reused keep-alive connection that failed before any response byte most likely raced the
     // upstream's idle close. Without a body the request can safely go again on a fresh connection.
     if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked && !this.discarding) {
@@ -615,4 +808,42 @@ function serializeHead(head: ResponseHead, statusLine: string, mut: CompiledMuta
     h += names[i] + ': ' + values[i] + CRLF
   }
   return h
+}
+
+const { NGHTTP2_FLAG_END_STREAM } = constants
+
+/** Response fields of an HTTP/2 upstream that are not relayed as HTTP/1 fields (the framing is the proxy's). */
+const H2_RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'expect', 'http2-settings', 'content-length'])
+
+/** An HTTP/2 response head as the HTTP/1 response head the exchange relays. */
+function responseHeadOf(h: IncomingHttpHeaders, status: number, endStream: boolean): ResponseHead {
+  const names: string[] = []
+  const values: string[] = []
+  for (const n in h) {
+    if (n.charCodeAt(0) === 0x3a || H2_RESPONSE_DROP.has(n)) continue
+    const v = h[n]
+    if (Array.isArray(v)) {
+      for (const x of v) {
+        names.push(n)
+        values.push(x)
+      }
+    } else if (v !== undefined) {
+      names.push(n)
+      values.push(String(v))
+    }
+  }
+  const cl = h['content-length']
+  return {
+    status, reason: reasonPhrase(status), minor: 1, names, values,
+    contentLength: cl === undefined ? (endStream ? 0 : -1) : Number(cl),
+    chunked: false, transferEncoding: '', close: false, upgrade: '',
+  }
+}
+
+function flushHead(x: Exchange): void {
+  x.onUpstreamFlush()
+}
+
+function sessionGone(x: Exchange): void {
+  x.sessionGone()
 }
