@@ -211,6 +211,8 @@ function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[
  * the connections redirected to that port), with a route table and a cluster `inbound|<port>` to
  * the app on 127.0.0.1:<port>. A port the bootstrap already has a listener for is left to it.
  */
+type InboundPolicy = Pick<NonNullable<ClusterSpec['inbound']>, 'mtls' | 'authorization'>
+
 function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; routeTables: RouteTable[]; clusters: Cluster[] }, local: LocalSettings): void {
   const ports = new Set<number>()
   for (const eps of a.endpoints.values()) for (const e of eps) if (e.address === podIp) ports.add(e.port)
@@ -222,14 +224,18 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
     ...(pod?.mtls !== undefined ? { mtls: pod.mtls } : {}),
     ...(pod?.authorization !== undefined ? { authorization: pod.authorization } : {}),
   }
-  // a Service's own inbound policy (its TrafficPolicy `inbound` block, on its clusters) for the
-  // port at which its endpoints list this pod: it wins over the pod's; the first cluster by name
-  // that has one decides when several Services share the port
-  const byPort = new Map<number, NonNullable<ClusterSpec['inbound']>>()
+  // a Service's own inbound policy (its TrafficPolicy `inbound` block, PeerAuthentication and
+  // AuthorizationPolicy resources, on its clusters) for the port at which its endpoints list this
+  // pod: it wins over the pod's; the entry of `workloads` that lists the pod's IP, if any, replaces
+  // the defaults; the first cluster by name that has one decides when several Services share the port
+  const byPort = new Map<number, InboundPolicy>()
   for (const name of [...a.clusters.keys()].sort()) {
     const inb = a.clusters.get(name)!.inbound
     if (inb === undefined) continue
-    for (const e of a.endpoints.get(name) ?? []) if (e.address === podIp && !byPort.has(e.port)) byPort.set(e.port, inb)
+    for (const e of a.endpoints.get(name) ?? []) {
+      if (e.address !== podIp || byPort.has(e.port)) continue
+      byPort.set(e.port, inb.workloads?.find((w) => w.addresses.includes(podIp)) ?? inb)
+    }
   }
   for (const port of [...ports].sort((x, y) => x - y)) {
     if (taken.has(port)) continue

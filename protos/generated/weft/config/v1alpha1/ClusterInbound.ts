@@ -1,6 +1,7 @@
 // Original file: protos/weft/config/v1alpha1/config.proto
 
 import type { AuthorizationPolicy as _weft_config_v1alpha1_AuthorizationPolicy, AuthorizationPolicy__Output as _weft_config_v1alpha1_AuthorizationPolicy__Output } from '../../../weft/config/v1alpha1/AuthorizationPolicy.ts';
+import type { ClusterInboundWorkload as _weft_config_v1alpha1_ClusterInboundWorkload, ClusterInboundWorkload__Output as _weft_config_v1alpha1_ClusterInboundWorkload__Output } from '../../../weft/config/v1alpha1/ClusterInboundWorkload.ts';
 
 export interface ClusterInbound {
   /**
@@ -8,6 +9,10 @@ export interface ClusterInbound {
    */
   'mtls'?: (string);
   'authorization'?: (_weft_config_v1alpha1_AuthorizationPolicy)[];
+  /**
+   * pods (by IP) whose policy differs from the defaults above; an entry replaces them as a whole
+   */
+  'workloads'?: (_weft_config_v1alpha1_ClusterInboundWorkload)[];
   '_mtls'?: "mtls";
 }
 
@@ -17,5 +22,9 @@ export interface ClusterInbound__Output {
    */
   'mtls'?: (string);
   'authorization': (_weft_config_v1alpha1_AuthorizationPolicy__Output)[];
+  /**
+   * pods (by IP) whose policy differs from the defaults above; an entry replaces them as a whole
+   */
+  'workloads': (_weft_config_v1alpha1_ClusterInboundWorkload__Output)[];
   '_mtls'?: "mtls";
 }
