@@ -211,7 +211,6 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     throw err
   }
 
-
   private startMirror(pol: RoutePolicy): void {
     const cluster = pol.mirror!.target(this.config.clusters, this.counters)
     if (cluster === null) return
