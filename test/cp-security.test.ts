@@ -36,6 +36,8 @@ const base = (o: Partial<Resources> = {}): Resources => ({
   ...o,
 })
 const cluster = (tr: Translator, r: Resources, name = REVIEWS): ClusterSpec => tr.translate(r, ['shop']).clusters.find((c) => c.name === name)!
+/** The cluster's inbound policy per port, without the workload-wide parts (tested on their own below). */
+const routed = (c: ClusterSpec): unknown => (c.inbound === undefined ? undefined : JSON.parse(JSON.stringify(c.inbound, (k, v: unknown) => (k === 'pod' ? undefined : v))))
 
 t.test('auto mutual TLS: every endpoint a pod with a sidecar gives mutual TLS to their ServiceAccounts', async (t) => {
   const tr = new Translator({ security: { trustDomain: 'example.org' } })
@@ -65,22 +67,22 @@ t.test('auto mutual TLS: every endpoint a pod with a sidecar gives mutual TLS to
 t.test('PeerAuthentication: workload (port, then its mode) > Service TrafficPolicy > namespace > mesh; UNSET inherits', async (t) => {
   const tr = new Translator({ security: { rootNamespace: 'weft-system' } })
   const mesh = pa('default', 'weft-system', { mtls: { mode: 'STRICT' } })
-  t.same(cluster(tr, base({ peerAuthentications: [mesh] })).inbound, { mtls: 'strict' }, 'mesh-wide (root namespace, no selector)')
+  t.same(routed(cluster(tr, base({ peerAuthentications: [mesh] }))), { mtls: 'strict' }, 'mesh-wide (root namespace, no selector)')
   const ns = pa('shop', 'shop', { mtls: { mode: 'PERMISSIVE' } })
-  t.same(cluster(tr, base({ peerAuthentications: [mesh, ns] })).inbound, { mtls: 'permissive' }, 'the namespace beats the mesh')
+  t.same(routed(cluster(tr, base({ peerAuthentications: [mesh, ns] }))), { mtls: 'permissive' }, 'the namespace beats the mesh')
   const unset = pa('shop', 'shop', { mtls: { mode: 'UNSET' } })
-  t.same(cluster(tr, base({ peerAuthentications: [mesh, unset] })).inbound, { mtls: 'strict' }, 'UNSET: the parent decides')
+  t.same(routed(cluster(tr, base({ peerAuthentications: [mesh, unset] }))), { mtls: 'strict' }, 'UNSET: the parent decides')
   const other = pa('other', 'other', { mtls: { mode: 'DISABLE' } })
-  t.same(cluster(tr, base({ peerAuthentications: [mesh, other] })).inbound, { mtls: 'strict' }, "another namespace's policy does not apply")
+  t.same(routed(cluster(tr, base({ peerAuthentications: [mesh, other] }))), { mtls: 'strict' }, "another namespace's policy does not apply")
 
   // a selector: the v2 pod only, so the cluster keeps the common mode and lists v2's IP apart
   const v2 = pa('v2', 'shop', { selector: { matchLabels: { version: 'v2' } }, mtls: { mode: 'DISABLE' } })
-  t.same(cluster(tr, base({ peerAuthentications: [ns, v2] })).inbound, { mtls: 'permissive', workloads: [{ addresses: ['10.0.0.2'], mtls: 'disable' }] })
+  t.same(routed(cluster(tr, base({ peerAuthentications: [ns, v2] }))), { mtls: 'permissive', workloads: [{ addresses: ['10.0.0.2'], mtls: 'disable' }] })
   const port = pa('v2', 'shop', { selector: { matchLabels: { version: 'v2' } }, mtls: { mode: 'DISABLE' }, portLevelMtls: { '9080': { mode: 'STRICT' } } })
-  t.same(cluster(tr, base({ peerAuthentications: [ns, port] })).inbound, { mtls: 'permissive', workloads: [{ addresses: ['10.0.0.2'], mtls: 'strict' }] }, 'portLevelMtls at the endpoint port wins')
+  t.same(routed(cluster(tr, base({ peerAuthentications: [ns, port] }))), { mtls: 'permissive', workloads: [{ addresses: ['10.0.0.2'], mtls: 'strict' }] }, 'portLevelMtls at the endpoint port wins')
 
   const tp: TrafficPolicy = { apiVersion: 'policy.weft.io/v1alpha1', kind: 'TrafficPolicy', metadata: { name: 'in', namespace: 'shop' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'reviews' }], inbound: { mtls: 'strict' } } } as TrafficPolicy
-  t.same(cluster(tr, base({ peerAuthentications: [ns, v2], trafficPolicies: [tp] })).inbound, { mtls: 'strict', workloads: [{ addresses: ['10.0.0.2'], mtls: 'disable' }] }, "the Service's TrafficPolicy beats the namespace; a workload selector beats both")
+  t.same(routed(cluster(tr, base({ peerAuthentications: [ns, v2], trafficPolicies: [tp] }))), { mtls: 'strict', workloads: [{ addresses: ['10.0.0.2'], mtls: 'disable' }] }, "the Service's TrafficPolicy beats the namespace; a workload selector beats both")
 })
 
 t.test("AuthorizationPolicy: mesh-wide, namespace, selector; Istio's shape becomes the proxy's", async (t) => {
@@ -92,7 +94,7 @@ t.test("AuthorizationPolicy: mesh-wide, namespace, selector; Istio's shape becom
   })
   const all = ap('deny-all', 'other', {})
   const c = cluster(tr, base({ authorizationPolicies: [deny, allow, all] }))
-  t.same(c.inbound, {
+  t.same(routed(c), {
     authorization: [{ name: 'weft-system.no-admin', action: 'DENY', rules: [{ to: [{ paths: ['/admin*'], ports: [9080] }] }] }],
     workloads: [{
       addresses: ['10.0.0.1'],
@@ -103,7 +105,7 @@ t.test("AuthorizationPolicy: mesh-wide, namespace, selector; Istio's shape becom
     }],
   }, 'root namespace: every pod; the selector: v1 only (listed apart); another namespace: none')
   const rootSel = ap('v2-only', 'weft-system', { selector: { matchLabels: { version: 'v2' } }, action: 'AUDIT', rules: [{}] })
-  t.same(cluster(tr, base({ authorizationPolicies: [rootSel] })).inbound, { workloads: [{ addresses: ['10.0.0.2'], authorization: [{ name: 'weft-system.v2-only', action: 'AUDIT', rules: [{}] }] }] }, 'a root-namespace selector matches in every namespace')
+  t.same(routed(cluster(tr, base({ authorizationPolicies: [rootSel] }))), { workloads: [{ addresses: ['10.0.0.2'], authorization: [{ name: 'weft-system.v2-only', action: 'AUDIT', rules: [{}] }] }] }, 'a root-namespace selector matches in every namespace')
 })
 
 t.test("an injected pod's sidecar takes its own entry: hop policy by IP, valid config", async (t) => {
@@ -149,4 +151,25 @@ spec:
   const msgs = sem.ok ? [] : sem.errors.map((e) => `${e.file}:${e.line}:${e.column} ${e.path}: ${e.message}`)
   t.match(msgs.join('\n'), /p\.yaml:5:\d+ .*portLevelMtls: portLevelMtls needs a selector/)
   t.match(msgs.join('\n'), /p\.yaml:5:\d+ .*port 99999 is not 1-65535/)
+})
+
+t.test("the workload-wide part reaches the pod's intercepting listener (its ports no Service names)", async (t) => {
+  const tr = new Translator({ security: { rootNamespace: 'weft-system' } })
+  const ns = pa('shop', 'shop', { mtls: { mode: 'STRICT' } })
+  const v1Port = pa('v1', 'shop', { selector: { matchLabels: { version: 'v1' } }, portLevelMtls: { '9080': { mode: 'PERMISSIVE' } } })
+  const deny = ap('no-admin', 'shop', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] })
+  const c = cluster(tr, base({ peerAuthentications: [ns, v1Port], authorizationPolicies: [deny] }))
+  const env = { WEFT_OUTBOUND_PORT: '15001', WEFT_INBOUND_PORT: '15006', WEFT_ADMIN_PORT: '15000', POD_NAMESPACE: 'shop', SERVICE_ACCOUNT: 'reviews', WEFT_CA_ADDRESS: 'ca:15012' }
+  const listeners = (ip: string, extra: Record<string, string> = {}) => {
+    const b = assemble(withPodListeners(undefined, { ...env, ...extra, POD_IP: ip })!, { ...NOTHING_ACCEPTED, clusters: new Map([[c.name, c]]), endpoints: new Map([[c.name, [{ address: '10.0.0.1', port: 9080 }, { address: '10.0.0.2', port: 9080 }]]]) })
+    t.equal(checkAssembled(b).ok, true)
+    return { pod: b.listeners.find((l) => l.name === 'inbound')!, hop: b.listeners.find((l) => l.name === 'inbound|9080')! }
+  }
+  const v1 = listeners('10.0.0.1')
+  t.match(v1.hop, { mtls: 'permissive', authorization: [{ name: 'shop.no-admin' }] }, "v1's Service port: its port-level mode")
+  t.match(v1.pod, { mtls: 'strict', authorization: [{ name: 'shop.no-admin' }] }, 'v1\'s other ports: the namespace is STRICT')
+  t.match(listeners('10.0.0.2').pod, { mtls: 'strict' }, 'v2: STRICT everywhere')
+  const unrelated = listeners('10.0.0.9', { WEFT_INBOUND_MTLS: 'disable' })
+  t.equal(unrelated.pod.mtls, 'disable', "a pod no cluster lists keeps its own (annotation's) mode")
+  t.notOk(unrelated.hop)
 })

@@ -17,6 +17,8 @@
 //              authorization: every AuthorizationPolicy of the root namespace (mesh-wide, selector
 //                    matched in every namespace) and of the pod's namespace (all, or by selector),
 //                    then the TrafficPolicy's `inbound.authorization`
+//            and `pod`: the workload-wide part (its PeerAuthentication mode without port levels,
+//            its AuthorizationPolicies), which the pod's sidecar gives its other inbound ports.
 //            The most common policy among the endpoints (on a tie, the namespace's) is the
 //            cluster's default; pods with another one are listed in `inbound.workloads`.
 //
@@ -48,6 +50,8 @@ type Mode = NonNullable<NonNullable<ClusterSpec['inbound']>['mtls']>
 interface Effective {
   mtls?: Mode
   authorization?: ProxyAuthz[]
+  /** the workload-wide part (no port-level mode, no Service policy): for the pod's other ports */
+  pod?: { mtls?: Mode; authorization?: ProxyAuthz[] }
 }
 
 interface Workload {
@@ -102,6 +106,13 @@ class Index {
   }
 
   effective(w: Workload, port: number, service: ClusterSpec['inbound']): Effective {
+    const out: Effective = this.only(w, port, service)
+    const pod = this.only(w, undefined, undefined)
+    if (pod.mtls !== undefined || pod.authorization !== undefined) out.pod = pod
+    return out
+  }
+
+  private only(w: Workload, port: number | undefined, service: ClusterSpec['inbound']): Effective {
     const out: Effective = {}
     const mode = this.mode(w, port, service?.mtls)
     if (mode !== undefined) out.mtls = mode
@@ -118,12 +129,12 @@ class Index {
     return out
   }
 
-  private mode(w: Workload, port: number, service: Mode | undefined): Mode | undefined {
+  private mode(w: Workload, port: number | undefined, service: Mode | undefined): Mode | undefined {
     const own = this.peer.get(w.namespace)
     for (const pa of own?.selected ?? []) {
       if (!matches(strings(pa.spec.selector!.matchLabels), w.labels)) continue
       const levels = pa.spec.portLevelMtls as Record<string, { mode?: string }> | undefined
-      const m = MODES[levels?.[String(port)]?.mode ?? 'UNSET'] ?? MODES[pa.spec.mtls?.mode ?? 'UNSET']
+      const m = (port === undefined ? undefined : MODES[levels?.[String(port)]?.mode ?? 'UNSET']) ?? MODES[pa.spec.mtls?.mode ?? 'UNSET']
       if (m !== undefined) return m
       break // the oldest selecting policy decides; UNSET passes to the parents
     }

@@ -217,9 +217,26 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
   const ports = new Set<number>()
   for (const eps of a.endpoints.values()) for (const e of eps) if (e.address === podIp) ports.add(e.port)
   const taken = new Set((local.listeners ?? []).filter((l) => l.direction === 'inbound').map((l) => l.port))
+  // the pod's workload-wide policy as the control plane resolved it (PeerAuthentication,
+  // AuthorizationPolicy: `pod` of the first cluster by name that lists this IP) replaces the
+  // bootstrap's on the intercepting inbound listener, which serves the ports no Service names
+  let podWide: InboundPolicy | undefined
+  for (const name of [...a.clusters.keys()].sort()) {
+    const inb = a.clusters.get(name)!.inbound
+    if (inb === undefined || !(a.endpoints.get(name) ?? []).some((e) => e.address === podIp)) continue
+    podWide = (inb.workloads?.find((w) => w.addresses.includes(podIp)) ?? inb).pod
+    if (podWide !== undefined) break
+  }
+  if (podWide !== undefined) {
+    const i = own.listeners.findIndex((l) => l.direction === 'inbound' && l.interception === 'inbound')
+    if (i >= 0) {
+      // what the control plane leaves unsaid stays the bootstrap's (the pod's weft.io/inbound-mtls)
+      own.listeners[i] = { ...own.listeners[i], ...(podWide.mtls !== undefined ? { mtls: podWide.mtls } : {}), ...(podWide.authorization !== undefined && podWide.authorization.length > 0 ? { authorization: podWide.authorization } : {}) }
+    }
+  }
   // the pod's inbound policy (mutual TLS mode, authorization) is its intercepting inbound
   // listener's: every hop it hands connections to gets the same, or the hop would be a way around it
-  const pod = (local.listeners ?? []).find((l) => l.direction === 'inbound' && l.interception === 'inbound')
+  const pod = own.listeners.find((l) => l.direction === 'inbound' && l.interception === 'inbound') ?? (local.listeners ?? []).find((l) => l.direction === 'inbound' && l.interception === 'inbound')
   const policy: Partial<Listener> = {
     ...(pod?.mtls !== undefined ? { mtls: pod.mtls } : {}),
     ...(pod?.authorization !== undefined ? { authorization: pod.authorization } : {}),
