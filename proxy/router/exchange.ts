@@ -340,7 +340,12 @@ export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaite
     const ep = this.endpoint
     if (this.done || ep === undefined) return
     const req = this.req
-    if (this.h2Head === null || req.authority === '') this.h2Head = this.h2RequestHeaders(this.route!, ep, req.names, req.values, true)
+    if (this.h2Head === null || req.authority === '') {
+      const h = this.h2RequestHeaders(this.route!, ep, req.names, req.values, true)
+      // the codec keeps the framing fields out of the head's fields: the length goes on
+      if (!req.chunked && req.contentLength >= 0) h['content-length'] = req.contentLength
+      this.h2Head = h
+    }
     const endStream = this.reqEnded && this.queued === null
     let st: UpStream
     try {
