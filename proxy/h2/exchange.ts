@@ -30,7 +30,7 @@ import { ExchangeCore } from '../exchange/core.ts'
 import { addHeader, sinkTo, type UpStream } from '../exchange/h2-try.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
-import { blockPairs, responseHeadersOut } from './headers.ts'
+import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
 import type { ResponseHead } from '../../api/http1/head.ts'
@@ -405,7 +405,8 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
         const cur = h[n]
         if (cur === undefined) h[n] = n === 'set-cookie' ? [values[i]] : values[i]
         else if (Array.isArray(cur)) cur.push(values[i])
-        else h[n] = cur + ', ' + values[i]
+        // a field HTTP/2 takes once: the first (as node:http keeps it); others are one list
+        else if (!SINGLE_VALUE.has(n)) h[n] = cur + ', ' + values[i]
       }
       // the end comes as onUpstreamEnd (with the trailers of a chunked body), even without a body
       this.onUpResponse(h, false)
