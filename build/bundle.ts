@@ -57,6 +57,44 @@ const ownUrls: Plugin = {
   },
 }
 
+/**
+ * node:http2, node:tls and node:https, as the proxy's modules import them, loaded on first use:
+ * a static sidecar without mesh TLS, HTTP/2 upstreams or HTTPS probes never loads them (they cost
+ * ~16 MB RSS and a good part of the start-up time: measured with process.moduleLoadList and RSS).
+ * Only for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode, loads the
+ * real modules as before). Each function export becomes a function that calls the real one (also
+ * with `new`); http2's `constants` is a copy made at build time by the same Node (numbers of the
+ * HTTP/2 protocol and nghttp2). Other values (tls.rootCertificates, http2.sensitiveHeaders, …) are
+ * not offered: importing one from proxy/ fails the build with "No matching export": add it here
+ * (loaded at once) or take it where it is used.
+ */
+export const LAZY_BUILTINS = ['node:http2', 'node:tls', 'node:https']
+
+export function lazyShim(name: string): string {
+  const real = process.getBuiltinModule(name) as Record<string, unknown>
+  const lines = [`let real; const load = () => (real ??= process.getBuiltinModule(${JSON.stringify(name)}));`]
+  for (const [k, v] of Object.entries(real)) {
+    if (typeof v === 'function') {
+      lines.push(`export function ${k}(...a) { return new.target === undefined ? load().${k}(...a) : Reflect.construct(load().${k}, a) }`)
+    } else if (name === 'node:http2' && k === 'constants') {
+      lines.push(`export const constants = Object.freeze(${JSON.stringify(v)});`)
+    }
+  }
+  return lines.join('\n') + '\n'
+}
+
+const lazyBuiltins: Plugin = {
+  name: 'weft-lazy-builtins',
+  setup(b) {
+    const proxyDir = path.join(dist, 'proxy') + path.sep
+    b.onResolve({ filter: /^node:(http2|tls|https)$/ }, (args) => {
+      if (!args.importer.startsWith(proxyDir) || args.kind !== 'import-statement') return undefined
+      return { path: args.path, namespace: 'weft-lazy' }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js' }))
+  },
+}
+
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
   const r = await build({
@@ -71,7 +109,7 @@ export async function bundle(): Promise<void> {
     external: EXTERNAL,
     // CommonJS packages in an ES module bundle call require(): give them one.
     banner: { js: "import { createRequire as __weftRequire } from 'node:module';\nconst require = __weftRequire(import.meta.url);" },
-    plugins: [ownUrls],
+    plugins: [lazyBuiltins, ownUrls],
     logLevel: 'warning',
     // legal comments of the bundled packages stay, at the end of each file
     legalComments: 'eof',
