@@ -9,7 +9,7 @@ import type { SnapshotCache } from '../snapshot/cache.ts'
 import { DEFAULT_SEND_BUDGET_BYTES, SendBudget } from './budget.ts'
 import { ProxyRegistry } from './registry.ts'
 import { ConfigStream, type Answer } from './stream.ts'
-import { serializeResponse } from './wire.ts'
+import { reusingSerializer } from './wire.ts'
 
 export type { Answer } from './stream.ts'
 
@@ -110,9 +110,10 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
   })
-  // The generated service, with a response serializer that reuses each resource's encoding.
+  // The generated service, with a response serializer that reuses each resource's encoding (and,
+  // for large responses, one output buffer: grpc-js copies each message at once).
   const service = configDiscoveryService()
-  server.addService({ ...service, StreamConfig: { ...service.StreamConfig, responseSerialize: serializeResponse } }, handlers)
+  server.addService({ ...service, StreamConfig: { ...service.StreamConfig, responseSerialize: reusingSerializer() } }, handlers)
   const address = opts.address ?? DEFAULT_XDS_ADDRESS
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))

@@ -50,7 +50,7 @@ function resourceBytes(type: string, r: VersionedResource): readonly Buffer[] {
   if (b === undefined) {
     const hosts = type === TYPE.routeTable ? largeTableHosts(r.body) : null
     // a message with only field 4 set is exactly that field's entry
-    b = hosts === null ? [generated({ resources: [encodeResource(type, r)] })] : largeTableBytes(r, hosts)
+    b = hosts === null ? [own(generated({ resources: [encodeResource(type, r)] }))] : largeTableBytes(r, hosts)
     chunks.set(r, b)
   }
   return b
@@ -83,7 +83,20 @@ function largeTableBytes(r: VersionedResource, hosts: readonly object[]): readon
   const head = new Writer()
   head.header(4, resHead.length + tableLength - nameBytes.length)
   head.raw(resHead)
-  return [head.finish(), ...entries]
+  return [own(head.finish()), ...entries]
+}
+
+/**
+ * The bytes in a buffer of their own. Small buffers come from Node's shared 8 KB pool, and one
+ * kept slice keeps its whole slab: an encoding kept for as long as its resource lives must not
+ * keep the slabs of the responses written around it (a long-running control plane would pin a
+ * slab per endpoint change).
+ */
+function own(b: Buffer): Buffer {
+  if (b.byteOffset === 0 && b.buffer.byteLength === b.length) return b
+  const out = Buffer.allocUnsafeSlow(b.length)
+  b.copy(out)
+  return out
 }
 
 function hostEntry(h: object): Buffer {
@@ -92,7 +105,7 @@ function hostEntry(h: object): Buffer {
     // field 4 (resources) > field 6 (route_table) > field 2 (virtual_hosts): the innermost entry is
     // kept, copied out of the generated buffer (a slice would keep all of it, or a pooled slab)
     const whole = generated({ resources: [{ routeTable: { virtualHosts: [h as never] } }] })
-    b = Buffer.from(whole.subarray(skipHeader(whole, skipHeader(whole, 0))))
+    b = own(whole.subarray(skipHeader(whole, skipHeader(whole, 0))))
     hostEntries.set(h, b)
   }
   return b
@@ -146,7 +159,7 @@ function blockOf(type: string, resources: readonly VersionedResource[]): readonl
   const out: Buffer[] = []
   let run: Buffer[] = []
   const flush = () => {
-    if (run.length > 0) out.push(run.length === 1 ? run[0] : Buffer.concat(run))
+    if (run.length > 0) out.push(run.length === 1 ? run[0] : own(Buffer.concat(run)))
     run = []
   }
   for (const r of resources) {
@@ -195,8 +208,13 @@ class WireResponse implements EncodedResponse {
  * from their encodings when the response carries them.
  */
 export function serializeResponse(r: ConfigResponse): Buffer {
+  const w = responseWriter(r)
+  return w === null ? generated(r) : w.finish()
+}
+
+function responseWriter(r: ConfigResponse): Writer | null {
   const parts = (r as Partial<EncodedResponse>)[RESOURCE_BYTES]
-  if (parts === undefined) return generated(r)
+  if (parts === undefined) return null
   const w = new Writer()
   w.string(1, r.typeUrl)
   w.string(2, r.versionInfo)
@@ -205,7 +223,29 @@ export function serializeResponse(r: ConfigResponse): Buffer {
   for (const name of r.removedResources ?? []) w.string(5, name)
   if (r.incremental != null) w.varint(6, r.incremental ? 1 : 0)
   if (r.batchRemaining != null) w.varint(7, r.batchRemaining)
-  return w.finish()
+  return w
+}
+
+/** Responses from this size on are serialized into the reused buffer (reusingSerializer). */
+export const REUSE_FROM_BYTES = 64 * 1024
+
+/**
+ * serializeResponse for grpc-js's server, writing each large response into one buffer reused from
+ * call to call. What it returns is valid until its next call only: grpc-js copies the message into
+ * its own framed buffer before serialize's caller returns (BaseServerInterceptingCall.serializeMessage,
+ * @grpc/grpc-js 1.14; test/xds-large.test.ts fails if that changes). Without the reuse, every
+ * complete snapshot sent costs a second buffer of its size (~10 MB at 10,000 Services), and those
+ * freed buffers leave the allocator's heap fragmented: RSS that is never given back.
+ */
+export function reusingSerializer(): (r: ConfigResponse) => Buffer {
+  let scratch: Buffer | null = null
+  return (r) => {
+    const w = responseWriter(r)
+    if (w === null) return generated(r)
+    if (w.length < REUSE_FROM_BYTES) return w.finish()
+    if (scratch === null || scratch.length < w.length) scratch = Buffer.allocUnsafeSlow(Math.ceil(w.length / 1048576) * 1048576)
+    return w.finish(scratch)
+  }
 }
 
 /** Just enough of the protobuf wire format for ConfigResponse's own fields. */
@@ -238,8 +278,13 @@ class Writer {
     this.size += b.length
   }
 
-  finish(): Buffer {
-    const out = Buffer.allocUnsafe(this.size)
+  get length(): number {
+    return this.size
+  }
+
+  /** The bytes, in a new buffer or at the start of `into` (a view of it is returned). */
+  finish(into?: Buffer): Buffer {
+    const out = into === undefined ? Buffer.allocUnsafe(this.size) : into.subarray(0, this.size)
     let at = 0
     for (const p of this.parts) {
       if (typeof p === 'number') out[at++] = p
