@@ -259,10 +259,13 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
       const bytes = sizes?.[i] ?? 0
       this.transport.send(toResponse(s.update, s.nonce, all.length - 1 - i), () => this.written(bytes))
     })
-    this.deps.log.debug(
-      { node: this.node.id, seq: snap.seq, batch: all.map((s) => ({ type: typeName(s.update.type), version: s.update.version, incremental: s.update.incremental, resources: s.update.resources.length })) },
-      'config sent',
-    )
+    // built only when it is logged: 1,000 streams x every change
+    if (this.deps.log.isLevelEnabled('debug')) {
+      this.deps.log.debug(
+        { node: this.node.id, seq: snap.seq, batch: all.map((s) => ({ type: typeName(s.update.type), version: s.update.version, incremental: s.update.incremental, resources: s.update.resources.length })) },
+        'config sent',
+      )
+    }
   }
 
   private written(bytes: number): void {
