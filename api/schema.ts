@@ -375,6 +375,9 @@ export const AuthorizationPolicy = Type.Object(
 export type AuthorizationPolicy = Type.Static<typeof AuthorizationPolicy>
 export type AuthorizationRule = Type.Static<typeof AuthorizationRule>
 
+const InboundMtls = Type.Union([Type.Literal('disable'), Type.Literal('permissive'), Type.Literal('strict')])
+const PodPolicy = Type.Object({ mtls: Type.Optional(InboundMtls), authorization: Type.Optional(Type.Array(AuthorizationPolicy)) }, { additionalProperties: false })
+
 export const Cluster = Type.Object(
   {
     name: Name,
@@ -453,13 +456,28 @@ export const Cluster = Type.Object(
       ),
     ),
     // What the Service's own sidecars apply to the calls they receive for it (a TrafficPolicy
-    // `inbound` block): an injected pod whose IP is among the cluster's endpoints gives its
-    // inbound hop for that port this mutual TLS mode and these authorization policies.
+    // `inbound` block, PeerAuthentication and AuthorizationPolicy resources): an injected pod
+    // whose IP is among the cluster's endpoints gives its inbound hop for that port this mutual
+    // TLS mode and these authorization policies, or those of the `workloads` entry that lists its
+    // IP (pods of one Service that policies with selectors treat differently). An entry replaces
+    // the defaults as a whole. `pod`: the workload-wide policy (PeerAuthentication and
+    // AuthorizationPolicy, without port levels or the Service's own), which the pod's sidecar
+    // gives its intercepting inbound listener (its ports that no Service names).
     inbound: Type.Optional(
       Type.Object(
         {
-          mtls: Type.Optional(Type.Union([Type.Literal('disable'), Type.Literal('permissive'), Type.Literal('strict')])),
+          mtls: Type.Optional(InboundMtls),
           authorization: Type.Optional(Type.Array(AuthorizationPolicy)),
+          pod: Type.Optional(PodPolicy),
+          workloads: Type.Optional(Type.Array(Type.Object(
+            {
+              addresses: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+              mtls: Type.Optional(InboundMtls),
+              authorization: Type.Optional(Type.Array(AuthorizationPolicy)),
+              pod: Type.Optional(PodPolicy),
+            },
+            { additionalProperties: false },
+          ))),
         },
         { additionalProperties: false },
       ),

@@ -79,7 +79,7 @@ function analyzeTexts(paths: string[], files: { file: string; text: string }[], 
     const m = UNKNOWN_KIND.exec(e.message)
     if (m !== null) {
       ignored++
-      findings.push({ level: 'note', code: 'WEFT_ANALYZE_IGNORED_KIND', file: e.file, line: e.line, column: e.column, message: `${m[1]} ignored: Weft reads Service, EndpointSlice, HTTPRoute and TrafficPolicy` })
+      findings.push({ level: 'note', code: 'WEFT_ANALYZE_IGNORED_KIND', file: e.file, line: e.line, column: e.column, message: `${m[1]} ignored: Weft reads Service, EndpointSlice, HTTPRoute, TrafficPolicy, PeerAuthentication and AuthorizationPolicy` })
     } else findings.push(finding('error', e))
   }
   for (const e of sortErrors(checkResources(set), [...paths, ...set.files])) findings.push(finding('error', e))

@@ -11,7 +11,7 @@ export function registerControlPlane(program: Command): void {
     .description('run the control plane: serve proxies their config over gRPC, from resource files (--local) or Kubernetes (--kubernetes)')
     .option('--listen <host:port>', 'gRPC address for proxies', DEFAULT_XDS_ADDRESS)
     .option('--admin <host:port>', 'admin HTTP address (/debug/proxies, /debug/nacks, /debug/snapshots, /debug/source, /metrics)', DEFAULT_CP_ADMIN)
-    .option('--local <dir>', 'local mode: Service, EndpointSlice, HTTPRoute and TrafficPolicy files (watched)')
+    .option('--local <dir>', 'local mode: Service, EndpointSlice, HTTPRoute, TrafficPolicy, PeerAuthentication and AuthorizationPolicy files (watched)')
     .option('--kubernetes [where]', 'watch the Kubernetes API: "cluster" (in-cluster service account) or "default" (kubeconfig from $KUBECONFIG or ~/.kube/config, else in-cluster)')
     .option('--kubeconfig <file>', 'with --kubernetes: this kubeconfig file (default $KUBECONFIG, then ~/.kube/config)')
     .option('--context <name>', 'with --kubernetes: this kubeconfig context (default its current-context)')
@@ -27,8 +27,10 @@ export function registerControlPlane(program: Command): void {
     .option('--ca-cert <file>', 'with --ca-listen: a plugged-in signing certificate (root or intermediate) instead of a generated root')
     .option('--ca-key <file>', 'with --ca-cert: its PKCS#8 ECDSA P-256 key')
     .option('--ca-chain <file>', 'with --ca-cert: the certificates above it, up to the root')
+    .option('--root-namespace <ns>', 'the namespace whose PeerAuthentication and AuthorizationPolicy apply mesh-wide (Istio\'s rootNamespace); default the control plane\'s namespace')
+    .option('--no-auto-mtls', 'with --ca-listen: do not turn on mutual TLS by itself for Services whose endpoints all have sidecars (Kubernetes mode)')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string; rootNamespace?: string; autoMtls: boolean }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -56,6 +58,7 @@ export function registerControlPlane(program: Command): void {
       const caPort = opts.caListen === undefined ? undefined : opts.caListen.slice(opts.caListen.lastIndexOf(':') + 1)
       process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes,
         outboundPort: port,
+        security: { rootNamespace: opts.rootNamespace ?? cpNamespace, autoMtls: opts.autoMtls },
         webhook: opts.webhookListen === undefined ? undefined : {
           listen: opts.webhookListen,
           service: opts.webhookService,

@@ -47,6 +47,8 @@ export interface ControlPlaneOptions {
   kubeBackoff?: { initialMs?: number; maxMs?: number }
   /** serve the sidecar injection webhook over HTTPS (control-plane/webhook/) */
   webhook?: WebhookOptions
+  /** workload security (control-plane/translate/security.ts): the mesh-wide policies' namespace (default weft-system); autoMtls (default true) needs `ca` */
+  security?: { rootNamespace?: string; autoMtls?: boolean }
   /** serve the mesh's certificate service (control-plane/ca/) */
   ca?: { listen: string; trustDomain?: string; dir?: string; tokensFile?: string; namespace?: string; certFile?: string; keyFile?: string; chainFile?: string }
 }
@@ -96,7 +98,7 @@ function startKube(kubeConfig: KubeConfigOption, pub: NamespacePublisher, log: L
     }
     reported = now
     excluded = a.excluded
-    pub.setResources(resourcesOf(a.resources))
+    pub.setResources({ ...resourcesOf(a.resources), pods: state.pods })
   }
   const src: KubernetesSource = startKubernetesSource({ kubeConfig, log, onChange, debounceMs: o.debounceMs, maxDelayMs: o.maxDelayMs, backoff: o.kubeBackoff })
   return {
@@ -109,7 +111,16 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
   const log = o.log ?? createLogger()
   if (o.local !== undefined && o.kubernetes !== undefined) throw new Error('--local and --kubernetes: choose one source')
   const cache = new SnapshotCache()
-  const pub = new NamespacePublisher({ cache, log, outboundPort: o.outboundPort ?? 15001 })
+  const pub = new NamespacePublisher({
+    cache,
+    log,
+    outboundPort: o.outboundPort ?? 15001,
+    security: {
+      rootNamespace: o.security?.rootNamespace,
+      // with a CA, Services whose endpoints all have sidecars get mutual TLS (and secure naming)
+      trustDomain: o.ca !== undefined && o.security?.autoMtls !== false ? (o.ca.trustDomain ?? 'cluster.local') : undefined,
+    },
+  })
   let source: RunningSource | null = null
   if (o.local !== undefined) source = await startLocal(o.local, pub, log, o.watchDebounceMs ?? 100)
   else if (o.kubernetes !== undefined) source = startKube(o.kubernetes, pub, log, o)

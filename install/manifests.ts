@@ -26,7 +26,7 @@ function watchedRules(): Obj[] {
   const byGroup = new Map<string, string[]>()
   for (const k of WATCHED_KINDS) {
     const group = k.apiVersion.includes('/') ? k.apiVersion.split('/')[0]! : ''
-    const plural = k.kind === 'TrafficPolicy' ? 'trafficpolicies' : `${k.kind.toLowerCase()}s`
+    const plural = k.path.slice(k.path.lastIndexOf('/') + 1)
     byGroup.set(group, [...(byGroup.get(group) ?? []), plural])
   }
   return [...byGroup].map(([group, resources]) => ({ apiGroups: [group], resources, verbs: ['list', 'watch'] }))

@@ -38,7 +38,8 @@ function check(args: string[]): Promise<{ code: number | null; out: string }> {
   })
 }
 const all = manifests().flatMap(([, o]) => o) as any[]
-const crd = all.find((o) => o.kind === 'CustomResourceDefinition')
+const crds = all.filter((o) => o.kind === 'CustomResourceDefinition')
+const crd = crds.find((o) => o.metadata.name === 'trafficpolicies.policy.weft.io')
 const mwc = all.find((o) => o.kind === 'MutatingWebhookConfiguration')
 
 t.test('before install: --pre passes; the full check fails and says to install', async (t) => {
@@ -54,7 +55,7 @@ t.test('before install: --pre passes; the full check fails and says to install',
 })
 
 t.test('installed, control plane running: every check passes; a stale CRD and a wrong caBundle are caught', async (t) => {
-  api.cluster.put('CustomResourceDefinition', crd)
+  for (const c of crds) api.cluster.put('CustomResourceDefinition', c)
   api.cluster.put('MutatingWebhookConfiguration', mwc)
   const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log: createLogger('silent'), webhook: { listen: '127.0.0.1:0', kube: { config: kc } } })
   t.teardown(() => cp.close())
@@ -62,6 +63,8 @@ t.test('installed, control plane running: every check passes; a stale CRD and a 
   const ok = await check(args)
   t.equal(ok.code, 0, ok.out)
   t.match(ok.out, /√ CRD trafficpolicies.policy.weft.io is current/)
+  t.match(ok.out, /√ CRD peerauthentications.security.weft.io is current/)
+  t.match(ok.out, /√ CRD authorizationpolicies.security.weft.io is current/)
   t.match(ok.out, /√ webhook configuration weft-sidecar-injector has a caBundle \(1 CA\)/)
   t.match(ok.out, /√ the webhook answers over HTTPS with a certificate the caBundle verifies, and injects a test pod/)
   t.match(ok.out, /√ the control plane is ready/)

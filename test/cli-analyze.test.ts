@@ -16,7 +16,7 @@ t.test('weft analyze: missing Services, shadowed rules, policies selecting nothi
   const c = JSON.parse(clean.stdout)
   t.equal(clean.code, 0, 'a Deployment beside the resources does not fail the run')
   t.same(c.findings.filter((f: { level: string }) => f.level !== 'warning').map((f: { level: string; message: string }) => [f.level, f.message]), [
-    ['note', 'Deployment ignored: Weft reads Service, EndpointSlice, HTTPRoute and TrafficPolicy'],
+    ['note', 'Deployment ignored: Weft reads Service, EndpointSlice, HTTPRoute, TrafficPolicy, PeerAuthentication and AuthorizationPolicy'],
   ])
   t.match(c.resources, { services: 3, httpRoutes: 1, trafficPolicies: 1, ignored: 1 })
   t.match(c.findings.find((f: { level: string }) => f.level === 'warning'), { code: 'WEFT_ANALYZE_NO_ENDPOINTS', message: /^Service demo\/reviews-v1 has no EndpointSlice/ })

@@ -61,8 +61,74 @@ t.test('weft identity and weft authz check', async (t) => {
   t.match(file.stdout, /ALLOW\s+frontend-reads/)
   const nowhere = await weft(['authz', 'check', '-c', dir, '--from', 'shop/frontend', '--to', 'ratings'])
   t.equal(nowhere.code, 1)
-  t.match(nowhere.stderr, /no inbound listener for --to "ratings"; inbound listeners: reviews\/in/)
+  t.match(nowhere.stderr, /no inbound policy for --to "ratings"; there are: reviews\/in/)
   const bad = await weft(['authz', 'check', '-c', dir, '--from', 'frontend', '--to', 'reviews'])
   t.equal(bad.code, 2)
   t.match(bad.stderr, /expected a SPIFFE ID/)
+})
+
+// PeerAuthentication and AuthorizationPolicy resolved as the control plane does: from resource
+// files (-r), and from a running control plane (--control-plane) with a proxy connected
+const SECURITY = `apiVersion: security.weft.io/v1alpha1
+kind: PeerAuthentication
+metadata: { name: shop, namespace: shop }
+spec: { mtls: { mode: STRICT } }
+---
+apiVersion: security.weft.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: web-readers, namespace: shop }
+spec:
+  rules: [{ from: [{ source: { principals: ["cluster.local/ns/shop/sa/frontend"] } }], to: [{ operation: { methods: [GET] } }] }]
+---
+apiVersion: security.weft.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-admin, namespace: weft-system }
+spec:
+  action: DENY
+  rules: [{ to: [{ operation: { paths: ["/admin*"] } }] }]
+`
+
+t.test('weft authz check -r FILES and --control-plane: the Services\' pods\' policies from PeerAuthentication and AuthorizationPolicy', async (t) => {
+  const { WEB_SERVICE, webSlice } = await import('./helpers/resources.ts')
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'web.yaml'), `${WEB_SERVICE}---\n${webSlice(8080)}---\n${SECURITY}`)
+
+  const ok = await weft(['authz', 'check', '-r', dir, '--from', 'shop/frontend', '--to', 'web.shop', '-o', 'json'])
+  t.equal(ok.code, 0, ok.stderr)
+  t.match(JSON.parse(ok.stdout).results, [{ workload: 'web.shop.svc.cluster.local', listener: 'outbound|80||web.shop.svc.cluster.local pods', decision: 'ALLOW', policy: 'shop.web-readers', mtls: 'strict', policies: 2 }])
+  const admin = await weft(['authz', 'check', '-r', dir, '--from', 'shop/frontend', '--to', 'web', '--path', '/admin/x'])
+  t.equal(admin.code, 1, 'denied: exit 1')
+  t.match(admin.stdout, /web\.shop\.svc\.cluster\.local +outbound\|80\|\|web\.shop\.svc\.cluster\.local pods +DENY +weft-system\.no-admin +0 /)
+  const other = await weft(['authz', 'check', '-r', dir, '--from', 'shop/ratings', '--to', 'web.shop'])
+  t.equal(other.code, 1)
+  t.match(other.stdout, /DENY/)
+  const plain = await weft(['authz', 'check', '-r', dir, '--from', 'none', '--to', 'web.shop'])
+  t.match(plain.stdout, /is strict mTLS: a plain-text caller is refused before authorization/)
+  const two = await weft(['authz', 'check', '-r', dir, '-c', dir, '--from', 'none', '--to', 'web.shop'])
+  t.equal(two.code, 2)
+  t.match(two.stderr, /give one of -c FILE\|DIR/)
+
+  // the same through a running control plane, once a proxy of the namespace has connected
+  const pino = (await import('pino')).default
+  const { startControlPlane } = await import('../cli/control-plane.ts')
+  const { startXdsSidecar } = await import('../proxy/xds/sidecar.ts')
+  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', local: dir, log: pino({ level: 'silent' }) })
+  t.teardown(() => cp.close())
+  const cpAdmin = `127.0.0.1:${cp.adminPort}`
+  const early = await weft(['authz', 'check', '--control-plane', cpAdmin, '--from', 'shop/frontend', '--to', 'web.shop'])
+  t.equal(early.code, 3)
+  t.match(early.stderr, /nothing published yet/)
+  const s = await startXdsSidecar({
+    controlPlane: cp.server.address,
+    bootstrap: { node: { id: 'client-a', namespace: 'shop', workload: 'client' }, admin: { address: '127.0.0.1', port: 0 }, listeners: [{ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'outbound' }], routeTables: [], clusters: [] },
+    serveBootstrap: false,
+    log: pino({ level: 'silent' }),
+  })
+  t.teardown(() => s.close())
+  await until('ready', () => s.proxy.ready)
+  const live = await weft(['authz', 'check', '--control-plane', cpAdmin, '--from', 'shop/frontend', '--to', 'web.shop', '-o', 'json'])
+  t.equal(live.code, 0, live.stderr)
+  t.match(JSON.parse(live.stdout).results, [{ decision: 'ALLOW', policy: 'shop.web-readers', mtls: 'strict', source: cpAdmin }])
+  const denied = await weft(['authz', 'check', '--control-plane', cpAdmin, '--from', 'shop/ratings', '--to', 'web.shop', '--method', 'POST'])
+  t.equal(denied.code, 1)
 })

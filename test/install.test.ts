@@ -93,6 +93,7 @@ t.test('RBAC: list/watch on what the control plane watches, get/patch on its own
     { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
     { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: ['list', 'watch'] },
     { apiGroups: ['policy.weft.io'], resources: ['trafficpolicies'], verbs: ['list', 'watch'] },
+    { apiGroups: ['security.weft.io'], resources: ['peerauthentications', 'authorizationpolicies'], verbs: ['list', 'watch'] },
     { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations'], resourceNames: ['weft-sidecar-injector'], verbs: ['get', 'patch'] },
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
   ])

@@ -71,6 +71,8 @@ function names(s: ClusterState | undefined): Record<string, string[]> {
     endpointSlices: s.resources.endpointSlices.map((r) => r.id),
     httpRoutes: s.resources.httpRoutes.map((r) => r.id),
     trafficPolicies: s.resources.trafficPolicies.map((r) => r.id),
+    peerAuthentications: s.resources.peerAuthentications.map((r) => r.id),
+    authorizationPolicies: s.resources.authorizationPolicies.map((r) => r.id),
     pods: s.pods.map((p) => `${p.metadata.namespace}/${p.metadata.name}`),
     rejected: s.rejected.map((r) => `${r.kind} ${r.id}`),
   }
@@ -173,7 +175,8 @@ function seedAll(api: KubeApiServer): void {
   api.create('Service', service('reviews'))
   api.create('Service', service('details', 'default'))
   api.create('EndpointSlice', slice('reviews', 'shop', ['10.1.0.1', '10.1.0.2']))
-  api.create('Pod', pod('reviews-v1-abc', 'shop', '10.1.0.1', { app: 'reviews', version: 'v1' }))
+  // an injected pod: of its annotations only the sidecar's status is kept
+  api.create('Pod', { ...pod('reviews-v1-abc', 'shop', '10.1.0.1', { app: 'reviews', version: 'v1' }), metadata: { name: 'reviews-v1-abc', namespace: 'shop', labels: { app: 'reviews', version: 'v1' }, annotations: { 'weft.io/status': '{"created":["weft-proxy"]}', 'example.com/other': 'x' } } })
   api.create('Pod', pod('reviews-v2-def', 'shop', '10.1.0.2', { app: 'reviews', version: 'v2' }))
   api.create('HTTPRoute', route('reviews'))
   api.create('TrafficPolicy', policy('reviews-retry'))
@@ -184,11 +187,13 @@ const ALL: Record<string, string[]> = {
   endpointSlices: ['shop/reviews-x7k2p'],
   httpRoutes: ['shop/reviews'],
   trafficPolicies: ['shop/reviews-retry'],
+  peerAuthentications: [],
+  authorizationPolicies: [],
   pods: ['shop/reviews-v1-abc', 'shop/reviews-v2-def'],
   rejected: [],
 }
 
-const KINDS: KubeKind[] = ['Service', 'EndpointSlice', 'Pod', 'HTTPRoute', 'TrafficPolicy']
+const KINDS: KubeKind[] = ['Service', 'EndpointSlice', 'Pod', 'HTTPRoute', 'TrafficPolicy', 'PeerAuthentication', 'AuthorizationPolicy']
 
 // ---- tests ---------------------------------------------------------------------------------------
 
@@ -213,18 +218,18 @@ t.test('the initial LIST of every kind becomes one state, in the ResourceSet sha
   t.same(s.pods[0], {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: 'reviews-v1-abc', namespace: 'shop', uid: s.pods[0].metadata.uid, resourceVersion: '4', labels: { app: 'reviews', version: 'v1' } },
+    metadata: { name: 'reviews-v1-abc', namespace: 'shop', uid: s.pods[0].metadata.uid, resourceVersion: '4', labels: { app: 'reviews', version: 'v1' }, annotations: { 'weft.io/status': '{"created":["weft-proxy"]}' } },
     spec: { serviceAccountName: 'reviews' },
     status: { podIP: '10.1.0.1', podIPs: [{ ip: '10.1.0.1' }], phase: 'Running' },
   }, 'a Pod is cut down to identity, labels and addresses')
-  t.same(s.resourceVersions, { Service: '7', EndpointSlice: '7', Pod: '7', HTTPRoute: '7', TrafficPolicy: '7' })
+  t.same(s.resourceVersions, { Service: '7', EndpointSlice: '7', Pod: '7', HTTPRoute: '7', TrafficPolicy: '7', PeerAuthentication: '7', AuthorizationPolicy: '7' })
   t.match(h.source.status(), { synced: true, emits: 1, kinds: { Service: { synced: true, objects: 2, errors: 0 } } })
 })
 
 t.test('ADDED, MODIFIED and DELETED events change the state; a deletion removes the object', async (t) => {
   const h = await setup(t, { seed: seedAll })
   await until('the first state', () => h.states.length === 1)
-  await until('every watch', () => h.api.openWatches() === 5)
+  await until('every watch', () => h.api.openWatches() === KINDS.length)
 
   h.api.create('Service', service('ratings'))
   await until('the ADDED', () => names(h.last()).services.includes('shop/ratings'))
@@ -244,7 +249,7 @@ t.test('ADDED, MODIFIED and DELETED events change the state; a deletion removes 
 t.test('a burst of 50 changes is one onChange; a stream that never pauses still gets one every maxDelayMs', async (t) => {
   const clock = new ManualClock()
   const h = await setup(t, { seed: seedAll, source: { clock, debounceMs: 100, maxDelayMs: 1000 } })
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   t.equal(h.states.length, 0, 'nothing before the debounce')
   clock.advance(100)
   t.equal(h.states.length, 1)
@@ -275,7 +280,7 @@ t.test('a burst of 50 changes is one onChange; a stream that never pauses still 
 t.test('a BOOKMARK moves the resourceVersion on without a change, and saves a re-list after compaction', async (t) => {
   const clock = new ManualClock()
   const h = await setup(t, { seed: seedAll, source: { clock, debounceMs: 100, maxDelayMs: 1000 } })
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   clock.advance(100)
   // writes to other kinds move the global resourceVersion past what the Pod informer saw
   h.api.create('Service', service('ratings'))
@@ -307,11 +312,11 @@ t.test('a BOOKMARK moves the resourceVersion on without a change, and saves a re
 t.test('410 Gone on a watch: the informer lists again, and the state is right afterwards', async (t) => {
   const h = await setup(t, { seed: seedAll })
   await until('the first state', () => h.states.length === 1)
-  await until('every watch', () => h.api.openWatches() === 5)
+  await until('every watch', () => h.api.openWatches() === KINDS.length)
   const lists = Object.fromEntries(KINDS.map((k) => [k, h.api.lists(k)]))
   h.api.closeWatches(undefined, { expired: true })
   await until('a re-list of every kind', () => KINDS.every((k) => h.api.lists(k) === lists[k] + 1))
-  await until('watching again', () => h.api.openWatches() === 5)
+  await until('watching again', () => h.api.openWatches() === KINDS.length)
   await until('the state after the re-list', () => h.states.length === 2)
   t.same(names(h.last()), ALL)
   t.ok(h.logs.some((l) => l.msg.startsWith('listing again') && l.kind === 'Service'), 'the re-list is logged')
@@ -323,7 +328,7 @@ t.test('410 Gone on a watch: the informer lists again, and the state is right af
 t.test('a deletion the watch never saw (its history expired meanwhile) disappears after the 410 re-list', async (t) => {
   const clock = new ManualClock()
   const h = await setup(t, { seed: seedAll, source: { clock, debounceMs: 100, maxDelayMs: 1000, backoff: { initialMs: 1000, maxMs: 8000 } } })
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   clock.advance(100)
   t.same(names(h.last()), ALL)
 
@@ -353,15 +358,15 @@ t.test('a deletion the watch never saw (its history expired meanwhile) disappear
 t.test('when the server ends the watch streams, the informers watch again from their last resourceVersion', async (t) => {
   const h = await setup(t, { seed: seedAll })
   await until('the first state', () => h.states.length === 1)
-  await until('every watch', () => h.api.openWatches() === 5)
+  await until('every watch', () => h.api.openWatches() === KINDS.length)
   h.api.create('Service', service('ratings'))
   await until('the event', () => h.source.status().kinds.Service.resourceVersion === '8')
   const lists = KINDS.map((k) => h.api.lists(k))
 
-  t.equal(h.api.closeWatches(), 5)
+  t.equal(h.api.closeWatches(), KINDS.length)
   // a change while no watch is open: the re-watch from resourceVersion 8 replays it
   h.api.delete('Service', service('ratings'))
-  await until('every watch again', () => h.api.openWatches() === 5)
+  await until('every watch again', () => h.api.openWatches() === KINDS.length)
   t.same(KINDS.map((k) => h.api.lists(k)), lists, 'no re-list')
   const last = h.api.requests.filter((r) => r.kind === 'Service' && r.verb === 'watch').at(-1)!
   t.equal(last.query.resourceVersion, '8')
@@ -407,7 +412,7 @@ t.test('errors restart the informer with a growing backoff until the API answers
     source: { clock, debounceMs: 100, maxDelayMs: 1000, backoff: { initialMs: 1000, maxMs: 8000 } },
   })
   // the source started already; make the next lists fail by failing a re-list
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   clock.advance(100)
   h.api.failNext('EndpointSlice', 'list', 500, 2)
   h.api.closeWatches('EndpointSlice', { expired: true })
@@ -429,7 +434,7 @@ t.test('errors restart the informer with a growing backoff until the API answers
 t.test('no state until every kind has listed once', async (t) => {
   const clock = new ManualClock()
   const h = await setup(t, { seed: (api) => (seedAll(api), api.failNext('EndpointSlice', 'list', 500)), source: { clock, debounceMs: 100, maxDelayMs: 1000, backoff: { initialMs: 1000, maxMs: 8000 } } })
-  await until('the failure', () => h.source.status().kinds.EndpointSlice.errors === 1 && h.api.openWatches() === 4)
+  await until('the failure', () => h.source.status().kinds.EndpointSlice.errors === 1 && h.api.openWatches() === KINDS.length - 1)
   t.equal(h.source.status().synced, false)
   clock.advance(500)
   t.equal(h.states.length, 0, 'Services without their endpoints are not published')
@@ -477,7 +482,7 @@ t.test('an async onChange is never called twice at once', async (t) => {
       },
     },
   })
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   clock.advance(100)
   t.equal(seen.length, 1)
   h.api.create('Service', service('a'))
@@ -499,7 +504,7 @@ t.test('an async onChange is never called twice at once', async (t) => {
 t.test('stop() closes every watch, and nothing is called or reconnects after it', async (t) => {
   const clock = new ManualClock()
   const h = await setup(t, { seed: seedAll, source: { clock, debounceMs: 100, maxDelayMs: 1000 } })
-  await until('synced', () => h.source.status().synced && h.api.openWatches() === 5)
+  await until('synced', () => h.source.status().synced && h.api.openWatches() === KINDS.length)
   h.api.create('Service', service('pending'))
   await until('the event', () => h.source.status().kinds.Service.objects === 3)
   await h.source.stop()

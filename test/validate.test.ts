@@ -144,7 +144,7 @@ t.test('WEFT_ERR_CONFIG_SCHEMA: unknown kind or apiVersion, not a resource', asy
   `
   t.same(codesOf(text), Array(4).fill('WEFT_ERR_CONFIG_SCHEMA'))
   t.same(errorsOf(text), [
-    'r.yaml:2:7: document 1: kind: unknown kind "Gateway" (apiVersion gateway.networking.k8s.io/v1); supported: v1 Service, discovery.k8s.io/v1 EndpointSlice, gateway.networking.k8s.io/v1 HTTPRoute, policy.weft.io/v1alpha1 TrafficPolicy',
+    'r.yaml:2:7: document 1: kind: unknown kind "Gateway" (apiVersion gateway.networking.k8s.io/v1); supported: v1 Service, discovery.k8s.io/v1 EndpointSlice, gateway.networking.k8s.io/v1 HTTPRoute, policy.weft.io/v1alpha1 TrafficPolicy, security.weft.io/v1alpha1 PeerAuthentication, security.weft.io/v1alpha1 AuthorizationPolicy',
     'r.yaml:5:13: document 2: apiVersion: apiVersion "gateway.networking.k8s.io/v1beta1" is not supported for HTTPRoute: use gateway.networking.k8s.io/v1',
     'r.yaml:9:1: document 3: missing required field "apiVersion"',
     'r.yaml:12:1: document 4: a resource must be a mapping with apiVersion, kind, metadata and spec',
@@ -669,7 +669,7 @@ t.test('multi-document files, kind: List, empty documents, and errors across fil
   ])
   t.same(bad.ok ? [] : bad.errors.map(formatConfigError), [
     'b.yaml:4:25: Service default/x: spec.ports[0].port: must be an integer between 1 and 65535',
-    'a.yaml:4:29: document 1: items[0].kind: unknown kind "Sevice" (apiVersion v1); supported: v1 Service, discovery.k8s.io/v1 EndpointSlice, gateway.networking.k8s.io/v1 HTTPRoute, policy.weft.io/v1alpha1 TrafficPolicy',
+    'a.yaml:4:29: document 1: items[0].kind: unknown kind "Sevice" (apiVersion v1); supported: v1 Service, discovery.k8s.io/v1 EndpointSlice, gateway.networking.k8s.io/v1 HTTPRoute, policy.weft.io/v1alpha1 TrafficPolicy, security.weft.io/v1alpha1 PeerAuthentication, security.weft.io/v1alpha1 AuthorizationPolicy',
   ], 'files in the order given, not alphabetical')
 })
 

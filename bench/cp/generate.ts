@@ -139,6 +139,8 @@ export function generateMesh(size: MeshSize): ResourceSet {
     endpointSlices: slices.sort(byId),
     httpRoutes: routes.sort(byId),
     trafficPolicies: policies.sort(byId),
+    peerAuthentications: [],
+    authorizationPolicies: [],
     bootstraps: [],
     files: [],
   }

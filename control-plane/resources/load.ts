@@ -34,7 +34,7 @@ import {
 import type { Position, SchemaMessages, Seg, Target } from '../../api/yaml-errors.ts'
 import { OUTBOUND_TABLE, clusterName, routedPorts } from './model.ts'
 import { DNS_1035_LABEL, DNS_LABEL, DNS_SUBDOMAIN, GATEWAY_DURATION, KINDS, TIMESTAMP } from './schema.ts'
-import type { EndpointSlice, HTTPRoute, Kind, Service, TrafficPolicy } from './schema.ts'
+import type { AuthorizationPolicy, EndpointSlice, HTTPRoute, Kind, PeerAuthentication, Service, TrafficPolicy } from './schema.ts'
 
 /** One resource and where it came from. */
 export interface Located<T> {
@@ -54,6 +54,8 @@ export interface ResourceSet {
   endpointSlices: Located<EndpointSlice>[]
   httpRoutes: Located<HTTPRoute>[]
   trafficPolicies: Located<TrafficPolicy>[]
+  peerAuthentications: Located<PeerAuthentication>[]
+  authorizationPolicies: Located<AuthorizationPolicy>[]
   /** proxy bootstrap documents (no apiVersion/kind, a `listeners` field), checked as `weft proxy --config` does */
   bootstraps: { file: string; line: number; column: number; config: Bootstrap }[]
   /** the files read, in order */
@@ -63,11 +65,11 @@ export interface ResourceSet {
 export type ParseResult = { ok: true; resources: ResourceSet } | { ok: false; errors: ConfigError[]; resources: ResourceSet }
 
 export function emptyResourceSet(): ResourceSet {
-  return { services: [], endpointSlices: [], httpRoutes: [], trafficPolicies: [], bootstraps: [], files: [] }
+  return { services: [], endpointSlices: [], httpRoutes: [], trafficPolicies: [], peerAuthentications: [], authorizationPolicies: [], bootstraps: [], files: [] }
 }
 
 export function resourceCount(r: ResourceSet): number {
-  return r.services.length + r.endpointSlices.length + r.httpRoutes.length + r.trafficPolicies.length + r.bootstraps.length
+  return r.services.length + r.endpointSlices.length + r.httpRoutes.length + r.trafficPolicies.length + r.peerAuthentications.length + r.authorizationPolicies.length + r.bootstraps.length
 }
 
 /** The error's path: the resource's identity, then the field. */
@@ -239,6 +241,8 @@ function parseDocumentResources(
       case 'EndpointSlice': set.endpointSlices.push(located as Located<EndpointSlice>); break
       case 'HTTPRoute': set.httpRoutes.push(located as Located<HTTPRoute>); break
       case 'TrafficPolicy': set.trafficPolicies.push(located as Located<TrafficPolicy>); break
+      case 'PeerAuthentication': set.peerAuthentications.push(located as Located<PeerAuthentication>); break
+      case 'AuthorizationPolicy': set.authorizationPolicies.push(located as Located<AuthorizationPolicy>); break
     }
   }
 }

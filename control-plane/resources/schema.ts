@@ -397,6 +397,103 @@ export const TrafficPolicy = Type.Object(
   { additionalProperties: false },
 )
 
+// ---- security.weft.io/v1alpha1: Istio's security.istio.io/v1 PeerAuthentication and
+// AuthorizationPolicy, field for field (a user's Istio policies change only their apiVersion).
+// A policy without a selector applies to every workload of its namespace; one in the mesh's root
+// namespace (the control plane's --root-namespace, default weft-system) to every workload of the
+// mesh. A selector matches Pod labels (Kubernetes mode: the control plane watches Pods).
+
+export const SECURITY_API = 'security.weft.io/v1alpha1'
+
+const WorkloadSelector = Type.Object({ matchLabels: Type.Optional(StringMap) }, { additionalProperties: false })
+const MtlsMode = Type.Union([Type.Literal('UNSET'), Type.Literal('DISABLE'), Type.Literal('PERMISSIVE'), Type.Literal('STRICT')])
+const Mtls = Type.Object({ mode: Type.Optional(MtlsMode) }, { additionalProperties: false })
+
+export const PeerAuthentication = Type.Object(
+  {
+    apiVersion: Type.Literal(SECURITY_API),
+    kind: Type.Literal('PeerAuthentication'),
+    metadata: metadata(DNS_SUBDOMAIN, 253, Type.Optional(StringMap)),
+    spec: Type.Object(
+      {
+        selector: Type.Optional(WorkloadSelector),
+        // UNSET (or absent): the parent's mode (namespace, then mesh; the proxy's default, PERMISSIVE)
+        mtls: Type.Optional(Mtls),
+        // by the workload's port (the container port, the Service's targetPort); only with a selector
+        portLevelMtls: Type.Optional(Type.Object({}, { additionalProperties: Mtls })),
+      },
+      { additionalProperties: false },
+    ),
+    status: Status,
+  },
+  { additionalProperties: false },
+)
+
+const Strings = Type.Array(Type.String({ minLength: 1 }))
+const PortStrings = Type.Array(Type.String({ pattern: '^[1-9][0-9]{0,4}$' }))
+
+export const AuthorizationPolicy = Type.Object(
+  {
+    apiVersion: Type.Literal(SECURITY_API),
+    kind: Type.Literal('AuthorizationPolicy'),
+    metadata: metadata(DNS_SUBDOMAIN, 253, Type.Optional(StringMap)),
+    spec: Type.Object(
+      {
+        selector: Type.Optional(WorkloadSelector),
+        action: Type.Optional(Type.Union([Type.Literal('ALLOW'), Type.Literal('DENY'), Type.Literal('AUDIT')])),
+        // none: an ALLOW policy matches nothing (denies everything it selects); DENY and AUDIT do nothing
+        rules: Type.Optional(Type.Array(Type.Object(
+          {
+            from: Type.Optional(Type.Array(Type.Object(
+              {
+                source: Type.Object(
+                  {
+                    principals: Type.Optional(Strings),
+                    notPrincipals: Type.Optional(Strings),
+                    namespaces: Type.Optional(Strings),
+                    notNamespaces: Type.Optional(Strings),
+                  },
+                  { additionalProperties: false },
+                ),
+              },
+              { additionalProperties: false },
+            ))),
+            to: Type.Optional(Type.Array(Type.Object(
+              {
+                operation: Type.Object(
+                  {
+                    ports: Type.Optional(PortStrings),
+                    notPorts: Type.Optional(PortStrings),
+                    methods: Type.Optional(Strings),
+                    notMethods: Type.Optional(Strings),
+                    paths: Type.Optional(Strings),
+                    notPaths: Type.Optional(Strings),
+                  },
+                  { additionalProperties: false },
+                ),
+              },
+              { additionalProperties: false },
+            ))),
+            // conditions: request.headers[<name>] only
+            when: Type.Optional(Type.Array(Type.Object(
+              {
+                key: Type.String({ pattern: '^request\\.headers\\[[!#$%&\'*+.^_`|~0-9A-Za-z-]+\\]$' }),
+                values: Type.Optional(Type.Array(Type.String())),
+                notValues: Type.Optional(Type.Array(Type.String())),
+              },
+              { additionalProperties: false },
+            ))),
+          },
+          { additionalProperties: false },
+        ))),
+      },
+      { additionalProperties: false },
+    ),
+    status: Status,
+  },
+  { additionalProperties: false },
+)
+
 export type Service = Type.Static<typeof Service>
 export type ServicePort = Type.Static<typeof ServicePort>
 export type EndpointSlice = Type.Static<typeof EndpointSlice>
@@ -410,6 +507,8 @@ export type PathModifier = Type.Static<typeof PathModifier>
 export type ParentRef = Type.Static<typeof ParentRef>
 export type TrafficPolicy = Type.Static<typeof TrafficPolicy>
 export type PolicyTargetRef = Type.Static<typeof PolicyTargetRef>
+export type PeerAuthentication = Type.Static<typeof PeerAuthentication>
+export type AuthorizationPolicy = Type.Static<typeof AuthorizationPolicy>
 
 /** Every kind Weft reads, by apiVersion and kind; the name is also the file name under ./schemas/. */
 export const KINDS = [
@@ -417,5 +516,7 @@ export const KINDS = [
   { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', schema: EndpointSlice, file: 'endpointslice' },
   { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', schema: HTTPRoute, file: 'httproute' },
   { apiVersion: 'policy.weft.io/v1alpha1', kind: 'TrafficPolicy', schema: TrafficPolicy, file: 'trafficpolicy' },
+  { apiVersion: SECURITY_API, kind: 'PeerAuthentication', schema: PeerAuthentication, file: 'peerauthentication' },
+  { apiVersion: SECURITY_API, kind: 'AuthorizationPolicy', schema: AuthorizationPolicy, file: 'authorizationpolicy' },
 ] as const
 export type Kind = (typeof KINDS)[number]['kind']

@@ -44,6 +44,8 @@ export function checkResources(set: ResourceSet): ConfigError[] {
   unique(set.endpointSlices, errors)
   const routes = unique(set.httpRoutes, errors)
   unique(set.trafficPolicies, errors)
+  unique(set.peerAuthentications, errors)
+  unique(set.authorizationPolicies, errors)
 
   const all: Located<unknown>[] = [...set.services, ...set.endpointSlices, ...set.httpRoutes, ...set.trafficPolicies]
   for (const r of all) {
@@ -55,7 +57,34 @@ export function checkResources(set: ResourceSet): ConfigError[] {
   for (const r of set.httpRoutes) checkRoute(r, { errors, services })
   checkShadowing(set.httpRoutes, set.services, errors)
   checkPolicies(set.trafficPolicies, services, routes, errors)
+  checkSecurity(set, errors)
   return sortErrors(dedupe(errors), set.files)
+}
+
+/**
+ * PeerAuthentication and AuthorizationPolicy: what the schema cannot say (Istio's own checks):
+ * port-level modes need a selector, ports are 1-65535.
+ */
+function checkSecurity(set: ResourceSet, errors: ConfigError[]): void {
+  const badPort = (p: string) => Number(p) < 1 || Number(p) > 65535
+  for (const r of set.peerAuthentications) {
+    const levels = Object.keys(r.obj.spec.portLevelMtls ?? {})
+    if (levels.length > 0 && r.obj.spec.selector === undefined) {
+      errors.push(errorAt(r, ConfigErrorCode.INVALID, ['spec', 'portLevelMtls'], 'portLevelMtls needs a selector (Istio: a port belongs to a workload, not a namespace)', 'key'))
+    }
+    for (const p of levels) if (badPort(p)) errors.push(errorAt(r, ConfigErrorCode.INVALID, ['spec', 'portLevelMtls', p], `port ${p} is not 1-65535`, 'key'))
+  }
+  for (const r of set.authorizationPolicies) {
+    ;(r.obj.spec.rules ?? []).forEach((rule, i) => {
+      ;(rule.to ?? []).forEach((to, j) => {
+        for (const f of ['ports', 'notPorts'] as const) {
+          ;(to.operation[f] ?? []).forEach((p, k) => {
+            if (badPort(p)) errors.push(errorAt(r, ConfigErrorCode.INVALID, ['spec', 'rules', i, 'to', j, 'operation', f, k], `port ${p} is not 1-65535`))
+          })
+        }
+      })
+    })
+  }
 }
 
 /** First of each kind/namespace/name; later ones are errors. */

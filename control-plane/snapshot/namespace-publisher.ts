@@ -16,6 +16,7 @@ import type { Logger } from 'pino'
 import type { Node__Output, TypeUrl } from '../../protos/api.ts'
 import type { Listener } from '../../api/schema.ts'
 import { Translator, type MeshTranslation } from '../translate/incremental.ts'
+import type { SecurityOptions } from '../translate/security.ts'
 import { OUTBOUND_TABLE, type Resources } from '../translate/translate.ts'
 import type { SnapshotCache } from './cache.ts'
 import { formatSnapshotError } from './consistency.ts'
@@ -29,6 +30,8 @@ export interface NamespacePublisherOptions {
   /** the port of the "outbound" listener sent to every proxy; a proxy's bootstrap may override it */
   outboundPort: number
   clusterDomain?: string
+  /** workload security: mesh-wide policies' namespace, auto mutual TLS (../translate/security.ts) */
+  security?: SecurityOptions
 }
 
 export interface PublishReport {
@@ -57,7 +60,7 @@ export class NamespacePublisher {
 
   constructor(o: NamespacePublisherOptions) {
     this.o = o
-    this.translator = new Translator({ clusterDomain: o.clusterDomain })
+    this.translator = new Translator({ clusterDomain: o.clusterDomain, security: o.security })
     this.listeners = [{ name: OUTBOUND_LISTENER, direction: 'outbound', address: '127.0.0.1', port: o.outboundPort, routeTable: OUTBOUND_TABLE }]
   }
 

@@ -68,7 +68,8 @@ function isShadowed(e: ConfigError): boolean {
 }
 
 function onlySlicesChanged(a: ResourceSet, b: ResourceSet): boolean {
-  return same(a.services, b.services) && same(a.httpRoutes, b.httpRoutes) && same(a.trafficPolicies, b.trafficPolicies)
+  return same(a.services, b.services) && same(a.httpRoutes, b.httpRoutes) && same(a.trafficPolicies, b.trafficPolicies) &&
+    same(a.peerAuthentications, b.peerAuthentications) && same(a.authorizationPolicies, b.authorizationPolicies)
 }
 
 function same<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -78,7 +79,7 @@ function same<T>(a: readonly T[], b: readonly T[]): boolean {
 }
 
 function countOf(s: ResourceSet): number {
-  return s.services.length + s.endpointSlices.length + s.httpRoutes.length + s.trafficPolicies.length
+  return s.services.length + s.endpointSlices.length + s.httpRoutes.length + s.trafficPolicies.length + s.peerAuthentications.length + s.authorizationPolicies.length
 }
 
 function without(s: ResourceSet, files: ReadonlySet<string>): ResourceSet {
@@ -89,5 +90,7 @@ function without(s: ResourceSet, files: ReadonlySet<string>): ResourceSet {
     endpointSlices: keep(s.endpointSlices),
     httpRoutes: keep(s.httpRoutes),
     trafficPolicies: keep(s.trafficPolicies),
+    peerAuthentications: keep(s.peerAuthentications),
+    authorizationPolicies: keep(s.authorizationPolicies),
   }
 }

@@ -19,6 +19,8 @@ export const Pod = Type.Object(
         uid: Type.Optional(Type.String()),
         resourceVersion: Type.Optional(Type.String()),
         labels: Type.Optional(Type.Object({}, { additionalProperties: Type.String() })),
+        // weft.io/status only (the injector's: the pod has a sidecar)
+        annotations: Type.Optional(Type.Object({}, { additionalProperties: Type.String() })),
       },
       { additionalProperties: false },
     ),

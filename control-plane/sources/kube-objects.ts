@@ -21,7 +21,8 @@ import { isObject, schemaProblems } from '../../api/yaml-errors.ts'
 import type { Seg } from '../../api/yaml-errors.ts'
 import { RESOURCE_MESSAGES } from '../resources/load.ts'
 import type { Located } from '../resources/load.ts'
-import { KINDS } from '../resources/schema.ts'
+import { KINDS, SECURITY_API } from '../resources/schema.ts'
+import { SIDECAR_STATUS } from '../translate/security.ts'
 import type { Kind } from '../resources/schema.ts'
 import { Pod } from './cluster-state.ts'
 import type { Rejected, SourceKind } from './cluster-state.ts'
@@ -44,6 +45,8 @@ const PLURALS: Record<SourceKind, string> = {
   EndpointSlice: 'endpointslices',
   HTTPRoute: 'httproutes',
   TrafficPolicy: 'trafficpolicies',
+  PeerAuthentication: 'peerauthentications',
+  AuthorizationPolicy: 'authorizationpolicies',
 }
 
 function watched(kind: SourceKind, apiVersion: string, schema: TSchema, custom: boolean): WatchedKind {
@@ -60,6 +63,8 @@ export const WATCHED_KINDS: readonly WatchedKind[] = [
   watched('Pod', 'v1', Pod, false),
   watched('HTTPRoute', 'gateway.networking.k8s.io/v1', schemaOf('HTTPRoute'), true),
   watched('TrafficPolicy', 'policy.weft.io/v1alpha1', schemaOf('TrafficPolicy'), true),
+  watched('PeerAuthentication', SECURITY_API, schemaOf('PeerAuthentication'), true),
+  watched('AuthorizationPolicy', SECURITY_API, schemaOf('AuthorizationPolicy'), true),
 ]
 
 // ---- trim ----------------------------------------------------------------------------------------
@@ -97,6 +102,8 @@ function trimPod(raw: RawObject): RawObject {
   const st = isObject(raw.status) ? raw.status : {}
   const metadata: Record<string, unknown> = { name: meta.name, namespace: meta.namespace }
   for (const f of ['uid', 'resourceVersion', 'labels'] as const) if (meta[f] !== undefined) metadata[f] = meta[f]
+  const status_ = isObject(meta.annotations) ? meta.annotations[SIDECAR_STATUS] : undefined
+  if (typeof status_ === 'string') metadata.annotations = { [SIDECAR_STATUS]: status_ }
   const status: Record<string, unknown> = {}
   for (const f of ['podIP', 'podIPs', 'phase'] as const) if (st[f] !== undefined) status[f] = st[f]
   if (Array.isArray(status.podIPs)) status.podIPs = status.podIPs.map((p) => (isObject(p) ? { ip: p.ip } : p))

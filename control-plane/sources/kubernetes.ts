@@ -18,7 +18,7 @@ import type { KubernetesListObject, KubernetesObject } from '@kubernetes/client-
 import { errorText } from '../../api/yaml-errors.ts'
 import { emptyResourceSet } from '../resources/load.ts'
 import type { Located } from '../resources/load.ts'
-import type { EndpointSlice, HTTPRoute, Service, TrafficPolicy } from '../resources/schema.ts'
+import type { AuthorizationPolicy, EndpointSlice, HTTPRoute, PeerAuthentication, Service, TrafficPolicy } from '../resources/schema.ts'
 import type { ClusterState, Pod, Rejected, SourceKind } from './cluster-state.ts'
 import { realTimers, type Timers } from '../../api/clock.ts'
 import { Coalescer, sleep } from './coalesce.ts'
@@ -258,6 +258,8 @@ export function startKubernetesSource(opts: KubernetesSourceOptions): Kubernetes
             case 'EndpointSlice': resources.endpointSlices.push(c.located as Located<EndpointSlice>); break
             case 'HTTPRoute': resources.httpRoutes.push(c.located as Located<HTTPRoute>); break
             case 'TrafficPolicy': resources.trafficPolicies.push(c.located as Located<TrafficPolicy>); break
+            case 'PeerAuthentication': resources.peerAuthentications.push(c.located as Located<PeerAuthentication>); break
+            case 'AuthorizationPolicy': resources.authorizationPolicies.push(c.located as Located<AuthorizationPolicy>); break
           }
         }
       }

@@ -20,6 +20,7 @@ import { PolicyIndex } from './policy.ts'
 import { clusterOf, endpointsOf, indexRoutes, indexSlices, sortServices, virtualHostOf } from './translate.ts'
 import type { ClusterSpec } from '../../api/schema.ts'
 import type { Resources } from './translate.ts'
+import { WorkloadSecurity, type SecurityOptions } from './security.ts'
 
 /** Every namespace's translation; the clusters and endpoints are shared by all of them. */
 export interface MeshTranslation {
@@ -77,11 +78,21 @@ export class Translator {
   private endpoints: ReadonlyMap<string, readonly Endpoint[]> = new Map()
   private tables = new Map<string, readonly RouteTable[]>()
 
-  constructor(o: { clusterDomain?: string } = {}) {
+  private readonly security: WorkloadSecurity
+
+  constructor(o: { clusterDomain?: string; security?: SecurityOptions } = {}) {
     this.cd = o.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN
+    this.security = new WorkloadSecurity(o.security)
   }
 
+  /** The mesh's translation; clusters with their workload security resolved (./security.ts). */
   translate(r: Resources, namespaces: readonly string[]): MeshTranslation {
+    const t = this.routing(r, namespaces)
+    const clusters = this.security.apply(r, t.clusters, t.endpoints)
+    return clusters === t.clusters ? t : { ...t, clusters }
+  }
+
+  private routing(r: Resources, namespaces: readonly string[]): MeshTranslation {
     const rebuilt = { clusters: 0, endpoints: 0, virtualHosts: 0, routeTables: 0 }
     const fast = this.slicesOnly(r, namespaces, rebuilt)
     if (fast !== null) return fast

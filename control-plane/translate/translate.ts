@@ -25,11 +25,12 @@ import { SERVICE_NAME_LABEL } from '../resources/schema.ts'
 import type { EndpointSlice, HTTPRoute, Service, ServicePort, TrafficPolicy } from '../resources/schema.ts'
 import { PolicyIndex, defined } from './policy.ts'
 import { translateRule } from './routes.ts'
+import type { SecurityInputs } from './security.ts'
 
 export { OUTBOUND_TABLE } from '../resources/model.ts'
 export const DEFAULT_ROUTE = 'default'
 
-export interface Resources {
+export interface Resources extends SecurityInputs {
   services: readonly Service[]
   endpointSlices: readonly EndpointSlice[]
   httpRoutes: readonly HTTPRoute[]
@@ -55,6 +56,8 @@ export function resourcesOf(set: ResourceSet): Resources {
     endpointSlices: set.endpointSlices.map((r) => r.obj),
     httpRoutes: set.httpRoutes.map((r) => r.obj),
     trafficPolicies: set.trafficPolicies.map((r) => r.obj),
+    peerAuthentications: set.peerAuthentications.map((r) => r.obj),
+    authorizationPolicies: set.authorizationPolicies.map((r) => r.obj),
   }
 }
 

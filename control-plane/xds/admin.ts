@@ -2,7 +2,7 @@
 // what they ACKed, the NACKs, the published snapshots' versions, and Prometheus metrics.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { TYPE_URLS, typeName } from '../../protos/api.ts'
+import { TYPE, TYPE_URLS, typeName } from '../../protos/api.ts'
 import { versionInfo } from '../../protos/version.ts'
 import type { ConfigServer } from './server.ts'
 
@@ -18,6 +18,23 @@ export function snapshotsView(cp: ConfigServer): unknown {
         resources: Object.fromEntries(TYPE_URLS.map((t) => [typeName(t), s.types[t].resources.size])),
       }
     }),
+  }
+}
+
+/**
+ * The clusters (with their tls and inbound policy, as the control plane resolved them) and their
+ * endpoints, of the snapshot of the proxies of `namespace` (clusters are the same in every
+ * namespace's snapshot; default: the first published). null: nothing published.
+ */
+export function clustersView(cp: ConfigServer, namespace: string | null): unknown {
+  const key = namespace !== null ? `ns/${namespace}` : cp.cache.nodes().sort()[0]
+  const s = key === undefined ? undefined : cp.cache.getSnapshot(key)
+  if (s === undefined) return null
+  const endpoints = s.types[TYPE.endpoints].resources
+  return {
+    key,
+    seq: s.seq,
+    clusters: [...s.types[TYPE.cluster].resources.values()].map((r) => ({ ...(r.body as object), endpoints: endpoints.get(r.name)?.body ?? [] })),
   }
 }
 
@@ -42,6 +59,10 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
         return json({ nacks: cp.registry.nacks() })
       case '/debug/snapshots':
         return json(snapshotsView(cp))
+      case '/debug/clusters': {
+        const v = clustersView(cp, new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('namespace'))
+        return v === null ? send(404, 'text/plain', 'nothing published yet (no proxy has connected)\n') : json(v)
+      }
       case '/debug/source':
         return json(source === undefined ? { source: 'none' } : source())
       case '/version':
@@ -57,7 +78,7 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
         return
       }
       case '/':
-        return send(200, 'text/plain', 'weft control plane admin: /ready /version /metrics /debug/proxies /debug/nacks /debug/snapshots /debug/source\n')
+        return send(200, 'text/plain', 'weft control plane admin: /ready /version /metrics /debug/proxies /debug/nacks /debug/snapshots /debug/clusters[?namespace=NS] /debug/source\n')
       default:
         return send(404, 'text/plain', 'not found\n')
     }

@@ -12,6 +12,8 @@ import type { Cluster as _weft_config_v1alpha1_Cluster, Cluster__Output as _weft
 import type { ClusterDestination as _weft_config_v1alpha1_ClusterDestination, ClusterDestination__Output as _weft_config_v1alpha1_ClusterDestination__Output } from './weft/config/v1alpha1/ClusterDestination.ts';
 import type { ClusterEndpoints as _weft_config_v1alpha1_ClusterEndpoints, ClusterEndpoints__Output as _weft_config_v1alpha1_ClusterEndpoints__Output } from './weft/config/v1alpha1/ClusterEndpoints.ts';
 import type { ClusterInbound as _weft_config_v1alpha1_ClusterInbound, ClusterInbound__Output as _weft_config_v1alpha1_ClusterInbound__Output } from './weft/config/v1alpha1/ClusterInbound.ts';
+import type { ClusterInboundPod as _weft_config_v1alpha1_ClusterInboundPod, ClusterInboundPod__Output as _weft_config_v1alpha1_ClusterInboundPod__Output } from './weft/config/v1alpha1/ClusterInboundPod.ts';
+import type { ClusterInboundWorkload as _weft_config_v1alpha1_ClusterInboundWorkload, ClusterInboundWorkload__Output as _weft_config_v1alpha1_ClusterInboundWorkload__Output } from './weft/config/v1alpha1/ClusterInboundWorkload.ts';
 import type { ClusterPool as _weft_config_v1alpha1_ClusterPool, ClusterPool__Output as _weft_config_v1alpha1_ClusterPool__Output } from './weft/config/v1alpha1/ClusterPool.ts';
 import type { ClusterTls as _weft_config_v1alpha1_ClusterTls, ClusterTls__Output as _weft_config_v1alpha1_ClusterTls__Output } from './weft/config/v1alpha1/ClusterTls.ts';
 import type { ConfigDiscoveryClient as _weft_config_v1alpha1_ConfigDiscoveryClient, ConfigDiscoveryDefinition as _weft_config_v1alpha1_ConfigDiscoveryDefinition } from './weft/config/v1alpha1/ConfigDiscovery.ts';
@@ -71,6 +73,8 @@ export interface ProtoGrpcType {
         ClusterDestination: MessageTypeDefinition<_weft_config_v1alpha1_ClusterDestination, _weft_config_v1alpha1_ClusterDestination__Output>
         ClusterEndpoints: MessageTypeDefinition<_weft_config_v1alpha1_ClusterEndpoints, _weft_config_v1alpha1_ClusterEndpoints__Output>
         ClusterInbound: MessageTypeDefinition<_weft_config_v1alpha1_ClusterInbound, _weft_config_v1alpha1_ClusterInbound__Output>
+        ClusterInboundPod: MessageTypeDefinition<_weft_config_v1alpha1_ClusterInboundPod, _weft_config_v1alpha1_ClusterInboundPod__Output>
+        ClusterInboundWorkload: MessageTypeDefinition<_weft_config_v1alpha1_ClusterInboundWorkload, _weft_config_v1alpha1_ClusterInboundWorkload__Output>
         ClusterPool: MessageTypeDefinition<_weft_config_v1alpha1_ClusterPool, _weft_config_v1alpha1_ClusterPool__Output>
         ClusterTls: MessageTypeDefinition<_weft_config_v1alpha1_ClusterTls, _weft_config_v1alpha1_ClusterTls__Output>
         ConfigDiscovery: SubtypeConstructor<typeof grpc.Client, _weft_config_v1alpha1_ConfigDiscoveryClient> & { service: _weft_config_v1alpha1_ConfigDiscoveryDefinition }

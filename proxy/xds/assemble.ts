@@ -211,25 +211,48 @@ function ownResources(local: LocalSettings, a: Accepted): { listeners: Listener[
  * the connections redirected to that port), with a route table and a cluster `inbound|<port>` to
  * the app on 127.0.0.1:<port>. A port the bootstrap already has a listener for is left to it.
  */
+type InboundPolicy = Pick<NonNullable<ClusterSpec['inbound']>, 'mtls' | 'authorization'>
+
 function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; routeTables: RouteTable[]; clusters: Cluster[] }, local: LocalSettings): void {
   const ports = new Set<number>()
   for (const eps of a.endpoints.values()) for (const e of eps) if (e.address === podIp) ports.add(e.port)
   const taken = new Set((local.listeners ?? []).filter((l) => l.direction === 'inbound').map((l) => l.port))
+  // the pod's workload-wide policy as the control plane resolved it (PeerAuthentication,
+  // AuthorizationPolicy: `pod` of the first cluster by name that lists this IP) replaces the
+  // bootstrap's on the intercepting inbound listener, which serves the ports no Service names
+  let podWide: InboundPolicy | undefined
+  for (const name of [...a.clusters.keys()].sort()) {
+    const inb = a.clusters.get(name)!.inbound
+    if (inb === undefined || !(a.endpoints.get(name) ?? []).some((e) => e.address === podIp)) continue
+    podWide = (inb.workloads?.find((w) => w.addresses.includes(podIp)) ?? inb).pod
+    if (podWide !== undefined) break
+  }
+  if (podWide !== undefined) {
+    const i = own.listeners.findIndex((l) => l.direction === 'inbound' && l.interception === 'inbound')
+    if (i >= 0) {
+      // what the control plane leaves unsaid stays the bootstrap's (the pod's weft.io/inbound-mtls)
+      own.listeners[i] = { ...own.listeners[i], ...(podWide.mtls !== undefined ? { mtls: podWide.mtls } : {}), ...(podWide.authorization !== undefined && podWide.authorization.length > 0 ? { authorization: podWide.authorization } : {}) }
+    }
+  }
   // the pod's inbound policy (mutual TLS mode, authorization) is its intercepting inbound
   // listener's: every hop it hands connections to gets the same, or the hop would be a way around it
-  const pod = (local.listeners ?? []).find((l) => l.direction === 'inbound' && l.interception === 'inbound')
+  const pod = own.listeners.find((l) => l.direction === 'inbound' && l.interception === 'inbound') ?? (local.listeners ?? []).find((l) => l.direction === 'inbound' && l.interception === 'inbound')
   const policy: Partial<Listener> = {
     ...(pod?.mtls !== undefined ? { mtls: pod.mtls } : {}),
     ...(pod?.authorization !== undefined ? { authorization: pod.authorization } : {}),
   }
-  // a Service's own inbound policy (its TrafficPolicy `inbound` block, on its clusters) for the
-  // port at which its endpoints list this pod: it wins over the pod's; the first cluster by name
-  // that has one decides when several Services share the port
-  const byPort = new Map<number, NonNullable<ClusterSpec['inbound']>>()
+  // a Service's own inbound policy (its TrafficPolicy `inbound` block, PeerAuthentication and
+  // AuthorizationPolicy resources, on its clusters) for the port at which its endpoints list this
+  // pod: it wins over the pod's; the entry of `workloads` that lists the pod's IP, if any, replaces
+  // the defaults; the first cluster by name that has one decides when several Services share the port
+  const byPort = new Map<number, InboundPolicy>()
   for (const name of [...a.clusters.keys()].sort()) {
     const inb = a.clusters.get(name)!.inbound
     if (inb === undefined) continue
-    for (const e of a.endpoints.get(name) ?? []) if (e.address === podIp && !byPort.has(e.port)) byPort.set(e.port, inb)
+    for (const e of a.endpoints.get(name) ?? []) {
+      if (e.address !== podIp || byPort.has(e.port)) continue
+      byPort.set(e.port, inb.workloads?.find((w) => w.addresses.includes(podIp)) ?? inb)
+    }
   }
   for (const port of [...ports].sort((x, y) => x - y)) {
     if (taken.has(port)) continue

@@ -10,8 +10,11 @@
 // ClusterIP is reachable only through the sidecars. Root only; everything is removed at the end.
 // With mutual TLS (issue 13): the control plane also runs the mesh CA (--ca-listen), the injector
 // points every sidecar at it, each pod's ServiceAccount token is "projected" by the runner (a file
-// per pod, as kubelet mounts one) and checked by the API server's TokenReview, and a TrafficPolicy
-// makes the reviews Services' clusters mutual TLS served only by the reviews ServiceAccount.
+// per pod, as kubelet mounts one) and checked by the API server's TokenReview. No policy turns
+// mutual TLS on: the control plane sees (Pods) that every reviews endpoint has a sidecar and gives
+// the callers mutual TLS to them, served only by the reviews ServiceAccount (secure naming). A
+// PeerAuthentication makes reviews v2 STRICT (v1 stays PERMISSIVE) and an AuthorizationPolicy
+// (Istio's format) keeps /private of the reviews pods for the frontend's ServiceAccount.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -75,16 +78,20 @@ addressType: IPv4
 ports: [{ name: http, port: 9080 }]
 endpoints: [{ addresses: [10.0.1.3] }, { addresses: [10.0.1.4] }]
 ---
-apiVersion: policy.weft.io/v1alpha1
-kind: TrafficPolicy
-metadata: { name: reviews-mtls, namespace: shop }
+apiVersion: security.weft.io/v1alpha1
+kind: PeerAuthentication
+metadata: { name: v2-strict, namespace: shop }
 spec:
-  targetRefs: [{ group: "", kind: Service, name: reviews }, { group: "", kind: Service, name: reviews-v1 }, { group: "", kind: Service, name: reviews-v2 }]
-  tls: { identities: ["spiffe://cluster.local/ns/shop/sa/reviews"] }
-  # the reviews pods' own sidecars: /private only for the frontend's ServiceAccount
-  inbound:
-    authorization:
-      - { name: private-for-frontend, action: DENY, rules: [{ from: [{ notPrincipals: ["cluster.local/ns/shop/sa/frontend"] }], to: [{ paths: ["/private*"] }] }] }
+  selector: { matchLabels: { app: reviews, version: v2 } }
+  mtls: { mode: STRICT }
+---
+apiVersion: security.weft.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: private-for-frontend, namespace: shop }
+spec:
+  selector: { matchLabels: { app: reviews } }
+  action: DENY
+  rules: [{ from: [{ source: { notPrincipals: ["cluster.local/ns/shop/sa/frontend"] } }], to: [{ operation: { paths: ["/private*"] } }] }]
 `
 const KUBECONFIG = `apiVersion: v1
 kind: Config
@@ -169,7 +176,7 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   children.push(fwd)
   await new Promise<void>((resolve) => fwd.stdout!.once('data', () => resolve()))
   for (const doc of parseAllDocuments(RESOURCES)) {
-    const o = doc.toJS() as { kind: 'Service' | 'EndpointSlice' | 'TrafficPolicy' } & Parameters<typeof api.create>[1]
+    const o = doc.toJS() as { kind: 'Service' | 'EndpointSlice' | 'PeerAuthentication' | 'AuthorizationPolicy' } & Parameters<typeof api.create>[1]
     api.create(o.kind, o)
   }
   api.create('HTTPRoute', parse(split(100, 0)))
@@ -208,9 +215,11 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
     'test/sleep': [NODE, '-e', SLEEP_APP],
     'test/job': [NODE, '-e', JOB_APP],
   }
-  const runPod = async (name: string, addr: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}) => {
+  const runPod = async (name: string, addr: string, spec: Record<string, unknown>, annotations: Record<string, string> = {}, labels: Record<string, string> = {}) => {
     const ns = podNetns(name, addr)
-    const pod = await admit({ metadata: { name, namespace: 'shop', annotations }, spec } as unknown as RunnerPod)
+    const pod = await admit({ metadata: { name, namespace: 'shop', annotations, labels }, spec } as unknown as RunnerPod)
+    // what kubelet reports once the sandbox exists: the pod's IP (the control plane maps endpoints to pods by it)
+    api.update('Pod', { ...(pod as unknown as Parameters<typeof api.update>[1]), status: { phase: 'Running', podIP: addr, podIPs: [{ ip: addr }] } })
     // the pod's ServiceAccount token, where kubelet would mount it (WEFT_TOKEN_FILE stands for the mount)
     const token = join(dir, `${name}.token`)
     writeFileSync(token, api.serviceAccountToken('shop', (spec.serviceAccountName as string | undefined) ?? 'default'))
@@ -223,8 +232,8 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
     serviceAccountName: 'reviews',
     containers: [{ name: 'app', image: 'test/http', args: [`reviews-${version}`, '9080'], ports: [{ name: 'http', containerPort: 9080 }], readinessProbe: { httpGet: { path: '/ready', port: 'http' } } }],
   })
-  const v1 = await runPod('reviews-v1', '10.0.1.3', reviewsSpec('v1'))
-  await runPod('reviews-v2', '10.0.1.4', reviewsSpec('v2'))
+  const v1 = await runPod('reviews-v1', '10.0.1.3', reviewsSpec('v1'), {}, { app: 'reviews', version: 'v1' })
+  await runPod('reviews-v2', '10.0.1.4', reviewsSpec('v2'), {}, { app: 'reviews', version: 'v2' })
   const fe = await runPod('frontend', '10.0.1.2', { serviceAccountName: 'frontend', containers: [{ name: 'app', image: 'test/sleep' }] })
 
   // the injected spec is what ran: a native sidecar and the init step
@@ -272,7 +281,12 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   const feId = JSON.parse(curl(fe.ns, 'http://127.0.0.1:15000/identity').stdout || '{}')
   t.match(feId, { ready: true, spiffeId: 'spiffe://cluster.local/ns/shop/sa/frontend', source: 'ca' }, "the frontend's SVID, from the control plane's CA")
   t.ok(api.tokenReviews.includes('system:serviceaccount:shop:frontend') && api.tokenReviews.includes('system:serviceaccount:shop:reviews'), 'proven by their ServiceAccount tokens (TokenReview)')
-  t.equal(curl(fe.ns, 'http://10.96.0.10/private/x').stdout, 'reviews-v2 /private/x\n', "the Service's inbound authorization lets the frontend in")
+  t.equal(curl(fe.ns, 'http://10.96.0.10/private/x').stdout, 'reviews-v2 /private/x\n', 'the AuthorizationPolicy lets the frontend in')
+  // what the control plane sent: mutual TLS to the reviews Service, its identities from its Pods
+  const dumped = curl(fe.ns, 'http://127.0.0.1:15000/config_dump')
+  const dump = JSON.parse(dumped.stdout || '{}') as { config?: { clusters?: { name: string; tls?: unknown }[] } }
+  const reviews = dump.config?.clusters?.find((c) => c.name === 'outbound|80||reviews.shop.svc.cluster.local')
+  t.same(reviews?.tls, { mode: 'mutual', identities: ['spiffe://cluster.local/ns/shop/sa/reviews'] }, `auto mutual TLS with secure naming, from the Pods (${JSON.stringify(reviews ?? dump.config?.clusters?.map((c) => c.name) ?? dumped.stderr).slice(0, 600)})`)
 
   // a pod that opted out reaches the service's pods in plain text (no kube-proxy here: by pod IP)
   const plain = await runPod('plain', '10.0.1.5', { containers: [{ name: 'app', image: 'test/sleep' }] }, { 'weft.io/inject': 'false' })
@@ -280,7 +294,9 @@ t.test('a mesh of injected pods in network namespaces', { skip, timeout: 120_000
   t.same(api.admissions.map((a) => a.outcome), ['patched', 'patched', 'patched', 'allowed'], 'each pod went through the webhook')
   t.equal(curl(plain.ns, 'http://10.0.1.3:9080/plain').stdout, 'reviews-v1 /plain\n', 'plain text to a meshed pod (permissive)')
   const denied = spawnSync('ip', ['netns', 'exec', plain.ns, 'curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', 'http://10.0.1.3:9080/private/x'], { encoding: 'utf8' }).stdout
-  t.equal(denied, '403', "and its inbound authorization keeps an unauthenticated caller out of /private (TrafficPolicy inbound)")
+  t.equal(denied, '403', 'and the AuthorizationPolicy keeps an unauthenticated caller out of /private')
+  const strict = spawnSync('ip', ['netns', 'exec', plain.ns, 'curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', 'http://10.0.1.4:9080/plain'], { encoding: 'utf8' })
+  t.equal(strict.stdout, '000', `reviews v2 (PeerAuthentication STRICT by its labels) refuses plain text (curl: ${strict.stderr.trim()})`)
 
   // outside the mesh: passed through
   // (tried again while the machine is too loaded to answer within curl's 5 s: a broken

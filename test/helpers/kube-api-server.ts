@@ -29,7 +29,7 @@ import { ClusterObjects } from './kube-api-objects.ts'
 // RFC 6902, as kube-apiserver applies a webhook's patch (the product's implementation, tested on its own)
 import { apply as applyJsonPatch, type PatchOp } from '../../control-plane/webhook/json-patch.ts'
 
-export type KubeKind = 'Service' | 'Pod' | 'EndpointSlice' | 'HTTPRoute' | 'TrafficPolicy'
+export type KubeKind = 'Service' | 'Pod' | 'EndpointSlice' | 'HTTPRoute' | 'TrafficPolicy' | 'PeerAuthentication' | 'AuthorizationPolicy'
 
 export interface KubeObject {
   apiVersion?: string
@@ -53,6 +53,8 @@ const TYPES: readonly ResourceType[] = [
   { kind: 'EndpointSlice', group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', builtin: true },
   { kind: 'HTTPRoute', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', builtin: false },
   { kind: 'TrafficPolicy', group: 'policy.weft.io', version: 'v1alpha1', plural: 'trafficpolicies', builtin: false },
+  { kind: 'PeerAuthentication', group: 'security.weft.io', version: 'v1alpha1', plural: 'peerauthentications', builtin: false },
+  { kind: 'AuthorizationPolicy', group: 'security.weft.io', version: 'v1alpha1', plural: 'authorizationpolicies', builtin: false },
 ]
 
 function apiVersionOf(t: ResourceType): string {
