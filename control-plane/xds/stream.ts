@@ -298,10 +298,19 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
   }
 }
 
+// snapshot -> type -> the versions of its other types: the same for every stream sent from it
+const others = new WeakMap<PublishedSnapshot, Map<TypeUrl, ReadonlyMap<TypeUrl, string>>>()
+
 /** The versions of the snapshot's other types, endpoints left out (they never fix a rejection). */
 function othersOf(snap: PublishedSnapshot, type: TypeUrl): ReadonlyMap<TypeUrl, string> {
-  const m = new Map<TypeUrl, string>()
-  for (const t of TYPE_URLS) if (t !== type && !INCREMENTAL_TYPES.has(t)) m.set(t, snap.types[t].version)
+  let byType = others.get(snap)
+  if (byType === undefined) others.set(snap, (byType = new Map()))
+  let m = byType.get(type)
+  if (m === undefined) {
+    const fresh = new Map<TypeUrl, string>()
+    for (const t of TYPE_URLS) if (t !== type && !INCREMENTAL_TYPES.has(t)) fresh.set(t, snap.types[t].version)
+    byType.set(type, (m = fresh))
+  }
   return m
 }
 

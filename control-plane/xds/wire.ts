@@ -190,7 +190,7 @@ class WireResponse implements EncodedResponse {
     this.typeUrl = u.type
     this.versionInfo = u.version
     this.nonce = nonce
-    this.removedResources = [...u.removed]
+    this.removedResources = u.removed as string[] // read only: shared by every stream sent this update
     this.incremental = u.incremental
     this.batchRemaining = batchRemaining
     this[RESOURCE_BYTES] = block
