@@ -666,6 +666,10 @@ export const Bootstrap = Type.Object(
                 tokenFile: Type.Optional(Type.String({ minLength: 1 })),
                 // lifetime asked for; default the CA's (24h); renewed at half of it
                 ttl: Type.Optional(Duration),
+                // PEM of the mesh root(s): the CA is reached over TLS and its certificate checked
+                // against them (and, after the first answer, against the trust bundle it sends);
+                // unset: plain text (local mode on one machine)
+                root: Type.Optional(Type.String({ pattern: '-----BEGIN CERTIFICATE-----' })),
               },
               { additionalProperties: false },
             ),

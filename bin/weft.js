@@ -8,7 +8,7 @@
 // channel close and drains as on SIGTERM, so it never outlives its parent.
 import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
-import { createRequire } from 'node:module'
+import module, { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -25,7 +25,15 @@ if (major >= 24) {
   // prepack): Node does not strip types under node_modules, and stripping costs start-up time and
   // ~20 MB. A checkout whose sources are newer than the build runs the TypeScript (see useCompiled).
   const compiled = new URL('../dist/cli/weft.js', import.meta.url)
-  await import(useCompiled(compiled) ? compiled.href : '../cli/weft.ts')
+  // V8's code cache of the compiled JavaScript, kept in dist/compile-cache (filled by the build,
+  // see build/warm-cache.ts): a start reads the bytecode instead of compiling it.
+  if (process.env.WEFT_COMPILE_CACHE !== '0' && process.env.NODE_COMPILE_CACHE === undefined) {
+    module.enableCompileCache?.({ directory: fileURLToPath(new URL('../dist/compile-cache', import.meta.url)), portable: true })
+  }
+  // `weft proxy` runs from the bundle of the same code (build/bundle.ts): a few files, not ~240 modules.
+  const bundled = new URL('../dist/bundle/weft.js', import.meta.url)
+  const useBundle = process.argv[2] === 'proxy' && process.env.WEFT_NO_BUNDLE !== '1' && existsSync(fileURLToPath(bundled))
+  await import(useCompiled(compiled) ? (useBundle ? bundled.href : compiled.href) : '../cli/weft.ts')
 } else {
   const pinned = pinnedNode()
   if (pinned === null) {

@@ -27,10 +27,12 @@ export function registerControlPlane(program: Command): void {
     .option('--ca-cert <file>', 'with --ca-listen: a plugged-in signing certificate (root or intermediate) instead of a generated root')
     .option('--ca-key <file>', 'with --ca-cert: its PKCS#8 ECDSA P-256 key')
     .option('--ca-chain <file>', 'with --ca-cert: the certificates above it, up to the root')
+    .option('--ca-tls', 'with --ca-listen: serve TLS (its certificate signed by the mesh root, which injected pods get); the default in Kubernetes mode')
+    .option('--no-ca-tls', 'with --ca-listen: plain text (the default in local mode)')
     .option('--root-namespace <ns>', 'the namespace whose PeerAuthentication and AuthorizationPolicy apply mesh-wide (Istio\'s rootNamespace); default the control plane\'s namespace')
     .option('--no-auto-mtls', 'with --ca-listen: do not turn on mutual TLS by itself for Services whose endpoints all have sidecars (Kubernetes mode)')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string; rootNamespace?: string; autoMtls: boolean }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string; rootNamespace?: string; autoMtls: boolean; caTls?: boolean }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -77,6 +79,7 @@ export function registerControlPlane(program: Command): void {
           certFile: opts.caCert,
           keyFile: opts.caKey,
           chainFile: opts.caChain,
+          tls: opts.caTls,
         },
       })
     })

@@ -8,6 +8,7 @@
 //     -> translate/ -> snapshot/cache.ts -> xds/server.ts -> proxies
 import { resolve } from 'node:path'
 import type { Server } from 'node:http'
+import { isIP } from 'node:net'
 import type { Logger } from 'pino'
 import { formatConfigError } from '../api/errors.ts'
 import { createLogger } from '../proxy/log.ts'
@@ -50,7 +51,7 @@ export interface ControlPlaneOptions {
   /** workload security (control-plane/translate/security.ts): the mesh-wide policies' namespace (default weft-system); autoMtls (default true) needs `ca` */
   security?: { rootNamespace?: string; autoMtls?: boolean }
   /** serve the mesh's certificate service (control-plane/ca/) */
-  ca?: { listen: string; trustDomain?: string; dir?: string; tokensFile?: string; namespace?: string; certFile?: string; keyFile?: string; chainFile?: string }
+  ca?: { listen: string; trustDomain?: string; dir?: string; tokensFile?: string; namespace?: string; certFile?: string; keyFile?: string; chainFile?: string; /** serve TLS (default: in Kubernetes mode) */ tls?: boolean }
 }
 
 export interface RunningControlPlane {
@@ -147,26 +148,24 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
     await server.stop()
     throw err
   }
-  let webhook: RunningWebhook | undefined
-  if (o.webhook !== undefined) {
-    try {
-      // loaded on use: the X.509 library only where the webhook runs
-      const { startWebhook } = await import('../control-plane/webhook/run.ts')
-      const kube = o.webhook.kube ?? (o.kubernetes !== undefined ? { config: loadKubeConfig(o.kubernetes) } : undefined)
-      webhook = await startWebhook({ log, ...o.webhook, kube })
-    } catch (err) {
-      await source?.close()
-      await server.stop()
-      admin.closeAllConnections()
-      admin.close()
-      throw err
-    }
+  const stopAll = async () => {
+    await source?.close()
+    await server.stop()
+    admin.closeAllConnections()
+    admin.close()
   }
+  // the CA first: the webhook gives injected pods its root when it serves TLS
   let ca: RunningCa | undefined
   if (o.ca !== undefined) {
     try {
       const { startCa } = await import('../control-plane/ca/run.ts')
       const c = o.ca
+      const cpNs = c.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system'
+      const svc = o.webhook?.service ?? 'weft-control-plane'
+      // TLS by default in Kubernetes mode (tokens cross the pod network), plain text in local mode
+      const tls = c.tls ?? o.kubernetes !== undefined
+      const host = c.listen.slice(0, c.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '')
+      const ips = ['127.0.0.1', '::1', ...(isIP(host) !== 0 && host !== '0.0.0.0' && host !== '::' ? [host] : [])]
       ca = await startCa({
         listen: c.listen,
         trustDomain: c.trustDomain ?? 'cluster.local',
@@ -174,15 +173,26 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
         registry: server.registry.metrics.registry,
         dir: c.dir,
         tokensFile: c.tokensFile,
-        kube: o.kubernetes === undefined ? undefined : { config: loadKubeConfig(o.kubernetes), namespace: c.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system' },
+        kube: o.kubernetes === undefined ? undefined : { config: loadKubeConfig(o.kubernetes), namespace: cpNs },
         plugin: c.certFile === undefined ? undefined : { certFile: c.certFile, keyFile: c.keyFile ?? '', chainFile: c.chainFile },
+        tls: tls ? { dns: [`${svc}.${cpNs}.svc`, `${svc}.${cpNs}.svc.cluster.local`, 'localhost'], ips: [...new Set(ips)] } : undefined,
       })
     } catch (err) {
-      await webhook?.close()
-      await source?.close()
-      await server.stop()
-      admin.closeAllConnections()
-      admin.close()
+      await stopAll()
+      throw err
+    }
+  }
+  let webhook: RunningWebhook | undefined
+  if (o.webhook !== undefined) {
+    try {
+      // loaded on use: the X.509 library only where the webhook runs
+      const { startWebhook } = await import('../control-plane/webhook/run.ts')
+      const kube = o.webhook.kube ?? (o.kubernetes !== undefined ? { config: loadKubeConfig(o.kubernetes) } : undefined)
+      const caRoot = ca?.server.tls === true ? ca.ca.trustBundle().join('') : undefined
+      webhook = await startWebhook({ log, ...o.webhook, kube, mesh: { ...o.webhook.mesh, ...(caRoot !== undefined ? { caRoot } : {}) } })
+    } catch (err) {
+      await ca?.close()
+      await stopAll()
       throw err
     }
   }

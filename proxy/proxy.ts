@@ -115,6 +115,7 @@ export class Proxy {
       serviceAccount: id.serviceAccount ?? 'default',
       caAddress: id.ca?.address,
       tokenFile: id.ca?.tokenFile,
+      caRoot: id.ca?.root,
       ttlSeconds: id.ca?.ttl === undefined ? 0 : Math.round(parseDuration(id.ca.ttl) / 1000),
       certFile: id.certFile,
       keyFile: id.keyFile,

@@ -32,6 +32,9 @@ t.test('Kubernetes mode: a shared root in a Secret, TokenReview, and mTLS set by
   t.equal(api.secrets.size, 1, 'one root Secret')
   t.ok(api.secrets.has('weft-system/weft-ca-root'))
   t.same(replica.ca!.ca.trustBundle(), cp.ca!.ca.trustBundle(), 'the second replica uses the same root')
+  // Kubernetes mode: the certificate service speaks TLS; proxies check it against the mesh root
+  t.equal(cp.ca!.server.tls, true)
+  const root = cp.ca!.ca.trustBundle().join('')
 
   // the callee: a sidecar whose identity comes from the CA with its ServiceAccount token
   const dir = tempDir(t)
@@ -43,7 +46,7 @@ t.test('Kubernetes mode: a shared root in a Secret, TokenReview, and mTLS set by
   const reviews = await startTestSidecar(t, {
     node: { namespace: 'shop', workload: 'reviews' },
     admin: { address: '127.0.0.1', port: 0 },
-    identity: { serviceAccount: 'reviews', ca: { address: replica.ca!.server.address, tokenFile: token('shop', 'reviews', 'reviews.token') } },
+    identity: { serviceAccount: 'reviews', ca: { address: replica.ca!.server.address, tokenFile: token('shop', 'reviews', 'reviews.token'), root } },
     listeners: [{ name: 'in', direction: 'inbound', address: '127.0.0.1', port: 0, routeTable: 'app', mtls: 'strict' }],
     routeTables: [{ name: 'app', virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: 'app' }] }] }] }],
     clusters: [{ name: 'app', endpoints: [{ address: '127.0.0.1', port: app.port }] }],
@@ -71,7 +74,7 @@ t.test('Kubernetes mode: a shared root in a Secret, TokenReview, and mTLS set by
     bootstrap: {
       node: { id: 'frontend-1', namespace: 'shop', workload: 'frontend' },
       admin: { address: '127.0.0.1', port: 0 },
-      identity: { serviceAccount: 'frontend', ca: { address: cp.ca!.server.address, tokenFile: token('shop', 'frontend', 'frontend.token') } },
+      identity: { serviceAccount: 'frontend', ca: { address: cp.ca!.server.address, tokenFile: token('shop', 'frontend', 'frontend.token'), root } },
       listeners: [{ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'outbound' }],
       routeTables: [],
       clusters: [],
@@ -93,7 +96,7 @@ t.test('Kubernetes mode: a shared root in a Secret, TokenReview, and mTLS set by
   const intruder = await startTestSidecar(t, {
     node: { namespace: 'shop', workload: 'x' },
     admin: { address: '127.0.0.1', port: 0 },
-    identity: { serviceAccount: 'reviews', ca: { address: cp.ca!.server.address, tokenFile: join(dir, 'forged.token') } },
+    identity: { serviceAccount: 'reviews', ca: { address: cp.ca!.server.address, tokenFile: join(dir, 'forged.token'), root } },
     listeners: [{ name: 'in', direction: 'inbound', address: '127.0.0.1', port: 0, routeTable: 'app' }],
     routeTables: [{ name: 'app', virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: 'app' }] }] }] }],
     clusters: [{ name: 'app', endpoints: [{ address: '127.0.0.1', port: app.port }] }],
@@ -108,4 +111,67 @@ t.test('Kubernetes mode: a shared root in a Secret, TokenReview, and mTLS set by
   t.match(ready.body, /no identity certificate yet: .*INVALID_TOKEN/)
   t.match(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text(), /weft_ca_requests_total\{result="invalid_token"\} [1-9]/, 'counted on the control plane')
   t.end()
+})
+
+t.test('the certificate service over TLS: its certificate from the mesh root, checked by the proxy, made again when the root rotates', async (t) => {
+  const dir = tempDir(t)
+  writeFileSync(join(dir, 'tokens.yaml'), 'tokens:\n  - { token: t-reviews, namespace: shop, serviceAccount: reviews }\n')
+  writeFileSync(join(dir, 'reviews.token'), 't-reviews')
+  const log = pino({ level: 'silent' })
+  const cp = await startControlPlane({ listen: '127.0.0.1:0', admin: '127.0.0.1:0', log, ca: { listen: '127.0.0.1:0', dir: join(dir, 'ca'), tokensFile: join(dir, 'tokens.yaml'), tls: true } })
+  t.teardown(() => cp.close())
+  t.equal(cp.ca!.server.tls, true)
+  const root = cp.ca!.ca.trustBundle().join('')
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const sidecar = (ca: Record<string, unknown>) => startTestSidecar(t, {
+    node: { namespace: 'shop', workload: 'reviews' },
+    admin: { address: '127.0.0.1', port: 0 },
+    identity: { serviceAccount: 'reviews', ca: { address: cp.ca!.server.address, tokenFile: join(dir, 'reviews.token'), ...ca } },
+    listeners: [{ name: 'in', direction: 'inbound', address: '127.0.0.1', port: 0, routeTable: 'app' }],
+    routeTables: [{ name: 'app', virtualHosts: [{ name: 'app', domains: ['*'], routes: [{ backends: [{ cluster: 'app' }] }] }] }],
+    clusters: [{ name: 'app', endpoints: [{ address: '127.0.0.1', port: app.port }] }],
+  } as never)
+  const good = await sidecar({ root, ttl: '2s' })
+  await until('an SVID over TLS', async () => (await good.admin('/ready')).status === 200, 5000)
+
+  // the CA's certificate is checked: another root, or plain text, gets nothing
+  const { CertificateAuthority } = await import('../control-plane/ca/ca.ts')
+  const other = (await CertificateAuthority.create({ trustDomain: 'cluster.local' })).trustBundle().join('')
+  const wrong = await sidecar({ root: other })
+  const plain = await sidecar({})
+  for (const [name, s] of [['another root', wrong], ['plain text', plain]] as const) {
+    const id = await until(`${name}: the failure is known`, async () => {
+      const r = await s.admin('/identity')
+      return r.status === 503 && /lastError/.test(r.body) && JSON.parse(r.body).lastError !== null ? JSON.parse(r.body) : undefined
+    }, 10_000)
+    t.match(id, { ready: false, lastError: /CA 127\.0\.0\.1:\d+: / }, `${name}: no certificate (${id.lastError})`)
+  }
+
+  // a root rotation: the service's own certificate moves to the new root; a proxy that learnt the
+  // new root from its last answer (step 1) keeps renewing (its SVID lives 2 s: it renews every second)
+  await cp.ca!.ca.prepareRootRotation()
+  const renewed = async (after: string) => until('renewed', async () => {
+    const r = JSON.parse((await good.admin('/identity')).body)
+    return r.serial !== after && r.trustBundle.length >= 1 ? r : undefined
+  }, 10_000)
+  let now = JSON.parse((await good.admin('/identity')).body)
+  now = await renewed(now.serial)
+  now = await renewed(now.serial)
+  t.equal(now.trustBundle.length, 2, 'both roots trusted (learnt with the renewal)')
+  cp.ca!.ca.activateNextRoot()
+  now = await renewed(now.serial)
+  now = await renewed(now.serial)
+  cp.ca!.ca.dropPreviousRoots()
+  now = await renewed(now.serial)
+  now = await renewed(now.serial)
+  t.equal(now.trustBundle.length, 1, 'the old root dropped')
+  t.not(now.trustBundle[0].fingerprint256, undefined)
+  const fresh = await sidecar({ root: cp.ca!.ca.trustBundle().join('') })
+  await until('a new proxy with only the new root gets an SVID: the service\'s own certificate moved to it', async () => (await fresh.admin('/ready')).status === 200, 5000)
+  const oldOnly = await sidecar({ root })
+  const id = await until('one with only the dropped root is refused', async () => {
+    const r = JSON.parse((await oldOnly.admin('/identity')).body)
+    return r.lastError ? r : undefined
+  }, 10_000)
+  t.match(id.lastError, /CA 127\.0\.0\.1:\d+: /)
 })

@@ -82,8 +82,11 @@ t.test('hostile HTTP/2 clients leave: descriptors, downstream and upstream conne
     await until('every downstream connection closed', async () => (await listenerStats(s)).cxActive === 0, 5000)
     await until('upstream connections back to the idle level', () => openUp() <= up0 + 1, 5000)
     await until('descriptors back to their level', () => fds() <= fd0 + 2, 5000)
+    const took = Date.now() - started
+    t.equal((await listenerStats(s)).cxActive, 0, `round ${round}: no downstream connection left (${took} ms after the clients left)`)
+    t.ok(openUp() <= up0 + 1, `round ${round}: upstream connections at the idle level (${openUp()} vs ${up0})`)
+    t.ok(fds() <= fd0 + 2, `round ${round}: descriptors at their level (${fds()} vs ${fd0})`)
     for (const c of [...clients, ...stalled]) c.destroy()
-    t.pass(`round ${round}: back to idle ${Date.now() - started} ms after the clients left (fds ${fds()} vs ${fd0}, upstream ${openUp()} vs ${up0})`)
   }
   t.equal(await h2get(s.port), 200, 'still serving')
 })

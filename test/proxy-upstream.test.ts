@@ -335,7 +335,8 @@ t.test('stale keep-alive: upstream closed the idle connection, next request stil
   await c.write('GET /1 HTTP/1.1\r\nHost: svc\r\n\r\n')
   t.equal((await c.response()).status, 200)
   await until('upstream idle close', () => up.sockets.size === 0, 2000)
-  await sleep(20)
+  // the proxy has seen the close: its pool holds no connection to hand out
+  await until('the pool dropped the closed connection', async () => (await s.adminJson('/clusters')).clusters[0].endpoints[0].connections.open === 0, 2000)
   await c.write('GET /2 HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r = await c.response()
   t.equal(r.status, 200)

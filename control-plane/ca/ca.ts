@@ -120,6 +120,7 @@ export class CertificateAuthority {
    */
   async prepareRootRotation(): Promise<void> {
     this.nextRoots.push(await makeRoot(this.trustDomain, this.now(), this.rootDays))
+    this.changed()
   }
 
   activateNextRoot(): void {
@@ -128,6 +129,52 @@ export class CertificateAuthority {
     this.previousRoots = [this.signer.rootPem, ...this.previousRoots]
     this.signer = next.signer
     if (this.dir !== undefined) saveRoot(this.dir, next.certPem, next.keyPem)
+    this.changed()
+  }
+
+  private readonly listeners: (() => void)[] = []
+
+  /** Called after every change of the signer or the trust bundle (the CA server re-issues its own certificate). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener)
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) l()
+  }
+
+  /**
+   * A TLS serving certificate for the control plane's own endpoint (the certificate service): DNS
+   * and IP SANs, serverAuth, a year at most (never past the signer), signed by the current signer;
+   * PEM of the leaf and its intermediates (the root travels apart, as the trust bundle).
+   */
+  async servingCert(names: { dns: readonly string[]; ips: readonly string[] }, days = 365): Promise<{ certPem: string; keyPem: string }> {
+    const keys = await crypto.subtle.generateKey(ALG, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair
+    const now = this.now()
+    let notAfter = new Date(now.getTime() + days * 86_400_000)
+    if (notAfter > this.signer.cert.notAfter) notAfter = this.signer.cert.notAfter
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(),
+      subject: `CN=${names.dns[0] ?? names.ips[0] ?? 'weft-ca'}`,
+      issuer: this.signer.cert.subject,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter,
+      publicKey: keys.publicKey,
+      signingKey: this.signer.key,
+      signingAlgorithm: ALG,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+        new x509.SubjectAlternativeNameExtension([...names.dns.map((value) => ({ type: 'dns' as const, value })), ...names.ips.map((value) => ({ type: 'ip' as const, value }))]),
+        await x509.AuthorityKeyIdentifierExtension.create(this.signer.cert),
+      ],
+    })
+    const pkcs8 = await crypto.subtle.exportKey('pkcs8', keys.privateKey)
+    const chain = [pem(cert)]
+    const signerPem = pem(this.signer.cert)
+    if (signerPem !== this.signer.rootPem) chain.push(signerPem, ...this.signer.chain.filter((p) => p !== this.signer.rootPem))
+    return { certPem: chain.join(''), keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') }
   }
 
   /** Steps 1 and 2 at once (only when no proxy needs to trust the new root before it signs). */
@@ -138,6 +185,7 @@ export class CertificateAuthority {
 
   dropPreviousRoots(): void {
     this.previousRoots = []
+    this.changed()
   }
 
   /**

@@ -25,6 +25,8 @@ export interface CaRunOptions {
   kube?: { config: KubeConfig; namespace: string }
   /** where weft_ca_requests_total goes (the control plane's registry: its /metrics) */
   registry?: Registry
+  /** serve TLS with a certificate for these names (./server.ts) */
+  tls?: { dns: readonly string[]; ips: readonly string[] }
   /** plugged-in signing certificate (PEM files; chain: intermediates up to the root) */
   plugin?: { certFile: string; keyFile: string; chainFile?: string }
 }
@@ -93,6 +95,6 @@ export async function startCa(o: CaRunOptions): Promise<RunningCa> {
     if (o.tokensFile === undefined) throw new Error('--ca-listen in local mode needs --ca-tokens (the workloads\' tokens file)')
     auth = new FileTokens(o.tokensFile)
   }
-  const server = await startCaServer({ ca, auth, address: o.listen, log: o.log, metrics: new CaMetrics(o.registry) })
+  const server = await startCaServer({ ca, auth, address: o.listen, log: o.log, metrics: new CaMetrics(o.registry), tls: o.tls })
   return { ca, server, close: () => server.stop() }
 }

@@ -3,7 +3,7 @@
 // per-workload token file in local mode), the CA (./ca.ts) decides. Every refusal is a gRPC status
 // with a message and one count in weft_ca_requests_total{result}; nothing is issued on a refusal.
 import { readFileSync } from 'node:fs'
-import { Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js'
+import { experimental, Metadata, Server, ServerCredentials, status, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js'
 import pino, { type Logger } from 'pino'
 import { Counter, Registry } from 'prom-client'
 import { parse as parseYaml } from 'yaml'
@@ -107,13 +107,43 @@ export interface CaServerOptions {
   address?: string
   metrics?: CaMetrics
   log?: Logger
+  /**
+   * Serve TLS with a certificate for these names, signed by the CA itself and made again when its
+   * signer or bundle changes (a root rotation); callers check it against the mesh root. Unset:
+   * plain text.
+   */
+  tls?: { dns: readonly string[]; ips: readonly string[] }
 }
 
 export interface CaServer {
   readonly address: string
   readonly port: number
   readonly metrics: CaMetrics
+  /** serving TLS */
+  readonly tls: boolean
   stop(): Promise<void>
+}
+
+/** The certificate service's own certificate and key for grpc-js, replaced in place. */
+class ServingIdentity implements experimental.CertificateProvider {
+  private latest: experimental.IdentityCertificateUpdate | null = null
+  private readonly ls = new Set<experimental.IdentityCertificateUpdateListener>()
+  set(u: experimental.IdentityCertificateUpdate): void {
+    this.latest = u
+    for (const l of this.ls) l(u)
+  }
+  addIdentityCertificateListener(l: experimental.IdentityCertificateUpdateListener): void {
+    this.ls.add(l)
+    // later, not now: grpc-js adds its own watcher only after this call returns
+    queueMicrotask(() => {
+      if (this.latest !== null && this.ls.has(l)) l(this.latest)
+    })
+  }
+  removeIdentityCertificateListener(l: experimental.IdentityCertificateUpdateListener): void {
+    this.ls.delete(l)
+  }
+  addCaCertificateListener(): void {}
+  removeCaCertificateListener(): void {}
 }
 
 export const DEFAULT_CA_ADDRESS = '127.0.0.1:15012'
@@ -149,13 +179,28 @@ export async function startCaServer(opts: CaServerOptions): Promise<CaServer> {
   const server = new Server()
   server.addService(certificateService().service, { CreateCertificate: certificateHandler({ ca: opts.ca, auth: opts.auth, metrics, log }) })
   const address = opts.address ?? DEFAULT_CA_ADDRESS
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))))
+  let creds = ServerCredentials.createInsecure()
+  const tls = opts.tls
+  if (tls !== undefined) {
+    const serving = new ServingIdentity()
+    const issue = async () => {
+      const c = await opts.ca.servingCert(tls)
+      serving.set({ certificate: Buffer.from(c.certPem), privateKey: Buffer.from(c.keyPem) })
+    }
+    await issue()
+    opts.ca.onChange(() => void issue().catch((e: Error) => log.error({ err: e.message }, 'WEFT_ERR_CA_SERVING_CERT: could not re-issue the certificate service\'s own certificate')))
+    // grpc-js 1.14 passes this function's arguments to the constructor as (identity, ca): the
+    // serving identity first, no client certificates (null)
+    creds = experimental.createCertificateProviderServerCredentials(serving, null, false)
+  }
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p))))
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${port}`
   log.info({ address: bound, trustDomain: opts.ca.trustDomain }, 'certificate service listening')
   return {
     address: bound,
     port,
     metrics,
+    tls: tls !== undefined,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   }
 }

@@ -206,6 +206,7 @@ function proxyContainer(mesh: MeshConfig, o: PodOptions, probesJson: string | un
     { name: 'WEFT_CONTROL_PLANE', value: mesh.controlPlaneAddress },
     // the mesh CA: an SVID for the pod's ServiceAccount, proven by its projected token
     ...(mesh.caAddress !== undefined ? [{ name: 'WEFT_CA_ADDRESS', value: mesh.caAddress }] : []),
+    ...(mesh.caAddress !== undefined && mesh.caRoot !== undefined ? [{ name: 'WEFT_CA_ROOT', value: mesh.caRoot }] : []),
     // weft.io/inbound-mtls: the pod's inbound mutual TLS mode (all its inbound hops)
     ...(o.inboundMtls !== undefined ? [{ name: 'WEFT_INBOUND_MTLS', value: o.inboundMtls }] : []),
     { name: 'WEFT_LOG_LEVEL', value: o.logLevel ?? mesh.logLevel },

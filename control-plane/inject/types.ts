@@ -65,6 +65,8 @@ export interface MeshConfig {
   controlPlaneAddress: string
   /** host:port of the mesh CA (the control plane's certificate service): the proxies get an SVID and speak mutual TLS; unset: no identity */
   caAddress?: string
+  /** PEM of the mesh root when the CA serves TLS: the proxies check the CA's certificate against it (env WEFT_CA_ROOT) */
+  caRoot?: string
   /** the control plane's own namespace: never injected */
   controlPlaneNamespace: string
   /** uid (and gid) the proxy runs as; its traffic is not intercepted */

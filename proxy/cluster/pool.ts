@@ -25,6 +25,8 @@ export interface PoolSettings {
 
 interface Connecting {
   w: PoolWaiter | null
+  /** give the connect up (its waiter left and no other waits) */
+  abort: (() => void) | null
 }
 
 export interface PoolStats {
@@ -109,8 +111,11 @@ export class EndpointPool implements PoolHooks {
   /**
    * A waiter gave up (its client left, its try timed out). A connection being opened for it is
    * not told to it any more: it serves the queue or goes idle, and a failure is only counted.
+   * closeExcess (Envoy's CloseExcess): unless requests wait for it, that connect is given up
+   * instead, so that a client opening and resetting HTTP/2 streams cannot leave one upstream
+   * connection per stream.
    */
-  cancel(w: PoolWaiter): void {
+  cancel(w: PoolWaiter, closeExcess = false): void {
     if (this.h2 !== null) this.h2.cancel(w)
     const i = this.waiters.indexOf(w)
     if (i !== -1) {
@@ -118,9 +123,11 @@ export class EndpointPool implements PoolHooks {
       return
     }
     for (let j = 0; j < this.connecting.length; j++) {
-      if (this.connecting[j].w === w) {
-        this.connecting[j].w = null
+      const p = this.connecting[j]
+      if (p.w === w) {
+        p.w = null
         this.connecting.splice(j, 1)
+        if (closeExcess && this.waiters.length === 0 && p.abort !== null) p.abort()
         return
       }
     }
@@ -129,7 +136,7 @@ export class EndpointPool implements PoolHooks {
   private connectFor(w: PoolWaiter): void {
     this.open++
     this.stats.cxTotal++
-    const pending: Connecting = { w }
+    const pending: Connecting = { w, abort: null }
     this.connecting.push(pending)
     const settle = (): PoolWaiter | null => {
       const i = this.connecting.indexOf(pending)
@@ -163,6 +170,13 @@ export class EndpointPool implements PoolHooks {
     }, this.settings.connectTimeoutMs)
     const c = new UpstreamConn(socket, this, rb, this.settings.maxHeaderBytes, this.settings.maxHeaders)
     conn = c
+    pending.abort = () => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      // 'close' follows: the connection's onClose frees the slot (closed())
+      socket.destroy()
+    }
     socket.once(tls === null ? 'connect' : 'secureConnect', () => {
       if (settled) return
       settled = true

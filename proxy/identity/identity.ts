@@ -10,7 +10,9 @@ import { createSecureContext, type SecureContext } from 'node:tls'
 import { readFileSync } from 'node:fs'
 import { randomBytes, webcrypto, X509Certificate } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
+import { credentials, experimental, Metadata, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js'
+import { isIP } from 'node:net'
+import { checkServerIdentity } from 'node:tls'
 import { certificateService, type CertificateResponse } from '../../protos/ca.ts'
 import type { Logger } from '../log.ts'
 import { peerSpiffeId } from './spiffe.ts'
@@ -28,6 +30,8 @@ export interface IdentitySettings {
   caAddress?: string
   /** file holding the bearer token sent to the CA (read at each request: tokens rotate) */
   tokenFile?: string
+  /** PEM of the roots that sign the CA's own certificate: the CA is reached over TLS (unset: plain text) */
+  caRoot?: string
   /** lifetime asked for, seconds (0: the CA's default, 24 h) */
   ttlSeconds?: number
   certFile?: string
@@ -85,6 +89,7 @@ export class IdentityManager {
     this.settings = settings
     this.spiffeId = `spiffe://${settings.trustDomain}/ns/${settings.namespace}/sa/${settings.serviceAccount}`
     this.log = log
+    if (settings.caRoot !== undefined) this.caTrust.set(splitPem(settings.caRoot).join(''))
   }
 
   get current(): Svid {
@@ -139,8 +144,16 @@ export class IdentityManager {
     return s
   }
 
+  /**
+   * The roots the CA's serving certificate is checked against: the configured ones and the trust
+   * bundle of the last answer (a root rotation's new root, learnt before the CA's certificate
+   * moves to it).
+   */
+  private readonly caTrust = new CaTrust()
+
   private install(s: Svid): void {
     this.svid = s
+    if (this.settings.caRoot !== undefined) this.caTrust.set([...new Set([...splitPem(this.settings.caRoot), ...s.trustBundle])].join(''))
     this.lastError = null
     this.onRenew?.(s)
     if (this.settings.caAddress === undefined || this.stopped) return
@@ -200,7 +213,7 @@ export class IdentityManager {
     // channel: one made now would never be closed and would keep the process alive
     if (this.stopped) return Promise.reject(new Error('identity manager stopped'))
     const { Client } = certificateService()
-    this.client ??= new Client(this.settings.caAddress!, credentials.createInsecure())
+    this.client ??= this.settings.caRoot === undefined ? new Client(this.settings.caAddress!, credentials.createInsecure()) : this.tlsClient(Client)
     const md = new Metadata()
     if (token !== '') md.set('authorization', `Bearer ${token}`)
     return new Promise((resolve, reject) => {
@@ -209,6 +222,19 @@ export class IdentityManager {
         else resolve(res)
       })
     })
+  }
+
+  /**
+   * A client of the CA over TLS, its certificate checked against caTrust and the address's host
+   * name or IP (an IP cannot be the TLS server name: the name is overridden and the IP checked
+   * against the certificate's IP SANs).
+   */
+  private tlsClient<C>(Client: new (address: string, creds: ChannelCredentials, options?: object) => C): C {
+    const address = this.settings.caAddress!
+    const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '')
+    if (isIP(host) === 0) return new Client(address, experimental.createCertificateProviderChannelCredentials(this.caTrust, null))
+    const creds = experimental.createCertificateProviderChannelCredentials(this.caTrust, null, { checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert) })
+    return new Client(address, creds, { 'grpc.ssl_target_name_override': 'weft-ca.invalid' })
   }
 
   status(): IdentityStatus | null {
@@ -276,4 +302,27 @@ function makeSvid(keyPem: string, chainPem: string[], trustBundle: string[]): Sv
     server,
     client: createSecureContext(common),
   }
+}
+
+/** A grpc-js certificate provider of CA certificates only, replaced in place. */
+class CaTrust implements experimental.CertificateProvider {
+  private latest: experimental.CaCertificateUpdate | null = null
+  private readonly ls = new Set<experimental.CaCertificateUpdateListener>()
+  set(pem: string): void {
+    if (this.latest !== null && this.latest.caCertificate.toString() === pem) return
+    this.latest = { caCertificate: Buffer.from(pem) }
+    for (const l of this.ls) l(this.latest)
+  }
+  addCaCertificateListener(l: experimental.CaCertificateUpdateListener): void {
+    this.ls.add(l)
+    // later, not now: grpc-js registers its own watcher only after this call returns
+    queueMicrotask(() => {
+      if (this.latest !== null && this.ls.has(l)) l(this.latest)
+    })
+  }
+  removeCaCertificateListener(l: experimental.CaCertificateUpdateListener): void {
+    this.ls.delete(l)
+  }
+  addIdentityCertificateListener(): void {}
+  removeIdentityCertificateListener(): void {}
 }

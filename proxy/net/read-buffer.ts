@@ -10,21 +10,49 @@
 import type { Socket } from 'node:net'
 
 export const READ_BUFFER_SIZE = 16384
+/**
+ * A connection's first buffer. Most connections read small messages (a request head, a small
+ * response), and an idle keep-alive connection keeps its buffer: 10,000 idle client connections
+ * held 16 KiB each. A read that fills this one moves the connection to READ_BUFFER_SIZE for good.
+ * Below half of Buffer.poolSize, so it is a slice of Node's shared 8 KiB pool.
+ */
+export const FIRST_READ_BUFFER_SIZE = 1024
 
 export type OnBytes = (buf: Buffer, n: number) => void
 
+/** A ReadBuffer by its `next`, which a socket holds (its kBufferGen): retargetReads finds the buffer's owner through it. */
+const byNext = new WeakMap<() => Buffer, ReadBuffer>()
+
 export class ReadBuffer {
-  private buf: Buffer = Buffer.allocUnsafe(READ_BUFFER_SIZE)
+  private buf: Buffer = Buffer.allocUnsafe(FIRST_READ_BUFFER_SIZE)
   /** set by a reader that keeps a reference into the bytes it was given */
   retained = false
+  /** the last read filled the buffer (set by the read callbacks below) */
+  filled = false
+
+  constructor() {
+    byNext.set(this.next, this)
+  }
 
   /** the buffer for the next read */
   readonly next = (): Buffer => {
-    if (this.retained) {
+    if (this.filled && this.buf.length < READ_BUFFER_SIZE) {
       this.buf = Buffer.allocUnsafe(READ_BUFFER_SIZE)
+      this.retained = false
+    } else if (this.retained) {
+      this.buf = Buffer.allocUnsafe(this.buf.length)
       this.retained = false
     }
     return this.buf
+  }
+
+  /** the read callback of a socket reading into this buffer */
+  callback(onBytes: OnBytes): (n: number, buf: Buffer) => boolean {
+    return (n: number, buf: Buffer) => {
+      this.filled = n === buf.length
+      onBytes(buf, n)
+      return true
+    }
   }
 }
 
@@ -32,10 +60,7 @@ export class ReadBuffer {
 export function onreadOptions(rb: ReadBuffer, onBytes: OnBytes): { buffer: () => Buffer; callback: (n: number, buf: Buffer) => boolean } {
   return {
     buffer: rb.next,
-    callback: (n: number, buf: Buffer) => {
-      onBytes(buf, n)
-      return true
-    },
+    callback: rb.callback(onBytes),
   }
 }
 
@@ -69,10 +94,7 @@ export function readIntoBuffer(s: Socket, rb: ReadBuffer, onBytes: OnBytes): boo
   const rec = s as unknown as Record<symbol, unknown>
   const first = rb.next()
   rec[k.kBuffer] = first
-  rec[k.kBufferCb] = (n: number, buf: Buffer) => {
-    onBytes(buf, n)
-    return true
-  }
+  rec[k.kBufferCb] = rb.callback(onBytes)
   rec[k.kBufferGen] = rb.next
   h.useUserBuffer(first)
   return true
@@ -86,17 +108,25 @@ export function readIntoBuffer(s: Socket, rb: ReadBuffer, onBytes: OnBytes): boo
  * the caller then removes the old owner's 'data' listener and adds its own.
  */
 let kBufferCb: symbol | undefined
+let kBufferGen: symbol | undefined
 
 export function retargetReads(s: Socket, onBytes: OnBytes): boolean {
   // Looked up on the socket itself, not through findSymbols: net.connect's public onread uses
   // the slot whatever WEFT_NO_FAST_READ says.
-  if (kBufferCb === undefined) kBufferCb = Object.getOwnPropertySymbols(s).find((k) => k.description === 'kBufferCb')
+  if (kBufferCb === undefined) {
+    const own = Object.getOwnPropertySymbols(s)
+    kBufferCb = own.find((k) => k.description === 'kBufferCb')
+    kBufferGen = own.find((k) => k.description === 'kBufferGen')
+  }
   if (kBufferCb === undefined) return false
   const rec = s as unknown as Record<symbol, unknown>
   if (typeof rec[kBufferCb] !== 'function') return false
-  rec[kBufferCb] = (n: number, buf: Buffer) => {
-    onBytes(buf, n)
-    return true
-  }
+  const rb = kBufferGen === undefined ? undefined : byNext.get(rec[kBufferGen] as () => Buffer)
+  rec[kBufferCb] = rb !== undefined
+    ? rb.callback(onBytes)
+    : (n: number, buf: Buffer) => {
+        onBytes(buf, n)
+        return true
+      }
   return true
 }

@@ -1,33 +1,35 @@
-// The router: one HTTP/1 request/response exchange from a downstream connection to an upstream
-// endpoint: the listener's and the route's filter chains (proxy/filters/), the route, the cluster's
-// dispatch, tries, timers and retries, telemetry. Routing, filters and policy come compiled from the
-// config the request started with; this file only reads them. Bodies are streamed with
+// The HTTP/1 exchange: one HTTP/1 request/response from a downstream connection to an upstream
+// endpoint. The pipeline (filters, route, policy, the cluster's dispatch, tries, timers, retries,
+// telemetry) is the shared one (proxy/exchange/core.ts); this file is the HTTP/1 wire around it:
+// the upstream head, the request body (framed, queued while no connection is there, kept for
+// another try), the response head (held back to leave in one write with the first body bytes),
+// chunked framing, 1xx and upgrades, local replies as HTTP/1 bytes. Bodies are streamed with
 // backpressure both ways, never buffered whole.
 import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
-import type { BreakerTicket } from '../cluster/breaker.ts'
-import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
-import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
+import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
+import { OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { PoolWaiter } from '../cluster/pool.ts'
 import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
-import { acquireH2 } from '../h2/bridge.ts'
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { H2Stream, StreamSink } from '../h2/codec/stream.ts'
+import { cancelStream, h2Upstream, type H2Waiter, type UpSession } from '../h2/upstream.ts'
+import { sinkTo, type UpStream } from '../exchange/h2-try.ts'
 import { chunkHeader } from '../../api/http1/chunked.ts'
 import { HttpError, reasonPhrase, type RequestHead, type ResponseHead } from '../../api/http1/head.ts'
 import { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
-import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type CompiledRouteTable, type MatchInput, type RoutePolicy } from '../route/table.ts'
+import { FAIL_RESET } from '../filters/retry/policy.ts'
+import type { CompiledRoute, RoutePolicy } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
-import { recordRequest, type ListenerTelemetry } from '../telemetry/listener.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
-import { EXPLAIN_ID_HEADER, type ExplainSource, type ExplainTrace } from '../telemetry/explain.ts'
-import { routeStep, splitStep } from '../route/explain.ts'
-import { nowMicros, RETRY_ANNOTATION, type RequestTrace, type ZipkinAnnotation } from '../telemetry/tracing/tracer.ts'
-import type { RequestRecord } from '../telemetry/types.ts'
+import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
-import { STOP, type Filter, type FilterExchange } from '../filters/filter.ts'
 import type { PeerIdentity } from '../identity/authz.ts'
 import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
-import { FILTER_FLAGS, type FilterCounters } from '../filters/index.ts'
+import { ExchangeCore, upstreamPath } from '../exchange/core.ts'
+import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
+
+export { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 
 /** What the exchange needs from the downstream connection. */
 export interface Downstream {
@@ -53,37 +55,6 @@ export interface Downstream {
   upgrade(upstream: Socket, upRb: ReadBuffer | null, fromUpstream: Buffer | null): void
 }
 
-/** The compiled config a request is served with (captured when its head is parsed). */
-export interface RouterConfig {
-  readonly table: CompiledRouteTable
-  readonly clusters: ReadonlyMap<string, ClusterRuntime>
-  readonly telemetry: ListenerTelemetry
-  /** the listener's request filters, run before routing (null: none) */
-  readonly filters: readonly Filter[] | null
-  /** x-forwarded-client-cert toward the upstream: XFCC_KEEP, XFCC_SANITIZE, XFCC_SANITIZE_SET (listener/protocol.ts) */
-  readonly forwardClientCert: number
-}
-
-/** Flags explaining every response the proxy did not simply relay (Envoy's vocabulary). */
-export const Flags = {
-  NoRoute: 'NR',
-  NoCluster: 'NC',
-  NoHealthyUpstream: 'UH',
-  UpstreamConnectFailure: 'UF',
-  UpstreamConnectionTermination: 'UC',
-  UpstreamProtocolError: 'UPE',
-  UpstreamOverflow: 'UO',
-  DownstreamProtocolError: 'DPE',
-  DirectResponse: 'DR',
-  DownstreamConnectionTermination: 'DC',
-  /** the request or a try timed out (route timeout, per-try timeout) */
-  UpstreamRequestTimeout: 'UT',
-  /** a retriable failure that was not retried: attempts or the retry budget exhausted */
-  UpstreamRetryLimitExceeded: 'URX',
-  /** and those of the registered filters (proxy/filters/index.ts): RL, FI, DI, ... */
-  ...FILTER_FLAGS,
-} as const
-
 const QUEUE_LIMIT = 65536
 /** body pieces up to this size are copied to leave with their framing in one write */
 const COALESCE_LIMIT = 16384
@@ -95,100 +66,38 @@ const RESP_NONE = 0
 const RESP_RAW = 1
 const RESP_CHUNKED = 2
 
-export interface ExchangeCounters extends FilterCounters {
-  noRoute: number
-  localReplies: number
-  upstreamErrors: number
-  staleRetries: number
-  /** policy decisions (weft_proxy_decisions_total) */
-  retries: number
-  retryLimitExceeded: number
-  retryBudgetExhausted: number
-  requestTimeouts: number
-  perTryTimeouts: number
-  circuitOpen: number
-  overflow: number
-  /** refused over a cluster's adaptive concurrency limit */
-  concurrencyLimited: number
-  mirrored: number
-  mirrorFailed: number
-  mirrorAbandoned: number
-}
-
-export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, ClusterTry, FilterExchange {
+export class Exchange extends ExchangeCore<string | Buffer> implements PoolWaiter, UpstreamHandler, H2Waiter, StreamSink {
   private readonly down: Downstream
   private readonly req: RequestHead
-  private readonly config: RouterConfig
-  readonly counters: ExchangeCounters
-  private route: CompiledRoute | undefined
-  endpoint: EndpointState | undefined
-  private cluster: ClusterRuntime | undefined
+  /** the try's upstream: a connection of the endpoint's HTTP/1 pool, or a stream on its HTTP/2 session */
   private up: UpstreamConn | null = null
+  private stream: UpStream | null = null
+  /** the request fields of an HTTP/2 try */
+  private h2Head: OutgoingHttpHeaders | null = null
+  /** the response head of the stream came; its end came; its trailers as a "name: value\r\n" block */
+  private streamStarted = false
+  private streamEnded = false
+  private upTrailers = ''
+  /** the request body goes chunk-framed (a chunked request to an HTTP/1 upstream) */
+  private frame = false
   private upHead = ''
   /** request body bytes waiting for an upstream connection */
   private queued: (string | Buffer)[] | null = null
   private queuedBytes = 0
-  private reqEnded = false
   private reqSent = false
-  private respStarted = false
   private respMode = RESP_NONE
-  private done = false
+  /** sent again once on a fresh connection after a reused one failed (a stale keep-alive) */
   private retried = false
   private upstreamPaused = false
   /** response head not yet written */
   private headOut: string | null = null
-  /** when the upstream request was written (for the balancer's latency observations) */
-  private startedAt = 0
-  /** when the request head was parsed */
-  private readonly t0: number
-  private backendIndex = 0
-  private completed = false
-  private trace: RequestTrace | null = null
-  /** annotations for a sampled span (retries) */
-  private annotations: ZipkinAnnotation[] | null = null
-  /** the route's policy (null: none, and none of the fields below are used) */
-  private policy: RoutePolicy | null = null
   /** request bytes go upstream (false: no route, a local reply, discarded) */
   private forwarding = false
-  private hasBody = false
-  // ---- retries
-  private retry: CompiledRetry | null = null
-  /** retries made so far */
-  private tries = 0
-  /** copies of the framed request body for another try; null when too large to keep */
-  private retained: (string | Buffer)[] | null = null
-  private retainedBytes = 0
   /** the response of this try is being read and thrown away: a retry follows */
   private discarding = false
-  /** the endpoint of the previous try (avoided by the next pick) */
-  lastEndpoint: EndpointState | undefined = undefined
-  /** outcome of the current try for outlier detection and the breaker (OUTCOME_*) */
-  private outcome = OUTCOME_OK
-  ticket: BreakerTicket | null = null
-  acStart = -1
-  private timer: ReturnType<typeof setTimeout> | null = null
-  private tryTimer: ReturnType<typeof setTimeout> | null = null
-  private waitTimer: ReturnType<typeof setTimeout> | null = null
-  private mirror: MirrorRequest | null = null
-  private delayed = false
-  /** the flag of the delay (DI), set on the response unless another explains it */
-  private delayFlag = ''
+  private closeAfter = false
+  private respEnded = false
 
-  // ---- RequestRecord (read by telemetry sinks when the exchange completes) ------------------
-  status = 0
-  grpcStatus = ''
-  /** the response flag ("" when the response was simply relayed) */
-  flags = ''
-  durationMs = 0
-  bytesIn = 0
-  bytesOut = 0
-  requestId = ''
-  /** the decision trace, when this request was selected for one (telemetry/explain.ts) */
-  explain: ExplainTrace | null = null
-  traceId = ''
-  get startTime(): number {
-    return performance.timeOrigin + this.t0
-  }
   get method(): string {
     return this.req.method
   }
@@ -201,38 +110,17 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   get protocol(): string {
     return this.req.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0'
   }
-  get routeName(): string {
-    return this.route?.name ?? ''
-  }
-  get vhostName(): string {
-    return this.route?.vhost ?? ''
-  }
-  get clusterName(): string {
-    return this.cluster?.name ?? ''
-  }
-  get upstreamHost(): string {
-    return this.endpointKey
-  }
   get downstreamAddress(): string {
     return this.down.remoteAddress
-  }
-  get sourceIdentity(): string {
-    const peer = this.down.peer
-    if (peer !== null) return peer.principal
-    const p = this.config.telemetry.peer
-    return p.sourceNamespace + '/' + p.sourceWorkload
   }
   get peer(): PeerIdentity | null {
     return this.down.peer
   }
-  private endpointKey = ''
 
   constructor(down: Downstream, req: RequestHead, config: RouterConfig, counters: ExchangeCounters) {
+    super(config, counters)
     this.down = down
     this.req = req
-    this.config = config
-    this.counters = counters
-    this.t0 = performance.now()
   }
 
   /** Some bytes of a response (relayed or local) were written to the client. */
@@ -243,75 +131,16 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   /** Route and dispatch. The request body, if any, follows through onBody/onBodyEnd. */
   start(hasBody: boolean): void {
     if (!hasBody) this.reqEnded = true
-    const req = this.req
-    const tracer = this.config.telemetry.tracer
-    if (tracer !== null) {
-      this.trace = tracer.begin(req.names, req.values, this.config.telemetry.spanKind)
-      this.traceId = this.trace.traceId
-    }
-    const ex = this.config.telemetry.explain
-    if (ex !== null && ex.on) this.beginExplain(ex)
-    const lf = this.config.filters
-    if (lf !== null) for (let i = 0; i < lf.length; i++) if (lf[i].onRequest(this) === STOP) return
-    const vh = this.config.table.lookup(req.authority)
-    const q = req.path.indexOf('?')
-    const mi: MatchInput = {
-      method: req.method,
-      pathOnly: q === -1 ? req.path : req.path.slice(0, q),
-      query: q === -1 ? '' : req.path.slice(q + 1),
-      names: req.names,
-      values: req.values,
-    }
-    const route = vh === undefined ? undefined : matchRoute(vh, mi)
-    if (this.explain !== null) this.explain.note('route', routeStep(vh, mi, route))
-    if (route === undefined) {
-      this.counters.noRoute++
-      return this.localReply(404, Flags.NoRoute, 'WEFT_ERR_NO_ROUTE', 'no route matched')
-    }
-    this.route = route
-    if (route.direct !== null) return this.directReply(route)
     this.hasBody = hasBody
-    const filters = route.filters
-    if (filters !== null) for (let i = 0; i < filters.length; i++) if (filters[i].onRequest(this) === STOP) return
-    const pol = route.policy
-    if (pol !== null) {
-      this.policy = pol
-      this.armPolicy(pol)
-    }
-    const bi = pickBackend(route, route.backends.length > 1 ? Math.random() : 0)
-    if (bi > 0) this.backendIndex = bi
-    if (this.explain !== null && route.backends.length > 1) this.explain.note('split', splitStep(route, bi))
-    const cluster = bi < 0 ? undefined : this.config.clusters.get(route.backends[bi].cluster)
-    if (cluster === undefined) return this.localReply(503, Flags.NoCluster, 'WEFT_ERR_NO_CLUSTER', 'no cluster for route')
-    this.cluster = cluster
-    this.forwarding = true
-    if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
-    if (this.delayed) return // the fault delay's timer dispatches
-    this.dispatch()
-  }
-
-  /** The trace starts: this request was selected (x-weft-explain, sampling, or a tap asking). */
-  private beginExplain(ex: ExplainSource): void {
     const req = this.req
-    const x = ex.begin(req.names, req.values)
-    if (x === null) return
-    this.explain = x
-    this.explainSource = ex
-    x.note('request', { direction: this.config.telemetry.spanKind === 'CLIENT' ? 'outbound' : 'inbound', protocol: this.protocol, method: req.method, authority: req.authority, path: req.path, selectedBy: x.selectedBy })
-  }
-
-  private explainSource: ExplainSource | null = null
-
-  /** The route's timers and retry policy, once its filters let the request go on. */
-  private armPolicy(pol: RoutePolicy): void {
-    if (pol.timeoutMs > 0) this.timer = setTimeout(() => this.onRequestTimeout(), pol.timeoutMs)
-    if (pol.retry !== null) {
-      this.retry = pol.retry
-      if (pol.retry.attempts > 0) {
-        pol.retry.budget?.deposit()
-        if (this.hasBody) this.retained = []
-      }
-    }
+    const cluster = this.routeRequest(req.names, req.values)
+    if (cluster === undefined) return
+    this.forwarding = true
+    // to an HTTP/2 upstream the body goes as DATA: de-framed
+    this.frame = req.chunked && !cluster.http2
+    if (req.expectContinue && hasBody) this.down.write(CONTINUE_100)
+    if (this.delayed) return // the fault delay's timer (or the held filter) dispatches
+    this.dispatch()
   }
 
   // ---- FilterExchange (proxy/filters/filter.ts) ---------------------------------------------
@@ -325,45 +154,61 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.writeLocal(status, 'location: ' + location + '\r\ncontent-length: 0\r\n' + (this.route?.responseHeaders.append ?? ''), EMPTY)
   }
 
-  hold(): () => void {
-    this.delayed = true
-    return () => {
-      if (!this.done) this.dispatch()
-    }
-  }
+  // ---- a try: the head, the mirror, a pool connection ----------------------------------------
 
-  delay(ms: number, flag: string): void {
-    if (this.explain !== null) this.explain.note('fault-delay', { ms, flag })
-    this.delayed = true
-    this.delayFlag = flag
-    this.waitTimer = setTimeout(() => {
-      this.waitTimer = null
-      if (!this.done) this.dispatch()
-    }, ms)
-  }
-
-  /** One try: the cluster's limits, an endpoint, a connection. */
-  private dispatch(): void {
-    const cluster = this.cluster!
+  protected prepareTry(ep: EndpointState, pol: RoutePolicy | null): void {
     const req = this.req
-    const hashKey = cluster.hashHeader === '' ? undefined : headerOf(req, cluster.hashHeader)
-    const d = cluster.dispatch(this, hashKey)
-    if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(d, this, hashKey, this.tries))
-    if (d !== DISPATCHED) return this.rejected(d)
-    const ep = this.endpoint!
-    this.outcome = OUTCOME_OK
-    this.endpointKey = ep.key
     if (this.tries === 0 || req.authority === '') this.upHead = this.buildUpstreamHead(this.route!, ep)
-    const pol = this.policy
-    if (pol !== null) {
-      // An upgrade is not mirrored: the copy could only fail at its 101.
-      if (this.tries === 0 && pol.mirror !== null && req.upgrade === '') this.startMirror(pol)
-      const r = this.retry
-      if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(() => this.onTryTimeout(), r.perTryTimeoutMs)
-    }
-    // An HTTP/2 cluster: a stream on the endpoint's session, dressed as a connection (h2/bridge.ts).
-    if (cluster.http2) acquireH2(ep.pool, this)
+    // An upgrade is not mirrored: the copy could only fail at its 101.
+    if (pol !== null && this.tries === 0 && pol.mirror !== null && req.upgrade === '') this.startMirror(pol)
+  }
+
+  protected openTry(ep: EndpointState, cluster: ClusterRuntime): void {
+    // An HTTP/2 cluster: a stream on the endpoint's shared session (onH2Session).
+    if (cluster.http2) h2Upstream(ep.pool).acquire(this)
     else ep.pool.acquire(this)
+  }
+
+  /** Abandon the current try's connection or stream, or its place in the pool's (or session's) queue. */
+  protected cancelTry(ep: EndpointState | undefined): void {
+    const up = this.up
+    const st = this.stream
+    this.up = null
+    this.stream = null
+    if (up !== null) up.destroy()
+    else if (st !== null) {
+      if (!st.closed) cancelStream(st)
+    } else if (ep !== undefined) ep.pool.cancel(this)
+    if (this.waitTimer !== null) {
+      clearTimeout(this.waitTimer)
+      this.waitTimer = null
+    }
+  }
+
+  protected resetForRetry(): void {
+    this.queued = this.retained === null ? null : this.retained.slice()
+    this.queuedBytes = 0
+    this.reqSent = false
+    this.upstreamPaused = false
+  }
+
+  protected responseOut(): boolean {
+    return this.wroteResponse
+  }
+
+  protected unstartResponse(): void {
+    this.headOut = null
+    this.respStarted = false
+    this.discarding = false
+  }
+
+  protected abortResponse(): void {
+    this.complete()
+    this.down.abort()
+  }
+
+  protected internalError(err: unknown): void {
+    throw err
   }
 
   private startMirror(pol: RoutePolicy): void {
@@ -375,15 +220,28 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     const e = h.indexOf('\r\n', a)
     const head = h.slice(0, e) + '-shadow' + h.slice(e)
     this.mirror = new MirrorRequest(cluster, a < 8 ? h : head, this.hasBody && !this.reqEnded, this.counters)
-    if (this.queued !== null) for (const part of this.queued) this.mirror.body(part)
-    if (this.reqEnded) this.mirror.bodyEnd()
+    const m = this.mirror
+    // what came of the body already (de-framed when the try goes to an HTTP/2 upstream: framed again)
+    const reframe = !this.frame && this.req.chunked
+    if (this.queued !== null) {
+      for (const part of this.queued) {
+        if (reframe) m.body(chunkHeader(part.length))
+        m.body(part)
+        if (reframe) m.body(CRLF)
+      }
+    }
+    if (this.reqEnded) {
+      if (reframe) m.body(LAST_CHUNK + CRLF)
+      m.bodyEnd()
+    }
   }
+
 
   // ---- request path ------------------------------------------------------------------------
 
   private buildUpstreamHead(route: CompiledRoute, ep: EndpointState): string {
     const req = this.req
-    const path = route.rewrite !== null ? rewritePath(req.path, route.rewrite) : route.rewritePathTo !== null ? replacePath(req.path, route.rewritePathTo) : req.path
+    const path = upstreamPath(route, req.path)
     const mut = route.requestHeaders
     const authority = mut.host ?? route.rewriteHost ?? (req.authority === '' ? ep.key : req.authority)
     let h = req.method + ' ' + path + ' HTTP/1.1\r\nhost: ' + authority + CRLF
@@ -458,14 +316,146 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     else this.down.pauseForUpstream()
   }
 
+
   onPoolFailure(err: HttpError, flag: string): void {
-    if (this.done) return
-    // UF: connect failure or timeout; UO: the endpoint's pending queue is full; UH: removed
-    const connectFailure = flag === Flags.UpstreamConnectFailure
-    if (flag === Flags.UpstreamOverflow) this.counters.overflow++
-    this.endTry(connectFailure ? OUTCOME_CONNECT : OUTCOME_OK, !connectFailure)
-    if (connectFailure && this.retry !== null && this.retryAfter(FAIL_CONNECT)) return
-    this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
+    this.tryFailed(err, flag)
+  }
+
+  // ---- an HTTP/2 upstream: a stream on the endpoint's session (H2Waiter, StreamSink) --------
+
+  onH2Session(s: UpSession): void {
+    try {
+      this.openStream(s)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  onH2Failure(err: HttpError, flag: string): void {
+    this.tryFailed(err, flag)
+  }
+
+  /** Open the try's stream with the request as HTTP/2 fields, and send what is queued of its body. */
+  private openStream(s: UpSession): void {
+    const ep = this.endpoint
+    if (this.done || ep === undefined) return
+    const req = this.req
+    if (this.h2Head === null || req.authority === '') {
+      const h = this.h2RequestHeaders(this.route!, ep, req.names, req.values, true)
+      // the codec keeps the framing fields out of the head's fields: the length goes on
+      if (!req.chunked && req.contentLength >= 0) h['content-length'] = req.contentLength
+      this.h2Head = h
+    }
+    const endStream = this.reqEnded && this.queued === null
+    let st: UpStream
+    try {
+      st = s.request(this.h2Head, { endStream })
+    } catch {
+      // the session went away between the pick and now (GOAWAY)
+      process.nextTick(sessionGone, this)
+      return
+    }
+    this.stream = st
+    this.streamStarted = false
+    this.streamEnded = false
+    this.upTrailers = ''
+    this.startedAt = performance.now()
+    sinkTo(st, this)
+    if (endStream) {
+      this.reqSent = true
+      return
+    }
+    let ok = true
+    if (this.queued !== null) for (const part of this.queued) ok = st.write(typeof part === 'string' ? Buffer.from(part, 'latin1') : part)
+    this.queued = null
+    this.queuedBytes = 0
+    if (this.reqEnded) this.endStream(st)
+    else if (ok) this.down.resumeForUpstream()
+    else this.down.pauseForUpstream()
+  }
+
+  private endStream(st: UpStream): void {
+    if (!st.writableEnded) st.end()
+    this.reqSent = true
+  }
+
+  /** (nextTick) the session refused the stream: as a reset before any response */
+  sessionGone(): void {
+    this.onUpstreamError(new HttpError(502, 'WEFT_ERR_UPSTREAM_RESET', 'the HTTP/2 session went away'), Flags.UpstreamConnectionTermination, false)
+  }
+
+  /** An exception in a stream callback: this request fails (502 or a reset), not the process. */
+  private streamFailed(err: unknown): void {
+    const st = this.stream
+    try {
+      this.onUpstreamError(new HttpError(502, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`), Flags.UpstreamProtocolError, this.streamStarted)
+    } catch {}
+    if (st !== null && !st.closed) cancelStream(st)
+  }
+
+  streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.streamStarted = true
+      const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0
+      const status = Number(headers[':status'])
+      const noBody = endStream || this.req.method === 'HEAD' || status === 204 || status === 304
+      this.onUpstreamHead(responseHeadOf(headers, status, endStream), !noBody)
+      if (endStream) {
+        // trailers-only (a gRPC error): the fields are the head's; nothing more comes
+        this.streamEnded = true
+        this.onUpstreamEnd('')
+      } else if (this.headOut !== null) {
+        // held back to leave with the first DATA of this read; written after it at the latest
+        process.nextTick(flushHead, this)
+      }
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamData(st: H2Stream, b: Buffer): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.onUpstreamData(b, 0, b.length)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamTrailers(st: H2Stream, t: IncomingHttpHeaders): void {
+    if ((st as unknown) !== this.stream) return
+    let block = ''
+    for (const n in t) if (n.charCodeAt(0) !== 0x3a) block += n + ': ' + String(t[n]) + CRLF
+    this.upTrailers = block
+  }
+
+  streamEnd(st: H2Stream): void {
+    if ((st as unknown) !== this.stream) return
+    this.streamEnded = true
+    if (!this.streamStarted) return // no response: its close says why
+    try {
+      this.onUpstreamEnd(this.upTrailers)
+    } catch (err) {
+      this.streamFailed(err)
+    }
+  }
+
+  streamWantTrailers(_st: H2Stream): void {
+    // request trailers are not sent on from an HTTP/1 client
+  }
+
+  streamDrain(st: H2Stream): void {
+    if ((st as unknown) === this.stream) this.onUpstreamDrain()
+  }
+
+  streamClose(st: H2Stream): void {
+    if ((st as unknown) !== this.stream) return
+    try {
+      this.onUpstreamError(new HttpError(502, 'WEFT_ERR_UPSTREAM_RESET', `upstream reset the stream (code ${st.rstCode})`), Flags.UpstreamConnectionTermination, this.streamStarted)
+    } catch (err) {
+      this.streamFailed(err)
+    }
   }
 
   /** Request body bytes from the client (already de-framed). */
@@ -474,23 +464,28 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.bytesIn += end - start
     const data = buf.subarray(start, end)
     if (!this.forwarding) return // discarded
-    if (this.req.chunked) {
+    if (this.frame) {
       this.send(chunkHeader(data.length))
       this.send(data)
       this.send(CRLF)
     } else {
+      if (this.mirror !== null && this.req.chunked) this.mirror.body(chunkHeader(data.length))
       this.send(data)
+      if (this.mirror !== null && this.req.chunked) this.mirror.body(CRLF)
     }
   }
 
   onBodyEnd(trailers: string): void {
     this.reqEnded = true
     if (this.done) return
-    if (this.req.chunked && this.forwarding) {
-      this.send(LAST_CHUNK + trailers + CRLF)
+    if (this.frame && this.forwarding) this.send(LAST_CHUNK + trailers + CRLF)
+    if (this.mirror !== null) {
+      // the mirror's head says chunked: its body is framed even when the try's is not
+      if (!this.frame && this.req.chunked) this.mirror.body(LAST_CHUNK + trailers + CRLF)
+      this.mirror.bodyEnd()
     }
-    if (this.mirror !== null) this.mirror.bodyEnd()
     if (this.up !== null) this.reqSent = true
+    else if (this.stream !== null && this.forwarding) this.endStream(this.stream)
     this.maybeFinish()
   }
 
@@ -499,9 +494,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       if (this.retained !== null) {
         // kept for another try, up to a small limit; past it the request can no longer be retried
         const copy = typeof part === 'string' ? part : Buffer.from(part)
-        this.retainedBytes += copy.length
-        if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
-        else this.retained.push(copy)
+        this.keepForRetry(copy, copy.length)
       }
       if (this.mirror !== null) this.mirror.body(part)
     }
@@ -510,6 +503,12 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
       const ok = typeof part === 'string' ? sock.write(part, 'latin1') : sock.write(part)
       if (typeof part !== 'string' && sock.writableLength > 0) this.down.retainRead()
       if (!ok) this.down.pauseForUpstream()
+      return
+    }
+    const st = this.stream
+    if (st !== null) {
+      // a copy: the read buffer is reused, the stream holds what it was given until it is sent
+      if (!st.write(typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part))) this.down.pauseForUpstream()
       return
     }
     // Waiting for a connection: keep a copy, the read buffer is reused.
@@ -564,26 +563,10 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   onUpstreamHead(head: ResponseHead, hasBody: boolean): void {
     if (this.done) return
     const status = head.status
-    const ep = this.endpoint!
-    if (status >= 500) {
-      ep.counters.rq5xx++
-      this.outcome = status === 502 || status === 503 || status === 504 ? OUTCOME_GATEWAY : OUTCOME_5XX
-    }
-    if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer)
-      this.tryTimer = null
-    }
-    this.cluster!.balancer.observe(ep, performance.now() - this.startedAt)
-    if (this.explain !== null) this.explain.note('response', { try: this.tries + 1, status, endpoint: ep.key, ms: Math.round((performance.now() - this.startedAt) * 1000) / 1000 })
-    const r = this.retry
-    if (r !== null && r.retriableStatus(status)) {
-      if (this.mayRetry()) {
-        // read this response to its end and throw it away; the retry follows (onUpstreamEnd)
-        if (this.explain !== null) this.explain.note('retry', { reason: `status ${status} is retriable`, nextTry: this.tries + 2, backoff: 'after the response is read' })
-        this.discarding = true
-        return
-      }
-      if (this.explain !== null) this.explain.note('no-retry', { reason: this.noRetryReason() })
+    if (this.tryAnswered(status, -1, true)) {
+      // read this response to its end and throw it away; the retry follows (onUpstreamEnd)
+      this.discarding = true
+      return
     }
     this.respStarted = true
     this.status = status
@@ -618,8 +601,6 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.headOut = h + CRLF
   }
 
-  private closeAfter = false
-
   onUpstreamData(buf: Buffer, start: number, end: number): void {
     if (this.done || this.discarding) return
     let ok: boolean
@@ -630,9 +611,14 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     } else {
       ok = this.writeWithHead('', buf, start, end, '')
     }
-    if (!ok && this.up !== null && !this.upstreamPaused) {
-      this.upstreamPaused = true
-      this.up.socket.pause()
+    if (!ok && !this.upstreamPaused) {
+      if (this.up !== null) {
+        this.upstreamPaused = true
+        this.up.socket.pause()
+      } else if (this.stream !== null) {
+        this.upstreamPaused = true
+        this.stream.pause()
+      }
     }
   }
 
@@ -668,9 +654,13 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
   }
 
   onDownstreamDrain(): void {
-    if (this.upstreamPaused && this.up !== null) {
+    if (!this.upstreamPaused) return
+    if (this.up !== null) {
       this.upstreamPaused = false
       this.up.socket.resume()
+    } else if (this.stream !== null) {
+      this.upstreamPaused = false
+      this.stream.resume()
     }
   }
 
@@ -678,9 +668,7 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     if (this.done) return
     if (this.discarding) {
       this.discarding = false
-      const up = this.up!
-      this.up = null
-      up.release(this.reqSent)
+      this.releaseTry()
       this.endTry(this.outcome, false)
       this.retryNow()
       return
@@ -696,40 +684,48 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.maybeFinish()
   }
 
-  private respEnded = false
-
   /** Done when the response is complete; the upstream is reused only if the request was fully sent. */
   private maybeFinish(): void {
     if (!this.respEnded || this.done) return
     this.done = true
     this.endTry(this.outcome, false)
-    const up = this.up
-    this.up = null
-    if (up !== null) {
-      if (this.upstreamPaused) up.socket.resume()
-      up.release(this.reqSent)
-    }
+    this.releaseTry()
     this.onUpstreamFlush()
     this.complete()
     // A request body still arriving: we cannot wait for it on this connection, close after.
     this.down.exchangeDone(this.closeAfter || !this.reqEnded)
   }
 
+  /** The response was read whole: the connection goes back to its pool (if the request was sent whole), the stream is done. */
+  private releaseTry(): void {
+    const up = this.up
+    const st = this.stream
+    this.up = null
+    this.stream = null
+    if (up !== null) {
+      if (this.upstreamPaused) up.socket.resume()
+      up.release(this.reqSent)
+    } else if (st !== null && !st.closed && !(this.streamEnded && st.writableEnded)) {
+      // a stream whose response ended and whose request was sent closes by itself: no RST_STREAM
+      cancelStream(st)
+    }
+  }
+
   onUpstreamError(err: HttpError, flag: string, responseStarted: boolean): void {
     if (this.done) return
     const up = this.up
     this.up = null
+    this.stream = null
     // A reused keep-alive connection that failed before any response byte most likely raced the
     // upstream's idle close. Without a body the request can safely go again on a fresh connection.
     if (!responseStarted && up !== null && up.reused && !this.retried && this.req.contentLength <= 0 && !this.req.chunked && !this.discarding) {
       this.retried = true
       this.counters.staleRetries++
-      if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
+      this.annotateRetry()
       this.endpoint!.pool.acquire(this, true)
       return
     }
-    this.counters.upstreamErrors++
-    if (this.explain !== null) this.explain.note('upstream-error', { try: this.tries + 1, code: err.code, message: err.message, responseStarted })
+    this.noteUpstreamError(err.code, err.message, responseStarted)
     if (this.discarding) {
       // the response we were throwing away broke off: retry all the same
       this.discarding = false
@@ -755,201 +751,22 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
     this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
   }
 
-  /**
-   * The current try is over. outcome: OUTCOME_* for outlier detection and the breaker; `neutral`:
-   * not the endpoint's doing (a client that left, a full pending queue): neither is told.
-   */
-  private endTry(outcome: number, neutral: boolean): void {
-    if (this.tryTimer !== null) {
-      clearTimeout(this.tryTimer)
-      this.tryTimer = null
-    }
-    this.cluster?.endTry(this, outcome, neutral)
-  }
-
-  /** The cluster refused the try (REJECTIONS: max requests, breaker open, no endpoint). */
-  private rejected(r: number): void {
-    const x = REJECTIONS[r]!
-    if (x.counter !== null) this.counters[x.counter]++
-    this.localReply(x.status, x.flag, x.code, x.message)
-  }
-
-
-  // ---- retries and timeouts ----------------------------------------------------------------
-
-  /** retries were wanted but refused (attempts or budget): URX replaces a plain failure flag */
-  private refused = false
-
-  /**
-   * May this request go again? Attempts left, the body is whole and kept, no response sent, and
-   * the retry budget has room (which this takes from it).
-   */
-  private mayRetry(): boolean {
-    const r = this.retry!
-    // attempts 0: only a per-try timeout, no retries (none refused either)
-    if (r.attempts === 0 || this.respStarted || this.done) return false
-    if (this.hasBody && (!this.reqEnded || this.retained === null)) return false
-    if (!r.allowAnother(this.tries, this.counters)) {
-      this.refused = true
-      return false
-    }
-    return true
-  }
-
-  /** A try failed this way (FAIL_*): start another if the policy wants and allows it. */
-  private retryAfter(kind: number): boolean {
-    if (!this.retry!.retriableFailure(kind)) {
-      if (this.explain !== null) this.explain.note('no-retry', { reason: 'the retry policy does not retry this failure' })
-      return false
-    }
-    if (!this.mayRetry()) {
-      if (this.explain !== null) this.explain.note('no-retry', { reason: this.noRetryReason() })
-      return false
-    }
-    if (this.explain !== null) this.explain.note('retry', { reason: 'retriable failure', nextTry: this.tries + 2 })
-    this.retryNow()
-    return true
-  }
-
-  /** Why mayRetry() said no, for the trace (read right after it). */
-  private noRetryReason(): string {
-    return this.retry!.refusal(this.tries, this.respStarted || this.done, !(this.hasBody && (!this.reqEnded || this.retained === null)))
-  }
-
-  private retryFlag(flag: string): string {
-    return this.refused ? Flags.UpstreamRetryLimitExceeded : flag
-  }
-
-  /** The next try, after the backoff. */
-  private retryNow(): void {
-    this.tries++
-    this.counters.retries++
-    if (this.trace !== null && this.trace.sampled) (this.annotations ??= []).push({ timestamp: nowMicros(), value: RETRY_ANNOTATION })
-    this.queued = this.retained === null ? null : this.retained.slice()
-    this.queuedBytes = 0
-    this.reqSent = false
-    this.upstreamPaused = false
-    const ms = this.retry!.backoffMs(this.tries)
-    if (this.explain !== null) this.explain.note('backoff', { ms: Math.round(ms * 1000) / 1000 })
-    if (ms < 1) return this.dispatch()
-    this.waitTimer = setTimeout(() => {
-      this.waitTimer = null
-      if (!this.done) this.dispatch()
-    }, ms)
-  }
-
-  /** The per-try timeout: give up this try (maybe retry), else 504 UT. */
-  private onTryTimeout(): void {
-    this.tryTimer = null
-    if (this.done || this.respStarted) return
-    this.counters.perTryTimeouts++
-    if (this.explain !== null) this.explain.note('try-timeout', { try: this.tries + 1, ms: this.retry?.perTryTimeoutMs })
-    this.dropTry()
-    this.endTry(OUTCOME_RESET, false)
-    if (this.retryAfter(FAIL_TIMEOUT)) return
-    this.localReply(504, this.retryFlag(Flags.UpstreamRequestTimeout), 'WEFT_ERR_UPSTREAM_TIMEOUT', 'upstream per-try timeout')
-  }
-
-  /** The route timeout: the whole request, retries included. */
-  private onRequestTimeout(): void {
-    this.timer = null
-    if (this.done) return
-    this.counters.requestTimeouts++
-    if (this.wroteResponse) {
-      // part of the response is out: only a reset can say it is incomplete
-      this.done = true
-      this.flags = Flags.UpstreamRequestTimeout
-      this.dropTry()
-      this.endTry(OUTCOME_RESET, false)
-      this.complete()
-      this.down.abort()
-      return
-    }
-    this.dropTry()
-    this.endTry(OUTCOME_RESET, this.endpoint === undefined)
-    this.headOut = null
-    this.respStarted = false
-    this.discarding = false
-    this.localReply(504, Flags.UpstreamRequestTimeout, 'WEFT_ERR_REQUEST_TIMEOUT', 'request timeout')
-  }
-
-  /** Abandon the current try's connection or place in the pool queue. */
-  private dropTry(): void {
-    const up = this.up
-    this.up = null
-    if (up !== null) up.destroy()
-    else if (this.endpoint !== undefined) this.endpoint.pool.cancel(this)
-    if (this.waitTimer !== null) {
-      clearTimeout(this.waitTimer)
-      this.waitTimer = null
-    }
-  }
-
   /** The client went away: release everything. */
   abortFromDownstream(): void {
     if (this.done) return
-    this.done = true
-    if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
-    if (!this.wroteResponse) this.status = 0
-    this.complete()
-    const ep = this.endpoint
-    this.endTry(OUTCOME_OK, true)
-    const up = this.up
-    this.up = null
-    if (up !== null) up.destroy()
-    else if (ep !== undefined) ep.pool.cancel(this)
-    if (this.mirror !== null) this.mirror.cancel()
-  }
-
-  // ---- telemetry ---------------------------------------------------------------------------
-
-  /** The exchange is over (answered, failed or abandoned): hand the record to telemetry, once. */
-  private complete(): void {
-    if (this.completed) return
-    this.completed = true
-    this.durationMs = performance.now() - this.t0
-    if (this.policy !== null || this.delayed) this.endPolicy()
-    const x = this.explain
-    if (x !== null) x.note('done', { status: this.status, flags: this.flags === '' ? '-' : this.flags, durationMs: Math.round(this.durationMs * 1000) / 1000 })
-    const t = this.config.telemetry
-    if (t.metrics !== null) recordRequest(t.metrics, this.route === undefined ? -1 : this.route.id, this.backendIndex, this)
-    const sinks = t.sinks
-    for (let i = 0; i < sinks.length; i++) sinks[i].onRequest(this)
-    if (t.tap !== null && t.tap.active) t.tap.onRequest(this)
-    if (this.trace !== null) this.trace.finish(this, this.annotations === null ? undefined : { annotations: this.annotations })
-    if (x !== null) this.explainSource!.finish(x, this)
-  }
-
-  private endPolicy(): void {
-    if (this.timer !== null) clearTimeout(this.timer)
-    if (this.tryTimer !== null) clearTimeout(this.tryTimer)
-    if (this.waitTimer !== null) clearTimeout(this.waitTimer)
-    this.timer = this.tryTimer = this.waitTimer = null
-    if (this.delayed && this.flags === '') this.flags = this.delayFlag
-    if (this.refused && this.flags === '') this.flags = Flags.UpstreamRetryLimitExceeded
-    this.retained = null
+    this.downstreamLeft()
   }
 
   // ---- local replies -----------------------------------------------------------------------
 
-  private directReply(route: CompiledRoute): void {
+  protected directReply(route: CompiledRoute): void {
     const d = route.direct!
     this.flags = Flags.DirectResponse
     this.writeLocal(d.status, d.head + route.responseHeaders.append, d.body)
   }
 
-  /** A response generated by the proxy, with the flag and error code as headers. */
-  localReply(status: number, flag: string, code: string, message: string, extra = ''): void {
-    if (this.done) return
-    if (this.explain !== null) {
-      this.explain.note('local-reply', { status, flag, code, message })
-      if (this.explain.selectedBy === 'header') {
-        if (this.requestId === '') this.requestId = randomUUID()
-        extra += EXPLAIN_ID_HEADER + ': ' + this.requestId + CRLF
-      }
-    }
-    this.flags = flag
-    this.counters.localReplies++
+  /** The proxy's own answer as text/plain, its flag and error code as headers (decided in localReply). */
+  protected writeReply(status: number, flag: string, code: string, message: string, extra: string): void {
     this.forwarding = false
     const body = Buffer.from(code + ': ' + message + '\n')
     const head =
@@ -979,12 +796,6 @@ export class Exchange implements PoolWaiter, UpstreamHandler, RequestRecord, Clu
 
 const EMPTY = Buffer.alloc(0)
 
-/** URLRewrite ReplaceFullPath: the new path, the query kept. */
-function replacePath(path: string, to: string): string {
-  const q = path.indexOf('?')
-  return q === -1 ? to : to + path.slice(q)
-}
-
 function headerOf(req: RequestHead, name: string): string | undefined {
   const names = req.names
   for (let i = 0; i < names.length; i++) if (names[i] === name) return req.values[i]
@@ -1001,4 +812,42 @@ function serializeHead(head: ResponseHead, statusLine: string, mut: CompiledMuta
     h += names[i] + ': ' + values[i] + CRLF
   }
   return h
+}
+
+const { NGHTTP2_FLAG_END_STREAM } = constants
+
+/** Response fields of an HTTP/2 upstream that are not relayed as HTTP/1 fields (the framing is the proxy's). */
+const H2_RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'expect', 'http2-settings', 'content-length'])
+
+/** An HTTP/2 response head as the HTTP/1 response head the exchange relays. */
+function responseHeadOf(h: IncomingHttpHeaders, status: number, endStream: boolean): ResponseHead {
+  const names: string[] = []
+  const values: string[] = []
+  for (const n in h) {
+    if (n.charCodeAt(0) === 0x3a || H2_RESPONSE_DROP.has(n)) continue
+    const v = h[n]
+    if (Array.isArray(v)) {
+      for (const x of v) {
+        names.push(n)
+        values.push(x)
+      }
+    } else if (v !== undefined) {
+      names.push(n)
+      values.push(String(v))
+    }
+  }
+  const cl = h['content-length']
+  return {
+    status, reason: reasonPhrase(status), minor: 1, names, values,
+    contentLength: cl === undefined ? (endStream ? 0 : -1) : Number(cl),
+    chunked: false, transferEncoding: '', close: false, upgrade: '',
+  }
+}
+
+function flushHead(x: Exchange): void {
+  x.onUpstreamFlush()
+}
+
+function sessionGone(x: Exchange): void {
+  x.sessionGone()
 }

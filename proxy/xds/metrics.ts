@@ -1,7 +1,11 @@
 // The config client's metrics, registered into the proxy's Prometheus registry (ProxyMetrics,
 // served on the admin /metrics). The proxy replaces its registry when telemetry.metrics changes,
 // so the client attaches the same metric objects again after every apply: counters never reset.
-import { Counter, Gauge, type Metric, type Registry } from 'prom-client'
+import type { Gauge, Metric, Registry } from 'prom-client'
+import { promClient } from '../telemetry/metrics.ts'
+
+// prom-client's parts, not its index (see promClient)
+const { Counter, Gauge: GaugeC } = promClient()
 
 export class XdsMetrics {
   readonly connected: Gauge
@@ -16,7 +20,7 @@ export class XdsMetrics {
   private attachedTo: Registry | null = null
 
   constructor(read: { connected(): boolean; staleSeconds(): number }) {
-    this.connected = new Gauge({
+    this.connected = new GaugeC({
       name: 'weft_xds_connected',
       help: '1 while the config stream to the control plane is up.',
       registers: [],
@@ -24,7 +28,7 @@ export class XdsMetrics {
         this.set(read.connected() ? 1 : 0)
       },
     })
-    this.staleness = new Gauge({
+    this.staleness = new GaugeC({
       name: 'weft_xds_config_staleness_seconds',
       help: 'Seconds since the config was last known current (0 while connected to the control plane).',
       registers: [],

@@ -131,7 +131,12 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
     r.identity = {
       serviceAccount: env.SERVICE_ACCOUNT || 'default',
       ...(env.WEFT_TRUST_DOMAIN ? { trustDomain: env.WEFT_TRUST_DOMAIN } : {}),
-      ca: { address: env.WEFT_CA_ADDRESS, tokenFile: env.WEFT_TOKEN_FILE || '/var/run/secrets/kubernetes.io/serviceaccount/token' },
+      ca: {
+        address: env.WEFT_CA_ADDRESS,
+        tokenFile: env.WEFT_TOKEN_FILE || '/var/run/secrets/kubernetes.io/serviceaccount/token',
+        // the mesh root, injected when the CA serves TLS
+        ...(env.WEFT_CA_ROOT ? { root: env.WEFT_CA_ROOT } : {}),
+      },
     }
     if (r.node?.namespace === undefined && env.POD_NAMESPACE) r.node = { ...r.node, namespace: env.POD_NAMESPACE }
   }

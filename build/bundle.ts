@@ -1,0 +1,121 @@
+// The sidecar's start path as a few bundled files: `node build/bundle.ts` (run by `npm run build`
+// after tsc) bundles dist/cli/weft.js, and what it imports, with esbuild into dist/bundle/ (ESM, one
+// chunk per dynamic import: `weft proxy` static mode loads the entry and the proxy's chunk;
+// --control-plane and --resources load theirs when used). bin/weft.js runs `weft proxy` from it.
+//
+// Why: a static sidecar loaded ~240 modules (our ~150 plus yaml's ~90, pino, commander), and
+// resolving, reading and linking them was the larger part of its start-up time (see README,
+// *Footprint*). Bundled, it reads a few files.
+//
+// What stays outside the bundle (loaded from node_modules at run time, by the code that needs them):
+// native or lazily required packages (koffi; prom-client, required piecewise when metrics are on;
+// the validator's Ajv runtime, required by dist/api/bootstrap-validate.cjs), and the packages only
+// operator commands use (never on the sidecar's path).
+//
+// Paths: several modules find files next to themselves through `import.meta.url` (the protos, the
+// precompiled validator and schema, createRequire). In a bundle that would be the chunk's URL, so
+// each module's `import.meta.url` is rewritten to its own file's URL in dist/, relative to the
+// chunk (all chunks are in dist/bundle/), and `import.meta.main` to false (no bundled module is the
+// program's entry: bin/weft.js is).
+import { build, type Plugin } from 'esbuild'
+import { readFile, rm } from 'node:fs/promises'
+import path from 'node:path'
+
+const root = path.resolve(import.meta.dirname, '..')
+const dist = path.join(root, 'dist')
+const outdir = path.join(dist, 'bundle')
+
+/** Loaded at run time from node_modules, never bundled. */
+export const EXTERNAL = [
+  'koffi',
+  'prom-client',
+  'ajv',
+  'ajv/*',
+  'typebox',
+  'typebox/*',
+  '@kubernetes/client-node',
+  'ioredis',
+  '@peculiar/x509',
+  'reflect-metadata',
+  'undici',
+  'zipkin',
+  'zipkin-transport-http',
+]
+
+const ownUrls: Plugin = {
+  name: 'weft-own-urls',
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, async (args) => {
+      if (!args.path.startsWith(dist + path.sep)) return undefined
+      let text = await readFile(args.path, 'utf8')
+      if (text.includes('import.meta')) {
+        const rel = path.relative(outdir, args.path).split(path.sep).join('/')
+        text = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`).replaceAll('import.meta.main', 'false')
+      }
+      return { contents: text, loader: 'js' }
+    })
+  },
+}
+
+/**
+ * node:http2, node:tls and node:https, as the proxy's modules import them, loaded on first use:
+ * a static sidecar without mesh TLS, HTTP/2 upstreams or HTTPS probes never loads them (they cost
+ * ~16 MB RSS and a good part of the start-up time: measured with process.moduleLoadList and RSS).
+ * Only for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode, loads the
+ * real modules as before). Each function export becomes a function that calls the real one (also
+ * with `new`); http2's `constants` is a copy made at build time by the same Node (numbers of the
+ * HTTP/2 protocol and nghttp2). Other values (tls.rootCertificates, http2.sensitiveHeaders, …) are
+ * not offered: importing one from proxy/ fails the build with "No matching export": add it here
+ * (loaded at once) or take it where it is used.
+ */
+export const LAZY_BUILTINS = ['node:http2', 'node:tls', 'node:https']
+
+export function lazyShim(name: string): string {
+  const real = process.getBuiltinModule(name) as Record<string, unknown>
+  const lines = [`let real; const load = () => (real ??= process.getBuiltinModule(${JSON.stringify(name)}));`]
+  for (const [k, v] of Object.entries(real)) {
+    if (typeof v === 'function') {
+      lines.push(`export function ${k}(...a) { return new.target === undefined ? load().${k}(...a) : Reflect.construct(load().${k}, a) }`)
+    } else if (name === 'node:http2' && k === 'constants') {
+      lines.push(`export const constants = Object.freeze(${JSON.stringify(v)});`)
+    }
+  }
+  return lines.join('\n') + '\n'
+}
+
+const lazyBuiltins: Plugin = {
+  name: 'weft-lazy-builtins',
+  setup(b) {
+    const proxyDir = path.join(dist, 'proxy') + path.sep
+    b.onResolve({ filter: /^node:(http2|tls|https)$/ }, (args) => {
+      if (!args.importer.startsWith(proxyDir) || args.kind !== 'import-statement') return undefined
+      return { path: args.path, namespace: 'weft-lazy' }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js' }))
+  },
+}
+
+export async function bundle(): Promise<void> {
+  await rm(outdir, { recursive: true, force: true })
+  const r = await build({
+    entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node24',
+    chunkNames: 'chunk-[hash]',
+    external: EXTERNAL,
+    // CommonJS packages in an ES module bundle call require(): give them one.
+    banner: { js: "import { createRequire as __weftRequire } from 'node:module';\nconst require = __weftRequire(import.meta.url);" },
+    plugins: [lazyBuiltins, ownUrls],
+    logLevel: 'warning',
+    // legal comments of the bundled packages stay, at the end of each file
+    legalComments: 'eof',
+    metafile: true,
+  })
+  if (r.errors.length > 0) throw new Error(`bundle: ${r.errors.length} errors`)
+}
+
+if (import.meta.main) await bundle()

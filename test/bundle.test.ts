@@ -1,0 +1,104 @@
+// `weft proxy` runs from the esbuild bundle (build/bundle.ts, made by `npm run build`, which
+// `npm test` runs first). The bundle loads node:http2, node:tls and node:https on first use
+// (lazy shims): a sidecar started from it still speaks HTTP/2 to an upstream and to a client, and
+// the shims behave as the real modules.
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import http2 from 'node:http2'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import tls from 'node:tls'
+import { pathToFileURL } from 'node:url'
+import t from 'tap'
+import { lazyShim } from '../build/bundle.ts'
+
+const root = path.resolve(import.meta.dirname, '..')
+const BIN = path.join(root, 'bin', 'weft.js')
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
+
+t.test('the lazy shims: functions call the real ones (also with new), http2 constants equal', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-shim-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const load = async (name: string) => {
+    const file = path.join(dir, `${name.slice(5)}.mjs`)
+    writeFileSync(file, lazyShim(name))
+    return (await import(pathToFileURL(file).href)) as Record<string, unknown>
+  }
+  const h2 = await load('node:http2')
+  t.same(h2.constants, http2.constants, 'constants: the build-time copy equals the real ones')
+  t.type(h2.connect, 'function')
+  const tl = await load('node:tls')
+  const TLSSocketShim = tl.TLSSocket as unknown as new (s: net.Socket) => tls.TLSSocket
+  const sock = new TLSSocketShim(new net.Socket())
+  t.ok(sock instanceof tls.TLSSocket, 'new TLSSocket(...) through the shim makes a real TLSSocket')
+  sock.destroy()
+  const ctx = (tl.createSecureContext as typeof tls.createSecureContext)({})
+  t.ok(ctx.context, 'createSecureContext through the shim')
+  const https = await load('node:https')
+  t.type(https.request, 'function')
+})
+
+t.test('a sidecar from the bundle: HTTP/1 client to an HTTP/2 upstream, and an HTTP/2 client', { skip: existsSync(path.join(root, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {
+  const upstream = http2.createServer((req, res) => {
+    res.setHeader('x-upstream-protocol', req.httpVersion)
+    res.end('hello from h2\n')
+  })
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
+  t.teardown(() => upstream.close())
+  const [port, admin] = [await freePort(), await freePort()]
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-bundle-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, 'bootstrap.yaml')
+  writeFileSync(
+    config,
+    `node: { id: b, workload: b, namespace: default }
+admin: { address: 127.0.0.1, port: ${admin} }
+listeners: [{ name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: t }]
+routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ name: r, match: { path: { prefix: / } }, backends: [{ cluster: h2 }] }] }] }]
+clusters: [{ name: h2, protocol: http2, endpoints: [{ address: 127.0.0.1, port: ${(upstream.address() as net.AddressInfo).port} }] }]
+`,
+  )
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
+  delete env.WEFT_NO_BUNDLE
+  delete env.WEFT_FROM_SOURCE
+  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
+  let stderr = ''
+  child.stderr.on('data', (b: Buffer) => (stderr += b))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  t.teardown(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  const deadline = Date.now() + 15000
+  for (;;) {
+    const ok = await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false)
+    if (ok) break
+    if (Date.now() > deadline || child.exitCode !== null) t.fail(`not ready: ${stderr}`)
+    if (Date.now() > deadline || child.exitCode !== null) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  t.notMatch(stderr, /newer than dist/, 'ran the build, not the sources')
+  const r1 = await fetch(`http://127.0.0.1:${port}/x`)
+  t.equal(r1.status, 200)
+  t.equal(r1.headers.get('x-upstream-protocol'), '2.0', 'the upstream was reached over HTTP/2')
+  t.equal(await r1.text(), 'hello from h2\n')
+  const client = http2.connect(`http://127.0.0.1:${port}`)
+  t.teardown(() => client.close())
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = client.request({ ':path': '/y' })
+    let b = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => (b += c))
+    req.on('end', () => resolve(b))
+    req.on('error', reject)
+  })
+  t.equal(body, 'hello from h2\n', 'an HTTP/2 client through the sidecar')
+})
