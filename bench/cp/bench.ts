@@ -11,7 +11,9 @@
 //                time from the change to its ACK of the new endpoints, taken when the server
 //                receives the ACK (one clock: the control plane's).
 import { fork, type ChildProcess } from 'node:child_process'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import v8 from 'node:v8'
 import pino from 'pino'
 import { TYPE } from '../../protos/api.ts'
 import { emptyResourceSet, type ResourceSet } from '../../control-plane/resources/load.ts'
@@ -78,6 +80,11 @@ export interface Percentiles {
 export interface MemSample {
   rssMB: number
   heapUsedMB: number
+  /** V8's heap as reserved (used + free space of its pages) */
+  heapTotalMB: number
+  /** memory of Buffers and other objects outside the V8 heap that it knows of */
+  externalMB: number
+  arrayBuffersMB: number
 }
 
 export interface ChangeResult {
@@ -114,7 +121,7 @@ export interface CpBenchResult {
     routeTableBytes: number
     mem: MemSample
   }
-  sync: { mode: SyncMode; ms: number; cpuS: number; mem: MemSample; workerStates: number }
+  sync: { mode: SyncMode; ms: number; cpuS: number; mem: MemSample; maxRssMB: number; workerStates: number }
   changes: ChangeResult[]
   /** the warm-up changes (not in ackMs) */
   warmups: ChangeResult[]
@@ -136,7 +143,13 @@ export function percentiles(values: readonly number[]): Percentiles {
 
 function mem(): MemSample {
   const m = process.memoryUsage()
-  return { rssMB: m.rss / 1048576, heapUsedMB: m.heapUsed / 1048576 }
+  const mb = (n: number) => n / 1048576
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) }
+}
+
+export function formatMem(m: MemSample): string {
+  const f = (n: number) => n.toFixed(0)
+  return `RSS ${f(m.rssMB)} MB (heap ${f(m.heapUsedMB)} used of ${f(m.heapTotalMB)} MB, external ${f(m.externalMB)} MB, array buffers ${f(m.arrayBuffersMB)} MB)`
 }
 
 function gc(): void {
@@ -225,6 +238,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
   log(`translate (${namespaces.length} namespaces): ${scratch.translateMs.toFixed(0)} ms; version + check + publish: ${scratch.publishMs.toFixed(0)} ms`)
   gc()
   const scratchMem = mem()
+  log(`after scratch: ${formatMem(scratchMem)}`)
   // translate() alone for one namespace, for reference (not part of the publish path)
   t = performance.now()
   translate(resourcesOf(set), { namespace: namespaces[0] })
@@ -260,6 +274,10 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       byKey.set(key, [...(byKey.get(key) ?? []), id])
     }
     const syncCpu0 = cpuSeconds()
+    let syncMaxRss = process.memoryUsage.rss()
+    const syncSampler = setInterval(() => {
+      syncMaxRss = Math.max(syncMaxRss, process.memoryUsage.rss())
+    }, 20).unref()
     const syncStart = performance.now()
     let synced = 0
     for (const list of proxyList) {
@@ -275,9 +293,14 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       while (server.registry.connected < o.proxies) await new Promise((r) => setTimeout(r, 20))
     })(), o.syncTimeoutMs, 'every proxy connected')
     const syncMs = performance.now() - syncStart
+    clearInterval(syncSampler)
     const syncCpu = cpuSeconds() - syncCpu0
     gc()
     const syncMem = mem()
+    log(`after sync: ${formatMem(syncMem)}, RSS max during sync ${(syncMaxRss / 1048576).toFixed(0)} MB`)
+    // WEFT_BENCH_HEAP_SNAPSHOT=DIR: a heap snapshot of the control plane after the sync
+    const snapDir = process.env.WEFT_BENCH_HEAP_SNAPSHOT
+    if (snapDir) log(`heap snapshot: ${v8.writeHeapSnapshot(path.join(snapDir, `cp-sync-${process.pid}.heapsnapshot`))}`)
     let workerStates = 0
     for (const w of workers) workerStates += (await w.stats()).states
     log(`sync (${o.sync}): ${o.proxies} proxies connected and in sync in ${(syncMs / 1000).toFixed(1)} s (control plane CPU ${syncCpu.toFixed(1)} s)`)
@@ -368,6 +391,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     const phaseCpu = cpuSeconds() - phaseCpu0
     const workerCpu = workers.reduce((s, w) => s + readCpuSeconds(w.child.pid!), 0) - workerCpu0
     const phaseMem = mem()
+    log(`after the changes: ${formatMem(phaseMem)}`)
 
     const stats = await Promise.all(workers.map((w) => w.stats()))
     const proxies = {
@@ -403,7 +427,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
         routeTableBytes,
         mem: scratchMem,
       },
-      sync: { mode: o.sync, ms: syncMs, cpuS: syncCpu, mem: syncMem, workerStates },
+      sync: { mode: o.sync, ms: syncMs, cpuS: syncCpu, mem: syncMem, maxRssMB: syncMaxRss / 1048576, workerStates },
       changes,
       warmups,
       ackMs: percentiles(all),

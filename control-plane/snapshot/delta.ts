@@ -28,7 +28,10 @@ export interface TypeUpdate {
 
 // The complete and the one-publish-behind updates of a type are the same for every proxy: they
 // are built once (the same objects, so the wire's encodings of their resource lists are too).
-const complete = new WeakMap<TypeSnapshot, TypeUpdate>()
+// Complete updates are keyed by the resources, not the TypeSnapshot: the cache gives one
+// resources map several TypeSnapshot objects (one per delta it carries), and each would else
+// have its own copy of the encoded list.
+const complete = new WeakMap<ReadonlyMap<string, VersionedResource>, TypeUpdate>()
 const oneBehind = new WeakMap<TypeSnapshot, TypeUpdate>()
 
 /** The update that brings `known` to `t`, or null when the proxy already has t's version. */
@@ -36,10 +39,10 @@ export function updateFor(t: TypeSnapshot, known: Known | undefined): TypeUpdate
   if (known !== undefined && known.version === t.version) return null
   const after: Known = { version: t.version, resources: t.resources }
   if (known === undefined || !INCREMENTAL_TYPES.has(t.type) || known.resources === null) {
-    let u = complete.get(t)
-    if (u === undefined) {
+    let u = complete.get(t.resources)
+    if (u === undefined || u.type !== t.type) {
       u = { type: t.type, version: t.version, incremental: false, resources: [...t.resources.values()], removed: [], after }
-      complete.set(t, u)
+      complete.set(t.resources, u)
     }
     return u
   }

@@ -20,22 +20,21 @@ const hashes = new WeakMap<object, string>()
 const versioned = new WeakMap<object, VersionedResource>()
 // a snapshot's collection (array or map) -> its type, versioned
 const types = new WeakMap<object, TypeSnapshot>()
-// virtual host -> its JSON: the route tables of many namespaces share most virtual hosts
-const fragments = new WeakMap<object, string>()
 const LARGE_TABLE = 64
 
+/** 16 hex digits of the text's sha256 (a flat string: a slice of the 64-digit one would keep it) */
 function digest(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 16)
+  return createHash('sha256').update(text).digest().toString('hex', 0, 8)
 }
 
 /**
- * JSON.stringify(body), faster for a large route table: each virtual host is serialized once
- * per object, not once per table that holds it (the same text, spliced in).
+ * JSON.stringify(body); for a large route table, the same text spliced from its virtual hosts'
+ * (what the version of such a table is computed from, host by host).
  */
 export function resourceJson(body: object): string {
   const hosts = largeTableHosts(body)
   if (hosts === null) return JSON.stringify(body)
-  return `{"name":${JSON.stringify((body as { name: string }).name)},"virtualHosts":[${hosts.map(fragment).join(',')}]}`
+  return `{"name":${JSON.stringify((body as { name: string }).name)},"virtualHosts":[${hosts.map((h) => JSON.stringify(h)).join(',')}]}`
 }
 
 /** The virtual hosts of a large route table ({ name, virtualHosts } and nothing else), or null. */
@@ -44,15 +43,6 @@ export function largeTableHosts(body: object): object[] | null {
   if (!Array.isArray(t.virtualHosts) || t.virtualHosts.length < LARGE_TABLE || typeof t.name !== 'string') return null
   const keys = Object.keys(body)
   return keys.length === 2 && keys[0] === 'name' && keys[1] === 'virtualHosts' ? (t.virtualHosts as object[]) : null
-}
-
-function fragment(o: object): string {
-  let text = fragments.get(o)
-  if (text === undefined) {
-    text = JSON.stringify(o)
-    fragments.set(o, text)
-  }
-  return text
 }
 
 /**
@@ -73,7 +63,8 @@ export function resourceVersion(body: object): string {
 function hostVersion(h: object): string {
   let v = hashes.get(h)
   if (v === undefined) {
-    v = digest(fragment(h))
+    // the JSON is not kept: the hash is all a later table holding this host needs
+    v = digest(JSON.stringify(h))
     hashes.set(h, v)
   }
   return v
@@ -95,7 +86,7 @@ function typeSnapshot(type: TypeUrl, collection: object, items: () => Iterable<[
   list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   const h = createHash('sha256')
   for (const r of list) h.update(`${r.name}\0${r.version}\n`)
-  const t: TypeSnapshot = { type, version: h.digest('hex').slice(0, 16), resources: new Map(list.map((r) => [r.name, r])), delta: null }
+  const t: TypeSnapshot = { type, version: h.digest().toString('hex', 0, 8), resources: new Map(list.map((r) => [r.name, r])), delta: null }
   types.set(collection, t)
   return t
 }

@@ -6,9 +6,10 @@ import { Metadata, Server, ServerCredentials, status, type ServerDuplexStream } 
 import pino, { type Logger } from 'pino'
 import { configDiscoveryService, type ConfigDiscoveryHandlers, type ConfigRequest__Output, type ConfigResponse, type Node__Output } from '../../protos/api.ts'
 import type { SnapshotCache } from '../snapshot/cache.ts'
+import { DEFAULT_SEND_BUDGET_BYTES, SendBudget } from './budget.ts'
 import { ProxyRegistry } from './registry.ts'
 import { ConfigStream, type Answer } from './stream.ts'
-import { serializeResponse } from './wire.ts'
+import { reusingSerializer } from './wire.ts'
 
 export type { Answer } from './stream.ts'
 
@@ -25,6 +26,12 @@ export interface ConfigServerOptions {
   onAnswer?: (a: Answer) => void
   /** HTTP/2 keepalive pings, so a proxy that vanished without a FIN is noticed; default 30 s */
   keepaliveMs?: number
+  /**
+   * Bytes of responses being written at a time, over all streams (./budget.ts): a complete
+   * snapshot waits while others are written; small ones (endpoint updates) never wait. Default
+   * 64 MB; 0: no limit.
+   */
+  sendBudgetBytes?: number
 }
 
 export interface ConfigServer {
@@ -32,6 +39,8 @@ export interface ConfigServer {
   readonly port: number
   readonly registry: ProxyRegistry
   readonly cache: SnapshotCache
+  /** the send budget, if any (bytes in use, streams waiting) */
+  readonly budget: SendBudget | undefined
   /** Close every stream (proxies keep serving and reconnect) and stop listening. */
   stop(): Promise<void>
 }
@@ -43,7 +52,10 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const log = opts.log ?? pino({ level: 'silent' })
   const registry = new ProxyRegistry()
   const streams = new Set<ConfigStream>()
+  const limit = opts.sendBudgetBytes ?? DEFAULT_SEND_BUDGET_BYTES
+  const budget = limit > 0 ? new SendBudget(limit) : undefined
   const deps = {
+    budget,
     cache: opts.cache,
     registry,
     log,
@@ -56,8 +68,8 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
       let ended = false
       const stream = new ConfigStream(deps, {
-        send: (r) => {
-          if (!ended) call.write(r)
+        send: (r, written) => {
+          if (!ended) call.write(r, written)
         },
         fail: (message) => {
           if (ended) return
@@ -98,9 +110,10 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
   })
-  // The generated service, with a response serializer that reuses each resource's encoding.
+  // The generated service, with a response serializer that reuses each resource's encoding (and,
+  // for large responses, one output buffer: grpc-js copies each message at once).
   const service = configDiscoveryService()
-  server.addService({ ...service, StreamConfig: { ...service.StreamConfig, responseSerialize: serializeResponse } }, handlers)
+  server.addService({ ...service, StreamConfig: { ...service.StreamConfig, responseSerialize: reusingSerializer() } }, handlers)
   const address = opts.address ?? DEFAULT_XDS_ADDRESS
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))
@@ -114,6 +127,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     port,
     registry,
     cache: opts.cache,
+    budget,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         for (const s of streams) s.close()

@@ -13,7 +13,8 @@ import type { SnapshotCache } from '../snapshot/cache.ts'
 import { INCREMENTAL_TYPES, updateFor, type Known, type TypeUpdate } from '../snapshot/delta.ts'
 import type { PublishedSnapshot } from '../snapshot/types.ts'
 import type { NackRecord, ProxyRegistry, RegisteredStream, Rejection, StreamView } from './registry.ts'
-import { toResponse } from './wire.ts'
+import type { BudgetWaiter, SendBudget } from './budget.ts'
+import { toResponse, updateBytes } from './wire.ts'
 
 export interface StreamDeps {
   cache: SnapshotCache
@@ -27,6 +28,8 @@ export interface StreamDeps {
   onOpen?(key: string, node: Node__Output): void
   /** a proxy answered a response (ACK or NACK): for measurements, e.g. the time to reach every proxy */
   onAnswer?(a: Answer): void
+  /** bytes being written over all streams (./budget.ts); none: no limit */
+  budget?: SendBudget
 }
 
 export interface Answer {
@@ -39,7 +42,8 @@ export interface Answer {
 }
 
 export interface StreamTransport {
-  send(r: ConfigResponse): void
+  /** `written`: called once the response was handed to the connection (not when the stream ended first) */
+  send(r: ConfigResponse, written: () => void): void
   /** end the stream with an error (grpc status INVALID_ARGUMENT) */
   fail(message: string): void
 }
@@ -62,7 +66,7 @@ export const XDS_NACK = 'WEFT_ERR_XDS_NACK'
 
 let streamIds = 0
 
-export class ConfigStream implements RegisteredStream {
+export class ConfigStream implements RegisteredStream, BudgetWaiter {
   readonly id = ++streamIds
   private readonly deps: StreamDeps
   private readonly transport: StreamTransport
@@ -79,6 +83,8 @@ export class ConfigStream implements RegisteredStream {
   private unwatch: (() => void) | null = null
   private closed = false
   private nonceSeq = 0
+  /** bytes taken from the budget and not yet written */
+  private held = 0
 
   constructor(deps: StreamDeps, transport: StreamTransport) {
     this.deps = deps
@@ -131,6 +137,13 @@ export class ConfigStream implements RegisteredStream {
     this.closed = true
     this.unwatch?.()
     this.unwatch = null
+    const budget = this.deps.budget
+    if (budget !== undefined) {
+      budget.leave(this)
+      const held = this.held
+      this.held = 0
+      if (held > 0) budget.give(held)
+    }
     if (this.node !== null) {
       this.deps.registry.close(this)
       this.deps.log.info({ node: this.node.id, key: this.key, stream: this.id }, 'proxy disconnected')
@@ -195,6 +208,11 @@ export class ConfigStream implements RegisteredStream {
     this.known.set(type, { version, resources: current !== undefined && current.version === version ? current.resources : null })
   }
 
+  /** The send budget has room again (./budget.ts): send what is pending, if anything. */
+  resume(): void {
+    this.pump()
+  }
+
   /** Send what moved, unless a batch is in flight (its answer calls pump again). */
   private pump(): void {
     if (this.closed || this.node === null || this.inFlight !== null) return
@@ -216,7 +234,19 @@ export class ConfigStream implements RegisteredStream {
       this.deps.registry.metrics.withheld.inc({ type: typeName(u.type) })
       return false
     })
-    if (updates.length === 0) return
+    const budget = this.deps.budget
+    if (updates.length === 0) {
+      budget?.leave(this)
+      return
+    }
+    // A large batch (a complete snapshot) waits while others are being written; it is computed
+    // again from the then-latest snapshot when its turn comes.
+    const sizes = budget === undefined ? null : updates.map(updateBytes)
+    if (budget !== undefined) {
+      const bytes = sizes!.reduce((a, b) => a + b, 0)
+      if (!budget.take(bytes, this)) return
+      this.held += bytes
+    }
     const sentAt = new Date().toISOString()
     const all = updates.map((update): Sent => ({ nonce: `${this.deps.noncePrefix}-${this.id}-${++this.nonceSeq}`, update, sentAt, with: othersOf(snap, update.type) }))
     this.inFlight = { entries: new Map(all.map((s) => [s.update.type, s])), all }
@@ -226,12 +256,22 @@ export class ConfigStream implements RegisteredStream {
       this.lastNonce.set(type, s.nonce)
       this.sent.set(type, (this.sent.get(type) ?? 0) + 1)
       m.responses.inc({ type: typeName(type), incremental: String(s.update.incremental) })
-      this.transport.send(toResponse(s.update, s.nonce, all.length - 1 - i))
+      const bytes = sizes?.[i] ?? 0
+      this.transport.send(toResponse(s.update, s.nonce, all.length - 1 - i), () => this.written(bytes))
     })
-    this.deps.log.debug(
-      { node: this.node.id, seq: snap.seq, batch: all.map((s) => ({ type: typeName(s.update.type), version: s.update.version, incremental: s.update.incremental, resources: s.update.resources.length })) },
-      'config sent',
-    )
+    // built only when it is logged: 1,000 streams x every change
+    if (this.deps.log.isLevelEnabled('debug')) {
+      this.deps.log.debug(
+        { node: this.node.id, seq: snap.seq, batch: all.map((s) => ({ type: typeName(s.update.type), version: s.update.version, incremental: s.update.incremental, resources: s.update.resources.length })) },
+        'config sent',
+      )
+    }
+  }
+
+  private written(bytes: number): void {
+    if (this.closed || bytes === 0) return // close() gave back what was held
+    this.held -= bytes
+    this.deps.budget!.give(bytes)
   }
 
   private nack(type: TypeUrl, entry: Sent, req: ConfigRequest__Output): void {
@@ -258,10 +298,19 @@ export class ConfigStream implements RegisteredStream {
   }
 }
 
+// snapshot -> type -> the versions of its other types: the same for every stream sent from it
+const others = new WeakMap<PublishedSnapshot, Map<TypeUrl, ReadonlyMap<TypeUrl, string>>>()
+
 /** The versions of the snapshot's other types, endpoints left out (they never fix a rejection). */
 function othersOf(snap: PublishedSnapshot, type: TypeUrl): ReadonlyMap<TypeUrl, string> {
-  const m = new Map<TypeUrl, string>()
-  for (const t of TYPE_URLS) if (t !== type && !INCREMENTAL_TYPES.has(t)) m.set(t, snap.types[t].version)
+  let byType = others.get(snap)
+  if (byType === undefined) others.set(snap, (byType = new Map()))
+  let m = byType.get(type)
+  if (m === undefined) {
+    const fresh = new Map<TypeUrl, string>()
+    for (const t of TYPE_URLS) if (t !== type && !INCREMENTAL_TYPES.has(t)) fresh.set(t, snap.types[t].version)
+    byType.set(type, (m = fresh))
+  }
   return m
 }
 
