@@ -85,6 +85,8 @@ export class H2Upstream implements PoolAttachment {
       return
     }
     if (this.waiters.length >= this.pool.settings.maxPending) {
+      // counted where /clusters shows an endpoint's pending overflows (connections.overflows)
+      this.pool.stats.rqPendingOverflow++
       w.onH2Failure(new HttpError(503, 'WEFT_ERR_UPSTREAM_OVERFLOW', 'upstream connection pool overflow'), 'UO')
       return
     }
