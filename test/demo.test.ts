@@ -241,7 +241,8 @@ t.test('the runner killed with SIGKILL: every child exits by itself and the port
   await run.exit
   const killedAt = Date.now()
   await until('every child gone', () => pids.every((p) => !alive(p)), 15_000).catch(() => {})
-  t.same(pids.filter(alive), [], `no child outlives its runner (all gone ${Date.now() - killedAt} ms after the SIGKILL)`)
+  const cmd = (p: number) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ').slice(0, 200) } catch { return '?' } }
+  t.same(pids.filter(alive), [], `no child outlives its runner (all gone ${Date.now() - killedAt} ms after the SIGKILL; left: ${pids.filter(alive).map(cmd).join(' | ')})`)
   const ports = [base, base + 1, ...WORKLOADS.flatMap((w) => Object.values(portsOf(w, base)))]
   const busy = await Promise.all(ports.map((p) => new Promise<number | null>((r) => {
     const s = createServer().once('error', () => r(p))
