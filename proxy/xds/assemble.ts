@@ -220,8 +220,9 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
   // the pod's workload-wide policy as the control plane resolved it (PeerAuthentication,
   // AuthorizationPolicy: `pod` of the first cluster by name that lists this IP) replaces the
   // bootstrap's on the intercepting inbound listener, which serves the ports no Service names
+  const names = [...a.clusters.keys()].sort()
   let podWide: InboundPolicy | undefined
-  for (const name of [...a.clusters.keys()].sort()) {
+  for (const name of names) {
     const inb = a.clusters.get(name)!.inbound
     if (inb === undefined || !(a.endpoints.get(name) ?? []).some((e) => e.address === podIp)) continue
     podWide = (inb.workloads?.find((w) => w.addresses.includes(podIp)) ?? inb).pod
@@ -246,7 +247,7 @@ function podInbound(podIp: string, a: Accepted, own: { listeners: Listener[]; ro
   // pod: it wins over the pod's; the entry of `workloads` that lists the pod's IP, if any, replaces
   // the defaults; the first cluster by name that has one decides when several Services share the port
   const byPort = new Map<number, InboundPolicy>()
-  for (const name of [...a.clusters.keys()].sort()) {
+  for (const name of names) {
     const inb = a.clusters.get(name)!.inbound
     if (inb === undefined) continue
     for (const e of a.endpoints.get(name) ?? []) {
