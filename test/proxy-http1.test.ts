@@ -170,15 +170,19 @@ t.test('chunked upload: body and trailers arrive intact upstream', async (t) => 
 })
 
 t.test('chunked download: client gets the body and the trailers', async (t) => {
-  const { s } = await setup(t, async (_rec, res) => {
+  let client: RawClient | undefined
+  const count = (part: string) => (client === undefined ? 0 : client.text().split(part).length - 1)
+  const { s } = await setup(t, async (rec, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-sum' })
     res.write('part1-')
-    await sleep(10)
+    // the rest once the raw client has the first chunk: two chunks, relayed as they come
+    if (rec.url.startsWith('/dl')) await until('the client has part1-', () => count('part1-') > count('part2'))
     res.write('part2')
     res.addTrailers({ 'x-sum': '42' })
     res.end()
   })
   const c = await rawClient(t, s.port)
+  client = c
   await c.write('GET /dl HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r = await c.response()
   t.equal(r.status, 200)
