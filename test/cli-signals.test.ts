@@ -9,7 +9,7 @@ import {
 } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 
 const SYSTEM_NODE = '/usr/bin/node'
 const systemMajor = existsSync(SYSTEM_NODE) ? Number(execFileSync(SYSTEM_NODE, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' })) : 0

@@ -11,7 +11,7 @@ import {
   cluster, freePort, makeConfig, routeTo, sleep, spawnWeft, startTestSidecar, tempDir, until, waitExit, waitReady, writeConfig,
 } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 
 /** One HTTP/1.1 response off a socket: status, whether it says Connection: close; null when the socket ended first. */
 function readResponse(s: Socket, buffered: { b: Buffer }): Promise<{ status: number; close: boolean } | null> {

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { request as httpRequest } from 'node:http'
 import { Client } from 'undici'
 import { rawClient, type RawClient } from './helpers/raw.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 import {
   cluster,
   endpointView,

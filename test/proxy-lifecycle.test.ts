@@ -19,7 +19,7 @@ import {
   writeConfig,
 } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 import type { Bootstrap } from '../api/schema.ts'
 
 function refused(port: number): Promise<boolean> {

@@ -7,7 +7,7 @@ import { stringify } from 'yaml'
 import { rawClient } from './helpers/raw.ts'
 import { cluster, getStatus, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 
 t.test('a local reply to a request whose body came in the same read closes as asked', async (t) => {
   const s = await startTestSidecar(t, makeConfig({ routes: [{ match: { path: { exact: '/only' } }, directResponse: { status: 200 } }], limits: { idleTimeout: '300ms' } }))

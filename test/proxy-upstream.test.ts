@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { connect, createServer, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { rawClient, type RawClient } from './helpers/raw.ts'
-import { gate } from './helpers/gate.ts'
+import { gate } from './helpers/wait.ts'
 import {
   cluster,
   endpointView,
