@@ -58,6 +58,8 @@ export class H2Exchange extends ExchangeCore implements StreamSink {
   private trailers: OutgoingHttpHeaders | null = null
   /** the response head carried END_STREAM (trailers-only) */
   private endedAtHead = false
+  /** the response's HEADERS went to the client (a local reply is no longer possible) */
+  private headersOut = false
   private aborted = false
 
   readonly method: string
@@ -160,7 +162,7 @@ export class H2Exchange extends ExchangeCore implements StreamSink {
       this.endTry(OUTCOME_OK, true)
       this.cancelTry()
     } catch {}
-    if (!this.done && !this.respStarted) {
+    if (!this.done && !this.headersOut) {
       try {
         this.localReply(502, FLAG_INTERNAL, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`)
         return
@@ -426,9 +428,11 @@ export class H2Exchange extends ExchangeCore implements StreamSink {
       if (endStream) {
         this.endedAtHead = true
         this.down.respond(out, { endStream: true })
+        this.headersOut = true
         return
       }
       this.down.respond(out, { waitForTrailers: true })
+      this.headersOut = true
     } catch (err) {
       return this.badResponse((err as Error).message)
     }
