@@ -5,7 +5,7 @@
 // backoff, the fault delay), the cluster's dispatch of each try, the proxy's local replies (their
 // decision part), and the telemetry record (metrics, access log sinks, tap, tracing, explain).
 //
-// Each try is an UpstreamTry (./try.ts): an HTTP/1 connection of the endpoint's pool or a stream
+// Each try is an UpstreamTry (proxy/cluster/try.ts, opened by ClusterRuntime.openTry): an HTTP/1 connection of the endpoint's pool or a stream
 // on its HTTP/2 session, whichever the cluster speaks; the exchange is its TryHandler, so the
 // try's events (head, data, trailers, end, error) are handled once here and in the codec's
 // exchange, whatever the upstream speaks. The request body goes to the try (queued here while no
@@ -21,16 +21,14 @@ import { randomUUID } from 'node:crypto'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
-import type { HttpError } from '../../api/http1/head.ts'
+import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
 import { httpStatusOfGrpc } from '../h2/grpc.ts'
 import { blockPairs } from '../h2/headers.ts'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
-import type { ResponseHead } from '../../api/http1/head.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
-import { addHeader, DROP_REQUEST } from './h2-try.ts'
-import { newTry } from './new-try.ts'
-import { REFUSED_STREAM, StreamResetError, type TryHandler, type UpstreamTry } from './try.ts'
+import { addHeader, DROP_REQUEST } from './h2-fields.ts'
+import { REFUSED_STREAM, StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
@@ -334,7 +332,7 @@ export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterE
     if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(timerFired, r.perTryTimeoutMs, this, TIMER_TRY)
-    const t = newTry(cluster.http2, ep.pool, this, this.queued, this.reqEnded)
+    const t = cluster.openTry(ep, this, this.queued, this.reqEnded)
     this.queued = null
     this.queuedBytes = 0
     this.up = t

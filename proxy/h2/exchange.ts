@@ -2,7 +2,7 @@
 // route's filters, routing, the policy, the cluster's dispatch, tries, timers, retries, telemetry)
 // is the shared one (proxy/exchange/core.ts, the same code as HTTP/1); this file is the HTTP/2
 // wire around it: the upstream request (HTTP/2 fields, or an HTTP/1 head when the cluster speaks
-// HTTP/1: a try asks for the one it needs, proxy/exchange/try.ts), the client stream's body and
+// HTTP/1: a try asks for the one it needs, proxy/cluster/try.ts), the client stream's body and
 // trailers, the response as an HTTP/2 response, local replies as HTTP/2 responses. Bodies go
 // stream to stream with backpressure (a write that returns false pauses the other side, so HTTP/2
 // flow control reaches the far end and nothing piles up); trailers are forwarded; a reset on one
@@ -24,8 +24,8 @@ import { mirrorHead } from './mirror-head.ts'
 import type { CompiledRoute } from '../route/table.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import { ExchangeCore } from '../exchange/core.ts'
-import { addHeader } from '../exchange/h2-try.ts'
-import { StreamResetError } from '../exchange/try.ts'
+import { addHeader } from '../exchange/h2-fields.ts'
+import { StreamResetError } from '../cluster/try.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'

@@ -2,7 +2,7 @@
 // endpoint. The pipeline (filters, route, policy, the cluster's dispatch, tries, timers, retries,
 // telemetry) is the shared one (proxy/exchange/core.ts); this file is the HTTP/1 wire around it:
 // the upstream request (an HTTP/1 head, or HTTP/2 fields when the cluster speaks HTTP/2: a try
-// asks for the one it needs, proxy/exchange/try.ts), the request body (de-framed by the codec,
+// asks for the one it needs, proxy/cluster/try.ts), the request body (de-framed by the codec,
 // handed to the shared pipeline), the response head (held back to leave in one write with the
 // first body bytes), chunked framing, 1xx and upgrades, local replies as HTTP/1 bytes. Bodies are
 // streamed with backpressure both ways, never buffered whole.

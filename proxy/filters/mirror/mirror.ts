@@ -3,15 +3,14 @@
 // is copied as it streams and dropped (the mirror abandoned) when the mirror cannot keep up; its
 // response is read and discarded; any failure is only counted. As Envoy does, the mirrored
 // request's Host gets "-shadow" appended, so the receiver can tell copies from real traffic.
-// The copy is a try like the original's (proxy/exchange/try.ts): over HTTP/1 or HTTP/2, as the
+// The copy is a try like the original's (proxy/cluster/try.ts): over HTTP/1 or HTTP/2, as the
 // mirror cluster speaks, whatever the client spoke.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ClusterRuntime, EndpointState } from '../../cluster/cluster.ts'
 import type { HttpError, ResponseHead } from '../../../api/http1/head.ts'
 import type { ReadBuffer } from '../../net/read-buffer.ts'
-import type { TryHandler, UpstreamTry } from '../../exchange/try.ts'
-import { newTry } from '../../exchange/new-try.ts'
+import type { TryHandler, UpstreamTry } from '../../cluster/try.ts'
 
 /** copies of a mirrored body held (waiting for a connection, or not yet taken by the socket) */
 const MIRROR_BUFFER_LIMIT = 256 * 1024
@@ -80,7 +79,7 @@ export class MirrorRequest implements TryHandler {
     this.ep = ep
     counters.mirrored++
     ep.active++
-    this.t = newTry(cluster.http2, ep.pool, this, queued, ended)
+    this.t = cluster.openTry(ep, this, queued, ended)
     this.t.start()
   }
 

@@ -6,18 +6,13 @@
 // proxy's codec, by listeners on a node:http2 stream) into the handler's.
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import { HttpError } from '../../api/http1/head.ts'
-import type { EndpointPool } from '../cluster/pool.ts'
-import type { ClientStream } from '../h2/codec/client.ts'
-import { H2Stream, type StreamSink } from '../h2/codec/stream.ts'
-import { SINGLE_VALUE } from '../h2/headers.ts'
-import { cancelStream, h2Upstream, type H2Waiter, type UpSession } from '../h2/upstream.ts'
-import { StreamResetError, type TryHandler, type UpstreamTry } from './try.ts'
+import { StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
+import type { ClientStream } from './codec/client.ts'
+import { H2Stream, type StreamSink } from './codec/stream.ts'
+import { cancelStream, type H2Upstream, type H2Waiter, type UpSession } from './upstream.ts'
 
 /** An upstream HTTP/2 stream of either client codec. */
 export type UpStream = ClientHttp2Stream | ClientStream
-
-/** Request fields that never go on (connection-specific in HTTP/2, RFC 9113 8.2.2), and host (:authority says it). */
-export const DROP_REQUEST = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'grpc-timeout'])
 
 const QUEUE_LIMIT = 65536
 const END_STREAM = 0x1
@@ -28,7 +23,7 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
   readonly flushes = false
   readonly readsToEnd = false
   private readonly h: TryHandler
-  private readonly pool: EndpointPool
+  private readonly upstream: H2Upstream
   private st: UpStream | null = null
   private queued: Buffer[] | null
   private queuedBytes = 0
@@ -38,8 +33,8 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
   /** cancelled, failed or over: no more events to the handler */
   private dead = false
 
-  constructor(pool: EndpointPool, h: TryHandler, queued: Buffer[] | null, ended: boolean) {
-    this.pool = pool
+  constructor(upstream: H2Upstream, h: TryHandler, queued: Buffer[] | null, ended: boolean) {
+    this.upstream = upstream
     this.h = h
     this.queued = queued !== null && queued.length > 0 ? queued : null
     if (this.queued !== null) for (const b of this.queued) this.queuedBytes += b.length
@@ -52,7 +47,7 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
   }
 
   start(): void {
-    h2Upstream(this.pool).acquire(this)
+    this.upstream.acquire(this)
   }
 
   // ---- H2Waiter
@@ -164,7 +159,7 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
     const st = this.st
     this.st = null
     this.queued = null
-    if (st === null) h2Upstream(this.pool).cancel(this)
+    if (st === null) this.upstream.cancel(this)
     // a stream whose response ended and whose request was sent closes by itself: no RST_STREAM
     else if (!st.closed && !(this.respEnded && st.writableEnded)) cancelStream(st)
   }
@@ -273,12 +268,4 @@ export function sinkTo(st: UpStream, sink: StreamSink): void {
   st.on('close', () => sink.streamClose(s))
   st.on('error', () => {}) // reported through 'close' (rstCode)
   st.on('drain', () => sink.streamDrain(s))
-}
-
-/** Add a field; one node:http2 takes once only (SINGLE_VALUE) is replaced instead (it would throw). */
-export function addHeader(h: OutgoingHttpHeaders, n: string, v: string): void {
-  const cur = h[n]
-  if (cur === undefined || SINGLE_VALUE.has(n)) h[n] = v
-  else if (Array.isArray(cur)) cur.push(v)
-  else h[n] = [String(cur), v]
 }

@@ -1,7 +1,9 @@
 // One upstream try behind one interface, whatever the two sides speak (undici's dispatch(opts,
 // handler), reduced): the exchange (either downstream codec, or a mirror's copy) is the try's
 // TryHandler, and the try is an UpstreamTry: an HTTP/1 connection of the endpoint's pool
-// (h1-try.ts) or a stream on the endpoint's HTTP/2 session (h2-try.ts). The try asks its handler
+// (h1-try.ts, EndpointPool.openTry) or a stream on the endpoint's HTTP/2 session
+// (proxy/h2/stream-try.ts, H2Upstream.openTry); ClusterRuntime.openTry picks the one its
+// endpoints speak. The try asks its handler
 // for the request in the form its wire needs (an HTTP/1 head, or HTTP/2 fields) when it starts,
 // queues the body until then, and turns its wire's events into the handler's: head, data,
 // trailers, end, error. So the exchange handles each event once, not once per upstream kind.

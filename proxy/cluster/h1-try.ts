@@ -1,5 +1,5 @@
-// A try on an HTTP/1 upstream: one connection of the endpoint's pool (proxy/cluster/pool.ts,
-// upstream.ts). It waits for the connection with the request body queued, writes the head the
+// A try on an HTTP/1 upstream: one connection of the endpoint's pool (pool.ts, upstream.ts),
+// opened by EndpointPool.openTry. It waits for the connection with the request body queued, writes the head the
 // handler gives it and the body (chunk-framed when the head says so), and hands the connection's
 // parsed response to the handler. A reused keep-alive connection that fails before any response
 // byte most likely raced the upstream's idle close: a request without body goes again, once, on a
@@ -8,8 +8,8 @@
 import type { Socket } from 'node:net'
 import { chunkHeader } from '../../api/http1/chunked.ts'
 import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
-import type { EndpointPool, PoolWaiter } from '../cluster/pool.ts'
-import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
+import type { EndpointPool, PoolWaiter } from './pool.ts'
+import type { UpstreamConn, UpstreamHandler } from './upstream.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 import type { TryHandler, UpstreamTry } from './try.ts'
 
