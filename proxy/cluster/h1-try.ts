@@ -1,7 +1,7 @@
 // A try on an HTTP/1 upstream: one connection of the endpoint's pool (pool.ts, upstream.ts),
-// opened by EndpointPool.openTry. It waits for the connection with the request body queued, writes the head the
-// handler gives it and the body (chunk-framed when the head says so), and hands the connection's
-// parsed response to the handler. A reused keep-alive connection that fails before any response
+// opened by EndpointPool.openTry. It waits for the connection with the request body queued,
+// writes the head the handler gives it and the body (chunk-framed when the head says so), and
+// hands the connection's parsed response to the handler. A reused keep-alive connection that fails before any response
 // byte most likely raced the upstream's idle close: a request without body goes again, once, on a
 // fresh connection. At the response's end the connection goes back to the pool when the request
 // was written whole, else it is closed.
@@ -11,24 +11,17 @@ import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
 import type { EndpointPool, PoolWaiter } from './pool.ts'
 import type { UpstreamConn, UpstreamHandler } from './upstream.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
-import type { TryHandler, UpstreamTry } from './try.ts'
+import { QueuedTry, type TryHandler, type UpstreamTry } from './try.ts'
 
 const CRLF = '\r\n'
 const LAST_CHUNK = '0\r\n'
-/** queued request bytes past which write() says "wait" (the handler pauses its client) */
-const QUEUE_LIMIT = 65536
 
-export class H1Try implements UpstreamTry, PoolWaiter, UpstreamHandler {
+export class H1Try extends QueuedTry implements UpstreamTry, PoolWaiter, UpstreamHandler {
   readonly dataKept = false
   readonly flushes = true
   readonly readsToEnd = true
-  private readonly h: TryHandler
   private readonly pool: EndpointPool
   private conn: UpstreamConn | null = null
-  /** body pieces waiting for the connection (copies) */
-  private queued: Buffer[] | null
-  private queuedBytes = 0
-  private ended: boolean
   private chunked = false
   /** body bytes given to this try (a request with a body is not sent again after a stale failure) */
   private bodyBytes = 0
@@ -36,17 +29,12 @@ export class H1Try implements UpstreamTry, PoolWaiter, UpstreamHandler {
   private sent = false
   private again = false
   private paused = false
-  /** cancelled, failed or over: no more events to the handler, writes ignored */
-  private dead = false
 
   /** queued: the body so far (kept by the try); ended: it is whole */
   constructor(pool: EndpointPool, h: TryHandler, queued: Buffer[] | null, ended: boolean) {
+    super(h, queued, ended)
     this.pool = pool
-    this.h = h
-    this.queued = queued !== null && queued.length > 0 ? queued : null
-    if (this.queued !== null) for (const b of this.queued) this.queuedBytes += b.length
     this.bodyBytes = this.queuedBytes
-    this.ended = ended
   }
 
   get buffered(): number {
@@ -81,9 +69,7 @@ export class H1Try implements UpstreamTry, PoolWaiter, UpstreamHandler {
       s.cork()
       s.write(Buffer.from(head, 'latin1'))
       ok = true
-      const q = this.queued
-      this.queued = null
-      this.queuedBytes = 0
+      const q = this.takeQueue()
       if (q !== null) for (const b of q) ok = this.writeBody(s, b)
       if (this.ended) ok = this.writeEnd(s)
       s.uncork()
@@ -104,13 +90,7 @@ export class H1Try implements UpstreamTry, PoolWaiter, UpstreamHandler {
     if (this.dead) return true
     this.bodyBytes += b.length
     const c = this.conn
-    if (c === null) {
-      const copy = volatile ? Buffer.from(b) : b
-      if (this.queued === null) this.queued = []
-      this.queued.push(copy)
-      this.queuedBytes += copy.length
-      return this.queuedBytes <= QUEUE_LIMIT
-    }
+    if (c === null) return this.queue(b, volatile)
     const s = c.socket
     const ok = this.writeBody(s, b)
     if (volatile && s.writableLength > 0) this.h.tryRetainRequest()

@@ -101,6 +101,46 @@ export interface UpstreamTry {
   cancel(closeExcess: boolean): void
 }
 
+/** request body bytes a try queues before it starts, past which write() says "wait" */
+const QUEUE_LIMIT = 65536
+
+/** What both kinds of try share: their handler, and the request body queued until they start. */
+export abstract class QueuedTry {
+  protected readonly h: TryHandler
+  /** body pieces waiting for the connection or stream */
+  protected queued: Buffer[] | null
+  protected queuedBytes = 0
+  /** the request body is whole */
+  protected ended: boolean
+  /** cancelled, failed or over: no more events to the handler, writes ignored */
+  protected dead = false
+
+  /** queued: the body so far (kept by the try); ended: it is whole */
+  constructor(h: TryHandler, queued: Buffer[] | null, ended: boolean) {
+    this.h = h
+    this.queued = queued !== null && queued.length > 0 ? queued : null
+    if (this.queued !== null) for (const b of this.queued) this.queuedBytes += b.length
+    this.ended = ended
+  }
+
+  /** Keep a piece until the try starts (a copy when the caller reuses its buffer); false past the limit. */
+  protected queue(b: Buffer, volatile: boolean): boolean {
+    const copy = volatile ? Buffer.from(b) : b
+    if (this.queued === null) this.queued = []
+    this.queued.push(copy)
+    this.queuedBytes += copy.length
+    return this.queuedBytes <= QUEUE_LIMIT
+  }
+
+  /** The queued pieces, handed over once as the try starts (null: none). */
+  protected takeQueue(): Buffer[] | null {
+    const q = this.queued
+    this.queued = null
+    this.queuedBytes = 0
+    return q
+  }
+}
+
 /** The upstream reset an HTTP/2 stream (rstCode: its RST_STREAM code, 0 when the session went away). */
 export class StreamResetError extends HttpError {
   readonly rstCode: number

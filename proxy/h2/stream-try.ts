@@ -6,7 +6,7 @@
 // proxy's codec, by listeners on a node:http2 stream) into the handler's.
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import { HttpError } from '../../api/http1/head.ts'
-import { StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
+import { QueuedTry, StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
 import type { ClientStream } from './codec/client.ts'
 import { H2Stream, type StreamSink } from './codec/stream.ts'
 import { cancelStream, type H2Upstream, type H2Waiter, type UpSession } from './upstream.ts'
@@ -14,31 +14,21 @@ import { cancelStream, type H2Upstream, type H2Waiter, type UpSession } from './
 /** An upstream HTTP/2 stream of either client codec. */
 export type UpStream = ClientHttp2Stream | ClientStream
 
-const QUEUE_LIMIT = 65536
 const END_STREAM = 0x1
 const UC = 'UC'
 
-export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
+export class H2Try extends QueuedTry implements UpstreamTry, H2Waiter, StreamSink {
   readonly dataKept = true
   readonly flushes = false
   readonly readsToEnd = false
-  private readonly h: TryHandler
   private readonly upstream: H2Upstream
   private st: UpStream | null = null
-  private queued: Buffer[] | null
-  private queuedBytes = 0
-  private ended: boolean
   private respStarted = false
   private respEnded = false
-  /** cancelled, failed or over: no more events to the handler */
-  private dead = false
 
   constructor(upstream: H2Upstream, h: TryHandler, queued: Buffer[] | null, ended: boolean) {
+    super(h, queued, ended)
     this.upstream = upstream
-    this.h = h
-    this.queued = queued !== null && queued.length > 0 ? queued : null
-    if (this.queued !== null) for (const b of this.queued) this.queuedBytes += b.length
-    this.ended = ended
   }
 
   get buffered(): number {
@@ -78,9 +68,7 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
     sinkTo(st, this)
     if (endStream) return h.tryStarted(true)
     let ok = true
-    const q = this.queued
-    this.queued = null
-    this.queuedBytes = 0
+    const q = this.takeQueue()
     if (q !== null) for (const b of q) ok = st.write(b)
     if (this.ended) this.endStream(st, trailers)
     h.tryStarted(ok)
@@ -123,10 +111,7 @@ export class H2Try implements UpstreamTry, H2Waiter, StreamSink {
     const part = volatile ? Buffer.from(b) : b
     const st = this.st
     if (st !== null) return st.write(part)
-    if (this.queued === null) this.queued = []
-    this.queued.push(part)
-    this.queuedBytes += part.length
-    return this.queuedBytes <= QUEUE_LIMIT
+    return this.queue(part, false)
   }
 
   end(): void {
