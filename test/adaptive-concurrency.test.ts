@@ -142,7 +142,7 @@ t.test('minRTT is measured again every interval, the limit pinned to minConcurre
 })
 
 t.test('the proxy: over the limit a request gets 503 UO WEFT_ERR_CONCURRENCY_LIMIT; /clusters, metrics and explain show the limit', async (t) => {
-  // a slow upstream: 2 workers, 30 ms each, the rest wait
+  // a slow upstream: 2 workers, 30 ms each, the rest wait (kept: that latency is what the limiter measures)
   let busy = 0
   const waiting: (() => void)[] = []
   const up = await startHttpUpstream(t, {
@@ -174,7 +174,7 @@ t.test('the proxy: over the limit a request gets 503 UO WEFT_ERR_CONCURRENCY_LIM
       const r = await c.request('/x')
       statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1)
       if (r.status === 503) limited = { flag: r.get('x-weft-response-flags'), error: r.get('x-weft-error') }
-      else await new Promise((res) => setTimeout(res, 5))
+      else await new Promise((res) => setTimeout(res, 5)) // kept: load pacing
     }
   }))
   t.ok((statuses.get(200) ?? 0) > 0, `served: ${JSON.stringify([...statuses])}`)

@@ -9,6 +9,7 @@ import {
 } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
+import { gate } from './helpers/wait.ts'
 
 const SYSTEM_NODE = '/usr/bin/node'
 const systemMajor = existsSync(SYSTEM_NODE) ? Number(execFileSync(SYSTEM_NODE, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' })) : 0
@@ -31,10 +32,12 @@ const alive = (pid: number): boolean => {
 }
 
 async function startWrapped(t: Teardown) {
+  // /slow is answered once the test opens the gate (after the proxy logged its drain)
+  const slow = gate()
   const up = await startHttpUpstream(t, {
     name: 'app',
     handler: async (rec, res) => {
-      await sleep(rec.url === '/slow' ? 400 : 0)
+      if (rec.url === '/slow') await slow.wait()
       res.end(`app ${rec.url}`)
     },
   })
@@ -53,7 +56,7 @@ async function startWrapped(t: Teardown) {
   })
   await until('ready', async () => (await fetch(`http://127.0.0.1:${adminPort}/ready`).catch(() => null))?.status === 200, 15_000, 20)
   const [real] = childrenOf(child.pid!)
-  return { up, port, adminPort, child, real, exited, out: () => out }
+  return { up, port, adminPort, child, real, exited, out: () => out, slow }
 }
 
 t.test('SIGTERM to weft started by the system Node 20: the real proxy drains, the request in flight is answered, exit 0', { skip: systemMajor >= 24 || systemMajor === 0 ? `needs an older ${SYSTEM_NODE}` : false }, async (t) => {
@@ -63,6 +66,8 @@ t.test('SIGTERM to weft started by the system Node 20: the real proxy drains, th
   await c.write('GET /slow HTTP/1.1\r\nHost: svc\r\n\r\n')
   await until('request upstream', () => w.up.requests.length === 1, 3000, 2)
   w.child.kill('SIGTERM')
+  await until('the proxy logged its drain', () => /"msg":"draining"/.test(w.out()), 3000, 5)
+  w.slow.open()
   const r = await c.response({ timeoutMs: 3000 })
   t.equal(r.status, 200, 'the request in flight is answered')
   t.equal(r.body.toString(), 'app /slow')

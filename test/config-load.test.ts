@@ -614,6 +614,8 @@ t.test('watchFile', async (t) => {
         resolve()
       }
     })
+  // The sleeps below are kept: each shows that a call does NOT come, which takes a few debounce
+  // periods (20 ms) to see; watchFile takes no clock (its debounce is a real timer).
   const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
   await t.test('fires once for a burst of writes', async (t) => {

@@ -512,6 +512,8 @@ t.test('stop() closes every watch, and nothing is called or reconnects after it'
   t.equal(clock.pending(60_000), 0, 'the pending flush is dropped')
   h.api.create('Service', service('after-stop'))
   clock.advance(60_000)
+  // kept: a negative. The clock is injected, the network is not: a wrong reconnect would be a new
+  // request to the API server, and 20 ms gives it the time to show in openWatches()
   await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(h.states.length, 0)
   t.equal(h.api.openWatches(), 0, 'no watch comes back')

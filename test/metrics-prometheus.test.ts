@@ -63,7 +63,7 @@ async function startMetricsSidecar(t: Teardown, naming: Naming): Promise<TestSid
   const up = await startHttpUpstream(t, {
     name: 'backend',
     handler: async (rec, res) => {
-      await sleep(UPSTREAM_DELAY_MS)
+      await sleep(UPSTREAM_DELAY_MS) // kept: the latency the histograms must show
       const fail = rec.url.startsWith('/app/fail')
       const body = fail ? 'unavailable\n' : 'hello from backend\n'
       res.writeHead(fail ? 503 : 200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
@@ -149,7 +149,7 @@ async function steadyTraffic(port: number, rps: number, durationMs: number, fail
       )
     }
     result.endMs = Date.now()
-    await sleep(5)
+    await sleep(5) // kept: the load generator's tick (requests at a fixed rate)
   }
   await Promise.all(inflight)
   agent.destroy()

@@ -180,20 +180,26 @@ t.test('leaf and root rotation under load: zero failed requests, new handshakes 
       } catch (e) {
         failures.push((e as Error).message)
       }
-      await new Promise((r) => setTimeout(r, Math.random() * 250))
+      await new Promise((r) => setTimeout(r, Math.random() * 250)) // kept: load pacing, so connections go idle and close
     }
   }
   const workers = [worker(), worker(), worker(), worker()]
-  const pause = () => new Promise((r) => setTimeout(r, 400))
+  // after each step the load goes on until the callee has accepted a new mesh TLS connection (one
+  // made on the certificates of that step), not for a guessed 400 ms
+  const newConnection = async () => {
+    const n = (await decisions(m.reviews)).mtls_accepted
+    await until('a new mesh TLS connection', async () => (await decisions(m.reviews)).mtls_accepted > n, 5000, 20)
+  }
   const serials = new Set<string>([ida.current.serial, idb.current.serial])
   const renewBoth = async () => {
     await ida.renew()
     await idb.renew()
     serials.add(ida.current.serial).add(idb.current.serial)
-    await pause()
+    await newConnection()
   }
   const accepted0 = (await decisions(m.reviews)).mtls_accepted
-  await pause()
+  await until('the load runs', () => ok >= 4, 5000, 5)
+  await newConnection() // one before the rotation: five in all below
   await renewBoth() // leaf rotation
   await m.ca.ca.prepareRootRotation()
   await renewBoth() // both roots trusted everywhere

@@ -4,7 +4,7 @@
 // weft_proxy_decisions_total.
 import t from 'tap'
 import { Readable } from 'node:stream'
-import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar } from './helpers/sidecar.ts'
+import { cluster, endpointView, freePort, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream, rawResponse } from './helpers/upstream.ts'
 import { client, metrics } from './helpers/policy.ts'
 import type { RetryPolicy } from '../api/schema.ts'
@@ -108,9 +108,12 @@ t.test('a POST is retried with the same body (Content-Length and chunked)', asyn
   const r1 = await c.request('/orders', { method: 'POST', body })
   t.equal(r1.status, 200)
   t.equal(r1.body, body.toString(), 'the client gets the good endpoint\'s echo of its body')
+  const tries = () => bad.requests.length + good.requests.length
+  const before = tries()
   async function* pieces() {
     yield Buffer.from('first-piece;')
-    await new Promise((r) => setTimeout(r, 10))
+    // the second piece once the first try is at an upstream: the body crosses the proxy in two reads
+    await until('the first try at an upstream', () => tries() > before)
     yield Buffer.from('second-piece')
   }
   const r2 = await c.request('/orders', { method: 'POST', body: Readable.from(pieces()) })

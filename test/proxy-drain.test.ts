@@ -11,6 +11,7 @@ import {
   cluster, freePort, makeConfig, routeTo, sleep, spawnWeft, startTestSidecar, tempDir, until, waitExit, waitReady, writeConfig,
 } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
+import { gate } from './helpers/wait.ts'
 
 /** One HTTP/1.1 response off a socket: status, whether it says Connection: close; null when the socket ended first. */
 function readResponse(s: Socket, buffered: { b: Buffer }): Promise<{ status: number; close: boolean } | null> {
@@ -78,7 +79,7 @@ async function load(port: number, clients: number, sigtermAt: () => number, noNe
       const s = await open(port)
       if (s === null) {
         r.refused++
-        await sleep(5)
+        await sleep(5) // load generator: a refused connect is tried again a little later
         continue
       }
       if (sigtermAt() !== 0) r.connectionsAfterSigterm++
@@ -156,7 +157,8 @@ t.test('an idle keep-alive connection stays open through the period; a request o
   t.match(await readResponse(c!, buffered), { status: 200, close: false })
   const started = performance.now()
   const drained = s.sidecar.drain(5000)
-  await sleep(150) // inside the period: the connection is idle, the client may send at any time
+  // inside the period (the drain has begun: /ready says so): the connection is idle, the client may send at any time
+  await until('/ready 503 (draining)', async () => (await s.admin('/ready')).status === 503, 1000, 2)
   t.equal(c!.destroyed || c!.readableEnded, false, 'idle connection still open inside the period')
   c!.write('GET /during HTTP/1.1\r\nHost: svc\r\n\r\n')
   t.match(await readResponse(c!, buffered), { status: 200, close: true }, 'answered, with Connection: close')
@@ -173,10 +175,11 @@ t.test('an idle keep-alive connection stays open through the period; a request o
 })
 
 t.test('HTTP/2: GOAWAY in two steps (2^31-1, then the last stream id); the stream in flight completes', async (t) => {
+  const slowAnswer = gate() // /slow is answered once the client has both GOAWAYs
   const up = await startHttpUpstream(t, {
     name: 'app',
     handler: async (rec, res) => {
-      if (rec.url === '/slow') await sleep(300)
+      if (rec.url === '/slow') await slowAnswer.wait()
       res.end(`app ${rec.url}`)
     },
   })
@@ -205,6 +208,7 @@ t.test('HTTP/2: GOAWAY in two steps (2^31-1, then the last stream id); the strea
     { code: h2c.NGHTTP2_NO_ERROR, last: 2 ** 31 - 1 },
     { code: h2c.NGHTTP2_NO_ERROR, last: 3 },
   ], 'first the largest stream id, then the last one processed (stream 3, /slow)')
+  slowAnswer.open()
   t.same(await slow, { status: 200, body: 'app /slow' }, 'the stream in flight completed')
   t.same(await drained, { timedOut: false })
 })

@@ -13,7 +13,8 @@ import { promisify } from 'node:util'
 import { formatConfigError } from '../api/errors.ts'
 import { parseBootstrap } from '../api/load.ts'
 import type { Limits } from '../api/schema.ts'
-import { continuation, E, errorCode, H2RawClient, headers, hpack, requestFields, rstStream, S, T, h2status } from './helpers/h2frames.ts'
+import { continuation, E, errorCode, H2RawClient, headers, hpack, ping, requestFields, rstStream, S, T, h2status } from './helpers/h2frames.ts'
+import { gate } from './helpers/wait.ts'
 import { RawClient } from './helpers/raw.ts'
 import { cluster, listenerStats, makeConfig, routeTo, startTestSidecar, until, type Teardown, type TestSidecar } from './helpers/sidecar.ts'
 import { startHttpUpstream, type HttpUpstream } from './helpers/upstream.ts'
@@ -66,8 +67,9 @@ t.test('curl --http2-prior-knowledge closes with FIN and no GOAWAY: no CLOSE-WAI
 })
 
 t.test('a FIN with a stream in flight: the response is still delivered, then the connection closes', async (t) => {
+  const finSeen = gate() // the app answers once the proxy has counted the client's FIN
   const up = await startHttpUpstream(t, {
-    onRequest: (_req, res) => setTimeout(() => res.end('late'), 100),
+    onRequest: (_req, res) => void finSeen.wait().then(() => res.end('late')),
   })
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
   const c = await H2RawClient.connect(s.port)
@@ -75,6 +77,8 @@ t.test('a FIN with a stream in flight: the response is still delivered, then the
   await c.send(headers(1, requestFields('GET', '/slow'), { endStream: true }))
   await until('the request is upstream', () => up.requests.length === 1)
   c.end()
+  await until('the proxy saw the FIN', async () => ((await listenerStats(s)) as unknown as { h2: Record<string, number> }).h2.peerClosed === 1)
+  finSeen.open()
   const d = await c.waitFrame((f) => f.type === T.DATA && f.streamId === 1)
   t.ok(d !== null, 'the response came after the FIN')
   t.ok(await c.waitClose(3000), 'then the proxy closed the connection')
@@ -234,7 +238,8 @@ t.test('one connection holds at most http2MaxActiveStreams upstream connections;
   t.same(big().slice(5), ['/big/5', '/big/6', '/big/7', '/big/8', '/big/9'], 'in order')
   a.socket.resetAndDestroy()
   await until('upstream connections released', () => openSockets(up) <= 1, 3000)
-  await new Promise((r) => setTimeout(r, 50))
+  // the connection and its queue are gone (nothing left that could still go upstream)
+  await until('downstream connection gone', async () => (await listenerStats(s)).cxActive === 0)
   t.equal(big().length, 10, 'the queued streams of a client that left never went upstream')
 })
 
@@ -291,7 +296,10 @@ t.test('SETTINGS_MAX_CONCURRENT_STREAMS is advertised and enforced', async (t) =
   for (let o = 0; sf !== null && o + 6 <= sf.payload.length; o += 6) if (sf.payload.readUInt16BE(o) === S.MAX_CONCURRENT_STREAMS) advertised = sf.payload.readUInt32BE(o + 2)
   t.equal(advertised, 5, 'SETTINGS_MAX_CONCURRENT_STREAMS 5')
   await c.waitFrame((f) => f.type === T.SETTINGS && (f.flags & 1) === 1) // our SETTINGS acknowledged, and the client acked the proxy's (autoAck)
-  await new Promise((r) => setTimeout(r, 50))
+  // a PING after our SETTINGS ACK: its answer means the proxy has read the ACK (frames are read in order),
+  // so the limit below is an acknowledged one
+  await c.send(ping(Buffer.from('settled!')))
+  t.ok(await c.waitFrame((f) => f.type === T.PING && (f.flags & 1) === 1), 'PING answered: the SETTINGS ACK was read')
   const fr: Buffer[] = []
   for (let i = 0; i < 8; i++) fr.push(headers(1 + 2 * i, requestFields('GET', `/big/${i}`), { endStream: true }))
   await c.send(...fr)
@@ -300,9 +308,11 @@ t.test('SETTINGS_MAX_CONCURRENT_STREAMS is advertised and enforced', async (t) =
   const g = await c.waitFrame((f) => f.type === T.GOAWAY)
   t.ok(g !== null && errorCode(g) === E.PROTOCOL_ERROR, 'GOAWAY PROTOCOL_ERROR')
   t.ok(g !== null && g.payload.readUInt32BE(0) <= 9, `last stream id ${g?.payload.readUInt32BE(0)}: none past the 5th processed`)
-  await new Promise((r) => setTimeout(r, 50))
-  t.ok(up.requests.length <= 5, `at most five reached the upstream (${up.requests.length})`)
   c.destroy()
+  // counted once nothing of that connection can still go upstream: it is gone, and so are its requests
+  await until('downstream connection gone', async () => (await listenerStats(s)).cxActive === 0)
+  await until('no request active', async () => (await s.adminJson('/clusters')).clusters[0].activeRequests === 0)
+  t.ok(up.requests.length <= 5, `at most five reached the upstream (${up.requests.length})`)
 
   // A client that opens streams before acknowledging the SETTINGS: those over the limit are refused.
   const d = await H2RawClient.connect(s.port, { settings: [[S.INITIAL_WINDOW_SIZE, 0]] })

@@ -11,6 +11,7 @@ import type { Route } from '../api/schema.ts'
 import { startGrpcMesh } from './helpers/grpc.ts'
 import { metrics } from './helpers/policy.ts'
 import { makeConfig, startTestSidecar, until, type Teardown } from './helpers/sidecar.ts'
+import { steady } from './helpers/wait.ts'
 
 interface H2App {
   port: number
@@ -148,8 +149,9 @@ t.test('flow control: a stream whose reader stalls holds neither the other strea
     }
   })
   await until('the first bytes', () => got > 256 * 1024)
-  await new Promise((r) => setTimeout(r, 300))
-  const written = bigWritten
+  // held back: the app has written nothing more for 100 ms (a negative has no event: the quiet
+  // time is the window; an app never held back writes all of BIG and fails below)
+  const written = await steady('the app held back', () => bigWritten, 100)
   t.ok(written < 8 * 1024 * 1024, `the app is held back while the client does not read (${written} of ${BIG} bytes written)`)
   const small = await Promise.race([get(c, '/small'), new Promise<null>((r) => setTimeout(() => r(null), 3000))])
   t.equal(small?.body.toString(), 'small', 'another stream on the same connections goes through')

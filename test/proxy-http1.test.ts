@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap'
 import { request as httpRequest } from 'node:http'
 import { Client } from 'undici'
-import { rawClient } from './helpers/raw.ts'
+import { rawClient, type RawClient } from './helpers/raw.ts'
+import { gate } from './helpers/wait.ts'
 import {
   cluster,
   endpointView,
@@ -13,6 +14,7 @@ import {
   routeTo,
   sleep,
   startTestSidecar,
+  until,
   type ConfigOptions,
   type TestSidecar,
 } from './helpers/sidecar.ts'
@@ -122,7 +124,9 @@ t.test('keep-alive: two requests on one client connection use one upstream conne
 
 t.test('pipelining: three requests in one write, three responses in order', async (t) => {
   const slowFirst: RecordingHandler = async (rec, res, req) => {
-    // the first response is the slowest: order must still hold
+    // the first response is the slowest: order must still hold. A sleep, not a gate: the proxy runs
+    // one exchange per connection at a time, so /2 cannot reach the app while /1 is held and there
+    // is no later event to release /1 on; the delay is the behaviour under test (a slow first answer)
     if (rec.url === '/1') await sleep(50)
     echo(rec, res, req)
   }
@@ -146,7 +150,8 @@ t.test('chunked upload: body and trailers arrive intact upstream', async (t) => 
   const c = await rawClient(t, s.port)
   await c.write('POST /up HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n')
   await c.write('6\r\nhello \r\n')
-  await sleep(20)
+  // the second chunk leaves once the first is at the app: two reads, the body streamed
+  await until('the first chunk at the app', () => (up.requests[0]?.bodyReceived ?? 0) === 6)
   await c.write('5;ext=1\r\nworld\r\n0\r\nx-checksum: abc123\r\n\r\n')
   const r = await c.response()
   t.equal(r.status, 200)
@@ -165,15 +170,19 @@ t.test('chunked upload: body and trailers arrive intact upstream', async (t) => 
 })
 
 t.test('chunked download: client gets the body and the trailers', async (t) => {
-  const { s } = await setup(t, async (_rec, res) => {
+  let client: RawClient | undefined
+  const count = (part: string) => (client === undefined ? 0 : client.text().split(part).length - 1)
+  const { s } = await setup(t, async (rec, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-sum' })
     res.write('part1-')
-    await sleep(10)
+    // the rest once the raw client has the first chunk: two chunks, relayed as they come
+    if (rec.url.startsWith('/dl')) await until('the client has part1-', () => count('part1-') > count('part2'))
     res.write('part2')
     res.addTrailers({ 'x-sum': '42' })
     res.end()
   })
   const c = await rawClient(t, s.port)
+  client = c
   await c.write('GET /dl HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r = await c.response()
   t.equal(r.status, 200)
@@ -215,9 +224,11 @@ t.test('Content-Length framing: body boundaries are exact both ways', async (t) 
 
   // a body split across many writes
   await c.write('PUT /slow HTTP/1.1\r\nHost: svc\r\nContent-Length: 6\r\n\r\nab')
-  await sleep(10)
+  // each piece leaves once the one before is at the app: three reads on both sides
+  const slow = () => up.requests.find((r) => r.url === '/slow')?.bodyReceived ?? 0
+  await until('"ab" at the app', () => slow() === 2)
   await c.write('cd')
-  await sleep(10)
+  await until('"cd" at the app', () => slow() === 4)
   await c.write('ef')
   t.equal((await c.response()).body.toString(), 'PUT /slow abcdef')
 })
@@ -276,8 +287,8 @@ t.test('HEAD, 204 and 304 have no body and the connection stays usable', async (
   const h = await c.response({ head: true })
   t.equal(h.status, 200)
   t.equal(h.get('content-length'), String('HEAD /h '.length), 'HEAD keeps the Content-Length of the GET')
-  await sleep(30)
-  t.equal(c.unread.length, 0, 'no body bytes after the HEAD response')
+  // no sleep to catch stray body bytes: they would come before the next answers on this
+  // connection, which are parsed from right after the HEAD response below
   // pipelined: 204, 304, then a normal request
   await c.write(
     'GET /204 HTTP/1.1\r\nHost: svc\r\n\r\n' +
@@ -285,7 +296,7 @@ t.test('HEAD, 204 and 304 have no body and the connection stays usable', async (
       'GET /after HTTP/1.1\r\nHost: svc\r\n\r\n',
   )
   const [a, b, d] = await c.responses(3)
-  t.equal(a.status, 204)
+  t.equal(a.status, 204, 'no body bytes after the HEAD response (the next answer starts right after its head)')
   t.equal(a.get('x-kind'), 'nocontent')
   t.notOk(a.has('transfer-encoding'), '204 not chunked')
   t.equal(b.status, 304)
@@ -430,16 +441,20 @@ t.test('HTTP/1.0 clients', async (t) => {
 
 t.test('upstream response without a length', async (t) => {
   // close-delimited response: HTTP/1.0 client gets it delimited by close, HTTP/1.1 client gets chunked
+  let client: RawClient | undefined
+  const count = (text: string, part: string) => text.split(part).length - 1
   const up = await startRawUpstream(t, async (conn) => {
     await conn.nextRequest()
     conn.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nstreamed ')
-    await sleep(10)
+    // the rest once the client has the first part: two pieces, relayed as they come
+    await until('the client has the first part', () => client !== undefined && count(client.text(), 'streamed ') > count(client.text(), 'until close'))
     conn.write('until close')
     conn.socket.end()
   })
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
 
   const c10 = await rawClient(t, s.port)
+  client = c10
   await c10.write('GET / HTTP/1.0\r\nHost: svc\r\nConnection: keep-alive\r\n\r\n')
   const r10 = await c10.response()
   t.notOk(r10.has('transfer-encoding'), 'no chunked to an HTTP/1.0 client')
@@ -450,6 +465,7 @@ t.test('upstream response without a length', async (t) => {
   t.ok(c10.done, 'closed to delimit the body')
 
   const c11 = await rawClient(t, s.port)
+  client = c11
   await c11.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r11 = await c11.response()
   t.equal(r11.get('transfer-encoding'), 'chunked', 're-framed as chunked for HTTP/1.1')
@@ -475,13 +491,15 @@ t.test('HTTP/1.0 client, chunked upstream response: de-chunked and delimited by 
 })
 
 t.test('client half-close after the request still gets the whole response', async (t) => {
+  // the app answers once the client's FIN is sent (not after a guessed sleep)
+  const finSent = gate()
   const { s } = await setup(t, async (rec, res, req) => {
-    await sleep(30)
+    await finSent.wait()
     echo(rec, res, req)
   })
   const c = await rawClient(t, s.port, { allowHalfOpen: true })
   await c.write('POST /half HTTP/1.1\r\nHost: svc\r\nContent-Length: 2\r\n\r\nhi')
-  c.socket.end()
+  c.socket.end(() => finSent.open())
   const r = await c.response()
   t.equal(r.status, 200)
   t.equal(r.body.toString(), 'POST /half hi')
@@ -560,6 +578,7 @@ t.test('request-head timeout (slowloris) gives 408 and closes', async (t) => {
     let i = 0
     while (!c.done && i < head.length && Date.now() - start < 2000) {
       await c.write(head[i++])
+      // kept: a byte every 20 ms is the slow client under test (10 bytes per 200 ms timeout)
       await sleep(20)
     }
     const took = Date.now() - start
@@ -582,8 +601,8 @@ t.test('idle timeout closes an idle keep-alive connection', async (t) => {
   const r = await c.response()
   t.equal(r.status, 200)
   const start = Date.now()
-  await sleep(100)
-  t.notOk(c.done, 'still open before the idle timeout')
+  // a kept wait: that nothing happens for half the timeout takes that long to see
+  t.notOk(await c.waitClose(100), 'still open before the idle timeout')
   t.ok(await c.waitClose(2000), 'closed after the idle timeout')
   const took = Date.now() - start
   t.ok(took >= 150 && took < 1000, `closed around the idle timeout (${took} ms)`)

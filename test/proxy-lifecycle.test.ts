@@ -10,7 +10,6 @@ import {
   freePort,
   makeConfig,
   routeTo,
-  sleep,
   spawnWeft,
   startTestSidecar,
   tempDir,
@@ -20,6 +19,7 @@ import {
   writeConfig,
 } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
+import { gate } from './helpers/wait.ts'
 import type { Bootstrap } from '../api/schema.ts'
 
 function refused(port: number): Promise<boolean> {
@@ -33,15 +33,20 @@ function refused(port: number): Promise<boolean> {
   })
 }
 
-/** A node:http upstream answering after `delayMs`. */
-function slowUpstream(t: Parameters<typeof startHttpUpstream>[0], name: string, delayMs: number) {
-  return startHttpUpstream(t, {
+/**
+ * A node:http upstream whose answers wait for `answer.open()`: the test keeps a request in flight
+ * until it has seen what it waits for (the new config served, the drain begun), not for a guess.
+ */
+async function heldUpstream(t: Parameters<typeof startHttpUpstream>[0], name: string, holds: (url: string) => boolean = () => true) {
+  const answer = gate()
+  const up = await startHttpUpstream(t, {
     name,
     handler: async (rec, res) => {
-      await sleep(delayMs)
+      if (holds(rec.url)) await answer.wait()
       res.end(`${name} ${rec.url}`)
     },
   })
+  return Object.assign(up, { answer })
 }
 
 t.test('admin API: /ready, /live, /config_dump, /clusters, /stats', async (t) => {
@@ -105,7 +110,7 @@ function versioned(v: string, slowCluster: string, ports: Record<string, number>
 }
 
 t.test('config reload: new requests see the change, a request in flight completes on the old config', async (t) => {
-  const oldUp = await slowUpstream(t, 'old', 300)
+  const oldUp = await heldUpstream(t, 'old')
   const newUp = await startHttpUpstream(t, { name: 'new' })
   const ports = { old: oldUp.port, new: newUp.port }
   const s = await startTestSidecar(t, versioned('v1', 'old', ports), { watch: true, watchDebounceMs: 20 })
@@ -119,6 +124,7 @@ t.test('config reload: new requests see the change, a request in flight complete
   // the edit: new body, the slow route now goes to another cluster, the old cluster is gone
   writeFileSync(s.file, stringify(versioned('v2', 'new', ports)))
   await until('v2 served', async () => (await ver()) === 'v2', 3000, 10)
+  oldUp.answer.open()
 
   const r = await inflight.response({ timeoutMs: 2000 })
   t.equal(r.status, 200, 'in-flight request completed')
@@ -205,7 +211,7 @@ t.test('starting with a bad file: weft proxy exits non-zero with file:line:colum
 })
 
 t.test('graceful drain, no drain period', async (t) => {
-  const up = await slowUpstream(t, 'slow', 300)
+  const up = await heldUpstream(t, 'slow', (url) => url === '/busy')
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
 
   const idle = await rawClient(t, s.port)
@@ -228,6 +234,7 @@ t.test('graceful drain, no drain period', async (t) => {
   t.equal(ready.status, 503, '/ready fails while draining')
   t.equal(ready.body, 'draining\n')
   t.equal(resolvedAt, 0, 'drain waits for the request in flight')
+  up.answer.open()
 
   const r = await busy.response({ timeoutMs: 2000 })
   t.equal(r.status, 200, 'in-flight request completed')
@@ -258,7 +265,7 @@ t.test('drain timeout cuts off a request that never completes', async (t) => {
 })
 
 t.test('SIGTERM to a child-process proxy: in-flight request completes, exit 0', async (t) => {
-  const up = await slowUpstream(t, 'slow', 300)
+  const up = await heldUpstream(t, 'slow')
   const listenPort = await freePort()
   const adminPort = await freePort()
   const dir = tempDir(t)
@@ -272,6 +279,9 @@ t.test('SIGTERM to a child-process proxy: in-flight request completes, exit 0', 
   await c.write('GET /term HTTP/1.1\r\nHost: svc\r\n\r\n')
   await until('request upstream', () => up.requests.length === 1, 3000, 2)
   child.child.kill('SIGTERM')
+  // the answer once the proxy is draining (its /ready says so), so the request is in flight through the drain
+  await until('/ready 503 (draining)', async () => (await fetch(`http://127.0.0.1:${adminPort}/ready`)).status === 503, 3000, 5)
+  up.answer.open()
   const r = await c.response({ timeoutMs: 3000 })
   t.equal(r.status, 200)
   t.equal(r.body.toString(), 'slow /term')

@@ -7,6 +7,7 @@ import { stringify } from 'yaml'
 import { rawClient } from './helpers/raw.ts'
 import { cluster, getStatus, makeConfig, routeTo, startTestSidecar, until } from './helpers/sidecar.ts'
 import { startHttpUpstream, startRawUpstream } from './helpers/upstream.ts'
+import { gate } from './helpers/wait.ts'
 
 t.test('a local reply to a request whose body came in the same read closes as asked', async (t) => {
   const s = await startTestSidecar(t, makeConfig({ routes: [{ match: { path: { exact: '/only' } }, directResponse: { status: 200 } }], limits: { idleTimeout: '300ms' } }))
@@ -26,9 +27,11 @@ t.test('a local reply to a request whose body came in the same read closes as as
 
 t.test('a client that leaves while queued frees its place in the pending queue', async (t) => {
   let received = 0
+  // the app holds every answer until the test has seen the queue fill and empty again
+  const answer = gate()
   const up = createHttpServer((_req, res) => {
     received++
-    setTimeout(() => res.end('ok'), 300)
+    void answer.wait().then(() => res.end('ok'))
   })
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r))
   t.teardown(() => {
@@ -48,6 +51,8 @@ t.test('a client that leaves while queued frees its place in the pending queue',
   await until('the queue freed', async () => (await pending()) === 0)
   const c = await rawClient(t, s.port)
   await c.write('GET /3 HTTP/1.1\r\nHost: h\r\n\r\n')
+  await until('/3 queued behind /1 (the place /2 left)', async () => (await pending()) === 1)
+  answer.open()
   const r = await c.response({ timeoutMs: 3000 })
   t.equal(r.status, 200, 'queued, not 503 UO')
   t.equal((await a.response({ timeoutMs: 3000 })).status, 200)

@@ -248,9 +248,8 @@ t.test('requestHeaders.set of Host replaces it (one Host upstream)', async (t) =
 
 t.test('header mutations cannot change message framing', async (t) => {
   const up = await startRawUpstream(t, async (conn) => {
-    // answer as soon as the head is in (its framing may be unusable)
-    while (!conn.text().includes('\r\n\r\n') && !conn.done) await sleep(5)
-    await sleep(20)
+    // answer once the body is in too, whatever framing carried it (it may be unusable to parse)
+    await until('the request and its body', () => /\r\n\r\n[\s\S]*hello/.test(conn.text()) || conn.done, 2000).catch(() => {})
     conn.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok')
   })
   const config = makeConfig({
@@ -422,7 +421,7 @@ async function fastSlow(t: Test, policy: 'leastRequest' | 'peakEwma') {
   const slow = await startHttpUpstream(t, {
     name: 'slow',
     handler: async (rec, res) => {
-      await sleep(50)
+      await sleep(50) // kept: the slow endpoint's latency is what the balancer must notice
       res.end(`slow ${rec.method} ${rec.url}`)
     },
   })

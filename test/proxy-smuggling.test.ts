@@ -3,7 +3,7 @@
 // responses give a 502 (or a reset connection once the response has started).
 import t, { type Test } from 'tap'
 import { rawClient } from './helpers/raw.ts'
-import { cluster, makeConfig, routeTo, sleep, startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
+import { cluster, makeConfig, routeTo, startTestSidecar, until, type TestSidecar } from './helpers/sidecar.ts'
 import { rawResponse, startRawUpstream, type RawConn, type RawUpstream } from './helpers/upstream.ts'
 
 async function setup(t: Test, onConn?: (c: RawConn) => void | Promise<void>): Promise<{ up: RawUpstream; s: TestSidecar }> {
@@ -34,8 +34,9 @@ async function expectRejected(t: Test, bytes: string, opts: { zeroConnections?: 
     t.fail(`no ${opts.status ?? 400} response: ${(err as Error).message}`)
   }
   t.ok(await c.waitClose(1000), 'client connection closed')
-  // give a wrongly forwarded request the time to arrive
-  await sleep(30)
+  // the proxy has nothing in flight: bytes it wrongly forwarded were written before that, and the
+  // upstream (in this process) has read them by the end of the admin round trip
+  await until('nothing in flight in the proxy', async () => (await s.adminJson('/clusters')).clusters[0].activeRequests === 0)
   t.equal(up.bytes, 0, 'upstream received no bytes')
   if (opts.zeroConnections !== false) t.equal(up.conns.length, 0, 'upstream saw no connection')
   if (status === 0) c.destroy()
@@ -156,9 +157,9 @@ t.test('bad chunk with a warm upstream connection: no complete request upstream,
   t.equal(up.conns.length, 1)
 })
 
+/** Poll f (bounded); the caller asserts what it waited for. */
 async function waitFor(f: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms
-  while (!f() && Date.now() < end) await sleep(10)
+  await until('condition', f, ms).catch(() => {})
 }
 
 t.test('a valid chunked request followed by a pipelined one is fine (control)', async (t) => {
@@ -253,7 +254,7 @@ t.test('head and a bad chunk in one upstream packet: nothing reached the client 
 t.test('bad chunk after the upstream already answered: the response stays intact, no 400 after it, connection closed', async (t) => {
   const { up, s } = await setup(t, async (conn) => {
     // answer as soon as the head is in, without reading the body
-    while (!conn.text().includes('\r\n\r\n') && !conn.done) await sleep(5)
+    await until('the head', () => conn.text().includes('\r\n\r\n') || conn.done)
     conn.write(rawResponse(200, 'early'))
   })
   const c = await rawClient(t, s.port)

@@ -53,7 +53,9 @@ t.test('half-close: the client FIN reaches the app, which can still answer', asy
     s.on('data', (b: Buffer) => got.push(b))
     s.on('end', () => {
       appGotFin = true
-      // Answer after the client's FIN: the other direction is still open.
+      // Answer after the client's FIN: the other direction is still open. Kept: 20 ms after the
+      // app's 'end' is the behaviour under test (a tunnel that tore down just after relaying the
+      // FIN would lose this answer)
       setTimeout(() => s.end('after-fin:' + Buffer.concat(got).toString()), 20)
     })
   })

@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap'
 import { connect, createServer, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { rawClient } from './helpers/raw.ts'
+import { rawClient, type RawClient } from './helpers/raw.ts'
+import { gate } from './helpers/wait.ts'
 import {
   cluster,
   endpointView,
@@ -78,14 +79,17 @@ t.test('upstream resets before responding: 502 UC, client connection survives', 
 })
 
 t.test('upstream reset mid-body: truncated response, client connection closed', async (t) => {
+  // the reset (or FIN) follows bytes the client already has
+  let client: RawClient | undefined
   const up = await startRawUpstream(t, async (conn) => {
     await conn.nextRequest()
     conn.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789')
-    await sleep(30)
+    await until('the client has the first bytes', () => client?.text().includes('0123456789') ?? false)
     conn.socket.resetAndDestroy()
   })
   const s = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up.port])] }))
   const c = await rawClient(t, s.port)
+  client = c
   await c.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r = await c.response({ timeoutMs: 2000 })
   t.equal(r.status, 200)
@@ -97,11 +101,12 @@ t.test('upstream reset mid-body: truncated response, client connection closed', 
   const up2 = await startRawUpstream(t, async (conn) => {
     await conn.nextRequest()
     conn.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n')
-    await sleep(30)
+    await until('the client has the first chunk', () => client?.text().includes('hello') ?? false)
     conn.socket.end()
   })
   const s2 = await startTestSidecar(t, makeConfig({ routes: [routeTo('app')], clusters: [cluster('app', [up2.port])] }))
   const c2 = await rawClient(t, s2.port)
+  client = c2
   await c2.write('GET / HTTP/1.1\r\nHost: svc\r\n\r\n')
   const r2 = await c2.response({ timeoutMs: 2000 })
   t.equal(r2.complete, false, 'chunked response without its last chunk is incomplete')
@@ -132,7 +137,7 @@ async function settle(value: () => number, quietMs: number, timeoutMs: number, e
   let last = value()
   let since = Date.now()
   while (Date.now() < end) {
-    await sleep(25)
+    await sleep(25) // a poll: "stopped moving" has no event of its own
     each()
     const v = value()
     if (v !== last) {
@@ -225,7 +230,12 @@ t.test('bounded memory with 100 MB bodies and slow peers (child-process proxy)',
     await warm.response()
   }
   warm.destroy()
-  await sleep(100)
+  // the baseline once the proxy has closed the warm-up connection (its /stats say so)
+  const cxActive = async () => {
+    const v = (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as { listeners: { name: string; cxActive: number }[] }
+    return v.listeners.find((l) => l.name === 'out')?.cxActive
+  }
+  await until('the warm-up connection closed', async () => (await cxActive()) === 0)
   const baseline = rssBytes(pid)
 
   t.test('100 MB response to a slow reader', async (t) => {
@@ -252,11 +262,12 @@ t.test('bounded memory with 100 MB bodies and slow peers (child-process proxy)',
     const writtenWhenStalled = written
     for (let i = 0; i < 10; i++) {
       rss.sample()
-      await sleep(50)
+      await sleep(50) // kept: RSS sampled over 0.5 s of a stalled peer (what is measured is time)
     }
     t.ok(writtenWhenStalled < SIZE / 2, `upstream stopped sending while the client is stalled (${(writtenWhenStalled / MB).toFixed(1)} MB written)`)
     // slow reader: small steps
     for (let i = 0; i < 20; i++) {
+      // kept: reading 3 ms in every 23 is the slow reader under test
       sock.resume()
       await sleep(3)
       sock.pause()
@@ -302,11 +313,12 @@ t.test('bounded memory with 100 MB bodies and slow peers (child-process proxy)',
     const sentWhenStalled = sent
     for (let i = 0; i < 10; i++) {
       rss.sample()
-      await sleep(50)
+      await sleep(50) // kept: RSS sampled over 0.5 s of a stalled peer (what is measured is time)
     }
     t.ok(sentWhenStalled < SIZE / 2, `client blocked while the upstream is stalled (${(sentWhenStalled / MB).toFixed(1)} MB accepted)`)
     // slow upstream: small steps, then all
     for (let i = 0; i < 20; i++) {
+      // kept: reading 3 ms in every 23 is the slow upstream under test
       sinkSocket!.resume()
       await sleep(3)
       sinkSocket!.pause()
@@ -417,11 +429,14 @@ t.test('stale keep-alive race with a request body: not retried, 502 UC', async (
 t.test('pool maxConnections=1: concurrent requests queue and all succeed', async (t) => {
   let inFlight = 0
   let maxInFlight = 0
+  // the first answer waits until the other five are queued in the proxy: a second request at the
+  // app meanwhile (a second connection) would show in maxInFlight
+  const queued = gate()
   const up = await startHttpUpstream(t, {
     handler: async (rec, res) => {
       inFlight++
       maxInFlight = Math.max(maxInFlight, inFlight)
-      await sleep(20)
+      await queued.wait()
       inFlight--
       res.end('ok ' + rec.url)
     },
@@ -432,7 +447,9 @@ t.test('pool maxConnections=1: concurrent requests queue and all succeed', async
   )
   const clients = await Promise.all(Array.from({ length: 6 }, () => rawClient(t, s.port)))
   await Promise.all(clients.map((c, i) => c.write(`GET /${i} HTTP/1.1\r\nHost: svc\r\n\r\n`)))
-  await until('queued requests visible', async () => (await endpointView(s, 'app')).connections.pendingRequests > 0, 1000, 2).catch(() => {})
+  await until('five requests queued behind the first', async () => (await endpointView(s, 'app')).connections.pendingRequests === 5)
+  t.equal(up.requests.length, 1, 'one request at the app while five wait')
+  queued.open()
   const rs = await Promise.all(clients.map((c) => c.response({ timeoutMs: 3000 })))
   t.same(rs.map((r) => r.status), [200, 200, 200, 200, 200, 200])
   t.same(rs.map((r) => r.body.toString()), clients.map((_, i) => `ok /${i}`))
@@ -445,9 +462,11 @@ t.test('pool maxConnections=1: concurrent requests queue and all succeed', async
 })
 
 t.test('pool maxPending=0: a request that would wait gets 503 UO', async (t) => {
+  // the first request holds the only connection until the second one was answered
+  const secondAnswered = gate()
   const up = await startHttpUpstream(t, {
     handler: async (rec, res) => {
-      await sleep(200)
+      await secondAnswered.wait()
       res.end('ok ' + rec.url)
     },
   })
@@ -464,6 +483,7 @@ t.test('pool maxPending=0: a request that would wait gets 503 UO', async (t) => 
   t.equal(r2.status, 503)
   t.equal(r2.get('x-weft-response-flags'), 'UO')
   t.equal(r2.get('x-weft-error'), 'WEFT_ERR_UPSTREAM_OVERFLOW')
+  secondAnswered.open()
   const r1 = await c1.response()
   t.equal(r1.status, 200)
   t.equal(r1.body.toString(), 'ok /first')

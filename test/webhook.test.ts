@@ -202,7 +202,7 @@ t.test('idle connections: closed after idleTimeoutMs without a request (up to a 
   const busy = await open()
   const t0 = performance.now()
   quiet.s.write(req)
-  // the busy connection sends a review every 100 ms for 1 s
+  // the busy connection sends a review every 100 ms for 1 s (kept: activity spread over time is the behaviour under test)
   for (let i = 0; i < 10; i++) {
     busy.s.write(req)
     await new Promise((r) => setTimeout(r, 100))

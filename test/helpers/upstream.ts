@@ -13,6 +13,8 @@ export interface RecordedRequest {
   rawHeaders: string[]
   rawTrailers: string[]
   body: Buffer
+  /** body bytes read so far (`body` is set once the body ended): lets a test wait for a part of it */
+  bodyReceived: number
   /** index of the upstream TCP connection it came on (0-based, in accept order) */
   connection: number
   /** lower-cased header lookup (first value) */
@@ -57,6 +59,7 @@ function record(req: IncomingMessage, connection: number): RecordedRequest {
     rawHeaders: req.rawHeaders,
     rawTrailers: [],
     body: Buffer.alloc(0),
+    bodyReceived: 0,
     connection,
     header(name) {
       const n = name.toLowerCase()
@@ -94,7 +97,10 @@ export async function startHttpUpstream(t: Teardown, opts: HttpUpstreamOptions =
       return
     }
     const parts: Buffer[] = []
-    req.on('data', (b: Buffer) => parts.push(b))
+    req.on('data', (b: Buffer) => {
+      parts.push(b)
+      rec.bodyReceived += b.length
+    })
     req.on('end', () => {
       rec.body = Buffer.concat(parts)
       rec.rawTrailers = req.rawTrailers
