@@ -62,10 +62,10 @@ const ownUrls: Plugin = {
  * first use: a static sidecar without mesh TLS, HTTP/2 upstreams or HTTPS probes never loads the
  * first three (they cost ~16 MB RSS and a good part of the start-up time: measured with
  * process.moduleLoadList and RSS), and node:crypto (~3 MB, 10-17 ms of CPU: OpenSSL's setup and
- * ~20 modules) is loaded at the first request that needs a request id, not before the sidecar is
- * ready. Only for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode,
- * loads the real modules as before), except the modules in EAGER_IMPORTERS, which use the module
- * as they load. Each function export becomes a function that calls the real one (also with
+ * ~20 modules) only by a feature that needs it (request ids come from OWN_EXPORTS below). Only
+ * for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode, loads the
+ * real modules as before), except the modules in EAGER_IMPORTERS, which use the module as they
+ * load. Each function export becomes a function that calls the real one (also with
  * `new`); http2's `constants` is a copy made at build time by the same Node (numbers of the HTTP/2
  * protocol and nghttp2). Other values (tls.rootCertificates, http2.sensitiveHeaders,
  * crypto.webcrypto, …) are not offered: importing one from proxy/ fails the build with "No matching
@@ -76,10 +76,21 @@ export const LAZY_BUILTINS = ['node:http2', 'node:tls', 'node:https', 'node:cryp
 /** Modules (under dist/proxy/) that use a lazy builtin as they load: they import the real one. */
 const EAGER_IMPORTERS = [path.join('proxy', 'identity', 'identity.js')]
 
-export function lazyShim(name: string): string {
+/**
+ * Exports of a lazy builtin that the bundle takes from Weft's own module instead (absolute path of
+ * its compiled file): node:crypto's randomUUID, for request ids, is proxy/net/random-uuid.ts, so a
+ * sidecar serving plain HTTP never loads node:crypto (see that file).
+ */
+export const OWN_EXPORTS: Record<string, Record<string, string>> = {
+  'node:crypto': { randomUUID: path.join(dist, 'proxy', 'net', 'random-uuid.js') },
+}
+
+export function lazyShim(name: string, own: Record<string, string> = OWN_EXPORTS[name] ?? {}): string {
   const real = process.getBuiltinModule(name) as Record<string, unknown>
   const lines = [`let real; const load = () => (real ??= process.getBuiltinModule(${JSON.stringify(name)}));`]
+  for (const [k, file] of Object.entries(own)) lines.push(`export { ${k} } from ${JSON.stringify(file)};`)
   for (const [k, v] of Object.entries(real)) {
+    if (Object.hasOwn(own, k)) continue
     if (typeof v === 'function') {
       lines.push(`export function ${k}(...a) { return new.target === undefined ? load().${k}(...a) : Reflect.construct(load().${k}, a) }`)
     } else if (name === 'node:http2' && k === 'constants') {
@@ -98,7 +109,7 @@ const lazyBuiltins: Plugin = {
       if (EAGER_IMPORTERS.some((d) => args.importer.startsWith(path.join(dist, d)))) return undefined
       return { path: args.path, namespace: 'weft-lazy' }
     })
-    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js' }))
+    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js', resolveDir: dist }))
   },
 }
 
