@@ -18,8 +18,9 @@
 // chunk (all chunks are in dist/bundle/), and `import.meta.main` to false (no bundled module is the
 // program's entry: bin/weft.js is).
 import { build, type Plugin } from 'esbuild'
-import { readFile, rm } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
 const dist = path.join(root, 'dist')
@@ -146,6 +147,8 @@ const cjsStandins: Plugin = {
 
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
+  // the --control-plane sidecar's message descriptor (see proxy/xds/wire.ts), next to its module in dist/
+  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(parsedRoot().toJSON())}\n`)
   const r = await build({
     entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
     outdir,
