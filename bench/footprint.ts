@@ -10,6 +10,8 @@
 //                   request; "above idle" is this minus the RSS just before opening them
 //
 // Row weft-cp: `weft proxy --control-plane` against a local control plane, ready time and idle RSS only.
+// Row node: the runtime alone, as a floor: "ready" is spawn() to the exit of `node -e 0` (the same
+// pinned Node), idle RSS that of an idle `node -e 'setTimeout(...)'` 2 s after its start.
 // The last stdout line is JSON: Weft's idle_rss_mb, loaded_rss_mb, ready_ms, conn10k_rss_mb (and the
 // others' numbers under weft_cp_*, haproxy_* and nginx_*).
 import net from 'node:net'
@@ -27,13 +29,13 @@ import { startWeft, variantTelemetry, weftBenchConfig, WEFT_BIN } from './peers/
 import { UPSTREAM_BODY, type Peer, type PeerContext } from './peers/types.ts'
 import YAML from 'yaml'
 
-const USAGE = `usage: node bench/run.ts --footprint [--quick] [--only weft,weft-cp,haproxy,nginx] [--starts N] [--conns N] [--duration SEC]
+const USAGE = `usage: node bench/run.ts --footprint [--quick] [--only weft,weft-cp,node,haproxy,nginx] [--starts N] [--conns N] [--duration SEC]
   --starts N     fresh starts per proxy for the ready time (default 7, quick 3); the median is shown
   --conns N      idle keep-alive client connections (default 10000)
   --duration SEC headline load seconds before "RSS after load" (default 10, quick 4; warm-up 2 s)
   --metrics      Weft with telemetry.metrics on (the issue's "after load" target is with metrics on)`
 
-const NAMES = ['weft', 'weft-cp', 'haproxy', 'nginx'] as const
+const NAMES = ['weft', 'weft-cp', 'node', 'haproxy', 'nginx'] as const
 type Name = (typeof NAMES)[number]
 
 /**
@@ -96,7 +98,7 @@ async function until(ok: () => Promise<boolean>, alive: () => string | null, tim
 }
 
 /** Spawns one proxy from scratch and returns ms from spawn() to its first ready answer; then stops it. */
-async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean; idleRss?: number[] }): Promise<number> {
+async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean; idleRss?: number[]; nodeIdleRss?: number[] }): Promise<number> {
   fs.mkdirSync(dir, { recursive: true })
   const [port, adminPort] = await freePorts(2)
   let proc: Proc
@@ -137,6 +139,21 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
     } finally {
       await proc.stop()
     }
+  }
+  if (name === 'node') {
+    // the floor: Node's own start and exit, then (not timed) an idle Node's RSS
+    const t0 = performance.now()
+    const bare = spawnGroup('node', process.execPath, ['-e', '0'], { logFile: path.join(dir, 'node.log') })
+    await until(async () => bare.deadReason() !== null, () => null, 10000)
+    const ms = performance.now() - t0
+    const idle = spawnGroup('node-idle', process.execPath, ['-e', 'setTimeout(() => {}, 600000)'], { logFile: path.join(dir, 'node-idle.log') })
+    try {
+      await sleep(2000)
+      opts.nodeIdleRss?.push(readMem(idle.pid).rssBytes)
+    } finally {
+      await idle.stop()
+    }
+    return ms
   }
   if (name === 'haproxy') {
     const file = path.join(dir, 'haproxy.cfg')
@@ -258,11 +275,12 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
 
   const rows: Row[] = names.map((name) => ({ name, readyMs: [] }))
   const cpIdle: number[] = []
+  const nodeIdle: number[] = []
   // Ready time: the proxies' starts alternate, so a load burst on the machine hits all of them.
   for (let i = 0; i < starts; i++) {
     for (const row of rows) {
       try {
-        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics, idleRss: cpIdle }))
+        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics, idleRss: cpIdle, nodeIdleRss: nodeIdle }))
       } catch (err) {
         row.error = `start ${i}: ${(err as Error).message}`
       }
@@ -271,6 +289,8 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
   for (const row of rows) log(`${row.name}: ready ${row.readyMs.map((m) => m.toFixed(0)).join(', ')} ms`)
   const cpRow = rows.find((r) => r.name === 'weft-cp')
   if (cpRow && cpIdle.length > 0) cpRow.idleRss = median(cpIdle)
+  const nodeRow = rows.find((r) => r.name === 'node')
+  if (nodeRow && nodeIdle.length > 0) nodeRow.idleRss = median(nodeIdle)
   await controlPlane?.proc.stop()
   controlPlane = null
 
@@ -278,13 +298,13 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
   // limit (ulimit -Hn) may not allow 10,000 (then HAProxy holds fewer connections: the "conns" column).
   const hardLimit = fdHardLimit()
   const connLimit = (n: Name): number => (n === 'haproxy' ? Math.min(conns + 2000, Math.floor((hardLimit - 200) / 2)) : conns + 2000)
-  const STARTERS: Record<Exclude<Name, 'weft-cp'>, (ctx: PeerContext) => Promise<Peer>> = { weft: startWeft, haproxy: startHaproxy, nginx: startNginxProxy }
+  const STARTERS: Record<Exclude<Name, 'weft-cp' | 'node'>, (ctx: PeerContext) => Promise<Peer>> = { weft: startWeft, haproxy: startHaproxy, nginx: startNginxProxy }
   for (const row of rows) {
-    if (row.error || row.name === 'weft-cp') continue
+    if (row.error || row.name === 'weft-cp' || row.name === 'node') continue
     const ports = await freePorts(2)
     let peer: Peer | null = null
     try {
-      peer = await STARTERS[row.name as Exclude<Name, 'weft-cp'>]({
+      peer = await STARTERS[row.name as Exclude<Name, 'weft-cp' | 'node'>]({
         dir: dirFor(row.name),
         upstreamPorts,
         port: ports[0],

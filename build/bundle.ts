@@ -18,8 +18,9 @@
 // chunk (all chunks are in dist/bundle/), and `import.meta.main` to false (no bundled module is the
 // program's entry: bin/weft.js is).
 import { build, type Plugin } from 'esbuild'
-import { readFile, rm } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
 const dist = path.join(root, 'dist')
@@ -58,22 +59,39 @@ const ownUrls: Plugin = {
 }
 
 /**
- * node:http2, node:tls and node:https, as the proxy's modules import them, loaded on first use:
- * a static sidecar without mesh TLS, HTTP/2 upstreams or HTTPS probes never loads them (they cost
- * ~16 MB RSS and a good part of the start-up time: measured with process.moduleLoadList and RSS).
- * Only for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode, loads the
- * real modules as before). Each function export becomes a function that calls the real one (also
- * with `new`); http2's `constants` is a copy made at build time by the same Node (numbers of the
- * HTTP/2 protocol and nghttp2). Other values (tls.rootCertificates, http2.sensitiveHeaders, …) are
- * not offered: importing one from proxy/ fails the build with "No matching export": add it here
- * (loaded at once) or take it where it is used.
+ * node:http2, node:tls, node:https and node:crypto, as the proxy's modules import them, loaded on
+ * first use: a static sidecar without mesh TLS, HTTP/2 upstreams or HTTPS probes never loads the
+ * first three (they cost ~16 MB RSS and a good part of the start-up time: measured with
+ * process.moduleLoadList and RSS), and node:crypto (~3 MB, 10-17 ms of CPU: OpenSSL's setup and
+ * ~20 modules) only by a feature that needs it (request ids come from OWN_EXPORTS below). Only
+ * for importers under dist/proxy/ (a control plane, or gRPC in --control-plane mode, loads the
+ * real modules as before), except the modules in EAGER_IMPORTERS, which use the module as they
+ * load. Each function export becomes a function that calls the real one (also with
+ * `new`); http2's `constants` is a copy made at build time by the same Node (numbers of the HTTP/2
+ * protocol and nghttp2). Other values (tls.rootCertificates, http2.sensitiveHeaders,
+ * crypto.webcrypto, …) are not offered: importing one from proxy/ fails the build with "No matching
+ * export": add it here (loaded at once) or take it where it is used.
  */
-export const LAZY_BUILTINS = ['node:http2', 'node:tls', 'node:https']
+export const LAZY_BUILTINS = ['node:http2', 'node:tls', 'node:https', 'node:crypto']
 
-export function lazyShim(name: string): string {
+/** Modules (under dist/proxy/) that use a lazy builtin as they load: they import the real one. */
+const EAGER_IMPORTERS = [path.join('proxy', 'identity', 'identity.js')]
+
+/**
+ * Exports of a lazy builtin that the bundle takes from Weft's own module instead (absolute path of
+ * its compiled file): node:crypto's randomUUID, for request ids, is proxy/net/random-uuid.ts, so a
+ * sidecar serving plain HTTP never loads node:crypto (see that file).
+ */
+export const OWN_EXPORTS: Record<string, Record<string, string>> = {
+  'node:crypto': { randomUUID: path.join(dist, 'proxy', 'net', 'random-uuid.js') },
+}
+
+export function lazyShim(name: string, own: Record<string, string> = OWN_EXPORTS[name] ?? {}): string {
   const real = process.getBuiltinModule(name) as Record<string, unknown>
   const lines = [`let real; const load = () => (real ??= process.getBuiltinModule(${JSON.stringify(name)}));`]
+  for (const [k, file] of Object.entries(own)) lines.push(`export { ${k} } from ${JSON.stringify(file)};`)
   for (const [k, v] of Object.entries(real)) {
+    if (Object.hasOwn(own, k)) continue
     if (typeof v === 'function') {
       lines.push(`export function ${k}(...a) { return new.target === undefined ? load().${k}(...a) : Reflect.construct(load().${k}, a) }`)
     } else if (name === 'node:http2' && k === 'constants') {
@@ -87,16 +105,50 @@ const lazyBuiltins: Plugin = {
   name: 'weft-lazy-builtins',
   setup(b) {
     const proxyDir = path.join(dist, 'proxy') + path.sep
-    b.onResolve({ filter: /^node:(http2|tls|https)$/ }, (args) => {
+    b.onResolve({ filter: /^node:(http2|tls|https|crypto)$/ }, (args) => {
       if (!args.importer.startsWith(proxyDir) || args.kind !== 'import-statement') return undefined
+      if (EAGER_IMPORTERS.some((d) => args.importer.startsWith(path.join(dist, d)))) return undefined
       return { path: args.path, namespace: 'weft-lazy' }
     })
-    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js' }))
+    b.onLoad({ filter: /.*/, namespace: 'weft-lazy' }, (args) => ({ contents: lazyShim(args.path), loader: 'js', resolveDir: dist }))
+  },
+}
+
+/**
+ * pino's modules require node:assert and node:worker_threads as they load (sonic-boom and
+ * thread-stream for an assert() in rarely taken paths and for transports, which Weft does not use;
+ * pino's tools for isMainThread): ~1 MB and 2-3 ms of start-up for modules a sidecar never calls.
+ * In the bundle they get these stand-ins: assert(...) and new Worker(...) load the real module on
+ * first use; isMainThread is true, because the bundle runs only as the program bin/weft.js starts,
+ * never inside a worker thread (in pino it only decides whether a log stream is flushed at exit).
+ */
+export const CJS_STANDINS: Record<string, string> = {
+  assert: 'module.exports = function assert(...a) { return process.getBuiltinModule("node:assert")(...a) }\n',
+  worker_threads: [
+    'module.exports = {',
+    '  isMainThread: true,',
+    '  Worker: function Worker(...a) { return Reflect.construct(process.getBuiltinModule("node:worker_threads").Worker, a) },',
+    '}',
+    '',
+  ].join('\n'),
+}
+const STANDIN_IMPORTERS = ['pino', 'sonic-boom', 'thread-stream'].map((p) => path.join(root, 'node_modules', p) + path.sep)
+
+const cjsStandins: Plugin = {
+  name: 'weft-cjs-standins',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(assert|worker_threads)$/ }, (args) => {
+      if (args.kind !== 'require-call' || !STANDIN_IMPORTERS.some((d) => args.importer.startsWith(d))) return undefined
+      return { path: args.path.replace(/^node:/, ''), namespace: 'weft-standin' }
+    })
+    b.onLoad({ filter: /.*/, namespace: 'weft-standin' }, (args) => ({ contents: CJS_STANDINS[args.path], loader: 'js' }))
   },
 }
 
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
+  // the --control-plane sidecar's message descriptor (see proxy/xds/wire.ts), next to its module in dist/
+  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(parsedRoot().toJSON())}\n`)
   const r = await build({
     entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
     outdir,
@@ -109,7 +161,7 @@ export async function bundle(): Promise<void> {
     external: EXTERNAL,
     // CommonJS packages in an ES module bundle call require(): give them one.
     banner: { js: "import { createRequire as __weftRequire } from 'node:module';\nconst require = __weftRequire(import.meta.url);" },
-    plugins: [lazyBuiltins, ownUrls],
+    plugins: [lazyBuiltins, cjsStandins, ownUrls],
     logLevel: 'warning',
     // legal comments of the bundled packages stay, at the end of each file
     legalComments: 'eof',

@@ -1,8 +1,7 @@
 // The config API at run time: the service definition loaded from the .proto (the source of
 // truth) and the generated types for it. Both the control plane and the proxy import this file,
 // so the loader options live in one place and must match the generator's (./generate.ts).
-import { loadSync } from '@grpc/proto-loader'
-import { loadPackageDefinition } from '@grpc/grpc-js'
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import type { ProtoGrpcType } from './generated/config.ts'
 import type { ConfigDiscoveryClient, ConfigDiscoveryDefinition } from './generated/weft/config/v1alpha1/ConfigDiscovery.ts'
@@ -50,6 +49,11 @@ let loaded: ProtoGrpcType | null = null
 /** The loaded package (once per process). */
 export function configApi(): ProtoGrpcType {
   if (loaded === null) {
+    // required here, not imported: a sidecar imports this module's names (TYPE, typeName) but
+    // makes its client without proto-loader (proxy/xds/wire.ts)
+    const require = createRequire(import.meta.url)
+    const { loadSync } = require('@grpc/proto-loader') as typeof import('@grpc/proto-loader')
+    const { loadPackageDefinition } = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js')
     const def = loadSync(PROTO, { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true })
     loaded = loadPackageDefinition(def) as unknown as ProtoGrpcType
   }

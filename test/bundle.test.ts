@@ -1,7 +1,8 @@
 // `weft proxy` runs from the esbuild bundle (build/bundle.ts, made by `npm run build`, which
-// `npm test` runs first). The bundle loads node:http2, node:tls and node:https on first use
-// (lazy shims): a sidecar started from it still speaks HTTP/2 to an upstream and to a client, and
-// the shims behave as the real modules.
+// `npm test` runs first). The bundle loads node:http2, node:tls, node:https and node:crypto on
+// first use (lazy shims), and pino's node:assert and node:worker_threads are stand-ins: a sidecar
+// started from it still speaks HTTP/2 to an upstream and to a client, gives requests an id, and the
+// shims behave as the real modules.
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
@@ -11,7 +12,10 @@ import path from 'node:path'
 import tls from 'node:tls'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
-import { lazyShim } from '../build/bundle.ts'
+import { CJS_STANDINS, lazyShim } from '../build/bundle.ts'
+import { createRequire } from 'node:module'
+import { AssertionError } from 'node:assert'
+import { Worker } from 'node:worker_threads'
 
 const root = path.resolve(import.meta.dirname, '..')
 const BIN = path.join(root, 'bin', 'weft.js')
@@ -44,11 +48,37 @@ t.test('the lazy shims: functions call the real ones (also with new), http2 cons
   t.ok(ctx.context, 'createSecureContext through the shim')
   const https = await load('node:https')
   t.type(https.request, 'function')
+  const crypto = await load('node:crypto')
+  t.match((crypto.randomUUID as () => string)(), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'randomUUID through the shim')
+  const hash = (crypto.createHash as (a: string) => { update(s: string): { digest(e: string): string } })('sha256')
+  t.equal(hash.update('abc').digest('hex').slice(0, 8), 'ba7816bf', 'createHash through the shim')
+})
+
+t.test("pino's stand-ins for node:assert and node:worker_threads", async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-standin-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const req = createRequire(path.join(dir, 'x.cjs'))
+  const standin = (name: string) => {
+    const file = path.join(dir, `${name}.cjs`)
+    writeFileSync(file, CJS_STANDINS[name])
+    return req(file) as unknown
+  }
+  const assert = standin('assert') as (v: unknown, m?: string) => void
+  assert(true, 'never thrown')
+  t.throws(() => assert(typeof 'x' === 'number', 'sonic.fd must be a number'), { name: 'AssertionError', message: 'sonic.fd must be a number', actual: false, expected: true }, 'assert(false, msg) throws the real AssertionError')
+  t.throws(() => assert(0), AssertionError)
+  const wt = standin('worker_threads') as { isMainThread: boolean; Worker: new (code: string, o: { eval: boolean }) => Worker }
+  t.equal(wt.isMainThread, true)
+  const w = new wt.Worker('require("node:worker_threads").parentPort.postMessage(6 * 7)', { eval: true })
+  t.ok(w instanceof Worker, 'new Worker(...) through the stand-in makes a real Worker')
+  t.equal(await new Promise((resolve) => w.once('message', resolve)), 42)
+  await w.terminate()
 })
 
 t.test('a sidecar from the bundle: HTTP/1 client to an HTTP/2 upstream, and an HTTP/2 client', { skip: existsSync(path.join(root, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {
   const upstream = http2.createServer((req, res) => {
     res.setHeader('x-upstream-protocol', req.httpVersion)
+    res.setHeader('x-seen-request-id', String(req.headers['x-request-id']))
     res.end('hello from h2\n')
   })
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
@@ -90,6 +120,7 @@ clusters: [{ name: h2, protocol: http2, endpoints: [{ address: 127.0.0.1, port: 
   t.equal(r1.status, 200)
   t.equal(r1.headers.get('x-upstream-protocol'), '2.0', 'the upstream was reached over HTTP/2')
   t.equal(await r1.text(), 'hello from h2\n')
+  t.match(r1.headers.get('x-seen-request-id'), /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'the sidecar gave the request an id (node:crypto loaded on first use)')
   const client = http2.connect(`http://127.0.0.1:${port}`)
   t.teardown(() => client.close())
   const body = await new Promise<string>((resolve, reject) => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parse } from 'yaml'
 import type { ValidateFunction } from 'ajv'
-import { bootstrapSchema, compileValidator, standaloneSource } from '../api/validator.ts'
+import { bootstrapSchema, compileValidator, eagerlyCompiled, standaloneSource } from '../api/validator.ts'
 import { Bootstrap, Cluster, Listener, RouteTable } from '../api/schema.ts'
 import { ROOT } from './helpers/sidecar.ts'
 
@@ -55,4 +55,14 @@ t.test('the lists\' item schemas (proxy/xds/assemble.ts reads them from the data
   t.same(p.listeners.items, json(Listener))
   t.same(p.routeTables.items, json(RouteTable))
   t.same(p.clusters.items, json(Cluster))
+})
+
+t.test('the precompiled validator is compiled with its module (so the compile cache holds it)', async (t) => {
+  const src = await standaloneSource()
+  // a parenthesized function expression: V8 compiles it eagerly (a declaration waits for its first call)
+  t.match(src, /^"use strict";[^]*const validate\d+ = \(function validate\d+\(/, 'the validate function is a parenthesized expression')
+  t.match(src, /module\.exports = (validate\d+);module\.exports\.default = \1;\n$/, 'exported at the end')
+  const other = '"use strict";module.exports = v;function v(){return true}\nv.x = 1'
+  t.equal(eagerlyCompiled(other), other, 'another layout is left as it is')
+  t.equal(eagerlyCompiled('"use strict";module.exports = v;module.exports.default = v;function v(){return 1}}'), '"use strict";module.exports = v;module.exports.default = v;function v(){return 1}}', 'a layout that would not parse is left as it is')
 })
