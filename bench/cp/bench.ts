@@ -22,6 +22,7 @@ import { SnapshotCache } from '../../control-plane/snapshot/cache.ts'
 import { NamespacePublisher } from '../../control-plane/snapshot/namespace-publisher.ts'
 import { OUTBOUND_TABLE, resourcesOf, translate } from '../../control-plane/translate/translate.ts'
 import { startConfigServer, type Answer } from '../../control-plane/xds/server.ts'
+import { withoutControlPlaneEnv } from '../../control-plane/runtime.ts'
 import { readCpuSeconds } from '../proc.ts'
 import { changeOneEndpoint, generateMesh, namespaceName } from './generate.ts'
 import type { FromWorker, SyncMode, ToWorker, WorkerProxy, WorkerStats } from './worker.ts'
@@ -173,7 +174,8 @@ interface RunningWorker {
 function startWorker(address: string, proxies: WorkerProxy[], o: CpBenchOptions, onProgress: () => void): RunningWorker {
   // WEFT_BENCH_CPU_PROF=DIR: the proxy processes write CPU profiles there (node --cpu-prof)
   const prof = process.env.WEFT_BENCH_CPU_PROF
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [] })
+  // the proxies are not a control plane: without its glibc and V8 settings (control-plane/runtime.ts)
+  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: withoutControlPlaneEnv(process.env), execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [] })
   let statsWaiter: ((s: WorkerStats) => void) | null = null
   let failed: ((e: Error) => void) | null = null
   const ready = new Promise<void>((resolve, reject) => {
