@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { controlPlaneEnv, hasControlPlaneSettings, withoutControlPlaneEnv } from '../control-plane/runtime.ts'
-import { ROOT, tempDir, until, WEFT_BIN } from './helpers/sidecar.ts'
+import { ROOT, tempDir, until, WEFT_BIN, type Teardown } from './helpers/sidecar.ts'
 
 const SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'NODE_OPTIONS', 'WEFT_CP_DEFAULTS', 'WEFT_CP_REEXECUTED']
 
@@ -28,7 +28,7 @@ function environOf(pid: number): Record<string, string> {
   return out
 }
 
-async function startControlPlane(t: Tap.Test, env: NodeJS.ProcessEnv) {
+async function startControlPlane(t: Teardown, env: NodeJS.ProcessEnv) {
   const dir = join(tempDir(t), 'resources')
   mkdirSync(dir)
   writeFileSync(join(dir, 'svc.yaml'), stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'demo' }, spec: { ports: [{ port: 80 }] } }))
