@@ -126,7 +126,7 @@ t.test('the control plane\'s container starts with its glibc and V8 memory setti
   t.equal(value('MALLOC_ARENA_MAX'), '2')
   t.equal(value('MALLOC_MMAP_THRESHOLD_'), '131072')
   t.equal(value('MALLOC_TRIM_THRESHOLD_'), '131072')
-  t.equal(value('NODE_OPTIONS'), '--max-semi-space-size=2')
+  t.equal(value('NODE_OPTIONS'), '--max-semi-space-size=16')
   t.ok(env.some((e) => e.name === 'POD_NAMESPACE'), 'POD_NAMESPACE kept')
   // a process with exactly this environment is not re-executed (it already has every setting)
   const { hasControlPlaneSettings } = await import('../control-plane/runtime.ts')
