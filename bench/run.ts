@@ -3,6 +3,7 @@
 //
 //   node bench/run.ts [--quick | --telemetry | --policy | --tcp] [--only weft,haproxy] [--duration 10] [--repeat N] [--weft-config FILE]
 //   node bench/run.ts --overload [--quick] [--seconds S]   (bench/overload.ts: adaptive concurrency at 2x an upstream's capacity)
+//   node bench/run.ts --soak [--duration 300] [--load 70]   (bench/soak.ts: RSS drift at 70 % of the max rate, metrics on)
 //   node bench/run.ts --grpc [--quick] [--duration 10] [--repeat N] [--clients 10] [--streams 10]   (bench/grpc.ts)
 import fs from 'node:fs'
 import os from 'node:os'
@@ -55,6 +56,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        options --connections, --duration, --warmup, --repeat, --quick); last stdout line is JSON
   --footprint          idle RSS, RSS after load, ready time, RSS with 10k idle connections: Weft, HAProxy, nginx
                        (bench/footprint.ts; --footprint --help for its options); last stdout line is JSON
+  --soak               RSS drift of one sidecar (metrics on) driven at 70 % of its max rate for 5 minutes by
+                       h2load --rps (bench/soak.ts; --soak --help for its options); last stdout line is JSON
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
   --duration SEC       seconds of each measured wrk run (default 10, quick 4)
   --warmup SEC         seconds of the warm-up run before each row's measurement (default 2, quick 1)
@@ -412,6 +415,7 @@ let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--soak')) exitCode = await (await import('./soak.ts')).runSoakBench(process.argv.slice(2).filter((a) => a !== '--soak'))
   else if (process.argv.includes('--mtls')) exitCode = await (await import('./mtls.ts')).runMtlsBench(process.argv.slice(2).filter((a) => a !== '--mtls'))
   else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))
   else if (process.argv.includes('--h2-hop')) exitCode = await (await import('./h2hop.ts')).runH2HopBench(process.argv.slice(2).filter((a) => a !== '--h2-hop'))

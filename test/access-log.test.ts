@@ -1,7 +1,7 @@
 // The JSON access log: every field with its type and value, status-class filter, sampling with an
 // injected random, flush/close, append, a destination that cannot be opened, standard output.
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -271,4 +271,59 @@ t.test('standard output when no path', async (t) => {
   const [first, second] = out.split('\n')
   t.match(JSON.parse(first), { start_time: '2025-01-31T12:00:00.123Z', response_code: 200, source_workload: 'productpage-v1' })
   t.equal(second, 'done', 'stdout stays usable after close')
+})
+
+t.test('a reader that cannot keep up: lines over maxBufferBytes are dropped and counted, the rest arrive whole and in order', async (t) => {
+  const dir = tmp(t)
+  const fifo = join(dir, 'fifo')
+  execFileSync('mkfifo', [fifo])
+  // nobody reads the FIFO yet: the open waits, the lines queue up to the bound
+  const log = createAccessLog({ path: fifo, maxBufferBytes: 512 * 1024 }, OUTBOUND)
+  const N = 6000
+  for (let n = 0; n < N; n++) log.onRequest(rec({ bytesOut: n }))
+  const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  reader.stdout.setEncoding('utf8')
+  reader.stdout.on('data', (d: string) => (out += d))
+  const ended = new Promise((resolve) => reader.on('close', resolve))
+  await log.close()
+  await ended
+  const got = out.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { bytes_sent: number })
+  t.ok(log.dropped > 0, `some lines dropped (${log.dropped})`)
+  t.ok(got.length > 0, `some lines written (${got.length})`)
+  t.equal(got.length + log.dropped, N, 'every line written or counted as dropped')
+  t.ok(got.every((l, i) => i === 0 || l.bytes_sent > got[i - 1].bytes_sent), 'in order')
+  t.ok(out.length <= 512 * 1024, 'no more than the bound was kept')
+})
+
+t.test('standard output as a full non-blocking pipe: writes wait and retry, nothing lost', async (t) => {
+  const mod = fileURLToPath(new URL('../proxy/telemetry/access-log.ts', import.meta.url))
+  const N = 5000
+  const script = `
+    import { createAccessLog } from ${JSON.stringify(mod)}
+    process.stdout.write('') // libuv makes the stdout pipe non-blocking: a full pipe answers EAGAIN
+    const log = createAccessLog({}, ${JSON.stringify(OUTBOUND)})
+    for (let n = 0; n < ${N}; n++) log.onRequest({ ...${JSON.stringify(rec())}, bytesOut: n })
+    await log.close()
+    process.stderr.write('dropped ' + log.dropped + '\\n')
+    process.stdout.write('done\\n')
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (d: string) => (err += d))
+  // read nothing until the child has filled the pipe and met EAGAIN at least once
+  child.stdout.pause()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (d: string) => (out += d))
+  child.stdout.resume()
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(code, 0, err)
+  const rows = out.split('\n').filter((l) => l !== '')
+  t.equal(rows.pop(), 'done')
+  t.equal(rows.length, N)
+  t.ok(rows.every((l, i) => (JSON.parse(l) as { bytes_sent: number }).bytes_sent === i), 'every line whole, in order')
+  t.match(err, /dropped 0/)
 })

@@ -8,6 +8,41 @@ import { startHttpUpstream } from './helpers/upstream.ts'
 import { rawClient } from './helpers/raw.ts'
 import { binomialBounds, client, h2client, Held, metrics, parallel, startBlackhole } from './helpers/policy.ts'
 import type { Route } from '../api/schema.ts'
+import { createServer, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+
+interface H2Seen {
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+/** A node:http2 h2c server on 127.0.0.1 that records each request (fields and whole body) and answers 200 "<name> <path>". */
+async function startH2Recorder(t: { teardown(f: () => unknown): void }, name: string): Promise<{ port: number; requests: H2Seen[] }> {
+  const server = createServer()
+  const requests: H2Seen[] = []
+  const sessions = new Set<ServerHttp2Session>()
+  server.on('session', (s) => {
+    sessions.add(s)
+    s.on('error', () => {})
+    s.on('close', () => sessions.delete(s))
+  })
+  server.on('stream', (st: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    st.on('error', () => {})
+    const parts: Buffer[] = []
+    st.on('data', (b: Buffer) => parts.push(b))
+    st.on('end', () => {
+      requests.push({ headers, body: Buffer.concat(parts).toString() })
+      st.respond({ ':status': 200, 'content-type': 'text/plain' })
+      st.end(`${name} ${headers[':path']}`)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sessions) s.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { port: (server.address() as AddressInfo).port, requests }
+}
 
 // Every mirror test for both codecs: the HTTP/2 exchange mirrors as the HTTP/1 one does.
 for (const proto of ['http1', 'http2'] as const) {
@@ -43,6 +78,92 @@ for (const proto of ['http1', 'http2'] as const) {
     const m = await metrics(s)
     t.equal(m.decision('mirror'), 2)
     t.equal(m.decision('mirror_failed'), 0)
+  })
+
+  t.test(`${proto}: mirror to an HTTP/2 cluster: the copy goes as an HTTP/2 stream with the same method, path, fields and body`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const shadow = await startH2Recorder(t, 'shadow')
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port], { protocol: 'http2' })],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    const r = await c.request('/orders?id=7', { method: 'POST', headers: { host: 'shop.example:8080', 'x-custom': 'yes' }, body: 'a=1&b=2' })
+    t.equal(r.status, 200)
+    t.equal(r.body, 'app POST /orders?id=7', 'the original is answered by its own cluster')
+    const big = 'x'.repeat(200_000)
+    const p = await c.request('/upload', { method: 'PUT', headers: { host: 'shop.example' }, body: big })
+    t.equal(p.status, 200)
+    const g = await c.request('/plain', { headers: { host: 'shop.example' } })
+    t.equal(g.body, 'app GET /plain')
+    await until('the three copies arrived', () => shadow.requests.length === 3)
+    const by = (m: string) => shadow.requests.find((x) => x.headers[':method'] === m)!
+    const post = by('POST')
+    t.equal(post.headers[':path'], '/orders?id=7')
+    t.equal(post.headers[':authority'], 'shop.example:8080-shadow', ':authority gets "-shadow" (as Envoy)')
+    t.equal(post.body, 'a=1&b=2', 'the body is copied')
+    t.equal(post.headers['x-custom'], 'yes', 'other fields are copied')
+    t.equal(post.headers['x-request-id'], app.requests[0].header('x-request-id'), 'same request id as the original')
+    t.equal(by('PUT').body.length, big.length, 'a body larger than one read and the stream window is copied whole')
+    t.equal(by('PUT').body, big)
+    t.equal(by('GET').headers[':path'], '/plain')
+    t.equal(by('GET').body, '')
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 3)
+    t.equal(m.decision('mirror_failed'), 0)
+    t.equal(m.decision('mirror_abandoned'), 0)
+    t.equal(((await endpointView(s, 'shadow')) as unknown as { http2: { sessions: number } }).http2.sessions, 1, 'the copies share one HTTP/2 session')
+  })
+
+  t.test(`${proto}: an HTTP/2 cluster mirrored to an HTTP/1 one: each gets the request in its own protocol`, async (t) => {
+    const app = await startH2Recorder(t, 'app')
+    const shadow = await startHttpUpstream(t, { name: 'shadow' })
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port], { protocol: 'http2' }), cluster('shadow', [shadow.port])],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    const r = await c.request('/orders', { method: 'POST', headers: { host: 'shop.example' }, body: 'a=1' })
+    t.equal(r.status, 200)
+    t.equal(r.body, 'app /orders')
+    t.equal(app.requests[0].body, 'a=1')
+    await until('the copy arrived', () => shadow.requests.length === 1)
+    t.equal(shadow.requests[0].method, 'POST')
+    t.equal(shadow.requests[0].url, '/orders')
+    t.equal(shadow.requests[0].header('host'), 'shop.example-shadow')
+    t.equal(shadow.requests[0].body.toString(), 'a=1')
+    t.equal(shadow.requests[0].header('x-request-id'), app.requests[0].headers['x-request-id'], 'same request id as the original')
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 1)
+    t.equal(m.decision('mirror_failed'), 0)
+  })
+
+  t.test(`${proto}: mirror to an HTTP/2 cluster that is down: the original is answered, mirror_failed counts`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const dead = await freePort()
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [dead], { protocol: 'http2' })],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    for (let i = 0; i < 3; i++) {
+      const r = await c.request(`/r${i}`, { method: 'POST', body: 'payload' })
+      t.equal(r.status, 200)
+      t.equal(r.get('x-weft-response-flags'), undefined)
+    }
+    await until('every mirror failure counted', async () => (await metrics(s)).decision('mirror_failed') === 3)
+    const m = await metrics(s)
+    t.equal(m.decision('mirror'), 3)
+    t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 3, "the mirror's failure is not the original's")
   })
 
   t.test(`${proto}: mirror down: the original is answered as usual, mirror_failed counts`, async (t) => {

@@ -277,7 +277,7 @@ t.test('a bad field added to the HPACK table and then referenced by index: both 
 t.test('an exception inside one exchange (injected into its listeners) ends that exchange: 502 IE, counted, the process serves on', async (t) => {
   const x = await setup(t)
   const proto = H2Exchange.prototype as unknown as Record<string, unknown>
-  for (const [method, body] of [['onUpResponse', undefined], ['onDownData', 'hello'], ['onUpEnd', undefined]] as const) {
+  for (const [method, body] of [['relayHead', undefined], ['onDownData', 'hello'], ['relayEnd', undefined]] as const) {
     const orig = proto[method]
     proto[method] = function () {
       throw new Error('injected')
@@ -288,7 +288,7 @@ t.test('an exception inside one exchange (injected into its listeners) ends that
     } finally {
       proto[method] = orig
     }
-    if (method === 'onUpEnd') {
+    if (method === 'relayEnd') {
       // the response had started: the stream is reset, the client sees it cut
       t.match(r, { code: 'ERR_HTTP2_STREAM_ERROR', message: /NGHTTP2_INTERNAL_ERROR/ }, `${method}: RST_STREAM INTERNAL_ERROR`)
     } else if (r instanceof Error) {

@@ -10,6 +10,8 @@ import type { Balancer, LbEndpoint } from '../lb/types.ts'
 import { ClusterBreaker, type BreakerTicket } from './breaker.ts'
 import { newOutlierState, OUTCOME_OK, OutlierDetector, type OutlierState } from './outlier.ts'
 import { EndpointPool, type PoolSettings } from './pool.ts'
+import type { TryHandler, UpstreamTry } from './try.ts'
+import { h2Upstream } from '../h2/upstream.ts'
 
 export interface EndpointCounters {
   rqTotal: number
@@ -103,7 +105,7 @@ export class ClusterRuntime {
   readonly adaptive: AdaptiveLimiter | null
   readonly counters: ClusterCounters
 
-  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch'>) {
+  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch' | 'openTry'>) {
     this.name = o.name
     this.endpoints = o.endpoints
     this.balancer = o.balancer
@@ -154,6 +156,15 @@ export class ClusterRuntime {
     this.active++
     ep.counters.rqTotal++
     return DISPATCHED
+  }
+
+  /**
+   * A try on `ep` (dispatched to it): a stream on its HTTP/2 session when the cluster speaks
+   * HTTP/2, else a connection of its HTTP/1 pool; both the same UpstreamTry (./try.ts), started by
+   * the caller. queued: the request body so far; ended: it is whole.
+   */
+  openTry(ep: EndpointState, h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
+    return this.http2 ? h2Upstream(ep.pool).openTry(h, queued, ended) : ep.pool.openTry(h, queued, ended)
   }
 
   /**

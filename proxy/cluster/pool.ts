@@ -5,6 +5,8 @@ import { connectMeshTls, type UpstreamTls } from '../identity/upstream-tls.ts'
 import { HttpError } from '../../api/http1/head.ts'
 import { ReadBuffer, onreadOptions } from '../net/read-buffer.ts'
 import { UpstreamConn, type PoolHooks } from './upstream.ts'
+import { H1Try } from './h1-try.ts'
+import type { TryHandler, UpstreamTry } from './try.ts'
 
 export interface PoolWaiter {
   onPoolConnection(conn: UpstreamConn): void
@@ -76,6 +78,14 @@ export class EndpointPool implements PoolHooks {
   }
   get pendingRequests(): number {
     return this.waiters.length
+  }
+
+  /**
+   * A try for h on a connection of this pool (not started: its start() acquires the connection).
+   * queued: the request body so far (kept by the try); ended: it is whole.
+   */
+  openTry(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
+    return new H1Try(this, h, queued, ended)
   }
 
   /**

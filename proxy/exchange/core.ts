@@ -5,25 +5,35 @@
 // backoff, the fault delay), the cluster's dispatch of each try, the proxy's local replies (their
 // decision part), and the telemetry record (metrics, access log sinks, tap, tracing, explain).
 //
+// Each try is an UpstreamTry (proxy/cluster/try.ts, opened by ClusterRuntime.openTry): an HTTP/1 connection of the endpoint's pool or a stream
+// on its HTTP/2 session, whichever the cluster speaks; the exchange is its TryHandler, so the
+// try's events (head, data, trailers, end, error) are handled once here and in the codec's
+// exchange, whatever the upstream speaks. The request body goes to the try (queued here while no
+// try is open), kept for another try, and copied to the mirror.
+//
 // A codec's exchange extends it (HTTP/1: proxy/router/exchange.ts; HTTP/2 and gRPC:
-// proxy/h2/exchange.ts) and supplies the wire: how a try's upstream is opened and abandoned
-// (openTry, cancelTry), how the request is kept for another try (resetForRetry), how a local reply
-// and a cut-off response look on its connection (writeReply, directReply, abortResponse).
+// proxy/h2/exchange.ts) and supplies its wire: the request in the forms a try asks for (an HTTP/1
+// head, HTTP/2 fields), how a response head, its data, trailers and end go to the client, how a
+// local reply and a cut-off response look on its connection (writeReply, directReply,
+// abortResponse, resetResponse), and pausing its client (pauseRequest, resumeRequest).
 // Timers are set with the exchange as their argument (no closure per request).
 import { randomUUID } from 'node:crypto'
 import type { BreakerTicket } from '../cluster/breaker.ts'
 import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
-import type { HttpError } from '../../api/http1/head.ts'
+import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
 import { httpStatusOfGrpc } from '../h2/grpc.ts'
 import { blockPairs } from '../h2/headers.ts'
-import type { OutgoingHttpHeaders } from 'node:http2'
-import { addHeader, DROP_REQUEST } from './h2-try.ts'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
+import type { Socket } from 'node:net'
+import type { ReadBuffer } from '../net/read-buffer.ts'
+import { addHeader, DROP_REQUEST } from './h2-fields.ts'
+import { REFUSED_STREAM, StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
-import type { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { FAIL_CONNECT, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
+import { MirrorRequest, type MirrorSource } from '../filters/mirror/mirror.ts'
+import { FAIL_CONNECT, FAIL_RESET, FAIL_TIMEOUT, RETRY_BODY_LIMIT, type CompiledRetry } from '../filters/retry/policy.ts'
 import type { PeerIdentity } from '../identity/authz.ts'
 import { routeStep, splitStep } from '../route/explain.ts'
 import { matchRoute, pickBackend, rewritePath, type CompiledRoute, type MatchInput, type RoutePolicy } from '../route/table.ts'
@@ -40,11 +50,11 @@ const TIMER_REQUEST = 0
 const TIMER_TRY = 1
 const TIMER_WAIT = 2
 
-/**
- * The codec-independent part of one exchange. `Part` is what a request body piece is kept as for
- * another try (HTTP/1: framed pieces, strings or Buffers; HTTP/2: DATA payloads).
- */
-export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, FilterExchange {
+/** request body bytes kept while no try is open; past it the client is paused */
+const QUEUE_LIMIT = 65536
+
+/** The codec-independent part of one exchange. */
+export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterExchange, TryHandler, MirrorSource {
   protected readonly config: RouterConfig
   readonly counters: ExchangeCounters
   /** when the request head was parsed (performance.now()) */
@@ -81,12 +91,22 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
   /** the request has a body (HTTP/2: may have one) */
   protected hasBody = false
   protected reqEnded = false
+  /** the current try (null: none open, between tries) */
+  protected up: UpstreamTry | null = null
+  /** request body pieces for the next try, while none is open */
+  protected queued: Buffer[] | null = null
+  protected queuedBytes = 0
   /** copies of the request body for another try; null when too large to keep (or none wanted) */
-  protected retained: Part[] | null = null
+  protected retained: Buffer[] | null = null
   protected retainedBytes = 0
+  /** sent again after a REFUSED_STREAM (once) */
+  private sentAgain = false
   /** the copy of this request to the route's mirror cluster */
   protected mirror: MirrorRequest | null = null
+  private mirrorTried = false
   // ---- response
+  /** the response of this try is being read and thrown away: a retry follows */
+  protected discarding = false
   protected respStarted = false
   protected done = false
   private completed = false
@@ -158,14 +178,34 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
   }
   /** the route's direct response */
   protected abstract directReply(route: CompiledRoute): void
-  /** before a try is opened on `ep` (dispatch admitted it): the upstream head, the mirror */
-  protected abstract prepareTry(ep: EndpointState, pol: RoutePolicy | null): void
-  /** open the try on `ep`: an HTTP/1 pool connection or a stream on an HTTP/2 session */
-  protected abstract openTry(ep: EndpointState, cluster: ClusterRuntime): void
-  /** abandon the current try: its connection or stream, or its place in a queue; and the backoff */
-  protected abstract cancelTry(ep: EndpointState | undefined): void
-  /** another try follows: the kept request body is queued again */
-  protected abstract resetForRetry(): void
+  /** before a try is opened on `ep` (dispatch admitted it): the request in the form the cluster speaks */
+  protected abstract prepareTry(ep: EndpointState, http2: boolean): void
+  /** the request may be mirrored (an upgrade is not: the copy could only fail at its 101) */
+  protected get mayMirror(): boolean {
+    return true
+  }
+  /** a connect opened for a try alone is given up with it (EndpointPool.cancel) */
+  protected get closeExcess(): boolean {
+    return false
+  }
+  /** stop and resume reading the request body from the client (backpressure) */
+  protected abstract pauseRequest(): void
+  protected abstract resumeRequest(): void
+  // the request in the forms a try asks for, and the response events the codec relays (TryHandler)
+  abstract readonly wantsUpgrade: boolean
+  abstract tryRequestH1(endStream: boolean): string
+  abstract tryChunked(endStream: boolean): boolean
+  abstract tryRequestH2(): OutgoingHttpHeaders
+  abstract tryTrailersH1(): string
+  abstract tryTrailersH2(): OutgoingHttpHeaders | null
+  abstract tryData(buf: Buffer, start: number, end: number): void
+  abstract tryTrailers(raw: string, fields: IncomingHttpHeaders | null): void
+  /** the response head goes to the client (respStarted and status are set) */
+  protected abstract relayHead(status: number, h1: ResponseHead | null, h2: IncomingHttpHeaders | null, endStream: boolean): void
+  /** the response is complete: the client's side ends */
+  protected abstract relayEnd(): void
+  /** the try failed with part of the response out: the client's response is cut off (done, flags set) */
+  protected abstract resetResponse(err: HttpError): void
   /** some of the response reached the client (a clean local reply is no longer possible) */
   protected abstract responseOut(): boolean
   /** a response begun but not yet out (a head held back) is dropped: a local reply follows */
@@ -287,10 +327,170 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     const ep = this.endpoint!
     this.outcome = OUTCOME_OK
     this.upstreamHost = ep.key
-    this.prepareTry(ep, this.policy)
+    this.prepareTry(ep, cluster.http2)
+    const pol = this.policy
+    if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(timerFired, r.perTryTimeoutMs, this, TIMER_TRY)
-    this.openTry(ep, cluster)
+    const t = cluster.openTry(ep, this, this.queued, this.reqEnded)
+    this.queued = null
+    this.queuedBytes = 0
+    this.up = t
+    t.start()
+  }
+
+  /** A copy to the mirror cluster, over whichever protocol it speaks (once per request, not per try). */
+  private startMirror(pol: RoutePolicy): void {
+    this.mirrorTried = true
+    if (!this.mayMirror) return
+    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
+    if (cluster === null) return
+    // what came of the body so far goes with it
+    this.mirror = new MirrorRequest(cluster, this, this.queued === null ? null : this.queued.slice(), this.reqEnded, this.counters)
+  }
+
+  // ---- MirrorSource: the copy's request (its Host "-shadow"), in the form the mirror cluster speaks
+
+  abstract shadowH1(): string
+  abstract shadowChunked(): boolean
+  abstract shadowH2(): OutgoingHttpHeaders
+
+  // ---- the request body, from the codec to the try ------------------------------------------
+
+  /**
+   * A piece of the request body (de-framed): kept for another try, copied to the mirror, written
+   * to the try, or queued for it. volatile: `b` is the codec's read buffer, reused after this call.
+   */
+  protected sendBody(b: Buffer, volatile: boolean): void {
+    let part = b
+    if (this.policy !== null) {
+      if (this.retained !== null) {
+        // kept for another try, up to a small limit; past it the request can no longer be retried
+        if (volatile) {
+          part = Buffer.from(b)
+          volatile = false
+        }
+        this.keepForRetry(part, part.length)
+      }
+      if (this.mirror !== null) this.mirror.body(part, volatile)
+    }
+    const t = this.up
+    if (t !== null) {
+      if (!t.write(part, volatile)) this.pauseRequest()
+      return
+    }
+    // no try open (a fault delay, a backoff): kept for the next one
+    const copy = volatile ? Buffer.from(part) : part
+    if (this.queued === null) this.queued = []
+    this.queued.push(copy)
+    this.queuedBytes += copy.length
+    if (this.queuedBytes > QUEUE_LIMIT) this.pauseRequest()
+  }
+
+  /** The request body is whole (trailers, if any, are the codec's to give: tryTrailersH1/H2). */
+  protected endBody(): void {
+    this.reqEnded = true
+    if (this.mirror !== null) this.mirror.bodyEnd()
+    if (this.done) return
+    const t = this.up
+    if (t !== null) t.end()
+  }
+
+  // ---- TryHandler: the try's events (./try.ts) ---------------------------------------------
+
+  tryRetainRequest(): void {}
+
+  tryStarted(writable: boolean): void {
+    this.startedAt = performance.now()
+    if (writable) this.resumeRequest()
+    else if (!this.reqEnded) this.pauseRequest()
+  }
+
+  tryAgain(): void {
+    this.counters.staleRetries++
+    this.annotateRetry()
+  }
+
+  tryInformational(_head: ResponseHead): void {}
+
+  tryFlush(): void {}
+
+  tryDrain(): void {
+    this.resumeRequest()
+  }
+
+  tryUpgrade(_head: ResponseHead, socket: Socket, _rb: ReadBuffer | null, _rest: Buffer | null): void {
+    socket.destroy()
+  }
+
+  tryHead(status: number, h1: ResponseHead | null, h2: IncomingHttpHeaders | null, endStream: boolean): void {
+    if (this.done) return
+    const t = this.up!
+    const gs = endStream && h2 !== null ? h2['grpc-status'] : undefined
+    if (this.tryAnswered(status, gs === undefined ? -1 : Number(gs), t.readsToEnd)) {
+      // read this response to its end and throw it away (HTTP/1: the connection is kept), the
+      // retry follows (tryEnd); else the stream is reset and the retry is now
+      if (t.readsToEnd) {
+        this.discarding = true
+        return
+      }
+      this.up = null
+      t.cancel(false)
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
+    this.respStarted = true
+    this.status = status
+    this.relayHead(status, h1, h2, endStream)
+  }
+
+  tryEnd(): void {
+    this.up = null
+    if (this.done) return
+    if (this.discarding) {
+      this.discarding = false
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
+    this.relayEnd()
+  }
+
+  tryError(err: HttpError, flag: string, responseStarted: boolean): void {
+    this.up = null
+    if (this.done) return
+    if (err instanceof StreamResetError && err.rstCode === REFUSED_STREAM && !this.respStarted && !this.sentAgain && this.reqEnded && (this.bytesIn === 0 || this.retained !== null)) {
+      // REFUSED_STREAM (RFC 9113 8.7): the upstream never processed it, as the streams above a
+      // GOAWAY's last id when an app restarts. Sent again once, on a new session; not a policy
+      // retry (no budget, no attempt) and not the endpoint's failure.
+      this.sentAgain = true
+      this.endTry(OUTCOME_OK, true)
+      this.queued = this.retained === null ? null : this.retained.slice()
+      return this.dispatch()
+    }
+    this.noteUpstreamError(err.code, err.message, responseStarted)
+    if (this.discarding) {
+      // the response we were throwing away broke off: retry all the same
+      this.discarding = false
+      this.endTry(this.outcome, false)
+      this.retryNow()
+      return
+    }
+    this.endTry(responseStarted ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
+    if (!this.respStarted && this.retry !== null && this.retryAfter(FAIL_RESET)) return
+    if (!this.responseOut()) {
+      // nothing reached the client yet (a head held back): a clean error is still possible
+      this.unstartResponse()
+      this.respStarted = false
+      this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
+      return
+    }
+    // Mid-response: the only honest signal left is to cut the client's response off.
+    this.done = true
+    this.flags = flag
+    this.complete()
+    this.resetResponse(err)
   }
 
   /**
@@ -313,7 +513,8 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
   }
 
   /** The try could not start: UF connect failure or timeout; UO the endpoint's pending queue is full; UH removed. */
-  protected tryFailed(err: HttpError, flag: string): void {
+  tryFailed(err: HttpError, flag: string): void {
+    this.up = null
     if (this.done) return
     const connectFailure = flag === Flags.UpstreamConnectFailure
     if (flag === Flags.UpstreamOverflow) this.counters.overflow++
@@ -361,7 +562,7 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
   }
 
   /** Keep a piece of the request body for another try, up to a small limit (past it: no retry). */
-  protected keepForRetry(part: Part, n: number): void {
+  protected keepForRetry(part: Buffer, n: number): void {
     this.retainedBytes += n
     if (this.retainedBytes > RETRY_BODY_LIMIT) this.retained = null
     else this.retained!.push(part)
@@ -419,7 +620,8 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     this.tries++
     this.counters.retries++
     this.annotateRetry()
-    this.resetForRetry()
+    this.queued = this.retained === null ? null : this.retained.slice()
+    this.queuedBytes = 0
     const ms = this.retry!.backoffMs(this.tries)
     if (this.explain !== null) this.explain.note('backoff', { ms: Math.round(ms * 1000) / 1000 })
     if (ms < 1) return this.dispatch()
@@ -446,9 +648,8 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     if (this.done || this.respStarted) return
     this.counters.perTryTimeouts++
     if (this.explain !== null) this.explain.note('try-timeout', { try: this.tries + 1, ms: this.retry?.perTryTimeoutMs })
-    const ep = this.endpoint
     this.endTry(OUTCOME_RESET, false)
-    this.cancelTry(ep)
+    this.cancelTry()
     if (this.retryAfter(FAIL_TIMEOUT)) return
     this.localReply(504, this.retryFlag(Flags.UpstreamRequestTimeout), 'WEFT_ERR_UPSTREAM_TIMEOUT', 'upstream per-try timeout')
   }
@@ -458,9 +659,8 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     this.timer = null
     if (this.done) return
     this.counters.requestTimeouts++
-    const ep = this.endpoint
-    this.endTry(OUTCOME_RESET, ep === undefined)
-    this.cancelTry(ep)
+    this.endTry(OUTCOME_RESET, this.endpoint === undefined)
+    this.cancelTry()
     if (!this.responseOut()) {
       this.unstartResponse()
       return this.localReply(504, Flags.UpstreamRequestTimeout, 'WEFT_ERR_REQUEST_TIMEOUT', 'request timeout')
@@ -477,10 +677,20 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
     if (this.flags === '') this.flags = Flags.DownstreamConnectionTermination
     if (!this.responseOut()) this.status = 0
     this.complete()
-    const ep = this.endpoint
     this.endTry(OUTCOME_OK, true)
-    this.cancelTry(ep)
+    this.cancelTry()
     if (this.mirror !== null) this.mirror.cancel()
+  }
+
+  /** Abandon the current try (its connection or stream, or its place in a queue) and the backoff. */
+  protected cancelTry(): void {
+    const t = this.up
+    this.up = null
+    if (t !== null) t.cancel(this.closeExcess)
+    if (this.waitTimer !== null) {
+      clearTimeout(this.waitTimer)
+      this.waitTimer = null
+    }
   }
 
   // ---- the request toward an HTTP/2 upstream -----------------------------------------------
@@ -582,7 +792,7 @@ export abstract class ExchangeCore<Part> implements RequestRecord, ClusterTry, F
   }
 }
 
-function timerFired(x: ExchangeCore<unknown>, which: number): void {
+function timerFired(x: ExchangeCore, which: number): void {
   x.timerFired(which)
 }
 

@@ -1,12 +1,12 @@
 // One HTTP/2 stream through the proxy (h2c and gRPC). The pipeline (the listener's and the
 // route's filters, routing, the policy, the cluster's dispatch, tries, timers, retries, telemetry)
 // is the shared one (proxy/exchange/core.ts, the same code as HTTP/1); this file is the HTTP/2
-// wire around it: the upstream request headers, one upstream HTTP/2 stream per try on the
-// endpoint's shared session (upstream.ts), the mirror (a copy over HTTP/1, mirror-head.ts), local
-// replies as HTTP/2 responses. Bodies go stream to stream with backpressure (a write that returns
-// false pauses the other side, so HTTP/2 flow control reaches the far end and nothing piles up);
-// trailers are forwarded; a reset on one side resets the other. A cluster that speaks HTTP/1 gets
-// the stream as a node:http request (http1-upstream.ts).
+// wire around it: the upstream request (HTTP/2 fields, or an HTTP/1 head when the cluster speaks
+// HTTP/1: a try asks for the one it needs, proxy/cluster/try.ts), the client stream's body and
+// trailers, the response as an HTTP/2 response, local replies as HTTP/2 responses. Bodies go
+// stream to stream with backpressure (a write that returns false pauses the other side, so HTTP/2
+// flow control reaches the far end and nothing piles up); trailers are forwarded; a reset on one
+// side resets the other.
 //
 // gRPC (content-type application/grpc*): grpc-timeout is the request deadline (the smaller of it and
 // the route timeout; the upstream gets the time left); the proxy's own answers are trailers-only
@@ -17,30 +17,21 @@ import type { PeerIdentity } from '../identity/authz.ts'
 import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
 import type { DownStream } from './codec/down-stream.ts'
 import { H2Stream, type StreamSink } from './codec/stream.ts'
-import type { ClusterRuntime, EndpointState } from '../cluster/cluster.ts'
-import { OUTCOME_5XX, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
-import type { HttpError } from '../../api/http1/head.ts'
-import { MirrorRequest } from '../filters/mirror/mirror.ts'
-import { chunkHeader } from '../../api/http1/chunked.ts'
+import type { EndpointState } from '../cluster/cluster.ts'
+import { OUTCOME_5XX, OUTCOME_GATEWAY, OUTCOME_OK } from '../cluster/outlier.ts'
+import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
 import { mirrorHead } from './mirror-head.ts'
-import { FAIL_RESET } from '../filters/retry/policy.ts'
-import type { CompiledRoute, RoutePolicy } from '../route/table.ts'
+import type { CompiledRoute } from '../route/table.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import { ExchangeCore } from '../exchange/core.ts'
-import { addHeader, sinkTo, type UpStream } from '../exchange/h2-try.ts'
+import { addHeader } from '../exchange/h2-fields.ts'
+import { StreamResetError } from '../cluster/try.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
 import { blockPairs, responseHeadersOut, SINGLE_VALUE } from './headers.ts'
-import type { PoolWaiter } from '../cluster/pool.ts'
-import type { UpstreamConn, UpstreamHandler } from '../cluster/upstream.ts'
-import type { ResponseHead } from '../../api/http1/head.ts'
-import { cancelStream, h2Upstream, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, type H2Waiter, type UpSession } from './upstream.ts'
-
-const { NGHTTP2_FLAG_END_STREAM } = constants
+import { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } from './upstream.ts'
 /** the proxy failed inside the exchange (an exception): the stream was answered 502 or reset */
 const FLAG_INTERNAL = 'IE'
-/** request body bytes kept while no upstream stream is open; past it the client is paused */
-const QUEUE_LIMIT = 65536
 
 
 type H2Counters = ExchangeCounters & { readonly h2: { internalErrors: number } }
@@ -50,7 +41,7 @@ const DROP_H1 = new Set(['te', 'connection', 'keep-alive', 'transfer-encoding', 
 /** methods whose empty body is said with content-length: 0 (as node:http does) */
 const NO_LENGTH_METHODS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT'])
 
-export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, StreamSink, PoolWaiter, UpstreamHandler {
+export class H2Exchange extends ExchangeCore implements StreamSink {
   declare readonly counters: H2Counters
   private readonly down: DownStream
   /** the client stream is the proxy's codec's: this exchange is its sink (no listeners) */
@@ -61,24 +52,14 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   private readonly names: string[] = []
   private readonly values: string[] = []
   private readonly grpc: boolean
+  /** the try's request fields (HTTP/2; an HTTP/1 head is made from them) */
   private upHeaders: OutgoingHttpHeaders | null = null
-  /** the try's upstream: a stream on an HTTP/2 session, or a connection of an HTTP/1 pool */
-  private up: UpStream | null = null
-  private conn: UpstreamConn | null = null
-  /** HTTP/1 upstream: the request body goes chunk-framed (no content-length from the client) */
-  private chunked = false
-  /** HTTP/1 upstream: the request was written whole (the connection may be reused) */
-  private reqSent = false
-  // ---- request body
-  private queued: Buffer[] = []
-  private queuedBytes = 0
-  /** the mirror's body is chunk-framed */
-  private mirrorChunked = false
-  private mirrorTried = false
-  /** sent again after a REFUSED_STREAM (once) */
-  private sentAgain = false
   // ---- response
   private trailers: OutgoingHttpHeaders | null = null
+  /** the response head carried END_STREAM (trailers-only) */
+  private endedAtHead = false
+  /** the response's HEADERS went to the client (a local reply is no longer possible) */
+  private headersOut = false
   private aborted = false
 
   readonly method: string
@@ -177,12 +158,11 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     if (this.aborted) return
     this.aborted = true
     this.counters.h2.internalErrors++
-    const ep = this.endpoint
     try {
       this.endTry(OUTCOME_OK, true)
-      this.cancelTry(ep)
+      this.cancelTry()
     } catch {}
-    if (!this.done && !this.respStarted) {
+    if (!this.done && !this.headersOut) {
       try {
         this.localReply(502, FLAG_INTERNAL, 'WEFT_ERR_INTERNAL', `internal error: ${err instanceof Error ? err.message : String(err)}`)
         return
@@ -214,23 +194,57 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     this.abort(err)
   }
 
-  // ---- a try: the headers, the mirror, a stream ----------------------------------------------
+  // ---- a try: the request in the form the cluster speaks ------------------------------------
 
-  protected prepareTry(ep: EndpointState, pol: RoutePolicy | null): void {
+  get wantsUpgrade(): boolean {
+    return false
+  }
+
+  /** waiting for a session or a connection: a connect opened for it alone is given up with it
+   * (many streams reset at once must not leave many connections) */
+  protected override get closeExcess(): boolean {
+    return true
+  }
+
+  protected prepareTry(ep: EndpointState, _http2: boolean): void {
     if (this.upHeaders === null || this.authority === '') this.upHeaders = this.h2RequestHeaders(this.route!, ep, this.names, this.values, false)
-    if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
   }
 
-  protected openTry(ep: EndpointState, cluster: ClusterRuntime): void {
-    if (cluster.http2) h2Upstream(ep.pool).acquire(this)
-    // An HTTP/1 cluster: a connection of the endpoint's pool, as for an HTTP/1 client.
-    else ep.pool.acquire(this)
+  /** The request headers of this try (grpc-timeout: the time left of the deadline). */
+  tryRequestH2(): OutgoingHttpHeaders {
+    const h = this.upHeaders!
+    if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
+    else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
+    return h
   }
 
-  protected resetForRetry(): void {
-    this.queued = this.retained === null ? [] : this.retained.slice()
-    this.queuedBytes = 0
-    this.grpcStatus = ''
+  /**
+   * A body on any method is framed: its length when the client gave one (the codec holds the
+   * DATA to it), else chunked, as HAProxy does; else the upstream would read it as a request.
+   */
+  tryChunked(endStream: boolean): boolean {
+    return !endStream && this.upHeaders!['content-length'] === undefined
+  }
+
+  tryRequestH1(endStream: boolean): string {
+    return h1Head(this.tryRequestH2(), endStream, this.tryChunked(endStream))
+  }
+
+  /** the request's trailers are not sent on to an HTTP/1 upstream (it has no use for gRPC's) */
+  tryTrailersH1(): string {
+    return ''
+  }
+
+  tryTrailersH2(): OutgoingHttpHeaders | null {
+    return this.reqTrailers
+  }
+
+  protected pauseRequest(): void {
+    this.down.pause()
+  }
+
+  protected resumeRequest(): void {
+    this.down.resume()
   }
 
   protected responseOut(): boolean {
@@ -252,348 +266,44 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     if (!this.down.closed) this.down.close(NGHTTP2_CANCEL)
   }
 
-  /** A copy to the mirror cluster, over HTTP/1 as from the HTTP/1 exchange (once per request, not per try). */
-  private startMirror(pol: RoutePolicy): void {
-    this.mirrorTried = true
-    const cluster = pol.mirror!.target(this.config.clusters, this.counters)
-    if (cluster === null) return
-    const hasBody = !this.reqEnded || this.queuedBytes > 0
+  /** Mid-response failure: the client stream is reset (the upstream's code passed on), never looks complete. */
+  protected resetResponse(err: HttpError): void {
+    const rst = err instanceof StreamResetError && err.rstCode !== 0 ? err.rstCode : NGHTTP2_INTERNAL_ERROR
+    if (!this.down.closed) this.down.close(rst)
+  }
+
+  // ---- the mirror's copy (Host "-shadow", as Envoy) ------------------------------------------
+
+  /** the copy's body length when known (its content-length, or all of it already read), -1: unknown */
+  private shadowLength(): number {
     const declared = this.headers['content-length']
-    const length = declared !== undefined ? Number(declared) : this.reqEnded ? this.queuedBytes : -1
-    this.mirrorChunked = hasBody && length < 0
-    this.mirror = new MirrorRequest(cluster, mirrorHead(this.upHeaders!, hasBody, length), hasBody && !this.reqEnded, this.counters)
-    for (const b of this.queued) this.mirrorBody(b)
-    if (this.reqEnded) this.mirrorEnd()
+    return declared !== undefined ? Number(declared) : this.reqEnded ? this.queuedBytes : -1
   }
 
-  private mirrorBody(b: Buffer): void {
-    const m = this.mirror!
-    if (this.mirrorChunked) {
-      m.body(chunkHeader(b.length))
-      m.body(b)
-      m.body('\r\n')
-    } else m.body(b)
+  private get shadowHasBody(): boolean {
+    return !this.reqEnded || this.queuedBytes > 0
   }
 
-  private mirrorEnd(): void {
-    if (this.mirrorChunked) this.mirror!.body('0\r\n\r\n')
-    this.mirror!.bodyEnd()
+  shadowH1(): string {
+    return mirrorHead(this.upHeaders!, this.shadowHasBody, this.shadowLength())
   }
 
-  // ---- the upstream stream of one try ------------------------------------------------------
-
-  /** The endpoint's session is there: open this try's stream. */
-  onH2Session(s: UpSession): void {
-    try {
-      this.openStream(s)
-    } catch (err) {
-      this.abort(err)
-    }
+  shadowChunked(): boolean {
+    return this.shadowHasBody && this.shadowLength() < 0
   }
 
-  /** The request headers of this try (grpc-timeout: the time left of the deadline). */
-  private tryHeaders(): OutgoingHttpHeaders {
-    const h = this.upHeaders!
-    if (this.deadline > 0 && this.grpc) h['grpc-timeout'] = grpcTimeoutValue(this.deadline - performance.now())
-    else if (this.headers['grpc-timeout'] !== undefined) h['grpc-timeout'] = str(this.headers['grpc-timeout'])
+  shadowH2(): OutgoingHttpHeaders {
+    const h: OutgoingHttpHeaders = { ...this.upHeaders! }
+    h[':authority'] = String(h[':authority']) + '-shadow'
     return h
   }
 
-  private openStream(s: UpSession): void {
-    if (this.done || this.endpoint === undefined) return
-    const h = this.tryHeaders()
-    const endStream = this.reqEnded && this.queued.length === 0 && this.reqTrailers === null
-    let up: UpStream
-    try {
-      up = s.request(h, { endStream })
-    } catch {
-      // the session went away between the pick and now (GOAWAY): as a refused stream
-      return this.onUpReset(null, NGHTTP2_NO_ERROR)
-    }
-    this.up = up
-    this.startedAt = performance.now()
-    sinkTo(up, this)
-    if (!endStream) {
-      let ok = true
-      for (const b of this.queued) ok = up.write(b)
-      this.queued = []
-      this.queuedBytes = 0
-      if (this.reqEnded) this.endUp(up)
-      else if (ok) this.down.resume()
-      else this.down.pause()
-    }
-  }
-
-  /** The request is whole: the upstream stream ends, with the request's trailers when it had some. */
-  private endUp(up: UpStream): void {
-    // trailers go on over the proxy's codec (node:http2's client drops them)
-    if (this.reqTrailers !== null && up instanceof H2Stream) up.waitTrailers = true
-    up.end()
-  }
-
-  // ---- an HTTP/1 upstream: a connection of the endpoint's pool (PoolWaiter, UpstreamHandler) --
-
-  onPoolConnection(conn: UpstreamConn): void {
-    try {
-      this.openConn(conn)
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  onPoolFailure(err: HttpError, flag: string): void {
-    this.onH2Failure(err, flag)
-  }
-
-  /** Write the request head and what is queued of its body on the connection. */
-  private openConn(conn: UpstreamConn): void {
-    if (this.done || this.endpoint === undefined) {
-      conn.release(true)
-      return
-    }
-    this.conn = conn
-    this.reqSent = false
-    conn.bind(this, this.method === 'HEAD', false)
-    const h = this.tryHeaders()
-    const endStream = this.reqEnded && this.queued.length === 0
-    // A body on any method is framed: its length when the client gave one (the codec holds the
-    // DATA to it), else chunked, as HAProxy does; else the upstream would read it as a request.
-    this.chunked = !endStream && h['content-length'] === undefined
-    const sock = conn.socket
-    this.startedAt = performance.now()
-    sock.cork()
-    sock.write(h1Head(h, endStream, this.chunked), 'latin1')
-    let ok = true
-    for (const b of this.queued) ok = this.writeConn(conn, b)
-    this.queued = []
-    this.queuedBytes = 0
-    if (this.reqEnded) this.endConn(conn)
-    sock.uncork()
-    if (!this.reqEnded) {
-      if (ok) this.down.resume()
-      else this.down.pause()
-    }
-  }
-
-  private writeConn(conn: UpstreamConn, b: Buffer): boolean {
-    const sock = conn.socket
-    if (!this.chunked) return sock.write(b)
-    sock.write(chunkHeader(b.length), 'latin1')
-    sock.write(b)
-    return sock.write('\r\n', 'latin1')
-  }
-
-  /** The request is whole (its trailers are not sent on: an HTTP/1 upstream has no use for gRPC's). */
-  private endConn(conn: UpstreamConn): void {
-    if (this.chunked) conn.socket.write('0\r\n\r\n', 'latin1')
-    this.reqSent = true
-  }
-
-  onUpstreamInformational(_head: ResponseHead): void {
-    // 1xx are not relayed to HTTP/2 clients (the final response follows)
-  }
-
-  onUpstreamHead(head: ResponseHead, _hasBody: boolean): void {
-    try {
-      if (this.conn === null) return
-      const h: IncomingHttpHeaders = Object.create(null)
-      h[':status'] = head.status as unknown as string
-      const names = head.names
-      const values = head.values
-      for (let i = 0; i < names.length; i++) {
-        const n = names[i]
-        const cur = h[n]
-        if (cur === undefined) h[n] = n === 'set-cookie' ? [values[i]] : values[i]
-        else if (Array.isArray(cur)) cur.push(values[i])
-        // a field HTTP/2 takes once: the first (as node:http keeps it); others are one list
-        else if (!SINGLE_VALUE.has(n)) h[n] = cur + ', ' + values[i]
-      }
-      // the end comes as onUpstreamEnd (with the trailers of a chunked body), even without a body
-      this.onUpResponse(h, false)
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  onUpstreamData(buf: Buffer, start: number, end: number): void {
-    try {
-      const conn = this.conn
-      if (conn === null || this.done) return
-      this.bytesOut += end - start
-      // a copy: the connection's read buffer is reused, the client stream may hold the bytes
-      if (!this.down.write(Buffer.from(buf.subarray(start, end)))) conn.socket.pause()
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  onUpstreamEnd(trailers: string): void {
-    try {
-      const conn = this.conn
-      if (conn === null) return
-      this.conn = null
-      conn.release(this.reqSent)
-      if (trailers !== '') {
-        const t: IncomingHttpHeaders = Object.create(null)
-        for (const [n, v] of blockPairs(trailers, false)) t[n] = v
-        this.onUpTrailers(t)
-      }
-      this.onUpEnd()
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  /** The connection failed (closed, reset, a malformed response). */
-  onUpstreamError(err: HttpError, flag: string, responseStarted: boolean): void {
-    try {
-      const conn = this.conn
-      if (this.done || conn === null) return
-      this.conn = null
-      // A reused keep-alive connection that failed before any response byte most likely raced the
-      // upstream's idle close: a request without a body goes again, once, on a fresh connection.
-      if (!responseStarted && conn.reused && !this.sentAgain && this.reqEnded && this.bytesIn === 0) {
-        this.sentAgain = true
-        this.counters.staleRetries++
-        this.annotateRetry()
-        this.endpoint!.pool.acquire(this, true)
-        return
-      }
-      this.noteUpstreamError(err.code, err.message, responseStarted)
-      const started = this.respStarted
-      this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
-      if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
-      if (started) {
-        // Mid-response: reset the client stream (a cut-off stream never looks complete).
-        this.done = true
-        this.flags = flag
-        this.complete()
-        if (!this.down.closed) this.down.close(NGHTTP2_INTERNAL_ERROR)
-        return
-      }
-      this.localReply(err.status, this.retryFlag(flag), err.code, err.message)
-    } catch (e) {
-      this.abort(e)
-    }
-  }
-
-  onUpstreamDrain(): void {
-    this.down.resume()
-  }
-
-  onUpstreamFlush(): void {}
-
-  /** The client can take more: the upstream that was paused for it reads again. */
-  private resumeUp(): void {
-    if (this.up !== null) this.up.resume()
-    else if (this.conn !== null) this.conn.socket.resume()
-  }
-
-  /** The try's upstream is no longer wanted (its response is thrown away or refused). */
-  private dropUp(endStream: boolean): void {
-    const up = this.up
-    this.up = null
-    // trailers-only: the stream closes by itself
-    if (up !== null && !endStream && !up.closed) up.close(NGHTTP2_CANCEL)
-    const conn = this.conn
-    this.conn = null
-    if (conn !== null) conn.destroy()
-  }
-
-  // ---- StreamSink: the events of the proxy's codec's streams (down and this try's up) ---------
-
-  streamResponse(st: H2Stream, headers: IncomingHttpHeaders, flags: number): void {
-    if ((st as unknown) !== this.up) return
-    try {
-      this.onUpResponse(headers, (flags & NGHTTP2_FLAG_END_STREAM) !== 0)
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamData(st: H2Stream, b: Buffer): void {
-    try {
-      if ((st as unknown) === this.down) this.onDownData(b)
-      else if ((st as unknown) === this.up) {
-        this.bytesOut += b.length
-        if (!this.down.write(b)) st.pause()
-      }
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamEnd(st: H2Stream): void {
-    try {
-      if ((st as unknown) === this.down) this.onDownEnd()
-      else if ((st as unknown) === this.up) this.onUpEnd()
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamTrailers(st: H2Stream, t: IncomingHttpHeaders): void {
-    try {
-      if ((st as unknown) === this.down) this.onDownTrailers(t)
-      else if ((st as unknown) === this.up) this.onUpTrailers(t)
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamWantTrailers(st: H2Stream): void {
-    try {
-      if ((st as unknown) === this.down) this.sendDownTrailers()
-      else if ((st as unknown) === this.up) st.sendTrailers(this.reqTrailers ?? {})
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamDrain(st: H2Stream): void {
-    try {
-      if ((st as unknown) === this.down) this.resumeUp()
-      else if ((st as unknown) === this.up) this.down.resume()
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  streamClose(st: H2Stream): void {
-    try {
-      if ((st as unknown) === this.down) this.onDownClose()
-      else if ((st as unknown) === this.up) this.onUpReset(st as unknown as UpStream, st.rstCode ?? NGHTTP2_NO_ERROR)
-    } catch (err) {
-      this.abort(err)
-    }
-  }
-
-  onH2Failure(err: HttpError, flag: string): void {
-    try {
-      this.tryFailed(err, flag)
-    } catch (e) {
-      this.abort(e)
-    }
-  }
+  // ---- the client stream: its body, trailers, end (StreamSink of the proxy's codec, or listeners)
 
   private onDownData(b: Buffer): void {
     if (this.done) return
     this.bytesIn += b.length
-    if (this.mirror !== null) this.mirrorBody(b)
-    if (this.retained !== null) this.keepForRetry(b, b.length)
-    const up = this.up
-    if (up !== null) {
-      if (!up.write(b)) this.down.pause()
-      return
-    }
-    const conn = this.conn
-    if (conn !== null) {
-      if (!this.writeConn(conn, b)) this.down.pause()
-      return
-    }
-    this.queued.push(b)
-    this.queuedBytes += b.length
-    if (this.queuedBytes > QUEUE_LIMIT) this.down.pause()
+    this.sendBody(b, false)
   }
 
   private onDownTrailers(t: IncomingHttpHeaders): void {
@@ -603,29 +313,110 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
   }
 
   private onDownEnd(): void {
-    this.reqEnded = true
-    if (this.mirror !== null) this.mirrorEnd()
-    if (this.done) return
-    if (this.up !== null && !this.up.writableEnded) this.endUp(this.up)
-    else if (this.conn !== null && !this.reqSent) this.endConn(this.conn)
+    this.endBody()
   }
 
+  /** The client can take more: the upstream that was paused for it reads again. */
+  private resumeUp(): void {
+    this.up?.resume()
+  }
 
-  private onUpResponse(headers: IncomingHttpHeaders, endStream: boolean): void {
-    if (this.done) return
-    const status = Number(headers[':status'])
-    const gs = endStream ? headers['grpc-status'] : undefined
-    const grpcCode = gs === undefined ? -1 : Number(gs)
-    if (this.tryAnswered(status, grpcCode, false)) {
-      // trailers-only: the stream closes by itself (the request was sent whole: mayRetry)
-      this.dropUp(endStream)
-      this.endTry(this.outcome, false)
-      this.retryNow()
-      return
+  streamResponse(_st: H2Stream, _headers: IncomingHttpHeaders, _flags: number): void {}
+
+  streamData(st: H2Stream, b: Buffer): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.onDownData(b)
+    } catch (err) {
+      this.abort(err)
     }
-    this.respStarted = true
-    this.status = status
-    if (gs !== undefined) this.grpcStatus = str(gs)
+  }
+
+  streamEnd(st: H2Stream): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.onDownEnd()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamTrailers(st: H2Stream, t: IncomingHttpHeaders): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.onDownTrailers(t)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamWantTrailers(st: H2Stream): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.sendDownTrailers()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamDrain(st: H2Stream): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.resumeUp()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  streamClose(st: H2Stream): void {
+    if ((st as unknown) !== this.down) return
+    try {
+      this.onDownClose()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  // ---- the try's response (TryHandler; an exception in one ends this exchange only: abort) ----
+
+  override tryFailed(err: HttpError, flag: string): void {
+    try {
+      super.tryFailed(err, flag)
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  override tryError(err: HttpError, flag: string, responseStarted: boolean): void {
+    try {
+      super.tryError(err, flag, responseStarted)
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  override tryHead(status: number, h1: ResponseHead | null, h2: IncomingHttpHeaders | null, endStream: boolean): void {
+    try {
+      super.tryHead(status, h1, h2, endStream)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  override tryEnd(): void {
+    try {
+      super.tryEnd()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  protected relayHead(status: number, h1: ResponseHead | null, h2: IncomingHttpHeaders | null, endStream: boolean): void {
+    const headers = h2 ?? fieldsOfH1(h1!)
+    if (h2 !== null && endStream) {
+      const gs = h2['grpc-status']
+      if (gs !== undefined) this.grpcStatus = str(gs)
+    }
     const out = responseHeadersOut(headers, this.route!.responseHeaders)
     if (this.explain !== null && this.explain.selectedBy === 'header') out[EXPLAIN_ID_HEADER] = this.requestId
     if (this.down.destroyed || this.down.closed) return
@@ -635,17 +426,52 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     if (!(status >= 200 && status <= 599)) return this.badResponse(`upstream status ${status} cannot be relayed`)
     try {
       if (endStream) {
+        this.endedAtHead = true
         this.down.respond(out, { endStream: true })
-        this.finish()
+        this.headersOut = true
         return
       }
       this.down.respond(out, { waitForTrailers: true })
+      this.headersOut = true
     } catch (err) {
       return this.badResponse((err as Error).message)
     }
     if (this.ownDown) return
     this.down.on('wantTrailers', this.guard(() => this.sendDownTrailers()))
     this.down.on('drain', this.guard(() => this.resumeUp()))
+  }
+
+  tryData(buf: Buffer, start: number, end: number): void {
+    try {
+      const t = this.up
+      if (this.done || this.discarding || t === null) return
+      this.bytesOut += end - start
+      // a copy when the bytes are the try's read buffer (HTTP/1): the client stream may hold them
+      const b = !t.dataKept ? Buffer.from(buf.subarray(start, end)) : start === 0 && end === buf.length ? buf : buf.subarray(start, end)
+      if (!this.down.write(b)) t.pause()
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  tryTrailers(raw: string, fields: IncomingHttpHeaders | null): void {
+    try {
+      if (this.done || this.discarding) return
+      let t = fields
+      if (t === null) {
+        t = Object.create(null) as IncomingHttpHeaders
+        for (const [n, v] of blockPairs(raw, false)) t[n] = v
+      }
+      this.onUpTrailers(t)
+    } catch (err) {
+      this.abort(err)
+    }
+  }
+
+  protected relayEnd(): void {
+    if (!this.respStarted) return
+    if (!this.endedAtHead) this.down.end()
+    this.finish()
   }
 
   private sendDownTrailers(): void {
@@ -672,65 +498,27 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     }
   }
 
-  private onUpEnd(): void {
-    if (this.done || !this.respStarted) return
-    this.down.end()
-    this.finish()
-  }
-
-  /** A response head node:http2 will not send: 502 UPE, the upstream stream cancelled. */
+  /** A response head node:http2 will not send: 502 UPE, the try cancelled. */
   private badResponse(why: string): void {
     this.respStarted = false
-    this.dropUp(false)
+    const t = this.up
+    this.up = null
+    if (t !== null) t.cancel(false)
     this.endTry(OUTCOME_GATEWAY, false)
     this.localReply(502, Flags.UpstreamProtocolError, 'WEFT_ERR_UPSTREAM_PROTOCOL', why)
   }
 
-  /** The response is complete (the downstream stream ends with the trailers). */
+  /**
+   * The response is complete (the client stream ends with the trailers). Answered before the
+   * request was whole (a server that stopped reading, RFC 9113 8.1): the try has cancelled its
+   * stream (or closed its connection), and the client's remaining bytes are read and dropped
+   * (else a paused client stream would never close).
+   */
   private finish(): void {
     this.done = true
-    const up = this.up
     this.endTry(this.outcome, false)
-    this.up = null
-    if (!this.reqEnded) {
-      // Answered before the request was whole (a server that stopped reading, RFC 9113 8.1): the
-      // rest of the request is not wanted. The upstream stream is cancelled (else it would stay
-      // half open on the shared session, holding a stream slot) and the client's bytes read and
-      // dropped (else a paused client stream would never close).
-      if (up !== null && !up.closed) up.close(NGHTTP2_CANCEL)
-      this.down.resume()
-    }
+    if (!this.reqEnded) this.down.resume()
     this.complete()
-  }
-
-  /** The upstream stream closed before its end: reset (rst: its code), or the session is gone (up null). */
-  private onUpReset(up: UpStream | null, rst: number): void {
-    if (this.done) return
-    this.up = null
-    const started = this.respStarted
-    if (!started && rst === NGHTTP2_REFUSED_STREAM && !this.sentAgain && this.reqEnded && (this.bytesIn === 0 || this.retained !== null)) {
-      // REFUSED_STREAM (RFC 9113 8.7): the upstream never processed it, as the streams above a
-      // GOAWAY's last id when an app restarts. Sent again once, on a new session; not a policy
-      // retry (no budget, no attempt) and not the endpoint's failure.
-      this.sentAgain = true
-      this.endTry(OUTCOME_OK, true)
-      this.queued = this.retained === null ? [] : this.retained.slice()
-      this.queuedBytes = 0
-      return this.dispatch()
-    }
-    this.noteUpstreamError('WEFT_ERR_UPSTREAM_RESET', `upstream reset the stream (code ${rst})`, started)
-    this.endTry(started ? OUTCOME_GATEWAY : OUTCOME_RESET, false)
-    if (!started && this.retry !== null && this.retryAfter(FAIL_RESET)) return
-    if (started) {
-      // Mid-response: pass the reset on (a cut-off stream never looks complete).
-      this.done = true
-      this.flags = Flags.UpstreamConnectionTermination
-      this.complete()
-      if (!this.down.closed) this.down.close(rst === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : rst)
-      return
-    }
-    void up
-    this.localReply(502, this.retryFlag(Flags.UpstreamConnectionTermination), 'WEFT_ERR_UPSTREAM_RESET', `upstream reset the stream (code ${rst})`)
   }
 
   private onDownClose(): void {
@@ -738,24 +526,6 @@ export class H2Exchange extends ExchangeCore<Buffer> implements H2Waiter, Stream
     // The client reset the stream (a cancelled call, a client deadline) or went away.
     if (this.down.rstCode === constants.NGHTTP2_CANCEL && this.grpc && this.grpcStatus === '') this.grpcStatus = '1'
     this.downstreamLeft()
-  }
-
-  /** Abandon the current try: its upstream stream (RST_STREAM CANCEL) or its wait for a session. */
-  protected cancelTry(ep: EndpointState | undefined): void {
-    const up = this.up
-    const conn = this.conn
-    this.up = null
-    this.conn = null
-    if (up !== null) {
-      if (!up.closed) cancelStream(up)
-    } else if (conn !== null) conn.destroy()
-    // waiting for a session or a connection: the pool takes it out of either queue (a connect
-    // opened for it alone is given up: many streams reset at once must not leave many connections)
-    else if (ep !== undefined) ep.pool.cancel(this, true)
-    if (this.waitTimer !== null) {
-      clearTimeout(this.waitTimer)
-      this.waitTimer = null
-    }
   }
 
   // ---- local replies -----------------------------------------------------------------------
@@ -822,6 +592,22 @@ export function grpcTimeoutValue(ms: number): string {
 
 function dispatchLater(x: H2Exchange): void {
   x.dispatchDeferred()
+}
+
+/** An HTTP/1 response head as HTTP/2 fields (a field HTTP/2 takes once: the first, as node:http keeps it; others one list). */
+function fieldsOfH1(head: ResponseHead): IncomingHttpHeaders {
+  const h: IncomingHttpHeaders = Object.create(null)
+  h[':status'] = head.status as unknown as string
+  const names = head.names
+  const values = head.values
+  for (let i = 0; i < names.length; i++) {
+    const n = names[i]
+    const cur = h[n]
+    if (cur === undefined) h[n] = n === 'set-cookie' ? [values[i]] : values[i]
+    else if (Array.isArray(cur)) cur.push(values[i])
+    else if (!SINGLE_VALUE.has(n)) h[n] = cur + ', ' + values[i]
+  }
+  return h
 }
 
 function str(v: string | string[] | undefined): string {

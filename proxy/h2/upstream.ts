@@ -16,6 +16,8 @@ import type { EventEmitter } from 'node:events'
 import { ClientSession } from './codec/client.ts'
 import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
 import { HttpError } from '../../api/http1/head.ts'
+import type { TryHandler, UpstreamTry } from '../cluster/try.ts'
+import { H2Try } from './stream-try.ts'
 
 /** connection-level receive window of every session (both directions of the proxy) */
 export const CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -71,6 +73,11 @@ export class H2Upstream implements PoolAttachment {
 
   constructor(pool: EndpointPool) {
     this.pool = pool
+  }
+
+  /** A try for h on a stream of this endpoint's session (as EndpointPool.openTry; start() acquires the session). */
+  openTry(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
+    return new H2Try(this, h, queued, ended)
   }
 
   /** A session for a new stream: at once when connected, else when the connect completes. */

@@ -130,6 +130,11 @@ export class ClientSession extends H2Conn {
     this.sendBlock(st, addFields(e, p, h), endStream)
   }
 
+  /** our streams are the odd ids below nextId; a server opens none (no push) */
+  protected override idle(id: number): boolean {
+    return (id & 1) === 0 || id >= this.nextId
+  }
+
   /** st gets its id and slot (its HEADERS are sent next) */
   private open(st: ClientStream): void {
     st.id = this.nextId

@@ -409,7 +409,7 @@ export abstract class H2Conn extends EventEmitter {
     if (this.connRecvWindow < 0) return this.connError(E_FLOW_CONTROL_ERROR, null)
     const st = this.streams.get(id)
     if (st === undefined) {
-      if (id > this.lastStreamId) return this.connError(E_PROTOCOL_ERROR, null) // an idle stream
+      if (this.idle(id)) return this.connError(E_PROTOCOL_ERROR, null) // an idle stream
       // a stream closed here (reset, refused, answered): its DATA in flight is dropped, credited
       this.consumed(null, len)
       return
@@ -500,7 +500,7 @@ export abstract class H2Conn extends EventEmitter {
     if (end - start !== 4) return this.connError(E_FRAME_SIZE_ERROR, null)
     const st = this.streams.get(id)
     if (st === undefined) {
-      if (id > this.lastStreamId) return this.connError(E_PROTOCOL_ERROR, null)
+      if (this.idle(id)) return this.connError(E_PROTOCOL_ERROR, null)
       return
     }
     this.streamDone(st, b.readUInt32BE(start))
@@ -584,7 +584,7 @@ export abstract class H2Conn extends EventEmitter {
     }
     const st = this.streams.get(id)
     if (st === undefined) {
-      if (id > this.lastStreamId) return this.connError(E_PROTOCOL_ERROR, null)
+      if (this.idle(id)) return this.connError(E_PROTOCOL_ERROR, null)
       return
     }
     if (inc === 0) return this.streamError(st, E_PROTOCOL_ERROR)
@@ -850,6 +850,14 @@ export abstract class H2Conn extends EventEmitter {
     this.closeStreams(code === E_NO_ERROR ? E_CANCEL : code)
     this.destroyed = true
     this.socket.destroySoon()
+  }
+
+  /**
+   * A frame on a stream id not in the map: idle (never opened: a connection error) or closed
+   * (frames in flight when it was reset: dropped). The server side knows the peer's last id.
+   */
+  protected idle(id: number): boolean {
+    return id > this.lastStreamId
   }
 
   /** GOAWAY (node's session.goaway): lastStreamId below 2^31-1 bounds the streams processed. */
