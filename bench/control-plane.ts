@@ -10,6 +10,7 @@ import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { CONTROL_PLANE_ENV, hasControlPlaneSettings, runWithControlPlaneSettings } from '../control-plane/runtime.ts'
 import { DEFAULTS, runCpBench, type CpBenchOptions, type CpBenchResult } from './cp/bench.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -162,18 +163,29 @@ function gitCommit(): string | null {
   }
 }
 
+/** The control plane's process settings this run has (control-plane/runtime.ts), for the report. */
+function settings(): string {
+  if (process.env.WEFT_CP_DEFAULTS === '1') return 'WEFT_CP_DEFAULTS=1 (glibc and V8 defaults)'
+  if (!hasControlPlaneSettings()) return 'without the control plane\'s settings'
+  return [...Object.keys(CONTROL_PLANE_ENV).map((k) => `${k}=${process.env[k]}`), `NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`].join(' ')
+}
+
 async function main(): Promise<void> {
   const { opts, save } = parse(process.argv.slice(2))
+  // the control plane runs here as `weft control-plane` runs: with its glibc and V8 settings (re-executed once)
+  const unset = runWithControlPlaneSettings()
+  if (unset !== null) console.error(`(the control plane's memory settings are not applied: ${unset})`)
   if ((globalThis as { gc?: unknown }).gc === undefined) console.error('(run with node --expose-gc for heap numbers after a collection)')
   const started = new Date()
   console.log(`weft control-plane benchmark — ${started.toISOString()}, node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  console.log(`control plane process: ${settings()}`)
   const r = await runCpBench({ ...opts, log: (l) => console.log(l) })
   console.log('')
   console.log(formatReport(r))
   let file: string | null = null
   if (save) {
     fs.mkdirSync(RESULTS_DIR, { recursive: true })
-    const body = JSON.stringify({ date: started.toISOString(), node: process.version, commit: gitCommit(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, load: os.loadavg(), ...r }, null, 2)
+    const body = JSON.stringify({ date: started.toISOString(), node: process.version, settings: settings(), commit: gitCommit(), cores: os.cpus().length, cpu: os.cpus()[0]?.model, load: os.loadavg(), ...r }, null, 2)
     file = path.join(RESULTS_DIR, `cp-${started.toISOString().replace(/[:.]/g, '-')}.json`)
     fs.writeFileSync(file, body)
     fs.writeFileSync(path.join(RESULTS_DIR, 'cp-latest.json'), body)

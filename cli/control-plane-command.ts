@@ -54,6 +54,10 @@ export function registerControlPlane(program: Command): void {
         process.exitCode = 2
         return
       }
+      // glibc's and V8's settings of the control plane (control-plane/runtime.ts): re-executes this process once if it lacks them
+      const { runWithControlPlaneSettings } = await import('../control-plane/runtime.ts')
+      const unset = runWithControlPlaneSettings()
+      if (unset !== null) process.stderr.write(`weft: the control plane runs without its memory settings (${unset}); see README "Memory with many proxies"\n`)
       const { runControlPlane } = await import('./control-plane.ts')
       const cpNamespace = opts.namespace ?? process.env.POD_NAMESPACE ?? 'weft-system'
       // with the CA on, injected sidecars ask it for their SVID at the control plane's Service

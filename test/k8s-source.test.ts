@@ -226,6 +226,29 @@ t.test('the initial LIST of every kind becomes one state, in the ResourceSet sha
   t.match(h.source.status(), { synced: true, emits: 1, kinds: { Service: { synced: true, objects: 2, errors: 0 } } })
 })
 
+t.test('an EndpointSlice\'s endpoints are kept as addresses and readiness only; translation sees the same endpoints', async (t) => {
+  const h = await setup(t, {
+    seed: (api) => {
+      api.create('Service', service('reviews'))
+      api.create('EndpointSlice', {
+        ...slice('reviews', 'shop', []),
+        endpoints: [
+          { addresses: ['10.1.0.1'], conditions: { ready: true, serving: true, terminating: false }, nodeName: 'node-1', zone: 'zone-a', targetRef: { kind: 'Pod', name: 'reviews-v1-abc', namespace: 'shop', uid: 'u1' }, hints: { forZones: [{ name: 'zone-a' }] } },
+          { addresses: ['10.1.0.2'], conditions: { ready: false, serving: true, terminating: true }, nodeName: 'node-2', targetRef: { kind: 'Pod', name: 'reviews-v2-def', namespace: 'shop' } },
+          { addresses: ['10.1.0.3'] },
+        ],
+      })
+    },
+  })
+  await until('the first state', () => h.states.length === 1)
+  const eps = h.last().resources.endpointSlices[0].obj
+  t.same(eps.endpoints, [{ addresses: ['10.1.0.1'] }, { addresses: ['10.1.0.2'], conditions: { ready: false } }, { addresses: ['10.1.0.3'] }])
+  t.same(eps.ports, [{ name: 'http', port: 9080, protocol: 'TCP' }], 'the rest of the slice is kept')
+  t.same(eps.metadata.labels, { 'kubernetes.io/service-name': 'reviews' })
+  const { endpointsOf } = await import('../control-plane/translate/translate.ts')
+  t.same(endpointsOf({ name: 'http', port: 9080 }, 1, [eps]), [{ address: '10.1.0.1', port: 9080 }, { address: '10.1.0.3', port: 9080 }], 'the not-ready endpoint is left out')
+})
+
 t.test('ADDED, MODIFIED and DELETED events change the state; a deletion removes the object', async (t) => {
   const h = await setup(t, { seed: seedAll })
   await until('the first state', () => h.states.length === 1)

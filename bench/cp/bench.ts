@@ -1,7 +1,7 @@
 // The control-plane benchmark itself (bench/control-plane.ts is its command line; the test
 // test/bench-control-plane.test.ts runs it at a tiny size). See bench/README.md.
 //
-//   1. scratch:  a generated mesh (./generate.ts) -> validate (checkResources) -> translate for
+//   1. scratch:  a generated mesh (./generate.ts), trimmed as the Kubernetes source keeps it -> validate (checkResources) -> translate for
 //                every namespace with proxies -> version, check and publish one snapshot per
 //                namespace into the SnapshotCache, each step timed;
 //   2. sync:     the real config server on 127.0.0.1:0, P proxies as real gRPC streams from W
@@ -22,6 +22,8 @@ import { SnapshotCache } from '../../control-plane/snapshot/cache.ts'
 import { NamespacePublisher } from '../../control-plane/snapshot/namespace-publisher.ts'
 import { OUTBOUND_TABLE, resourcesOf, translate } from '../../control-plane/translate/translate.ts'
 import { startConfigServer, type Answer } from '../../control-plane/xds/server.ts'
+import { withoutControlPlaneEnv } from '../../control-plane/runtime.ts'
+import { trimObject, WATCHED_KINDS, type RawObject } from '../../control-plane/sources/kube-objects.ts'
 import { readCpuSeconds } from '../proc.ts'
 import { changeOneEndpoint, generateMesh, namespaceName } from './generate.ts'
 import type { FromWorker, SyncMode, ToWorker, WorkerProxy, WorkerStats } from './worker.ts'
@@ -152,6 +154,18 @@ export function formatMem(m: MemSample): string {
   return `RSS ${f(m.rssMB)} MB (heap ${f(m.heapUsedMB)} used of ${f(m.heapTotalMB)} MB, external ${f(m.externalMB)} MB, array buffers ${f(m.arrayBuffersMB)} MB)`
 }
 
+/**
+ * The objects as the Kubernetes source keeps them: trimmed when they arrive, before the informer
+ * caches them (sources/kube-objects.ts trimObject; e.g. an EndpointSlice's endpoints cut down to
+ * addresses and readiness). In place, as the source does.
+ */
+function asSourceKeepsThem(objs: readonly { kind: string; obj: unknown }[]): void {
+  for (const o of objs) {
+    const k = WATCHED_KINDS.find((w) => w.kind === o.kind)
+    if (k !== undefined) trimObject(k, o.obj as RawObject)
+  }
+}
+
 function gc(): void {
   ;(globalThis as { gc?: () => void }).gc?.()
 }
@@ -173,7 +187,8 @@ interface RunningWorker {
 function startWorker(address: string, proxies: WorkerProxy[], o: CpBenchOptions, onProgress: () => void): RunningWorker {
   // WEFT_BENCH_CPU_PROF=DIR: the proxy processes write CPU profiles there (node --cpu-prof)
   const prof = process.env.WEFT_BENCH_CPU_PROF
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [] })
+  // the proxies are not a control plane: without its glibc and V8 settings (control-plane/runtime.ts)
+  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: withoutControlPlaneEnv(process.env), execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [] })
   let statsWaiter: ((s: WorkerStats) => void) | null = null
   let failed: ((e: Error) => void) | null = null
   const ready = new Promise<void>((resolve, reject) => {
@@ -220,6 +235,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
   // ---- 1. from scratch --------------------------------------------------------------------
   let t = performance.now()
   let set = generateMesh({ services: o.services, endpoints: o.endpoints, namespaces: o.namespaces, routeFraction: o.routeFraction, policyFraction: o.policyFraction })
+  for (const list of [set.services, set.endpointSlices, set.httpRoutes, set.trafficPolicies, set.peerAuthentications, set.authorizationPolicies]) asSourceKeepsThem(list)
   const generateMs = performance.now() - t
   gc()
   log(`mesh: ${set.services.length} Services, ${set.endpointSlices.length} EndpointSlices, ${set.httpRoutes.length} HTTPRoutes, ${set.trafficPolicies.length} TrafficPolicies (${generateMs.toFixed(0)} ms)`)
@@ -320,6 +336,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       for (let k = 1 - o.warmupChanges; k <= o.changes; k++) {
         const warmup = k <= 0
         const next = changeOneEndpoint(set, k + o.warmupChanges)
+        asSourceKeepsThem(next.set.endpointSlices.filter((s) => s.id === next.slice)) // as it arrives from the API server
         const times: number[] = []
         let waiting = 0
         let done: () => void = () => {}

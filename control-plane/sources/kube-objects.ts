@@ -3,7 +3,8 @@
 //
 //   trim (when it arrives, before the informer caches it): fill in apiVersion/kind (a typed list's
 //   items have none), drop what Weft never reads (managedFields, the last-applied annotation, every
-//   field the schema does not know) and cut a Pod down to identity, labels and address;
+//   field the schema does not know), cut a Pod down to identity, labels and address, and an
+//   EndpointSlice's endpoints down to their addresses and readiness (compactEndpoints);
 //   check (when a state is assembled, once per object version): the kind's TypeBox schema from
 //   ../resources/schema.ts, the same as for files. A valid object becomes a Located<T> like one from
 //   a file (file "k8s:Kind/namespace/name", no line or column); an invalid one is a Rejected entry.
@@ -93,7 +94,25 @@ export function trimObject(k: WatchedKind, raw: RawObject, dropped: string[] = [
     if (isObject(meta.annotations)) delete meta.annotations[LAST_APPLIED]
   }
   pruneUnknown(k.schema, raw, [], dropped)
+  if (k.kind === 'EndpointSlice' && Array.isArray(raw.endpoints)) raw.endpoints = raw.endpoints.map(compactEndpoint)
   return raw
+}
+
+const NOT_READY = Object.freeze({ ready: false })
+
+/**
+ * An endpoint as the source keeps it: its addresses, and `conditions: { ready: false }` when it
+ * is not ready (unset readiness counts as ready, as in Kubernetes). Translation reads nothing else
+ * (translate.ts endpointsOf); targetRef, nodeName, zone, hints, serving and terminating were a
+ * third of the control plane's heap at 100,000 endpoints (bench:cp). A new object: one built by
+ * deleting fields would become a slower, larger dictionary-mode object.
+ */
+function compactEndpoint(e: unknown): unknown {
+  if (!isObject(e)) return e
+  const out: Record<string, unknown> = {}
+  if (e.addresses !== undefined) out.addresses = e.addresses
+  if (isObject(e.conditions) && e.conditions.ready === false) out.conditions = NOT_READY
+  return out
 }
 
 function trimPod(raw: RawObject): RawObject {

@@ -1,0 +1,85 @@
+// The control plane's process settings (control-plane/runtime.ts): `weft control-plane` started
+// without them re-executes itself once with them (same pid, so a supervisor sees one process),
+// the operator's own values win, WEFT_CP_DEFAULTS=1 keeps glibc's and V8's defaults, and the
+// processes the bench starts as proxies get none of them.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { controlPlaneEnv, hasControlPlaneSettings, withoutControlPlaneEnv } from '../control-plane/runtime.ts'
+import { ROOT, tempDir, until, WEFT_BIN, type Teardown } from './helpers/sidecar.ts'
+
+const SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'NODE_OPTIONS', 'WEFT_CP_DEFAULTS', 'WEFT_CP_REEXECUTED']
+
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'info' }
+  for (const k of SETTINGS) delete env[k]
+  return { ...env, ...extra }
+}
+
+/** The environment of a running process, as the kernel has it (/proc/PID/environ). */
+function environOf(pid: number): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+    const i = kv.indexOf('=')
+    if (i > 0) out[kv.slice(0, i)] = kv.slice(i + 1)
+  }
+  return out
+}
+
+async function startControlPlane(t: Teardown, env: NodeJS.ProcessEnv) {
+  const dir = join(tempDir(t), 'resources')
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'svc.yaml'), stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'demo' }, spec: { ports: [{ port: 80 }] } }))
+  const child = spawn(process.execPath, [WEFT_BIN, 'control-plane', '--local', dir, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  await until('control plane ready', () => out.includes('"msg":"control plane ready"'), 30_000)
+  const ready = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"control plane ready"'))!) as { pid: number }
+  return { pid: child.pid!, ready, stderr: () => err, stop: async () => { child.kill('SIGTERM'); return exited } }
+}
+
+t.test('weft control-plane without the settings: the same process runs with them, and stops on SIGTERM with 0', async (t) => {
+  const cp = await startControlPlane(t, cleanEnv())
+  t.equal(cp.ready.pid, cp.pid, 'the process the parent started is the control plane (re-executed in place)')
+  const env = environOf(cp.pid)
+  t.equal(env.MALLOC_ARENA_MAX, '2')
+  t.equal(env.MALLOC_MMAP_THRESHOLD_, '131072')
+  t.equal(env.MALLOC_TRIM_THRESHOLD_, '131072')
+  t.match(env.NODE_OPTIONS, /(^| )--max-semi-space-size=16$/) // (tap's runner adds its own --import before)
+  t.notMatch(cp.stderr(), /without its memory settings/)
+  t.equal(await cp.stop(), 0)
+})
+
+t.test('the operator\'s values win; WEFT_CP_DEFAULTS=1 keeps the defaults', async (t) => {
+  const own = await startControlPlane(t, cleanEnv({ MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-semi-space-size=8' }))
+  const env = environOf(own.pid)
+  t.equal(env.MALLOC_ARENA_MAX, '4')
+  t.match(env.NODE_OPTIONS, /--max-semi-space-size=8/)
+  t.notMatch(env.NODE_OPTIONS, /=16/)
+  t.equal(env.MALLOC_MMAP_THRESHOLD_, '131072', 'what the operator did not set is added')
+  t.equal(await own.stop(), 0)
+  const plain = await startControlPlane(t, cleanEnv({ WEFT_CP_DEFAULTS: '1' }))
+  const penv = environOf(plain.pid)
+  t.equal(penv.MALLOC_ARENA_MAX, undefined)
+  t.notMatch(penv.NODE_OPTIONS ?? '', /semi-space/)
+  t.equal(await plain.stop(), 0)
+})
+
+t.test('controlPlaneEnv / withoutControlPlaneEnv / hasControlPlaneSettings', async (t) => {
+  const base = { PATH: '/bin', NODE_OPTIONS: '--enable-source-maps' }
+  const cp = controlPlaneEnv(base)
+  t.same(cp, { PATH: '/bin', NODE_OPTIONS: '--enable-source-maps --max-semi-space-size=16', MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072', MALLOC_TRIM_THRESHOLD_: '131072' })
+  t.ok(hasControlPlaneSettings(cp, []))
+  t.notOk(hasControlPlaneSettings(base, []))
+  t.ok(hasControlPlaneSettings({ ...cp, NODE_OPTIONS: '' }, ['--max-semi-space-size=24']), 'the flag on the command line counts')
+  t.ok(hasControlPlaneSettings({ ...cp, NODE_OPTIONS: '--max_semi_space_size=16' }, []), 'V8\'s underscore spelling counts')
+  t.ok(hasControlPlaneSettings({ ...cp, NODE_OPTIONS: '"--import=x.mjs" "--max-semi-space-size=24"' }, []), 'quoted entries count')
+  t.same(withoutControlPlaneEnv({ ...cp, WEFT_CP_REEXECUTED: '1' }), base, 'the bench\'s proxies get none of them')
+  t.same(controlPlaneEnv({ MALLOC_ARENA_MAX: '8' }).MALLOC_ARENA_MAX, '8')
+})
