@@ -36,62 +36,74 @@ export function huffmanEncode(s: string, out: Uint8Array, pos: number): number {
 /**
  * The decoder's state machine, four bits at a time (the technique of nghttp2's decoder): a state is
  * an inner node of the code's tree; for each state and nibble, the state after those four bits,
- * and the symbol they completed (at most one: the shortest code has five bits). Built once here.
+ * and the symbol they completed (at most one: the shortest code has five bits). Built once.
  */
-const NODE_CHILD: number[][] = [[-1, -1]] // inner nodes: child per bit, >= 0 an inner node, < 0 -(symbol + 2)
-const NODE_DEPTH: number[] = [0]
-const NODE_ONES: boolean[] = [true] // reached from the root by 1-bits only (a prefix of EOS)
-for (let sym = 0; sym <= EOS; sym++) {
-  const code = HUFFMAN_CODES[sym]
-  const len = HUFFMAN_LENGTHS[sym]
-  let node = 0
-  for (let i = len - 1; i >= 0; i--) {
-    const bit = Math.floor(code / 2 ** i) & 1
-    if (i === 0) {
-      NODE_CHILD[node][bit] = -(sym + 2)
-      break
-    }
-    let next = NODE_CHILD[node][bit]
-    if (next < 0) {
-      next = NODE_CHILD.length
-      NODE_CHILD.push([-1, -1])
-      NODE_DEPTH.push(NODE_DEPTH[node] + 1)
-      NODE_ONES.push(NODE_ONES[node] && bit === 1)
-      NODE_CHILD[node][bit] = next
-    }
-    node = next
-  }
-}
-const STATES = NODE_CHILD.length
-/** next state per (state, nibble); FAIL: EOS decoded, or a path the code does not have */
-const FSM_NEXT = new Uint16Array(STATES * 16)
-/** symbol completed per (state, nibble), + 1 (0: none) */
-const FSM_EMIT = new Uint16Array(STATES * 16)
-/** the state is a valid end: fewer than 8 pending bits, all ones (RFC 7541 §5.2) */
-const FSM_ACCEPT = new Uint8Array(STATES)
 const FAIL = 0xffff
-for (let st = 0; st < STATES; st++) {
-  FSM_ACCEPT[st] = NODE_ONES[st] && NODE_DEPTH[st] < 8 ? 1 : 0
-  for (let nib = 0; nib < 16; nib++) {
-    let node = st
-    let emit = 0
-    let fail = false
-    for (let i = 3; i >= 0; i--) {
-      const c = NODE_CHILD[node][(nib >>> i) & 1]
-      if (c >= 0) {
-        node = c
-        continue
-      }
-      const sym = -c - 2
-      if (c === -1 || sym === EOS || emit !== 0) {
-        fail = true
+/** next state per (state, nibble); FAIL: EOS decoded, or a path the code does not have */
+let FSM_NEXT = new Uint16Array(0)
+/** symbol completed per (state, nibble), + 1 (0: none) */
+let FSM_EMIT = new Uint16Array(0)
+/** the state is a valid end: fewer than 8 pending bits, all ones (RFC 7541 §5.2) */
+let FSM_ACCEPT = new Uint8Array(0)
+
+/**
+ * Builds the tables on the first decode, not as the module loads: every sidecar loads this codec
+ * (protocol detection), and the ~20,000 iterations of these loops made V8 compile the module's
+ * code with its optimizing compiler during start-up (on-stack replacement: ~35 ms on a background
+ * thread, and ~5 MB of the compiler's own code paged in, for a sidecar that may never see HTTP/2).
+ */
+function buildDecoder(): void {
+  const NODE_CHILD: number[][] = [[-1, -1]] // inner nodes: child per bit, >= 0 an inner node, < 0 -(symbol + 2)
+  const NODE_DEPTH: number[] = [0]
+  const NODE_ONES: boolean[] = [true] // reached from the root by 1-bits only (a prefix of EOS)
+  for (let sym = 0; sym <= EOS; sym++) {
+    const code = HUFFMAN_CODES[sym]
+    const len = HUFFMAN_LENGTHS[sym]
+    let node = 0
+    for (let i = len - 1; i >= 0; i--) {
+      const bit = Math.floor(code / 2 ** i) & 1
+      if (i === 0) {
+        NODE_CHILD[node][bit] = -(sym + 2)
         break
       }
-      emit = sym + 1
-      node = 0
+      let next = NODE_CHILD[node][bit]
+      if (next < 0) {
+        next = NODE_CHILD.length
+        NODE_CHILD.push([-1, -1])
+        NODE_DEPTH.push(NODE_DEPTH[node] + 1)
+        NODE_ONES.push(NODE_ONES[node] && bit === 1)
+        NODE_CHILD[node][bit] = next
+      }
+      node = next
     }
-    FSM_NEXT[st * 16 + nib] = fail ? FAIL : node
-    FSM_EMIT[st * 16 + nib] = fail ? 0 : emit
+  }
+  const STATES = NODE_CHILD.length
+  FSM_NEXT = new Uint16Array(STATES * 16)
+  FSM_EMIT = new Uint16Array(STATES * 16)
+  FSM_ACCEPT = new Uint8Array(STATES)
+  for (let st = 0; st < STATES; st++) {
+    FSM_ACCEPT[st] = NODE_ONES[st] && NODE_DEPTH[st] < 8 ? 1 : 0
+    for (let nib = 0; nib < 16; nib++) {
+      let node = st
+      let emit = 0
+      let fail = false
+      for (let i = 3; i >= 0; i--) {
+        const c = NODE_CHILD[node][(nib >>> i) & 1]
+        if (c >= 0) {
+          node = c
+          continue
+        }
+        const sym = -c - 2
+        if (c === -1 || sym === EOS || emit !== 0) {
+          fail = true
+          break
+        }
+        emit = sym + 1
+        node = 0
+      }
+      FSM_NEXT[st * 16 + nib] = fail ? FAIL : node
+      FSM_EMIT[st * 16 + nib] = fail ? 0 : emit
+    }
   }
 }
 
@@ -106,6 +118,7 @@ export function huffmanDecode(b: Uint8Array, start: number, end: number): string
   const max = Math.ceil(((end - start) * 8) / 5)
   if (decodeOut.length < max) decodeOut = Buffer.allocUnsafe(Math.max(max, 2 * decodeOut.length))
   const out = decodeOut
+  if (FSM_ACCEPT.length === 0) buildDecoder()
   let n = 0
   let st = 0
   for (let i = start; i < end; i++) {
