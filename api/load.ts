@@ -27,7 +27,8 @@ import type { Position, SchemaMessages, Seg, Target } from './yaml-errors.ts'
 export type LoadResult = { ok: true; config: BootstrapConfig } | { ok: false; errors: ConfigError[] }
 
 // Precompiled by the build, or compiled on first use (./validator.ts).
-import { bootstrapValidator } from './validator.ts'
+import { bootstrapSchema, bootstrapValidator } from './validator.ts'
+import { matchesSchema } from './schema-check.ts'
 
 const MESSAGES: SchemaMessages = { root: 'the config must be a mapping with listeners, routeTables and clusters' }
 
@@ -90,13 +91,16 @@ export function checkBootstrapConfig(config: unknown, file: string): LoadResult 
 }
 
 function checkData(data: unknown, file: string, locate: (segs: Seg[], target?: Target) => Position, external?: ExternalNames): LoadResult {
-  // 2. Schema.
-  const validate = bootstrapValidator()
-  if (!validate(data)) {
-    const errors = schemaProblems(validate.errors ?? [], data, MESSAGES).map((d): ConfigError => ({
-      code: ConfigErrorCode.SCHEMA, file, ...locate(d.segs, d.target), path: formatPath(d.segs), message: d.message,
-    }))
-    return { ok: false, errors: sortErrors(dedupe(errors)) }
+  // 2. Schema. A valid config passes the quick check (./schema-check.ts); otherwise Ajv's validator
+  // (loaded then) decides and finds the errors.
+  if (!matchesSchema(bootstrapSchema(), data)) {
+    const validate = bootstrapValidator()
+    if (!validate(data)) {
+      const errors = schemaProblems(validate.errors ?? [], data, MESSAGES).map((d): ConfigError => ({
+        code: ConfigErrorCode.SCHEMA, file, ...locate(d.segs, d.target), path: formatPath(d.segs), message: d.message,
+      }))
+      return { ok: false, errors: sortErrors(dedupe(errors)) }
+    }
   }
 
   // 3. Semantics.
