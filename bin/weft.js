@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import module, { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const major = Number(process.versions.node.split('.')[0])
 if (major >= 24) {
@@ -30,10 +30,14 @@ if (major >= 24) {
   if (process.env.WEFT_COMPILE_CACHE !== '0' && process.env.NODE_COMPILE_CACHE === undefined) {
     module.enableCompileCache?.({ directory: fileURLToPath(new URL('../dist/compile-cache', import.meta.url)), portable: true })
   }
-  // `weft proxy` runs from the bundle of the same code (build/bundle.ts): a few files, not ~240 modules.
+  // `weft proxy` runs from the bundle of the same code (build/bundle.ts): a few files, not ~240 modules;
+  // a static sidecar from its single file (runSidecarFile).
   const bundled = new URL('../dist/bundle/weft.js', import.meta.url)
+  const sidecar = fileURLToPath(new URL('../dist/sidecar/weft-proxy.cjs', import.meta.url))
   const useBundle = process.argv[2] === 'proxy' && process.env.WEFT_NO_BUNDLE !== '1' && existsSync(fileURLToPath(bundled))
-  await import(useCompiled(compiled) ? (useBundle ? bundled.href : compiled.href) : '../cli/weft.ts')
+  if (!useCompiled(compiled)) await import('../cli/weft.ts')
+  else if (useBundle && staticProxy(process.argv.slice(3)) && existsSync(sidecar)) await runSidecarFile(sidecar)
+  else await import(useBundle ? bundled.href : compiled.href)
 } else {
   const pinned = pinnedNode()
   if (pinned === null) {
@@ -64,6 +68,46 @@ if (major >= 24) {
     }
     process.exit(code ?? 1)
   })
+}
+
+/** `weft proxy` arguments of static mode (neither --control-plane nor --resources). */
+function staticProxy(args) {
+  return !args.some((a) => a.startsWith('--control-plane') || a.startsWith('--resources') || a.startsWith('-r'))
+}
+
+/**
+ * Runs the static sidecar's single CommonJS file (build/bundle.ts) as Node would require it, but
+ * compiled through node:vm with the code cache the build made after a start (build/warm-cache.ts
+ * sets WEFT_WRITE_SIDECAR_CACHE=1): that cache also holds the functions compiled while the sidecar
+ * started, which Node's compile cache cannot (it is made as a module is compiled, before any
+ * function runs). The first line names the cache (a hash of the rest: V8 itself checks only the
+ * source's length, the V8 version and flags); a rejected or missing cache only costs the compile.
+ */
+async function runSidecarFile(file) {
+  const { readFileSync, writeFileSync } = await import('node:fs')
+  const vm = await import('node:vm')
+  const source = readFileSync(file, 'latin1') // ASCII (build/bundle.ts): a one-byte string, no UTF-8 decoding
+  const hash = /^\/\/ weft-proxy ([0-9a-f]+)\n/.exec(source)?.[1]
+  const cacheFile = hash === undefined ? null : join(dirname(file), `weft-proxy-${hash}.v8cache`)
+  let cachedData
+  if (cacheFile !== null && process.env.WEFT_COMPILE_CACHE !== '0') {
+    try {
+      cachedData = readFileSync(cacheFile)
+    } catch {
+      // none: compiled from source
+    }
+  }
+  // the file is a CommonJS module wrapper with a sixth parameter, its import() (see build/bundle.ts)
+  const script = new vm.Script(source, { filename: file, cachedData })
+  if (process.env.WEFT_WRITE_SIDECAR_CACHE === '1' && cacheFile !== null) {
+    delete process.env.WEFT_WRITE_SIDECAR_CACHE
+    process.once('exit', () => writeFileSync(cacheFile, script.createCachedData(), { mode: 0o644 }))
+  }
+  const mod = { exports: {} }
+  const url = pathToFileURL(file)
+  const importer = (spec) => import(spec.startsWith('.') ? new URL(spec, url).href : spec)
+  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file), importer)
+  await mod.exports.main(process.argv)
 }
 
 /**

@@ -18,7 +18,8 @@
 // chunk (all chunks are in dist/bundle/), and `import.meta.main` to false (no bundled module is the
 // program's entry: bin/weft.js is).
 import { build, type Plugin } from 'esbuild'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
 
@@ -43,19 +44,31 @@ export const EXTERNAL = [
   'zipkin-transport-http',
 ]
 
-const ownUrls: Plugin = {
-  name: 'weft-own-urls',
-  setup(b) {
-    b.onLoad({ filter: /\.js$/ }, async (args) => {
-      if (!args.path.startsWith(dist + path.sep)) return undefined
-      let text = await readFile(args.path, 'utf8')
-      if (text.includes('import.meta')) {
-        const rel = path.relative(outdir, args.path).split(path.sep).join('/')
-        text = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`).replaceAll('import.meta.main', 'false')
-      }
-      return { contents: text, loader: 'js' }
-    })
-  },
+/**
+ * Each module's `import.meta.url` as its own file's URL in dist/ (relative to `base`, the URL of the
+ * output file: `import.meta.url` in the ES module chunks, `__weftUrl` from the banner in the
+ * CommonJS bundle) and `import.meta.main` as false.
+ */
+function ownUrls(from: string, base: string): Plugin {
+  return {
+    name: 'weft-own-urls',
+    setup(b) {
+      b.onLoad({ filter: /\.js$/ }, async (args) => {
+        if (!args.path.startsWith(dist + path.sep)) return undefined
+        let text = await readFile(args.path, 'utf8')
+        if (text.includes('import.meta')) {
+          const rel = path.relative(from, args.path).split(path.sep).join('/')
+          text = text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, ${base}).href`).replaceAll('import.meta.main', 'false')
+        }
+        for (const [file, [from, to]] of Object.entries(base === 'import.meta.url' ? {} : SIDECAR_REPLACE)) {
+          if (args.path !== path.join(dist, file)) continue
+          if (!text.includes(from)) throw new Error(`bundle: ${file} no longer contains ${JSON.stringify(from)} (see SIDECAR_REPLACE)`)
+          text = text.replace(from, to)
+        }
+        return { contents: text, loader: 'js' }
+      })
+    },
+  }
 }
 
 /**
@@ -161,13 +174,94 @@ export async function bundle(): Promise<void> {
     external: EXTERNAL,
     // CommonJS packages in an ES module bundle call require(): give them one.
     banner: { js: "import { createRequire as __weftRequire } from 'node:module';\nconst require = __weftRequire(import.meta.url);" },
-    plugins: [lazyBuiltins, cjsStandins, ownUrls],
+    plugins: [lazyBuiltins, cjsStandins, ownUrls(outdir, 'import.meta.url')],
     logLevel: 'warning',
     // legal comments of the bundled packages stay, at the end of each file
     legalComments: 'eof',
     metafile: true,
   })
   if (r.errors.length > 0) throw new Error(`bundle: ${r.errors.length} errors`)
+  await bundleSidecar()
+}
+
+/**
+ * The static sidecar as one CommonJS file, `dist/sidecar/weft-proxy.cjs` (entry cli/proxy-main.ts):
+ * `weft proxy --config FILE` without --control-plane or --resources, the sidecar's usual command
+ * line. bin/weft.js runs it with node:vm and a code cache made after a start (SIDECAR_CACHE, written
+ * by build/warm-cache.ts), so the functions a start runs are read as bytecode instead of being
+ * compiled on their first call (Node's compile cache holds only what V8 compiles as a module
+ * loads), and no ES module graph is resolved and linked. Dynamic imports (--control-plane,
+ * --resources, mesh identity, tracing, the global rate limit's gRPC) are not bundled: they load
+ * their modules from dist/ when used (the file is one level below dist/, as dist/cli/ is, so the
+ * relative paths stay right). The file is one function expression (CommonJS's module wrapper)
+ * after a first line `// weft-proxy <hash of the rest>`: the cache's file name carries the hash,
+ * since V8 only checks a code cache against the source's length.
+ */
+export const SIDECAR_FILE = path.join(dist, 'sidecar', 'weft-proxy.cjs')
+export const sidecarCacheFile = (hash: string): string => path.join(dist, 'sidecar', `weft-proxy-${hash}.v8cache`)
+
+/** Edits of dist/ files for the CommonJS bundle: the top-level await only source runs need. */
+const SIDECAR_REPLACE: Record<string, [string, string]> = {
+  // the bundle always has the build's validator files next to api/validator.js
+  [path.join('api', 'validator.js')]: ["PREBUILT ? null : await import('./schema.js')", 'null'],
+}
+
+/** The specifiers of the dynamic imports sidecarImports leaves in the file. */
+const externalImports = new Set<string>()
+
+/** Dynamic imports stay imports of dist/ files, except the static sidecar's own main module. */
+const sidecarImports: Plugin = {
+  name: 'weft-sidecar-imports',
+  setup(b) {
+    const bundled = [path.join(dist, 'proxy', 'main.js')]
+    b.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind !== 'dynamic-import') return undefined
+      let spec = args.path
+      if (spec.startsWith('.')) {
+        const abs = path.resolve(args.resolveDir, spec)
+        if (bundled.includes(abs)) return undefined
+        spec = './' + path.relative(path.dirname(SIDECAR_FILE), abs).split(path.sep).join('/')
+      }
+      externalImports.add(spec)
+      return { path: spec, external: true }
+    })
+  },
+}
+
+async function bundleSidecar(): Promise<void> {
+  const outdir = path.dirname(SIDECAR_FILE)
+  await rm(outdir, { recursive: true, force: true })
+  const r = await build({
+    entryPoints: [path.join(dist, 'cli', 'proxy-main.js')],
+    outfile: SIDECAR_FILE,
+    bundle: true,
+    format: 'cjs',
+    charset: 'ascii',
+    minifyWhitespace: true,
+    platform: 'node',
+    target: 'node24',
+    external: EXTERNAL,
+    plugins: [sidecarImports, lazyBuiltins, cjsStandins, ownUrls(outdir, '__weftUrl')],
+    logLevel: 'warning',
+    legalComments: 'eof',
+    write: false,
+  })
+  if (r.errors.length > 0) throw new Error(`bundle (sidecar): ${r.errors.length} errors`)
+  // One function expression, CommonJS's module wrapper, that node:vm compiles as is; strict as the
+  // ES modules it is made of (a banner would come before esbuild's "use strict").
+  // A sixth parameter, __weftImport: the dynamic imports left in the file (see sidecarImports) call
+  // it, since a script compiled by node:vm has no import() of its own without an experimental
+  // option; bin/weft.js passes one that resolves them against this file.
+  const prologue = '(function (exports, require, module, __filename, __dirname, __weftImport) {"use strict";const __weftUrl = require("node:url").pathToFileURL(__filename).href;'
+  let text = r.outputFiles[0].text
+  for (const spec of externalImports) text = text.replaceAll(`import(${JSON.stringify(spec)})`, `__weftImport(${JSON.stringify(spec)})`)
+  if (/\bimport\(/.test(text)) throw new Error(`bundle: an import() left in ${SIDECAR_FILE}: ${/.{40}\bimport\(.{40}/.exec(text)?.[0]}`)
+  const body = `${prologue}\n${text}})\n`
+  // ASCII (charset, and no comments but the legal ones, which have none): bin/weft.js reads it as latin1
+  if (/[^\x00-\x7f]/.test(body)) throw new Error(`bundle: ${SIDECAR_FILE} would not be ASCII`)
+  const hash = createHash('sha256').update(body).digest('hex').slice(0, 16)
+  await mkdir(outdir, { recursive: true })
+  await writeFile(SIDECAR_FILE, `// weft-proxy ${hash}\n${body}`)
 }
 
 if (import.meta.main) await bundle()

@@ -4,12 +4,15 @@
 // started from it still speaks HTTP/2 to an upstream and to a client, gives requests an id, and the
 // shims behave as the real modules.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
 import http2 from 'node:http2'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import tls from 'node:tls'
+import vm from 'node:vm'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
 import { CJS_STANDINS, lazyShim } from '../build/bundle.ts'
@@ -132,4 +135,75 @@ clusters: [{ name: h2, protocol: http2, endpoints: [{ address: 127.0.0.1, port: 
     req.on('error', reject)
   })
   t.equal(body, 'hello from h2\n', 'an HTTP/2 client through the sidecar')
+})
+
+const SIDECAR = path.join(root, 'dist', 'sidecar', 'weft-proxy.cjs')
+
+t.test('the static sidecar file and its code cache (made by the build) belong together', { skip: existsSync(SIDECAR) ? false : 'no dist/sidecar (npm run build)' }, async (t) => {
+  const source = readFileSync(SIDECAR, 'latin1')
+  const hash = /^\/\/ weft-proxy ([0-9a-f]{16})\n/.exec(source)?.[1]
+  t.ok(hash, 'the first line names the cache')
+  t.equal(createHash('sha256').update(source.slice(source.indexOf('\n') + 1)).digest('hex').slice(0, 16), hash, 'by the hash of the rest')
+  t.notMatch(source, /[^\x00-\x7f]/, 'ASCII (read as latin1)')
+  const cachedData = readFileSync(path.join(root, 'dist', 'sidecar', `weft-proxy-${hash}.v8cache`))
+  const script = new vm.Script(source, { filename: SIDECAR, cachedData })
+  t.equal(script.cachedDataRejected, false, 'V8 takes the cache for this file')
+  t.type(script.runInThisContext(), 'function', 'the file is a module wrapper')
+})
+
+t.test('a static sidecar from its file loads what a feature needs from dist/ (tracing: the Zipkin reporter)', { skip: existsSync(SIDECAR) ? false : 'no dist/sidecar (npm run build)' }, async (t) => {
+  const spans: { tags?: Record<string, string> }[] = []
+  let gotSpans = (): void => {}
+  const spansIn = new Promise<void>((resolve) => (gotSpans = resolve))
+  const collector = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c: Buffer) => (body += c))
+    req.on('end', () => {
+      if (req.url === '/api/v2/spans') spans.push(...(JSON.parse(body) as typeof spans))
+      res.statusCode = 202
+      res.end()
+      if (spans.length > 0) gotSpans()
+    })
+  })
+  await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r))
+  t.teardown(() => collector.close())
+  const app = http.createServer((req, res) => res.end('ok\n'))
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r))
+  t.teardown(() => app.close())
+  const [port, admin] = [await freePort(), await freePort()]
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-sidecar-file-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, 'bootstrap.yaml')
+  writeFileSync(
+    config,
+    `node: { id: b, workload: b, namespace: default }
+admin: { address: 127.0.0.1, port: ${admin} }
+listeners: [{ name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: t }]
+routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ name: r, match: { path: { prefix: / } }, backends: [{ cluster: app }] }] }] }]
+clusters: [{ name: app, endpoints: [{ address: 127.0.0.1, port: ${(app.address() as net.AddressInfo).port} }] }]
+telemetry: { tracing: { enabled: true, sampling: 100, zipkinUrl: 'http://127.0.0.1:${(collector.address() as net.AddressInfo).port}/api/v2/spans' } }
+`,
+  )
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
+  for (const k of ['WEFT_NO_BUNDLE', 'WEFT_FROM_SOURCE', 'WEFT_COMPILE_CACHE']) delete env[k]
+  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
+  let stderr = ''
+  child.stderr.on('data', (b: Buffer) => (stderr += b))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  t.teardown(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  const deadline = Date.now() + 15000
+  while (!(await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false))) {
+    if (Date.now() > deadline || child.exitCode !== null) return t.fail(`not ready: ${stderr}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  const r = await fetch(`http://127.0.0.1:${port}/traced`)
+  t.equal(r.status, 200)
+  t.equal(await r.text(), 'ok\n')
+  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no span within 10 s: ${stderr}`)), 10000).unref())
+  await Promise.race([spansIn, timeout])
+  t.ok(spans.some((sp) => sp.tags?.['http.path'] === '/traced'), 'the span of the request reached the collector')
+  t.equal(stderr, '', 'nothing on stderr (no warning from the module loader)')
 })
