@@ -11,6 +11,7 @@ import { formatConfigError } from '../api/errors.ts'
 import { loadBootstrapFile, type LoadResult } from '../api/load.ts'
 import { watchDirectory, watchFile, type FileWatcher } from '../api/watch.ts'
 import { createLogger, type Logger } from './log.ts'
+import { listenOn } from './net/listen.ts'
 import { Proxy } from './proxy.ts'
 
 export interface Sidecar {
@@ -80,7 +81,7 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
   const a = first.config.admin
   await new Promise<void>((resolve, reject) => {
     admin.once('error', reject)
-    admin.listen({ host: a?.address ?? '127.0.0.1', port: a?.port ?? 15000 }, () => resolve())
+    listenOn(admin, a?.address ?? '127.0.0.1', a?.port ?? 15000, () => resolve())
   })
   const adminPort = (admin.address() as AddressInfo).port
   log.info({ address: a?.address ?? '127.0.0.1', port: adminPort }, 'admin listening')

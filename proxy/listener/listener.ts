@@ -15,6 +15,7 @@ import { acceptMeshTls, newMtlsStats, type MtlsStats, type TlsOwner } from './me
 import type { ClusterRuntime } from '../cluster/cluster.ts'
 import { PROTOCOL_HTTP, PROTOCOL_HTTP2, PROTOCOL_TCP, type Interception, type ListenerProtocol } from './protocol.ts'
 import type { Listener as ListenerConfig } from '../../api/schema.ts'
+import { listenOn } from '../net/listen.ts'
 import { ReadBuffer, readIntoBuffer } from '../net/read-buffer.ts'
 import type { CompiledRouteTable } from '../route/table.ts'
 import type { ExchangeCounters } from '../router/exchange.ts'
@@ -127,7 +128,7 @@ export class ProxyListener implements ListenerContext, DetectOwner, TunnelOwner,
     if (this.spec.bindToPort === false) return Promise.resolve(this.spec.port)
     return new Promise((resolve, reject) => {
       this.server.once('error', reject)
-      this.server.listen({ host: this.spec.address ?? '127.0.0.1', port: this.spec.port }, () => {
+      listenOn(this.server, this.spec.address ?? '127.0.0.1', this.spec.port, () => {
         this.server.off('error', reject)
         const a = this.server.address()
         resolve(typeof a === 'object' && a !== null ? a.port : this.spec.port)
