@@ -84,8 +84,13 @@ function staticProxy(args) {
  * source's length, the V8 version and flags); a rejected or missing cache only costs the compile.
  */
 async function runSidecarFile(file) {
-  const { readFileSync, writeFileSync } = await import('node:fs')
+  const fs = await import('node:fs')
   const vm = await import('node:vm')
+  // in a function of its own: the source text and the cache's buffer are garbage once it returns
+  await loadSidecarFile(file, fs, vm)(process.argv)
+}
+
+function loadSidecarFile(file, { readFileSync, writeFileSync }, vm) {
   const source = readFileSync(file, 'latin1') // ASCII (build/bundle.ts): a one-byte string, no UTF-8 decoding
   const hash = /^\/\/ weft-proxy ([0-9a-f]+)\n/.exec(source)?.[1]
   const cacheFile = hash === undefined ? null : join(dirname(file), `weft-proxy-${hash}.v8cache`)
@@ -104,10 +109,13 @@ async function runSidecarFile(file) {
     process.once('exit', () => writeFileSync(cacheFile, script.createCachedData(), { mode: 0o644 }))
   }
   const mod = { exports: {} }
-  const url = pathToFileURL(file)
-  const importer = (spec) => import(spec.startsWith('.') ? new URL(spec, url).href : spec)
-  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file), importer)
-  await mod.exports.main(process.argv)
+  script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file), importer(pathToFileURL(file)))
+  return mod.exports.main
+}
+
+/** import() for the sidecar file's dynamic imports: relative ones from the file's place in dist/. */
+function importer(base) {
+  return (spec) => import(spec.startsWith('.') ? new URL(spec, base).href : spec)
 }
 
 /**
