@@ -15,6 +15,7 @@ import tls from 'node:tls'
 import vm from 'node:vm'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
+import type { Teardown } from './helpers/sidecar.ts'
 import { CJS_STANDINS, lazyShim } from '../build/bundle.ts'
 import { createRequire } from 'node:module'
 import { AssertionError } from 'node:assert'
@@ -30,6 +31,46 @@ const freePort = (): Promise<number> =>
       s.close(() => resolve(p))
     })
   })
+
+/**
+ * Starts `weft proxy --config` (bin/weft.js, as a user would: from the build) with one route to
+ * cluster `clusterYaml`'s name, waits for /ready; its stderr so far by stderr().
+ */
+async function startSidecar(t: Teardown & { fail(m: string): void }, prefix: string, clusterYaml: string, extraYaml = ''): Promise<{ port: number; stderr: () => string } | null> {
+  const [port, admin] = [await freePort(), await freePort()]
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, 'bootstrap.yaml')
+  const cluster = /name: (\w+)/.exec(clusterYaml)?.[1]
+  writeFileSync(
+    config,
+    `node: { id: b, workload: b, namespace: default }
+admin: { address: 127.0.0.1, port: ${admin} }
+listeners: [{ name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: t }]
+routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ name: r, match: { path: { prefix: / } }, backends: [{ cluster: ${cluster} }] }] }] }]
+clusters: [${clusterYaml}]
+${extraYaml}`,
+  )
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
+  for (const k of ['WEFT_NO_BUNDLE', 'WEFT_FROM_SOURCE', 'WEFT_COMPILE_CACHE']) delete env[k]
+  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
+  let stderr = ''
+  child.stderr.on('data', (b: Buffer) => (stderr += b))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  t.teardown(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  const deadline = Date.now() + 15000
+  while (!(await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false))) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      t.fail(`not ready: ${stderr}`)
+      return null
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return { port, stderr: () => stderr }
+}
 
 t.test('the lazy shims: functions call the real ones (also with new), http2 constants equal', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-shim-'))
@@ -78,7 +119,7 @@ t.test("pino's stand-ins for node:assert and node:worker_threads", async (t) => 
   await w.terminate()
 })
 
-t.test('a sidecar from the bundle: HTTP/1 client to an HTTP/2 upstream, and an HTTP/2 client', { skip: existsSync(path.join(root, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {
+t.test('a static sidecar (its single file): HTTP/1 client to an HTTP/2 upstream, and an HTTP/2 client', { skip: existsSync(path.join(root, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {
   const upstream = http2.createServer((req, res) => {
     res.setHeader('x-upstream-protocol', req.httpVersion)
     res.setHeader('x-seen-request-id', String(req.headers['x-request-id']))
@@ -86,39 +127,10 @@ t.test('a sidecar from the bundle: HTTP/1 client to an HTTP/2 upstream, and an H
   })
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
   t.teardown(() => upstream.close())
-  const [port, admin] = [await freePort(), await freePort()]
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-bundle-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const config = path.join(dir, 'bootstrap.yaml')
-  writeFileSync(
-    config,
-    `node: { id: b, workload: b, namespace: default }
-admin: { address: 127.0.0.1, port: ${admin} }
-listeners: [{ name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: t }]
-routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ name: r, match: { path: { prefix: / } }, backends: [{ cluster: h2 }] }] }] }]
-clusters: [{ name: h2, protocol: http2, endpoints: [{ address: 127.0.0.1, port: ${(upstream.address() as net.AddressInfo).port} }] }]
-`,
-  )
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
-  delete env.WEFT_NO_BUNDLE
-  delete env.WEFT_FROM_SOURCE
-  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
-  let stderr = ''
-  child.stderr.on('data', (b: Buffer) => (stderr += b))
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  const deadline = Date.now() + 15000
-  for (;;) {
-    const ok = await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false)
-    if (ok) break
-    if (Date.now() > deadline || child.exitCode !== null) t.fail(`not ready: ${stderr}`)
-    if (Date.now() > deadline || child.exitCode !== null) return
-    await new Promise((r) => setTimeout(r, 20))
-  }
-  t.notMatch(stderr, /newer than dist/, 'ran the build, not the sources')
+  const started = await startSidecar(t, 'weft-bundle-', `{ name: h2, protocol: http2, endpoints: [{ address: 127.0.0.1, port: ${(upstream.address() as net.AddressInfo).port} }] }`)
+  if (started === null) return
+  const { port } = started
+  t.notMatch(started.stderr(), /newer than dist/, 'ran the build, not the sources')
   const r1 = await fetch(`http://127.0.0.1:${port}/x`)
   t.equal(r1.status, 200)
   t.equal(r1.headers.get('x-upstream-protocol'), '2.0', 'the upstream was reached over HTTP/2')
@@ -170,40 +182,15 @@ t.test('a static sidecar from its file loads what a feature needs from dist/ (tr
   const app = http.createServer((req, res) => res.end('ok\n'))
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r))
   t.teardown(() => app.close())
-  const [port, admin] = [await freePort(), await freePort()]
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'weft-sidecar-file-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const config = path.join(dir, 'bootstrap.yaml')
-  writeFileSync(
-    config,
-    `node: { id: b, workload: b, namespace: default }
-admin: { address: 127.0.0.1, port: ${admin} }
-listeners: [{ name: out, direction: outbound, address: 127.0.0.1, port: ${port}, routeTable: t }]
-routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ name: r, match: { path: { prefix: / } }, backends: [{ cluster: app }] }] }] }]
-clusters: [{ name: app, endpoints: [{ address: 127.0.0.1, port: ${(app.address() as net.AddressInfo).port} }] }]
-telemetry: { tracing: { enabled: true, sampling: 100, zipkinUrl: 'http://127.0.0.1:${(collector.address() as net.AddressInfo).port}/api/v2/spans' } }
-`,
-  )
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
-  for (const k of ['WEFT_NO_BUNDLE', 'WEFT_FROM_SOURCE', 'WEFT_COMPILE_CACHE']) delete env[k]
-  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
-  let stderr = ''
-  child.stderr.on('data', (b: Buffer) => (stderr += b))
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  const deadline = Date.now() + 15000
-  while (!(await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false))) {
-    if (Date.now() > deadline || child.exitCode !== null) return t.fail(`not ready: ${stderr}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
+  const started = await startSidecar(t, 'weft-sidecar-file-', `{ name: app, endpoints: [{ address: 127.0.0.1, port: ${(app.address() as net.AddressInfo).port} }] }`,
+    `telemetry: { tracing: { enabled: true, sampling: 100, zipkinUrl: 'http://127.0.0.1:${(collector.address() as net.AddressInfo).port}/api/v2/spans' } }\n`)
+  if (started === null) return
+  const { port, stderr } = started
   const r = await fetch(`http://127.0.0.1:${port}/traced`)
   t.equal(r.status, 200)
   t.equal(await r.text(), 'ok\n')
-  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no span within 10 s: ${stderr}`)), 10000).unref())
+  const timeout = new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no span within 10 s: ${stderr()}`)), 10000).unref())
   await Promise.race([spansIn, timeout])
   t.ok(spans.some((sp) => sp.tags?.['http.path'] === '/traced'), 'the span of the request reached the collector')
-  t.equal(stderr, '', 'nothing on stderr (no warning from the module loader)')
+  t.equal(stderr(), '', 'nothing on stderr (no warning from the module loader)')
 })
