@@ -7,7 +7,9 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { controlPlaneEnv, hasControlPlaneSettings, withoutControlPlaneEnv } from '../control-plane/runtime.ts'
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { CONTROL_PLANE_ENV, controlPlaneEnv, hasControlPlaneSettings, withoutControlPlaneEnv } from '../control-plane/runtime.ts'
 import { ROOT, tempDir, until, WEFT_BIN, type Teardown } from './helpers/sidecar.ts'
 
 const SETTINGS = ['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'NODE_OPTIONS', 'WEFT_CP_DEFAULTS', 'WEFT_CP_REEXECUTED']
@@ -28,20 +30,33 @@ function environOf(pid: number): Record<string, string> {
   return out
 }
 
-async function startControlPlane(t: Teardown, env: NodeJS.ProcessEnv) {
+const SYSTEM_NODE = '/usr/bin/node'
+const systemMajor = existsSync(SYSTEM_NODE) ? Number(execFileSync(SYSTEM_NODE, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' })) : 0
+
+async function startControlPlane(t: Teardown, env: NodeJS.ProcessEnv, node = process.execPath) {
   const dir = join(tempDir(t), 'resources')
   mkdirSync(dir)
   writeFileSync(join(dir, 'svc.yaml'), stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: 'demo' }, spec: { ports: [{ port: 80 }] } }))
-  const child = spawn(process.execPath, [WEFT_BIN, 'control-plane', '--local', dir, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(node, [WEFT_BIN, 'control-plane', '--local', dir, '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d))
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d))
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)))
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  let ready: { pid: number } | null = null
+  t.teardown(() => {
+    if (ready !== null && ready.pid !== child.pid) {
+      try {
+        process.kill(ready.pid, 'SIGKILL') // the wrapper's child
+      } catch {
+        // gone
+      }
+    }
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
   await until('control plane ready', () => out.includes('"msg":"control plane ready"'), 30_000)
-  const ready = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"control plane ready"'))!) as { pid: number }
-  return { pid: child.pid!, ready, stderr: () => err, stop: async () => { child.kill('SIGTERM'); return exited } }
+  ready = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"control plane ready"'))!) as { pid: number }
+  return { pid: child.pid!, ready: ready as { pid: number }, stderr: () => err, stop: async () => { child.kill('SIGTERM'); return exited } }
 }
 
 t.test('weft control-plane without the settings: the same process runs with them, and stops on SIGTERM with 0', async (t) => {
@@ -82,4 +97,13 @@ t.test('controlPlaneEnv / withoutControlPlaneEnv / hasControlPlaneSettings', asy
   t.ok(hasControlPlaneSettings({ ...cp, NODE_OPTIONS: '"--import=x.mjs" "--max-semi-space-size=24"' }, []), 'quoted entries count')
   t.same(withoutControlPlaneEnv({ ...cp, WEFT_CP_REEXECUTED: '1' }), base, 'the bench\'s proxies get none of them')
   t.same(controlPlaneEnv({ MALLOC_ARENA_MAX: '8' }).MALLOC_ARENA_MAX, '8')
+})
+
+t.test('started by an older system Node (bin/weft.js re-runs it under the pinned Node): the control plane has its settings', { skip: systemMajor === 0 || systemMajor >= 24 ? `no system Node older than 24 at ${SYSTEM_NODE}` : false }, async (t) => {
+  const cp = await startControlPlane(t, cleanEnv(), SYSTEM_NODE)
+  t.not(cp.ready.pid, cp.pid, 'the control plane is the wrapper\'s child')
+  const env = environOf(cp.ready.pid)
+  for (const [k, v] of Object.entries(CONTROL_PLANE_ENV)) t.equal(env[k], v, `${k} given by the wrapper`)
+  t.notMatch(cp.stderr(), /without its memory settings/)
+  t.equal(await cp.stop(), 0, 'SIGTERM to the wrapper: it ends as the control plane ended')
 })
