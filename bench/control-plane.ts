@@ -174,9 +174,10 @@ function gitCommit(): string | null {
 
 /** The control plane's process settings this run has (control-plane/runtime.ts), for the report. */
 function settings(): string {
-  if (process.env.WEFT_CP_DEFAULTS === '1') return 'WEFT_CP_DEFAULTS=1 (glibc and V8 defaults)'
-  if (!hasControlPlaneSettings()) return 'without the control plane\'s settings'
-  return [...Object.keys(CONTROL_PLANE_ENV).map((k) => `${k}=${process.env[k]}`), `NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`].join(' ')
+  const given = [...Object.keys(CONTROL_PLANE_ENV), 'NODE_OPTIONS'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`)
+  if (process.env.WEFT_CP_DEFAULTS === '1') return ['WEFT_CP_DEFAULTS=1 (defaults but what is set here)', ...given].join(' ')
+  if (!hasControlPlaneSettings()) return ['without the control plane\'s settings', ...given].join(' ')
+  return given.join(' ')
 }
 
 async function main(): Promise<void> {
