@@ -107,8 +107,9 @@ const DERIVE_UP_TO = 1 / 8
 /**
  * typeSnapshot of a map (name -> body). When it has the same names as the last map of its type and
  * only a few bodies differ, the resources are the last ones with those replaced: the same result
- * (same order, same version) without versioning, sorting and hashing entry by entry what did not
- * change. At 11,000 clusters that is ~20 ms less of the control plane's work for an endpoint change.
+ * (same order, same version) without looking up, sorting and diffing what did not change (the
+ * type's hash still reads every name and version). Measured at 11,000 clusters, one endpoint
+ * change published to 50 keys: p50 7-15 ms before, 7-10 ms with it (three alternated runs).
  */
 function mapTypeSnapshot(type: TypeUrl, collection: ReadonlyMap<string, object>): TypeSnapshot {
   const known = types.get(collection)
