@@ -7,16 +7,17 @@
 // Why (measured with `npm run bench:cp`, 1,000 proxies, README "Memory with many proxies"):
 // glibc keeps what a burst of large allocations freed (complete snapshots being written, grpc-js's
 // copy of each message, JSON of the sources): its mmap threshold rises with every large block
-// freed, so later ones come from the heap and stay mapped (~60-100 MB at 1,000 proxies). A fixed
-// threshold of 128 KiB sends them to mmap (returned at free), a trim threshold of 128 KiB gives the
-// heap's top back, and two arenas instead of 8 x cores keep gRPC's, libuv's and V8's threads from
-// each holding their own. None of them costs the control plane measurable CPU a change: an
-// endpoint change allocates nothing that large (~300-1,000 page faults a change, ~1 ms, with or
+// freed, so later ones come from the heap and stay mapped (50-90 MB at 1,000 proxies). A fixed
+// threshold of 128 KiB sends them to mmap (returned at free; the setting that matters), a trim
+// threshold of 128 KiB gives the heap's top back, and two arenas instead of 8 x cores keep gRPC's,
+// libuv's and V8's threads from each holding their own. None of them makes an endpoint change
+// fault pages or enter the kernel measurably more (300-1,600 page faults a change with or
 // without them).
 //
-// V8's flags are left at their defaults: a 16 MB cap on the semi-spaces (tried) saved no RSS the
-// bench could tell from noise, and more scavenges promote the streams' in-flight objects sooner
-// (more mark-compacts of the ~140 MB old generation: the CPU a change that was lost).
+// V8's flags are left at their defaults: a 16 MB cap on the semi-spaces is worth another ~30-40 MB
+// with these, but means more scavenges, which promote the streams' objects in flight across a
+// change sooner (more mark-compacts of the ~140 MB old generation), and with it the push latency
+// was lost; without it the 400 MB target is met.
 //
 // WEFT_CP_DEFAULTS=1 keeps glibc's defaults (no re-execution). A variable the environment already
 // has is left as it is (the operator's value wins).
