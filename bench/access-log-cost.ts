@@ -1,20 +1,22 @@
-// The access log's cost (`npm run bench -- --access-log-cost`): two sidecars started side by side on
-// the same upstream, plain Weft (`weft`) and Weft with the access log on (`weft+accesslog`, every
-// request to a file), loaded in turns by short wrk runs, many rounds, the order alternating each
-// round (ABBA…).
+// The access log's cost (`npm run bench -- --access-log-cost`): plain Weft (`weft`) and Weft with the
+// access log on (`weft+accesslog`, every request to a file) on the same upstream, both pinned to the
+// same CPU and loaded at the same time by two wrk (pinned to the other CPU with the upstream), in
+// many short rounds, over a few fresh pairs of sidecar processes.
 //
-// Why this shape: on a shared 2-core machine the background load drifts by more than the effect
-// within seconds, so rows measured minutes apart (the --telemetry table) or even back to back with
-// 10 s runs differ by ±30 %. Short runs of both sidecars close in time share the same background,
-// and the ratio of each round cancels what drifts slower than a round; the median and the
-// interquartile range of the round ratios then say how sure the number is. Next to requests per
-// second, each run records the sidecar's CPU time per request (sum of every thread's on-CPU time
-// from /proc/PID/task/*/schedstat, in ns; the main thread on its own too): a saturated
-// single-threaded proxy's throughput is 1 / (main-thread CPU per request), and CPU time does not
-// count the time another process held the core, so it moves much less than requests per second.
-// `--pin` pins each sidecar (all its threads) to CPU 1 and the harness, wrk and the upstream to CPU 0.
+// Why this shape: on a shared 2-core machine the background load moves by more than the effect
+// within seconds, so rows measured one after the other (the --telemetry table, or alternated 2 s
+// rounds here with --alternate) differ by ±30 % from round to round. Two sidecars on one CPU at the
+// same moment meet the same background; each round's ratio (access log ÷ plain) cancels it. Each
+// run also records the sidecar's CPU time per request (every thread's on-CPU time from
+// /proc/PID/task/*/schedstat, ns; the main thread alone too). Fresh pairs: each process's JIT makes
+// its own choices (a profile showed the HTTP parser left in a lower tier in one process for the
+// whole run, +4 µs a request), so the rounds of one pair share that luck; the median of each pair
+// is printed to show it. Reported: median, interquartile range and a 95 % confidence interval of
+// the median (order statistics) of the round ratios. Caveat: the log's write thread takes its CPU
+// from both sidecars on the shared CPU, so the req/s ratio slightly understates its cost; the CPU
+// ratio counts it fully.
 //
-// Last stdout line: JSON (`access_log_cost_pct` from CPU per request, `rps_ratio_*`, `cpu_ratio_*`).
+// Last stdout line: JSON (`access_log_cost_rps_pct`, `rps_ratio_*`, `cpu_ratio_*`, `access_log_cost_pct` from CPU).
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -32,12 +34,13 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const RESULTS_DIR = path.join(here, 'results')
 
 const USAGE = `usage: npm run bench -- --access-log-cost [options]
-  --rounds N        rounds; each runs both sidecars once, order alternating (default 20)
+  --rounds N        rounds; each loads both sidecars once (default 21)
+  --pairs N         fresh pairs of sidecar processes the rounds are spread over (default 3)
   --seconds S       seconds of each wrk -c50 run (default 2)
   --warmup S        seconds of wrk per sidecar before the first round (default 3)
   --connections N   wrk connections (default 50)
-  --pin             taskset: the sidecars on CPU 1, the harness, wrk and the upstream on CPU 0
-  --together        load both sidecars at the same time (two wrk) instead of one after the other
+  --no-pin          do not pin (default: taskset puts both sidecars on CPU 1, the harness, wrk and the upstream on CPU 0)
+  --alternate       load the sidecars one after the other, order alternating (default: both at once, two wrk)
   --no-save         do not write bench/results/access-log-cost-*.json
   -h, --help`
 
@@ -59,6 +62,8 @@ export interface CostRun {
 /** Both sidecars' runs of one round and their ratios (access log ÷ plain). */
 export interface CostRound {
   round: number
+  /** which pair of sidecar processes ran it */
+  pair: number
   plain: CostRun
   logged: CostRun
   rpsRatio: number
@@ -117,9 +122,10 @@ export function spread(xs: readonly number[]): Spread {
   }
 }
 
-export function roundOf(round: number, plain: CostRun, logged: CostRun): CostRound {
+export function roundOf(round: number, plain: CostRun, logged: CostRun, pair = 1): CostRound {
   return {
     round,
+    pair,
     plain,
     logged,
     rpsRatio: logged.rps / plain.rps,
@@ -174,12 +180,13 @@ export async function runAccessLogCostBench(argv: string[]): Promise<number> {
     values = parseArgs({
       args: argv,
       options: {
-        rounds: { type: 'string', default: '20' },
+        rounds: { type: 'string', default: '21' },
+        pairs: { type: 'string', default: '3' },
         seconds: { type: 'string', default: '2' },
         warmup: { type: 'string', default: '3' },
         connections: { type: 'string', default: '50' },
-        pin: { type: 'boolean', default: false },
-        together: { type: 'boolean', default: false },
+        'no-pin': { type: 'boolean', default: false },
+        alternate: { type: 'boolean', default: false },
         'no-save': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -194,19 +201,16 @@ export async function runAccessLogCostBench(argv: string[]): Promise<number> {
     return 0
   }
   const rounds = Number(values.rounds)
+  const pairs = Number(values.pairs)
   const seconds = Number(values.seconds)
   const warmup = Number(values.warmup)
   const connections = Number(values.connections)
-  if (![rounds, seconds, connections].every((n) => Number.isInteger(n) && n >= 1) || !(warmup >= 0)) {
-    console.error(`--rounds, --seconds, --connections must be integers >= 1, --warmup >= 0\n${USAGE}`)
+  if (![rounds, pairs, seconds, connections].every((n) => Number.isInteger(n) && n >= 1) || pairs > rounds || !(warmup >= 0)) {
+    console.error(`--rounds, --pairs, --seconds, --connections must be integers >= 1, --pairs <= --rounds, --warmup >= 0\n${USAGE}`)
     return 1
   }
-  const pin = values.pin ?? false
-  const together = values.together ?? false
-  if (pin && os.cpus().length < 2) {
-    console.error('--pin needs 2 CPUs')
-    return 1
-  }
+  const pin = !(values['no-pin'] ?? false) && os.cpus().length >= 2
+  const together = !(values.alternate ?? false)
   const log = (m: string): void => void process.stderr.write(`[bench access-log-cost] ${m}\n`)
   const loadavgAtStart = os.loadavg()
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'weft-bench-alog-'))
@@ -220,63 +224,72 @@ export async function runAccessLogCostBench(argv: string[]): Promise<number> {
   let logLines = 0
   let loggedRequests = 0
   try {
-    const [up1, up2, plainPort, plainAdmin, logPort, logAdmin] = await freePorts(6)
+    const [up1, up2] = await freePorts(2)
     const upstreamPorts = [up1, up2]
     const upstream = await startUpstream({ dir: dir('upstream'), upstreamPorts, port: up1 })
-    const start = (row: CostRow, port: number, adminPort: number): Promise<Peer> =>
-      startWeft({ dir: dir(row), upstreamPorts, port, options: { adminPort: String(adminPort), row } })
-    const peers: Record<CostRow, Peer> = {
-      weft: await start('weft', plainPort, plainAdmin),
-      'weft+accesslog': await start('weft+accesslog', logPort, logAdmin),
-    }
-    const accessLogPath = String(peers['weft+accesslog'].info.accessLogPath)
     if (pin) {
       await taskset(['-p', '-c', '0', String(process.pid)]) // wrk inherits it
       await taskset(['-a', '-p', '-c', '0', String(upstream.pid)])
-      for (const row of COST_ROWS) await taskset(['-a', '-p', '-c', '1', String(peers[row].pid)])
     }
-    log(`${os.cpus().length} cores, load ${loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}; ${rounds} rounds of wrk -t1 -c${connections} -d${seconds}s per sidecar${pin ? ', pinned' : ''}${together ? ', both at once' : ''}`)
-    for (const row of COST_ROWS) {
-      if (warmup > 0) await runWrk({ url: `http://127.0.0.1:${peers[row].port}/`, connections, durationSec: warmup })
-    }
-    const once = async (row: CostRow): Promise<CostRun> => {
-      const peer = peers[row]
-      const dead = peer.deadReason()
-      if (dead !== null) throw new Error(`${row}: ${dead}`)
-      const c0 = readThreadsCpuNs(peer.pid)
-      const w = await runWrk({ url: `http://127.0.0.1:${peer.port}/`, connections, durationSec: seconds })
-      const c1 = readThreadsCpuNs(peer.pid)
-      if (row === 'weft+accesslog') loggedRequests += w.requests
-      return {
-        row,
-        rps: w.rps,
-        requests: w.requests,
-        errors: wrkErrorCount(w),
-        cpuUsPerReq: (c1.totalNs - c0.totalNs) / 1000 / w.requests,
-        mainUsPerReq: (c1.mainNs - c0.mainNs) / 1000 / w.requests,
+    log(`${os.cpus().length} cores, load ${loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}; ${rounds} rounds over ${pairs} pairs of sidecars, wrk -t1 -c${connections} -d${seconds}s per sidecar${pin ? ', pinned' : ''}${together ? ', both at once' : ', one after the other'}`)
+    let r = 0
+    for (let pair = 1; pair <= pairs; pair++) {
+      // a fresh pair of processes: each process's JIT makes its own choices (a hot function may stay
+      // in a lower tier for the whole run), so rounds of one pair share that luck; pairs average it
+      const [plainPort, plainAdmin, logPort, logAdmin] = await freePorts(4)
+      const start = (row: CostRow, port: number, adminPort: number): Promise<Peer> =>
+        startWeft({ dir: dir(`${row}-${pair}`), upstreamPorts, port, options: { adminPort: String(adminPort), row } })
+      const peers: Record<CostRow, Peer> = {
+        weft: await start('weft', plainPort, plainAdmin),
+        'weft+accesslog': await start('weft+accesslog', logPort, logAdmin),
       }
-    }
-    for (let r = 1; r <= rounds; r++) {
-      const order = r % 2 === 1 ? COST_ROWS : [...COST_ROWS].reverse()
-      const runs: Partial<Record<CostRow, CostRun>> = {}
-      if (together) {
-        const [a, b] = await Promise.all(COST_ROWS.map(once))
-        runs[a.row] = a
-        runs[b.row] = b
-      } else {
-        for (const row of order) runs[row] = await once(row)
+      if (pin) for (const row of COST_ROWS) await taskset(['-a', '-p', '-c', '1', String(peers[row].pid)])
+      const warm = (row: CostRow): Promise<unknown> => runWrk({ url: `http://127.0.0.1:${peers[row].port}/`, connections, durationSec: warmup })
+      if (warmup > 0) {
+        if (together) await Promise.all(COST_ROWS.map(warm))
+        else for (const row of COST_ROWS) await warm(row)
       }
-      const round = roundOf(r, runs.weft!, runs['weft+accesslog']!)
-      done.push(round)
-      log(
-        `round ${r}/${rounds}: weft ${round.plain.rps.toFixed(0)} req/s ${round.plain.cpuUsPerReq.toFixed(1)} µs/req, ` +
-          `+accesslog ${round.logged.rps.toFixed(0)} req/s ${round.logged.cpuUsPerReq.toFixed(1)} µs/req; ratio rps ${r3(round.rpsRatio)} cpu ${r3(round.cpuRatio)}`,
-      )
+      const once = async (row: CostRow): Promise<CostRun> => {
+        const peer = peers[row]
+        const dead = peer.deadReason()
+        if (dead !== null) throw new Error(`${row}: ${dead}`)
+        const c0 = readThreadsCpuNs(peer.pid)
+        const w = await runWrk({ url: `http://127.0.0.1:${peer.port}/`, connections, durationSec: seconds })
+        const c1 = readThreadsCpuNs(peer.pid)
+        if (row === 'weft+accesslog') loggedRequests += w.requests
+        return {
+          row,
+          rps: w.rps,
+          requests: w.requests,
+          errors: wrkErrorCount(w),
+          cpuUsPerReq: (c1.totalNs - c0.totalNs) / 1000 / w.requests,
+          mainUsPerReq: (c1.mainNs - c0.mainNs) / 1000 / w.requests,
+        }
+      }
+      const end = Math.round((rounds * pair) / pairs)
+      while (r < end) {
+        r++
+        const runs: Partial<Record<CostRow, CostRun>> = {}
+        if (together) {
+          const [a, b] = await Promise.all(COST_ROWS.map(once))
+          runs[a.row] = a
+          runs[b.row] = b
+        } else {
+          for (const row of r % 2 === 1 ? COST_ROWS : [...COST_ROWS].reverse()) runs[row] = await once(row)
+        }
+        const round = roundOf(r, runs.weft!, runs['weft+accesslog']!, pair)
+        done.push(round)
+        log(
+          `pair ${pair}, round ${r}/${rounds}: weft ${round.plain.rps.toFixed(0)} req/s ${round.plain.cpuUsPerReq.toFixed(1)} µs/req, ` +
+            `+accesslog ${round.logged.rps.toFixed(0)} req/s ${round.logged.cpuUsPerReq.toFixed(1)} µs/req; ratio rps ${r3(round.rpsRatio)} cpu ${r3(round.cpuRatio)}`,
+        )
+      }
+      // every request has left its line (once its slab is written: 20 ms)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      const text = fs.readFileSync(String(peers['weft+accesslog'].info.accessLogPath))
+      for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) logLines++
+      for (const row of COST_ROWS) await peers[row].stop()
     }
-    // every request must have left its line (checked once the 20 ms batch is written)
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    const text = fs.readFileSync(accessLogPath)
-    for (let i = text.indexOf(10); i >= 0; i = text.indexOf(10, i + 1)) logLines++
   } finally {
     await cleanupAll()
   }
@@ -288,7 +301,10 @@ export async function runAccessLogCostBench(argv: string[]): Promise<number> {
   const ratio = (x: number): string => x.toFixed(3)
   const k = (x: number): string => x.toFixed(0)
   console.log('')
-  console.log(`Access log cost: weft vs weft+accesslog (every request to a file), run side by side, ${s.rounds} alternated rounds of wrk -t1 -c${connections} -d${seconds}s${pin ? ', pinned (sidecars CPU 1, wrk/upstream CPU 0)' : ''}${together ? ', both loaded at once' : ''}`)
+  console.log(
+    `Access log cost: weft vs weft+accesslog (every request to a file), ${s.rounds} rounds over ${pairs} pairs of sidecars, wrk -t1 -c${connections} -d${seconds}s, ` +
+      `${together ? 'both sidecars loaded at once' : 'one after the other'}${pin ? ', pinned (sidecars CPU 1, wrk and upstream CPU 0)' : ''}`,
+  )
   console.log(`${os.cpus().length} cores, node ${process.version}, ${WEFT_BIN}; load average at start ${loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}, at end ${loadavgAtEnd.map((l) => l.toFixed(2)).join(' ')}`)
   console.log('Median (interquartile range) over the rounds; CPU = on-CPU time of the sidecar per request: all threads, main thread alone.')
   console.log('')
@@ -300,15 +316,22 @@ export async function runAccessLogCostBench(argv: string[]): Promise<number> {
   console.log(`  CPU per request             ${fmtCi(s.cpuRatio, ratio)}`)
   console.log(`  main thread CPU per request ${fmtCi(s.mainRatio, ratio)}`)
   console.log(`  req/s                       ${fmtCi(s.rpsRatio, ratio)}`)
-  console.log(`Throughput cost of the log, 1 − 1/(CPU ratio): ${fmtCi(s.costPct, (x) => x.toFixed(1))} %; from req/s: ${((1 - s.rpsRatio.median) * 100).toFixed(1)} %`)
+  const perPair = Array.from({ length: pairs }, (_, i) => spread(done.filter((d) => d.pair === i + 1).map((d) => d.rpsRatio)).median)
+  console.log(`  req/s, median of each pair   ${perPair.map(ratio).join(', ')}`)
+  const pct = (x: number): string => ((1 - x) * 100).toFixed(1)
+  console.log(`Throughput cost of the log: ${pct(s.rpsRatio.median)} % from req/s [${pct(s.rpsRatio.ciHigh)}–${pct(s.rpsRatio.ciLow)}]; ${fmtCi(s.costPct, (x) => x.toFixed(1))} % from CPU per request (1 − 1/ratio)`)
   console.log(`access log: ${logLines} lines for ${loggedRequests} requests counted by wrk in the rounds (plus warm-up and checks); wrk errors ${errors}`)
   const summary = {
     mode: 'access-log-cost',
     rounds: s.rounds,
     seconds,
     connections,
+    pairs,
     pinned: pin,
     together,
+    access_log_cost_rps_pct: r2((1 - s.rpsRatio.median) * 100),
+    access_log_cost_rps_pct_ci95: [r2((1 - s.rpsRatio.ciHigh) * 100), r2((1 - s.rpsRatio.ciLow) * 100)],
+    rps_ratio_per_pair: perPair.map(r3),
     loadavg_start: loadavgAtStart.map(r2),
     loadavg_end: loadavgAtEnd.map(r2),
     weft_rps: Math.round(s.rps.weft.median),
