@@ -10,7 +10,7 @@
 // run also records the sidecar's CPU time per request (every thread's on-CPU time from
 // /proc/PID/task/*/schedstat, ns; the main thread alone too). Fresh pairs: each process's JIT makes
 // its own choices (a profile showed the HTTP parser left in a lower tier in one process for the
-// whole run, +4 µs a request), so the rounds of one pair share that luck; the median of each pair
+// whole run, +2 µs a request), so the rounds of one pair share that luck; the median of each pair
 // is printed to show it. Reported: median, interquartile range and a 95 % confidence interval of
 // the median (order statistics) of the round ratios. Caveat: the log's write thread takes its CPU
 // from both sidecars on the shared CPU, so the req/s ratio slightly understates its cost; the CPU
