@@ -238,7 +238,7 @@ class XdsClient implements ConfigClient {
     if (s.up) this.log.warn(fields, 'control plane stream lost; serving the last config')
     else if (this.failedInARow++ % 10 === 0) {
       // the first failure and every tenth after it: a new user must see that nothing connects
-      this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
+      this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', grpcCode: st?.code, controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
     } else this.log.debug(fields, 'control plane unreachable')
     this.reconnects++
     this.metrics.reconnects.inc()
