@@ -4,9 +4,14 @@
 // trailers-only status, an HTTP 503, a compressed message) are statuses the client logs and
 // backs off from; keepalive finds a control plane that accepted the connection and went silent,
 // and keeps one that answers; a GOAWAY makes the client reconnect. Timers are injected: no sleeping.
+// And a --control-plane sidecar started from the bundle loads none of grpc-js, http2, tls.
 import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import net from 'node:net'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import pino from 'pino'
 import { configDiscoveryService, TYPE, typeName } from '../protos/api.ts'
 import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
@@ -15,7 +20,7 @@ import { startConfigServer } from '../control-plane/xds/server.ts'
 import { startConfigClient, type ConfigClientOptions } from '../proxy/xds/client.ts'
 import { MessageReader, parseTarget, percentDecode, statusOf } from '../proxy/xds/grpc-stream.ts'
 import { Proxy } from '../proxy/proxy.ts'
-import { until, type Teardown } from './helpers/sidecar.ts'
+import { freePort, ROOT, tempDir, until, type Teardown } from './helpers/sidecar.ts'
 
 const silent = pino({ level: 'silent' })
 const PATH = '/weft.config.v1alpha1.ConfigDiscovery/StreamConfig'
@@ -54,7 +59,7 @@ async function h2Server(t: Teardown, onStream: (st: http2.ServerHttp2Stream, h: 
     sessions.push(s)
     s.on('error', () => {})
   })
-  server.on('stream', (st, h) => {
+  server.on('stream', (st: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders) => {
     st.on('error', () => {})
     heads.push(h)
     onStream(st, h, heads.length)
@@ -211,7 +216,7 @@ t.test('keepalive: a control plane that accepted the connection and went silent 
   let closed = 0
   const server = net.createServer((s) => {
     sockets.push(s)
-    s.on('data', (b) => void received.push(b))
+    s.on('data', (b: Buffer) => void received.push(b))
     s.on('error', () => {})
     s.on('close', () => void closed++)
   })
@@ -290,4 +295,55 @@ t.test('GOAWAY from the control plane: the client reconnects on a new connection
   t.equal(srv.sessions.length, 2, 'on a new connection')
   t.equal(srv.heads.length, 2)
   t.equal(client.status().reconnects, 1)
+})
+
+t.test('a --control-plane sidecar from the bundle loads neither grpc-js nor node:http2 nor node:tls', { skip: existsSync(join(ROOT, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {
+  const cache = new SnapshotCache()
+  cache.setSnapshot('footprint-1', {
+    listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, routeTable: 'rt' }],
+    routeTables: [{ name: 'rt', virtualHosts: [] }],
+    clusters: [],
+    endpoints: new Map(),
+  })
+  const cp = await startConfigServer({ cache, address: '127.0.0.1:0', log: silent })
+  t.teardown(() => cp.stop())
+  const dir = tempDir(t)
+  const admin = await freePort()
+  const bootstrap = join(dir, 'bootstrap.yaml')
+  writeFileSync(bootstrap, `node: { id: footprint-1 }\nadmin: { address: 127.0.0.1, port: ${admin} }\nlisteners: []\nrouteTables: []\nclusters: []\n`)
+  // what the process loaded: Node's built-in modules (process.moduleLoadList) and every ES module
+  // URL (the bundle's chunks), written on SIGUSR2
+  const preload = join(dir, 'preload.mjs')
+  const out = join(dir, 'loaded.json')
+  writeFileSync(preload, [
+    "import { registerHooks } from 'node:module'",
+    "import { writeFileSync } from 'node:fs'",
+    'const urls = []',
+    'registerHooks({ load(url, ctx, next) { urls.push(url); return next(url, ctx) } })',
+    `process.on('SIGUSR2', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ builtins: process.moduleLoadList, urls })))`,
+  ].join('\n'))
+  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn', NODE_OPTIONS: `--import ${pathToFileURL(preload).href}` }
+  delete env.WEFT_NO_BUNDLE
+  delete env.WEFT_FROM_SOURCE
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'weft.js'), 'proxy', '--control-plane', cp.address, '--config', bootstrap], { stdio: ['ignore', 'ignore', 'pipe'], env })
+  let stderr = ''
+  child.stderr.on('data', (b: Buffer) => (stderr += b))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  t.teardown(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  await until('ready on the control plane\'s config', async () => child.exitCode === null && (await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false)), 15_000)
+  t.notMatch(stderr, /newer than dist/, 'ran the build, not the sources')
+  t.match(await fetch(`http://127.0.0.1:${admin}/control_plane`).then((r) => r.json()), { connected: true, source: 'control-plane', updates: { ack: 4 } })
+  child.kill('SIGUSR2')
+  await until('the list written', () => existsSync(out) && readFileSync(out, 'utf8').endsWith('}'))
+  const loaded = JSON.parse(readFileSync(out, 'utf8')) as { builtins: string[]; urls: string[] }
+  const chunks = loaded.urls.filter((u) => u.includes('/dist/bundle/'))
+  t.ok(chunks.length > 1, `${chunks.length} chunks of the bundle`)
+  t.same(loaded.builtins.filter((m) => /^NativeModule (http2|tls|https)$/.test(m) || m === 'Internal Binding http2'), [], 'no node:http2, node:tls, node:https')
+  // tap's process-info hook, which tap adds to its children's NODE_OPTIONS, loads node:crypto (uuid) itself
+  if (!loaded.urls.some((u) => u.includes('/@tapjs/processinfo/'))) t.notOk(loaded.builtins.includes('NativeModule crypto'), 'no node:crypto')
+  t.same(chunks.filter((u) => readFileSync(new URL(u), 'utf8').includes('node_modules/@grpc/grpc-js/')).map((u) => u.split('/').pop()), [], 'no chunk with @grpc/grpc-js')
+  t.same(loaded.urls.filter((u) => u.includes('/node_modules/@grpc/')), [], 'nor grpc-js from node_modules')
 })
