@@ -1,4 +1,4 @@
-// The proxy's ConfigDiscovery client constructor, without @grpc/proto-loader. The control plane and
+// The proxy's ConfigDiscovery message codec, without @grpc/proto-loader. The control plane and
 // the tests use protos/api.ts (proto-loader over config.proto); a sidecar in --control-plane mode
 // only needs the two messages of its one stream, so it reads a JSON descriptor of config.proto
 // that the build writes next to this module's compiled file (dist/proxy/xds/config-descriptor.json,
