@@ -135,6 +135,7 @@ export async function startSidecar(opts: StartOptions): Promise<Sidecar> {
 
 /** `weft proxy`: start, log where it listens, drain on signals. Returns the exit code promise. */
 export async function runSidecar(configFile: string, source: ConfigSource = bootstrapSource(configFile)): Promise<number> {
+  holdSignals()
   const log = createLogger()
   let sidecar: Sidecar
   try {
@@ -205,8 +206,26 @@ export function drainOnSignal(sidecar: { readonly proxy: Proxy; drain(): Promise
         resolve(0)
       })
     }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
-    process.on('SIGHUP', () => stop('SIGHUP'))
+    // Added before the holding listener goes: a signal's last listener removed closes Node's
+    // handle for it, and a signal already received but not yet dispatched was lost with it.
+    for (const s of SIGNALS) process.on(s, () => stop(s))
+    for (const s of SIGNALS) process.removeListener(s, holdSignal)
+    // a signal that came while the sidecar started: its drain begins now
+    if (heldSignal !== null) stop(heldSignal)
   })
+}
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const
+let heldSignal: (typeof SIGNALS)[number] | null = null
+function holdSignal(s: (typeof SIGNALS)[number]): void {
+  heldSignal ??= s
+}
+
+/**
+ * From the start of `weft proxy`: a signal that arrives before drainOnSignal takes over is held,
+ * and the drain starts as soon as the sidecar is up. Without it, a SIGTERM sent as the admin
+ * listener came up (its log line is written synchronously) killed the process undrained.
+ */
+export function holdSignals(): void {
+  for (const s of SIGNALS) if (!process.listeners(s).includes(holdSignal)) process.on(s, holdSignal)
 }

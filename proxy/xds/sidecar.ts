@@ -14,7 +14,7 @@ import { ConfigErrorCode, formatConfigError } from '../../api/errors.ts'
 import { loadBootstrapFile } from '../../api/load.ts'
 import type { Bootstrap } from '../../api/schema.ts'
 import { createLogger, type Logger } from '../log.ts'
-import { drainOnSignal } from '../main.ts'
+import { drainOnSignal, holdSignals } from '../main.ts'
 import { Proxy } from '../proxy.ts'
 import type { BackoffOptions } from './backoff.ts'
 import { startConfigClient, type ConfigClient, type NodeIdentity } from './client.ts'
@@ -231,6 +231,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
 
 /** `weft proxy --control-plane ADDR [--config FILE]`: start, drain on signals; the exit code. */
 export async function runXdsSidecar(opts: { controlPlane: string; configFile?: string }): Promise<number> {
+  holdSignals()
   const log = createLogger()
   let sidecar: XdsSidecar
   try {
