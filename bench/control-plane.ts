@@ -121,7 +121,8 @@ export function formatReport(r: CpBenchResult): string {
     `   all  ${r.ackMs.n} ACKs`.padEnd(72) + `${f0(r.sentMs.p50).padStart(5)}  (p50)     ${f0(r.ackMs.p50).padStart(8)} ${f0(r.ackMs.p99).padStart(7)} ${f0(r.ackMs.max).padStart(7)}`,
     '',
     `change -> ACK at ${r.options.proxies} proxies: p50 ${f0(r.ackMs.p50)} ms, p99 ${f0(r.ackMs.p99)} ms, max ${f0(r.ackMs.max)} ms   target p99 < ${TARGETS.changeP99Ms} ms: ${ok(r.ackMs.p99 < TARGETS.changeP99Ms && r.complete)}`,
-    `control plane during the changes: CPU ${f1(c.cpuS)} s over ${f1(c.ms / 1000)} s (${f0(c.cpuPerChangeMs)} ms a change), RSS max ${f0(c.maxRssMB)} MB, heap ${f0(c.mem.heapUsedMB)} MB; proxy processes CPU ${f1(c.workerCpuS)} s`,
+    `control plane during the changes: CPU ${f1(c.cpuS)} s over ${f1(c.ms / 1000)} s (${f0(c.cpuPerChangeMs)} ms a change, ${f0(c.sysCpuPerChangeMs)} ms of it in the kernel, ${f0(c.faultsPerChange)} page faults), RSS max ${f0(c.maxRssMB)} MB, heap ${f0(c.mem.heapUsedMB)} MB; proxy processes CPU ${f1(c.workerCpuS)} s`,
+    `control plane's collections during the changes: ${c.gc.scavenges} scavenges, ${c.gc.markCompacts} mark-compacts, ${f0(c.gc.pauseMs)} ms of pauses; CPU ms a change by thread: ${Object.entries(c.threadCpuPerChangeMs).map(([t, ms]) => `${t} ${ms}`).join(', ')}`,
     `proxies: ${r.proxies.acks} ACKs, ${r.proxies.nacks} NACKs, ${r.proxies.streamErrors.length} stream errors; decode ${f0(r.proxies.decodeMs)} ms in all${r.options.validateProxies ? ' (with validation)' : ' (decodeBatch only, no validation)'}`,
   ]
   if (!r.complete) lines.push('!  not every proxy ACKed every change (see "missing", NACKs and stream errors in the JSON)')
@@ -147,6 +148,14 @@ export function summary(r: CpBenchResult, file: string | null): Record<string, u
     change_sent_p50_ms: Math.round(r.sentMs.p50),
     change_sent_max_ms: Math.round(r.sentMs.max),
     change_cp_cpu_ms: Math.round(r.changePhase.cpuPerChangeMs),
+    change_cp_sys_ms: Math.round(r.changePhase.sysCpuPerChangeMs),
+    change_cp_faults: Math.round(r.changePhase.faultsPerChange),
+    change_cp_scavenges: r.changePhase.gc.scavenges,
+    change_cp_mark_compacts: r.changePhase.gc.markCompacts,
+    change_cp_thread_cpu_ms: r.changePhase.threadCpuPerChangeMs,
+    change_cp_gc_pause_ms: Math.round(r.changePhase.gc.pauseMs),
+    sync_rss_mb: Math.round(r.sync.mem.rssMB),
+    sync_rss_max_mb: Math.round(r.sync.maxRssMB),
     change_cp_rss_max_mb: Math.round(r.changePhase.maxRssMB),
     translate_target_met: r.scratch.translateAllMs < TARGETS.translateMs,
     change_target_met: r.ackMs.p99 < TARGETS.changeP99Ms && r.complete,
@@ -165,9 +174,10 @@ function gitCommit(): string | null {
 
 /** The control plane's process settings this run has (control-plane/runtime.ts), for the report. */
 function settings(): string {
-  if (process.env.WEFT_CP_DEFAULTS === '1') return 'WEFT_CP_DEFAULTS=1 (glibc and V8 defaults)'
-  if (!hasControlPlaneSettings()) return 'without the control plane\'s settings'
-  return [...Object.keys(CONTROL_PLANE_ENV).map((k) => `${k}=${process.env[k]}`), `NODE_OPTIONS=${process.env.NODE_OPTIONS ?? ''}`].join(' ')
+  const given = [...Object.keys(CONTROL_PLANE_ENV), 'NODE_OPTIONS'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`)
+  if (process.env.WEFT_CP_DEFAULTS === '1') return ['WEFT_CP_DEFAULTS=1 (defaults but what is set here)', ...given].join(' ')
+  if (!hasControlPlaneSettings()) return ['without the control plane\'s settings', ...given].join(' ')
+  return given.join(' ')
 }
 
 async function main(): Promise<void> {

@@ -82,3 +82,29 @@ export function processName(pid: number): string {
     return '?'
   }
 }
+
+/**
+ * On-CPU time of every thread of a process and of its main thread, ns (first field of
+ * /proc/PID/task/TID/schedstat: nanosecond precision, where /proc/PID/stat counts 10 ms ticks).
+ * Threads that exited between two readings are not counted; a Node process keeps its threads.
+ */
+export function readThreadsCpuNs(pid: number): { totalNs: number; mainNs: number } {
+  let totalNs = 0
+  let mainNs = 0
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let ns: number
+    try {
+      ns = parseSchedstatNs(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8'))
+    } catch {
+      continue // the thread just exited
+    }
+    totalNs += ns
+    if (tid === String(pid)) mainNs = ns
+  }
+  return { totalNs, mainNs }
+}
+
+/** "run_ns wait_ns timeslices" of a schedstat file -> run_ns. */
+export function parseSchedstatNs(text: string): number {
+  return Number(text.slice(0, text.indexOf(' ')))
+}

@@ -56,6 +56,9 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
                        options --connections, --duration, --warmup, --repeat, --quick); last stdout line is JSON
   --footprint          idle RSS, RSS after load, ready time, RSS with 10k idle connections: Weft, HAProxy, nginx
                        (bench/footprint.ts; --footprint --help for its options); last stdout line is JSON
+  --access-log-cost    plain weft and weft+accesslog side by side, many short alternated rounds: the log's cost as
+                       CPU per request and req/s ratios, median and IQR (bench/access-log-cost.ts; --access-log-cost
+                       --help for its options); last stdout line is JSON
   --soak               RSS drift of one sidecar (metrics on) driven at 70 % of its max rate for 5 minutes by
                        h2load --rps (bench/soak.ts; --soak --help for its options); last stdout line is JSON
   --only LIST          rows to measure, comma-separated: ${ROW_NAMES.join(',')} (direct is always added)
@@ -415,6 +418,7 @@ let exitCode = 1
 try {
   // --grpc: the gRPC unary rows (h2load; direct, weft, haproxy in HTTP/2 mode), a harness of its own
   if (process.argv.includes('--footprint')) exitCode = await (await import('./footprint.ts')).runFootprintBench(process.argv.slice(2).filter((a) => a !== '--footprint'))
+  else if (process.argv.includes('--access-log-cost')) exitCode = await (await import('./access-log-cost.ts')).runAccessLogCostBench(process.argv.slice(2).filter((a) => a !== '--access-log-cost'))
   else if (process.argv.includes('--soak')) exitCode = await (await import('./soak.ts')).runSoakBench(process.argv.slice(2).filter((a) => a !== '--soak'))
   else if (process.argv.includes('--mtls')) exitCode = await (await import('./mtls.ts')).runMtlsBench(process.argv.slice(2).filter((a) => a !== '--mtls'))
   else if (process.argv.includes('--overload')) exitCode = await (await import('./overload.ts')).runOverloadBench(process.argv.slice(2).filter((a) => a !== '--overload'))

@@ -46,9 +46,10 @@ if (major >= 24) {
     process.exit(1)
   }
   const { spawn } = await import('node:child_process')
+  const env = { ...process.env, WEFT_WRAPPED: '1' }
   const child = spawn(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, WEFT_WRAPPED: '1' },
+    env: process.argv[2] === 'control-plane' ? await controlPlaneEnv(env) : env,
   })
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
     process.on(signal, () => {
@@ -176,5 +177,20 @@ function pinnedNode() {
     return existsSync(bin) ? bin : null
   } catch {
     return null
+  }
+}
+
+/**
+ * The control plane's glibc settings (control-plane/runtime.ts) added to `env`: glibc reads them when
+ * the process starts, and the child cannot re-execute itself with them without losing its channel
+ * to this process. From the compiled module (this Node cannot load the TypeScript); without a
+ * build the child runs without them and says so.
+ */
+async function controlPlaneEnv(env) {
+  try {
+    const runtime = await import('../dist/control-plane/runtime.js')
+    return runtime.controlPlaneEnv(env)
+  } catch {
+    return env
   }
 }

@@ -6,7 +6,7 @@ import { stringify } from 'yaml'
 import { crdOf, OWN_KINDS } from '../control-plane/resources/crd.ts'
 import { DEFAULT_MESH } from '../control-plane/inject/types.ts'
 import { WATCHED_KINDS } from '../control-plane/sources/kube-objects.ts'
-import { CONTROL_PLANE_ENV, CONTROL_PLANE_V8_FLAGS } from '../control-plane/runtime.ts'
+import { CONTROL_PLANE_ENV } from '../control-plane/runtime.ts'
 
 export const WEBHOOK_CONFIG_NAME = 'weft-sidecar-injector'
 export const WEBHOOK_PORT = 8443
@@ -106,10 +106,9 @@ export function manifests(o: InstallOptions = DEFAULT_INSTALL): [string, Obj[]][
                 ],
                 env: [
                   { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                  // glibc's and V8's settings of the control plane (control-plane/runtime.ts): set here, the
-                  // process starts with them (otherwise `weft control-plane` re-executes itself once to get them)
+                  // glibc's settings of the control plane (control-plane/runtime.ts): set here, the process
+                  // starts with them (otherwise `weft control-plane` re-executes itself once to get them)
                   ...Object.entries(CONTROL_PLANE_ENV).map(([name, value]) => ({ name, value })),
-                  { name: 'NODE_OPTIONS', value: CONTROL_PLANE_V8_FLAGS.join(' ') },
                 ],
                 ports: [
                   { name: 'grpc', containerPort: 15010 },

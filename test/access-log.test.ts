@@ -302,7 +302,9 @@ t.test('standard output as a full non-blocking pipe: writes wait and retry, noth
   const script = `
     import { createAccessLog } from ${JSON.stringify(mod)}
     process.stdout.write('') // libuv makes the stdout pipe non-blocking: a full pipe answers EAGAIN
-    const log = createAccessLog({}, ${JSON.stringify(OUTBOUND)})
+    let full = false
+    const onWait = () => { if (!full) { full = true; process.stderr.write('full\\n') } }
+    const log = createAccessLog({ onWait }, ${JSON.stringify(OUTBOUND)})
     for (let n = 0; n < ${N}; n++) log.onRequest({ ...${JSON.stringify(rec())}, bytesOut: n })
     await log.close()
     process.stderr.write('dropped ' + log.dropped + '\\n')
@@ -313,9 +315,17 @@ t.test('standard output as a full non-blocking pipe: writes wait and retry, noth
   let err = ''
   child.stderr.setEncoding('utf8')
   child.stderr.on('data', (d: string) => (err += d))
-  // read nothing until the child has filled the pipe and met EAGAIN at least once
+  // read nothing until the child has filled the pipe and met EAGAIN (it says so on stderr)
   child.stdout.pause()
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  await new Promise<void>((resolve) => {
+    const seen = (): void => {
+      if (!err.includes('full\n')) return
+      child.stderr.off('data', seen)
+      resolve()
+    }
+    child.stderr.on('data', seen)
+    child.on('close', () => resolve())
+  })
   child.stdout.setEncoding('utf8')
   child.stdout.on('data', (d: string) => (out += d))
   child.stdout.resume()
@@ -325,5 +335,5 @@ t.test('standard output as a full non-blocking pipe: writes wait and retry, noth
   t.equal(rows.pop(), 'done')
   t.equal(rows.length, N)
   t.ok(rows.every((l, i) => (JSON.parse(l) as { bytes_sent: number }).bytes_sent === i), 'every line whole, in order')
-  t.match(err, /dropped 0/)
+  t.match(err, /^full\ndropped 0\n/, 'the pipe was full before anything was read')
 })

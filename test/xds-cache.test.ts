@@ -104,6 +104,48 @@ t.test('endpoint updates are incremental: only the clusters that changed, and th
   t.equal(updateFor(eps, { version: eps.version, resources: null }), null, 'nothing to send at the same version')
 })
 
+t.test('an endpoint change on a large map: only what moved is versioned; versions, order and delta as from scratch', async (t) => {
+  // 40 clusters in one map (the translator's shape: the same names, a few lists replaced)
+  const names = Array.from({ length: 40 }, (_, i) => `c${String(39 - i).padStart(2, '0')}`) // not in name order
+  const lists = (port: (i: number) => number) => Object.fromEntries(names.map((n, i) => [n, [ep(port(i))]]))
+  const base = lists((i) => i + 1)
+  const cache = new SnapshotCache()
+  const s1 = snap(base)
+  const first = cache.setSnapshot('n', s1)
+  if (!first.ok) return t.fail('refused')
+  // c05 moves; c10 gets a new list object with the same content
+  const endpoints = new Map(s1.endpoints)
+  endpoints.set('c05', [ep(9999)])
+  endpoints.set('c10', [...endpoints.get('c10')!])
+  const next = cache.setSnapshot('n', { ...s1, endpoints })
+  if (!next.ok) return t.fail('refused')
+  t.same(next.changed, [TYPE.endpoints], 'only the endpoints moved')
+  const before = first.snapshot.types[TYPE.endpoints]
+  const eps = next.snapshot.types[TYPE.endpoints]
+  t.same(eps.delta, { from: before.version, changed: ['c05'], removed: [] })
+  t.equal(eps.resources.get('c10'), before.resources.get('c10'), 'equal content: the resource already sent is kept')
+  t.equal(eps.resources.get('c01'), before.resources.get('c01'))
+  t.same([...eps.resources.keys()], [...names].sort(), 'name order')
+  const u = updateFor(eps, { version: before.version, resources: before.resources })!
+  t.same(u.resources.map((r) => r.name), ['c05'])
+
+  // the same content from scratch (a restarted control plane; other names were versioned between)
+  new SnapshotCache().setSnapshot('other', snap({ x: [ep(1)] }))
+  const fresh = new SnapshotCache().setSnapshot('n', snap({ ...lists((i) => i + 1), c05: [ep(9999)] }))
+  if (!fresh.ok) return t.fail('refused')
+  t.same(versions(fresh.snapshot), versions(next.snapshot), 'the same versions as a cache that saw only this state')
+  t.same([...fresh.snapshot.types[TYPE.endpoints].resources.keys()], [...eps.resources.keys()])
+
+  // many lists at once: versioned from scratch, same result
+  const all = new Map([...s1.endpoints].map(([n, l]) => [n, [ep(l[0].port + 1000)]]))
+  const moved = cache.setSnapshot('n', { ...s1, endpoints: all })
+  if (!moved.ok) return t.fail('refused')
+  const scratch = new SnapshotCache().setSnapshot('n', snap(lists((i) => i + 1001)))
+  if (!scratch.ok) return t.fail('refused')
+  t.equal(moved.snapshot.types[TYPE.endpoints].version, scratch.snapshot.types[TYPE.endpoints].version)
+  t.equal(moved.snapshot.types[TYPE.endpoints].delta?.changed.length, 40)
+})
+
 t.test('an inconsistent snapshot is refused with errors, and the last one stays', async (t) => {
   const cache = new SnapshotCache()
   const good = cache.setSnapshot('n', snap({ a: [ep(1)] }))

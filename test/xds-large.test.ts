@@ -11,7 +11,8 @@ import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
 import type { EndpointSpec, Snapshot } from '../control-plane/snapshot/types.ts'
 import { startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
 import { SMALL_BATCH_BYTES } from '../control-plane/xds/budget.ts'
-import { REUSE_FROM_BYTES } from '../control-plane/xds/wire.ts'
+import { REUSE_FROM_BYTES, reusingSerializer, serializeResponse, toResponse } from '../control-plane/xds/wire.ts'
+import { updateFor } from '../control-plane/snapshot/delta.ts'
 
 const HOSTS = 5000
 
@@ -94,6 +95,22 @@ t.test('a large route table to three proxies at once: each response intact, with
   }
   t.equal(nonces.size, 12, 'twelve responses, twelve nonces')
   t.ok(HOSTS * 40 > REUSE_FROM_BYTES, 'the route table is serialized into the reused buffer')
+})
+
+t.test('the reused buffer of large responses: the same bytes, let go once idle', async (t) => {
+  const cache = new SnapshotCache()
+  const r = cache.setSnapshot('n', snapshot())
+  if (!r.ok) return t.fail('refused')
+  const u = updateFor(r.snapshot.types[TYPE.routeTable], undefined)!
+  const response = toResponse(u, 'nonce-1', 0)
+  const serialize = reusingSerializer(30)
+  t.equal(serialize.scratchBytes, 0, 'nothing held before a large response')
+  const bytes = Buffer.from(serialize(response)) // (valid until the next call: copied, as grpc-js does)
+  t.ok(bytes.length > REUSE_FROM_BYTES)
+  t.same(bytes, serializeResponse(response), 'the same bytes as a buffer of its own')
+  t.ok(serialize.scratchBytes >= bytes.length, 'written into the reused buffer')
+  await until('the buffer let go', () => serialize.scratchBytes === 0, 2000)
+  t.same(Buffer.from(serialize(response)), bytes, 'and taken again for the next large response')
 })
 
 t.test('send budget: a complete snapshot waits while another is written; endpoint updates do not', async (t) => {

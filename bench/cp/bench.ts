@@ -12,7 +12,10 @@
 //                receives the ACK (one clock: the control plane's).
 import { fork, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
+import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import fs from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import v8 from 'node:v8'
 import pino from 'pino'
 import { TYPE } from '../../protos/api.ts'
@@ -24,7 +27,7 @@ import { OUTBOUND_TABLE, resourcesOf, translate } from '../../control-plane/tran
 import { startConfigServer, type Answer } from '../../control-plane/xds/server.ts'
 import { withoutControlPlaneEnv } from '../../control-plane/runtime.ts'
 import { trimObject, WATCHED_KINDS, type RawObject } from '../../control-plane/sources/kube-objects.ts'
-import { readCpuSeconds } from '../proc.ts'
+import { parseStatCpuSeconds, readCpuSeconds } from '../proc.ts'
 import { changeOneEndpoint, generateMesh, namespaceName } from './generate.ts'
 import type { FromWorker, SyncMode, ToWorker, WorkerProxy, WorkerStats } from './worker.ts'
 
@@ -131,7 +134,22 @@ export interface CpBenchResult {
   ackMs: Percentiles
   /** change -> written to every stream, over the changes */
   sentMs: Percentiles
-  changePhase: { ms: number; cpuS: number; cpuPerChangeMs: number; maxRssMB: number; mem: MemSample; workerCpuS: number }
+  changePhase: {
+    ms: number
+    cpuS: number
+    cpuPerChangeMs: number
+    /** of cpuPerChangeMs, in the kernel (page faults, mmap/munmap, madvise, socket writes) */
+    sysCpuPerChangeMs: number
+    /** the control plane's minor page faults a change (fresh pages touched: mmap'ed buffers, a trimmed heap regrown) */
+    faultsPerChange: number
+    /** CPU ms a change by thread name (exited threads' time is lost) */
+    threadCpuPerChangeMs: Record<string, number>
+    /** V8 collections over the measured changes (main-thread pauses; marking also runs on helper threads) */
+    gc: GcCount
+    maxRssMB: number
+    mem: MemSample
+    workerCpuS: number
+  }
   proxies: { acks: number; nacks: number; streamErrors: string[]; nackErrors: string[]; decodeMs: number }
   /** every proxy ACKed every change */
   complete: boolean
@@ -166,6 +184,88 @@ function asSourceKeepsThem(objs: readonly { kind: string; obj: unknown }[]): voi
   }
 }
 
+export interface GcCount {
+  scavenges: number
+  /** mark-compacts (full collections of the old generation) */
+  markCompacts: number
+  /** main-thread pause, ms */
+  pauseMs: number
+}
+
+/** CPU seconds of this process's threads so far, by thread name (node-MainThread, node-V8Worker: V8's GC and compiler helpers, libuv-worker, ...). */
+function threadCpu(): Map<string, number> {
+  const out = new Map<string, number>()
+  let tasks: string[] = []
+  try {
+    tasks = fs.readdirSync('/proc/self/task')
+  } catch {
+    return out // not Linux
+  }
+  for (const t of tasks) {
+    try {
+      const name = fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()
+      out.set(name, (out.get(name) ?? 0) + parseStatCpuSeconds(fs.readFileSync(`/proc/self/task/${t}/stat`, 'utf8')))
+    } catch {
+      // the thread ended
+    }
+  }
+  return out
+}
+
+function threadCpuSince(before: Map<string, number>, changes: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const [name, s] of threadCpu()) {
+    const ms = ((s - (before.get(name) ?? 0)) * 1000) / Math.max(1, changes)
+    if (ms >= 1) out[name] = Math.round(ms)
+  }
+  return out
+}
+
+/**
+ * The highest RSS since start(): the kernel's peak (VmHWM, reset by writing 5 to clear_refs), which
+ * costs nothing while the bench runs. Where that cannot be done, RSS sampled every 20 ms (which
+ * misses short peaks and costs the process ~1 % of a core: process.memoryUsage.rss() reads /proc).
+ */
+function peakRss(): { read(): number } {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5')
+    const hwm = () => Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) * 1024
+    return { read: hwm }
+  } catch {
+    let max = process.memoryUsage.rss()
+    const sampler = setInterval(() => {
+      max = Math.max(max, process.memoryUsage.rss())
+    }, 20)
+    sampler.unref()
+    return {
+      read() {
+        clearInterval(sampler)
+        return Math.max(max, process.memoryUsage.rss())
+      },
+    }
+  }
+}
+
+/** Counts V8's collections from now until stop() (perf_hooks 'gc' entries). */
+function countGc(): { stop(): GcCount } {
+  const c: GcCount = { scavenges: 0, markCompacts: 0, pauseMs: 0 }
+  const count = (e: PerformanceEntry) => {
+    const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind
+    if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) c.markCompacts++
+    else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR || kind === perfConstants.NODE_PERFORMANCE_GC_MINOR_MARK_SWEEP) c.scavenges++
+    c.pauseMs += e.duration
+  }
+  const obs = new PerformanceObserver((list) => list.getEntries().forEach(count))
+  obs.observe({ entryTypes: ['gc'] })
+  return {
+    stop() {
+      obs.takeRecords().forEach(count)
+      obs.disconnect()
+      return c
+    },
+  }
+}
+
 function gc(): void {
   ;(globalThis as { gc?: () => void }).gc?.()
 }
@@ -173,6 +273,12 @@ function gc(): void {
 function cpuSeconds(): number {
   const u = process.cpuUsage()
   return (u.user + u.system) / 1e6
+}
+
+/** System CPU seconds and minor page faults of this process so far. */
+function kernelSide(): { sysS: number; faults: number } {
+  const r = process.resourceUsage()
+  return { sysS: r.systemCPUTime / 1e6, faults: r.minorPageFault }
 }
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url))
@@ -290,10 +396,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       byKey.set(key, [...(byKey.get(key) ?? []), id])
     }
     const syncCpu0 = cpuSeconds()
-    let syncMaxRss = process.memoryUsage.rss()
-    const syncSampler = setInterval(() => {
-      syncMaxRss = Math.max(syncMaxRss, process.memoryUsage.rss())
-    }, 20).unref()
+    const syncPeak = peakRss()
     const syncStart = performance.now()
     let synced = 0
     for (const list of proxyList) {
@@ -309,7 +412,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       while (server.registry.connected < o.proxies) await new Promise((r) => setTimeout(r, 20))
     })(), o.syncTimeoutMs, 'every proxy connected')
     const syncMs = performance.now() - syncStart
-    clearInterval(syncSampler)
+    const syncMaxRss = syncPeak.read()
     const syncCpu = cpuSeconds() - syncCpu0
     gc()
     const syncMem = mem()
@@ -327,11 +430,15 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     const all: number[] = []
     let workerCpu0 = workers.reduce((s, w) => s + readCpuSeconds(w.child.pid!), 0)
     let phaseCpu0 = cpuSeconds()
+    let kernel0 = kernelSide()
+    let threads0 = threadCpu()
     let phaseStart = performance.now()
-    let maxRss = process.memoryUsage.rss()
-    const sampler = setInterval(() => {
-      maxRss = Math.max(maxRss, process.memoryUsage.rss())
-    }, 20)
+    let peak = peakRss()
+    let maxRss = 0
+    // WEFT_BENCH_CP_PROF=DIR: a CPU profile of the control plane over the measured changes
+    const cpProfDir = process.env.WEFT_BENCH_CP_PROF
+    const profiler = cpProfDir ? new Session() : null
+    let gcCounter: { stop(): GcCount } | null = null
     try {
       for (let k = 1 - o.warmupChanges; k <= o.changes; k++) {
         const warmup = k <= 0
@@ -388,9 +495,17 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
           await new Promise((r) => setTimeout(r, o.pauseMs))
           if (k === 0) {
             phaseCpu0 = cpuSeconds()
+            kernel0 = kernelSide()
+            threads0 = threadCpu()
+            gcCounter = countGc()
             phaseStart = performance.now()
             workerCpu0 = workers.reduce((s, w) => s + readCpuSeconds(w.child.pid!), 0)
-            maxRss = process.memoryUsage.rss()
+            peak = peakRss()
+            if (profiler !== null) {
+              profiler.connect()
+              await profiler.post('Profiler.enable')
+              await profiler.post('Profiler.start')
+            }
           }
           continue
         }
@@ -402,10 +517,20 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
         if (k < o.changes) await new Promise((r) => setTimeout(r, o.pauseMs))
       }
     } finally {
-      clearInterval(sampler)
+      maxRss = peak.read()
+    }
+    if (profiler !== null) {
+      const { profile } = await profiler.post('Profiler.stop')
+      const file = path.join(cpProfDir!, `cp-changes-${process.pid}.cpuprofile`)
+      fs.writeFileSync(file, JSON.stringify(profile))
+      profiler.disconnect()
+      log(`CPU profile of the changes: ${file}`)
     }
     const phaseMs = performance.now() - phaseStart
     const phaseCpu = cpuSeconds() - phaseCpu0
+    const kernel1 = kernelSide()
+    const threadMs = threadCpuSince(threads0, o.changes)
+    const gcs = gcCounter?.stop() ?? { scavenges: NaN, markCompacts: NaN, pauseMs: NaN }
     const workerCpu = workers.reduce((s, w) => s + readCpuSeconds(w.child.pid!), 0) - workerCpu0
     const phaseMem = mem()
     log(`after the changes: ${formatMem(phaseMem)}`)
@@ -449,7 +574,12 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       warmups,
       ackMs: percentiles(all),
       sentMs: percentiles(changes.map((c) => c.sentMs)),
-      changePhase: { ms: phaseMs, cpuS: phaseCpu, cpuPerChangeMs: (phaseCpu * 1000) / Math.max(1, o.changes), maxRssMB: maxRss / 1048576, mem: phaseMem, workerCpuS: workerCpu },
+      changePhase: { ms: phaseMs, cpuS: phaseCpu, cpuPerChangeMs: (phaseCpu * 1000) / Math.max(1, o.changes),
+        sysCpuPerChangeMs: ((kernel1.sysS - kernel0.sysS) * 1000) / Math.max(1, o.changes),
+        faultsPerChange: (kernel1.faults - kernel0.faults) / Math.max(1, o.changes),
+        gc: gcs,
+        threadCpuPerChangeMs: threadMs,
+        maxRssMB: maxRss / 1048576, mem: phaseMem, workerCpuS: workerCpu },
       proxies,
       complete: [...warmups, ...changes].every((c) => c.missing === 0 && c.acked === o.proxies) && proxies.nacks === 0,
     }

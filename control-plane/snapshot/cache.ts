@@ -5,7 +5,7 @@ import { TYPE_URLS, type TypeUrl } from '../../protos/api.ts'
 import { checkConsistency } from './consistency.ts'
 import { diff } from './delta.ts'
 import type { PublishResult, PublishedSnapshot, Snapshot, TypeSnapshot } from './types.ts'
-import { versionSnapshot } from './version.ts'
+import { derivedDelta, versionSnapshot } from './version.ts'
 
 /** Called with the new snapshot and the types whose version moved (never empty). */
 export type Watcher = (snapshot: PublishedSnapshot, changed: readonly TypeUrl[]) => void
@@ -84,8 +84,7 @@ function withDelta(t: TypeSnapshot, old: TypeSnapshot): TypeSnapshot {
   if (m === undefined) deltas.set(t, (m = new Map()))
   let out = m.get(old.version)
   if (out === undefined) {
-    const d = diff(old.resources, t.resources)
-    out = { ...t, delta: { from: old.version, changed: d.changed, removed: d.removed } }
+    out = { ...t, delta: derivedDelta(t, old.version) ?? { from: old.version, ...diff(old.resources, t.resources) } }
     if (m.size >= DELTAS_PER_TYPE) m.delete(m.keys().next().value!)
     m.set(old.version, out)
   }

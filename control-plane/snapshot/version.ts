@@ -13,7 +13,7 @@
 // times.
 import { createHash } from 'node:crypto'
 import { TYPE_URLS, type TypeUrl } from '../../protos/api.ts'
-import type { EndpointSpec, Snapshot, TypeSnapshot, VersionedResource } from './types.ts'
+import type { EndpointSpec, Snapshot, TypeDelta, TypeSnapshot, VersionedResource } from './types.ts'
 
 const hashes = new WeakMap<object, string>()
 // body -> its versioned resource, so that the wire's per-resource encodings are reused too
@@ -84,11 +84,71 @@ function typeSnapshot(type: TypeUrl, collection: object, items: () => Iterable<[
   const list: VersionedResource[] = []
   for (const [name, body] of items()) list.push(resource(name, body))
   list.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-  const h = createHash('sha256')
-  for (const r of list) h.update(`${r.name}\0${r.version}\n`)
-  const t: TypeSnapshot = { type, version: h.digest().toString('hex', 0, 8), resources: new Map(list.map((r) => [r.name, r])), delta: null }
+  const t: TypeSnapshot = { type, version: typeVersion(list), resources: new Map(list.map((r) => [r.name, r])), delta: null }
   types.set(collection, t)
   return t
+}
+
+/** The hash of every (name, version), in name order: one update of one string (not a call a resource). */
+function typeVersion(sorted: Iterable<VersionedResource>): string {
+  const lines: string[] = []
+  for (const r of sorted) lines.push(`${r.name}\0${r.version}\n`)
+  return createHash('sha256').update(lines.join('')).digest().toString('hex', 0, 8)
+}
+
+// type -> the last map collection versioned (the translator's endpoints): the next one is usually
+// the same names with a few lists replaced (one EndpointSlice moved)
+const lastMap = new Map<TypeUrl, { readonly collection: ReadonlyMap<string, object>; readonly t: TypeSnapshot }>()
+// a type versioned from the previous one: what changed (the cache's delta, without a diff)
+const derivations = new WeakMap<TypeSnapshot, TypeDelta>()
+/** Derive from the previous map while at most this share of its entries changed. */
+const DERIVE_UP_TO = 1 / 8
+
+/**
+ * typeSnapshot of a map (name -> body). When it has the same names as the last map of its type and
+ * only a few bodies differ, the resources are the last ones with those replaced: the same result
+ * (same order, same version) without looking up, sorting and diffing what did not change (the
+ * type's hash still reads every name and version). Measured at 11,000 clusters, one endpoint
+ * change published to 50 keys: p50 7-15 ms before, 7-10 ms with it (three alternated runs).
+ */
+function mapTypeSnapshot(type: TypeUrl, collection: ReadonlyMap<string, object>): TypeSnapshot {
+  const known = types.get(collection)
+  if (known !== undefined && known.type === type) return known
+  const last = lastMap.get(type)
+  const t = (last !== undefined && derived(type, collection, last.t)) || typeSnapshot(type, collection, () => collection)
+  types.set(collection, t)
+  lastMap.set(type, { collection, t })
+  return t
+}
+
+function derived(type: TypeUrl, collection: ReadonlyMap<string, object>, prev: TypeSnapshot): TypeSnapshot | null {
+  if (collection.size !== prev.resources.size) return null
+  const limit = Math.max(16, Math.floor(collection.size * DERIVE_UP_TO))
+  const changed = new Map<string, VersionedResource>()
+  for (const [name, body] of collection) {
+    const p = prev.resources.get(name)
+    if (p === undefined) return null // other names: versioned from scratch
+    if (p.body === body) continue
+    const r = resource(name, body)
+    if (r.version === p.version) continue // equal content in a new object: keep the resource sent
+    if (changed.size === limit) return null
+    changed.set(name, r)
+  }
+  if (changed.size === 0) return prev
+  const resources = new Map(prev.resources) // name order kept: replacing a value keeps its place
+  for (const [name, r] of changed) resources.set(name, r)
+  const t: TypeSnapshot = { type, version: typeVersion(resources.values()), resources, delta: null }
+  derivations.set(t, { from: prev.version, changed: [...changed.keys()].sort(), removed: [] }) // in name order, as diff() gives them
+  return t
+}
+
+/**
+ * The delta from `from` to `t` when `t` was derived from that version (mapTypeSnapshot), else
+ * null (then the cache diffs them).
+ */
+export function derivedDelta(t: TypeSnapshot, from: string): TypeDelta | null {
+  const d = derivations.get(t)
+  return d !== undefined && d.from === from ? d : null
 }
 
 /** Every type of a (consistent) snapshot, versioned (without deltas: the cache adds them). */
@@ -96,7 +156,7 @@ export function versionSnapshot(s: Snapshot): Record<TypeUrl, TypeSnapshot> {
   const [cluster, endpoints, routeTable, listener] = TYPE_URLS
   return {
     [cluster]: typeSnapshot(cluster, s.clusters, () => s.clusters.map((c) => [c.name, c])),
-    [endpoints]: typeSnapshot(endpoints, s.endpoints, () => s.endpoints as ReadonlyMap<string, readonly EndpointSpec[]>),
+    [endpoints]: mapTypeSnapshot(endpoints, s.endpoints as ReadonlyMap<string, readonly EndpointSpec[]>),
     [routeTable]: typeSnapshot(routeTable, s.routeTables, () => s.routeTables.map((t) => [t.name, t])),
     [listener]: typeSnapshot(listener, s.listeners, () => s.listeners.map((l) => [l.name, l])),
   } as Record<TypeUrl, TypeSnapshot>

@@ -22,6 +22,8 @@ export interface LogFileOptions {
   /** most unwritten bytes (queued and in flight) before whole slabs are dropped */
   maxBufferBytes: number
   onError: (err: Error) => void
+  /** the destination was full (EAGAIN): the write waits and retries (each time) */
+  onWait?: () => void
 }
 
 export interface LogFile {
@@ -118,6 +120,7 @@ export function openLogFile(opts: LogFileOptions): LogFile {
     inflight = 0
     if (err !== null) {
       if (err.code === 'EAGAIN') {
+        opts.onWait?.()
         retryTimer = setTimeout(() => {
           retryTimer = null
           pump()

@@ -4,18 +4,14 @@
 //
 // Cost on the request path: a request filtered out (status class not listed, or not sampled) reads
 // its status, costs an array read and at most one random() call, and builds nothing. A logged
-// request is serialized by hand into one string (the field set is fixed: no object, no generic
-// serializer; pino's logger.info() measured 5-10x the cost of this for the same line) and encoded
-// at once into a slab, a buffer that collects the lines of up to BATCH_MS (20 ms) or SLAB_BYTES and
-// is then written whole (one write(2) per slab, on libuv's pool). So no line outlives its request as
-// a string, and a batch is not concatenated, flattened or encoded again. Fields that usually repeat
-// from one request to the next (method, authority, protocol, route, cluster, endpoint, client
-// address, path) keep their last JSON form and are escaped again only when they change; the others
-// are escaped only when they hold a character JSON must escape; the time is formatted once per
-// second and the duration from integers (see isoTime and msText). Measured: see the README (Access
-// log). The bytes not yet written are bounded (`maxBufferBytes`, 16 MiB by default): when the disk
-// or the stdout reader cannot keep up, further lines are dropped and counted (`dropped`) rather
-// than growing memory.
+// request is encoded straight into a slab (./access-log-line.ts: the fixed text encoded once, the
+// values copied byte by byte; no string, no object, no generic serializer — pino's logger.info()
+// measured 5-10x the cost of the string form of this line), a buffer that collects the lines of up
+// to BATCH_MS (20 ms) or SLAB_BYTES and is then written whole (one write(2) per slab, on libuv's
+// pool). So no line leaves garbage behind, and a batch is not concatenated or encoded again.
+// Measured: see the README (Access log). The bytes not yet written are bounded (`maxBufferBytes`,
+// 16 MiB by default): when the disk or the stdout reader cannot keep up, further lines are dropped
+// and counted (`dropped`) rather than growing memory.
 //
 // Fields of every line, always present, in this order (names follow Envoy's / Istio's access log
 // vocabulary; absent values are JSON null, never omitted):
@@ -52,6 +48,7 @@
 // server failures, not client cancellations). Codes 600–999 (non-standard, relayed as received)
 // are logged only when no filter is set.
 import { openLogFile } from './access-log-file.ts'
+import { lineEncoder } from './access-log-line.ts'
 import type { PeerLabels, RequestRecord, RequestSink } from './types.ts'
 
 export interface AccessLogOptions {
@@ -67,6 +64,8 @@ export interface AccessLogOptions {
   maxBufferBytes?: number
   /** a write or open error of the destination (each error once); default: a process warning */
   onError?: (err: Error) => void
+  /** the destination was full (a non-blocking pipe: EAGAIN) and the write waits to retry */
+  onWait?: () => void
 }
 
 export interface AccessLog extends RequestSink {
@@ -77,6 +76,8 @@ export interface AccessLog extends RequestSink {
   /** lines dropped because the destination could not keep up (or failed to open) */
   readonly dropped: number
 }
+
+export { isoTime, msText, q } from './access-log-line.ts'
 
 const STATUS_CLASS = /^[0-5]xx$/
 
@@ -102,73 +103,6 @@ function classTable(statusClasses: string[] | undefined): boolean[] {
   return t
 }
 
-/** A character JSON must escape (JSON.stringify also escapes lone surrogates). */
-const NEEDS_ESCAPE = /[\u0000-\u001f"\\\ud800-\udfff]/
-
-/** A JSON string: quoted as is unless it holds a character to escape (a regex test is ~2x faster than JSON.stringify). */
-export function q(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : '"' + s + '"'
-}
-
-/** A string, or null when empty. */
-function qn(s: string): string {
-  return s === '' ? 'null' : q(s)
-}
-
-/** A number (never NaN/Infinity in JSON). */
-function num(n: number): string {
-  return Number.isFinite(n) ? String(n) : 'null'
-}
-
-/** ".001" … ".999" without trailing zeros, "" for 0: the fraction of a millisecond count in microseconds. */
-const FRACTION = Array.from({ length: 1000 }, (_, i) => (i === 0 ? '' : ('.' + String(i).padStart(3, '0')).replace(/0+$/, '')))
-
-/**
- * `ms` rounded to the microsecond, as String(Math.round(ms * 1000) / 1000) writes it, from two
- * integers (a double's shortest form costs ~5x more); null when not finite or negative.
- */
-export function msText(ms: number): string {
-  if (!(ms >= 0) || ms > 1e15) return num(Math.round(ms * 1000) / 1000)
-  const us = Math.round(ms * 1000)
-  const whole = Math.floor(us / 1000)
-  return whole + FRACTION[us - whole * 1000]
-}
-
-// ISO 8601 time with milliseconds; Date#toISOString costs microseconds, so the part up to the
-// second is cached (requests of one second share it).
-let isoSecond = NaN
-let isoPrefix = ''
-
-/** `2025-01-31T12:00:00.123Z` for ms since the epoch. */
-export function isoTime(ms: number): string {
-  const sec = Math.floor(ms / 1000)
-  if (sec !== isoSecond) {
-    isoSecond = sec
-    isoPrefix = new Date(sec * 1000).toISOString().slice(0, -4) // "2025-01-31T12:00:00."
-  }
-  const m = Math.floor(ms - sec * 1000)
-  return isoPrefix + (m < 10 ? '00' : m < 100 ? '0' : '') + m + 'Z'
-}
-
-/**
- * The JSON form of a field that usually repeats from one request to the next: the last string and
- * its form are kept, so a repeat costs one string comparison (a pointer comparison for names that
- * come from the compiled config).
- */
-class Memo {
-  last = ''
-  json = '""'
-  of(s: string): string {
-    if (s === this.last) return this.json
-    this.last = s
-    return (this.json = q(s))
-  }
-  /** null for "" */
-  orNull(s: string): string {
-    return s === '' ? 'null' : this.of(s)
-  }
-}
-
 export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): AccessLog {
   const classes = classTable(opts.statusClasses)
   const sampling = opts.sampling ?? 100
@@ -176,24 +110,9 @@ export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): Acc
   const threshold = sampling / 100
   const random = opts.random ?? Math.random
   const onError = opts.onError ?? ((err: Error) => process.emitWarning(`access log ${opts.path ?? 'stdout'}: ${err.message}`))
-  const file = openLogFile({ path: opts.path, slabBytes: SLAB_BYTES, maxBufferBytes: opts.maxBufferBytes ?? 16 * 1024 * 1024, onError })
+  const file = openLogFile({ path: opts.path, slabBytes: SLAB_BYTES, maxBufferBytes: opts.maxBufferBytes ?? 16 * 1024 * 1024, onError, onWait: opts.onWait })
 
-  // The listener's labels, serialized once.
-  const peer =
-    ',"reporter":' + q(labels.reporter) +
-    ',"source_workload":' + q(labels.sourceWorkload) +
-    ',"source_namespace":' + q(labels.sourceNamespace) +
-    ',"destination_workload":' + q(labels.destinationWorkload) +
-    ',"destination_namespace":' + q(labels.destinationNamespace)
-  const method = new Memo()
-  const authority = new Memo()
-  const path = new Memo()
-  const protocol = new Memo()
-  const flags = new Memo()
-  const route = new Memo()
-  const cluster = new Memo()
-  const host = new Memo()
-  const client = new Memo()
+  const encoder = lineEncoder(labels)
 
   /** closed: nothing more is logged */
   let off = false
@@ -211,49 +130,24 @@ export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): Acc
     slab = null
     used = lines = 0
   }
-  const append = (line: string): void => {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit
-    const room = line.length * 3
-    if (slab !== null && used + room > SLAB_BYTES) writeSlab()
-    if (room > SLAB_BYTES) {
-      // a line longer than a slab (a huge path) goes alone, in a buffer of its own
-      const big = Buffer.from(line)
-      file.write(big, big.length, 1)
-      return
-    }
-    if (slab === null) slab = file.slab()
-    used += slab.write(line, used)
-    lines++
-    if (scheduled === null) scheduled = setTimeout(writeSlab, BATCH_MS).unref()
-  }
 
   function onRequest(r: RequestRecord): void {
     const status = r.status
     const cls = (status / 100) | 0
     if (!classes[cls] || (threshold < 1 && !(random() < threshold))) return
     if (off) return
-    const f = r.flags
-    append(
-      '{"start_time":"' + isoTime(r.startTime) + '"' + peer +
-      ',"duration_ms":' + msText(r.durationMs) +
-      ',"method":' + method.of(r.method) +
-      ',"authority":' + authority.of(r.authority) +
-      ',"path":' + path.of(r.path) +
-      ',"protocol":' + protocol.of(r.protocol) +
-      ',"response_code":' + num(status) +
-      ',"response_flags":' + (f === '' ? '"-"' : flags.of(f)) +
-      (r.grpcStatus === '' ? '' : ',"grpc_status":' + q(r.grpcStatus)) +
-      ',"route_name":' + route.orNull(r.routeName) +
-      ',"upstream_cluster":' + cluster.orNull(r.clusterName) +
-      ',"upstream_host":' + host.orNull(r.upstreamHost) +
-      ',"bytes_received":' + num(r.bytesIn) +
-      ',"bytes_sent":' + num(r.bytesOut) +
-      ',"request_id":' + qn(r.requestId) +
-      ',"trace_id":' + qn(r.traceId) +
-      ',"downstream_remote_address":' + client.of(r.downstreamAddress) +
-      ',"source_principal":' + (r.peer === null ? 'null' : q(r.peer.principal)) +
-      '}\n',
-    )
+    const room = encoder.maxBytes(r)
+    if (slab !== null && used + room > SLAB_BYTES) writeSlab()
+    if (room > SLAB_BYTES) {
+      // a line that may be longer than a slab (a huge path) goes alone, in a buffer of its own
+      const big = Buffer.allocUnsafeSlow(room)
+      file.write(big, encoder.encode(r, big, 0), 1)
+      return
+    }
+    if (slab === null) slab = file.slab()
+    used = encoder.encode(r, slab, used)
+    lines++
+    if (scheduled === null) scheduled = setTimeout(writeSlab, BATCH_MS).unref()
   }
 
   function flush(): Promise<void> {

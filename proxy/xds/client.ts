@@ -4,10 +4,10 @@
 // the last good config keeps serving. Disconnected, the proxy serves what it has; without a
 // static bootstrap it serves nothing (and is not ready) until its first config.
 import { WEFT_VERSION } from '../../protos/version.ts'
-import { credentials, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js'
 import pino, { type Logger } from 'pino'
-import { typeName, type ConfigDiscoveryClient, type ConfigRequest, type ConfigResponse__Output, type TypeUrl } from '../../protos/api.ts'
-import { configDiscoveryClient } from './wire.ts'
+import { typeName, type ConfigRequest, type ConfigResponse__Output, type TypeUrl } from '../../protos/api.ts'
+import { GrpcStream, type GrpcStatus } from './grpc-stream.ts'
+import { streamConfigCodec } from './wire.ts'
 import type { Bootstrap } from '../../api/schema.ts'
 import type { Proxy } from '../proxy.ts'
 import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED, type Accepted, type LocalSettings, type Outcome } from './assemble.ts'
@@ -42,6 +42,8 @@ export interface ConfigClientOptions {
   now?: () => number
   /** HTTP/2 keepalive pings on the stream, so a vanished control plane is noticed; default 30 s */
   keepaliveMs?: number
+  /** the stream's keepalive and connect timers (default: real ones); `timers` is the reconnection schedule's */
+  streamTimers?: Timers
 }
 
 export interface XdsStatus {
@@ -72,10 +74,10 @@ export interface ConfigClient {
 export const XDS_APPLY = 'WEFT_ERR_XDS_APPLY'
 const PROXY_VERSION = `weft/${WEFT_VERSION}`
 const MAX_MESSAGE = 256 * 1024 * 1024
+const USER_AGENT = `weft-proxy/${WEFT_VERSION}`
 
 interface Stream {
-  readonly call: ClientDuplexStream<ConfigRequest, ConfigResponse__Output>
-  readonly client: ConfigDiscoveryClient
+  readonly call: GrpcStream<ConfigRequest, ConfigResponse__Output>
   up: boolean
   upAt: number
   gotResponse: boolean
@@ -167,33 +169,41 @@ class XdsClient implements ConfigClient {
   private connect(): void {
     this.timer = null
     if (this.closed) return
-    // A channel per attempt: the reconnection schedule is ours (injectable, jittered), not the
-    // channel's own reconnect backoff.
-    const Client = configDiscoveryClient()
-    const keepalive = this.o.keepaliveMs ?? 30_000
-    const client = new Client(this.o.address, credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': keepalive,
-      'grpc.keepalive_timeout_ms': Math.min(keepalive, 10_000),
-      // a full snapshot of a large mesh is far more than the 4 MiB default
-      'grpc.max_receive_message_length': MAX_MESSAGE,
-      // no gRPC service config from DNS TXT records: Weft has none, and where the pod cannot reach a
-      // name server the pending TXT query kept a drained sidecar alive ~25 s (a Job's pod with it)
-      'grpc.service_config_disable_resolution': 1,
-    })
-    const call = client.StreamConfig()
-    const s: Stream = { call, client, up: false, upAt: 0, gotResponse: false, down: false, pending: [] }
+    // A connection per attempt (./grpc-stream.ts): the reconnection schedule is ours (injectable,
+    // jittered), not a channel's own reconnect backoff.
+    const codec = streamConfigCodec()
+    let s: Stream | null = null
+    const call = new GrpcStream<ConfigRequest, ConfigResponse__Output>(
+      {
+        address: this.o.address,
+        path: codec.path,
+        serialize: codec.requestSerialize,
+        deserialize: codec.responseDeserialize as (b: Buffer) => ConfigResponse__Output,
+        keepaliveMs: this.o.keepaliveMs ?? 30_000,
+        // a full snapshot of a large mesh is far more than gRPC's 4 MiB default
+        maxMessage: MAX_MESSAGE,
+        userAgent: USER_AGENT,
+        timers: this.o.streamTimers ?? REAL_TIMERS,
+      },
+      {
+        onHeaders: () => {
+          if (s === null || s.down || s.up) return
+          s.up = true
+          this.failedInARow = 0
+          s.upAt = this.now()
+          this.changedAt = s.upAt
+          this.log.info({ node: this.o.node.id }, 'connected to the control plane')
+        },
+        onMessage: (r) => {
+          if (s !== null) this.onResponse(s, r)
+        },
+        onStatus: (st) => {
+          if (s !== null) this.down(s, st)
+        },
+      },
+    )
+    s = { call, up: false, upAt: 0, gotResponse: false, down: false, pending: [] }
     this.stream = s
-    call.on('metadata', () => {
-      if (s.down || s.up) return
-      s.up = true
-      this.failedInARow = 0
-      s.upAt = this.now()
-      this.changedAt = s.upAt
-      this.log.info({ node: this.o.node.id }, 'connected to the control plane')
-    })
-    call.on('data', (r: ConfigResponse__Output) => this.onResponse(s, r))
-    call.on('error', () => {}) // the status event below carries the same information
-    call.on('status', (st: StatusObject) => this.down(s, st))
     const n = this.o.node
     call.write({
       node: {
@@ -210,12 +220,11 @@ class XdsClient implements ConfigClient {
     })
   }
 
-  private down(s: Stream, st: StatusObject | null): void {
+  private down(s: Stream, st: GrpcStatus | null): void {
     if (s.down) return
     s.down = true
     s.pending = [] // a batch cut short is never applied
     s.call.cancel()
-    s.client.close()
     if (this.stream !== s) return
     this.stream = null
     const now = this.now()
@@ -229,7 +238,7 @@ class XdsClient implements ConfigClient {
     if (s.up) this.log.warn(fields, 'control plane stream lost; serving the last config')
     else if (this.failedInARow++ % 10 === 0) {
       // the first failure and every tenth after it: a new user must see that nothing connects
-      this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
+      this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', grpcCode: st?.code, controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
     } else this.log.debug(fields, 'control plane unreachable')
     this.reconnects++
     this.metrics.reconnects.inc()

@@ -1,4 +1,4 @@
-// The proxy's ConfigDiscovery client constructor, without @grpc/proto-loader. The control plane and
+// The proxy's ConfigDiscovery message codec, without @grpc/proto-loader. The control plane and
 // the tests use protos/api.ts (proto-loader over config.proto); a sidecar in --control-plane mode
 // only needs the two messages of its one stream, so it reads a JSON descriptor of config.proto
 // that the build writes next to this module's compiled file (dist/proxy/xds/config-descriptor.json,
@@ -9,7 +9,10 @@
 // options of protos/api.ts: fromObject/encode out, decode/toObject in, longs and enums as strings,
 // defaults and oneof names set (test/xds-wire.test.ts compares both on the same messages).
 // From the sources (no build), the .proto is parsed here with the full protobufjs.
-import { makeGenericClientConstructor, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js'
+// The sidecar's stream itself is ./grpc-stream.ts (the proxy's own HTTP/2 codec), which takes the
+// codec of StreamConfig (streamConfigCodec); configDiscoveryClient, the same codec in a grpc-js
+// client class, is for tests and tools and requires grpc-js on first use.
+import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -38,28 +41,56 @@ function root(): protobuf.Root {
 }
 
 type Constructor = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => ConfigDiscoveryClient
-let client: Constructor | null = null
 
-/** The ConfigDiscovery client class (made once per process). */
-export function configDiscoveryClient(): Constructor {
-  if (client !== null) return client
+/** One method's path and (de)serializers, as grpc-js's service definitions hold them. */
+export interface MethodCodec {
+  path: string
+  requestStream: boolean
+  responseStream: boolean
+  requestSerialize(o: object): Buffer
+  requestDeserialize(b: Buffer): object
+  responseSerialize(o: object): Buffer
+  responseDeserialize(b: Buffer): object
+  originalName: string
+}
+
+let methods: Record<string, MethodCodec> | null = null
+
+/** ConfigDiscovery's methods (made once per process). */
+function serviceMethods(): Record<string, MethodCodec> {
+  if (methods !== null) return methods
   const service = root().lookupService(`${PACKAGE}.ConfigDiscovery`)
-  const methods: Record<string, unknown> = {}
-  for (const m of service.methodsArray) {
-    m.resolve()
-    const req = m.resolvedRequestType!
-    const res = m.resolvedResponseType!
-    methods[m.name] = {
-      path: `/${PACKAGE}.ConfigDiscovery/${m.name}`,
-      requestStream: m.requestStream === true,
-      responseStream: m.responseStream === true,
+  const m: Record<string, MethodCodec> = {}
+  for (const x of service.methodsArray) {
+    x.resolve()
+    const req = x.resolvedRequestType!
+    const res = x.resolvedResponseType!
+    m[x.name] = {
+      path: `/${PACKAGE}.ConfigDiscovery/${x.name}`,
+      requestStream: x.requestStream === true,
+      responseStream: x.responseStream === true,
       requestSerialize: (o: object) => Buffer.from(req.encode(req.fromObject(o)).finish()),
       requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), TO_OBJECT),
       responseSerialize: (o: object) => Buffer.from(res.encode(res.fromObject(o)).finish()),
       responseDeserialize: (b: Buffer) => res.toObject(res.decode(b), TO_OBJECT),
-      originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),
+      originalName: x.name.charAt(0).toLowerCase() + x.name.slice(1),
     }
   }
-  client = makeGenericClientConstructor(methods as Parameters<typeof makeGenericClientConstructor>[0], 'ConfigDiscovery') as unknown as Constructor
+  methods = m
+  return m
+}
+
+/** StreamConfig's path and codec (the sidecar's config stream, ./grpc-stream.ts). */
+export function streamConfigCodec(): MethodCodec {
+  return serviceMethods().StreamConfig
+}
+
+let client: Constructor | null = null
+
+/** The ConfigDiscovery client class of grpc-js (made once per process; grpc-js required here). */
+export function configDiscoveryClient(): Constructor {
+  if (client !== null) return client
+  const { makeGenericClientConstructor } = createRequire(import.meta.url)('@grpc/grpc-js') as typeof import('@grpc/grpc-js')
+  client = makeGenericClientConstructor(serviceMethods() as unknown as Parameters<typeof makeGenericClientConstructor>[0], 'ConfigDiscovery') as unknown as Constructor
   return client
 }
