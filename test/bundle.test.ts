@@ -3,7 +3,6 @@
 // first use (lazy shims), and pino's node:assert and node:worker_threads are stand-ins: a sidecar
 // started from it still speaks HTTP/2 to an upstream and to a client, gives requests an id, and the
 // shims behave as the real modules.
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
@@ -15,14 +14,13 @@ import tls from 'node:tls'
 import vm from 'node:vm'
 import { pathToFileURL } from 'node:url'
 import t from 'tap'
-import type { Teardown } from './helpers/sidecar.ts'
+import { spawnBuilt, type Teardown } from './helpers/sidecar.ts'
 import { CJS_STANDINS, lazyShim } from '../build/bundle.ts'
 import { createRequire } from 'node:module'
 import { AssertionError } from 'node:assert'
 import { Worker } from 'node:worker_threads'
 
 const root = path.resolve(import.meta.dirname, '..')
-const BIN = path.join(root, 'bin', 'weft.js')
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -51,25 +49,12 @@ routeTables: [{ name: t, virtualHosts: [{ name: v, domains: ['*'], routes: [{ na
 clusters: [${clusterYaml}]
 ${extraYaml}`,
   )
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
-  for (const k of ['WEFT_NO_BUNDLE', 'WEFT_FROM_SOURCE', 'WEFT_COMPILE_CACHE']) delete env[k]
-  const child = spawn(process.execPath, [BIN, 'proxy', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env })
-  let stderr = ''
-  child.stderr.on('data', (b: Buffer) => (stderr += b))
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  const deadline = Date.now() + 15000
-  while (!(await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false))) {
-    if (Date.now() > deadline || child.exitCode !== null) {
-      t.fail(`not ready: ${stderr}`)
-      return null
-    }
-    await new Promise((r) => setTimeout(r, 20))
+  const w = spawnBuilt(t, ['proxy', '--config', config], admin)
+  if (!(await w.ready())) {
+    t.fail(`not ready: ${w.stderr()}`)
+    return null
   }
-  return { port, stderr: () => stderr }
+  return { port, stderr: w.stderr }
 }
 
 t.test('the lazy shims: functions call the real ones (also with new), http2 constants equal', async (t) => {

@@ -6,7 +6,6 @@
 // and keeps one that answers; a GOAWAY makes the client reconnect. Timers are injected: no sleeping.
 // And a --control-plane sidecar started from the bundle loads none of grpc-js, http2, tls.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import http2 from 'node:http2'
 import net from 'node:net'
@@ -20,7 +19,7 @@ import { startConfigServer } from '../control-plane/xds/server.ts'
 import { startConfigClient, type ConfigClientOptions } from '../proxy/xds/client.ts'
 import { MessageReader, parseTarget, percentDecode, statusOf } from '../proxy/xds/grpc-stream.ts'
 import { Proxy } from '../proxy/proxy.ts'
-import { freePort, ROOT, tempDir, until, type Teardown } from './helpers/sidecar.ts'
+import { freePort, ROOT, spawnBuilt, tempDir, until, type Teardown } from './helpers/sidecar.ts'
 
 const silent = pino({ level: 'silent' })
 const PATH = '/weft.config.v1alpha1.ConfigDiscovery/StreamConfig'
@@ -322,19 +321,10 @@ t.test('a --control-plane sidecar from the bundle loads neither grpc-js nor node
     'registerHooks({ load(url, ctx, next) { urls.push(url); return next(url, ctx) } })',
     `process.on('SIGUSR2', () => writeFileSync(${JSON.stringify(out)}, JSON.stringify({ builtins: process.moduleLoadList, urls })))`,
   ].join('\n'))
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn', NODE_OPTIONS: `--import ${pathToFileURL(preload).href}` }
-  delete env.WEFT_NO_BUNDLE
-  delete env.WEFT_FROM_SOURCE
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'weft.js'), 'proxy', '--control-plane', cp.address, '--config', bootstrap], { stdio: ['ignore', 'ignore', 'pipe'], env })
-  let stderr = ''
-  child.stderr.on('data', (b: Buffer) => (stderr += b))
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  await until('ready on the control plane\'s config', async () => child.exitCode === null && (await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false)), 15_000)
-  t.notMatch(stderr, /newer than dist/, 'ran the build, not the sources')
+  const w = spawnBuilt(t, ['proxy', '--control-plane', cp.address, '--config', bootstrap], admin, { NODE_OPTIONS: `--import ${pathToFileURL(preload).href}` })
+  const child = w.child
+  t.ok(await w.ready(), 'ready on the control plane\'s config')
+  t.notMatch(w.stderr(), /newer than dist/, 'ran the build, not the sources')
   t.match(await fetch(`http://127.0.0.1:${admin}/control_plane`).then((r) => r.json()), { connected: true, source: 'control-plane', updates: { ack: 4 } })
   child.kill('SIGUSR2')
   await until('the list written', () => existsSync(out) && readFileSync(out, 'utf8').endsWith('}'))

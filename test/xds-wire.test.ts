@@ -3,7 +3,6 @@
 // control plane's proto-loader codec (protos/api.ts) does, and a sidecar started from the bundle in
 // --control-plane mode must take its config from a real control plane and serve it.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import protobuf from 'protobufjs/light.js'
@@ -12,7 +11,7 @@ import { stringify } from 'yaml'
 import { startControlPlane } from '../cli/control-plane.ts'
 import { configDiscoveryService, TYPE, type ConfigRequest, type ConfigResponse } from '../protos/api.ts'
 import { configDiscoveryClient, DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
-import { getStatus, ROOT, tempDir, until } from './helpers/sidecar.ts'
+import { getStatus, ROOT, spawnBuilt, tempDir } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { WEB_SERVICE, webSlice } from './helpers/resources.ts'
 
@@ -94,19 +93,9 @@ t.test('a --control-plane sidecar from the bundle takes its config from a contro
     routeTables: [],
     clusters: [],
   }))
-  const env: NodeJS.ProcessEnv = { ...process.env, WEFT_LOG_LEVEL: 'warn' }
-  delete env.WEFT_NO_BUNDLE
-  delete env.WEFT_FROM_SOURCE
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'weft.js'), 'proxy', '--control-plane', cp.server.address, '--config', bootstrap], { stdio: ['ignore', 'ignore', 'pipe'], env })
-  let stderr = ''
-  child.stderr.on('data', (b: Buffer) => (stderr += b))
-  const exited = new Promise<void>((r) => child.once('exit', () => r()))
-  t.teardown(async () => {
-    child.kill('SIGKILL')
-    await exited
-  })
-  await until('ready', async () => child.exitCode === null && (await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false)), 15000)
-  t.notMatch(stderr, /newer than dist/, 'ran the build, not the sources')
+  const w = spawnBuilt(t, ['proxy', '--control-plane', cp.server.address, '--config', bootstrap], admin)
+  t.ok(await w.ready(), 'ready')
+  t.notMatch(w.stderr(), /newer than dist/, 'ran the build, not the sources')
   t.equal(await getStatus(outbound, 'web', '/'), 200, 'the control plane\'s route serves')
   t.equal(app.requests.length, 1)
 })

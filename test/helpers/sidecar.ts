@@ -230,6 +230,34 @@ export function spawnWeft(t: Teardown, configFile: string, env: Record<string, s
   return { child, pid: child.pid!, stdout: () => out, stderr: () => err, exited }
 }
 
+/**
+ * `node bin/weft.js ARGS` as a user runs it: from the build (the test environment's
+ * WEFT_NO_BUNDLE, WEFT_FROM_SOURCE and WEFT_COMPILE_CACHE are dropped), WEFT_LOG_LEVEL=warn unless
+ * env says otherwise, stderr kept, SIGKILLed at teardown. ready() waits for the admin's /ready 200
+ * and answers false when the process exits first or timeoutMs passes.
+ */
+export function spawnBuilt(t: Teardown, args: string[], admin: number, env: NodeJS.ProcessEnv = {}): { child: ChildProcess; stderr(): string; ready(timeoutMs?: number): Promise<boolean> } {
+  const base: NodeJS.ProcessEnv = { ...process.env }
+  for (const k of ['WEFT_NO_BUNDLE', 'WEFT_FROM_SOURCE', 'WEFT_COMPILE_CACHE']) delete base[k]
+  const child = spawn(process.execPath, [WEFT_BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...base, WEFT_LOG_LEVEL: 'warn', ...env } })
+  let stderr = ''
+  child.stderr!.on('data', (b: Buffer) => (stderr += b))
+  const exited = new Promise<void>((r) => child.once('exit', () => r()))
+  t.teardown(async () => {
+    child.kill('SIGKILL')
+    await exited
+  })
+  const ready = async (timeoutMs = 15_000): Promise<boolean> => {
+    const deadline = Date.now() + timeoutMs
+    while (!(await fetch(`http://127.0.0.1:${admin}/ready`).then((r) => r.status === 200, () => false))) {
+      if (Date.now() > deadline || child.exitCode !== null) return false
+      await sleep(20)
+    }
+    return true
+  }
+  return { child, stderr: () => stderr, ready }
+}
+
 /** The child's exit, or null if it is still running after timeoutMs (the timer does not hold the test open). */
 export function waitExit(c: ChildSidecar, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null } | null> {
   let timer: NodeJS.Timeout | undefined
