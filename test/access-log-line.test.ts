@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { createAccessLog } from '../proxy/telemetry/access-log.ts'
 import { lineEncoder, lineText } from '../proxy/telemetry/access-log-line.ts'
 import type { PeerLabels, RequestRecord } from '../proxy/telemetry/types.ts'
+import { requestRecord } from './helpers/access-log.ts'
 
 const LABELS: PeerLabels = {
   reporter: 'destination',
@@ -21,30 +22,7 @@ const LABELS: PeerLabels = {
   connectionSecurityPolicy: 'mutual_tls',
 }
 
-function rec(over: Partial<RequestRecord> = {}): RequestRecord {
-  return {
-    startTime: Date.UTC(2025, 0, 31, 12, 0, 0, 123),
-    durationMs: 1.2345678,
-    peer: null,
-    method: 'GET',
-    authority: 'reviews:9080',
-    path: '/reviews/1',
-    protocol: 'HTTP/1.1',
-    status: 200,
-    grpcStatus: '',
-    flags: '',
-    routeName: 'reviews/0',
-    vhostName: 'reviews',
-    clusterName: 'reviews-v1',
-    upstreamHost: '10.0.0.7:9080',
-    bytesIn: 12,
-    bytesOut: 3456,
-    requestId: '0b7e1c0e-4a4b-4c5e-9a52-8d1f0c2f3a10',
-    traceId: '',
-    downstreamAddress: '127.0.0.1',
-    ...over,
-  }
-}
+const rec = requestRecord
 
 // a small deterministic generator (the failing case can be replayed)
 let seed = 0x2545f491

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createAccessLog, isoTime } from '../proxy/telemetry/access-log.ts'
 import type { PeerLabels, RequestRecord } from '../proxy/telemetry/types.ts'
+import { RECORD_START, requestRecord } from './helpers/access-log.ts'
 
 const OUTBOUND: PeerLabels = {
   reporter: 'source',
@@ -21,32 +22,10 @@ const OUTBOUND: PeerLabels = {
   connectionSecurityPolicy: 'unknown',
 }
 
-const START = Date.UTC(2025, 0, 31, 12, 0, 0, 123)
+const START = RECORD_START
 
-function rec(over: Partial<RequestRecord> = {}): RequestRecord {
-  return {
-    startTime: START,
-    durationMs: 1.2345678,
-    peer: null,
-    method: 'GET',
-    authority: 'reviews:9080',
-    path: '/reviews/1?x="y"',
-    protocol: 'HTTP/1.1',
-    status: 200,
-    grpcStatus: '',
-    flags: '',
-    routeName: 'reviews/0',
-    vhostName: 'reviews',
-    clusterName: 'reviews-v1',
-    upstreamHost: '10.0.0.7:9080',
-    bytesIn: 12,
-    bytesOut: 3456,
-    requestId: '0b7e1c0e-4a4b-4c5e-9a52-8d1f0c2f3a10',
-    traceId: '',
-    downstreamAddress: '127.0.0.1',
-    ...over,
-  }
-}
+/** the shared record with a path that has a character to escape */
+const rec = (over: Partial<RequestRecord> = {}): RequestRecord => requestRecord({ path: '/reviews/1?x="y"', ...over })
 
 function tmp(t: { teardown(fn: () => unknown): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'weft-access-log-'))
