@@ -35,6 +35,8 @@ export interface LogFileOptions {
   onError: (err: Error) => void
   /** the destination was full (EAGAIN): the write waits and retries (each time) */
   onWait?: () => void
+  /** ms clock that times direct writes; default performance.now (tests inject a slow disk) */
+  clock?: () => number
 }
 
 export interface LogFile {
@@ -91,6 +93,7 @@ export function openLogFile(opts: LogFileOptions): LogFile {
   let slabBytes = QUEUED_SLAB_BYTES
   /** performance.now() until which direct writes are off (the last one was slow) */
   let slowUntil = 0
+  const clock = opts.clock ?? (() => performance.now())
   let failed = false
   let closed = false
   let writing = false
@@ -185,7 +188,7 @@ export function openLogFile(opts: LogFileOptions): LogFile {
 
   /** slab[0, len) now, from this thread (nothing is queued or in flight) */
   function writeDirect(slab: Buffer, len: number, lines: number): void {
-    const t0 = performance.now()
+    const t0 = clock()
     let off = 0
     try {
       while (off < len) off += fs.writeSync(fd, slab, off, len - off)
@@ -196,7 +199,7 @@ export function openLogFile(opts: LogFileOptions): LogFile {
       dropped += lines - whole
       report(err as NodeJS.ErrnoException)
     }
-    const t1 = performance.now()
+    const t1 = clock()
     if (t1 - t0 > SLOW_WRITE_MS) slowUntil = t1 + SLOW_BACKOFF_MS
     recycle(slab)
   }
@@ -254,7 +257,7 @@ export function openLogFile(opts: LogFileOptions): LogFile {
         recycle(slab)
         return
       }
-      if (direct && queue.length === 0 && fd >= 0 && performance.now() >= slowUntil) {
+      if (direct && queue.length === 0 && fd >= 0 && clock() >= slowUntil) {
         writeDirect(slab, len, lines)
         return
       }

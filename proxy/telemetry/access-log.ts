@@ -67,6 +67,8 @@ export interface AccessLogOptions {
   onError?: (err: Error) => void
   /** the destination was full (a non-blocking pipe: EAGAIN) and the write waits to retry */
   onWait?: () => void
+  /** ms clock that times the direct writes to a file (a slow one sends the next to libuv's pool); default performance.now */
+  clock?: () => number
 }
 
 export interface AccessLog extends RequestSink {
@@ -105,7 +107,7 @@ export function createAccessLog(opts: AccessLogOptions, labels: PeerLabels): Acc
   const threshold = sampling / 100
   const random = opts.random ?? Math.random
   const onError = opts.onError ?? ((err: Error) => process.emitWarning(`access log ${opts.path ?? 'stdout'}: ${err.message}`))
-  const file = openLogFile({ path: opts.path, maxBufferBytes: opts.maxBufferBytes ?? 16 * 1024 * 1024, onError, onWait: opts.onWait })
+  const file = openLogFile({ path: opts.path, maxBufferBytes: opts.maxBufferBytes ?? 16 * 1024 * 1024, onError, onWait: opts.onWait, clock: opts.clock })
 
   const encoder = lineEncoder(labels)
 
