@@ -2,7 +2,7 @@
 // line's string form, for any field values, within the room it asks for; a line longer than a slab
 // goes out whole and in order.
 import t from 'tap'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createAccessLog } from '../proxy/telemetry/access-log.ts'
@@ -102,44 +102,4 @@ t.test('through a log: the lines are the line texts; a line longer than a slab c
   const got = readFileSync(file, 'utf8')
   t.equal(got.length, want.length, 'as many characters')
   t.ok(got === want, 'the same text, in order')
-})
-
-t.test('a file: full slabs are written at once from the main thread; after a slow write they queue for a while; every line whole and in order', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'weft-access-log-line-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const file = join(dir, 'a.log')
-  // an injected clock times the direct writes: each reading advances `step` ms
-  let now = 0
-  let step = 1
-  const log = createAccessLog({ path: file, clock: () => (now += step) }, LABELS)
-  const records: RequestRecord[] = []
-  for (let i = 0; i < 12000; i++) records.push({ ...randomRecord(), status: 200, bytesOut: i })
-  const texts = records.map((r) => lineText(r, LABELS))
-  const bytesUpTo = (n: number): number => Buffer.byteLength(texts.slice(0, n).join(''))
-  log.onRequest(records[0])
-  await log.flush() // the file is open now
-  t.equal(statSync(file).size, bytesUpTo(1))
-
-  for (let i = 1; i < 4000; i++) log.onRequest(records[i])
-  const direct = statSync(file).size
-  t.ok(direct >= bytesUpTo(4000) - 32 * 1024, `every full slab is in the file before the log yields (${direct} of ${bytesUpTo(4000)} bytes)`)
-  await log.flush()
-  t.equal(statSync(file).size, bytesUpTo(4000), 'the rest at flush')
-
-  step = 6 // the disk is slow: the next direct write takes 6 ms (> 5)
-  for (let i = 4000; i < 8000; i++) log.onRequest(records[i])
-  // at most the slow slab and the one writev libuv's pool may be doing now: the rest wait for the event loop
-  const slow = statSync(file).size - bytesUpTo(4000)
-  t.ok(slow > 0 && slow <= 2 * 32 * 1024, `one slab written directly, one maybe in flight (${slow} bytes), the rest queued for the pool`)
-  await log.flush()
-  t.equal(statSync(file).size, bytesUpTo(8000), 'the queued slabs are written')
-
-  step = 1
-  now += 20_000 // the back-off is over
-  for (let i = 8000; i < 12000; i++) log.onRequest(records[i])
-  t.ok(statSync(file).size >= bytesUpTo(12000) - 32 * 1024, 'direct writes again')
-  await log.close()
-  t.equal(log.dropped, 0)
-  const got = readFileSync(file, 'utf8')
-  t.ok(got === texts.join(''), 'every line whole, in order')
 })

@@ -1,20 +1,7 @@
-// The access log's destination: a file opened for appending (or standard output), written from
-// buffers ("slabs") the log fills line by line and hands over whole. A slab comes back to the log
-// once its bytes are written, so a busy log reuses the same few slabs instead of allocating a buffer
-// per batch.
-//
-// Two ways to write a slab:
-// - direct: a regular file the log opened itself is written from the main thread (write(2) into
-//   the page cache, ~10-20 µs for a 32 KiB slab), when nothing is queued. Measured (bench
-//   --access-log-cost): the log's cost halved against handing 256 KiB slabs to libuv's pool —
-//   the hand-over (a pool thread woken, the completion back on the event loop) cost more than the
-//   write, and a 32 KiB slab that is written at once is reused while it is still in the CPU's
-//   cache, where 20 ms of lines (256 KiB) streamed through it and pushed the proxy's own data out.
-//   A write that takes longer than SLOW_WRITE_MS (a disk the kernel throttles) sends the next
-//   SLOW_BACKOFF_MS of slabs to the pool instead, so a slow disk blocks the proxy once, briefly.
-// - queued: standard output (a pipe or a terminal may block), a file while the disk is slow, and
-//   anything behind a queued slab (writes never reorder): one writev(2) at a time on libuv's pool,
-//   in bigger slabs (QUEUED_SLAB_BYTES).
+// The access log's destination: a file opened for appending (or standard output), written with one
+// writev(2) at a time on libuv's pool, from buffers ("slabs") the log fills line by line and hands
+// over whole. A slab comes back to the log once its bytes are written, so a busy log reuses the same
+// few slabs instead of allocating a buffer per batch.
 //
 // Why not pino's destination (sonic-boom), used before: the log already batches, so what is left per
 // batch is the hand-over; sonic-boom copied or merged each batch, and its flush state is private.
@@ -30,18 +17,16 @@ import fs from 'node:fs'
 export interface LogFileOptions {
   /** file to append to (created when missing); undefined: standard output (fd 1, never closed) */
   path?: string
+  /** bytes of a slab */
+  slabBytes: number
   /** most unwritten bytes (queued and in flight) before whole slabs are dropped */
   maxBufferBytes: number
   onError: (err: Error) => void
   /** the destination was full (EAGAIN): the write waits and retries (each time) */
   onWait?: () => void
-  /** ms clock that times direct writes; default performance.now (tests inject a slow disk) */
-  clock?: () => number
 }
 
 export interface LogFile {
-  /** bytes of the slabs slab() hands out now (DIRECT_SLAB_BYTES once the file is known to take direct writes) */
-  readonly slabBytes: number
   /** an empty slab of slabBytes (recycled when one is free) */
   slab(): Buffer
   /** write slab[0, len), which holds `lines` lines; the slab belongs to the file until written */
@@ -68,32 +53,15 @@ const FREE_SLABS = 2
 const EAGAIN_RETRY_MS = 10
 /** Most chunks in one writev. */
 const MAX_IOV = 64
-/** Slab bytes for direct writes: small enough to stay in the CPU's cache (see above). */
-export const DIRECT_SLAB_BYTES = 32 * 1024
-/**
- * Slab bytes for writes on libuv's pool: a batch this large is written without waiting for the
- * log's timer. 64 KiB filled in ~7 ms at 25k req/s; at 256 KiB the timer decides below ~37k req/s,
- * and the pool thread's CPU per request halved (0.2-0.7 against 0.7-1.1 µs, alternated bench runs).
- */
-export const QUEUED_SLAB_BYTES = 256 * 1024
-/** A direct write slower than this (ms) sends the next SLOW_BACKOFF_MS of writes to the pool. */
-const SLOW_WRITE_MS = 5
-const SLOW_BACKOFF_MS = 10_000
 
 /** Files with bytes still queued, written synchronously if the process exits first. */
 const pending = new Set<() => void>()
 let exitHook = false
 
 export function openLogFile(opts: LogFileOptions): LogFile {
-  const { maxBufferBytes, onError } = opts
+  const { slabBytes, maxBufferBytes, onError } = opts
   const ownFd = opts.path !== undefined
   let fd = ownFd ? -1 : 1
-  /** a regular file of our own: slabs are written from this thread when nothing is queued */
-  let direct = false
-  let slabBytes = QUEUED_SLAB_BYTES
-  /** performance.now() until which direct writes are off (the last one was slow) */
-  let slowUntil = 0
-  const clock = opts.clock ?? (() => performance.now())
   let failed = false
   let closed = false
   let writing = false
@@ -113,12 +81,9 @@ export function openLogFile(opts: LogFileOptions): LogFile {
     reported.add(key)
     onError(err)
   }
-  const recycle = (slab: Buffer): void => {
-    if (free.length < FREE_SLABS && slab.length === slabBytes) free.push(slab)
-  }
   const release = (c: Chunk): void => {
     unwritten -= c.len - c.off
-    recycle(c.slab)
+    if (free.length < FREE_SLABS) free.push(c.slab)
   }
   const settle = (): void => {
     if (queue.length > 0 && !failed) return
@@ -186,24 +151,6 @@ export function openLogFile(opts: LogFileOptions): LogFile {
     else settle()
   }
 
-  /** slab[0, len) now, from this thread (nothing is queued or in flight) */
-  function writeDirect(slab: Buffer, len: number, lines: number): void {
-    const t0 = clock()
-    let off = 0
-    try {
-      while (off < len) off += fs.writeSync(fd, slab, off, len - off)
-    } catch (err) {
-      // the lines not wholly written are lost (a line torn by a failed write is counted too)
-      let whole = 0
-      for (let i = slab.indexOf(10); i >= 0 && i < off; i = slab.indexOf(10, i + 1)) whole++
-      dropped += lines - whole
-      report(err as NodeJS.ErrnoException)
-    }
-    const t1 = clock()
-    if (t1 - t0 > SLOW_WRITE_MS) slowUntil = t1 + SLOW_BACKOFF_MS
-    recycle(slab)
-  }
-
   /** At exit: what is queued and not in flight, synchronously (an in-flight write completes on its own or is lost). */
   function exitFlush(): void {
     if (fd < 0) return
@@ -231,34 +178,18 @@ export function openLogFile(opts: LogFileOptions): LogFile {
         return
       }
       fd = f
-      try {
-        direct = fs.fstatSync(f).isFile()
-      } catch {
-        direct = false
-      }
-      if (direct) {
-        slabBytes = DIRECT_SLAB_BYTES
-        free.length = 0
-      }
       pump()
     })
   }
 
   return {
-    get slabBytes() {
-      return slabBytes
-    },
     slab(): Buffer {
       return free.pop() ?? Buffer.allocUnsafeSlow(slabBytes)
     },
     write(slab: Buffer, len: number, lines: number): void {
       if (failed || closed || len + unwritten > maxBufferBytes) {
         dropped += lines
-        recycle(slab)
-        return
-      }
-      if (direct && queue.length === 0 && fd >= 0 && clock() >= slowUntil) {
-        writeDirect(slab, len, lines)
+        if (free.length < FREE_SLABS) free.push(slab)
         return
       }
       queue.push({ slab, off: 0, len, lines })
