@@ -35,6 +35,8 @@ export interface MirrorSource {
   shadowH2(): OutgoingHttpHeaders
   /** the request's trailers as "name: value\r\n" lines ("" none) */
   tryTrailersH1(): string
+  /** the request's trailers as HTTP/2 fields (null: none) */
+  tryTrailersH2(): OutgoingHttpHeaders | null
 }
 
 export class CompiledMirror {
@@ -169,7 +171,7 @@ export class MirrorRequest implements DispatchHandler {
     return this.src.tryTrailersH1()
   }
   tryTrailersH2(): OutgoingHttpHeaders | null {
-    return null
+    return this.src.tryTrailersH2()
   }
   tryRetainRequest(): void {}
 
