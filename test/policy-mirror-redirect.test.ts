@@ -44,6 +44,22 @@ async function startH2Recorder(t: { teardown(f: () => unknown): void }, name: st
   return { port: (server.address() as AddressInfo).port, requests }
 }
 
+/** An app, a mirror cluster "shadow" whose upstream holds every copy until released, a sidecar mirroring route "mirrored" to it. */
+async function heldMirror(t: Parameters<typeof startTestSidecar>[0], shadowCluster: Parameters<typeof cluster>[2] = {}) {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const held = new Held()
+  const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
+  t.teardown(() => held.releaseAll())
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port], shadowCluster)],
+    }),
+  )
+  return { held, shadow, s }
+}
+
 // Every mirror test for both codecs: the HTTP/2 exchange mirrors as the HTTP/1 one does.
 for (const proto of ['http1', 'http2'] as const) {
   const clientFor = (t: Parameters<typeof client>[0], port: number) => (proto === 'http1' ? client(t, port) : h2client(t, port))
@@ -220,17 +236,7 @@ for (const proto of ['http1', 'http2'] as const) {
   })
 
   t.test(`${proto}: a slow mirror does not slow the original`, async (t) => {
-    const app = await startHttpUpstream(t, { name: 'app' })
-    const held = new Held()
-    const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
-    t.teardown(() => held.releaseAll())
-    const s = await startTestSidecar(
-      t,
-      makeConfig({
-        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
-        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-      }),
-    )
+    const { held, shadow, s } = await heldMirror(t)
     const c = clientFor(t, s.port)
     for (let i = 0; i < 5; i++) {
       const r = await c.request(`/r${i}`, { method: 'POST', body: 'x'.repeat(1000) })
@@ -267,17 +273,7 @@ for (const proto of ['http1', 'http2'] as const) {
   })
 
   t.test(`${proto}: the copy goes through the mirror cluster's limits: over its maxRequests it is refused, the original is answered`, async (t) => {
-    const app = await startHttpUpstream(t, { name: 'app' })
-    const held = new Held()
-    const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
-    t.teardown(() => held.releaseAll())
-    const s = await startTestSidecar(
-      t,
-      makeConfig({
-        routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
-        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port], { pool: { maxRequests: 1 } })],
-      }),
-    )
+    const { held, s } = await heldMirror(t, { pool: { maxRequests: 1 } })
     const c = clientFor(t, s.port)
     for (let i = 0; i < 3; i++) t.equal((await c.request(`/r${i}`)).status, 200, `original ${i} answered`)
     await held.waitFor(1)
