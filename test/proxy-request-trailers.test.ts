@@ -157,3 +157,64 @@ t.test('HTTP/2 request trailers to an HTTP/1 app: framing and routing fields are
   t.equal(got.body, 'abcdef')
   t.same(got.trailers, { 'x-checksum': 'ok' }, 'content-length and host are not sent on as trailers')
 })
+
+// ---- the same conversion for response trailers ----------------------------------------------------
+
+t.test("response trailers the other version refuses are left out: an HTTP/1 app's keep-alive trailer to an HTTP/2 client, an HTTP/2 app's content-length trailer to an HTTP/1 client", async (t) => {
+  const h1app = createH1Server((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-sum' })
+    res.write('abc')
+    res.addTrailers({ 'X-Sum': '3', 'Keep-Alive': 'timeout=5' })
+    res.end()
+  })
+  await new Promise<void>((r) => h1app.listen(0, '127.0.0.1', r))
+  t.teardown(() => {
+    h1app.closeAllConnections()
+    return new Promise<void>((r) => h1app.close(() => r()))
+  })
+  const h2app = createH2Server()
+  h2app.on('session', (s) => s.on('error', () => {}))
+  h2app.on('stream', (st: ServerHttp2Stream) => {
+    st.on('error', () => {})
+    st.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true })
+    st.on('wantTrailers', () => st.sendTrailers({ 'x-sum': '3', 'content-length': '99' }))
+    st.end('abc')
+  })
+  await new Promise<void>((r) => h2app.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => h2app.close(() => r())))
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      clusters: [cluster('h1app', [(h1app.address() as AddressInfo).port]), cluster('h2app', [(h2app.address() as AddressInfo).port], { protocol: 'http2' })],
+      routes: [routeTo('h1app', { match: { path: { prefix: '/h1' } } }), routeTo('h2app')],
+    }),
+  )
+
+  // an HTTP/2 client of the HTTP/1 app
+  const got = await new Promise<{ status: number; body: string; trailers: Record<string, unknown>; rst: number }>((resolve, reject) => {
+    const client = connect(`http://127.0.0.1:${s.port}`)
+    client.on('error', reject)
+    const st = client.request({ ':path': '/h1' })
+    let status = 0
+    let body = ''
+    let trailers: Record<string, unknown> = {}
+    st.on('response', (h) => (status = Number(h[':status'])))
+    st.setEncoding('latin1')
+    st.on('data', (b: string) => (body += b))
+    st.on('trailers', (h) => (trailers = Object.fromEntries(Object.entries(h))))
+    st.on('error', () => {})
+    st.on('close', () => {
+      client.close()
+      resolve({ status, body, trailers, rst: st.rstCode ?? 0 })
+    })
+  })
+  t.same(got, { status: 200, body: 'abc', trailers: { 'x-sum': '3' }, rst: 0 }, 'the response ends cleanly with its trailers, without keep-alive')
+
+  // an HTTP/1 client of the HTTP/2 app
+  const c = await rawClient(t, s.port)
+  await c.write('GET /h2 HTTP/1.1\r\nHost: svc.test\r\n\r\n')
+  const r = await c.response()
+  t.equal(r.status, 200)
+  t.equal(r.body.toString(), 'abc')
+  t.same(r.trailers, [['x-sum', '3']], 'no content-length in the chunked trailer section')
+})
