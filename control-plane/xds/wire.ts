@@ -248,6 +248,16 @@ export function framedPieces(r: ConfigResponse): Buffer[] | null {
   if (r.batchRemaining != null) tail.varint(7, r.batchRemaining)
   let length = head.length + tail.length
   for (const p of parts) length += p.length
+  if (length < REUSE_FROM_BYTES) {
+    // small (an endpoint update): one buffer, one write
+    const one = Buffer.allocUnsafe(5 + length)
+    one[0] = 0
+    one.writeUInt32BE(length, 1)
+    let at = 5 + head.finish(one.subarray(5)).length
+    for (const p of parts) at += p.copy(one, at)
+    tail.finish(one.subarray(at))
+    return [one]
+  }
   const first = Buffer.allocUnsafe(5 + head.length)
   first[0] = 0 // not compressed
   first.writeUInt32BE(length, 1)
