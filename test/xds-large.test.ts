@@ -13,6 +13,7 @@ import type { EndpointSpec, Snapshot } from '../control-plane/snapshot/types.ts'
 import { startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
 import { SMALL_BATCH_BYTES } from '../control-plane/xds/budget.ts'
 import { createControlPlaneAdmin, listenAdmin } from '../control-plane/xds/admin.ts'
+import { weft } from './helpers/cli.ts'
 import { REUSE_FROM_BYTES, reusingSerializer, serializeResponse, toResponse } from '../control-plane/xds/wire.ts'
 import { updateFor } from '../control-plane/snapshot/delta.ts'
 
@@ -188,4 +189,12 @@ t.test('push throttle: at most N complete snapshots written at once; the others 
   await until('everything written', () => cp.budget!.sending === 0)
   const after = JSON.parse(await get('/debug/proxies')) as { pushes: Record<string, number> }
   t.match(after.pushes, { throttle: 2, sending: 0, mostSending: 2, waiting: 0, waited: 3, bytesInUse: 0 }, 'never more than two at once')
+})
+
+t.test('weft control-plane --push-throttle: not a whole number is a usage error (exit 2)', async (t) => {
+  for (const bad of ['-1', 'two', '1.5']) {
+    const r = await weft(['control-plane', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--push-throttle', bad])
+    t.equal(r.code, 2, bad)
+    t.match(r.stderr, `weft: --push-throttle: expected a whole number (0: no limit), got "${bad}"`)
+  }
 })
