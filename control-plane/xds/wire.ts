@@ -216,14 +216,24 @@ function responseWriter(r: ConfigResponse): Writer | null {
   const parts = (r as Partial<EncodedResponse>)[RESOURCE_BYTES]
   if (parts === undefined) return null
   const w = new Writer()
+  writeHead(w, r)
+  for (const p of parts) w.raw(p)
+  writeTail(w, r)
+  return w
+}
+
+/** The response's fields before its resources (type, version, nonce). */
+function writeHead(w: Writer, r: ConfigResponse): void {
   w.string(1, r.typeUrl)
   w.string(2, r.versionInfo)
   w.string(3, r.nonce)
-  for (const p of parts) w.raw(p)
+}
+
+/** The response's fields after its resources (removed names, incremental, batch_remaining). */
+function writeTail(w: Writer, r: ConfigResponse): void {
   for (const name of r.removedResources ?? []) w.string(5, name)
   if (r.incremental != null) w.varint(6, r.incremental ? 1 : 0)
   if (r.batchRemaining != null) w.varint(7, r.batchRemaining)
-  return w
 }
 
 /**
@@ -239,13 +249,9 @@ export function framedPieces(r: ConfigResponse): Buffer[] | null {
   const parts = (r as Partial<EncodedResponse>)[RESOURCE_BYTES]
   if (parts === undefined) return null
   const head = new Writer()
-  head.string(1, r.typeUrl)
-  head.string(2, r.versionInfo)
-  head.string(3, r.nonce)
+  writeHead(head, r)
   const tail = new Writer()
-  for (const name of r.removedResources ?? []) tail.string(5, name)
-  if (r.incremental != null) tail.varint(6, r.incremental ? 1 : 0)
-  if (r.batchRemaining != null) tail.varint(7, r.batchRemaining)
+  writeTail(tail, r)
   let length = head.length + tail.length
   for (const p of parts) length += p.length
   if (length < REUSE_FROM_BYTES) {
