@@ -22,6 +22,8 @@ import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
+import { PACKAGE } from '../protos/api.ts'
+import { configCodecSource } from './config-codec.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
 const dist = path.join(root, 'dist')
@@ -161,7 +163,10 @@ const cjsStandins: Plugin = {
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
   // the --control-plane sidecar's message descriptor (see proxy/xds/wire.ts), next to its module in dist/
-  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(parsedRoot().toJSON())}\n`)
+  const descriptor = parsedRoot()
+  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(descriptor.toJSON())}\n`)
+  // and its message code, over the sources' stub (build/config-codec.ts)
+  await writeFile(path.join(dist, 'proxy', 'xds', 'config-codec.js'), configCodecSource(descriptor, `${PACKAGE}.ConfigDiscovery`))
   const r = await build({
     entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
     outdir,
