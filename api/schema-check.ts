@@ -17,6 +17,16 @@ type Schema = Record<string, unknown>
 /** Keywords without a meaning for validation. */
 const ANNOTATIONS = new Set(['description', 'default', 'title', 'examples', '$schema', '$id'])
 
+/**
+ * Every keyword matchesSchema knows (the cases of its switch, and the annotations).
+ * test/schema-check.test.ts fails when the bootstrap schema uses another one: that schema would
+ * still be checked correctly (by Ajv), but every sidecar start would pay for loading Ajv.
+ */
+export const KNOWN_KEYWORDS: ReadonlySet<string> = new Set([
+  'type', 'const', 'enum', 'anyOf', 'pattern', 'minLength', 'maxLength', 'minimum', 'maximum', 'minItems', 'maxItems',
+  'uniqueItems', 'items', 'required', 'properties', 'patternProperties', 'additionalProperties', ...ANNOTATIONS,
+])
+
 const patterns = new Map<string, RegExp>()
 function pattern(p: string): RegExp {
   let re = patterns.get(p)

@@ -8,7 +8,7 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'yaml'
-import { matchesSchema } from '../api/schema-check.ts'
+import { KNOWN_KEYWORDS, matchesSchema } from '../api/schema-check.ts'
 import { bootstrapSchema, compileValidator } from '../api/validator.ts'
 import { parseBootstrap } from '../api/load.ts'
 import { variantTelemetry, weftBenchConfig, withBenchPolicy, withTcpListener } from '../bench/peers/weft.ts'
@@ -135,6 +135,34 @@ t.test('a keyword the quick check does not know: "not sure", so Ajv decides', as
   t.equal(matchesSchema({ oneOf: [{ type: 'string' }] }, 'a'), false)
   t.equal(matchesSchema({ type: ['string', 'null'] }, 'a'), false)
   t.equal(matchesSchema({ type: 'string', description: 'a name', default: 'x' }, 'a'), true, 'annotations are no keywords')
+})
+
+/** The keywords a schema uses (property names under properties/patternProperties are no keywords). */
+function keywordsOf(s: unknown, into: Map<string, string>, at: string): Map<string, string> {
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) return into
+  for (const [k, v] of Object.entries(s as Schema)) {
+    if (!into.has(k)) into.set(k, `${at}/${k}`)
+    if (k === 'properties' || k === 'patternProperties') {
+      for (const [name, sub] of Object.entries(v as Schema)) keywordsOf(sub, into, `${at}/${k}/${name}`)
+    } else if (k === 'anyOf' && Array.isArray(v)) v.forEach((sub, i) => keywordsOf(sub, into, `${at}/anyOf/${i}`))
+    else if (k === 'items' || k === 'additionalProperties') keywordsOf(v, into, `${at}/${k}`)
+  }
+  return into
+}
+
+t.test('the bootstrap schema uses only keywords the quick check knows (else every start loads Ajv)', async (t) => {
+  const used = keywordsOf(schema, new Map(), '#')
+  const unknown = [...used].filter(([k]) => !KNOWN_KEYWORDS.has(k)).map(([k, at]) => `${k} (first at ${at})`)
+  t.same(unknown, [], 'teach api/schema-check.ts each of these keywords, with Ajv\'s meaning')
+  t.ok(used.has('anyOf') && used.has('additionalProperties') && used.has('pattern'), 'the walk reaches nested schemas')
+  // the list and the check's switch say the same
+  const src = readFileSync(join(ROOT, 'api/schema-check.ts'), 'utf8')
+  const body = src.slice(src.indexOf('export function matchesSchema'))
+  const cases = [...body.matchAll(/^\s+case '([^']+)':/gm)].map((m) => m[1]!)
+  t.same(cases.filter((k) => !KNOWN_KEYWORDS.has(k)), [], 'every case of matchesSchema is in KNOWN_KEYWORDS')
+  const rest = [...KNOWN_KEYWORDS].filter((k) => !cases.includes(k))
+  t.same(rest.toSorted(), ['$id', '$schema', 'default', 'description', 'examples', 'title'], 'and the rest are the annotations')
+  for (const k of rest) t.equal(matchesSchema({ [k]: 'x' }, 0), true, `${k} is ignored`)
 })
 
 t.test('Ajv\'s meanings: code points, unicode patterns, integers, deep const', async (t) => {
