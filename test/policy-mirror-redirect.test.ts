@@ -44,6 +44,22 @@ async function startH2Recorder(t: { teardown(f: () => unknown): void }, name: st
   return { port: (server.address() as AddressInfo).port, requests }
 }
 
+/** An app, a mirror cluster "shadow" whose upstream holds every copy until released, a sidecar mirroring route "mirrored" to it. */
+async function heldMirror(t: Parameters<typeof startTestSidecar>[0], shadowCluster: Parameters<typeof cluster>[2] = {}) {
+  const app = await startHttpUpstream(t, { name: 'app' })
+  const held = new Held()
+  const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
+  t.teardown(() => held.releaseAll())
+  const s = await startTestSidecar(
+    t,
+    makeConfig({
+      routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+      clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port], shadowCluster)],
+    }),
+  )
+  return { held, shadow, s }
+}
+
 // Every mirror test for both codecs: the HTTP/2 exchange mirrors as the HTTP/1 one does.
 for (const proto of ['http1', 'http2'] as const) {
   const clientFor = (t: Parameters<typeof client>[0], port: number) => (proto === 'http1' ? client(t, port) : h2client(t, port))
@@ -220,17 +236,7 @@ for (const proto of ['http1', 'http2'] as const) {
   })
 
   t.test(`${proto}: a slow mirror does not slow the original`, async (t) => {
-    const app = await startHttpUpstream(t, { name: 'app' })
-    const held = new Held()
-    const shadow = await startHttpUpstream(t, { name: 'shadow', handler: (_rec, res) => held.hold(res) })
-    t.teardown(() => held.releaseAll())
-    const s = await startTestSidecar(
-      t,
-      makeConfig({
-        routes: [routeTo('app', { mirror: { cluster: 'shadow' } })],
-        clusters: [cluster('app', [app.port]), cluster('shadow', [shadow.port])],
-      }),
-    )
+    const { held, shadow, s } = await heldMirror(t)
     const c = clientFor(t, s.port)
     for (let i = 0; i < 5; i++) {
       const r = await c.request(`/r${i}`, { method: 'POST', body: 'x'.repeat(1000) })
@@ -264,6 +270,55 @@ for (const proto of ['http1', 'http2'] as const) {
     t.equal(m.decision('mirror_abandoned'), 1, 'the copy that could not keep up was dropped')
     // (the paused upstream itself does not notice: it is not reading)
     await until('the proxy closed its mirror connection', async () => (await endpointView(s, 'shadow')).connections.open === 0)
+  })
+
+  t.test(`${proto}: the copy goes through the mirror cluster's limits: over its maxRequests it is refused, the original is answered`, async (t) => {
+    const { held, s } = await heldMirror(t, { pool: { maxRequests: 1 } })
+    const c = clientFor(t, s.port)
+    for (let i = 0; i < 3; i++) t.equal((await c.request(`/r${i}`)).status, 200, `original ${i} answered`)
+    await held.waitFor(1)
+    let m = await metrics(s)
+    t.equal(m.decision('mirror'), 3)
+    t.equal(m.decision('mirror_failed'), 2, 'two copies refused while the first is held')
+    t.equal(m.clusterDecision('shadow', 'overflow'), 2, "counted as the mirror cluster's overflow")
+    t.equal(m.decision('overflow'), 0, "not the original's")
+    t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 3)
+    let v = await endpointView(s, 'shadow')
+    t.same([v.requests, v.activeRequests], [1, 1], 'the mirror endpoint counts its copy active')
+    held.releaseAll()
+    await until('the copy is over', async () => (await endpointView(s, 'shadow')).activeRequests === 0)
+    t.equal((await c.request('/after')).status, 200)
+    await held.waitFor(2)
+    m = await metrics(s)
+    t.equal(m.decision('mirror_failed'), 2, 'room again: the next copy goes')
+    v = await endpointView(s, 'shadow')
+    t.equal(v.requests, 2)
+  })
+
+  t.test(`${proto}: the mirror's 5xx answers feed the mirror cluster's outlier detection, never the original`, async (t) => {
+    const app = await startHttpUpstream(t, { name: 'app' })
+    const bad = await startHttpUpstream(t, { name: 'bad', handler: (_rec, res) => res.writeHead(503).end('down') })
+    const good = await startHttpUpstream(t, { name: 'good' })
+    const s = await startTestSidecar(
+      t,
+      makeConfig({
+        routes: [routeTo('app', { name: 'mirrored', mirror: { cluster: 'shadow' } })],
+        clusters: [cluster('app', [app.port]), cluster('shadow', [bad.port, good.port], { outlierDetection: { consecutive5xx: 3, baseEjectionTime: '30s', maxEjectionPercent: 50 } })],
+      }),
+    )
+    const c = clientFor(t, s.port)
+    // round robin: three copies each
+    for (let i = 0; i < 6; i++) t.equal((await c.request(`/r${i}`)).status, 200)
+    await until('the third 503 ejected the failing mirror endpoint', async () => (await endpointView(s, 'shadow', 0)).health === 'ejected')
+    const v = await endpointView(s, 'shadow', 0)
+    t.same([v.requests, v.responses5xx, v.activeRequests], [3, 3, 0], '/clusters: its three copies, all 503')
+    for (let i = 6; i < 10; i++) t.equal((await c.request(`/r${i}`)).status, 200)
+    await until('every copy arrived', () => good.requests.length === 7)
+    t.equal(bad.requests.length, 3, 'no copy to the ejected endpoint')
+    const m = await metrics(s)
+    t.equal(m.clusterDecision('shadow', 'ejection'), 1)
+    t.equal(m.clusterDecision('app', 'ejection'), 0)
+    t.equal(m.requests({ route: 'mirrored', response_code: '200', response_flags: '-' }), 10, 'every original answered as usual')
   })
 
   t.test(`${proto}: mirror percent: about that share of requests is copied`, async (t) => {

@@ -70,12 +70,28 @@ export interface ClusterTry {
   acStart: number
 }
 
-/** dispatch's answers: the try holds an endpoint, or why the cluster refused it. */
-export const DISPATCHED = 0
+/**
+ * What a cluster dispatches a try for (an exchange, a mirrored copy): the try's handler, holding
+ * its ClusterTry fields, told the endpoint before the try opens.
+ */
+export interface DispatchHandler extends TryHandler, ClusterTry {
+  /** a request header's value (the cluster's affinity header, hashHeader), undefined: none */
+  header(name: string): string | undefined
+  /**
+   * Admitted: the try holds `ep` (counted active until endTry). Called before the try is opened
+   * on it, for the request in the form the cluster speaks (cluster.http2), the trace and timers.
+   * hashKey: the affinity key the balancer was given.
+   */
+  dispatched(cluster: ClusterRuntime, ep: EndpointState, hashKey: string | undefined): void
+}
+
+/** dispatch's refusals (a number where it answers with a try): why the cluster refused it */
 export const REJECT_OVERFLOW = 1
 export const REJECT_CIRCUIT_OPEN = 2
 export const REJECT_NO_ENDPOINT = 3
 export const REJECT_CONCURRENCY_LIMIT = 4
+/** the try was admitted (explainDispatch's first argument) */
+export const DISPATCHED = 0
 
 /** The local reply and decision counter of each refusal (the same for every codec). */
 export const REJECTIONS = [
@@ -105,7 +121,7 @@ export class ClusterRuntime {
   readonly adaptive: AdaptiveLimiter | null
   readonly counters: ClusterCounters
 
-  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch' | 'openTry'>) {
+  constructor(o: Omit<ClusterRuntime, 'active' | 'dispatch' | 'endTry' | 'explainDispatch'>) {
     this.name = o.name
     this.endpoints = o.endpoints
     this.balancer = o.balancer
@@ -120,11 +136,15 @@ export class ClusterRuntime {
   }
 
   /**
-   * Admit one try and pick its endpoint: max requests, then the breaker, then the balancer
-   * (avoiding the try's last endpoint); on DISPATCHED the try holds the endpoint, counted active
-   * until endTry. hashKey: the affinity header's value, if the cluster hashes on one.
+   * One try, in one call: admission (max requests, adaptive concurrency, the breaker), the
+   * balancer's pick (avoiding the try's last endpoint, hashing on the affinity header), the
+   * accounting (the endpoint is counted active until endTry), the handler's `dispatched`, then the
+   * try opened on the endpoint's HTTP/2 session when the cluster speaks HTTP/2, else on its HTTP/1
+   * pool (both TryDispatchers, ./try.ts). Returns the try, not started (the caller keeps it, then
+   * starts it), or the refusal as a REJECT_* number (REJECTIONS: its reply and counter).
+   * queued: the request body so far (kept by the try); ended: it is whole.
    */
-  dispatch(t: ClusterTry, hashKey: string | undefined): number {
+  dispatch(h: DispatchHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry | number {
     if (this.active >= this.maxRequests) {
       this.counters.overflow++
       return REJECT_OVERFLOW
@@ -143,33 +163,28 @@ export class ClusterRuntime {
         return REJECT_CIRCUIT_OPEN
       }
     }
-    const ep = this.balancer.pick(hashKey, t.lastEndpoint)
+    const hashKey = this.hashHeader === '' ? undefined : h.header(this.hashHeader)
+    const ep = this.balancer.pick(hashKey, h.lastEndpoint)
     if (ep === undefined) {
       if (ac !== null) ac.finish(0, false)
       ticket?.(null)
       return REJECT_NO_ENDPOINT
     }
-    if (ac !== null) t.acStart = ac.clock()
-    t.ticket = ticket
-    t.endpoint = ep
+    if (ac !== null) h.acStart = ac.clock()
+    h.ticket = ticket
+    h.endpoint = ep
     ep.active++
     this.active++
     ep.counters.rqTotal++
-    return DISPATCHED
-  }
-
-  /**
-   * A try on `ep` (dispatched to it): a stream on its HTTP/2 session when the cluster speaks
-   * HTTP/2, else a connection of its HTTP/1 pool; both the same UpstreamTry (./try.ts), started by
-   * the caller. queued: the request body so far; ended: it is whole.
-   */
-  openTry(ep: EndpointState, h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
-    return this.http2 ? h2Upstream(ep.pool).openTry(h, queued, ended) : ep.pool.openTry(h, queued, ended)
+    h.dispatched(this, ep, hashKey)
+    // two call sites, each of one class
+    return this.http2 ? h2Upstream(ep.pool).dispatch(h, queued, ended) : ep.pool.dispatch(h, queued, ended)
   }
 
   /**
    * The `dispatch` step of a traced request (proxy/telemetry/explain.ts): what the cluster's limits,
-   * breaker and balancer said to try number `tryNo` (0-based). Called right after dispatch().
+   * breaker and balancer said to try number `tryNo` (0-based): d is DISPATCHED when called from
+   * the handler's `dispatched`, else dispatch's REJECT_* answer.
    */
   explainDispatch(d: number, t: ClusterTry, hashKey: string | undefined, tryNo: number): Record<string, unknown> {
     const limits = {

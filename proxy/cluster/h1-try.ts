@@ -1,5 +1,5 @@
 // A try on an HTTP/1 upstream: one connection of the endpoint's pool (pool.ts, upstream.ts),
-// opened by EndpointPool.openTry. It waits for the connection with the request body queued,
+// opened by EndpointPool.dispatch. It waits for the connection with the request body queued,
 // writes the head the handler gives it and the body (chunk-framed when the head says so), and
 // hands the connection's parsed response to the handler. A reused keep-alive connection that fails before any response
 // byte most likely raced the upstream's idle close: a request without body goes again, once, on a

@@ -6,7 +6,7 @@ import { HttpError } from '../../api/http1/head.ts'
 import { ReadBuffer, onreadOptions } from '../net/read-buffer.ts'
 import { UpstreamConn, type PoolHooks } from './upstream.ts'
 import { H1Try } from './h1-try.ts'
-import type { TryHandler, UpstreamTry } from './try.ts'
+import type { TryDispatcher, TryHandler, UpstreamTry } from './try.ts'
 
 export interface PoolWaiter {
   onPoolConnection(conn: UpstreamConn): void
@@ -46,7 +46,7 @@ export interface PoolAttachment {
   cancel(w: unknown): void
 }
 
-export class EndpointPool implements PoolHooks {
+export class EndpointPool implements PoolHooks, TryDispatcher {
   readonly host: string
   readonly port: number
   /** replaced in place when a new config changes them (the queue and warm connections stay) */
@@ -81,10 +81,10 @@ export class EndpointPool implements PoolHooks {
   }
 
   /**
-   * A try for h on a connection of this pool (not started: its start() acquires the connection).
-   * queued: the request body so far (kept by the try); ended: it is whole.
+   * A try for h on a connection of this pool (TryDispatcher; not started: its start() acquires
+   * the connection). queued: the request body so far (kept by the try); ended: it is whole.
    */
-  openTry(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
+  dispatch(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
     return new H1Try(this, h, queued, ended)
   }
 

@@ -1,9 +1,11 @@
 // One upstream try behind one interface, whatever the two sides speak (undici's dispatch(opts,
 // handler), reduced): the exchange (either downstream codec, or a mirror's copy) is the try's
-// TryHandler, and the try is an UpstreamTry: an HTTP/1 connection of the endpoint's pool
-// (h1-try.ts, EndpointPool.openTry) or a stream on the endpoint's HTTP/2 session
-// (proxy/h2/stream-try.ts, H2Upstream.openTry); ClusterRuntime.openTry picks the one its
-// endpoints speak. The try asks its handler
+// TryHandler, and the try is an UpstreamTry. Every level dispatches with the same call,
+// `dispatch(handler, queued, ended)`: an endpoint's HTTP/1 pool (EndpointPool, a connection:
+// h1-try.ts) and its HTTP/2 session (H2Upstream, a stream: proxy/h2/stream-try.ts) are
+// TryDispatchers, and ClusterRuntime.dispatch (cluster.ts) is the same call with admission, the
+// balancer's pick and the accounting in front, handing the try to the endpoint's pool or session
+// as its endpoints speak. The try asks its handler
 // for the request in the form its wire needs (an HTTP/1 head, or HTTP/2 fields) when it starts,
 // queues the body until then, and turns its wire's events into the handler's: head, data,
 // trailers, end, error. So the exchange handles each event once, not once per upstream kind.
@@ -67,6 +69,15 @@ export interface TryHandler {
   tryFlush(): void
   /** 101 to an upgrade request: the socket has left its pool and is the handler's */
   tryUpgrade(head: ResponseHead, socket: Socket, rb: ReadBuffer | null, rest: Buffer | null): void
+}
+
+/**
+ * Opens tries for a handler: an endpoint's HTTP/1 pool or HTTP/2 session. The try is returned
+ * not started (the caller keeps it, then calls start(): its first events may come from there).
+ * queued: the request body so far (kept by the try); ended: it is whole.
+ */
+export interface TryDispatcher {
+  dispatch(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry
 }
 
 /** The request side of one try, the same for an HTTP/1 connection and an HTTP/2 stream. */

@@ -5,8 +5,10 @@
 // backoff, the fault delay), the cluster's dispatch of each try, the proxy's local replies (their
 // decision part), and the telemetry record (metrics, access log sinks, tap, tracing, explain).
 //
-// Each try is an UpstreamTry (proxy/cluster/try.ts, opened by ClusterRuntime.openTry): an HTTP/1 connection of the endpoint's pool or a stream
-// on its HTTP/2 session, whichever the cluster speaks; the exchange is its TryHandler, so the
+// Each try is one call, ClusterRuntime.dispatch (proxy/cluster/cluster.ts): the cluster admits
+// it, picks the endpoint, counts it, tells the exchange (`dispatched`, where the request takes
+// the form the cluster speaks) and opens the UpstreamTry (proxy/cluster/try.ts) on the endpoint's
+// HTTP/1 pool or HTTP/2 session; the exchange is its DispatchHandler, so the
 // try's events (head, data, trailers, end, error) are handled once here and in the codec's
 // exchange, whatever the upstream speaks. The request body goes to the try (queued here while no
 // try is open), kept for another try, and copied to the mirror.
@@ -19,7 +21,7 @@
 // Timers are set with the exchange as their argument (no closure per request).
 import { randomUUID } from 'node:crypto'
 import type { BreakerTicket } from '../cluster/breaker.ts'
-import { DISPATCHED, REJECTIONS, type ClusterRuntime, type ClusterTry, type EndpointState } from '../cluster/cluster.ts'
+import { DISPATCHED, REJECTIONS, type ClusterRuntime, type DispatchHandler, type EndpointState } from '../cluster/cluster.ts'
 import { OUTCOME_5XX, OUTCOME_CONNECT, OUTCOME_GATEWAY, OUTCOME_OK, OUTCOME_RESET } from '../cluster/outlier.ts'
 import type { HttpError, ResponseHead } from '../../api/http1/head.ts'
 import { httpStatusOfGrpc } from '../h2/grpc.ts'
@@ -28,7 +30,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { ReadBuffer } from '../net/read-buffer.ts'
 import { addHeader, DROP_REQUEST } from './h2-fields.ts'
-import { REFUSED_STREAM, StreamResetError, type TryHandler, type UpstreamTry } from '../cluster/try.ts'
+import { REFUSED_STREAM, StreamResetError, type UpstreamTry } from '../cluster/try.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { XFCC_SANITIZE_SET } from '../listener/protocol.ts'
 import { STOP, type FilterExchange } from '../filters/filter.ts'
@@ -54,7 +56,7 @@ const TIMER_WAIT = 2
 const QUEUE_LIMIT = 65536
 
 /** The codec-independent part of one exchange. */
-export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterExchange, TryHandler, MirrorSource {
+export abstract class ExchangeCore implements RequestRecord, DispatchHandler, FilterExchange, MirrorSource {
   protected readonly config: RouterConfig
   readonly counters: ExchangeCounters
   /** when the request head was parsed (performance.now()) */
@@ -65,7 +67,7 @@ export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterE
   /** the route's policy (null: none) */
   protected policy: RoutePolicy | null = null
   protected retry: CompiledRetry | null = null
-  // ---- ClusterTry (written by cluster.dispatch, released by cluster.endTry)
+  // ---- ClusterTry (DispatchHandler: written by cluster.dispatch, released by cluster.endTry)
   endpoint: EndpointState | undefined = undefined
   lastEndpoint: EndpointState | undefined = undefined
   ticket: BreakerTicket | null = null
@@ -178,7 +180,7 @@ export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterE
   }
   /** the route's direct response */
   protected abstract directReply(route: CompiledRoute): void
-  /** before a try is opened on `ep` (dispatch admitted it): the request in the form the cluster speaks */
+  /** before a try is opened on `ep` (the cluster admitted it: dispatched): the request in the form the cluster speaks */
   protected abstract prepareTry(ep: EndpointState, http2: boolean): void
   /** the request may be mirrored (an upgrade is not: the copy could only fail at its 101) */
   protected get mayMirror(): boolean {
@@ -317,14 +319,27 @@ export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterE
 
   // ---- tries -------------------------------------------------------------------------------
 
-  /** One try: the cluster's limits and pick, then the codec opens it. */
+  /**
+   * One try, one call into the cluster (its limits, pick and accounting, then the try opened on
+   * the endpoint's pool or session, `dispatched` in between): the try is started here, or the
+   * cluster's refusal answered.
+   */
   protected dispatch(): void {
     const cluster = this.cluster!
-    const hashKey = cluster.hashHeader === '' ? undefined : this.header(cluster.hashHeader)
-    const d = cluster.dispatch(this, hashKey)
-    if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(d, this, hashKey, this.tries))
-    if (d !== DISPATCHED) return this.rejected(d)
-    const ep = this.endpoint!
+    const t = cluster.dispatch(this, this.queued, this.reqEnded)
+    if (typeof t === 'number') {
+      if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(t, this, undefined, this.tries))
+      return this.rejected(t)
+    }
+    this.queued = null
+    this.queuedBytes = 0
+    this.up = t
+    t.start()
+  }
+
+  /** The cluster admitted the try to `ep` (DispatchHandler): the request in its form, the mirror, the per-try timer. */
+  dispatched(cluster: ClusterRuntime, ep: EndpointState, hashKey: string | undefined): void {
+    if (this.explain !== null) this.explain.note('dispatch', cluster.explainDispatch(DISPATCHED, this, hashKey, this.tries))
     this.outcome = OUTCOME_OK
     this.upstreamHost = ep.key
     this.prepareTry(ep, cluster.http2)
@@ -332,11 +347,6 @@ export abstract class ExchangeCore implements RequestRecord, ClusterTry, FilterE
     if (pol !== null && pol.mirror !== null && !this.mirrorTried) this.startMirror(pol)
     const r = this.retry
     if (r !== null && r.perTryTimeoutMs > 0) this.tryTimer = setTimeout(timerFired, r.perTryTimeoutMs, this, TIMER_TRY)
-    const t = cluster.openTry(ep, this, this.queued, this.reqEnded)
-    this.queued = null
-    this.queuedBytes = 0
-    this.up = t
-    t.start()
   }
 
   /** A copy to the mirror cluster, over whichever protocol it speaks (once per request, not per try). */

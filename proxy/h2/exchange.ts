@@ -24,7 +24,7 @@ import { mirrorHead } from './mirror-head.ts'
 import type { CompiledRoute } from '../route/table.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import { ExchangeCore } from '../exchange/core.ts'
-import { addHeader } from '../exchange/h2-fields.ts'
+import { addHeader, trailerBlock, trailerFields } from '../exchange/h2-fields.ts'
 import { StreamResetError } from '../cluster/try.ts'
 import { Flags, type ExchangeCounters, type RouterConfig } from '../exchange/types.ts'
 import { encodeGrpcMessage, grpcStatusOfLocal, grpcTimeoutMs, httpStatusOfGrpc, isGrpc } from './grpc.ts'
@@ -222,17 +222,18 @@ export class H2Exchange extends ExchangeCore implements StreamSink {
    * A body on any method is framed: its length when the client gave one (the codec holds the
    * DATA to it), else chunked, as HAProxy does; else the upstream would read it as a request.
    */
+  /** chunked without a length, and also without a body when trailers are to follow the last chunk */
   tryChunked(endStream: boolean): boolean {
-    return !endStream && this.upHeaders!['content-length'] === undefined
+    return (!endStream || this.reqTrailers !== null) && this.upHeaders!['content-length'] === undefined
   }
 
   tryRequestH1(endStream: boolean): string {
     return h1Head(this.tryRequestH2(), endStream, this.tryChunked(endStream))
   }
 
-  /** the request's trailers are not sent on to an HTTP/1 upstream (it has no use for gRPC's) */
+  /** the request's trailers as an HTTP/1 chunked trailer section (sent when the body goes chunked) */
   tryTrailersH1(): string {
-    return ''
+    return this.reqTrailers === null ? '' : trailerBlock(this.reqTrailers)
   }
 
   tryTrailersH2(): OutgoingHttpHeaders | null {
@@ -457,12 +458,8 @@ export class H2Exchange extends ExchangeCore implements StreamSink {
   tryTrailers(raw: string, fields: IncomingHttpHeaders | null): void {
     try {
       if (this.done || this.discarding) return
-      let t = fields
-      if (t === null) {
-        t = Object.create(null) as IncomingHttpHeaders
-        for (const [n, v] of blockPairs(raw, false)) t[n] = v
-      }
-      this.onUpTrailers(t)
+      // an HTTP/1 upstream's trailer section as fields, without what HTTP/2 refuses
+      this.onUpTrailers(fields ?? ((trailerFields(raw) ?? Object.create(null)) as IncomingHttpHeaders))
     } catch (err) {
       this.abort(err)
     }

@@ -16,7 +16,7 @@ import type { EventEmitter } from 'node:events'
 import { ClientSession } from './codec/client.ts'
 import type { EndpointPool, PoolAttachment } from '../cluster/pool.ts'
 import { HttpError } from '../../api/http1/head.ts'
-import type { TryHandler, UpstreamTry } from '../cluster/try.ts'
+import type { TryDispatcher, TryHandler, UpstreamTry } from '../cluster/try.ts'
 import { H2Try } from './stream-try.ts'
 
 /** connection-level receive window of every session (both directions of the proxy) */
@@ -62,7 +62,7 @@ export interface H2UpstreamStats {
   goaways: number
 }
 
-export class H2Upstream implements PoolAttachment {
+export class H2Upstream implements PoolAttachment, TryDispatcher {
   private readonly pool: EndpointPool
   /** the session new streams go on; null: none yet, or it is going away */
   private session: UpSession | null = null
@@ -75,8 +75,8 @@ export class H2Upstream implements PoolAttachment {
     this.pool = pool
   }
 
-  /** A try for h on a stream of this endpoint's session (as EndpointPool.openTry; start() acquires the session). */
-  openTry(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
+  /** A try for h on a stream of this endpoint's session (TryDispatcher, as EndpointPool.dispatch; start() acquires the session). */
+  dispatch(h: TryHandler, queued: Buffer[] | null, ended: boolean): UpstreamTry {
     return new H2Try(this, h, queued, ended)
   }
 

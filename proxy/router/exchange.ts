@@ -15,6 +15,7 @@ import { chunkHeader } from '../../api/http1/chunked.ts'
 import { reasonPhrase, type HttpError, type RequestHead, type ResponseHead } from '../../api/http1/head.ts'
 import type { CompiledRoute } from '../route/table.ts'
 import type { CompiledMutation } from '../route/headers.ts'
+import { trailerBlock, trailerFields } from '../exchange/h2-fields.ts'
 import { TRACE_HEADER_NAMES } from '../telemetry/tracing/context.ts'
 import { EXPLAIN_ID_HEADER } from '../telemetry/explain.ts'
 import type { ReadBuffer } from '../net/read-buffer.ts'
@@ -164,9 +165,9 @@ export class Exchange extends ExchangeCore {
     return this.reqTrailers
   }
 
-  /** request trailers are not sent on from an HTTP/1 client to an HTTP/2 upstream */
+  /** the chunked request's trailers as HTTP/2 trailer fields (null: none) */
   tryTrailersH2(): OutgoingHttpHeaders | null {
-    return null
+    return this.reqTrailers === '' ? null : trailerFields(this.reqTrailers)
   }
 
   override tryRetainRequest(): void {
@@ -430,9 +431,7 @@ export class Exchange extends ExchangeCore {
       this.upTrailers = raw
       return
     }
-    let block = ''
-    for (const n in fields) if (n.charCodeAt(0) !== 0x3a) block += n + ': ' + String(fields[n]) + CRLF
-    this.upTrailers = block
+    this.upTrailers = trailerBlock(fields)
   }
 
   /** The response is complete; a request body still arriving is not waited for: the connection closes after. */
