@@ -10,8 +10,9 @@
 //                   request; "above idle" is this minus the RSS just before opening them
 //
 // Row weft-cp: `weft proxy --control-plane` against a local control plane, ready time and idle RSS only;
-// its bootstrap is complete (no listeners), so /ready turns 200 on it: the time until the control
-// plane's first config is applied is printed after the table (JSON: weft_cp_config_ms).
+// its bootstrap is settings only (its listener names the control plane's route table "outbound"), as
+// in an injected pod, so /ready turns 200 only once the control plane's first config is applied;
+// when that config was applied is printed after the table too (JSON: weft_cp_config_ms).
 // Row node: the runtime alone, as a floor: "ready" is spawn() to the exit of `node -e 0` (the same
 // pinned Node), idle RSS that of an idle `node -e 'setTimeout(...)'` 2 s after its start.
 // The last stdout line is JSON: Weft's idle_rss_mb, loaded_rss_mb, ready_ms, conn10k_rss_mb (and the
@@ -124,8 +125,15 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
   if (name === 'weft-cp') {
     controlPlane ??= await startControlPlane(path.join(dir, '..', 'control-plane'))
     const file = path.join(dir, 'bootstrap.yaml')
-    // the proxy's own settings: its identity (a demo workload) and admin port
-    fs.writeFileSync(file, YAML.stringify({ node: { id: 'reviews-bench', workload: 'reviews', namespace: 'demo' }, admin: { address: '127.0.0.1', port: adminPort }, listeners: [], routeTables: [], clusters: [] }))
+    // the proxy's own settings (a demo workload's identity, admin port) and a listener on the control
+    // plane's route table: incomplete alone, so nothing is served and /ready is 503 until it answers
+    fs.writeFileSync(file, YAML.stringify({
+      node: { id: 'reviews-bench', workload: 'reviews', namespace: 'demo' },
+      admin: { address: '127.0.0.1', port: adminPort },
+      listeners: [{ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port, routeTable: 'outbound' }],
+      routeTables: [],
+      clusters: [],
+    }))
     const t0 = performance.now()
     proc = spawnGroup('weft-cp', process.execPath, [WEFT_BIN, 'proxy', '--control-plane', `127.0.0.1:${controlPlane.grpc}`, '--config', file], {
       logFile: path.join(dir, 'weft.log'),
@@ -135,7 +143,7 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
     try {
       await until(ok, () => proc.deadReason(), 20000)
       const ms = performance.now() - t0
-      // then the control plane's first config (the bootstrap, complete, is served until it comes)
+      // the control plane's config is what made it ready (the bootstrap alone is not servable)
       await until(async () => (JSON.parse((await httpGet(adminPort, '/control_plane', 1000)).body) as { source?: string }).source === 'control-plane', () => proc.deadReason(), 20000)
       opts.cpConfigMs?.push(performance.now() - t0)
       await sleep(2000)
@@ -366,7 +374,7 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
       ].join('') + (r.error ? `  error: ${r.error}` : ''),
     )
   }
-  if (cpConfigMs.length > 0) console.log(`weft-cp: the control plane's first config applied ${Math.round(median(cpConfigMs))} ms after exec (median; /ready turns 200 on the bootstrap, served until then)`)
+  if (cpConfigMs.length > 0) console.log(`weft-cp: the control plane's first config applied ${Math.round(median(cpConfigMs))} ms after exec (median; /ready waits for it)`)
   const out: Record<string, unknown> = {}
   for (const r of rows) {
     const k = r.name === 'weft' ? '' : `${r.name.replace('-', '_')}_`

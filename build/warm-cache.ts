@@ -81,8 +81,10 @@ async function warmControlPlaneMode(tmp: string, env: NodeJS.ProcessEnv, timeout
   try {
     if (!(await poll(() => httpStatus(admin, '/debug/proxies').then((s) => s === 200), timeoutMs, () => cp.exitCode !== null))) return void skip('the local control plane did not start')
     const file = path.join(tmp, 'cp-bootstrap.yaml')
-    // a demo workload's settings, as `weft inject` gives a pod (its listeners come from the control plane)
-    writeFileSync(file, 'node: { id: warm-cache, workload: frontend, namespace: demo }\nadmin: { address: 127.0.0.1, port: 0 }\nlisteners: []\nrouteTables: []\nclusters: []\ndrainPeriod: 0s\ndrainTimeout: 1s\n')
+    // a demo workload's settings and a listener on the control plane's route table "outbound", as an
+    // injected pod has: settings only, so /ready turns 200 on the control plane's config (what the
+    // cache must hold is that config's path), not on the bootstrap
+    writeFileSync(file, 'node: { id: warm-cache, workload: frontend, namespace: demo }\nadmin: { address: 127.0.0.1, port: 0 }\nlisteners: [{ name: outbound, direction: outbound, address: 127.0.0.1, port: 0, routeTable: outbound }]\nrouteTables: []\nclusters: []\ndrainPeriod: 0s\ndrainTimeout: 1s\n')
     const code = await runSidecar(['--control-plane', `127.0.0.1:${grpc}`, '--config', file], env, timeoutMs, async (port) => (await httpStatus(port, '/ready')) === 200)
     if (code !== 0) skip(`the --control-plane sidecar exited with ${code}`)
   } finally {
