@@ -88,7 +88,9 @@ export const DEFAULTS = {
  * sidecar's start path (README, *Footprint*). Four bytes a step, not one character: a
  * --control-plane sidecar's first config (~4 KB of JSON) made V8 compile the one-character loop
  * with its optimizing compiler by on-stack replacement at start (~11 ms on a background thread,
- * ~5 MB of the compiler's code paged in).
+ * ~5 MB of the compiler's code paged in). The words are read in the machine's byte order, so a
+ * big-endian machine names the same config differently: fine for a name compared within one
+ * machine's logs and admin output, which is all it is.
  */
 export function configHash(b: Bootstrap): string {
   const bytes = Buffer.from(JSON.stringify(b), 'utf8')
