@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { CONTROL_PLANE_ENV, hasControlPlaneSettings, runWithControlPlaneSettings } from '../control-plane/runtime.ts'
+import { DEFAULT_PUSH_THROTTLE } from '../control-plane/xds/budget.ts'
 import { DEFAULTS, runCpBench, type CpBenchOptions, type CpBenchResult } from './cp/bench.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -28,6 +29,7 @@ const USAGE = `usage: node --expose-gc bench/control-plane.ts [options]      (np
   --changes K          endpoint changes measured (default ${DEFAULTS.changes})
   --warmup N           endpoint changes before those, not counted (default ${DEFAULTS.warmupChanges})
   --concurrency C      proxies per worker waiting for their first snapshot at a time (default ${DEFAULTS.concurrency})
+  --push-throttle N    the control plane's push throttle: complete snapshots written at a time (default: its own, ${DEFAULT_PUSH_THROTTLE}; 0: none)
   --sync MODE          initial sync: full (every proxy is sent the complete snapshot; default ${DEFAULTS.sync}) or warm
                        (one proxy per namespace and process is; the others connect declaring its versions)
   --validate-proxies   proxies also assemble and validate each config (slow at full size)
@@ -53,6 +55,7 @@ function parse(argv: string[]): { opts: Partial<CpBenchOptions>; save: boolean }
         changes: { type: 'string' },
         warmup: { type: 'string' },
         concurrency: { type: 'string' },
+        'push-throttle': { type: 'string' },
         'validate-proxies': { type: 'boolean', default: false },
         sync: { type: 'string' },
         'no-save': { type: 'boolean', default: false },
@@ -85,6 +88,7 @@ function parse(argv: string[]): { opts: Partial<CpBenchOptions>; save: boolean }
   set('changes', int('changes', values.changes, 1))
   set('warmupChanges', int('warmup', values.warmup, 0))
   set('concurrency', int('concurrency', values.concurrency, 1))
+  set('pushThrottle', int('push-throttle', values['push-throttle'], 0))
   if (values['validate-proxies']) opts.validateProxies = true
   if (values.sync !== undefined) {
     if (values.sync !== 'full' && values.sync !== 'warm') fail(`--sync: expected full or warm, got "${values.sync}"`)

@@ -31,12 +31,19 @@ export function registerControlPlane(program: Command): void {
     .option('--no-ca-tls', 'with --ca-listen: plain text (the default in local mode)')
     .option('--root-namespace <ns>', 'the namespace whose PeerAuthentication and AuthorizationPolicy apply mesh-wide (Istio\'s rootNamespace); default the control plane\'s namespace')
     .option('--no-auto-mtls', 'with --ca-listen: do not turn on mutual TLS by itself for Services whose endpoints all have sidecars (Kubernetes mode)')
+    .option('--push-throttle <n>', 'complete snapshots written to proxies at a time (istiod\'s PILOT_PUSH_THROTTLE); others wait their turn; 0: no limit but the 64 MB send budget', '2')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error); default $WEFT_LOG_LEVEL or info')
-    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string; rootNamespace?: string; autoMtls: boolean; caTls?: boolean }) => {
+    .action(async (opts: { listen: string; admin: string; local?: string; kubernetes?: string | boolean; kubeconfig?: string; context?: string; outboundPort: string; pushThrottle: string; logLevel?: string; webhookListen?: string; webhookService: string; namespace?: string; proxyImage?: string; caListen?: string; trustDomain: string; caDir?: string; caTokens?: string; caCert?: string; caKey?: string; caChain?: string; rootNamespace?: string; autoMtls: boolean; caTls?: boolean }) => {
       if (opts.logLevel !== undefined) process.env.WEFT_LOG_LEVEL = opts.logLevel
       const port = Number(opts.outboundPort)
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         process.stderr.write(`weft: --outbound-port: expected a port number, got "${opts.outboundPort}"\n`)
+        process.exitCode = 2
+        return
+      }
+      const pushThrottle = Number(opts.pushThrottle)
+      if (!Number.isInteger(pushThrottle) || pushThrottle < 0) {
+        process.stderr.write(`weft: --push-throttle: expected a whole number (0: no limit), got "${opts.pushThrottle}"\n`)
         process.exitCode = 2
         return
       }
@@ -64,6 +71,7 @@ export function registerControlPlane(program: Command): void {
       const caPort = opts.caListen === undefined ? undefined : opts.caListen.slice(opts.caListen.lastIndexOf(':') + 1)
       process.exitCode = await runControlPlane({ listen: opts.listen, admin: opts.admin, local: opts.local, kubernetes,
         outboundPort: port,
+        pushThrottle,
         security: { rootNamespace: opts.rootNamespace ?? cpNamespace, autoMtls: opts.autoMtls },
         webhook: opts.webhookListen === undefined ? undefined : {
           listen: opts.webhookListen,

@@ -39,6 +39,8 @@ export interface ControlPlaneOptions {
   kubernetes?: KubeConfigOption
   /** the port of the "outbound" listener sent to every proxy; a proxy's bootstrap may override it */
   outboundPort?: number
+  /** complete snapshots written to proxies at a time (control-plane/xds/budget.ts; default 2, 0: no limit) */
+  pushThrottle?: number
   log?: Logger
   watchDebounceMs?: number
   /** Kubernetes: quiet time after a change, and the longest a change waits (defaults 100, 1000 ms) */
@@ -134,6 +136,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Running
       log,
       nodeKey: NamespacePublisher.key,
       onStreamOpen: (key, node) => pub.onStreamOpen(key, node),
+      pushThrottle: o.pushThrottle,
     })
   } catch (err) {
     await source?.close()

@@ -1,8 +1,9 @@
 // Large responses on the config stream, over real sockets: a route table of thousands of virtual
-// hosts written to several proxies at once through the reused serialization buffer (each proxy
-// gets its own intact response), and the send budget: a complete snapshot waits while another is
-// being written, endpoint updates do not, and the waiting proxy is sent the latest state when its
-// turn comes.
+// hosts written to several proxies at once, as pieces straight to each HTTP/2 stream (each proxy
+// gets its own intact response), the reused serialization buffer of grpc-js's write path, the send
+// budget (a complete snapshot waits while another is being written, endpoint updates do not, and
+// the waiting proxy is sent the latest state when its turn comes), and the push throttle (at most
+// N complete snapshots written at once; every proxy gets its own in turn).
 import t from 'tap'
 import http2 from 'node:http2'
 import { credentials, type ClientDuplexStream } from '@grpc/grpc-js'
@@ -11,6 +12,8 @@ import { SnapshotCache } from '../control-plane/snapshot/cache.ts'
 import type { EndpointSpec, Snapshot } from '../control-plane/snapshot/types.ts'
 import { startConfigServer, type ConfigServer } from '../control-plane/xds/server.ts'
 import { SMALL_BATCH_BYTES } from '../control-plane/xds/budget.ts'
+import { createControlPlaneAdmin, listenAdmin } from '../control-plane/xds/admin.ts'
+import { weft } from './helpers/cli.ts'
 import { REUSE_FROM_BYTES, reusingSerializer, serializeResponse, toResponse } from '../control-plane/xds/wire.ts'
 import { updateFor } from '../control-plane/snapshot/delta.ts'
 
@@ -94,6 +97,7 @@ t.test('a large route table to three proxies at once: each response intact, with
     for (const r of p.responses) nonces.add(r.nonce)
   }
   t.equal(nonces.size, 12, 'twelve responses, twelve nonces')
+  t.same(cp.writes, { direct: 12, serialized: 0 }, 'written to the HTTP/2 streams directly, not through grpc-js\'s serializer')
   t.ok(HOSTS * 40 > REUSE_FROM_BYTES, 'the route table is serialized into the reused buffer')
 })
 
@@ -144,4 +148,53 @@ t.test('send budget: a complete snapshot waits while another is written; endpoin
   for (const r of late.responses) late.ack(r)
   await until('everything written', () => cp.budget!.inUse === 0)
   t.equal(cp.budget!.queued, 0, 'nobody waiting')
+})
+
+function metricValue(text: string, series: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+  return line === undefined ? NaN : Number(line.slice(series.length + 1))
+}
+
+t.test('push throttle: at most N complete snapshots written at once; the others wait their turn, and every proxy gets its own', async (t) => {
+  const cache = new SnapshotCache()
+  const cp = await startConfigServer({ cache, address: '127.0.0.1:0', pushThrottle: 2 })
+  t.teardown(() => cp.stop())
+  const admin = createControlPlaneAdmin(cp)
+  const adminPort = await listenAdmin(admin, '127.0.0.1:0')
+  t.teardown(() => new Promise<void>((r) => admin.close(() => r())))
+  const get = async (path: string) => (await fetch(`http://127.0.0.1:${adminPort}${path}`)).text()
+  const ids = ['stalled-1', 'stalled-2', 'p1', 'p2', 'p3']
+  for (const id of ids) cache.setSnapshot(id, snapshot())
+  // two proxies that read nothing hold both turns: their snapshots are never written out
+  const stalled = [stalledProxy(cp, 'stalled-1'), stalledProxy(cp, 'stalled-2')]
+  await until('both stalled proxies are being written', () => cp.budget?.sending === 2)
+  const proxies = ['p1', 'p2', 'p3'].map((id) => proxy(t, cp, id))
+  await until('the three others wait', () => cp.budget?.queued === 3)
+  const during = JSON.parse(await get('/debug/proxies')) as { connected: number; pushes: Record<string, number> }
+  t.equal(during.connected, 5)
+  t.match(during.pushes, { throttle: 2, sending: 2, mostSending: 2, waiting: 3, waited: 3 }, '/debug/proxies: two written, three waiting')
+  const m = await get('/metrics')
+  t.equal(metricValue(m, 'weft_cp_push_sending'), 2)
+  t.equal(metricValue(m, 'weft_cp_push_waiting'), 3)
+  t.equal(metricValue(m, 'weft_cp_push_throttled_total'), 3)
+  t.ok(proxies.every((p) => p.responses.length === 0), 'the waiting proxies were sent nothing yet')
+  // the stalled proxies go away: their turns go to the others, two at a time
+  for (const s of stalled) s.close()
+  await until('every waiting proxy has its snapshot', () => proxies.every((p) => p.responses.length === 4))
+  for (const p of proxies) {
+    const table = p.responses.find((r) => r.typeUrl === TYPE.routeTable)!.resources[0].routeTable!
+    t.equal(table.virtualHosts.length, HOSTS, 'a complete route table')
+    t.equal(p.responses[p.responses.length - 1].batchRemaining, 0, 'the whole batch')
+  }
+  await until('everything written', () => cp.budget!.sending === 0)
+  const after = JSON.parse(await get('/debug/proxies')) as { pushes: Record<string, number> }
+  t.match(after.pushes, { throttle: 2, sending: 0, mostSending: 2, waiting: 0, waited: 3, bytesInUse: 0 }, 'never more than two at once')
+})
+
+t.test('weft control-plane --push-throttle: not a whole number is a usage error (exit 2)', async (t) => {
+  for (const bad of ['-1', 'two', '1.5']) {
+    const r = await weft(['control-plane', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--push-throttle', bad])
+    t.equal(r.code, 2, bad)
+    t.match(r.stderr, `weft: --push-throttle: expected a whole number (0: no limit), got "${bad}"`)
+  }
 })

@@ -42,6 +42,8 @@ export interface CpBenchOptions {
   warmupChanges: number
   /** proxies per worker waiting for their first snapshot at a time */
   concurrency: number
+  /** the control plane's push throttle (startConfigServer pushThrottle); undefined: its default */
+  pushThrottle?: number
   /** bench proxies also assemble and validate every config (the static bootstrap's checks) */
   validateProxies: boolean
   /** initial sync: every proxy gets the complete snapshot, or one per namespace and process (./worker.ts) */
@@ -246,6 +248,37 @@ function peakRss(): { read(): number } {
   }
 }
 
+/** WEFT_BENCH_MEM_TRACE=1: where the memory is during the sync, sampled every 50 ms (diagnostic; costs CPU). */
+function memTrace(server: { budget?: { inUse: number; queued: number }; registry: { connected: number } }, log: (l: string) => void): { stop(): void } {
+  const t0 = performance.now()
+  const rows: string[] = []
+  let max = 0
+  let maxRow = ''
+  const mb = (n: number) => (n / 1048576).toFixed(0)
+  const sample = () => {
+    const m = process.memoryUsage()
+    const st = fs.readFileSync('/proc/self/status', 'utf8')
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1] ?? 0) * 1024
+    const sp = Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name, x.space_size]))
+    const rss = kb('VmRSS')
+    const row = `t=${((performance.now() - t0) / 1000).toFixed(2)}s rss=${mb(rss)} anon=${mb(kb('RssAnon'))} heapTotal=${mb(m.heapTotal)} used=${mb(m.heapUsed)} new=${mb(sp.new_space ?? 0)} old=${mb(sp.old_space ?? 0)} lo=${mb(sp.large_object_space ?? 0)} code=${mb(sp.code_space ?? 0)} ext=${mb(m.external)} ab=${mb(m.arrayBuffers)} budget=${mb(server.budget?.inUse ?? 0)}/${server.budget?.queued ?? 0}q conn=${server.registry.connected}`
+    rows.push(row)
+    if (rss > max) {
+      max = rss
+      maxRow = row
+    }
+  }
+  const timer = setInterval(sample, 50)
+  return {
+    stop() {
+      clearInterval(timer)
+      sample()
+      for (let i = 0; i < rows.length; i += Math.max(1, Math.floor(rows.length / 60))) log(`  mem ${rows[i]}`)
+      log(`  mem at max RSS: ${maxRow}`)
+    },
+  }
+}
+
 /** Counts V8's collections from now until stop() (perf_hooks 'gc' entries). */
 function countGc(): { stop(): GcCount } {
   const c: GcCount = { scavenges: 0, markCompacts: 0, pauseMs: 0 }
@@ -381,6 +414,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     nodeKey: NamespacePublisher.key,
     onStreamOpen: (key, node) => publisher.onStreamOpen(key, node),
     onAnswer: (a) => onAnswer(a),
+    pushThrottle: o.pushThrottle,
   })
   const workers: RunningWorker[] = []
   try {
@@ -396,6 +430,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
       byKey.set(key, [...(byKey.get(key) ?? []), id])
     }
     const syncCpu0 = cpuSeconds()
+    const trace = process.env.WEFT_BENCH_MEM_TRACE ? memTrace(server, log) : null
     const syncPeak = peakRss()
     const syncStart = performance.now()
     let synced = 0
@@ -413,6 +448,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     })(), o.syncTimeoutMs, 'every proxy connected')
     const syncMs = performance.now() - syncStart
     const syncMaxRss = syncPeak.read()
+    trace?.stop()
     const syncCpu = cpuSeconds() - syncCpu0
     gc()
     const syncMem = mem()

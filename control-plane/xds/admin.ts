@@ -22,6 +22,16 @@ export function snapshotsView(cp: ConfigServer): unknown {
 }
 
 /**
+ * The push throttle and send budget (./budget.ts): complete snapshots being written now and the
+ * most at once so far, proxies waiting for their turn, batches that waited, bytes being written.
+ */
+export function pushesView(cp: ConfigServer): unknown {
+  const b = cp.budget
+  if (b === undefined) return { throttle: 0, budgetBytes: 0 }
+  return { throttle: b.throttle, budgetBytes: b.limit, sending: b.sending, mostSending: b.mostSending, waiting: b.queued, waited: b.waited, bytesInUse: b.inUse }
+}
+
+/**
  * The clusters (with their tls and inbound policy, as the control plane resolved them) and their
  * endpoints, of the snapshot of the proxies of `namespace` (clusters are the same in every
  * namespace's snapshot; default: the first published). null: nothing published.
@@ -54,7 +64,7 @@ export function createControlPlaneAdmin(cp: ConfigServer, source?: () => unknown
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n')
     switch (path) {
       case '/debug/proxies':
-        return json({ connected: cp.registry.connected, proxies: cp.registry.proxies() })
+        return json({ connected: cp.registry.connected, pushes: pushesView(cp), proxies: cp.registry.proxies() })
       case '/debug/nacks':
         return json({ nacks: cp.registry.nacks() })
       case '/debug/snapshots':

@@ -24,6 +24,14 @@ export class ControlPlaneMetrics {
     registers: [this.registry],
   })
   readonly streams: Gauge
+  private pushes: PushState | null = null
+  readonly pushesSending: Gauge
+  readonly pushesWaiting: Gauge
+  readonly pushesThrottled = new Counter({
+    name: 'weft_cp_push_throttled_total',
+    help: 'Batches that waited for their turn (the push throttle or the send budget) before being written.',
+    registers: [this.registry],
+  })
 
   constructor(connected: () => number) {
     this.streams = new Gauge({
@@ -34,5 +42,33 @@ export class ControlPlaneMetrics {
         this.set(connected())
       },
     })
+    const pushes = () => this.pushes
+    this.pushesSending = new Gauge({
+      name: 'weft_cp_push_sending',
+      help: 'Complete snapshots (batches over 256 KB) being written to proxies now (at most --push-throttle).',
+      registers: [this.registry],
+      collect() {
+        this.set(pushes()?.sending ?? 0)
+      },
+    })
+    this.pushesWaiting = new Gauge({
+      name: 'weft_cp_push_waiting',
+      help: 'Proxies waiting for their turn to be written a complete snapshot (the push throttle).',
+      registers: [this.registry],
+      collect() {
+        this.set(pushes()?.queued ?? 0)
+      },
+    })
   }
+
+  /** The send budget whose state the push gauges report (xds/server.ts). */
+  observePushes(p: PushState): void {
+    this.pushes = p
+  }
+}
+
+/** What the push gauges read (./budget.ts SendBudget). */
+export interface PushState {
+  readonly sending: number
+  readonly queued: number
 }

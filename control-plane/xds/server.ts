@@ -6,10 +6,11 @@ import { Metadata, Server, ServerCredentials, status, type ServerDuplexStream } 
 import pino, { type Logger } from 'pino'
 import { configDiscoveryService, type ConfigDiscoveryHandlers, type ConfigRequest__Output, type ConfigResponse, type Node__Output } from '../../protos/api.ts'
 import type { SnapshotCache } from '../snapshot/cache.ts'
-import { DEFAULT_SEND_BUDGET_BYTES, SendBudget } from './budget.ts'
+import { DEFAULT_PUSH_THROTTLE, DEFAULT_SEND_BUDGET_BYTES, SendBudget } from './budget.ts'
 import { ProxyRegistry } from './registry.ts'
 import { ConfigStream, type Answer } from './stream.ts'
-import { reusingSerializer } from './wire.ts'
+import { framedPieces, reusingSerializer } from './wire.ts'
+import { DirectWriter, http2StreamOf } from './direct.ts'
 
 export type { Answer } from './stream.ts'
 
@@ -32,6 +33,13 @@ export interface ConfigServerOptions {
    * 64 MB; 0: no limit.
    */
   sendBudgetBytes?: number
+  /**
+   * The push throttle: complete snapshots (batches over 256 KB) being written at a time, over all
+   * streams (`weft control-plane --push-throttle`). Each is a buffer of the snapshot's size until
+   * the socket took it: this bounds the memory of many proxies syncing at once. Default 2; 0: only
+   * sendBudgetBytes limits them.
+   */
+  pushThrottle?: number
 }
 
 export interface ConfigServer {
@@ -39,6 +47,8 @@ export interface ConfigServer {
   readonly port: number
   readonly registry: ProxyRegistry
   readonly cache: SnapshotCache
+  /** responses written to the HTTP/2 stream directly (framedPieces) or through grpc-js's serializer */
+  readonly writes: { direct: number; serialized: number }
   /** the send budget, if any (bytes in use, streams waiting) */
   readonly budget: SendBudget | undefined
   /** Close every stream (proxies keep serving and reconnect) and stop listening. */
@@ -52,8 +62,11 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const log = opts.log ?? pino({ level: 'silent' })
   const registry = new ProxyRegistry()
   const streams = new Set<ConfigStream>()
+  const writes = { direct: 0, serialized: 0 }
   const limit = opts.sendBudgetBytes ?? DEFAULT_SEND_BUDGET_BYTES
-  const budget = limit > 0 ? new SendBudget(limit) : undefined
+  const throttle = opts.pushThrottle ?? DEFAULT_PUSH_THROTTLE
+  const budget = limit > 0 || throttle > 0 ? new SendBudget(limit, throttle, () => registry.metrics.pushesThrottled.inc()) : undefined
+  if (budget !== undefined) registry.metrics.observePushes(budget)
   const deps = {
     budget,
     cache: opts.cache,
@@ -67,9 +80,19 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const handlers: ConfigDiscoveryHandlers = {
     StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
       let ended = false
+      // responses go to the HTTP/2 stream directly, as pieces (./direct.ts), where grpc-js lets us
+      const raw = http2StreamOf(call)
+      const direct = raw === null ? null : new DirectWriter(raw)
       const stream = new ConfigStream(deps, {
         send: (r, written) => {
-          if (!ended) call.write(r, written)
+          if (ended) return
+          const pieces = direct === null ? null : framedPieces(r)
+          if (pieces === null) {
+            writes.serialized++
+            return void call.write(r, written)
+          }
+          writes.direct++
+          direct!.write(pieces, written)
         },
         fail: (message) => {
           if (ended) return
@@ -128,6 +151,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     registry,
     cache: opts.cache,
     budget,
+    writes,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         for (const s of streams) s.close()

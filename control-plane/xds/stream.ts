@@ -83,8 +83,8 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
   private unwatch: (() => void) | null = null
   private closed = false
   private nonceSeq = 0
-  /** bytes taken from the budget and not yet written */
-  private held = 0
+  /** batches taken from the budget and not yet written: their bytes, and responses left to write */
+  private readonly held = new Set<{ bytes: number; left: number }>()
 
   constructor(deps: StreamDeps, transport: StreamTransport) {
     this.deps = deps
@@ -140,9 +140,8 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
     const budget = this.deps.budget
     if (budget !== undefined) {
       budget.leave(this)
-      const held = this.held
-      this.held = 0
-      if (held > 0) budget.give(held)
+      for (const h of this.held) budget.give(h.bytes)
+      this.held.clear()
     }
     if (this.node !== null) {
       this.deps.registry.close(this)
@@ -241,11 +240,12 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
     }
     // A large batch (a complete snapshot) waits while others are being written; it is computed
     // again from the then-latest snapshot when its turn comes.
-    const sizes = budget === undefined ? null : updates.map(updateBytes)
+    let ticket: { bytes: number; left: number } | null = null
     if (budget !== undefined) {
-      const bytes = sizes!.reduce((a, b) => a + b, 0)
+      const bytes = updates.reduce((a, u) => a + updateBytes(u), 0)
       if (!budget.take(bytes, this)) return
-      this.held += bytes
+      ticket = { bytes, left: updates.length }
+      this.held.add(ticket)
     }
     const sentAt = new Date().toISOString()
     const all = updates.map((update): Sent => ({ nonce: `${this.deps.noncePrefix}-${this.id}-${++this.nonceSeq}`, update, sentAt, with: othersOf(snap, update.type) }))
@@ -256,8 +256,7 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
       this.lastNonce.set(type, s.nonce)
       this.sent.set(type, (this.sent.get(type) ?? 0) + 1)
       m.responses.inc({ type: typeName(type), incremental: String(s.update.incremental) })
-      const bytes = sizes?.[i] ?? 0
-      this.transport.send(toResponse(s.update, s.nonce, all.length - 1 - i), () => this.written(bytes))
+      this.transport.send(toResponse(s.update, s.nonce, all.length - 1 - i), () => this.written(ticket))
     })
     // built only when it is logged: 1,000 streams x every change
     if (this.deps.log.isLevelEnabled('debug')) {
@@ -268,10 +267,10 @@ export class ConfigStream implements RegisteredStream, BudgetWaiter {
     }
   }
 
-  private written(bytes: number): void {
-    if (this.closed || bytes === 0) return // close() gave back what was held
-    this.held -= bytes
-    this.deps.budget!.give(bytes)
+  /** One response of a batch was handed to the connection; the batch's bytes go back with its last. */
+  private written(ticket: { bytes: number; left: number } | null): void {
+    if (ticket === null || --ticket.left > 0 || !this.held.delete(ticket)) return // (close() gave back what was held)
+    this.deps.budget!.give(ticket.bytes)
   }
 
   private nack(type: TypeUrl, entry: Sent, req: ConfigRequest__Output): void {

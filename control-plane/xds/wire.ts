@@ -216,14 +216,61 @@ function responseWriter(r: ConfigResponse): Writer | null {
   const parts = (r as Partial<EncodedResponse>)[RESOURCE_BYTES]
   if (parts === undefined) return null
   const w = new Writer()
+  writeHead(w, r)
+  for (const p of parts) w.raw(p)
+  writeTail(w, r)
+  return w
+}
+
+/** The response's fields before its resources (type, version, nonce). */
+function writeHead(w: Writer, r: ConfigResponse): void {
   w.string(1, r.typeUrl)
   w.string(2, r.versionInfo)
   w.string(3, r.nonce)
-  for (const p of parts) w.raw(p)
+}
+
+/** The response's fields after its resources (removed names, incremental, batch_remaining). */
+function writeTail(w: Writer, r: ConfigResponse): void {
   for (const name of r.removedResources ?? []) w.string(5, name)
   if (r.incremental != null) w.varint(6, r.incremental ? 1 : 0)
   if (r.batchRemaining != null) w.varint(7, r.batchRemaining)
-  return w
+}
+
+/**
+ * A response as the gRPC message it is on the wire (the 5-byte length prefix, uncompressed, then
+ * serializeResponse's bytes), in pieces: a small buffer of its own fields, the resources' shared
+ * encodings as they are (not copied), and a small tail. null: not an EncodedResponse (serialize it).
+ * Written to the HTTP/2 stream piece by piece (./server.ts), a complete snapshot costs no buffer of
+ * its size per proxy: grpc-js's write path would serialize it (into the reused buffer) and copy it
+ * into a framed buffer of its own, ~10 MB at 10,000 Services, garbage the moment it is written, and
+ * freed only by V8's next major collection (bench:cp's sync peak: +60 MB of such buffers).
+ */
+export function framedPieces(r: ConfigResponse): Buffer[] | null {
+  const parts = (r as Partial<EncodedResponse>)[RESOURCE_BYTES]
+  if (parts === undefined) return null
+  const head = new Writer()
+  writeHead(head, r)
+  const tail = new Writer()
+  writeTail(tail, r)
+  let length = head.length + tail.length
+  for (const p of parts) length += p.length
+  if (length < REUSE_FROM_BYTES) {
+    // small (an endpoint update): one buffer, one write
+    const one = Buffer.allocUnsafe(5 + length)
+    one[0] = 0
+    one.writeUInt32BE(length, 1)
+    let at = 5 + head.finish(one.subarray(5)).length
+    for (const p of parts) at += p.copy(one, at)
+    tail.finish(one.subarray(at))
+    return [one]
+  }
+  const first = Buffer.allocUnsafe(5 + head.length)
+  first[0] = 0 // not compressed
+  first.writeUInt32BE(length, 1)
+  head.finish(first.subarray(5))
+  const out = [first, ...parts]
+  if (tail.length > 0) out.push(tail.finish())
+  return out
 }
 
 /** Responses from this size on are serialized into the reused buffer (reusingSerializer). */
