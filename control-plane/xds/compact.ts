@@ -1,0 +1,157 @@
+// Give the heap back after a burst of complete snapshots (proxies syncing, a mesh-wide change).
+//
+// Why (bench:cp, 1,000 proxies, README "Memory with many proxies"): writing a complete snapshot to
+// each connecting proxy leaves short-lived garbage that outlives the young generation (streams in
+// flight): ~17 KB of old space per proxy for ~5 KB that stays live. With the responses written as
+// pieces (./direct.ts) nothing forces a major collection during the sync, the old generation fills
+// (135 -> 164 MB) and after the next collection V8 keeps its pages (~240 MB committed for ~145 MB
+// used): RSS stayed ~390 MB after the sync instead of ~350 MB. Once the push queue is empty after
+// such a burst, one compacting collection that also releases the pages (V8's CollectAllAvailable-
+// Garbage, what Node's low-memory notification does) gives them back.
+//
+// When: the send budget (./budget.ts) reports it is idle (nothing being written, nobody waiting)
+// after at least `minBytes` of complete snapshots were written since the last compaction; the
+// collection runs after `settleMs` without a new complete snapshot (a timer, never on a proxy's
+// request path). Endpoint updates (small batches) do not count and do not delay it.
+//
+// Node has no public GC API: `gc` is V8's gc extension, exposed with --expose-gc (if the process
+// was started with it) or else turned on at run time (v8.setFlagsFromString + a new context, the
+// documented way V8 installs the extension in contexts created after the flag is set).
+import v8 from 'node:v8'
+import vm from 'node:vm'
+import type { Logger } from 'pino'
+
+/** Complete snapshots written since the last compaction before the next one may run. */
+export const DEFAULT_COMPACT_AFTER_BYTES = 64 * 1024 * 1024
+/** Quiet time (no complete snapshot written) before it runs. */
+export const DEFAULT_COMPACT_SETTLE_MS = 200
+
+export interface Compaction {
+  /** complete snapshots written (bytes) in the burst it followed */
+  burstBytes: number
+  pauseMs: number
+  heapUsedBefore: number
+  heapUsedAfter: number
+  heapTotalBefore: number
+  heapTotalAfter: number
+  rssBefore: number
+  rssAfter: number
+}
+
+type GcFn = (opts?: { type?: string; execution?: string; flavor?: string }) => unknown
+
+let gcFn: GcFn | null | undefined
+/** V8's gc(), or null if this V8 will not give it. */
+export function v8Gc(): GcFn | null {
+  if (gcFn !== undefined) return gcFn
+  const g = (globalThis as { gc?: GcFn }).gc
+  if (typeof g === 'function') return (gcFn = g)
+  try {
+    v8.setFlagsFromString('--expose-gc')
+    const f = vm.runInNewContext('gc') as unknown
+    gcFn = typeof f === 'function' ? (f as GcFn) : null
+  } catch {
+    gcFn = null
+  }
+  return gcFn
+}
+
+export interface HeapCompactorOptions {
+  /** bytes of complete snapshots before a compaction may run; 0 or less: never */
+  minBytes?: number
+  settleMs?: number
+  log?: Logger
+  /** each compaction that ran (a metric) */
+  onCompact?: (c: Compaction) => void
+}
+
+export class HeapCompactor {
+  readonly minBytes: number
+  readonly settleMs: number
+  /** compactions that ran */
+  count = 0
+  last: Compaction | null = null
+  private burst = 0
+  private timer: NodeJS.Timeout | null = null
+  private readonly log: Logger | undefined
+  private readonly onCompact: (c: Compaction) => void
+  private isIdle: () => boolean = () => true
+
+  constructor(opts: HeapCompactorOptions = {}) {
+    this.minBytes = opts.minBytes ?? DEFAULT_COMPACT_AFTER_BYTES
+    this.settleMs = opts.settleMs ?? DEFAULT_COMPACT_SETTLE_MS
+    this.log = opts.log
+    this.onCompact = opts.onCompact ?? (() => {})
+  }
+
+  /** What tells whether the push queue is empty (the send budget). */
+  watch(isIdle: () => boolean): void {
+    this.isIdle = isIdle
+  }
+
+  /** A complete snapshot of `bytes` is being written. */
+  wrote(bytes: number): void {
+    if (this.minBytes <= 0) return
+    this.burst += bytes
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+  }
+
+  /** The push queue emptied: compact after settleMs if the burst was large enough. */
+  idle(): void {
+    if (this.minBytes <= 0 || this.burst < this.minBytes || this.timer !== null) return
+    this.timer = setTimeout(() => {
+      this.timer = null
+      if (this.isIdle()) this.compact()
+    }, this.settleMs)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+  }
+
+  /** Run the compaction now (the timer's job). Returns null if V8 gave no gc(). */
+  compact(): Compaction | null {
+    const gc = v8Gc()
+    if (gc === null) {
+      this.burst = 0
+      this.log?.warn('heap compaction after a push burst skipped: V8 gave no gc()')
+      return null
+    }
+    const before = process.memoryUsage()
+    const t0 = performance.now()
+    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+    const pauseMs = performance.now() - t0
+    const after = process.memoryUsage()
+    const c: Compaction = {
+      burstBytes: this.burst,
+      pauseMs,
+      heapUsedBefore: before.heapUsed,
+      heapUsedAfter: after.heapUsed,
+      heapTotalBefore: before.heapTotal,
+      heapTotalAfter: after.heapTotal,
+      rssBefore: before.rss,
+      rssAfter: after.rss,
+    }
+    this.burst = 0
+    this.count++
+    this.last = c
+    const mb = (n: number) => Math.round(n / 1048576)
+    this.log?.info(
+      {
+        burstMB: mb(c.burstBytes),
+        pauseMs: Math.round(pauseMs),
+        heapUsedMB: [mb(c.heapUsedBefore), mb(c.heapUsedAfter)],
+        heapTotalMB: [mb(c.heapTotalBefore), mb(c.heapTotalAfter)],
+        rssMB: [mb(c.rssBefore), mb(c.rssAfter)],
+      },
+      'heap compacted after a push burst',
+    )
+    this.onCompact(c)
+    return c
+  }
+}
