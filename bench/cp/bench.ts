@@ -474,7 +474,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     let phaseStart = performance.now()
     const gapMaxRss = gapPeak.read()
     const compaction = server.compactor?.last ?? null
-    log(`RSS max between the sync and the changes ${(gapMaxRss / 1048576).toFixed(0)} MB; ${compaction === null ? 'no heap compaction yet' : `heap compacted after the sync: pause ${compaction.pauseMs.toFixed(0)} ms, heap used ${(compaction.heapUsedBefore / 1048576).toFixed(0)} -> ${(compaction.heapUsedAfter / 1048576).toFixed(0)} MB, heap total ${(compaction.heapTotalBefore / 1048576).toFixed(0)} -> ${(compaction.heapTotalAfter / 1048576).toFixed(0)} MB, RSS ${(compaction.rssBefore / 1048576).toFixed(0)} -> ${(compaction.rssAfter / 1048576).toFixed(0)} MB`}`)
+    log(`RSS max between the sync and the changes ${(gapMaxRss / 1048576).toFixed(0)} MB; ${compaction === null ? 'no heap compaction yet' : `heap compacted (${server.compactor!.count} so far, last after ${compaction.streams} streams and ${(compaction.burstBytes / 1048576).toFixed(0)} MB of complete snapshots): pause ${compaction.pauseMs.toFixed(0)} ms (CPU ${compaction.cpuMs.toFixed(0)} ms), heap used ${(compaction.heapUsedBefore / 1048576).toFixed(0)} -> ${(compaction.heapUsedAfter / 1048576).toFixed(0)} MB, heap total ${(compaction.heapTotalBefore / 1048576).toFixed(0)} -> ${(compaction.heapTotalAfter / 1048576).toFixed(0)} MB, RSS ${(compaction.rssBefore / 1048576).toFixed(0)} -> ${(compaction.rssAfter / 1048576).toFixed(0)} MB`}`)
     let peak = peakRss()
     let maxRss = 0
     // WEFT_BENCH_CP_PROF=DIR: a CPU profile of the control plane over the measured changes

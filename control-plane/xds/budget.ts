@@ -161,5 +161,6 @@ export class SendBudget {
     } finally {
       this.waking = false
     }
+    this.checkIdle() // a give() on the loop's stack (a write handed over at once) could not tell
   }
 }

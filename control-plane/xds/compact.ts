@@ -9,10 +9,11 @@
 // such a burst, one compacting collection that also releases the pages (V8's CollectAllAvailable-
 // Garbage, what Node's low-memory notification does) gives them back.
 //
-// When: the send budget (./budget.ts) reports it is idle (nothing being written, nobody waiting)
-// after at least `minBytes` of complete snapshots were written since the last compaction; the
-// collection runs after `settleMs` without a new complete snapshot (a timer, never on a proxy's
-// request path). Endpoint updates (small batches) do not count and do not delay it.
+// When: the send budget (./budget.ts) is idle (nothing being written, nobody waiting) after at
+// least `minBytes` of complete snapshots were written, or `minStreams` config streams were opened,
+// since the last compaction; the collection runs after `settleMs` without a new complete snapshot
+// or stream (a timer, never on a proxy's request path). Endpoint updates (small batches) do not
+// count and do not delay it.
 //
 // Node has no public GC API: `gc` is V8's gc extension, exposed with --expose-gc (if the process
 // was started with it) or else turned on at run time (v8.setFlagsFromString + a new context, the
@@ -23,13 +24,19 @@ import type { Logger } from 'pino'
 
 /** Complete snapshots written since the last compaction before the next one may run. */
 export const DEFAULT_COMPACT_AFTER_BYTES = 64 * 1024 * 1024
-/** Quiet time (no complete snapshot written) before it runs. */
+/** Or this many config streams opened since the last compaction (a reconnect storm: proxies that know their versions are sent nothing, but each stream's setup leaves garbage). */
+export const DEFAULT_COMPACT_AFTER_STREAMS = 256
+/** Quiet time (no complete snapshot written, no stream opened) before it runs. */
 export const DEFAULT_COMPACT_SETTLE_MS = 200
 
 export interface Compaction {
   /** complete snapshots written (bytes) in the burst it followed */
   burstBytes: number
+  /** config streams opened in it */
+  streams: number
   pauseMs: number
+  /** the process's CPU over the pause (the collection's helper threads included) */
+  cpuMs: number
   heapUsedBefore: number
   heapUsedAfter: number
   heapTotalBefore: number
@@ -59,6 +66,8 @@ export function v8Gc(): GcFn | null {
 export interface HeapCompactorOptions {
   /** bytes of complete snapshots before a compaction may run; 0 or less: never */
   minBytes?: number
+  /** or streams opened */
+  minStreams?: number
   settleMs?: number
   log?: Logger
   /** each compaction that ran (a metric) */
@@ -67,11 +76,13 @@ export interface HeapCompactorOptions {
 
 export class HeapCompactor {
   readonly minBytes: number
+  readonly minStreams: number
   readonly settleMs: number
   /** compactions that ran */
   count = 0
   last: Compaction | null = null
   private burst = 0
+  private streams = 0
   private timer: NodeJS.Timeout | null = null
   private readonly log: Logger | undefined
   private readonly onCompact: (c: Compaction) => void
@@ -79,6 +90,7 @@ export class HeapCompactor {
 
   constructor(opts: HeapCompactorOptions = {}) {
     this.minBytes = opts.minBytes ?? DEFAULT_COMPACT_AFTER_BYTES
+    this.minStreams = opts.minStreams ?? DEFAULT_COMPACT_AFTER_STREAMS
     this.settleMs = opts.settleMs ?? DEFAULT_COMPACT_SETTLE_MS
     this.log = opts.log
     this.onCompact = opts.onCompact ?? (() => {})
@@ -93,18 +105,36 @@ export class HeapCompactor {
   wrote(bytes: number): void {
     if (this.minBytes <= 0) return
     this.burst += bytes
-    if (this.timer !== null) {
-      clearTimeout(this.timer)
-      this.timer = null
-    }
+    this.restart()
+  }
+
+  /** A config stream opened. */
+  opened(): void {
+    if (this.minBytes <= 0) return
+    this.streams++
+    this.restart()
   }
 
   /** The push queue emptied: compact after settleMs if the burst was large enough. */
   idle(): void {
-    if (this.minBytes <= 0 || this.burst < this.minBytes || this.timer !== null) return
+    if (this.timer === null) this.schedule()
+  }
+
+  private due(): boolean {
+    return this.minBytes > 0 && (this.burst >= this.minBytes || (this.minStreams > 0 && this.streams >= this.minStreams))
+  }
+
+  private restart(): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    if (this.isIdle()) this.schedule() // else the budget's idle() will
+  }
+
+  private schedule(): void {
+    if (!this.due()) return
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.isIdle()) this.compact()
+      if (this.isIdle() && this.due()) this.compact() // not idle: its idle() schedules again
     }, this.settleMs)
     this.timer.unref()
   }
@@ -119,17 +149,22 @@ export class HeapCompactor {
     const gc = v8Gc()
     if (gc === null) {
       this.burst = 0
+      this.streams = 0
       this.log?.warn('heap compaction after a push burst skipped: V8 gave no gc()')
       return null
     }
     const before = process.memoryUsage()
+    const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
     const pauseMs = performance.now() - t0
+    const cpu = process.cpuUsage(cpu0)
     const after = process.memoryUsage()
     const c: Compaction = {
       burstBytes: this.burst,
+      streams: this.streams,
       pauseMs,
+      cpuMs: (cpu.user + cpu.system) / 1000,
       heapUsedBefore: before.heapUsed,
       heapUsedAfter: after.heapUsed,
       heapTotalBefore: before.heapTotal,
@@ -138,13 +173,16 @@ export class HeapCompactor {
       rssAfter: after.rss,
     }
     this.burst = 0
+    this.streams = 0
     this.count++
     this.last = c
     const mb = (n: number) => Math.round(n / 1048576)
     this.log?.info(
       {
         burstMB: mb(c.burstBytes),
+        streams: c.streams,
         pauseMs: Math.round(pauseMs),
+        cpuMs: Math.round(c.cpuMs),
         heapUsedMB: [mb(c.heapUsedBefore), mb(c.heapUsedAfter)],
         heapTotalMB: [mb(c.heapTotalBefore), mb(c.heapTotalAfter)],
         rssMB: [mb(c.rssBefore), mb(c.rssAfter)],

@@ -42,7 +42,8 @@ export interface ConfigServerOptions {
    */
   pushThrottle?: number
   /**
-   * After at least this many bytes of complete snapshots were written (proxies syncing), once the
+   * After at least this many bytes of complete snapshots were written (proxies syncing), or 256
+   * config streams were opened (proxies reconnecting), once the
    * push queue is empty, run one compacting collection that gives the heap's pages back
    * (./compact.ts; logged as "heap compacted after a push burst", metric
    * weft_cp_heap_compactions_total). Default 64 MB, or the environment's
@@ -99,6 +100,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const handlers: ConfigDiscoveryHandlers = {
     StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
       let ended = false
+      compactor?.opened()
       // responses go to the HTTP/2 stream directly, as pieces (./direct.ts), where grpc-js lets us
       const raw = http2StreamOf(call)
       const direct = raw === null ? null : new DirectWriter(raw)
