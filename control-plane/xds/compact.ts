@@ -12,7 +12,8 @@
 // When: the send budget (./budget.ts) is idle (nothing being written, nobody waiting) after at
 // least `minBytes` of complete snapshots were written, or `minStreams` config streams were opened,
 // since the last compaction; the collection runs after `settleMs` without a new complete snapshot
-// or stream (a timer, never on a proxy's request path). Endpoint updates (small batches) do not
+// (and, when only streams made it due, without a new stream) (a timer, never on a proxy's request
+// path). Endpoint updates (small batches) do not
 // count and do not delay it.
 //
 // Node has no public GC API: `gc` is V8's gc extension, exposed with --expose-gc (if the process
@@ -112,6 +113,9 @@ export class HeapCompactor {
   opened(): void {
     if (this.minBytes <= 0) return
     this.streams++
+    // a compaction due to written snapshots is not put off by streams still opening (a warm
+    // reconnect storm: the complete snapshots go out first, then the others say hello for seconds)
+    if (this.timer !== null && this.burst >= this.minBytes) return
     this.restart()
   }
 
