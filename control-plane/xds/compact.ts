@@ -10,10 +10,10 @@
 // Garbage, what Node's low-memory notification does) gives them back.
 //
 // When: the send budget (./budget.ts) is idle (nothing being written, nobody waiting) after at
-// least `minBytes` of complete snapshots were written, or `minStreams` config streams were opened,
-// since the last compaction; the collection runs after `settleMs` without a new complete snapshot
-// (and, when only streams made it due, without a new stream) (a timer, never on a proxy's request
-// path). Endpoint updates (small batches) do not
+// least `minBytes` of complete snapshots were written since the last compaction, `settleMs` after
+// the last one (a timer, never on a proxy's request path); and `settleMs` after every
+// `minStreams` config streams opened, busy or not (a reconnect storm of 1,000 proxies lasts
+// tens of seconds and each stream's setup leaves ~17 KB in the old generation). Endpoint updates (small batches) do not
 // count and do not delay it.
 //
 // Node has no public GC API: `gc` is V8's gc extension, exposed with --expose-gc (if the process
@@ -85,6 +85,7 @@ export class HeapCompactor {
   private burst = 0
   private streams = 0
   private timer: NodeJS.Timeout | null = null
+  private forced = false
   private readonly log: Logger | undefined
   private readonly onCompact: (c: Compaction) => void
   private isIdle: () => boolean = () => true
@@ -106,39 +107,43 @@ export class HeapCompactor {
   wrote(bytes: number): void {
     if (this.minBytes <= 0) return
     this.burst += bytes
-    this.restart()
+    if (this.timer !== null && !this.forced) {
+      clearTimeout(this.timer) // the burst goes on: settleMs again from its end
+      this.timer = null
+    }
+    if (this.timer === null && this.isIdle()) this.schedule(false)
   }
 
   /** A config stream opened. */
   opened(): void {
     if (this.minBytes <= 0) return
     this.streams++
-    // a compaction due to written snapshots is not put off by streams still opening (a warm
-    // reconnect storm: the complete snapshots go out first, then the others say hello for seconds)
-    if (this.timer !== null && this.burst >= this.minBytes) return
-    this.restart()
+    // every minStreams streams, even while streams keep opening and snapshots are being written
+    // (a reconnect storm of thousands of proxies lasts tens of seconds: its garbage would pile up)
+    if (this.minStreams > 0 && this.streams >= this.minStreams && !this.forced) {
+      if (this.timer !== null) clearTimeout(this.timer)
+      this.timer = null
+      this.schedule(true)
+    }
   }
 
   /** The push queue emptied: compact after settleMs if the burst was large enough. */
   idle(): void {
-    if (this.timer === null) this.schedule()
+    if (this.timer === null) this.schedule(false)
   }
 
   private due(): boolean {
     return this.minBytes > 0 && (this.burst >= this.minBytes || (this.minStreams > 0 && this.streams >= this.minStreams))
   }
 
-  private restart(): void {
-    if (this.timer !== null) clearTimeout(this.timer)
-    this.timer = null
-    if (this.isIdle()) this.schedule() // else the budget's idle() will
-  }
-
-  private schedule(): void {
+  /** forced: run even if the push queue is not empty then */
+  private schedule(forced: boolean): void {
     if (!this.due()) return
+    this.forced = forced
     this.timer = setTimeout(() => {
       this.timer = null
-      if (this.isIdle() && this.due()) this.compact() // not idle: its idle() schedules again
+      this.forced = false
+      if ((forced || this.isIdle()) && this.due()) this.compact() // not idle: its idle() schedules again
     }, this.settleMs)
     this.timer.unref()
   }
@@ -146,6 +151,7 @@ export class HeapCompactor {
   stop(): void {
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
+    this.forced = false
   }
 
   /** Run the compaction now (the timer's job). Returns null if V8 gave no gc(). */
