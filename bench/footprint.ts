@@ -9,7 +9,10 @@
 //   conn10k_rss_mb  VmRSS with 10,000 idle keep-alive client connections open, each of which has made one
 //                   request; "above idle" is this minus the RSS just before opening them
 //
-// Row weft-cp: `weft proxy --control-plane` against a local control plane, ready time and idle RSS only.
+// Row weft-cp: `weft proxy --control-plane` against a local control plane, ready time and idle RSS only;
+// its bootstrap is settings only (its listener names the control plane's route table "outbound"), as
+// in an injected pod, so /ready turns 200 only once the control plane's first config is applied;
+// when that config was applied is printed after the table too (JSON: weft_cp_config_ms).
 // Row node: the runtime alone, as a floor: "ready" is spawn() to the exit of `node -e 0` (the same
 // pinned Node), idle RSS that of an idle `node -e 'setTimeout(...)'` 2 s after its start.
 // The last stdout line is JSON: Weft's idle_rss_mb, loaded_rss_mb, ready_ms, conn10k_rss_mb (and the
@@ -98,7 +101,7 @@ async function until(ok: () => Promise<boolean>, alive: () => string | null, tim
 }
 
 /** Spawns one proxy from scratch and returns ms from spawn() to its first ready answer; then stops it. */
-async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean; idleRss?: number[]; nodeIdleRss?: number[] }): Promise<number> {
+async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts: { metrics: boolean; idleRss?: number[]; nodeIdleRss?: number[]; cpConfigMs?: number[] }): Promise<number> {
   fs.mkdirSync(dir, { recursive: true })
   const [port, adminPort] = await freePorts(2)
   let proc: Proc
@@ -122,8 +125,15 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
   if (name === 'weft-cp') {
     controlPlane ??= await startControlPlane(path.join(dir, '..', 'control-plane'))
     const file = path.join(dir, 'bootstrap.yaml')
-    // the proxy's own settings: its identity (a demo workload) and admin port
-    fs.writeFileSync(file, YAML.stringify({ node: { id: 'reviews-bench', workload: 'reviews', namespace: 'demo' }, admin: { address: '127.0.0.1', port: adminPort }, listeners: [], routeTables: [], clusters: [] }))
+    // the proxy's own settings (a demo workload's identity, admin port) and a listener on the control
+    // plane's route table: incomplete alone, so nothing is served and /ready is 503 until it answers
+    fs.writeFileSync(file, YAML.stringify({
+      node: { id: 'reviews-bench', workload: 'reviews', namespace: 'demo' },
+      admin: { address: '127.0.0.1', port: adminPort },
+      listeners: [{ name: 'outbound', direction: 'outbound', address: '127.0.0.1', port, routeTable: 'outbound' }],
+      routeTables: [],
+      clusters: [],
+    }))
     const t0 = performance.now()
     proc = spawnGroup('weft-cp', process.execPath, [WEFT_BIN, 'proxy', '--control-plane', `127.0.0.1:${controlPlane.grpc}`, '--config', file], {
       logFile: path.join(dir, 'weft.log'),
@@ -133,6 +143,9 @@ async function timeReady(name: Name, dir: string, upstreamPorts: number[], opts:
     try {
       await until(ok, () => proc.deadReason(), 20000)
       const ms = performance.now() - t0
+      // the control plane's config is what made it ready (the bootstrap alone is not servable)
+      await until(async () => (JSON.parse((await httpGet(adminPort, '/control_plane', 1000)).body) as { source?: string }).source === 'control-plane', () => proc.deadReason(), 20000)
+      opts.cpConfigMs?.push(performance.now() - t0)
       await sleep(2000)
       opts.idleRss?.push(readMem(proc.pid).rssBytes)
       return ms
@@ -275,12 +288,13 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
 
   const rows: Row[] = names.map((name) => ({ name, readyMs: [] }))
   const cpIdle: number[] = []
+  const cpConfigMs: number[] = []
   const nodeIdle: number[] = []
   // Ready time: the proxies' starts alternate, so a load burst on the machine hits all of them.
   for (let i = 0; i < starts; i++) {
     for (const row of rows) {
       try {
-        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics, idleRss: cpIdle, nodeIdleRss: nodeIdle }))
+        row.readyMs.push(await timeReady(row.name, dirFor(`${row.name}-start-${i}`), upstreamPorts, { metrics, idleRss: cpIdle, nodeIdleRss: nodeIdle, cpConfigMs }))
       } catch (err) {
         row.error = `start ${i}: ${(err as Error).message}`
       }
@@ -360,6 +374,7 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
       ].join('') + (r.error ? `  error: ${r.error}` : ''),
     )
   }
+  if (cpConfigMs.length > 0) console.log(`weft-cp: the control plane's first config applied ${Math.round(median(cpConfigMs))} ms after exec (median; /ready waits for it)`)
   const out: Record<string, unknown> = {}
   for (const r of rows) {
     const k = r.name === 'weft' ? '' : `${r.name.replace('-', '_')}_`
@@ -372,6 +387,7 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
     if (r.error) out[`${k}error`] = r.error
   }
   out.weft_ready_ms_all = rows.find((r) => r.name === 'weft')?.readyMs.map(Math.round)
+  if (cpConfigMs.length > 0) out.weft_cp_config_ms = Math.round(median(cpConfigMs))
   out.loadavg = [loadStart[0], loadEnd[0]].map((l) => Math.round(l * 100) / 100)
   await cleanupAll()
   console.log(JSON.stringify(out))

@@ -31,12 +31,12 @@ if (major >= 24) {
     module.enableCompileCache?.({ directory: fileURLToPath(new URL('../dist/compile-cache', import.meta.url)), portable: true })
   }
   // `weft proxy` runs from the bundle of the same code (build/bundle.ts): a few files, not ~240 modules;
-  // a static sidecar from its single file (runSidecarFile).
+  // a static or --control-plane sidecar from its mode's single file (runSidecarFile).
   const bundled = new URL('../dist/bundle/weft.js', import.meta.url)
-  const sidecar = fileURLToPath(new URL('../dist/sidecar/weft-proxy.cjs', import.meta.url))
   const useBundle = process.argv[2] === 'proxy' && process.env.WEFT_NO_BUNDLE !== '1' && existsSync(fileURLToPath(bundled))
+  const sidecar = useBundle ? sidecarFile(process.argv.slice(3)) : null
   if (!useCompiled(compiled)) await import('../cli/weft.ts')
-  else if (useBundle && staticProxy(process.argv.slice(3)) && existsSync(sidecar)) await runSidecarFile(sidecar)
+  else if (sidecar !== null && existsSync(sidecar)) await runSidecarFile(sidecar)
   else await import(useBundle ? bundled.href : compiled.href)
 } else {
   const pinned = pinnedNode()
@@ -71,13 +71,18 @@ if (major >= 24) {
   })
 }
 
-/** `weft proxy` arguments of static mode (neither --control-plane nor --resources). */
-function staticProxy(args) {
-  return !args.some((a) => a.startsWith('--control-plane') || a.startsWith('--resources') || a.startsWith('-r'))
+/**
+ * The single file (build/bundle.ts) for these `weft proxy` arguments: static mode's (neither
+ * --control-plane nor --resources), --control-plane mode's, or null (--resources: the bundle).
+ */
+function sidecarFile(args) {
+  if (args.some((a) => a.startsWith('--resources') || a.startsWith('-r'))) return null
+  const name = args.some((a) => a.startsWith('--control-plane')) ? 'weft-proxy-cp.cjs' : 'weft-proxy.cjs'
+  return fileURLToPath(new URL(`../dist/sidecar/${name}`, import.meta.url))
 }
 
 /**
- * Runs the static sidecar's single CommonJS file (build/bundle.ts) as Node would require it, but
+ * Runs a sidecar's single CommonJS file (build/bundle.ts) as Node would require it, but
  * compiled through node:vm with the code cache the build made after a start (build/warm-cache.ts
  * sets WEFT_WRITE_SIDECAR_CACHE=1): that cache also holds the functions compiled while the sidecar
  * started, which Node's compile cache cannot (it is made as a module is compiled, before any
@@ -94,7 +99,7 @@ async function runSidecarFile(file) {
 function loadSidecarFile(file, { readFileSync, writeFileSync }, vm) {
   const source = readFileSync(file, 'latin1') // ASCII (build/bundle.ts): a one-byte string, no UTF-8 decoding
   const hash = /^\/\/ weft-proxy ([0-9a-f]+)\n/.exec(source)?.[1]
-  const cacheFile = hash === undefined ? null : join(dirname(file), `weft-proxy-${hash}.v8cache`)
+  const cacheFile = hash === undefined ? null : file.replace(/\.cjs$/, `-${hash}.v8cache`)
   let cachedData
   if (cacheFile !== null && process.env.WEFT_COMPILE_CACHE !== '0') {
     try {

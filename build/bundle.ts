@@ -22,6 +22,8 @@ import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
+import { PACKAGE } from '../protos/api.ts'
+import { configCodecSource } from './config-codec.ts'
 
 const root = path.resolve(import.meta.dirname, '..')
 const dist = path.join(root, 'dist')
@@ -161,7 +163,10 @@ const cjsStandins: Plugin = {
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
   // the --control-plane sidecar's message descriptor (see proxy/xds/wire.ts), next to its module in dist/
-  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(parsedRoot().toJSON())}\n`)
+  const descriptor = parsedRoot()
+  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(descriptor.toJSON())}\n`)
+  // and its message code, over the sources' stub (build/config-codec.ts)
+  await writeFile(path.join(dist, 'proxy', 'xds', 'config-codec.js'), configCodecSource(descriptor, `${PACKAGE}.ConfigDiscovery`))
   const r = await build({
     entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
     outdir,
@@ -181,24 +186,35 @@ export async function bundle(): Promise<void> {
     metafile: true,
   })
   if (r.errors.length > 0) throw new Error(`bundle: ${r.errors.length} errors`)
-  await bundleSidecar()
+  await bundleSidecars()
 }
 
 /**
- * The static sidecar as one CommonJS file, `dist/sidecar/weft-proxy.cjs` (entry cli/proxy-main.ts):
- * `weft proxy --config FILE` without --control-plane or --resources, the sidecar's usual command
- * line. bin/weft.js runs it with node:vm and a code cache made after a start (SIDECAR_CACHE, written
- * by build/warm-cache.ts), so the functions a start runs are read as bytecode instead of being
+ * The sidecar as one CommonJS file per mode (entry cli/proxy-main.ts): `dist/sidecar/weft-proxy.cjs`
+ * for static mode, `weft proxy --config FILE` without --control-plane or --resources, the sidecar's
+ * usual command line; `dist/sidecar/weft-proxy-cp.cjs` for `weft proxy --control-plane ADDR`.
+ * bin/weft.js runs the one for its command line with node:vm and a code cache made after a start
+ * (sidecarCacheFile, written by build/warm-cache.ts: a static start, and a start against a local
+ * control plane), so the functions a start runs are read as bytecode instead of being
  * compiled on their first call (Node's compile cache holds only what V8 compiles as a module
- * loads), and no ES module graph is resolved and linked. Dynamic imports (--control-plane,
- * --resources, mesh identity, tracing, the global rate limit's gRPC) are not bundled: they load
- * their modules from dist/ when used (the file is one level below dist/, as dist/cli/ is, so the
- * relative paths stay right). The file is one function expression (CommonJS's module wrapper)
+ * loads), and no ES module graph is resolved and linked. Each file bundles its mode's main module
+ * (SIDECAR_FILES: proxy/main.ts, or proxy/xds/sidecar.ts); the other dynamic imports (the other
+ * mode, --resources, mesh identity, tracing, the global rate limit's gRPC) are not bundled: they
+ * load their modules from dist/ when used (the files are one level below dist/, as dist/cli/ is, so
+ * the relative paths stay right). Each file is one function expression (CommonJS's module wrapper)
  * after a first line `// weft-proxy <hash of the rest>`: the cache's file name carries the hash,
  * since V8 only checks a code cache against the source's length.
  */
 export const SIDECAR_FILE = path.join(dist, 'sidecar', 'weft-proxy.cjs')
-export const sidecarCacheFile = (hash: string): string => path.join(dist, 'sidecar', `weft-proxy-${hash}.v8cache`)
+export const CP_SIDECAR_FILE = path.join(dist, 'sidecar', 'weft-proxy-cp.cjs')
+/** The code cache of a sidecar file (`file` ends in .cjs; `hash` from its first line). */
+export const sidecarCacheFile = (hash: string, file: string = SIDECAR_FILE): string => file.replace(/\.cjs$/, `-${hash}.v8cache`)
+
+/** Each sidecar file and the main module it bundles (its dynamic import from cli/proxy-command.ts). */
+const SIDECAR_FILES: [file: string, main: string][] = [
+  [SIDECAR_FILE, path.join(dist, 'proxy', 'main.js')],
+  [CP_SIDECAR_FILE, path.join(dist, 'proxy', 'xds', 'sidecar.js')],
+]
 
 /** Edits of dist/ files for the CommonJS bundle: the top-level await only source runs need. */
 const SIDECAR_REPLACE: Record<string, [string, string]> = {
@@ -206,34 +222,37 @@ const SIDECAR_REPLACE: Record<string, [string, string]> = {
   [path.join('api', 'validator.js')]: ["PREBUILT ? null : await import('./schema.js')", 'null'],
 }
 
-/** The specifiers of the dynamic imports sidecarImports leaves in the file. */
-const externalImports = new Set<string>()
-
-/** Dynamic imports stay imports of dist/ files, except the static sidecar's own main module. */
-const sidecarImports: Plugin = {
-  name: 'weft-sidecar-imports',
-  setup(b) {
-    const bundled = [path.join(dist, 'proxy', 'main.js')]
-    b.onResolve({ filter: /.*/ }, (args) => {
-      if (args.kind !== 'dynamic-import') return undefined
-      let spec = args.path
-      if (spec.startsWith('.')) {
-        const abs = path.resolve(args.resolveDir, spec)
-        if (bundled.includes(abs)) return undefined
-        spec = './' + path.relative(path.dirname(SIDECAR_FILE), abs).split(path.sep).join('/')
-      }
-      externalImports.add(spec)
-      return { path: spec, external: true }
-    })
-  },
+/** Dynamic imports stay imports of dist/ files (their specifiers collected in `external`), except of `bundled`. */
+function sidecarImports(bundled: string, external: Set<string>): Plugin {
+  return {
+    name: 'weft-sidecar-imports',
+    setup(b) {
+      b.onResolve({ filter: /.*/ }, (args) => {
+        if (args.kind !== 'dynamic-import') return undefined
+        let spec = args.path
+        if (spec.startsWith('.')) {
+          const abs = path.resolve(args.resolveDir, spec)
+          if (abs === bundled) return undefined
+          spec = './' + path.relative(path.dirname(SIDECAR_FILE), abs).split(path.sep).join('/')
+        }
+        external.add(spec)
+        return { path: spec, external: true }
+      })
+    },
+  }
 }
 
-async function bundleSidecar(): Promise<void> {
-  const outdir = path.dirname(SIDECAR_FILE)
-  await rm(outdir, { recursive: true, force: true })
+async function bundleSidecars(): Promise<void> {
+  await rm(path.dirname(SIDECAR_FILE), { recursive: true, force: true })
+  for (const [file, main] of SIDECAR_FILES) await bundleSidecar(file, main)
+}
+
+async function bundleSidecar(file: string, main: string): Promise<void> {
+  const outdir = path.dirname(file)
+  const externalImports = new Set<string>()
   const r = await build({
     entryPoints: [path.join(dist, 'cli', 'proxy-main.js')],
-    outfile: SIDECAR_FILE,
+    outfile: file,
     bundle: true,
     format: 'cjs',
     charset: 'ascii',
@@ -241,12 +260,12 @@ async function bundleSidecar(): Promise<void> {
     platform: 'node',
     target: 'node24',
     external: EXTERNAL,
-    plugins: [sidecarImports, lazyBuiltins, cjsStandins, ownUrls(outdir, '__weftUrl')],
+    plugins: [sidecarImports(main, externalImports), lazyBuiltins, cjsStandins, ownUrls(outdir, '__weftUrl')],
     logLevel: 'warning',
     legalComments: 'eof',
     write: false,
   })
-  if (r.errors.length > 0) throw new Error(`bundle (sidecar): ${r.errors.length} errors`)
+  if (r.errors.length > 0) throw new Error(`bundle (${path.basename(file)}): ${r.errors.length} errors`)
   // One function expression, CommonJS's module wrapper, that node:vm compiles as is; strict as the
   // ES modules it is made of (a banner would come before esbuild's "use strict").
   // A sixth parameter, __weftImport: the dynamic imports left in the file (see sidecarImports) call
@@ -255,13 +274,13 @@ async function bundleSidecar(): Promise<void> {
   const prologue = '(function (exports, require, module, __filename, __dirname, __weftImport) {"use strict";const __weftUrl = require("node:url").pathToFileURL(__filename).href;'
   let text = r.outputFiles[0].text
   for (const spec of externalImports) text = text.replaceAll(`import(${JSON.stringify(spec)})`, `__weftImport(${JSON.stringify(spec)})`)
-  if (/\bimport\(/.test(text)) throw new Error(`bundle: an import() left in ${SIDECAR_FILE}: ${/.{40}\bimport\(.{40}/.exec(text)?.[0]}`)
+  if (/\bimport\(/.test(text)) throw new Error(`bundle: an import() left in ${file}: ${/.{40}\bimport\(.{40}/.exec(text)?.[0]}`)
   const body = `${prologue}\n${text}})\n`
   // ASCII (charset, and no comments but the legal ones, which have none): bin/weft.js reads it as latin1
-  if (/[^\x00-\x7f]/.test(body)) throw new Error(`bundle: ${SIDECAR_FILE} would not be ASCII`)
+  if (/[^\x00-\x7f]/.test(body)) throw new Error(`bundle: ${file} would not be ASCII`)
   const hash = createHash('sha256').update(body).digest('hex').slice(0, 16)
   await mkdir(outdir, { recursive: true })
-  await writeFile(SIDECAR_FILE, `// weft-proxy ${hash}\n${body}`)
+  await writeFile(file, `// weft-proxy ${hash}\n${body}`)
 }
 
 if (import.meta.main) await bundle()

@@ -136,17 +136,19 @@ t.test('a static sidecar (its single file): HTTP/1 client to an HTTP/2 upstream,
 
 const SIDECAR = path.join(root, 'dist', 'sidecar', 'weft-proxy.cjs')
 
-t.test('the static sidecar file and its code cache (made by the build) belong together', { skip: existsSync(SIDECAR) ? false : 'no dist/sidecar (npm run build)' }, async (t) => {
-  const source = readFileSync(SIDECAR, 'latin1')
-  const hash = /^\/\/ weft-proxy ([0-9a-f]{16})\n/.exec(source)?.[1]
-  t.ok(hash, 'the first line names the cache')
-  t.equal(createHash('sha256').update(source.slice(source.indexOf('\n') + 1)).digest('hex').slice(0, 16), hash, 'by the hash of the rest')
-  t.notMatch(source, /[^\x00-\x7f]/, 'ASCII (read as latin1)')
-  const cachedData = readFileSync(path.join(root, 'dist', 'sidecar', `weft-proxy-${hash}.v8cache`))
-  const script = new vm.Script(source, { filename: SIDECAR, cachedData })
-  t.equal(script.cachedDataRejected, false, 'V8 takes the cache for this file')
-  t.type(script.runInThisContext(), 'function', 'the file is a module wrapper')
-})
+for (const [mode, file] of [['static', SIDECAR], ['--control-plane', path.join(root, 'dist', 'sidecar', 'weft-proxy-cp.cjs')]]) {
+  t.test(`the ${mode} sidecar file and its code cache (made by the build) belong together`, { skip: existsSync(file) ? false : 'no dist/sidecar (npm run build)' }, async (t) => {
+    const source = readFileSync(file, 'latin1')
+    const hash = /^\/\/ weft-proxy ([0-9a-f]{16})\n/.exec(source)?.[1]
+    t.ok(hash, 'the first line names the cache')
+    t.equal(createHash('sha256').update(source.slice(source.indexOf('\n') + 1)).digest('hex').slice(0, 16), hash, 'by the hash of the rest')
+    t.notMatch(source, /[^\x00-\x7f]/, 'ASCII (read as latin1)')
+    const cachedData = readFileSync(file.replace(/\.cjs$/, `-${hash}.v8cache`))
+    const script = new vm.Script(source, { filename: file, cachedData })
+    t.equal(script.cachedDataRejected, false, 'V8 takes the cache for this file')
+    t.type(script.runInThisContext(), 'function', 'the file is a module wrapper')
+  })
+}
 
 t.test('a static sidecar from its file loads what a feature needs from dist/ (tracing: the Zipkin reporter)', { skip: existsSync(SIDECAR) ? false : 'no dist/sidecar (npm run build)' }, async (t) => {
   const spans: { tags?: Record<string, string> }[] = []

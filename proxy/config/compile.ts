@@ -82,16 +82,25 @@ export const DEFAULTS = {
 
 /**
  * 12 hex digits (48 bits) naming a config's content in logs and the admin API: two 32-bit
- * multiplicative hashes (FNV-1a and a second multiplier) of its JSON, each finished with an
- * avalanche step. Not a digest anyone relies on for integrity, so not SHA-256: node:crypto
- * (OpenSSL's setup, ~3 MB and 10-17 ms) stays off a sidecar's start path (README, *Footprint*).
+ * multiplicative hashes (FNV-1a's step and a second multiplier) of its JSON in UTF-8, taken four
+ * bytes at a time, each finished with an avalanche step. Not a digest anyone relies on for
+ * integrity, so not SHA-256: node:crypto (OpenSSL's setup, ~3 MB and 10-17 ms) stays off a
+ * sidecar's start path (README, *Footprint*). Four bytes a step, not one character: a
+ * --control-plane sidecar's first config (~4 KB of JSON) made V8 compile the one-character loop
+ * with its optimizing compiler by on-stack replacement at start (~11 ms on a background thread,
+ * ~5 MB of the compiler's code paged in). The words are read in the machine's byte order, so a
+ * big-endian machine names the same config differently: fine for a name compared within one
+ * machine's logs and admin output, which is all it is.
  */
 export function configHash(b: Bootstrap): string {
-  const s = JSON.stringify(b)
+  const bytes = Buffer.from(JSON.stringify(b), 'utf8')
+  const n = bytes.length >>> 2
+  const words = new Int32Array(n + 1) // the last 0-3 bytes, zero-padded, in words[n]
+  new Uint8Array(words.buffer).set(bytes)
   let h1 = 0x811c9dc5
-  let h2 = 0x9e3779b9 ^ s.length
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
+  let h2 = 0x9e3779b9 ^ bytes.length
+  for (let i = 0; i <= n; i++) {
+    const c = words[i]
     h1 = Math.imul(h1 ^ c, 0x01000193)
     h2 = Math.imul(h2 ^ c, 0x5bd1e995)
   }

@@ -7,7 +7,7 @@
 // copied with TypedArray#set; each value is written byte by byte when it is plain ASCII that JSON
 // does not escape (method, authority, path, names, addresses, ids: almost always), and otherwise
 // quoted by JSON.stringify and encoded by Buffer#write. Integers and the time are written as
-// digits; the duration goes through msText (a short string).
+// digits, the duration too (as msText writes it).
 //
 // The bytes are exactly those of the string form (`lineText`, kept as the reference the tests
 // compare with).
@@ -161,7 +161,7 @@ export function lineEncoder(labels: PeerLabels): LineEncoder {
       buf.set(START, pos)
       pos = time(buf, pos + START.length, r.startTime)
       buf.set(afterTime, pos)
-      pos = ascii(buf, pos + afterTime.length, msText(r.durationMs))
+      pos = ms(buf, pos + afterTime.length, r.durationMs)
       pos = member(buf, pos, METHOD, r.method)
       pos = member(buf, pos, AUTHORITY, r.authority)
       pos = member(buf, pos, PATH, r.path)
@@ -246,6 +246,27 @@ function int(buf: Buffer, pos: number, n: number): number {
     x = (x - d) / 10
   }
   return pos + digits
+}
+
+/** a duration in ms as msText writes it, in digits (msText's string and its concatenation cost ~0.1 µs a line) */
+function ms(buf: Buffer, pos: number, ms: number): number {
+  if (!(ms >= 0) || ms > 1e15) return ascii(buf, pos, msText(ms))
+  const us = Math.round(ms * 1000)
+  const whole = Math.floor(us / 1000)
+  pos = int(buf, pos, whole)
+  let f = us - whole * 1000
+  if (f === 0) return pos
+  buf[pos] = 0x2e // .
+  const d1 = Math.floor(f / 100)
+  buf[pos + 1] = 0x30 + d1
+  f -= d1 * 100
+  if (f === 0) return pos + 2
+  const d2 = Math.floor(f / 10)
+  buf[pos + 2] = 0x30 + d2
+  f -= d2 * 10
+  if (f === 0) return pos + 3
+  buf[pos + 3] = 0x30 + f
+  return pos + 4
 }
 
 /** the ISO 8601 time of ms since the epoch (as isoTime), without the quotes */

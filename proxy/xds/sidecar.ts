@@ -14,6 +14,7 @@ import { ConfigErrorCode, formatConfigError } from '../../api/errors.ts'
 import { loadBootstrapFile } from '../../api/load.ts'
 import type { Bootstrap } from '../../api/schema.ts'
 import { createLogger, type Logger } from '../log.ts'
+import { listenOn } from '../net/listen.ts'
 import { drainOnSignal, holdSignals } from '../main.ts'
 import { Proxy } from '../proxy.ts'
 import type { BackoffOptions } from './backoff.ts'
@@ -180,7 +181,8 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
   try {
     await new Promise<void>((resolve, reject) => {
       admin.once('error', reject)
-      admin.listen({ host: adminHost, port: opts.adminPort ?? a?.port ?? 15000 }, () => resolve())
+      // an IPv4 literal without Node's DNS step (see ../net/listen.ts)
+      listenOn(admin, adminHost, opts.adminPort ?? a?.port ?? 15000, () => resolve())
     })
   } catch (err) {
     proxy.close()

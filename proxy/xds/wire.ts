@@ -18,6 +18,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import protobuf from 'protobufjs/light.js'
 import { PACKAGE, type ConfigDiscoveryClient } from '../../protos/api.ts'
+import { installCodec } from './config-codec.ts'
 
 export const DESCRIPTOR_FILE = 'config-descriptor.json'
 const PROTO = fileURLToPath(new URL('../../protos/weft/config/v1alpha1/config.proto', import.meta.url))
@@ -37,7 +38,10 @@ export function parsedRoot(): protobuf.Root {
 function root(): protobuf.Root {
   const file = new URL(`./${DESCRIPTOR_FILE}`, import.meta.url)
   if (!existsSync(file)) return parsedRoot()
-  return protobuf.Root.fromJSON(JSON.parse(readFileSync(file, 'utf8')) as protobuf.INamespace)
+  const r = protobuf.Root.fromJSON(JSON.parse(readFileSync(file, 'utf8')) as protobuf.INamespace)
+  // the build's message code for this descriptor (./config-codec.ts), when built
+  installCodec?.(r, protobuf)
+  return r
 }
 
 type Constructor = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => ConfigDiscoveryClient

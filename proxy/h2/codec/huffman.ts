@@ -1,6 +1,7 @@
 // HPACK's static Huffman code (RFC 7541 §5.2, Appendix B): the encoder writes the codes bit by
-// bit; the decoder reads four bits at a time through a state machine built from the code's tree
-// when this module loads.
+// bit; the decoder reads four bits at a time through a state machine made from the code's tree
+// (precomputed: ./huffman-fsm.ts).
+import { HUFFMAN_FSM_LE } from './huffman-fsm.ts'
 import { HUFFMAN_CODES, HUFFMAN_LENGTHS } from './tables.ts'
 
 const EOS = 256
@@ -36,7 +37,7 @@ export function huffmanEncode(s: string, out: Uint8Array, pos: number): number {
 /**
  * The decoder's state machine, four bits at a time (the technique of nghttp2's decoder): a state is
  * an inner node of the code's tree; for each state and nibble, the state after those four bits,
- * and the symbol they completed (at most one: the shortest code has five bits). Built once.
+ * and the symbol they completed (at most one: the shortest code has five bits).
  */
 const FAIL = 0xffff
 /** next state per (state, nibble); FAIL: EOS decoded, or a path the code does not have */
@@ -46,13 +47,44 @@ let FSM_EMIT = new Uint16Array(0)
 /** the state is a valid end: fewer than 8 pending bits, all ones (RFC 7541 §5.2) */
 let FSM_ACCEPT = new Uint8Array(0)
 
+export interface HuffmanFsm {
+  next: Uint16Array<ArrayBuffer>
+  emit: Uint16Array<ArrayBuffer>
+  accept: Uint8Array<ArrayBuffer>
+}
+
 /**
- * Builds the tables on the first decode, not as the module loads: every sidecar loads this codec
- * (protocol detection), and the ~20,000 iterations of these loops made V8 compile the module's
- * code with its optimizing compiler during start-up (on-stack replacement: ~35 ms on a background
- * thread, and ~5 MB of the compiler's own code paged in, for a sidecar that may never see HTTP/2).
+ * The tables, on the first decode, from ./huffman-fsm.ts: that file holds them as made by
+ * buildHuffmanFsm (written by `node build/huffman-fsm.ts`; test/huffman-fsm.test.ts checks that
+ * they are equal). Building them at run time took ~20,000 loop iterations: at module load they made
+ * V8 compile the module with its optimizing compiler during every sidecar's start (on-stack
+ * replacement: ~35 ms on a background thread, and ~5 MB of the compiler's own code paged in), and on
+ * the first decode they still did so in a --control-plane sidecar, whose config stream decodes its
+ * first HPACK headers as it starts (idle RSS ~6 MB higher).
  */
-function buildDecoder(): void {
+function loadDecoder(): void {
+  const t = HUFFMAN_FSM_LE !== null && new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? unpackHuffmanFsm(HUFFMAN_FSM_LE) : buildHuffmanFsm()
+  FSM_NEXT = t.next
+  FSM_EMIT = t.emit
+  FSM_ACCEPT = t.accept
+}
+
+/** The tables from their packed form (base64 of next, emit as little-endian 16-bit words, then accept). */
+export function unpackHuffmanFsm(packed: string): HuffmanFsm {
+  const b = Buffer.from(packed, 'base64')
+  const states = b.length / 65 // 16 + 16 words and one byte per state
+  const words = new Uint16Array(states * 32)
+  new Uint8Array(words.buffer).set(b.subarray(0, states * 64))
+  return { next: words.subarray(0, states * 16), emit: words.subarray(states * 16), accept: new Uint8Array(b.subarray(states * 64)) }
+}
+
+/** The packed form unpackHuffmanFsm reads (on a little-endian machine). */
+export function packHuffmanFsm(t: HuffmanFsm): string {
+  return Buffer.concat([Buffer.from(t.next.buffer, t.next.byteOffset, t.next.byteLength), Buffer.from(t.emit.buffer, t.emit.byteOffset, t.emit.byteLength), Buffer.from(t.accept)]).toString('base64')
+}
+
+/** The state machine from the code's tree. */
+export function buildHuffmanFsm(): HuffmanFsm {
   const NODE_CHILD: number[][] = [[-1, -1]] // inner nodes: child per bit, >= 0 an inner node, < 0 -(symbol + 2)
   const NODE_DEPTH: number[] = [0]
   const NODE_ONES: boolean[] = [true] // reached from the root by 1-bits only (a prefix of EOS)
@@ -78,11 +110,11 @@ function buildDecoder(): void {
     }
   }
   const STATES = NODE_CHILD.length
-  FSM_NEXT = new Uint16Array(STATES * 16)
-  FSM_EMIT = new Uint16Array(STATES * 16)
-  FSM_ACCEPT = new Uint8Array(STATES)
+  const next = new Uint16Array(STATES * 16)
+  const emitted = new Uint16Array(STATES * 16)
+  const accept = new Uint8Array(STATES)
   for (let st = 0; st < STATES; st++) {
-    FSM_ACCEPT[st] = NODE_ONES[st] && NODE_DEPTH[st] < 8 ? 1 : 0
+    accept[st] = NODE_ONES[st] && NODE_DEPTH[st] < 8 ? 1 : 0
     for (let nib = 0; nib < 16; nib++) {
       let node = st
       let emit = 0
@@ -101,10 +133,11 @@ function buildDecoder(): void {
         emit = sym + 1
         node = 0
       }
-      FSM_NEXT[st * 16 + nib] = fail ? FAIL : node
-      FSM_EMIT[st * 16 + nib] = fail ? 0 : emit
+      next[st * 16 + nib] = fail ? FAIL : node
+      emitted[st * 16 + nib] = fail ? 0 : emit
     }
   }
+  return { next, emit: emitted, accept }
 }
 
 let decodeOut = Buffer.allocUnsafe(1024)
@@ -118,7 +151,7 @@ export function huffmanDecode(b: Uint8Array, start: number, end: number): string
   const max = Math.ceil(((end - start) * 8) / 5)
   if (decodeOut.length < max) decodeOut = Buffer.allocUnsafe(Math.max(max, 2 * decodeOut.length))
   const out = decodeOut
-  if (FSM_ACCEPT.length === 0) buildDecoder()
+  if (FSM_ACCEPT.length === 0) loadDecoder()
   let n = 0
   let st = 0
   for (let i = start; i < end; i++) {
