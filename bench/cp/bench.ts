@@ -129,6 +129,8 @@ export interface CpBenchResult {
     mem: MemSample
   }
   sync: { mode: SyncMode; ms: number; cpuS: number; mem: MemSample; maxRssMB: number; workerStates: number }
+  /** from the end of the sync to the first change: RSS max, heap compactions so far (control-plane/xds/compact.ts) and the last one's pause */
+  afterSync: { maxRssMB: number; compactions: number; compactionPauseMs: number }
   changes: ChangeResult[]
   /** the warm-up changes (not in ackMs) */
   warmups: ChangeResult[]
@@ -448,6 +450,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     })(), o.syncTimeoutMs, 'every proxy connected')
     const syncMs = performance.now() - syncStart
     const syncMaxRss = syncPeak.read()
+    const gapPeak = peakRss() // from the end of the sync to the first change (the compaction after the sync runs there)
     trace?.stop()
     const syncCpu = cpuSeconds() - syncCpu0
     gc()
@@ -469,6 +472,9 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
     let kernel0 = kernelSide()
     let threads0 = threadCpu()
     let phaseStart = performance.now()
+    const gapMaxRss = gapPeak.read()
+    const compaction = server.compactor?.last ?? null
+    log(`RSS max between the sync and the changes ${(gapMaxRss / 1048576).toFixed(0)} MB; ${compaction === null ? 'no heap compaction yet' : `heap compacted (${server.compactor!.count} so far, last after ${compaction.streams} streams and ${(compaction.burstBytes / 1048576).toFixed(0)} MB of complete snapshots): pause ${compaction.pauseMs.toFixed(0)} ms (CPU ${compaction.cpuMs.toFixed(0)} ms), heap used ${(compaction.heapUsedBefore / 1048576).toFixed(0)} -> ${(compaction.heapUsedAfter / 1048576).toFixed(0)} MB, heap total ${(compaction.heapTotalBefore / 1048576).toFixed(0)} -> ${(compaction.heapTotalAfter / 1048576).toFixed(0)} MB, RSS ${(compaction.rssBefore / 1048576).toFixed(0)} -> ${(compaction.rssAfter / 1048576).toFixed(0)} MB`}`)
     let peak = peakRss()
     let maxRss = 0
     // WEFT_BENCH_CP_PROF=DIR: a CPU profile of the control plane over the measured changes
@@ -606,6 +612,7 @@ export async function runCpBench(opts: Partial<CpBenchOptions> = {}): Promise<Cp
         mem: scratchMem,
       },
       sync: { mode: o.sync, ms: syncMs, cpuS: syncCpu, mem: syncMem, maxRssMB: syncMaxRss / 1048576, workerStates },
+      afterSync: { maxRssMB: gapMaxRss / 1048576, compactions: server.compactor?.count ?? 0, compactionPauseMs: server.compactor?.last?.pauseMs ?? NaN },
       changes,
       warmups,
       ackMs: percentiles(all),

@@ -14,6 +14,14 @@
 // Small batches (endpoint updates) never wait: they are counted, and the change-to-ACK latency of
 // a push does not depend on who is syncing in full.
 
+/** Told when complete snapshots are written and when the queue empties (./compact.ts). */
+export interface BurstObserver {
+  /** a complete snapshot (batch over SMALL_BATCH_BYTES) of `bytes` is being written */
+  wrote(bytes: number): void
+  /** nothing is being written and nobody waits */
+  idle(): void
+}
+
 /** A stream that waits for room. */
 export interface BudgetWaiter {
   /** try again (ConfigStream.pump): take() or wait again */
@@ -40,6 +48,8 @@ export class SendBudget {
   private waking = false
 
   private readonly onWait: () => void
+  /** ./compact.ts: the heap is compacted once a burst of complete snapshots is over */
+  observer: BurstObserver | null = null
 
   /** `onWait`: a batch starts waiting its turn (a metric). */
   constructor(limit = DEFAULT_SEND_BUDGET_BYTES, throttle = DEFAULT_PUSH_THROTTLE, onWait: () => void = () => {}) {
@@ -87,6 +97,7 @@ export class SendBudget {
       if (bytes > SMALL_BATCH_BYTES) {
         this.large++
         if (this.large > this.highest) this.highest = this.large
+        this.observer?.wrote(bytes)
       }
       return true
     }
@@ -104,11 +115,24 @@ export class SendBudget {
     if (this.used < 0) this.used = 0
     if (bytes > SMALL_BATCH_BYTES && this.large > 0) this.large--
     this.wake()
+    this.checkIdle()
+  }
+
+  /** Nothing being written, nobody waiting. */
+  get idle(): boolean {
+    return this.used === 0 && this.waiting.size === 0
+  }
+
+  private checkIdle(): void {
+    if (this.observer !== null && !this.waking && this.idle) this.observer.idle()
   }
 
   /** The waiter's stream ended, or it has nothing to send any more. */
   leave(w: BudgetWaiter): void {
-    if (this.waiting.delete(w)) this.wake()
+    if (this.waiting.delete(w)) {
+      this.wake()
+      this.checkIdle()
+    }
   }
 
   private fits(bytes: number): boolean {
@@ -137,5 +161,6 @@ export class SendBudget {
     } finally {
       this.waking = false
     }
+    this.checkIdle() // a give() on the loop's stack (a write handed over at once) could not tell
   }
 }

@@ -33,6 +33,23 @@ export class ControlPlaneMetrics {
     registers: [this.registry],
   })
 
+  readonly heapCompactions = new Counter({
+    name: 'weft_cp_heap_compactions_total',
+    help: 'Compacting collections run once the push queue emptied after a burst of complete snapshots (proxies syncing).',
+    registers: [this.registry],
+  })
+  readonly heapCompactionPause = new Gauge({
+    name: 'weft_cp_heap_compaction_pause_seconds',
+    help: 'How long the last compaction after a push burst paused the control plane.',
+    registers: [this.registry],
+  })
+
+  /** A compaction after a push burst ran (./compact.ts). */
+  compacted(pauseMs: number): void {
+    this.heapCompactions.inc()
+    this.heapCompactionPause.set(pauseMs / 1000)
+  }
+
   constructor(connected: () => number) {
     this.streams = new Gauge({
       name: 'weft_cp_connected_proxies',

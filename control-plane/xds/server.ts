@@ -11,6 +11,7 @@ import { ProxyRegistry } from './registry.ts'
 import { ConfigStream, type Answer } from './stream.ts'
 import { framedPieces, reusingSerializer } from './wire.ts'
 import { DirectWriter, http2StreamOf } from './direct.ts'
+import { DEFAULT_COMPACT_AFTER_BYTES, HeapCompactor } from './compact.ts'
 
 export type { Answer } from './stream.ts'
 
@@ -40,6 +41,15 @@ export interface ConfigServerOptions {
    * sendBudgetBytes limits them.
    */
   pushThrottle?: number
+  /**
+   * After at least this many bytes of complete snapshots were written (proxies syncing), or 256
+   * config streams were opened (proxies reconnecting), once the
+   * push queue is empty, run one compacting collection that gives the heap's pages back
+   * (./compact.ts; logged as "heap compacted after a push burst", metric
+   * weft_cp_heap_compactions_total). Default 64 MB, or the environment's
+   * WEFT_CP_HEAP_COMPACT_MB (in MB); 0: never. Needs the send budget or the push throttle.
+   */
+  compactAfterBytes?: number
 }
 
 export interface ConfigServer {
@@ -51,6 +61,8 @@ export interface ConfigServer {
   readonly writes: { direct: number; serialized: number }
   /** the send budget, if any (bytes in use, streams waiting) */
   readonly budget: SendBudget | undefined
+  /** the compaction after a burst of complete snapshots (./compact.ts), if on */
+  readonly compactor: HeapCompactor | undefined
   /** Close every stream (proxies keep serving and reconnect) and stop listening. */
   stop(): Promise<void>
 }
@@ -67,6 +79,14 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const throttle = opts.pushThrottle ?? DEFAULT_PUSH_THROTTLE
   const budget = limit > 0 || throttle > 0 ? new SendBudget(limit, throttle, () => registry.metrics.pushesThrottled.inc()) : undefined
   if (budget !== undefined) registry.metrics.observePushes(budget)
+  const compactAfter = opts.compactAfterBytes ?? compactAfterFromEnv()
+  const compactor = budget !== undefined && compactAfter > 0
+    ? new HeapCompactor({ minBytes: compactAfter, log, onCompact: (c) => registry.metrics.compacted(c.pauseMs) })
+    : undefined
+  if (compactor !== undefined) {
+    compactor.watch(() => budget!.idle)
+    budget!.observer = compactor
+  }
   const deps = {
     budget,
     cache: opts.cache,
@@ -80,6 +100,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const handlers: ConfigDiscoveryHandlers = {
     StreamConfig(call: ServerDuplexStream<ConfigRequest__Output, ConfigResponse>) {
       let ended = false
+      compactor?.opened()
       // responses go to the HTTP/2 stream directly, as pieces (./direct.ts), where grpc-js lets us
       const raw = http2StreamOf(call)
       const direct = raw === null ? null : new DirectWriter(raw)
@@ -151,9 +172,11 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     registry,
     cache: opts.cache,
     budget,
+    compactor,
     writes,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
+        compactor?.stop()
         for (const s of streams) s.close()
         streams.clear()
         // Streams never end by themselves: cancel them (the proxies see UNAVAILABLE and reconnect).
@@ -164,4 +187,12 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
       return stopped
     },
   }
+}
+
+/** WEFT_CP_HEAP_COMPACT_MB (MB; 0: off), else the default. */
+function compactAfterFromEnv(): number {
+  const v = process.env.WEFT_CP_HEAP_COMPACT_MB
+  if (v === undefined || v === '') return DEFAULT_COMPACT_AFTER_BYTES
+  const n = Number(v)
+  return Number.isFinite(n) && n >= 0 ? n * 1048576 : DEFAULT_COMPACT_AFTER_BYTES
 }
