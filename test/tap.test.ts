@@ -6,34 +6,15 @@ import { connect, type AddressInfo } from 'node:net'
 import { authorityHost, handleTapRequest, parseStatusFilter, TAP_MAX_QUEUED_BYTES, TapHub } from '../proxy/telemetry/tap.ts'
 import { formatTapLine, runTap } from '../cli/tap.ts'
 import type { RequestRecord } from '../proxy/telemetry/types.ts'
+import { requestRecord } from './helpers/access-log.ts'
 
 interface Teardown {
   teardown(fn: () => unknown): void
 }
 
+/** The shared record (test/helpers/access-log.ts) with this file's values: its assertions expect them. */
 function rec(over: Partial<RequestRecord> = {}): RequestRecord {
-  return {
-    startTime: Date.UTC(2025, 0, 31, 12, 0, 0, 123),
-    durationMs: 2.5,
-    peer: null,
-    method: 'GET',
-    authority: 'reviews:9080',
-    path: '/reviews/1',
-    protocol: 'HTTP/1.1',
-    status: 200,
-    grpcStatus: '',
-    flags: '',
-    routeName: 'reviews/0',
-    vhostName: 'reviews-vh',
-    clusterName: 'reviews-v1',
-    upstreamHost: '10.0.0.7:9080',
-    bytesIn: 0,
-    bytesOut: 10,
-    requestId: 'rid',
-    traceId: '',
-    downstreamAddress: '127.0.0.1',
-    ...over,
-  }
+  return requestRecord({ durationMs: 2.5, vhostName: 'reviews-vh', bytesIn: 0, bytesOut: 10, requestId: 'rid', ...over })
 }
 
 async function until(t: { fail(msg: string): void }, cond: () => boolean, what: string, ms = 2000): Promise<void> {
