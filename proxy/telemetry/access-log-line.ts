@@ -4,10 +4,10 @@
 // line (micro, 2 cores under load): the concatenation leaves ~40 cons strings, and the encoder
 // first flattens them into a new string and then copies it again as UTF-8; ~2.9 KB of garbage a
 // line. Here the fixed text (field names, the listener's labels) is encoded once, at creation, and
-// copied with TypedArray#set; each value is written byte by byte when it is plain ASCII that JSON
-// does not escape (method, authority, path, names, addresses, ids: almost always), and otherwise
-// quoted by JSON.stringify and encoded by Buffer#write. Integers and the time are written as
-// digits, the duration too (as msText writes it).
+// copied with TypedArray#set, together with the values that repeat from line to line (runs, below);
+// the other values (path, request id, a trace id) are written byte by byte when they are plain ASCII
+// that JSON does not escape (almost always), and otherwise quoted by JSON.stringify and encoded by
+// Buffer#write. Integers and the time are written as digits, the duration too (as msText writes it).
 //
 // The bytes are exactly those of the string form (`lineText`, kept as the reference the tests
 // compare with).
@@ -49,13 +49,10 @@ export function msText(ms: number): string {
 // second is cached (requests of one second share it).
 let isoSecond = NaN
 let isoPrefix = ''
-/** isoPrefix as bytes */
-let isoPrefixBytes = Buffer.alloc(0)
 
 function isoPrefixOf(sec: number): void {
+  isoPrefix = new Date(sec * 1000).toISOString().slice(0, -4) // "2025-01-31T12:00:00." (throws RangeError out of range)
   isoSecond = sec
-  isoPrefix = new Date(sec * 1000).toISOString().slice(0, -4) // "2025-01-31T12:00:00."
-  isoPrefixBytes = Buffer.from(isoPrefix, 'latin1')
 }
 
 /** `2025-01-31T12:00:00.123Z` for ms since the epoch. */
@@ -124,7 +121,6 @@ const REQUEST_ID = bytes(',"request_id":')
 const TRACE_ID = bytes(',"trace_id":')
 const CLIENT = bytes(',"downstream_remote_address":')
 const PRINCIPAL = bytes(',"source_principal":')
-const NULL_PRINCIPAL = bytes(',"source_principal":null}\n')
 const END = bytes('}\n')
 /** the fixed text of a line (an upper bound: the optional members counted in) */
 const FIXED =
@@ -143,10 +139,74 @@ export interface LineEncoder {
   encode(r: RequestRecord, buf: Buffer, pos: number): number
 }
 
+// Runs: stretches of a line that repeat from request to request, encoded once and then copied
+// whole (one TypedArray#set, ~9 ns, where each value cost a field-name copy and a character loop,
+// ~2.3 ns a character): the method and the caller's Host, the route, cluster and endpoint, the
+// client's address and identity. Each is found by one of its strings (a Map lookup; the key's hash
+// is cached in the string when it is the same object, as the config's names and a connection's
+// address are) and checked against the others. The line's start up to its duration is one copy per
+// second (the milliseconds written over it), and an integer below 1000 is written without the
+// loops' divisions. Measured (micro, one CPU, the bench's line of 581 bytes, both encoders in one
+// process, alternated): 578 ns a line before, 276 ns with the runs.
+
+/** a run's bytes and the values it was made of (besides its key) */
+interface Run {
+  readonly a: string | null
+  readonly b: string | null
+  readonly bytes: Buffer
+}
+
+/** Runs kept per kind; past it the map starts again (many Host values or clients: a run is ~0.3 µs to make). */
+const MAX_RUNS = 256
+/** A key longer than this is not kept (it is encoded each time). */
+const MAX_KEY = 256
+
+/** A copy of s that does not hold on to the string it was sliced from (an HTTP/1 head). */
+function ownCopy(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'utf16le').toString('utf16le')
+}
+
+class Runs {
+  private readonly map = new Map<string, Run>()
+
+  get(key: string, a: string | null, b: string | null): Buffer | undefined {
+    const run = this.map.get(key)
+    return run !== undefined && run.a === a && run.b === b ? run.bytes : undefined
+  }
+
+  add(key: string, a: string | null, b: string | null, text: string): Buffer {
+    const bytes = Buffer.from(text, 'utf8')
+    if (key.length > MAX_KEY || (a !== null && a.length > MAX_KEY) || (b !== null && b.length > MAX_KEY)) return bytes
+    if (this.map.size >= MAX_RUNS) this.map.clear()
+    this.map.set(ownCopy(key), { a: a === null ? null : ownCopy(a), b: b === null ? null : ownCopy(b), bytes })
+    return bytes
+  }
+}
+
+const PROTOCOL_11 = bytes(',"protocol":"HTTP/1.1","response_code":')
+const PROTOCOL_10 = bytes(',"protocol":"HTTP/1.0","response_code":')
+const PROTOCOL_2 = bytes(',"protocol":"HTTP/2","response_code":')
+
 export function lineEncoder(labels: PeerLabels): LineEncoder {
-  // '"' closing the time, the labels, ',"duration_ms":'
-  const afterTime = bytes('"' + peerText(labels) + ',"duration_ms":')
-  const fixed = FIXED + afterTime.length
+  // 'Z"' closing the time, the labels, ',"duration_ms":'
+  const afterTime = 'Z"' + peerText(labels) + ',"duration_ms":'
+  const fixed = FIXED + Buffer.byteLength(afterTime)
+  // A line's start up to its duration for one second: '{"start_time":"2025-01-31T12:00:00.000Z"',
+  // the labels, ',"duration_ms":'; the milliseconds are written over its "000".
+  let second = NaN
+  let start: Buffer = Buffer.alloc(0)
+  /** where the milliseconds go in start */
+  let msAt = 0
+  /** ',"method":…,"authority":…,"path":' by authority, then method */
+  const heads = new Runs()
+  /** ',"route_name":…,"upstream_cluster":…,"upstream_host":…,"bytes_received":' by upstream host, then route, cluster */
+  const upstreams = new Runs()
+  /** the same after ',"response_flags":"-"' (no flag, no grpc-status: most lines) */
+  const relayed = new Runs()
+  /** ',"downstream_remote_address":…,"source_principal":…}\n' by client address, then principal (null: none) */
+  const clients = new Runs()
+  /** the same after ',"trace_id":null' (tracing off) */
+  const untraced = new Runs()
 
   return {
     maxBytes(r: RequestRecord): number {
@@ -158,41 +218,86 @@ export function lineEncoder(labels: PeerLabels): LineEncoder {
     },
 
     encode(r: RequestRecord, buf: Buffer, pos: number): number {
-      buf.set(START, pos)
-      pos = time(buf, pos + START.length, r.startTime)
-      buf.set(afterTime, pos)
-      pos = ms(buf, pos + afterTime.length, r.durationMs)
-      pos = member(buf, pos, METHOD, r.method)
-      pos = member(buf, pos, AUTHORITY, r.authority)
-      pos = member(buf, pos, PATH, r.path)
-      pos = member(buf, pos, PROTOCOL, r.protocol)
-      buf.set(RESPONSE_CODE, pos)
-      pos = int(buf, pos + RESPONSE_CODE.length, r.status)
-      const f = r.flags
-      if (f === '') {
-        buf.set(NO_FLAG, pos)
-        pos += NO_FLAG.length
-      } else {
-        pos = member(buf, pos, RESPONSE_FLAGS, f)
+      const t = r.startTime
+      if (!Number.isFinite(t)) isoTime(t) // throws RangeError, as toISOString does
+      const sec = Math.floor(t / 1000)
+      if (sec !== second) {
+        if (sec !== isoSecond) isoPrefixOf(sec)
+        start = bytes('{"start_time":"' + isoPrefix + '000' + afterTime)
+        msAt = 15 + isoPrefix.length
+        second = sec
       }
-      if (r.grpcStatus !== '') pos = member(buf, pos, GRPC_STATUS, r.grpcStatus)
-      pos = memberOrNull(buf, pos, ROUTE, r.routeName)
-      pos = memberOrNull(buf, pos, CLUSTER, r.clusterName)
-      pos = memberOrNull(buf, pos, HOST, r.upstreamHost)
-      buf.set(BYTES_IN, pos)
-      pos = int(buf, pos + BYTES_IN.length, r.bytesIn)
+      buf.set(start, pos)
+      const m = Math.floor(t - sec * 1000)
+      const at = pos + msAt
+      buf[at] = 0x30 + Math.floor(m / 100)
+      buf[at + 1] = 0x30 + (Math.floor(m / 10) % 10)
+      buf[at + 2] = 0x30 + (m % 10)
+      pos = ms(buf, pos + start.length, r.durationMs)
+
+      const method = r.method
+      const authority = r.authority
+      const head = heads.get(authority, method, null) ?? heads.add(authority, method, null, ',"method":' + q(method) + ',"authority":' + q(authority) + ',"path":')
+      buf.set(head, pos)
+      pos = str(buf, pos + head.length, r.path)
+
+      const protocol = r.protocol
+      const p = protocol === 'HTTP/1.1' ? PROTOCOL_11 : protocol === 'HTTP/2' ? PROTOCOL_2 : protocol === 'HTTP/1.0' ? PROTOCOL_10 : null
+      if (p !== null) {
+        buf.set(p, pos)
+        pos += p.length
+      } else {
+        pos = member(buf, pos, PROTOCOL, protocol)
+        buf.set(RESPONSE_CODE, pos)
+        pos += RESPONSE_CODE.length
+      }
+      pos = int(buf, pos, r.status)
+
+      const host = r.upstreamHost
+      const route = r.routeName
+      const cluster = r.clusterName
+      const f = r.flags
+      const grpc = r.grpcStatus
+      let up: Buffer
+      if (f === '' && grpc === '') {
+        up =
+          relayed.get(host, route, cluster) ??
+          relayed.add(host, route, cluster, ',"response_flags":"-","route_name":' + qn(route) + ',"upstream_cluster":' + qn(cluster) + ',"upstream_host":' + qn(host) + ',"bytes_received":')
+      } else {
+        if (f === '') {
+          buf.set(NO_FLAG, pos)
+          pos += NO_FLAG.length
+        } else {
+          pos = member(buf, pos, RESPONSE_FLAGS, f)
+        }
+        if (grpc !== '') pos = member(buf, pos, GRPC_STATUS, grpc)
+        up =
+          upstreams.get(host, route, cluster) ??
+          upstreams.add(host, route, cluster, ',"route_name":' + qn(route) + ',"upstream_cluster":' + qn(cluster) + ',"upstream_host":' + qn(host) + ',"bytes_received":')
+      }
+      buf.set(up, pos)
+      pos = int(buf, pos + up.length, r.bytesIn)
       buf.set(BYTES_OUT, pos)
       pos = int(buf, pos + BYTES_OUT.length, r.bytesOut)
       pos = memberOrNull(buf, pos, REQUEST_ID, r.requestId)
-      pos = memberOrNull(buf, pos, TRACE_ID, r.traceId)
-      pos = member(buf, pos, CLIENT, r.downstreamAddress)
-      if (r.peer === null) {
-        buf.set(NULL_PRINCIPAL, pos)
-        return pos + NULL_PRINCIPAL.length
+
+      const client = r.downstreamAddress
+      const peer = r.peer
+      const principal = peer === null ? null : peer.principal
+      const traceId = r.traceId
+      let tail: Buffer
+      if (traceId === '') {
+        tail =
+          untraced.get(client, principal, null) ??
+          untraced.add(client, principal, null, ',"trace_id":null,"downstream_remote_address":' + q(client) + ',"source_principal":' + (principal === null ? 'null' : q(principal)) + '}\n')
+      } else {
+        pos = member(buf, pos, TRACE_ID, traceId)
+        tail =
+          clients.get(client, principal, null) ??
+          clients.add(client, principal, null, ',"downstream_remote_address":' + q(client) + ',"source_principal":' + (principal === null ? 'null' : q(principal)) + '}\n')
       }
-      pos = member(buf, pos, PRINCIPAL, r.peer.principal)
-      buf.set(END, pos)
-      return pos + END.length
+      buf.set(tail, pos)
+      return pos + tail.length
     },
   }
 }
@@ -236,6 +341,26 @@ function ascii(buf: Buffer, pos: number, s: string): number {
 
 /** a number as JSON: a non-negative safe integer as digits, anything else as num() writes it */
 function int(buf: Buffer, pos: number, n: number): number {
+  // below 1000 (a status, most small bodies): without the loops' divisions
+  if (n >= 0 && n < 1000 && (n | 0) === n) {
+    if (n < 10) {
+      buf[pos] = 0x30 + n
+      return pos + 1
+    }
+    if (n < 100) {
+      const t = (n * 205) >> 11 // n / 10 for n < 1029
+      buf[pos] = 0x30 + t
+      buf[pos + 1] = 0x30 + n - t * 10
+      return pos + 2
+    }
+    const h = (n * 41) >> 12 // n / 100 for n < 1000
+    const r = n - h * 100
+    const t = (r * 205) >> 11
+    buf[pos] = 0x30 + h
+    buf[pos + 1] = 0x30 + t
+    buf[pos + 2] = 0x30 + r - t * 10
+    return pos + 3
+  }
   if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER && Math.floor(n) === n)) return ascii(buf, pos, num(n))
   let digits = 1
   for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++
@@ -266,20 +391,5 @@ function ms(buf: Buffer, pos: number, ms: number): number {
   f -= d2 * 10
   if (f === 0) return pos + 3
   buf[pos + 3] = 0x30 + f
-  return pos + 4
-}
-
-/** the ISO 8601 time of ms since the epoch (as isoTime), without the quotes */
-function time(buf: Buffer, pos: number, ms: number): number {
-  if (!Number.isFinite(ms)) return ascii(buf, pos, isoTime(ms)) // throws RangeError, as toISOString does
-  const sec = Math.floor(ms / 1000)
-  if (sec !== isoSecond) isoPrefixOf(sec)
-  buf.set(isoPrefixBytes, pos)
-  pos += isoPrefixBytes.length
-  const m = Math.floor(ms - sec * 1000)
-  buf[pos] = 0x30 + Math.floor(m / 100)
-  buf[pos + 1] = 0x30 + (Math.floor(m / 10) % 10)
-  buf[pos + 2] = 0x30 + (m % 10)
-  buf[pos + 3] = 0x5a // Z
   return pos + 4
 }
