@@ -128,7 +128,7 @@ t.test('repeated values (copied as runs encoded once) give the bytes of the line
   t.equal(bad, 0, `${n} records: the same bytes`)
 })
 
-t.test('through a log: the lines are the line texts; a line longer than a slab comes whole and in order', async (t) => {
+t.test('through a log: the lines are the line texts; a long line (5,000 characters, or longer than a slab) comes whole and in order', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'weft-access-log-line-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const file = join(dir, 'a.log')
@@ -136,6 +136,8 @@ t.test('through a log: the lines are the line texts; a line longer than a slab c
   const records = [rec({ bytesOut: 1 }), rec({ bytesOut: 2, path: '/' + 'x'.repeat(300 * 1024) }), rec({ bytesOut: 3 })]
   // (statuses of 1000 and more are not logged: see the status classes)
   for (let i = 0; i < 1000; i++) records.push({ ...randomRecord(), status: [0, 200, 503, 999][i % 4] })
+  // long lines between short ones, shorter than a slab
+  records.splice(500, 0, rec({ bytesOut: 4, path: '/' + 'y'.repeat(5000) }), rec({ bytesOut: 5, path: '/' + 'z'.repeat(3000) }))
   const want = records.map((r) => lineText(r, LABELS)).join('')
   for (const r of records) log.onRequest(r)
   await log.close()

@@ -206,6 +206,20 @@ export async function startWeft(ctx: PeerContext): Promise<Peer> {
     readyTimeoutMs: 20000,
     info,
   })
+  // The build is what runs: with a source file newer than dist/ (a comment edited after the
+  // build), bin/weft.js runs the TypeScript sources, with a warning in the log: another program
+  // (unbundled modules, other JIT choices) that a before/after comparison would silently measure.
+  if (process.env.WEFT_FROM_SOURCE !== '1') {
+    let head = ''
+    try {
+      head = fs.readFileSync(path.join(ctx.dir, 'weft.log'), 'utf8').slice(0, 4000)
+    } catch {}
+    const warning = /^weft: .* is newer than dist\/.*$/m.exec(head)
+    if (warning !== null) {
+      await peer.stop()
+      throw new Error(`${warning[0]}: a bench measures the build (npm run build first, or WEFT_FROM_SOURCE=1 to measure the sources)`)
+    }
+  }
   // The telemetry really is as the row says: /metrics answers only where metrics are on.
   if (!userConfig || variant !== 'plain') {
     try {
