@@ -24,7 +24,10 @@ import {
 } from './yaml-errors.ts'
 import type { Position, SchemaMessages, Seg, Target } from './yaml-errors.ts'
 
-export type LoadResult = { ok: true; config: BootstrapConfig } | { ok: false; errors: ConfigError[] }
+export type LoadResult =
+  | { ok: true; config: BootstrapConfig }
+  /** `schemaValid`: the document, when it passed the schema and only the later checks failed */
+  | { ok: false; errors: ConfigError[]; schemaValid?: BootstrapConfig }
 
 // Precompiled by the build, or compiled on first use (./validator.ts).
 import { bootstrapSchema, bootstrapValidator } from './validator.ts'
@@ -108,7 +111,7 @@ function checkData(data: unknown, file: string, locate: (segs: Seg[], target?: T
   const errors = checkSemantics(config, (code, segs, message, target) => {
     return { code, file, ...locate(segs, target), path: formatPath(segs), message }
   }, (segs) => locate(segs).line, external)
-  if (errors.length > 0) return { ok: false, errors: sortErrors(dedupe(errors)) }
+  if (errors.length > 0) return { ok: false, errors: sortErrors(dedupe(errors)), schemaValid: config }
   return { ok: true, config }
 }
 

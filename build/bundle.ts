@@ -21,7 +21,7 @@ import { build, type Plugin } from 'esbuild'
 import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
+import { parsedRoot } from '../proxy/xds/wire.ts'
 import { PACKAGE } from '../protos/api.ts'
 import { configCodecSource } from './config-codec.ts'
 
@@ -162,11 +162,9 @@ const cjsStandins: Plugin = {
 
 export async function bundle(): Promise<void> {
   await rm(outdir, { recursive: true, force: true })
-  // the --control-plane sidecar's message descriptor (see proxy/xds/wire.ts), next to its module in dist/
-  const descriptor = parsedRoot()
-  await writeFile(path.join(dist, 'proxy', 'xds', DESCRIPTOR_FILE), `${JSON.stringify(descriptor.toJSON())}\n`)
-  // and its message code, over the sources' stub (build/config-codec.ts)
-  await writeFile(path.join(dist, 'proxy', 'xds', 'config-codec.js'), configCodecSource(descriptor, `${PACKAGE}.ConfigDiscovery`))
+  // the --control-plane sidecar's message code (see proxy/xds/wire.ts), over the sources' stub
+  // in dist/ (build/config-codec.ts)
+  await writeFile(path.join(dist, 'proxy', 'xds', 'config-codec.js'), configCodecSource(parsedRoot(), `${PACKAGE}.ConfigDiscovery`))
   const r = await build({
     entryPoints: { weft: path.join(dist, 'cli', 'weft.js') },
     outdir,

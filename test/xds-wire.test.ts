@@ -1,16 +1,18 @@
-// proxy/xds/wire.ts: the --control-plane sidecar's client codec without proto-loader (protobufjs'
-// light build over a JSON descriptor the build writes). It must read and write exactly what the
+// proxy/xds/wire.ts: the --control-plane sidecar's client codec without proto-loader (the message
+// code the build generates from config.proto, over protobufjs' minimal runtime). It must read and write exactly what the
 // control plane's proto-loader codec (protos/api.ts) does, and a sidecar started from the bundle in
 // --control-plane mode must take its config from a real control plane and serve it.
 import t from 'tap'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import protobuf from 'protobufjs/light.js'
+import { pathToFileURL } from 'node:url'
 import pino from 'pino'
 import { stringify } from 'yaml'
 import { startControlPlane } from '../cli/control-plane.ts'
 import { configDiscoveryService, TYPE, type ConfigRequest, type ConfigResponse } from '../protos/api.ts'
-import { configDiscoveryClient, DESCRIPTOR_FILE, parsedRoot } from '../proxy/xds/wire.ts'
+import { configDiscoveryClient, parsedRoot } from '../proxy/xds/wire.ts'
+import type { ServiceMethod } from '../proxy/xds/config-codec.ts'
+import { descriptorHash } from '../build/config-codec.ts'
 import { getStatus, ROOT, spawnBuilt, tempDir } from './helpers/sidecar.ts'
 import { startHttpUpstream } from './helpers/upstream.ts'
 import { WEB_SERVICE, webSlice } from './helpers/resources.ts'
@@ -58,12 +60,12 @@ t.test('the same bytes and objects as proto-loader, both ways', async (t) => {
   t.equal((w.responseDeserialize(resBytes) as { resources: { body: string }[] }).resources[0].body, 'endpoints')
 })
 
-const descriptor = join(ROOT, 'dist', 'proxy', 'xds', DESCRIPTOR_FILE)
-t.test("the build's descriptor is config.proto", { skip: existsSync(descriptor) ? false : 'no dist (npm run build)' }, async (t) => {
-  const built = protobuf.Root.fromJSON(JSON.parse(readFileSync(descriptor, 'utf8')) as protobuf.INamespace)
-  t.same(built.toJSON(), parsedRoot().toJSON(), 'the same types as parsing the .proto today (rebuild after editing it)')
-  const a = built.lookupType('weft.config.v1alpha1.ConfigResponse')
-  t.same(Buffer.from(a.encode(a.fromObject(RESPONSE)).finish()), (configDiscoveryService().StreamConfig as unknown as Codec).responseSerialize(RESPONSE))
+const builtCodec = join(ROOT, 'dist', 'proxy', 'xds', 'config-codec.js')
+t.test("the build's message code is config.proto's", { skip: existsSync(builtCodec) ? false : 'no dist (npm run build)' }, async (t) => {
+  const built = (await import(pathToFileURL(builtCodec).href)) as { DESCRIPTOR_HASH: string; methods: ServiceMethod[] }
+  t.equal(built.DESCRIPTOR_HASH, descriptorHash(parsedRoot()), 'made from the .proto as it is today (rebuild after editing it)')
+  const m = built.methods.find((x) => x.name === 'StreamConfig')!
+  t.same(Buffer.from(m.response.encode(m.response.fromObject(RESPONSE)).finish()), (configDiscoveryService().StreamConfig as unknown as Codec).responseSerialize(RESPONSE))
 })
 
 t.test('a --control-plane sidecar from the bundle takes its config from a control plane and serves it', { skip: existsSync(join(ROOT, 'dist', 'bundle', 'weft.js')) ? false : 'no dist/bundle (npm run build)' }, async (t) => {

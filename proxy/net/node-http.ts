@@ -1,4 +1,4 @@
-// node:http's server, client request and agent, without importing node:http. In Node 26 importing
+// node:http's server and client request, without importing node:http. In Node 26 importing
 // `node:http` also loads Node's bundled undici (~70 ms and ~15 MB RSS in a sidecar, measured with
 // process.moduleLoadList and RSS); the classes it re-exports live in _http_server, _http_client and
 // _http_agent, which do not. Same classes, same behaviour: http.createServer(h) is
@@ -9,10 +9,10 @@ import type * as Http from 'node:http'
 
 const require = createRequire(import.meta.url)
 const { Server } = require('_http_server') as { Server: new (h: Http.RequestListener) => Http.Server }
-const { ClientRequest } = require('_http_client') as { ClientRequest: new (o: Http.RequestOptions, cb?: (res: Http.IncomingMessage) => void) => Http.ClientRequest }
-
-export const Agent = (require('_http_agent') as { Agent: typeof Http.Agent }).Agent
-export type Agent = Http.Agent
+// the client side on first use (an app health probe): a sidecar's start needs only the server
+// (_http_client is ~2 ms and ~30 page faults of it)
+type ClientRequestClass = new (o: Http.RequestOptions, cb?: (res: Http.IncomingMessage) => void) => Http.ClientRequest
+let ClientRequest: ClientRequestClass | null = null
 
 /** http.createServer(handler) */
 export function createServer(handler: Http.RequestListener): Http.Server {
@@ -21,5 +21,6 @@ export function createServer(handler: Http.RequestListener): Http.Server {
 
 /** http.request(options, onResponse) */
 export function request(options: Http.RequestOptions, onResponse?: (res: Http.IncomingMessage) => void): Http.ClientRequest {
+  ClientRequest ??= (require('_http_client') as { ClientRequest: ClientRequestClass }).ClientRequest
   return new ClientRequest(options, onResponse)
 }

@@ -59,7 +59,7 @@ interface MetricValue {
 }
 
 /** A prom-client compatible metric whose values come from a function at scrape time. */
-class Collected {
+export class Collected {
   readonly name: string
   readonly help: string
   readonly type: 'counter' | 'histogram' | 'gauge'

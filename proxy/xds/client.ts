@@ -6,13 +6,14 @@
 import { WEFT_VERSION } from '../../protos/version.ts'
 import pino, { type Logger } from 'pino'
 import { typeName, type ConfigRequest, type ConfigResponse__Output, type TypeUrl } from '../../protos/api.ts'
-import { GrpcStream, type GrpcStatus } from './grpc-stream.ts'
+import { closeConnection, GrpcStream, type EarlyConnection, type GrpcStatus } from './grpc-stream.ts'
 import { streamConfigCodec } from './wire.ts'
 import type { Bootstrap } from '../../api/schema.ts'
 import type { Proxy } from '../proxy.ts'
 import { assemble, checkAssembled, decodeBatch, NOTHING_ACCEPTED, type Accepted, type LocalSettings, type Outcome } from './assemble.ts'
 import { backoffDelay, DEFAULT_BACKOFF, REAL_TIMERS, type BackoffOptions, type Timers } from './backoff.ts'
 import { XdsMetrics } from './metrics.ts'
+import { promClient } from '../telemetry/metrics.ts'
 
 export interface NodeIdentity {
   id: string
@@ -44,6 +45,8 @@ export interface ConfigClientOptions {
   keepaliveMs?: number
   /** the stream's keepalive and connect timers (default: real ones); `timers` is the reconnection schedule's */
   streamTimers?: Timers
+  /** a connection to `address` opened before the client (./grpc-stream.ts, openConnection): the first attempt's, if still usable */
+  connection?: EarlyConnection | null
 }
 
 export interface XdsStatus {
@@ -115,6 +118,8 @@ class XdsClient implements ConfigClient {
   private readonly counts = { ack: 0, nack: 0 }
   // batches are applied one after the other, in arrival order
   private queue: Promise<void> = Promise.resolve()
+  /** the early connection, until the first attempt takes it */
+  private early: EarlyConnection | null
 
   constructor(proxy: Proxy, o: ConfigClientOptions) {
     this.proxy = proxy
@@ -124,6 +129,7 @@ class XdsClient implements ConfigClient {
     this.now = o.now ?? Date.now
     this.backoff = { ...DEFAULT_BACKOFF, ...o.backoff }
     this.startedAt = this.now()
+    this.early = o.connection ?? null
     this.metrics = new XdsMetrics({ connected: () => this.stream?.up === true, staleSeconds: () => this.staleSeconds() })
   }
 
@@ -134,10 +140,17 @@ class XdsClient implements ConfigClient {
     }
     this.metrics.attach(this.proxy.metrics?.registry ?? null)
     this.connect()
+    // While the control plane answers the hello, load prom-client if the first config will need it
+    // (metrics are on unless the local settings turn them off; the proxy makes its registry as it
+    // applies that config), so the loading overlaps the wait instead of following it: after the
+    // event loop's poll phase (setImmediate), so the connection's events (the hello going out) come first.
+    if (this.proxy.metrics === null && this.o.local?.telemetry?.metrics?.enabled !== false) setImmediate(promClient)
   }
 
   close(): void {
     this.closed = true
+    if (this.early !== null) closeConnection(this.early)
+    this.early = null
     if (this.timer !== null) this.timers.clearTimeout(this.timer)
     this.timer = null
     const s = this.stream
@@ -184,6 +197,7 @@ class XdsClient implements ConfigClient {
         maxMessage: MAX_MESSAGE,
         userAgent: USER_AGENT,
         timers: this.o.streamTimers ?? REAL_TIMERS,
+        connection: this.early,
       },
       {
         onHeaders: () => {
@@ -202,6 +216,7 @@ class XdsClient implements ConfigClient {
         },
       },
     )
+    this.early = null
     s = { call, up: false, upAt: 0, gotResponse: false, down: false, pending: [] }
     this.stream = s
     const n = this.o.node
@@ -241,7 +256,7 @@ class XdsClient implements ConfigClient {
       this.log.warn({ ...fields, code: 'WEFT_ERR_CONTROL_PLANE_UNREACHABLE', grpcCode: st?.code, controlPlane: this.o.address }, `control plane ${this.o.address} unreachable (${st?.details ?? 'no answer'}); retrying. Is it the control plane's gRPC address (weft control-plane --listen, default :15010), not its admin one?`)
     } else this.log.debug(fields, 'control plane unreachable')
     this.reconnects++
-    this.metrics.reconnects.inc()
+    this.metrics.countReconnect()
     this.timer = this.timers.setTimeout(() => this.connect(), delay)
   }
 
@@ -288,7 +303,7 @@ class XdsClient implements ConfigClient {
     for (const r of batch) {
       const type = typeName(r.typeUrl)
       this.counts[result.ok ? 'ack' : 'nack']++
-      this.metrics.updates.inc({ type, result: result.ok ? 'ack' : 'nack' })
+      this.metrics.countUpdate(type, result.ok ? 'ack' : 'nack')
       // Answer only on the stream that asked: a new stream starts with a hello instead.
       if (s.down) continue
       s.call.write(

@@ -60,6 +60,39 @@ export interface GrpcStreamOptions<Req, Res> {
   userAgent: string
   /** for the keepalive and connect timers (tests) */
   timers: Timers
+  /**
+   * a connection to `address` opened earlier (openConnection), taken when it is still usable: the
+   * TCP handshake and the HTTP/2 preface then overlap the caller's own start-up (./sidecar.ts)
+   */
+  connection?: EarlyConnection | null
+}
+
+/** A connection to the control plane opened before its stream (openConnection). */
+export interface EarlyConnection {
+  readonly session: ClientSession
+  /** the socket's error, if one came before a stream took the connection */
+  error: Error | null
+}
+
+/**
+ * Opens the stream's connection to `address` now (TCP, then the client preface and SETTINGS), for
+ * a GrpcStream made later (its `connection` option). A connection that failed or closed meanwhile
+ * is not used: the stream then opens its own, as it would have.
+ */
+export function openConnection(address: string): EarlyConnection {
+  const { host, port } = parseTarget(address)
+  const c: EarlyConnection = { session: ClientSession.connect(host, port, CONN_OPTIONS), error: null }
+  c.session.on('error', (err: Error) => (c.error ??= err))
+  return c
+}
+
+/** Drop a connection no stream took. */
+export function closeConnection(c: EarlyConnection): void {
+  if (!c.session.destroyed) c.session.destroy()
+}
+
+function usable(c: EarlyConnection): boolean {
+  return c.error === null && !c.session.closed && !c.session.destroyed
 }
 
 export interface GrpcStreamEvents<Res> {
@@ -97,17 +130,21 @@ export class GrpcStream<Req, Res> {
     this.ev = ev
     this.reader = new MessageReader(o.maxMessage ?? DEFAULT_MAX_MESSAGE)
     const { host, port, authority } = parseTarget(o.address)
-    const session = ClientSession.connect(host, port, CONN_OPTIONS)
+    const early = o.connection ?? null
+    if (early !== null && !usable(early)) closeConnection(early)
+    const session = early !== null && usable(early) ? early.session : ClientSession.connect(host, port, CONN_OPTIONS)
     this.session = session
     session.on('error', (err: Error) => (this.socketError ??= err))
     session.on('close', () => this.fail(GRPC.UNAVAILABLE, this.socketError === null ? 'Connection dropped' : this.socketError.message))
     session.on('goaway', (code: number, lastId: number) => this.fail(GRPC.UNAVAILABLE, `the control plane sent GOAWAY (code ${code}, last stream ${lastId})`))
     session.on('internalError', (err: Error) => this.fail(GRPC.INTERNAL, `HTTP/2 client error: ${err.message}`))
-    session.socket.once('connect', () => {
-      this.clearTimer()
-      this.schedulePing()
-    })
-    this.timer = o.timers.setTimeout(() => this.fail(GRPC.UNAVAILABLE, `no connection within ${this.connectTimeout} ms`), this.connectTimeout)
+    if (session.socket.connecting) {
+      session.socket.once('connect', () => {
+        this.clearTimer()
+        this.schedulePing()
+      })
+      this.timer = o.timers.setTimeout(() => this.fail(GRPC.UNAVAILABLE, `no connection within ${this.connectTimeout} ms`), this.connectTimeout)
+    } else this.schedulePing() // an early connection, already up
     const st = session.request({
       ':method': 'POST',
       ':scheme': 'http',

@@ -3,12 +3,10 @@
 // from where); when it is a complete config it is also served at once, so the proxy is ready
 // before the control plane answers. Otherwise the proxy serves nothing, and /ready says 503,
 // until its first config.
-import { readFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import { createServer } from '../net/node-http.ts'
 import type { AddressInfo } from 'node:net'
 import { hostname } from 'node:os'
-import { parse } from 'yaml'
 import { createAdminServer } from '../admin/server.ts'
 import { ConfigErrorCode, formatConfigError } from '../../api/errors.ts'
 import { loadBootstrapFile } from '../../api/load.ts'
@@ -19,6 +17,7 @@ import { drainOnSignal, holdSignals } from '../main.ts'
 import { Proxy } from '../proxy.ts'
 import type { BackoffOptions } from './backoff.ts'
 import { startConfigClient, type ConfigClient, type NodeIdentity } from './client.ts'
+import { closeConnection, openConnection, type EarlyConnection } from './grpc-stream.ts'
 
 export interface XdsSidecarOptions {
   /** host:port of the control plane */
@@ -84,10 +83,8 @@ export function nodeIdentity(given: Partial<NodeIdentity> = {}, b?: Bootstrap, e
 export async function loadLocalBootstrap(file: string): Promise<{ bootstrap: Bootstrap; complete: boolean }> {
   const r = await loadBootstrapFile(file)
   if (r.ok) return { bootstrap: r.config, complete: true }
-  if (r.errors.every((e) => e.code === ConfigErrorCode.REF)) {
-    // the schema passed (references are checked after it), so the shape is a Bootstrap's
-    return { bootstrap: parse(await readFile(file, 'utf8')) as Bootstrap, complete: false }
-  }
+  // the schema passed (references are checked after it), so the shape is a Bootstrap's
+  if (r.schemaValid !== undefined && r.errors.every((e) => e.code === ConfigErrorCode.REF)) return { bootstrap: r.schemaValid, complete: false }
   throw new BootstrapLoadError(r.errors.map(formatConfigError))
 }
 
@@ -149,6 +146,26 @@ export function withPodListeners(b: Bootstrap | undefined, env: NodeJS.ProcessEn
 const POD_INBOUND_TABLE = 'weft-pod-inbound'
 
 export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidecar> {
+  // The connection to the control plane is opened first, so its TCP and HTTP/2 handshakes overlap
+  // reading the bootstrap and binding the admin listener, and the hello goes out on a connection
+  // that is already up the moment the client is made (README, *Footprint*: the --control-plane
+  // sidecar's ready time). An address that cannot even be connected to (a bad port) is left to
+  // the client, which fails the start as before.
+  let early: EarlyConnection | null = null
+  try {
+    early = openConnection(opts.controlPlane)
+  } catch {
+    // the client's first attempt reports it
+  }
+  try {
+    return await start(opts, early)
+  } catch (err) {
+    if (early !== null) closeConnection(early)
+    throw err
+  }
+}
+
+async function start(opts: XdsSidecarOptions, early: EarlyConnection | null): Promise<XdsSidecar> {
   const log = opts.log ?? createLogger()
   let bootstrap = opts.bootstrap
   let complete = bootstrap !== undefined
@@ -156,6 +173,10 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
     ;({ bootstrap, complete } = await loadLocalBootstrap(opts.configFile))
     if (!complete) log.info({ file: opts.configFile }, 'bootstrap names route tables it does not define: settings only, nothing served before the control plane answers')
   }
+  // One turn of the event loop for the early connection: reading the file gave it none (fs/promises
+  // completes without one), and a connection still "connecting" when the hello is written sends it
+  // only once the loop runs again, after the rest of the start and the first admin requests.
+  if (early !== null && early.session.socket.connecting) await new Promise<void>((resolve) => setImmediate(resolve))
   // the pod's listeners are local settings for the control plane's config; the bootstrap served
   // before the first answer stays the file's (the outbound listener needs the control plane's table)
   const local = withPodListeners(bootstrap, opts.env ?? process.env)
@@ -199,6 +220,7 @@ export async function startXdsSidecar(opts: XdsSidecarOptions): Promise<XdsSidec
       staticBootstrap: opts.serveBootstrap === false || !complete ? undefined : bootstrap,
       backoff: opts.backoff,
       log,
+      connection: early,
     })
   } catch (err) {
     proxy.close()

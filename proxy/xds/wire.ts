@@ -1,26 +1,26 @@
 // The proxy's ConfigDiscovery message codec, without @grpc/proto-loader. The control plane and
 // the tests use protos/api.ts (proto-loader over config.proto); a sidecar in --control-plane mode
-// only needs the two messages of its one stream, so it reads a JSON descriptor of config.proto
-// that the build writes next to this module's compiled file (dist/proxy/xds/config-descriptor.json,
-// by build/bundle.ts) with protobufjs' light build (no .proto
-// parser). proto-loader loads the full protobufjs and its descriptor extension, parses the .proto
-// and builds a descriptor of every message: ~15 MB and ~120 ms of a sidecar's start (measured
-// alone, README *Footprint*). Messages are (de)serialized exactly as proto-loader does with the
-// options of protos/api.ts: fromObject/encode out, decode/toObject in, longs and enums as strings,
-// defaults and oneof names set (test/xds-wire.test.ts compares both on the same messages).
-// From the sources (no build), the .proto is parsed here with the full protobufjs.
+// only needs the two messages of its one stream. Built, it uses the message code the build
+// generated from config.proto (./config-codec.ts, written by build/config-codec.ts): plain
+// functions over protobufjs' minimal runtime, no reflection and no descriptor at run time.
+// proto-loader loads the full protobufjs and its descriptor extension, parses the .proto and
+// builds a descriptor of every message: ~15 MB and ~120 ms of a sidecar's start (measured alone,
+// README *Footprint*); the reflection alone (Root.fromJSON of a JSON descriptor, resolveAll) was
+// still ~12 ms of a --control-plane start before its connect. Messages are (de)serialized exactly
+// as proto-loader does with the options of protos/api.ts: fromObject/encode out, decode/toObject
+// in, longs and enums as strings, defaults and oneof names set (test/xds-wire.test.ts compares
+// both on the same messages). From the sources (no build), the .proto is parsed here with the
+// full protobufjs, which generates the same code at run time.
 // The sidecar's stream itself is ./grpc-stream.ts (the proxy's own HTTP/2 codec), which takes the
 // codec of StreamConfig (streamConfigCodec); configDiscoveryClient, the same codec in a grpc-js
 // client class, is for tests and tools and requires grpc-js on first use.
 import type { ChannelCredentials, ChannelOptions } from '@grpc/grpc-js'
-import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import protobuf from 'protobufjs/light.js'
+import type protobuf from 'protobufjs'
 import { PACKAGE, type ConfigDiscoveryClient } from '../../protos/api.ts'
-import { installCodec } from './config-codec.ts'
+import { methods as builtMethods, type ServiceMethod } from './config-codec.ts'
 
-export const DESCRIPTOR_FILE = 'config-descriptor.json'
 const PROTO = fileURLToPath(new URL('../../protos/weft/config/v1alpha1/config.proto', import.meta.url))
 
 /** protos/api.ts's loader options after parsing (keepCase: false is applied by the parser) */
@@ -35,13 +35,12 @@ export function parsedRoot(): protobuf.Root {
   return root
 }
 
-function root(): protobuf.Root {
-  const file = new URL(`./${DESCRIPTOR_FILE}`, import.meta.url)
-  if (!existsSync(file)) return parsedRoot()
-  const r = protobuf.Root.fromJSON(JSON.parse(readFileSync(file, 'utf8')) as protobuf.INamespace)
-  // the build's message code for this descriptor (./config-codec.ts), when built
-  installCodec?.(r, protobuf)
-  return r
+/** The service's methods from the reflected .proto (protobufjs generates their code on first use). */
+function reflectedMethods(): ServiceMethod[] {
+  return parsedRoot().lookupService(`${PACKAGE}.ConfigDiscovery`).methodsArray.map((x) => {
+    x.resolve()
+    return { name: x.name, requestStream: x.requestStream === true, responseStream: x.responseStream === true, request: x.resolvedRequestType!, response: x.resolvedResponseType! }
+  })
 }
 
 type Constructor = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => ConfigDiscoveryClient
@@ -63,16 +62,13 @@ let methods: Record<string, MethodCodec> | null = null
 /** ConfigDiscovery's methods (made once per process). */
 function serviceMethods(): Record<string, MethodCodec> {
   if (methods !== null) return methods
-  const service = root().lookupService(`${PACKAGE}.ConfigDiscovery`)
   const m: Record<string, MethodCodec> = {}
-  for (const x of service.methodsArray) {
-    x.resolve()
-    const req = x.resolvedRequestType!
-    const res = x.resolvedResponseType!
+  for (const x of builtMethods ?? reflectedMethods()) {
+    const { request: req, response: res } = x
     m[x.name] = {
       path: `/${PACKAGE}.ConfigDiscovery/${x.name}`,
-      requestStream: x.requestStream === true,
-      responseStream: x.responseStream === true,
+      requestStream: x.requestStream,
+      responseStream: x.responseStream,
       requestSerialize: (o: object) => Buffer.from(req.encode(req.fromObject(o)).finish()),
       requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), TO_OBJECT),
       responseSerialize: (o: object) => Buffer.from(res.encode(res.fromObject(o)).finish()),
