@@ -293,10 +293,10 @@ export async function runFootprintBench(argv: string[]): Promise<number> {
   const cpIdle: number[] = []
   const cpConfigMs: number[] = []
   const nodeIdle: number[] = []
-  // weft-cp's control plane is started for the run: its first answers run its own code cold (the
-  // first two sidecar starts against it measured 30-50 ms slower, session 9). In a cluster the
-  // control plane has served proxies long before a new pod starts, so two sidecar starts against it
-  // come first and are not counted.
+  // weft-cp's control plane is started for the run, and its first answers run its own code cold (a
+  // helper's runs in session 9 had the first two sidecar starts 30-50 ms slower; the lead's did not
+  // always, bench/footprint-log.md). In a cluster the control plane has served proxies long before a
+  // new pod starts, so two sidecar starts against it come first and are not counted.
   if (rows.some((r) => r.name === 'weft-cp')) {
     const warm: number[] = []
     for (let i = 0; i < CP_WARMUP_STARTS; i++) warm.push(await timeReady('weft-cp', dirFor(`weft-cp-warmup-${i}`), upstreamPorts, { metrics }))
