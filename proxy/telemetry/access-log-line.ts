@@ -183,6 +183,16 @@ class Runs {
   }
 }
 
+/** a line's upstream run: ',"route_name":…,"upstream_cluster":…,"upstream_host":…,"bytes_received":' */
+function upstreamText(route: string, cluster: string, host: string): string {
+  return ',"route_name":' + qn(route) + ',"upstream_cluster":' + qn(cluster) + ',"upstream_host":' + qn(host) + ',"bytes_received":'
+}
+
+/** a line's end: ',"downstream_remote_address":…,"source_principal":…}' and the newline */
+function clientText(client: string, principal: string | null): string {
+  return ',"downstream_remote_address":' + q(client) + ',"source_principal":' + (principal === null ? 'null' : q(principal)) + '}\n'
+}
+
 const PROTOCOL_11 = bytes(',"protocol":"HTTP/1.1","response_code":')
 const PROTOCOL_10 = bytes(',"protocol":"HTTP/1.0","response_code":')
 const PROTOCOL_2 = bytes(',"protocol":"HTTP/2","response_code":')
@@ -262,7 +272,7 @@ export function lineEncoder(labels: PeerLabels): LineEncoder {
       if (f === '' && grpc === '') {
         up =
           relayed.get(host, route, cluster) ??
-          relayed.add(host, route, cluster, ',"response_flags":"-","route_name":' + qn(route) + ',"upstream_cluster":' + qn(cluster) + ',"upstream_host":' + qn(host) + ',"bytes_received":')
+          relayed.add(host, route, cluster, ',"response_flags":"-"' + upstreamText(route, cluster, host))
       } else {
         if (f === '') {
           buf.set(NO_FLAG, pos)
@@ -273,7 +283,7 @@ export function lineEncoder(labels: PeerLabels): LineEncoder {
         if (grpc !== '') pos = member(buf, pos, GRPC_STATUS, grpc)
         up =
           upstreams.get(host, route, cluster) ??
-          upstreams.add(host, route, cluster, ',"route_name":' + qn(route) + ',"upstream_cluster":' + qn(cluster) + ',"upstream_host":' + qn(host) + ',"bytes_received":')
+          upstreams.add(host, route, cluster, upstreamText(route, cluster, host))
       }
       buf.set(up, pos)
       pos = int(buf, pos + up.length, r.bytesIn)
@@ -289,12 +299,12 @@ export function lineEncoder(labels: PeerLabels): LineEncoder {
       if (traceId === '') {
         tail =
           untraced.get(client, principal, null) ??
-          untraced.add(client, principal, null, ',"trace_id":null,"downstream_remote_address":' + q(client) + ',"source_principal":' + (principal === null ? 'null' : q(principal)) + '}\n')
+          untraced.add(client, principal, null, ',"trace_id":null' + clientText(client, principal))
       } else {
         pos = member(buf, pos, TRACE_ID, traceId)
         tail =
           clients.get(client, principal, null) ??
-          clients.add(client, principal, null, ',"downstream_remote_address":' + q(client) + ',"source_principal":' + (principal === null ? 'null' : q(principal)) + '}\n')
+          clients.add(client, principal, null, clientText(client, principal))
       }
       buf.set(tail, pos)
       return pos + tail.length
