@@ -131,8 +131,12 @@ export class GrpcStream<Req, Res> {
     this.reader = new MessageReader(o.maxMessage ?? DEFAULT_MAX_MESSAGE)
     const { host, port, authority } = parseTarget(o.address)
     const early = o.connection ?? null
-    if (early !== null && !usable(early)) closeConnection(early)
-    const session = early !== null && usable(early) ? early.session : ClientSession.connect(host, port, CONN_OPTIONS)
+    let session: ClientSession
+    if (early !== null && usable(early)) session = early.session
+    else {
+      if (early !== null) closeConnection(early)
+      session = ClientSession.connect(host, port, CONN_OPTIONS)
+    }
     this.session = session
     session.on('error', (err: Error) => (this.socketError ??= err))
     session.on('close', () => this.fail(GRPC.UNAVAILABLE, this.socketError === null ? 'Connection dropped' : this.socketError.message))
